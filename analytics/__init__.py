@@ -1,0 +1,1 @@
+"""What is computed for people: agreement, audits, decomposition, trade-offs, the CLI."""

@@ -1,0 +1,270 @@
+"""The ``dissensus`` command: the service's front door."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from warehouse.db import DB_ENV_VAR, connect, default_db_path
+from warehouse.errors import DissensusError
+
+app = typer.Typer(
+    name="dissensus",
+    help="Reviewer-disagreement and reward-modeling analytics for human preference data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+class State:
+    db: Path = default_db_path()
+
+
+@app.callback()
+def main(
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db", help=f"Warehouse file (DuckDB). Default: ${DB_ENV_VAR} or ./dissensus.duckdb."
+        ),
+    ] = None,
+) -> None:
+    """Global options."""
+    State.db = db if db is not None else default_db_path()
+
+
+def fail(error: DissensusError) -> None:
+    errors.print(f"[bold red]error:[/] {error.render()}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def render_frame(frame, title: str | None = None, max_rows: int = 30) -> Table:
+    table = Table(title=title, show_lines=False)
+    for name in frame.columns:
+        table.add_column(name, overflow="fold")
+    for row in frame.head(max_rows).iter_rows():
+        table.add_row(*("" if v is None else str(v) for v in row))
+    if frame.height > max_rows:
+        table.caption = f"{max_rows} of {frame.height} rows shown"
+    return table
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f} rows"),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=False,
+        disable=not sys.stderr.isatty() and os.environ.get("DISSENSUS_PROGRESS") != "1",
+    )
+
+
+def ingest_and_report(paths: list[Path], fmt: str, strict: bool, salt: str | None) -> int:
+    from warehouse.ingest import ingest_file
+
+    con = connect(State.db)
+    problems = 0
+    try:
+        for path in paths:
+            with _progress() as progress:
+                task = progress.add_task(f"ingest {path.name}", total=None)
+                report = ingest_file(
+                    con, path, fmt=fmt, strict=strict, salt=salt,
+                    progress=lambda n, t=task: progress.advance(t, n),
+                )
+            console.print(
+                f"[bold]{path}[/]: format [cyan]{report.format}[/] ({report.format_reason})"
+            )
+            if report.skipped:
+                console.print(f"  nothing added: {report.skipped}")
+                continue
+            console.print(
+                f"  batch {report.batch_id}: {report.rows_read:,} rows read, "
+                f"[green]{report.accepted:,} accepted[/], {report.duplicates:,} duplicates, "
+                f"[{'red' if report.quarantined else 'green'}]{report.quarantined:,} quarantined"
+                f"[/] in {report.seconds:.1f} s"
+            )
+            for reason, count in report.reasons.most_common(5):
+                console.print(f"    {count:,} × {reason}", highlight=False)
+            if report.quarantined:
+                problems += 1
+                console.print("  see them with `dissensus quarantine --batch "
+                              f"{report.batch_id}`")
+            if report.unknown_columns:
+                console.print(
+                    "  [yellow]not stored[/] (not in the data contract): "
+                    + ", ".join(report.unknown_columns)
+                )
+    finally:
+        con.close()
+    return problems
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files (or dataset folders) to ingest.")],
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="auto, jsonl, csv, parquet, ukpconvarg1, hh-rlhf, ..."),
+    ] = "auto",
+    strict: Annotated[
+        bool, typer.Option(help="Store nothing from a file that has any invalid row.")
+    ] = False,
+    pseudonymise_salt: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DISSENSUS_SALT",
+            help="Replace reviewer ids by a salted hash (keep the salt secret and the same).",
+        ),
+    ] = None,
+) -> None:
+    """Ingest comparison files: each row is accepted, a duplicate, or quarantined with a reason."""
+    try:
+        ingest_and_report(paths, fmt, strict, pseudonymise_salt)
+    except DissensusError as error:
+        fail(error)
+
+
+@app.command()
+def status() -> None:
+    """Counts, ingest batches and a quarantine summary."""
+    try:
+        con = connect(State.db, read_only=True)
+    except DissensusError as error:
+        fail(error)
+        return
+    try:
+        print_status(con)
+    finally:
+        con.close()
+
+
+def print_status(con) -> None:
+    from warehouse import queries
+
+    c = queries.counts(con)
+    console.print(f"[bold]warehouse[/] {State.db}")
+    console.print(
+        f"  {c.comparisons:,} comparisons "
+        f"({c.comparisons_without_reviewer:,} without reviewer id), "
+        f"{c.pairs:,} pairs, {c.prompts:,} prompts, {c.responses:,} responses, "
+        f"{c.texts:,} texts, {c.reviewers:,} reviewers, {c.batches} batches, "
+        f"{c.quarantined:,} rows in quarantine"
+    )
+    if c.batches:
+        console.print(render_frame(queries.batches(con), "ingest batches", 10))
+    if c.quarantined:
+        console.print(render_frame(queries.quarantine_summary(con), "quarantine by reason", 10))
+
+
+@app.command()
+def quarantine(
+    batch: Annotated[int | None, typer.Option(help="Only this batch.")] = None,
+    export: Annotated[
+        Path | None, typer.Option(help="Write the rows to this file (.csv, .jsonl or .parquet).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Rows to print.")] = 20,
+) -> None:
+    """List or export rejected rows with file, line, field, reason and the raw text."""
+    from warehouse import queries
+
+    try:
+        con = connect(State.db, read_only=True)
+    except DissensusError as error:
+        fail(error)
+        return
+    try:
+        frame = queries.quarantine_rows(con, batch)
+    finally:
+        con.close()
+    if export is not None:
+        suffix = export.suffix.lower()
+        if suffix == ".csv":
+            frame.write_csv(export)
+        elif suffix in (".jsonl", ".ndjson"):
+            frame.write_ndjson(export)
+        elif suffix == ".parquet":
+            frame.write_parquet(export)
+        else:
+            fail(DissensusError(f"Cannot export to '{export.name}'.",
+                                expected="a .csv, .jsonl or .parquet file name",
+                                fix="choose one of those endings"))
+        console.print(f"wrote {frame.height:,} quarantined rows to {export}")
+        return
+    if frame.height == 0:
+        console.print("quarantine is empty: every row read was accepted or a duplicate")
+        return
+    console.print(render_frame(frame.drop("raw"), "quarantined rows", limit))
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Argument(help="Folder to write the dataset and its truth into.")],
+    n: Annotated[int, typer.Option("--n", help="Number of comparisons.")] = 5_000,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet.")] = "jsonl",
+    compress: Annotated[bool, typer.Option(help="gzip the comparisons file.")] = False,
+    schools: Annotated[
+        int, typer.Option(help="Number of reviewer schools (1 = no pluralism).")
+    ] = 2,
+    rushed_share: Annotated[float, typer.Option(help="Share of rushed reviewers.")] = 0.15,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Write a demo-world dataset (comparisons plus ground truth) to files."""
+    from warehouse.demo import WorldConfig, simulate_world, write_world
+
+    if fmt not in ("jsonl", "csv", "parquet"):
+        fail(DissensusError(f"Unknown format '{fmt}'.", expected="jsonl, csv or parquet",
+                            fix="pass --format jsonl"))
+    out.mkdir(parents=True, exist_ok=True)
+    with console.status(f"simulating {n:,} comparisons"):
+        world = simulate_world(WorldConfig(n_comparisons=n, n_schools=schools,
+                                           rushed_share=rushed_share, seed=seed))
+        paths = write_world(world, out, fmt=fmt, compress=compress)
+    for name, path in paths.items():
+        console.print(f"  {name}: {path}")
+
+
+@app.command()
+def demo(
+    n: Annotated[int, typer.Option("--n", help="Number of comparisons in the demo world.")] = 6_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    fresh: Annotated[bool, typer.Option(help="Delete the warehouse file first.")] = True,
+) -> None:
+    """Build the demo warehouse: simulate the healthcare-scheduling world and ingest it."""
+    from warehouse.demo import WorldConfig, simulate_world, write_world
+
+    if fresh and State.db.exists():
+        State.db.unlink()
+        wal = State.db.with_name(State.db.name + ".wal")
+        if wal.exists():
+            wal.unlink()
+    truth_dir = State.db.with_name(State.db.stem + "_truth")
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    with console.status(f"simulating the demo world ({n:,} comparisons)"):
+        world = simulate_world(WorldConfig(n_comparisons=n, seed=seed))
+        paths = write_world(world, truth_dir, fmt="jsonl")
+    console.print(f"demo world written to {truth_dir} (ground truth beside the data)")
+    try:
+        ingest_and_report([paths["comparisons"]], "jsonl", False, None)
+        con = connect(State.db, read_only=True)
+        try:
+            print_status(con)
+        finally:
+            con.close()
+    except DissensusError as error:
+        fail(error)
+
+
+if __name__ == "__main__":
+    app()

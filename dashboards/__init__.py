@@ -1,0 +1,1 @@
+"""Streamlit dashboards (read-only over the warehouse)."""

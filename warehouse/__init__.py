@@ -1,0 +1,1 @@
+"""DuckDB warehouse: schema, lossless ingest, adapters, the demo world and shared queries."""

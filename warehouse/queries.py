@@ -1,0 +1,105 @@
+"""Read queries over the warehouse shared by the CLI, the models and the dashboards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import polars as pl
+
+from warehouse.errors import EmptyDataError
+
+
+def frame(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None
+) -> pl.DataFrame:
+    """Run a query and return all of its rows as a polars frame."""
+    return con.sql(sql, params=params).pl() if params else con.sql(sql).pl()
+
+
+@dataclass(frozen=True)
+class WarehouseCounts:
+    comparisons: int
+    comparisons_without_reviewer: int
+    pairs: int
+    prompts: int
+    responses: int
+    texts: int
+    reviewers: int
+    batches: int
+    quarantined: int
+
+
+def counts(con: duckdb.DuckDBPyConnection) -> WarehouseCounts:
+    """Row counts of the main tables."""
+    row = con.execute("""
+        SELECT (SELECT count(*) FROM comparisons),
+               (SELECT count(*) FROM comparisons WHERE NOT has_reviewer),
+               (SELECT count(*) FROM pairs), (SELECT count(*) FROM prompts),
+               (SELECT count(*) FROM responses), (SELECT count(*) FROM texts),
+               (SELECT count(*) FROM reviewers), (SELECT count(*) FROM ingest_batches),
+               (SELECT count(*) FROM quarantine)
+    """).fetchall()[0]
+    return WarehouseCounts(*(int(v) for v in row))
+
+
+def batches(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Ingest batches, newest first."""
+    return frame(con, """
+        SELECT batch_id, file_name, format, started_at, round(seconds, 2) AS seconds, rows_read,
+               rows_accepted, rows_quarantined, rows_duplicate, pseudonymised, notes
+        FROM ingest_batches ORDER BY batch_id DESC
+    """)
+
+
+def quarantine_summary(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Quarantined rows grouped by field and reason (values in quotes folded together)."""
+    return frame(con, r"""
+        SELECT coalesce(field, '(row)') AS field,
+               regexp_replace(reason, '''[^'']*''', '''…''', 'g') AS reason,
+               count(*) AS rows, min(line) AS first_line, any_value(file_path) AS example_file
+        FROM quarantine GROUP BY ALL ORDER BY rows DESC
+    """)
+
+
+def quarantine_rows(
+    con: duckdb.DuckDBPyConnection, batch_id: int | None = None, limit: int | None = None
+) -> pl.DataFrame:
+    """Quarantined rows with file, line, field, reason and the raw source text."""
+    where = "WHERE batch_id = ?" if batch_id is not None else ""
+    params = [batch_id] if batch_id is not None else []
+    suffix = f"LIMIT {int(limit)}" if limit else ""
+    return frame(
+        con,
+        f"SELECT batch_id, file_path, line, field, reason, raw FROM quarantine {where} "
+        f"ORDER BY batch_id, line {suffix}",
+        params,
+    )
+
+
+def model_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Judgments in the annotator model's shape.
+
+    Columns: comparison_id, reviewer_id, pair_id, prompt_id, outcome (+1 response_1 preferred,
+    -1 response_2, 0 tie), first_shown (1 or 2, null when unknown). Rows without a reviewer id are
+    left out: the annotator model cannot judge anonymous reviewers.
+    """
+    judgments = frame(con, """
+        SELECT comparison_id, reviewer_id, pair_id, prompt_id, outcome, first_shown
+        FROM comparisons WHERE has_reviewer ORDER BY pair_id, reviewer_id, comparison_id
+    """)
+    if judgments.height == 0:
+        total = con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0]  # type: ignore[index]
+        if total:
+            raise EmptyDataError(
+                f"The warehouse holds {total} comparisons but none has a reviewer id.",
+                expected="comparisons with reviewer_id",
+                fix="the annotator model judges reviewers; ingest data that names them",
+            )
+        raise EmptyDataError(
+            "The warehouse holds no comparisons.",
+            fix="run `dissensus ingest FILE` or `dissensus demo` first",
+        )
+    return judgments.with_columns(
+        pl.col("outcome").cast(pl.Int8), pl.col("first_shown").cast(pl.Int8)
+    )

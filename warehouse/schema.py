@@ -1,0 +1,231 @@
+"""The warehouse schema as an ordered list of migrations.
+
+Every migration is applied once, in order, inside one transaction, and recorded in
+``schema_version``. Opening an older file upgrades it; a file whose version is newer than the
+newest migration known here is refused (an older dissensus must not write to it).
+
+Large tables (comparisons, quarantine) carry no primary-key constraints: DuckDB's ART indexes slow
+bulk loads, and ingest already guarantees uniqueness with anti-joins. Small dimension tables keep
+their keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+_V1: Final = (
+    """
+    CREATE TABLE settings (
+        key VARCHAR PRIMARY KEY,
+        value VARCHAR NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE ingest_batches (
+        batch_id INTEGER PRIMARY KEY,
+        file_path VARCHAR NOT NULL,
+        file_name VARCHAR NOT NULL,
+        file_sha256 VARCHAR NOT NULL,
+        file_bytes BIGINT NOT NULL,
+        format VARCHAR NOT NULL,
+        started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        seconds DOUBLE,
+        rows_read BIGINT NOT NULL DEFAULT 0,
+        rows_accepted BIGINT NOT NULL DEFAULT 0,
+        rows_quarantined BIGINT NOT NULL DEFAULT 0,
+        rows_duplicate BIGINT NOT NULL DEFAULT 0,
+        pseudonymised BOOLEAN NOT NULL DEFAULT false,
+        notes VARCHAR                  -- e.g. source columns that are not part of the contract
+    )
+    """,
+    """
+    CREATE TABLE texts (
+        text_id VARCHAR PRIMARY KEY,
+        body VARCHAR NOT NULL,
+        n_chars INTEGER NOT NULL,
+        first_batch_id INTEGER NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE text_aliases (
+        kind VARCHAR NOT NULL,          -- 'prompt' or 'response'
+        external_id VARCHAR NOT NULL,   -- the id the source used
+        text_id VARCHAR NOT NULL,
+        PRIMARY KEY (kind, external_id)
+    )
+    """,
+    """
+    CREATE TABLE prompts (
+        prompt_id VARCHAR PRIMARY KEY,  -- = text_id of the prompt text
+        category VARCHAR,
+        first_batch_id INTEGER NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE responses (
+        response_id VARCHAR PRIMARY KEY,  -- hash of prompt_id and text_id
+        prompt_id VARCHAR NOT NULL,
+        text_id VARCHAR NOT NULL,
+        model VARCHAR,
+        tags VARCHAR[],
+        first_batch_id INTEGER NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE pairs (
+        pair_id VARCHAR PRIMARY KEY,
+        prompt_id VARCHAR NOT NULL,
+        response_1_id VARCHAR NOT NULL,   -- canonical orientation: response_1_id < response_2_id
+        response_2_id VARCHAR NOT NULL,
+        first_batch_id INTEGER NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE reviewers (
+        reviewer_id VARCHAR PRIMARY KEY,
+        pseudonymised BOOLEAN NOT NULL,
+        first_batch_id INTEGER NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE reviewer_attributes (
+        reviewer_id VARCHAR NOT NULL,
+        attribute VARCHAR NOT NULL,
+        scope VARCHAR NOT NULL,          -- '' for attributes that hold everywhere
+        value VARCHAR,
+        batch_id INTEGER NOT NULL,
+        PRIMARY KEY (reviewer_id, attribute, scope)
+    )
+    """,
+    """
+    CREATE TABLE comparisons (
+        comparison_id VARCHAR NOT NULL,
+        id_given BOOLEAN NOT NULL,        -- false: derived from the row content
+        row_hash VARCHAR NOT NULL,        -- content fingerprint, to tell duplicates from conflicts
+        batch_id INTEGER NOT NULL,
+        source_line BIGINT NOT NULL,
+        reviewer_id VARCHAR,              -- null: the source has no reviewer ids
+        has_reviewer BOOLEAN NOT NULL,
+        pair_id VARCHAR NOT NULL,
+        prompt_id VARCHAR NOT NULL,
+        response_a_id VARCHAR NOT NULL,
+        response_b_id VARCHAR NOT NULL,
+        a_is_response_1 BOOLEAN NOT NULL,
+        choice VARCHAR NOT NULL,          -- 'a', 'b' or 'tie', as the reviewer saw them
+        outcome TINYINT NOT NULL,         -- +1 response_1 preferred, -1 response_2, 0 tie
+        shown_first VARCHAR,              -- 'a' or 'b'
+        first_shown TINYINT,              -- 1 or 2: which canonical response was shown first
+        strength DOUBLE,
+        created_at TIMESTAMP,
+        seconds_spent DOUBLE,
+        category VARCHAR,
+        guideline_version VARCHAR,
+        batch VARCHAR,
+        rationale VARCHAR,
+        gold_choice VARCHAR,
+        gold_outcome TINYINT
+    )
+    """,
+    """
+    CREATE TABLE quarantine (
+        batch_id INTEGER NOT NULL,
+        file_path VARCHAR NOT NULL,
+        line BIGINT NOT NULL,
+        field VARCHAR,
+        reason VARCHAR NOT NULL,
+        raw VARCHAR,
+        quarantined_at TIMESTAMP NOT NULL
+    )
+    """,
+)
+
+_V2_OUTPUTS: Final = (
+    """
+    CREATE TABLE fits (
+        fit_id VARCHAR PRIMARY KEY,
+        created_at TIMESTAMP NOT NULL,
+        method VARCHAR NOT NULL,
+        n_schools INTEGER NOT NULL,
+        n_comparisons BIGINT NOT NULL,
+        seconds DOUBLE NOT NULL,
+        diagnostics JSON,
+        config JSON,
+        artefact_path VARCHAR
+    )
+    """,
+    """
+    CREATE TABLE reviewer_estimates (
+        fit_id VARCHAR NOT NULL,
+        reviewer_id VARCHAR NOT NULL,
+        n_comparisons BIGINT NOT NULL,
+        reliability DOUBLE,
+        reliability_low DOUBLE,
+        reliability_high DOUBLE,
+        position_bias DOUBLE,
+        school INTEGER,
+        school_probability DOUBLE,
+        flagged BOOLEAN NOT NULL,
+        flag_reason VARCHAR
+    )
+    """,
+    """
+    CREATE TABLE pair_estimates (
+        fit_id VARCHAR NOT NULL,
+        pair_id VARCHAR NOT NULL,
+        prompt_id VARCHAR NOT NULL,
+        prompt VARCHAR,
+        n_votes BIGINT NOT NULL,
+        p_first DOUBLE,
+        noise_share DOUBLE,
+        pluralism_share DOUBLE,
+        ambiguity_share DOUBLE,
+        verdict VARCHAR NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE comparison_weights (
+        fit_id VARCHAR NOT NULL,
+        comparison_id VARCHAR NOT NULL,
+        weight DOUBLE NOT NULL,
+        school_weights DOUBLE[]
+    )
+    """,
+    """
+    CREATE TABLE reward_runs (
+        run_id VARCHAR PRIMARY KEY,
+        created_at TIMESTAMP NOT NULL,
+        kind VARCHAR NOT NULL,
+        fit_id VARCHAR,
+        encoder VARCHAR NOT NULL,
+        device VARCHAR NOT NULL,
+        config JSON,
+        metrics JSON,
+        checkpoint_path VARCHAR
+    )
+    """,
+    """
+    CREATE TABLE reward_scores (
+        run_id VARCHAR NOT NULL,
+        response_id VARCHAR NOT NULL,
+        head VARCHAR NOT NULL,
+        score DOUBLE NOT NULL
+    )
+    """,
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(1, "raw comparisons, texts, reviewers, batches, quarantine", _V1),
+    Migration(2, "public output tables: fits, estimates, weights, reward runs", _V2_OUTPUTS),
+)
+
+LATEST_VERSION: Final = MIGRATIONS[-1].version

@@ -1,0 +1,152 @@
+"""Set-based writes of one validated chunk into the warehouse tables.
+
+Each statement reads the temp table ``final`` (valid rows with a ``_status``) and inserts only
+what is not stored yet (anti-joins), so re-ingesting adds nothing twice.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import duckdb
+
+from warehouse.contract import CONTRACT_COLUMNS
+
+_NEW: Final = "FROM final WHERE _status = 'new'"
+
+
+def _tags(column: str) -> str:
+    return (
+        f"list_filter(list_transform(string_split(coalesce({column}, ''), ','), "
+        f"lambda t: lower(trim(t))), lambda t: t <> '')"
+    )
+
+
+def store_new_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> None:
+    """Insert texts, aliases, prompts, responses, pairs, reviewers and comparisons."""
+    con.execute(f"""
+        INSERT INTO texts
+        SELECT text_id, body, length(body), {batch_id} FROM (
+            SELECT DISTINCT ON (text_id) text_id, body FROM (
+                SELECT _prompt_hash AS text_id, prompt AS body {_NEW} AND _prompt_hash IS NOT NULL
+                UNION ALL
+                SELECT _a_hash, response_a {_NEW} AND _a_hash IS NOT NULL
+                UNION ALL
+                SELECT _b_hash, response_b {_NEW} AND _b_hash IS NOT NULL
+            )
+        ) n WHERE NOT EXISTS (SELECT 1 FROM texts t WHERE t.text_id = n.text_id)
+    """)
+    con.execute(f"""
+        INSERT INTO text_aliases
+        SELECT kind, external_id, text_id FROM (
+            SELECT DISTINCT ON (kind, external_id) kind, external_id, text_id FROM (
+                SELECT 'prompt' AS kind, _prompt_ext AS external_id, _prompt_hash AS text_id, _line
+                {_NEW} AND _prompt_ext IS NOT NULL AND _prompt_hash IS NOT NULL
+                UNION ALL
+                SELECT 'response', _a_ext, _a_hash, _line
+                {_NEW} AND _a_ext IS NOT NULL AND _a_hash IS NOT NULL
+                UNION ALL
+                SELECT 'response', _b_ext, _b_hash, _line
+                {_NEW} AND _b_ext IS NOT NULL AND _b_hash IS NOT NULL
+            ) ORDER BY kind, external_id, _line
+        ) n WHERE NOT EXISTS (
+            SELECT 1 FROM text_aliases a WHERE a.kind = n.kind AND a.external_id = n.external_id
+        )
+    """)
+    con.execute(f"""
+        INSERT INTO prompts
+        SELECT prompt_id, category, {batch_id} FROM (
+            SELECT DISTINCT ON (_prompt_tid) _prompt_tid AS prompt_id, category
+            {_NEW} ORDER BY _prompt_tid, category IS NULL, _line
+        ) n WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.prompt_id = n.prompt_id)
+    """)
+    con.execute(f"""
+        INSERT INTO responses
+        SELECT response_id, prompt_id, text_id, model, tags, {batch_id} FROM (
+            SELECT DISTINCT ON (response_id) response_id, prompt_id, text_id, model, tags FROM (
+                SELECT _a_rid AS response_id, _prompt_tid AS prompt_id, _a_tid AS text_id,
+                       response_a_model AS model, {_tags("response_a_tags")} AS tags, _line
+                {_NEW}
+                UNION ALL
+                SELECT _b_rid, _prompt_tid, _b_tid, response_b_model,
+                       {_tags("response_b_tags")}, _line
+                {_NEW}
+            ) ORDER BY response_id, model IS NULL, _line
+        ) n WHERE NOT EXISTS (SELECT 1 FROM responses r WHERE r.response_id = n.response_id)
+    """)
+    con.execute(f"""
+        INSERT INTO pairs
+        SELECT pair_id, prompt_id, r1, r2, {batch_id} FROM (
+            SELECT DISTINCT ON (_pair_id) _pair_id AS pair_id, _prompt_tid AS prompt_id,
+                   least(_a_rid, _b_rid) AS r1, greatest(_a_rid, _b_rid) AS r2
+            {_NEW}
+        ) n WHERE NOT EXISTS (SELECT 1 FROM pairs p WHERE p.pair_id = n.pair_id)
+    """)
+    con.execute(f"""
+        INSERT INTO reviewers
+        SELECT reviewer_id, pseudonymised, {batch_id} FROM (
+            SELECT DISTINCT _reviewer AS reviewer_id, _pseudonymised AS pseudonymised
+            {_NEW} AND _reviewer IS NOT NULL
+        ) n WHERE NOT EXISTS (SELECT 1 FROM reviewers r WHERE r.reviewer_id = n.reviewer_id)
+    """)
+    con.execute(f"""
+        INSERT OR REPLACE INTO reviewer_attributes
+        SELECT DISTINCT ON (reviewer_id, attribute, scope)
+               reviewer_id, attribute, scope, value, {batch_id}
+        FROM (
+            SELECT _line, _reviewer AS reviewer_id,
+                   CASE WHEN contains(key, '@') THEN split_part(key, '@', 1) ELSE key END
+                       AS attribute,
+                   CASE WHEN contains(key, '@') THEN substr(key, strpos(key, '@') + 1)
+                        ELSE '' END AS scope,
+                   value
+            FROM (
+                SELECT _line, _reviewer, 'pool' AS key, reviewer_pool AS value
+                {_NEW} AND _reviewer IS NOT NULL AND reviewer_pool IS NOT NULL
+                UNION ALL
+                SELECT _line, _reviewer, 'locale', reviewer_locale
+                {_NEW} AND _reviewer IS NOT NULL AND reviewer_locale IS NOT NULL
+                UNION ALL
+                SELECT _line, _reviewer, key,
+                       json_extract_string(_reviewer_attributes, '$."' || key || '"')
+                FROM (
+                    SELECT _line, _reviewer, _reviewer_attributes,
+                           unnest(json_keys(_reviewer_attributes)) AS key
+                    {_NEW} AND _reviewer IS NOT NULL AND _reviewer_attributes IS NOT NULL
+                )
+            ) WHERE value IS NOT NULL
+        ) ORDER BY reviewer_id, attribute, scope, _line DESC
+    """)
+    con.execute(f"""
+        INSERT INTO comparisons
+        SELECT _comparison_id, _id_given, _row_hash, {batch_id}, _line, _reviewer,
+               _reviewer IS NOT NULL, _pair_id, _prompt_tid, _a_rid, _b_rid, _a_is_1, _choice,
+               _outcome, _shown, _first_shown, _strength, _created_at, _seconds, category,
+               guideline_version, batch, rationale, _gold, _gold_outcome
+        {_NEW}
+    """)
+
+
+def raw_row_sql() -> str:
+    """The source row as text: the original line, or a JSON object of its fields."""
+    pairs = ", ".join(f"'{name}', {name}" for name in CONTRACT_COLUMNS)
+    return f"coalesce(_raw, CAST(json_object({pairs}) AS VARCHAR))"
+
+
+def store_quarantine(
+    con: duckdb.DuckDBPyConnection, batch_id: int, file_path: str, now: str
+) -> None:
+    """Insert the rows that failed validation and the comparison-id conflicts."""
+    field = "nullif(regexp_extract(_reason, '^([a-z_, ]+):', 1), '')"
+    con.execute(
+        f"""
+        INSERT INTO quarantine
+        SELECT {batch_id}, ?, _line, {field}, _reason, {raw_row_sql()}, CAST(? AS TIMESTAMP)
+        FROM checked WHERE _reason IS NOT NULL
+        UNION ALL
+        SELECT {batch_id}, ?, _line, 'comparison_id', _conflict, {raw_row_sql()},
+               CAST(? AS TIMESTAMP)
+        FROM final WHERE _status = 'conflict'
+        """,
+        [file_path, now, file_path, now],
+    )
