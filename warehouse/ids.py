@@ -24,9 +24,15 @@ def text_id(body: str) -> str:
     return _digest(body)
 
 
-def response_id(prompt_id: str, response_text_id: str) -> str:
-    """Id of a response: its text given as a reply to one prompt."""
-    return _digest(f"{prompt_id}:{response_text_id}")
+def response_id(prompt_id: str, response_text_id: str, external_id: str | None = None) -> str:
+    """Id of a response: its text given as a reply to one prompt.
+
+    When the source names its responses (``response_a_id``), two responses with the same text but
+    different source ids stay two responses (their text is still stored once).
+    """
+    if external_id is None:
+        return _digest(f"{prompt_id}:{response_text_id}")
+    return _digest(f"{prompt_id}:{response_text_id}:{external_id}")
 
 
 def pair_id(prompt_id: str, response_x_id: str, response_y_id: str) -> str:
@@ -50,9 +56,12 @@ def sql_text_id(expression: str) -> str:
     return f"left(sha256({expression}), {ID_HEX_CHARS})"
 
 
-def sql_response_id(prompt_id: str, text_id_expression: str) -> str:
-    """SQL for :func:`response_id`."""
-    return f"left(sha256({prompt_id} || ':' || {text_id_expression}), {ID_HEX_CHARS})"
+def sql_response_id(prompt_id: str, text_id_expression: str, external_id: str) -> str:
+    """SQL for :func:`response_id` (``external_id`` may be null)."""
+    return (
+        f"left(sha256({prompt_id} || ':' || {text_id_expression} || "
+        f"coalesce(':' || {external_id}, '')), {ID_HEX_CHARS})"
+    )
 
 
 def sql_pair_id(prompt_id: str, response_x: str, response_y: str) -> str:

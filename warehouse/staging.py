@@ -144,6 +144,11 @@ def checked_sql(fields_relation: str, salt_sql: str | None) -> str:
             coalesce(_a_hash, _a_alias, {direct("_a_ext")}) AS _a_tid,
             coalesce(_b_hash, _b_alias, {direct("_b_ext")}) AS _b_tid
         FROM aliased
+    ), identified AS (
+        SELECT *,
+            {sql_response_id("_prompt_tid", "_a_tid", "_a_ext")} AS _a_rid,
+            {sql_response_id("_prompt_tid", "_b_tid", "_b_ext")} AS _b_rid
+        FROM keyed
     ), reasoned AS (
         SELECT *,
             CASE
@@ -177,9 +182,9 @@ def checked_sql(fields_relation: str, salt_sql: str | None) -> str:
                     'response_a_id: ''' || _a_ext || ''' already names a different reply text'
                 WHEN _b_hash <> _b_alias THEN
                     'response_b_id: ''' || _b_ext || ''' already names a different reply text'
-                WHEN _a_tid = _b_tid THEN
+                WHEN _a_rid = _b_rid THEN
                     'response_a, response_b: the two replies are the same text; a comparison '
-                    || 'needs two different replies'
+                    || 'needs two different replies (or two different response ids)'
                 WHEN _shown_first IS NOT NULL AND _shown_first <> ''
                      AND _shown_first NOT IN ('a', 'b') THEN
                     'shown_first: expected a or b (which reply was displayed first), got '''
@@ -197,12 +202,9 @@ def checked_sql(fields_relation: str, salt_sql: str | None) -> str:
                 WHEN gold_choice IS NOT NULL AND trim(gold_choice) <> '' AND _gold IS NULL THEN
                     'gold_choice: expected a, b or tie, got ''' || left(gold_choice, 40) || ''''
             END AS _reason
-        FROM keyed
+        FROM identified
     )
-    SELECT *,
-        {sql_response_id("_prompt_tid", "_a_tid")} AS _a_rid,
-        {sql_response_id("_prompt_tid", "_b_tid")} AS _b_rid
-    FROM reasoned
+    SELECT * FROM reasoned
     """
 
 

@@ -1,0 +1,78 @@
+"""The `dissensus` command end to end, as a user runs it (a real subprocess, real files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dissensus(*args: str, db: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "DISSENSUS_DB": str(db)}
+    result = subprocess.run(
+        [sys.executable, "-m", "analytics.cli", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_ingest_status_quarantine_round_trip(tmp_path: Path) -> None:
+    rows = [
+        {"reviewer_id": "r1", "choice": "a", "prompt": "Can I move my appointment?",
+         "response_a": "Yes, I can move it to Friday.", "response_b": "Please call the clinic."},
+        {"reviewer_id": "r2", "choice": "sideways", "prompt": "Can I move my appointment?",
+         "response_a": "Yes, I can move it to Friday.", "response_b": "Please call the clinic."},
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    db = tmp_path / "w.duckdb"
+    out = dissensus("ingest", str(source), db=db)
+    assert "format jsonl" in out.stdout
+    assert "1 accepted" in out.stdout and "1 quarantined" in out.stdout
+    assert "sideways" not in out.stdout  # reasons are grouped with values folded
+    status = dissensus("status", db=db)
+    assert "1 comparisons" in status.stdout and "choice" in status.stdout
+    export = tmp_path / "bad.csv"
+    dissensus("quarantine", "--export", str(export), db=db)
+    exported = export.read_text()
+    assert "sideways" in exported and "in.jsonl" in exported
+    again = dissensus("ingest", str(source), db=db)
+    assert "nothing added" in again.stdout
+
+
+def test_errors_are_words_not_tracebacks(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    missing = dissensus("ingest", str(tmp_path / "nope.jsonl"), db=db, check=False)
+    assert missing.returncode == 2
+    assert "No such file" in missing.stderr and "Traceback" not in missing.stderr
+    no_db = dissensus("status", db=tmp_path / "absent.duckdb", check=False)
+    assert no_db.returncode == 2 and "dissensus demo" in no_db.stderr
+    duckdb.connect(str(db)).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import duckdb, time
+            con = duckdb.connect({str(db)!r})
+            print("locked", flush=True)
+            time.sleep(60)
+        """)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        source = tmp_path / "in.jsonl"
+        source.write_text('{"reviewer_id": "r", "choice": "a"}\n')
+        busy = dissensus("ingest", str(source), db=db, check=False)
+        assert busy.returncode == 2
+        assert "busy" in busy.stderr and "Traceback" not in busy.stderr
+    finally:
+        holder.kill()
+        holder.wait()
