@@ -163,7 +163,10 @@ def print_status(con) -> None:
         f"{c.quarantined:,} rows in quarantine"
     )
     if c.batches:
-        console.print(render_frame(queries.batches(con), "ingest batches", 10))
+        batch_frame = queries.batches(con)
+        console.print(render_frame(batch_frame.drop("notes"), "ingest batches", 10))
+        for batch, note in batch_frame.select("batch", "notes").drop_nulls().iter_rows():
+            console.print(f"  batch {batch}: {note}")
     if c.quarantined:
         console.print(render_frame(queries.quarantine_summary(con), "quarantine by reason", 10))
 

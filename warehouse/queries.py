@@ -46,8 +46,10 @@ def counts(con: duckdb.DuckDBPyConnection) -> WarehouseCounts:
 def batches(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Ingest batches, newest first."""
     return frame(con, """
-        SELECT batch_id, file_name, format, started_at, round(seconds, 2) AS seconds, rows_read,
-               rows_accepted, rows_quarantined, rows_duplicate, pseudonymised, notes
+        SELECT batch_id AS batch, file_name AS file, format,
+               strftime(started_at, '%Y-%m-%d %H:%M') AS started, round(seconds, 1) AS seconds,
+               rows_read AS read, rows_accepted AS accepted, rows_duplicate AS duplicates,
+               rows_quarantined AS quarantined, notes
         FROM ingest_batches ORDER BY batch_id DESC
     """)
 

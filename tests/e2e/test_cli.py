@@ -76,3 +76,16 @@ def test_errors_are_words_not_tracebacks(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_simulate_then_ingest_and_demo(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    dissensus("simulate", str(tmp_path / "world"), "--n", "800", "--format", "csv", db=db)
+    assert (tmp_path / "world" / "comparisons.csv").exists()
+    assert (tmp_path / "world" / "truth_reviewers.parquet").exists()
+    out = dissensus("ingest", str(tmp_path / "world" / "comparisons.csv"), db=db)
+    assert "800 accepted" in out.stdout
+    demo_db = tmp_path / "demo.duckdb"
+    demo = dissensus("--db", str(demo_db), "demo", "--n", "1200", db=db)
+    assert "1,200 comparisons" in demo.stdout
+    assert (tmp_path / "demo_truth" / "truth_pairs.parquet").exists()

@@ -1,0 +1,10 @@
+"""Seeded demo world with ground truth.
+
+A simulated healthcare-scheduling assistant judged by a crowd of reviewers; the truth (schools,
+lapses, position bias, pair margins) is kept beside the input rows.
+"""
+
+from warehouse.demo.files import write_world
+from warehouse.demo.world import DemoWorld, WorldConfig, iter_world_chunks, simulate_world
+
+__all__ = ["DemoWorld", "WorldConfig", "iter_world_chunks", "simulate_world", "write_world"]
