@@ -269,5 +269,14 @@ def demo(
         fail(error)
 
 
+def _register_commands() -> None:
+    from analytics import audit_cli, reward_cli
+
+    audit_cli.register(app)
+    reward_cli.register(app)
+
+
+_register_commands()
+
 if __name__ == "__main__":
     app()

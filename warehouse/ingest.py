@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import queue
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ from warehouse.readers import StagedChunk
 
 ProgressCallback = Callable[[int], None]
 CANONICAL_FORMATS = ("jsonl", "csv", "parquet")
+INGEST_MEMORY_LIMIT = "1GB"
 
 
 @dataclass
@@ -91,6 +94,10 @@ def _check_pseudonymisation(con: duckdb.DuckDBPyConnection, salt: str | None) ->
         )
 
 
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    return int(con.execute(sql).fetchall()[0][0])
+
+
 def _json_error_detail(raw: str) -> str:
     try:
         json.loads(raw)
@@ -107,47 +114,43 @@ def _process_chunk(
     salt: str | None,
     report: BatchReport,
 ) -> None:
-    table = chunk.table
-    con.register("chunk", table)
+    """Validate and store one chunk; the Arrow table stays registered as ``chunk`` meanwhile."""
+    con.register("chunk", chunk.table)
     try:
-        if chunk.kind == "json_lines":
-            keys = [row[0] for row in con.execute(staging.keys_sql()).fetchall()]
-            foreign = [k for k in keys if k not in CONTRACT_COLUMNS]
-            extra = sorted(k for k in foreign if k.startswith("reviewer_"))
-            unknown = [k for k in foreign if not k.startswith("reviewer_")]
-            report.unknown_columns = sorted(set(report.unknown_columns) | set(unknown))
-            con.execute(f"CREATE OR REPLACE TEMP TABLE fields AS {staging.extract_sql(extra)}")
-        else:
-            con.execute("CREATE OR REPLACE TEMP TABLE fields AS SELECT * FROM chunk")
+        _process_registered(con, chunk, batch_id, file_path, salt, report)
     finally:
         con.unregister("chunk")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE chunk_aliases AS
-        SELECT kind, external_id, text_id FROM text_aliases
-        UNION ALL
-        SELECT * FROM (
-            SELECT DISTINCT ON (kind, external_id) kind, external_id, text_id FROM (
-                SELECT 'prompt' AS kind, trim(prompt_id) AS external_id,
-                       {staging.sql_text_id('prompt')} AS text_id, _line
-                FROM fields WHERE _error IS NULL AND trim(prompt_id) <> '' AND trim(prompt) <> ''
-                UNION ALL
-                SELECT 'response', trim(response_a_id), {staging.sql_text_id('response_a')}, _line
-                FROM fields WHERE _error IS NULL AND trim(response_a_id) <> ''
-                     AND trim(response_a) <> ''
-                UNION ALL
-                SELECT 'response', trim(response_b_id), {staging.sql_text_id('response_b')}, _line
-                FROM fields WHERE _error IS NULL AND trim(response_b_id) <> ''
-                     AND trim(response_b) <> ''
-            ) ORDER BY kind, external_id, _line
-        ) n WHERE NOT EXISTS (
-            SELECT 1 FROM text_aliases a WHERE a.kind = n.kind AND a.external_id = n.external_id
-        )
-    """)
+
+
+def _process_registered(
+    con: duckdb.DuckDBPyConnection,
+    chunk: StagedChunk,
+    batch_id: int,
+    file_path: str,
+    salt: str | None,
+    report: BatchReport,
+) -> None:
+    if chunk.kind == "json_lines":
+        keys = [row[0] for row in con.execute(staging.keys_sql()).fetchall()]
+        foreign = [k for k in keys if k not in CONTRACT_COLUMNS]
+        extra = sorted(k for k in foreign if k.startswith("reviewer_"))
+        unknown = [k for k in foreign if not k.startswith("reviewer_")]
+        report.unknown_columns = sorted(set(report.unknown_columns) | set(unknown))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE fields AS {staging.extract_sql(extra)}")
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE fields AS SELECT * EXCLUDE (_raw) FROM chunk")
+    uses_ids = con.execute(
+        "SELECT count(*) FROM fields WHERE _error IS NULL AND (trim(prompt_id) <> '' "
+        "OR trim(response_a_id) <> '' OR trim(response_b_id) <> '')"
+    ).fetchall()[0][0] > 0
+    if uses_ids:
+        _build_chunk_aliases(con)
     salt_sql = "'" + salt.replace("'", "''") + "'" if salt else None
-    checked = staging.checked_sql("fields", salt_sql)
+    checked = staging.checked_sql(salt_sql, uses_ids)
     con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {checked}")
     bad_json = con.execute(
-        "SELECT _line, _raw FROM checked WHERE _reason = 'not valid JSON'"
+        "SELECT c._line, r._raw FROM checked c JOIN chunk r ON r._line = c._line "
+        "WHERE c._reason = 'not valid JSON'"
     ).fetchall()
     if bad_json:
         details = pa.table({
@@ -159,36 +162,16 @@ def _process_chunk(
             UPDATE checked SET _reason = d.detail FROM json_details d WHERE checked._line = d.line
         """)
         con.unregister("json_details")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE final AS
-        WITH f AS ({staging.finalised_sql()}),
-        w AS (
-            SELECT f.*, {bool(salt)} AS _pseudonymised,
-                   row_number() OVER win AS _rn,
-                   first_value(_row_hash) OVER win AS _first_hash,
-                   first_value(_line) OVER win AS _first_line
-            FROM f WINDOW win AS (PARTITION BY _comparison_id ORDER BY _line)
-        )
-        SELECT w.*,
-            CASE WHEN c.comparison_id IS NOT NULL AND c.row_hash = w._row_hash THEN 'duplicate'
-                 WHEN c.comparison_id IS NOT NULL THEN 'conflict'
-                 WHEN _rn > 1 AND _row_hash = _first_hash THEN 'duplicate'
-                 WHEN _rn > 1 THEN 'conflict'
-                 ELSE 'new' END AS _status,
-            CASE WHEN c.comparison_id IS NOT NULL AND c.row_hash <> w._row_hash THEN
-                    'comparison_id: ''' || w._comparison_id || ''' is already stored (batch '
-                    || c.batch_id || ', line ' || c.source_line || ') with different content; '
-                    || 'give each judgment its own id, or correct this row'
-                 WHEN c.comparison_id IS NULL AND _rn > 1 AND _row_hash <> _first_hash THEN
-                    'comparison_id: ''' || w._comparison_id || ''' appears earlier in this file '
-                    || '(line ' || _first_line || ') with different content; give each judgment '
-                    || 'its own id, or correct this row'
-            END AS _conflict
-        FROM w LEFT JOIN comparisons c ON c.comparison_id = w._comparison_id
-    """)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE final AS SELECT *, {bool(salt)} AS _pseudonymised "
+        f"FROM ({staging.final_sql()})"
+    )
     now = datetime.now(UTC).replace(tzinfo=None).isoformat()
     store.store_new_rows(con, batch_id)
-    store.store_quarantine(con, batch_id, file_path, now)
+    if _count(con, "SELECT count(*) FROM checked WHERE _reason IS NOT NULL") or _count(
+        con, "SELECT count(*) FROM final WHERE _status = 'conflict'"
+    ):
+        store.store_quarantine(con, batch_id, file_path, now)
     counts = con.execute("""
         SELECT (SELECT count(*) FROM fields),
                (SELECT count(*) FROM final WHERE _status = 'new'),
@@ -215,6 +198,33 @@ def _process_chunk(
     report.accepted += accepted
     report.duplicates += duplicates
     report.quarantined += quarantined
+
+
+def _build_chunk_aliases(con: duckdb.DuckDBPyConnection) -> None:
+    """Aliases stored before plus those this chunk defines (rows giving both an id and a text)."""
+    text_id = staging.sql_text_id
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE chunk_aliases AS
+        SELECT kind, external_id, text_id FROM text_aliases
+        UNION ALL
+        SELECT * FROM (
+            SELECT DISTINCT ON (kind, external_id) kind, external_id, text_id FROM (
+                SELECT 'prompt' AS kind, trim(prompt_id) AS external_id,
+                       {text_id('prompt')} AS text_id, _line
+                FROM fields WHERE _error IS NULL AND trim(prompt_id) <> '' AND trim(prompt) <> ''
+                UNION ALL
+                SELECT 'response', trim(response_a_id), {text_id('response_a')}, _line
+                FROM fields WHERE _error IS NULL AND trim(response_a_id) <> ''
+                     AND trim(response_a) <> ''
+                UNION ALL
+                SELECT 'response', trim(response_b_id), {text_id('response_b')}, _line
+                FROM fields WHERE _error IS NULL AND trim(response_b_id) <> ''
+                     AND trim(response_b) <> ''
+            ) ORDER BY kind, external_id, _line
+        ) n WHERE NOT EXISTS (
+            SELECT 1 FROM text_aliases a WHERE a.kind = n.kind AND a.external_id = n.external_id
+        )
+    """)
 
 
 def _hash_path(path: Path) -> tuple[str, int]:
@@ -260,6 +270,48 @@ def _chunks_for(
     )
 
 
+def _prefetched(chunks: Iterator[StagedChunk]) -> Iterator[StagedChunk]:
+    """Read the next chunk in a thread while DuckDB works on the current one.
+
+    Both the reader (numpy, Arrow, file I/O) and DuckDB release the GIL, so on two cores this
+    hides most of the reading time. Errors in the reader are re-raised here, in order.
+    """
+    pending: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(message: tuple[str, object]) -> bool:
+        while not stop.is_set():
+            try:
+                pending.put(message, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not put(("chunk", chunk)):
+                    return
+            put(("done", None))
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            put(("error", error))
+
+    thread = threading.Thread(target=produce, name="dissensus-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = pending.get()
+            if kind == "done":
+                break
+            if kind == "error":
+                raise item  # type: ignore[misc]
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
+
+
 def resolve_format(path: Path, fmt: str) -> tuple[str, str]:
     """(format, why): the format asked for, or the detected one with the reason."""
     if fmt != "auto":
@@ -288,6 +340,9 @@ def ingest_file(
     started = perf_counter()
     chunks, finished = _chunks_for(path, fmt, chunk_rows)
     con.execute("SET TimeZone = 'UTC'")
+    # Bounded memory: DuckDB spills to disk beyond this instead of growing with the file.
+    con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
+    con.execute("SET preserve_insertion_order = false")
     con.execute("BEGIN TRANSACTION")
     try:
         _check_pseudonymisation(con, salt)
@@ -300,7 +355,7 @@ def ingest_file(
             [batch_id, str(path.resolve()), path.name, fmt,
              datetime.now(UTC).replace(tzinfo=None), bool(salt)],
         )
-        for chunk in chunks:
+        for chunk in _prefetched(chunks):
             _process_chunk(con, chunk, batch_id, str(path), salt, report)
             if progress:
                 progress(chunk.table.num_rows)

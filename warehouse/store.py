@@ -24,17 +24,23 @@ def _tags(column: str) -> str:
 
 def store_new_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> None:
     """Insert texts, aliases, prompts, responses, pairs, reviewers and comparisons."""
+    # Texts repeat across rows: pick one line per new text id, then fetch only those bodies.
     con.execute(f"""
         INSERT INTO texts
-        SELECT text_id, body, length(body), {batch_id} FROM (
-            SELECT DISTINCT ON (text_id) text_id, body FROM (
-                SELECT _prompt_hash AS text_id, prompt AS body {_NEW} AND _prompt_hash IS NOT NULL
-                UNION ALL
-                SELECT _a_hash, response_a {_NEW} AND _a_hash IS NOT NULL
-                UNION ALL
-                SELECT _b_hash, response_b {_NEW} AND _b_hash IS NOT NULL
-            )
-        ) n WHERE NOT EXISTS (SELECT 1 FROM texts t WHERE t.text_id = n.text_id)
+        SELECT n.text_id,
+               CASE n.key % 4 WHEN 1 THEN f.prompt WHEN 2 THEN f.response_a
+                    ELSE f.response_b END AS body,
+               length(body), {batch_id}
+        FROM (
+            SELECT text_id, min(key) AS key FROM (
+                SELECT _prompt_hash AS text_id, _line * 4 + 1 AS key
+                {_NEW} AND _prompt_hash IS NOT NULL
+                UNION ALL SELECT _a_hash, _line * 4 + 2 {_NEW} AND _a_hash IS NOT NULL
+                UNION ALL SELECT _b_hash, _line * 4 + 3 {_NEW} AND _b_hash IS NOT NULL
+            ) GROUP BY text_id
+        ) n
+        JOIN fields f ON f._line = n.key // 4
+        WHERE NOT EXISTS (SELECT 1 FROM texts t WHERE t.text_id = n.text_id)
     """)
     con.execute(f"""
         INSERT INTO text_aliases
@@ -56,30 +62,32 @@ def store_new_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> None:
     con.execute(f"""
         INSERT INTO prompts
         SELECT prompt_id, category, {batch_id} FROM (
-            SELECT DISTINCT ON (_prompt_tid) _prompt_tid AS prompt_id, category
-            {_NEW} ORDER BY _prompt_tid, category IS NULL, _line
+            SELECT _prompt_tid AS prompt_id, arg_min(category, _line) AS category
+            {_NEW} GROUP BY 1
         ) n WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.prompt_id = n.prompt_id)
     """)
     con.execute(f"""
         INSERT INTO responses
-        SELECT response_id, prompt_id, text_id, model, tags, {batch_id} FROM (
-            SELECT DISTINCT ON (response_id) response_id, prompt_id, text_id, model, tags FROM (
+        SELECT response_id, prompt_id, text_id, model, {_tags("tags")}, {batch_id} FROM (
+            SELECT response_id, any_value(prompt_id) AS prompt_id,
+                   any_value(text_id) AS text_id, arg_min(model, _line) AS model,
+                   arg_min(tags, _line) AS tags
+            FROM (
                 SELECT _a_rid AS response_id, _prompt_tid AS prompt_id, _a_tid AS text_id,
-                       response_a_model AS model, {_tags("response_a_tags")} AS tags, _line
+                       response_a_model AS model, response_a_tags AS tags, _line
                 {_NEW}
                 UNION ALL
-                SELECT _b_rid, _prompt_tid, _b_tid, response_b_model,
-                       {_tags("response_b_tags")}, _line
+                SELECT _b_rid, _prompt_tid, _b_tid, response_b_model, response_b_tags, _line
                 {_NEW}
-            ) ORDER BY response_id, model IS NULL, _line
+            ) GROUP BY response_id
         ) n WHERE NOT EXISTS (SELECT 1 FROM responses r WHERE r.response_id = n.response_id)
     """)
     con.execute(f"""
         INSERT INTO pairs
         SELECT pair_id, prompt_id, r1, r2, {batch_id} FROM (
-            SELECT DISTINCT ON (_pair_id) _pair_id AS pair_id, _prompt_tid AS prompt_id,
-                   least(_a_rid, _b_rid) AS r1, greatest(_a_rid, _b_rid) AS r2
-            {_NEW}
+            SELECT _pair_id AS pair_id, any_value(_prompt_tid) AS prompt_id,
+                   any_value(least(_a_rid, _b_rid)) AS r1, any_value(greatest(_a_rid, _b_rid)) AS r2
+            {_NEW} GROUP BY 1
         ) n WHERE NOT EXISTS (SELECT 1 FROM pairs p WHERE p.pair_id = n.pair_id)
     """)
     con.execute(f"""
@@ -91,8 +99,7 @@ def store_new_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> None:
     """)
     con.execute(f"""
         INSERT OR REPLACE INTO reviewer_attributes
-        SELECT DISTINCT ON (reviewer_id, attribute, scope)
-               reviewer_id, attribute, scope, value, {batch_id}
+        SELECT reviewer_id, attribute, scope, arg_max(value, _line), {batch_id}
         FROM (
             SELECT _line, _reviewer AS reviewer_id,
                    CASE WHEN contains(key, '@') THEN split_part(key, '@', 1) ELSE key END
@@ -115,7 +122,7 @@ def store_new_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> None:
                     {_NEW} AND _reviewer IS NOT NULL AND _reviewer_attributes IS NOT NULL
                 )
             ) WHERE value IS NOT NULL
-        ) ORDER BY reviewer_id, attribute, scope, _line DESC
+        ) GROUP BY reviewer_id, attribute, scope
     """)
     con.execute(f"""
         INSERT INTO comparisons
@@ -128,9 +135,10 @@ def store_new_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> None:
 
 
 def raw_row_sql() -> str:
-    """The source row as text: the original line, or a JSON object of its fields."""
-    pairs = ", ".join(f"'{name}', {name}" for name in CONTRACT_COLUMNS)
-    return f"coalesce(_raw, CAST(json_object({pairs}) AS VARCHAR))"
+    """The source row as text: the original line (``chunk r``), or a JSON object of its fields
+    (``fields f``) for sources that have no line text."""
+    pairs = ", ".join(f"'{name}', f.{name}" for name in CONTRACT_COLUMNS)
+    return f"coalesce(rtrim(r._raw, chr(13) || chr(10)), CAST(json_object({pairs}) AS VARCHAR))"
 
 
 def store_quarantine(
@@ -141,12 +149,14 @@ def store_quarantine(
     con.execute(
         f"""
         INSERT INTO quarantine
-        SELECT {batch_id}, ?, _line, {field}, _reason, {raw_row_sql()}, CAST(? AS TIMESTAMP)
-        FROM checked WHERE _reason IS NOT NULL
+        SELECT {batch_id}, ?, c._line, {field}, _reason, {raw_row_sql()}, CAST(? AS TIMESTAMP)
+        FROM checked c JOIN fields f ON f._line = c._line JOIN chunk r ON r._line = c._line
+        WHERE _reason IS NOT NULL
         UNION ALL
-        SELECT {batch_id}, ?, _line, 'comparison_id', _conflict, {raw_row_sql()},
+        SELECT {batch_id}, ?, c._line, 'comparison_id', _conflict, {raw_row_sql()},
                CAST(? AS TIMESTAMP)
-        FROM final WHERE _status = 'conflict'
+        FROM final c JOIN fields f ON f._line = c._line JOIN chunk r ON r._line = c._line
+        WHERE _status = 'conflict'
         """,
         [file_path, now, file_path, now],
     )
