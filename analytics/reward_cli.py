@@ -1,0 +1,106 @@
+"""`dissensus train / evaluate / score`: call :func:`register` with the typer app."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from models.reward.config import KINDS
+
+
+def register(app: typer.Typer) -> None:
+    """Add the reward-model commands to ``app``."""
+
+    @app.command()
+    def train(
+        kind: Annotated[str, typer.Option(help="plain, weighted, multihead or distributional.")
+                        ] = "plain",
+        fit: Annotated[str | None, typer.Option(
+            "--fit", help="Annotator fit to take weights from (default: the newest).")] = None,
+        encoder: Annotated[str, typer.Option(
+            help="'all-MiniLM-L6-v2' (offline default), a local model folder, or 'hashing'.")
+        ] = "all-MiniLM-L6-v2",
+        device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+        epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping).")] = 60,
+        split_by: Annotated[str, typer.Option(help="Hold out whole 'pair's or 'prompt's.")
+                            ] = "pair",
+        ties: Annotated[str, typer.Option(help="'half' or 'davidson'.")] = "half",
+        seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+        set_: Annotated[list[str] | None, typer.Option(
+            "--set", help="Any other config field, as FIELD=JSON (e.g. --set lr=0.001).")] = None,
+    ) -> None:
+        """Train a reward model and record the run in reward_runs."""
+        from analytics.cli import State, console, fail
+        from analytics.reward_jobs import train_run
+        from models.reward.config import make_config
+        from warehouse.db import connect
+        from warehouse.errors import DissensusError
+
+        if kind not in KINDS:
+            fail(DissensusError(f"Unknown kind '{kind}'.", expected=", ".join(KINDS),
+                                fix="pass --kind plain"))
+        fields: dict[str, object] = {"encoder": encoder, "device": device, "epochs": epochs,
+                                     "split_by": split_by, "ties": ties, "seed": seed}
+        for item in set_ or []:
+            key, _, value = item.partition("=")
+            try:
+                fields[key] = json.loads(value)
+            except json.JSONDecodeError:
+                fields[key] = value
+        try:
+            config = make_config(kind, **fields)
+        except ValueError as error:
+            fail(DissensusError(f"Invalid settings: {error}", fix="check the --set fields"))
+            return
+        try:
+            con = connect(State.db)
+            try:
+                run_id = train_run(con, kind, fit, config, log=console.print)
+            finally:
+                con.close()
+        except DissensusError as error:
+            fail(error)
+            return
+        console.print(f"[bold green]run {run_id}[/]")
+
+    @app.command()
+    def evaluate(
+        run: Annotated[str, typer.Argument(help="Run id from `dissensus train`.")],
+    ) -> None:
+        """Held-out accuracy (consensus, per school), calibration and proxy probes of a run."""
+        from analytics.cli import State, console, fail
+        from analytics.reward_jobs import evaluate_run
+        from warehouse.db import connect
+        from warehouse.errors import DissensusError
+
+        try:
+            con = connect(State.db, read_only=True)
+            try:
+                metrics = evaluate_run(con, run, log=console.print)
+            finally:
+                con.close()
+        except DissensusError as error:
+            fail(error)
+            return
+        console.print_json(json.dumps(metrics))
+
+    @app.command()
+    def score(run: Annotated[str, typer.Argument(help="Run id from `dissensus train`.")]) -> None:
+        """Write reward_scores for every response and head of a run."""
+        from analytics.cli import State, console, fail
+        from analytics.reward_jobs import score_run
+        from warehouse.db import connect
+        from warehouse.errors import DissensusError
+
+        try:
+            con = connect(State.db)
+            try:
+                n = score_run(con, run, log=console.print)
+            finally:
+                con.close()
+        except DissensusError as error:
+            fail(error)
+            return
+        console.print(f"wrote {n:,} scores")

@@ -1,0 +1,197 @@
+"""Reward-model jobs behind `dissensus train / evaluate / score`.
+
+* :func:`train_run` trains one reward model, saves its checkpoint beside the warehouse
+  (``<db>.reward_runs/<run_id>/``) and records the run in ``reward_runs`` with its config and
+  held-out metrics.
+* :func:`evaluate_run` reloads a run's checkpoint (checking encoder and config) and recomputes
+  the held-out metrics on the same split.
+* :func:`score_run` writes ``reward_scores`` for every response in the warehouse and every head,
+  standardised by the reward mean / std on the validation set (distributional runs write
+  ``mean`` and ``sd``; ``sd`` is on the same standardised scale).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+import torch
+
+from models.reward.checkpoint import load_checkpoint, save_checkpoint
+from models.reward.config import RewardConfig, make_config
+from models.reward.data import response_table, text_bodies
+from models.reward.encoder import EmbeddingCache, cache_folder_for
+from models.reward.errors import RewardModelError
+from models.reward.evaluate import evaluate_model
+from models.reward.heads import head_names
+from models.reward.pipeline import encoder_for, prepare, train_and_evaluate
+from models.reward.train import response_outputs
+
+Log = Callable[[str], None]
+
+
+def database_path(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The file behind ``con``; ``None`` for an in-memory warehouse."""
+    rows = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchall()
+    return Path(rows[0][0]) if rows and rows[0][0] else None
+
+
+def runs_folder(con: duckdb.DuckDBPyConnection) -> Path:
+    """``<db>.reward_runs`` beside the warehouse; a temporary folder for in-memory ones."""
+    path = database_path(con)
+    if path is None:
+        return Path(tempfile.mkdtemp(prefix="dissensus-reward-runs-"))
+    return path.with_name(path.name + ".reward_runs")
+
+
+def _json_safe(value: object) -> object:
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def train_run(
+    con: duckdb.DuckDBPyConnection, kind: str, fit_id: str | None = None,
+    config: RewardConfig | dict[str, object] | None = None, *, log: Log = print,
+    cache_folder: Path | None = None, checkpoint_folder: Path | None = None,
+) -> str:
+    """Train a ``kind`` model, save its checkpoint, record it in ``reward_runs``; its run id."""
+    if config is None or isinstance(config, dict):
+        config = make_config(kind, **(config or {}))
+    elif config.kind != kind:
+        raise RewardModelError(f"The config is for kind '{config.kind}', not '{kind}'.",
+                               fix="pass a config of the kind asked for")
+    cache = cache_folder if cache_folder is not None else cache_folder_for(database_path(con))
+    prepared = prepare(con, config, fit_id, cache, log)
+    result, metrics = train_and_evaluate(prepared, config, response_table(con), log)
+    created = datetime.now(UTC)
+    digest = hashlib.sha256(f"{config.config_hash()}{created.isoformat()}".encode()).hexdigest()
+    run_id = f"{kind}-{created:%Y%m%d-%H%M%S}-{digest[:6]}"
+    folder = (checkpoint_folder or runs_folder(con)) / run_id
+    heads = head_names(kind, prepared.data.n_schools)
+    save_checkpoint(
+        folder, result.model, config, encoder_id=prepared.encoder_id, heads=heads,
+        reward_mean=result.reward_mean, reward_std=result.reward_std,
+        fit_id=prepared.data.fit_id, extra={"run_id": run_id, "n_schools": prepared.data.n_schools},
+    )
+    metrics["embedding"] = {"seconds": prepared.embed_seconds,
+                            "texts_embedded": prepared.texts_embedded,
+                            "texts": prepared.data.texts.height}
+    con.execute(
+        "INSERT INTO reward_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [run_id, created.replace(tzinfo=None), kind, prepared.data.fit_id, prepared.encoder_id,
+         result.device, json.dumps(config.model_dump(mode="json")),
+         json.dumps(_json_safe(metrics)), str(folder)],
+    )
+    log(f"run {run_id}: accuracy vs consensus {metrics.get('accuracy_consensus', float('nan')):.3f}"
+        f" on {metrics.get('n_labelled_pairs', 0)} held-out pairs; checkpoint {folder}")
+    return run_id
+
+
+def _run_row(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, object]:
+    rows = con.sql(
+        "SELECT run_id, kind, fit_id, encoder, checkpoint_path FROM reward_runs WHERE run_id = ?",
+        params=[run_id],
+    ).pl()
+    if rows.height == 0:
+        known = [r[0] for r in con.execute(
+            "SELECT run_id FROM reward_runs ORDER BY created_at DESC LIMIT 5").fetchall()]
+        raise RewardModelError(
+            f"There is no reward run '{run_id}'.", where="reward_runs",
+            expected="a run id made by `dissensus train`"
+            + (f", e.g. {', '.join(known)}" if known else " (there are none yet)"),
+            fix="list runs with `SELECT run_id FROM reward_runs`, or train one first",
+        )
+    return rows.row(0, named=True)
+
+
+def _load(con: duckdb.DuckDBPyConnection, run_id: str):  # type: ignore[no-untyped-def]
+    row = _run_row(con, run_id)
+    meta_path = Path(str(row["checkpoint_path"]))
+    config = json.loads((meta_path / "reward_model.json").read_text())["config"] \
+        if (meta_path / "reward_model.json").exists() else None
+    if config is None:
+        return row, load_checkpoint(meta_path), None
+    encoder = encoder_for(make_config(row["kind"], **{k: v for k, v in config.items()
+                                                     if k != "kind"}))
+    checkpoint = load_checkpoint(meta_path, encoder_id=encoder.encoder_id)
+    return row, checkpoint, encoder
+
+
+def evaluate_run(
+    con: duckdb.DuckDBPyConnection, run_id: str, *, log: Log = print,
+    cache_folder: Path | None = None,
+) -> dict[str, object]:
+    """Held-out metrics of a saved run, recomputed from its checkpoint on the same split."""
+    row, checkpoint, encoder = _load(con, run_id)
+    cache = cache_folder if cache_folder is not None else cache_folder_for(database_path(con))
+    config = checkpoint.config
+    prepared = prepare(con, config, row["fit_id"], cache, log, encoder=encoder)  # type: ignore[arg-type]
+    metrics = evaluate_model(
+        checkpoint.model, config.kind, prepared.data, torch.as_tensor(prepared.embeddings),
+        response_table(con), link=getattr(config, "link", "probit"),
+        min_log_var=getattr(config, "min_log_var", -6.0),
+        reward_mean=list(checkpoint.meta["reward_mean"]),  # type: ignore[call-overload]
+        reward_std=list(checkpoint.meta["reward_std"]),  # type: ignore[call-overload]
+    )
+    return _json_safe(metrics)  # type: ignore[return-value]
+
+
+def score_run(
+    con: duckdb.DuckDBPyConnection, run_id: str, *, log: Log = print,
+    cache_folder: Path | None = None,
+) -> int:
+    """Write ``reward_scores`` for every response and head of a run; the number of rows."""
+    _, checkpoint, encoder = _load(con, run_id)
+    responses = response_table(con)
+    if responses.height == 0:
+        raise RewardModelError("The warehouse holds no responses to score.",
+                               fix="ingest comparisons first")
+    ids = pl.concat([responses["prompt_id"], responses["text_id"]]).unique(maintain_order=True)
+    texts = text_bodies(con, ids.to_list())
+    cache = cache_folder if cache_folder is not None else cache_folder_for(database_path(con))
+    embeddings, _ = EmbeddingCache(cache).embed(
+        encoder, texts["text_id"].to_list(), texts["body"].to_list())  # type: ignore[arg-type]
+    index = {t: i for i, t in enumerate(texts["text_id"].to_list())}
+    prompt = torch.as_tensor([index[t] for t in responses["prompt_id"].to_list()])
+    response = torch.as_tensor([index[t] for t in responses["text_id"].to_list()])
+    out = response_outputs(checkpoint.model, torch.as_tensor(embeddings), prompt, response).numpy()
+    mean = np.asarray(checkpoint.meta["reward_mean"], dtype=float)
+    std = np.asarray(checkpoint.meta["reward_std"], dtype=float)
+    heads = checkpoint.heads
+    columns: dict[str, np.ndarray] = {}
+    if checkpoint.config.kind == "distributional":
+        min_log_var = getattr(checkpoint.config, "min_log_var", -6.0)
+        columns["mean"] = (out[:, 0] - mean[0]) / std[0]
+        columns["sd"] = np.exp(np.maximum(out[:, 1], min_log_var) / 2) / std[0]
+    else:
+        for k, head in enumerate(heads):
+            columns[head] = (out[:, k] - mean[k]) / std[k]
+    scores = pl.concat([
+        pl.DataFrame({"run_id": run_id, "response_id": responses["response_id"],
+                      "head": head, "score": values.astype(float)})
+        for head, values in columns.items()
+    ])
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM reward_scores WHERE run_id = ?", [run_id])
+        con.execute("INSERT INTO reward_scores SELECT run_id, response_id, head, score FROM scores")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    log(f"scored {responses.height:,} responses x {len(columns)} head(s) for run {run_id}")
+    return scores.height

@@ -1,0 +1,137 @@
+"""Reviewer-audit benchmark: time every audit function on a 1M-comparison demo warehouse, and
+compare reliability rankings against gold on RTE and bluebirds (Spearman) with the peers.
+
+    .venv/bin/python benchmarks/audit.py --workdir /tmp/auditbench [--n 1000000] [--skip-speed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import polars as pl
+from scipy.stats import spearmanr
+
+from analytics import agreement as ag
+from analytics import audit
+from analytics import consistency as cs
+from warehouse.db import connect
+from warehouse.ingest import ingest_file
+
+DATA = Path("/work/shared/data")
+
+
+def demo_db(workdir: Path, n: int) -> Path:
+    """The cached demo warehouse with ``n`` comparisons (built once: simulate + ingest)."""
+    from warehouse.demo import WorldConfig, simulate_world, write_world
+
+    db = workdir / f"demo_{n}.duckdb"
+    if db.exists():
+        return db
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths = write_world(simulate_world(WorldConfig(n_comparisons=n, seed=0)), workdir / "world",
+                        fmt="jsonl")
+    tmp = db.with_suffix(".tmp.duckdb")
+    con = connect(tmp)
+    ingest_file(con, paths["comparisons"])
+    con.close()
+    tmp.rename(db)
+    return db
+
+
+def speed_table(db: Path) -> pl.DataFrame:
+    con = connect(db, read_only=True)
+    rid = con.execute("SELECT min(reviewer_id) FROM comparisons").fetchall()[0][0]
+    calls = {
+        "krippendorff_alpha": lambda: ag.krippendorff_alpha(con),
+        "krippendorff_alpha(by=week)": lambda: ag.krippendorff_alpha(con, by="week"),
+        "krippendorff_alpha(by=category)": lambda: ag.krippendorff_alpha(con, by="category"),
+        "fleiss_kappa": lambda: ag.fleiss_kappa(con),
+        "pairwise_agreement": lambda: ag.pairwise_agreement(con),
+        "leave_one_out_agreement": lambda: ag.leave_one_out_agreement(con),
+        "model_free_reliability": lambda: ag.model_free_reliability(con),
+        "position_bias": lambda: cs.position_bias(con),
+        "tie_use": lambda: cs.tie_use(con),
+        "self_consistency": lambda: cs.self_consistency(con),
+        "gold_accuracy": lambda: cs.gold_accuracy(con),
+        "speed": lambda: cs.speed(con),
+        "drift": lambda: cs.drift(con),
+        "drift_series": lambda: cs.drift_series(con, rid),
+        "speed_vs_reliability": lambda: audit.speed_vs_reliability(con),
+        "school_disagreements": lambda: audit.school_disagreements(con, rid),
+        "reviewer_audit": lambda: audit.reviewer_audit(con),
+        "report_card": lambda: audit.report_card(con, rid),
+    }
+    rows = []
+    for name, fn in calls.items():
+        fn()  # warm the DuckDB caches once
+        t = time.perf_counter()
+        out = fn()
+        seconds = time.perf_counter() - t
+        rows.append({"function": name, "seconds": round(seconds, 3),
+                     "rows": getattr(out, "height", None), "under_1s": seconds < 1.0})
+    con.close()
+    return pl.DataFrame(rows)
+
+
+def dawid_skene_accuracy(votes: pl.DataFrame) -> pl.DataFrame:
+    """crowd-kit Dawid-Skene: each worker's estimated accuracy sum_l prior_l * P(l | l)."""
+    from crowdkit.aggregation import DawidSkene
+
+    df = votes.select(pl.col("reviewer_id").alias("worker"), pl.col("pair_id").alias("task"),
+                      pl.col("outcome").alias("label")).to_pandas()
+    ds = DawidSkene(n_iter=100).fit(df)
+    rows = []
+    for worker in df["worker"].unique():
+        err = ds.errors_.loc[worker]
+        acc = sum(ds.priors_[lab] * err.loc[lab, lab] for lab in ds.priors_.index
+                  if lab in err.index and lab in err.columns)
+        rows.append({"reviewer_id": worker, "ds": float(acc)})
+    return pl.DataFrame(rows)
+
+
+def gold_table(workdir: Path) -> pl.DataFrame:
+    rows = []
+    for folder, fmt in (("snow2008_mturk", "snow2008-rte"), ("bluebirds", "bluebirds")):
+        if not (DATA / folder).is_dir():
+            print(f"skip {folder}: {DATA / folder} absent")
+            continue
+        db = workdir / f"{fmt}.duckdb"
+        db.unlink(missing_ok=True)
+        con = connect(db)
+        ingest_file(con, DATA / folder, fmt=fmt)
+        acc = con.sql("SELECT reviewer_id, avg((outcome = gold_outcome)::DOUBLE) AS accuracy "
+                      "FROM comparisons WHERE gold_outcome IS NOT NULL GROUP BY ALL").pl()
+        votes = con.sql(f"SELECT reviewer_id, pair_id, outcome FROM ({ag.VOTES_SQL})").pl()
+        j = (acc.join(ag.model_free_reliability(con), on="reviewer_id")
+             .join(ag.leave_one_out_agreement(con), on="reviewer_id")
+             .join(dawid_skene_accuracy(votes), on="reviewer_id"))
+        con.close()
+        for name, col in (("dissensus model-free reliability", "reliability"),
+                          ("agreement with majority", "majority_agreement"),
+                          ("leave-one-out agreement", "loo_agreement"),
+                          ("crowd-kit Dawid-Skene accuracy", "ds")):
+            rows.append({"data": fmt, "workers": j.height, "method": name,
+                         "spearman_vs_gold_accuracy":
+                             round(float(spearmanr(j[col], j["accuracy"])[0]), 4)})
+    return pl.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workdir", type=Path, default=Path("benchmarks/.audit"))
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--skip-speed", action="store_true")
+    args = parser.parse_args()
+    pl.Config.set_tbl_rows(50)
+    pl.Config.set_tbl_width_chars(120)
+    if not args.skip_speed:
+        db = demo_db(args.workdir, args.n)
+        print(f"speed on {db} ({args.n:,} comparisons), second call of each:")
+        print(speed_table(db))
+    print(gold_table(args.workdir))
+
+
+if __name__ == "__main__":
+    main()

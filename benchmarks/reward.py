@@ -1,0 +1,237 @@
+"""Reward-model benchmark: demo world (weighted vs plain vs multi-head), UKPConvArg1, throughput.
+
+    python benchmarks/reward.py [--device auto|cpu|cuda] [--encoder NAME] [--part demo|ukp|all]
+                                [--n 6000] [--folds 32] [--threads N] [--out results.json]
+
+* Demo world (15% rushed reviewers, a 35% minority school): held-out pairs scored against the
+  TRUE consensus margin and each school's true margin. Weights come from an annotator-model fit
+  when ``models.annotator.AnnotatorModel`` exists; otherwise from simulation truth, reported as
+  ``"weights": "ORACLE weights (simulation truth)"``.
+* UKPConvArg1 (Habernal & Gurevych 2016): leave-one-debate-side-out over the 32 topics; trained on
+  the raw crowd votes of the other 31 (votes aggregated per pair into a soft target with the
+  vote count as weight: the same Bradley-Terry likelihood as one row per vote), tested on the
+  Strict gold labels (``in_strict``, ``strict_label``) of the held-out topic: accuracy, ROC AUC,
+  cross-entropy, and the length-only baseline on the same pairs.
+* Throughput: texts embedded per second (encoder) and pairs per second (head training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+import torch  # noqa: E402
+
+from models.reward.config import make_config  # noqa: E402
+from models.reward.encoder import EmbeddingCache, load_encoder  # noqa: E402
+from models.reward.evaluate import binary_metrics, pair_probabilities, pair_table  # noqa: E402
+from models.reward.pipeline import prepare, train_and_evaluate  # noqa: E402
+from models.reward.train import Tensors, describe_device, resolve_device, train_model  # noqa: E402
+
+UKP = Path("/work/shared/data/ukpconvarg1_convincingness")
+
+
+def _fit_weights(con, world, log) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """Weights from the annotator model when it exists, else oracle weights (labelled)."""
+    try:
+        from models.annotator import AnnotatorModel  # type: ignore[attr-defined]
+    except ImportError:
+        AnnotatorModel = None
+    if AnnotatorModel is not None:
+        from models.annotator.config import AnnotatorConfig
+        from warehouse.queries import model_frame
+
+        started = time.perf_counter()
+        model = AnnotatorModel(AnnotatorConfig()).fit(model_frame(con))
+        weights = model.comparison_weights_.with_columns(pl.lit("annotator").alias("fit_id"))
+        weights = weights.select("fit_id", "comparison_id", "weight", "school_weights")
+        con.execute("INSERT INTO fits (fit_id, created_at, method, n_schools, n_comparisons, "
+                    "seconds) VALUES ('annotator', now(), 'annotator', ?, ?, ?)",
+                    [len(world.schools), weights.height, time.perf_counter() - started])
+        con.execute("INSERT INTO comparison_weights SELECT * FROM weights")
+        return "annotator", "annotator-model fit"
+    from models.reward.oracle import write_oracle_fit
+
+    log("models.annotator.AnnotatorModel not found: using ORACLE weights from simulation truth")
+    write_oracle_fit(con, world.judgments, world.reviewers, len(world.schools))
+    return "oracle", "ORACLE weights (simulation truth)"
+
+
+def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    from warehouse.db import connect
+    from warehouse.demo import WorldConfig, simulate_world
+    from warehouse.ingest import ingest_file
+
+    world = simulate_world(WorldConfig(n_comparisons=args.n, rushed_share=0.15,
+                                       minority_share=0.35, seed=args.seed))
+    folder = Path(tempfile.mkdtemp(prefix="reward-bench-"))
+    world.comparisons.write_parquet(folder / "comparisons.parquet")
+    con = connect(folder / "demo.duckdb")
+    ingest_file(con, folder / "comparisons.parquet")
+    fit_id, weights_label = _fit_weights(con, world, log)
+    truth = world.pairs
+    out: dict[str, object] = {"n_comparisons": args.n, "weights": weights_label,
+                              "schools": world.schools}
+    cache = Path(args.cache) if args.cache else folder / "cache"
+    for kind in ("plain", "weighted", "multihead"):
+        config = make_config(kind, encoder=args.encoder, device=args.device, seed=args.seed,
+                             epochs=args.epochs)
+        prepared = prepare(con, config, None if kind == "plain" else fit_id, cache, log)
+        result, metrics = train_and_evaluate(prepared, config, log=log)
+        pairs = pair_table(prepared.data, "test").join(truth, on="pair_id", how="inner")
+        device = next(result.model.parameters()).device
+        probs = pair_probabilities(result.model, kind, torch.as_tensor(
+            prepared.embeddings, device=device), pairs)
+        main = probs[:, -1] if kind == "multihead" else probs[:, 0]
+        decided = pairs["consensus_margin"].abs().to_numpy() > 1e-9
+        label = pairs["consensus_margin"].to_numpy() > 0
+        row: dict[str, object] = {
+            "accuracy_true_consensus": float(((main > 0.5) == label)[decided].mean()),
+            "n_test_pairs": pairs.height,
+            "pairs_per_second": metrics["training"]["pairs_per_second"],  # type: ignore[index]
+            "embed_seconds": prepared.embed_seconds, "texts_embedded": prepared.texts_embedded,
+        }
+        per_school, contested = {}, {}
+        is_contested = pairs["contested"].to_numpy()
+        for k, name in enumerate(world.schools):
+            p_k = probs[:, k] if kind == "multihead" else main
+            lab = pairs[f"margin_{name}"].to_numpy() > 0
+            per_school[name] = float(((p_k > 0.5) == lab).mean())
+            if is_contested.any():
+                contested[name] = float(((p_k > 0.5) == lab)[is_contested].mean())
+        row["accuracy_per_school"] = per_school
+        row["worst_school_accuracy"] = min(per_school.values())
+        row["contested_accuracy_per_school"] = contested
+        row["n_contested_test_pairs"] = int(is_contested.sum())
+        row["ece"] = metrics["ece"]
+        row["length_baseline_accuracy"] = metrics["length_baseline_accuracy"]
+        row["reward_length_spearman"] = metrics["reward_length_spearman"]
+        out[kind] = row
+        log(f"demo {kind}: {json.dumps(row)}")
+    con.close()
+    return out
+
+
+def ukp_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    votes = pl.read_csv(UKP / "judgments.csv.gz", columns=["topic", "pair_id", "value"])
+    pairs = pl.read_csv(UKP / "pairs.csv", schema_overrides={"strict_label": pl.String})
+    args_tbl = pl.read_csv(UKP / "arguments.csv", columns=["topic", "arg_id", "debate_title",
+                                                            "stance", "text"])
+    args_tbl = args_tbl.with_columns(pl.col("text").str.replace_all("<br/>", "\n"),
+                                     (pl.col("topic") + "/" + pl.col("arg_id")).alias("key"))
+    prompts = args_tbl.group_by("topic").agg(pl.first("debate_title"), pl.first("stance")).sort(
+        "topic").with_columns((pl.lit("Debate: ") + pl.col("debate_title") + "\nStance: "
+                               + pl.col("stance") + "\nWhich argument is more convincing?")
+                              .alias("text"), ("prompt/" + pl.col("topic")).alias("key"))
+    texts = pl.concat([args_tbl.select("key", "text"), prompts.select("key", "text")])
+    index = {k: i for i, k in enumerate(texts["key"].to_list())}
+    encoder = load_encoder(args.encoder, 64, 256,
+                           "cuda" if resolve_device(args.device).type == "cuda" else "cpu")
+    started = time.perf_counter()
+    cache = EmbeddingCache(Path(args.cache) if args.cache else None)
+    emb, n_new = cache.embed(encoder, texts["key"].to_list(), texts["text"].to_list())
+    embed_seconds = time.perf_counter() - started
+    log(f"ukp: {len(texts)} texts, {n_new} embedded in {embed_seconds:.1f} s")
+    agg = votes.with_columns(pl.col("value").replace_strict(
+        {"a1": 1.0, "a2": 0.0, "equal": 0.5}, return_dtype=pl.Float64).alias("y")).group_by(
+        "topic", "pair_id").agg(pl.col("y").mean(), pl.len().alias("n"))
+    agg = agg.join(pairs.select("pair_id", "topic", "arg1_id", "arg2_id"),
+                   on=["topic", "pair_id"])
+    agg = agg.with_columns(
+        (pl.col("topic") + "/" + pl.col("arg1_id")).replace_strict(index).alias("r1"),
+        (pl.col("topic") + "/" + pl.col("arg2_id")).replace_strict(index).alias("r2"),
+        ("prompt/" + pl.col("topic")).replace_strict(index).alias("prompt"))
+    strict = pairs.filter(pl.col("in_strict") == 1).with_columns(
+        (pl.col("topic") + "/" + pl.col("arg1_id")).replace_strict(index).alias("r1"),
+        (pl.col("topic") + "/" + pl.col("arg2_id")).replace_strict(index).alias("r2"),
+        ("prompt/" + pl.col("topic")).replace_strict(index).alias("prompt_idx"),
+        (pl.col("strict_label") == "a1").cast(pl.Float64).alias("label"))
+    n_chars = texts["text"].str.len_chars().to_numpy().astype(float)
+    config = make_config("plain", encoder=args.encoder, device=args.device, seed=args.seed,
+                         epochs=args.epochs, batch_size=256, hidden=256)
+    emb_t = torch.as_tensor(emb)
+    topics = sorted(agg["topic"].unique().to_list())[: args.folds]
+    folds, all_p, all_y, all_len = [], [], [], []
+    rng = np.random.default_rng(args.seed)
+    speed = []
+    for topic in topics:
+        train = agg.filter(pl.col("topic") != topic)
+        split = np.where(rng.random(train.height) < 0.1, 1, 0)
+        n = train.height
+        t = Tensors(emb_t, torch.tensor(train["prompt"].to_numpy()),
+                    torch.tensor(train["r1"].to_numpy()), torch.tensor(train["r2"].to_numpy()),
+                    torch.tensor(train["y"].to_numpy(), dtype=torch.float32),
+                    torch.zeros(n, dtype=torch.bool),
+                    torch.tensor(train["n"].to_numpy(), dtype=torch.float32), torch.ones(n, 1),
+                    torch.tensor(split))
+        result = train_model(t, config, 0, lambda _: None)
+        speed.append(result.pairs_per_second)
+        test = strict.filter(pl.col("topic") == topic).rename({"r1": "r1_idx", "r2": "r2_idx"})
+        device = next(result.model.parameters()).device
+        p = pair_probabilities(result.model, "plain", emb_t.to(device), test)[:, 0]
+        y = test["label"].to_numpy()
+        l1, l2 = n_chars[test["r1_idx"].to_numpy()], n_chars[test["r2_idx"].to_numpy()]
+        length_p = np.where(l1 == l2, 0.5, (l1 > l2).astype(float))
+        fold = {"topic": topic, **binary_metrics(p, y),
+                "length_baseline_accuracy": binary_metrics(length_p, y)["accuracy"],
+                "epochs": len(result.history)}
+        folds.append(fold)
+        all_p.append(p)
+        all_y.append(y)
+        all_len.append(length_p)
+        log(f"ukp fold {topic}: acc {fold['accuracy']:.3f} "
+            f"(length {fold['length_baseline_accuracy']:.3f})")
+    mean = {key: float(np.nanmean([f[key] for f in folds]))
+            for key in ("accuracy", "roc_auc", "cross_entropy", "length_baseline_accuracy")}
+    return {"folds": len(folds), "mean_over_folds": mean,
+            "pooled": binary_metrics(np.concatenate(all_p), np.concatenate(all_y)),
+            "pooled_length_baseline": binary_metrics(np.concatenate(all_len),
+                                                     np.concatenate(all_y)),
+            "texts_embedded_per_second": n_new / embed_seconds if n_new else None,
+            "pairs_per_second": float(np.mean(speed)), "per_fold": folds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--encoder", default="all-MiniLM-L6-v2")
+    parser.add_argument("--part", default="all", choices=["demo", "ukp", "all"])
+    parser.add_argument("--n", type=int, default=6000, help="demo-world comparisons")
+    parser.add_argument("--folds", type=int, default=32, help="UKP folds to run (32 = all)")
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--cache", default=None, help="embedding cache folder to reuse")
+    parser.add_argument("--out", type=Path, default=None, help="write the results JSON here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log(f"device: {describe_device(device)}")
+    results: dict[str, object] = {"device": describe_device(device), "encoder": args.encoder,
+                                  "torch": torch.__version__}
+    if args.part in ("demo", "all"):
+        results["demo"] = demo_part(args, log)
+    if args.part in ("ukp", "all"):
+        results["ukp"] = ukp_part(args, log)
+    text = json.dumps(results, indent=2, default=float)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""What is fitted: the annotator model (PyMC) and the reward models (PyTorch)."""

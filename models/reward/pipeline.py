@@ -1,0 +1,104 @@
+"""From a warehouse to trained, evaluated reward models: the steps the jobs and benchmarks share."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+import torch
+
+from models.reward.config import DistributionalConfig, RewardConfig, WeightedConfig
+from models.reward.data import PreferenceData, check_fit, load_preferences
+from models.reward.encoder import EmbeddingCache, TextEncoder, load_encoder
+from models.reward.errors import MissingFitError
+from models.reward.evaluate import evaluate_model
+from models.reward.heads import head_names
+from models.reward.train import Tensors, TrainResult, resolve_device, train_model
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Prepared:
+    data: PreferenceData
+    embeddings: np.ndarray
+    encoder_id: str
+    embed_seconds: float
+    texts_embedded: int
+
+
+def encoder_for(config: RewardConfig, device: str = "cpu") -> TextEncoder:
+    """The encoder of ``config`` (fails in words on unknown names / paths)."""
+    return load_encoder(config.encoder, config.encode_batch_size, config.max_seq_length, device)
+
+
+def prepare(
+    con: duckdb.DuckDBPyConnection, config: RewardConfig, fit_id: str | None,
+    cache_folder: Path | None, log: Log = print, encoder: TextEncoder | None = None,
+) -> Prepared:
+    """Resolve the fit, load comparisons, split them and embed every text they use (cached)."""
+    if config.needs_fit or fit_id is not None:
+        fit_id = check_fit(con, fit_id, config.kind)
+    data = load_preferences(
+        con, fit_id, split_by=config.split_by, seed=config.seed,
+        validation_share=config.validation_share, test_share=config.test_share,
+        min_weight=config.min_weight if isinstance(config, WeightedConfig) else 0.0,
+    )
+    if config.kind == "multihead" and data.n_schools < 2:
+        raise MissingFitError(
+            f"Fit '{fit_id}' has {data.n_schools} school(s); a multi-head model needs at least 2.",
+            where="comparison_weights.school_weights",
+            fix="refit the annotator model with n_schools >= 2, or train --kind weighted",
+        )
+    if encoder is None:
+        device = "cuda" if resolve_device(config.device).type == "cuda" else "cpu"
+        encoder = encoder_for(config, device)
+    started = time.perf_counter()
+    texts = data.texts
+    embeddings, n_new = EmbeddingCache(cache_folder).embed(
+        encoder, texts["text_id"].to_list(), texts["body"].to_list())
+    seconds = time.perf_counter() - started
+    log(f"encoder {encoder.encoder_id}: {len(texts):,} texts, {n_new:,} embedded now "
+        f"({seconds:.1f} s), the rest from the cache")
+    return Prepared(data, embeddings, encoder.encoder_id, seconds, n_new)
+
+
+def uses_weights(config: RewardConfig, data: PreferenceData) -> bool:
+    """Whether the loss weights comparisons by P(careful)."""
+    if config.kind in ("weighted", "multihead"):
+        return True
+    return (isinstance(config, DistributionalConfig) and config.use_weights
+            and data.fit_id is not None)
+
+
+def train_and_evaluate(
+    prepared: Prepared, config: RewardConfig, responses: pl.DataFrame | None = None,
+    log: Log = print,
+) -> tuple[TrainResult, dict[str, object]]:
+    """Train on the train split (early stopping on validation), evaluate on test."""
+    data = prepared.data
+    tensors = Tensors.build(data, prepared.embeddings, uses_weights(config, data))
+    result = train_model(tensors, config, data.n_schools, log)
+    device = next(result.model.parameters()).device
+    link = getattr(config, "link", "probit")
+    min_log_var = getattr(config, "min_log_var", -6.0)
+    metrics = evaluate_model(
+        result.model, config.kind, data, torch.as_tensor(prepared.embeddings, device=device),
+        responses, link=link, min_log_var=min_log_var,
+        reward_mean=result.reward_mean, reward_std=result.reward_std,
+    )
+    metrics["training"] = {
+        "epochs": len(result.history), "best_epoch": result.best_epoch,
+        "best_validation_loss": result.best_validation_loss, "seconds": result.seconds,
+        "pairs_per_second": result.pairs_per_second, "device": result.device,
+        "n_train": int((data.comparisons["split"] == "train").sum()),
+        "n_validation": int((data.comparisons["split"] == "validation").sum()),
+        "n_test": int((data.comparisons["split"] == "test").sum()),
+        "heads": head_names(config.kind, data.n_schools),
+    }
+    return result, metrics

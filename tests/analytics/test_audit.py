@@ -1,0 +1,143 @@
+"""The reviewer audit: verdicts, the model's schools, real data with gold, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import typer
+from scipy.stats import spearmanr
+from typer.testing import CliRunner
+
+from analytics import audit
+from analytics.agreement import leave_one_out_agreement, model_free_reliability
+from warehouse.db import connect
+from warehouse.errors import EmptyDataError
+from warehouse.ingest import ingest_file
+
+DATA = Path("/work/shared/data")
+
+
+def build(tmp: Path, rows: list[dict]):
+    path = tmp / "w.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    con = connect(tmp / "w.duckdb")
+    ingest_file(con, path)
+    return con
+
+
+def vote(reviewer: str, item: int, choice: str, seconds: float = 40.0, **extra) -> dict:
+    return {"reviewer_id": reviewer, "choice": choice, "prompt": f"prompt {item}",
+            "response_a": f"reply A to {item}", "response_b": f"reply B to {item}",
+            "shown_first": "a" if item % 2 else "b", "seconds_spent": seconds,
+            "created_at": f"2026-01-{1 + item % 28:02d}T10:00:00", **extra}
+
+
+def crowd(tmp: Path):
+    """Six careful majority reviewers, two careful minority ones (they flip items 0-19), one
+    rushed reviewer (fast, alternates answers)."""
+    rows = []
+    for i in range(40):
+        for j in range(6):
+            rows.append(vote(f"major{j}", i, "a"))
+        for j in range(2):
+            rows.append(vote(f"minor{j}", i, "b" if i < 20 else "a"))
+        rows.append(vote("rushed", i, "a" if i % 3 == 0 else "b", seconds=4.0))
+    return build(tmp, rows)
+
+
+def add_fit(con, schools: dict[str, int]) -> None:
+    con.execute("INSERT INTO fits VALUES ('fit-1', ?, 'test', 2, 360, 1.0, NULL, NULL, NULL)",
+                [datetime(2026, 2, 1)])
+    for rid, school in schools.items():
+        rel = 0.55 if rid == "rushed" else 0.97
+        con.execute("INSERT INTO reviewer_estimates VALUES ('fit-1', ?, 40, ?, ?, ?, 0.0, ?, 0.95,"
+                    " false, NULL)", [rid, rel, rel - 0.05, rel + 0.02, school])
+
+
+def verdicts(frame) -> dict[str, str]:
+    return dict(zip(frame["reviewer_id"], frame["verdict"], strict=True))
+
+
+def test_audit_with_model_fit(tmp_path: Path) -> None:
+    con = crowd(tmp_path)
+    add_fit(con, {**{f"major{j}": 0 for j in range(6)}, "minor0": 1, "minor1": 1, "rushed": 0})
+    out = audit.reviewer_audit(con)
+    v = verdicts(out)
+    assert v["minor0"] == v["minor1"] == "minority view, consistent"
+    assert v["rushed"] == "fast and inconsistent"
+    assert v["major0"] == "ok"
+    assert out["rank"][0] == 1 and out["reviewer_id"][0] == "rushed"
+    assert not out.filter(reviewer_id="minor0")["flagged"][0]
+    assert out["reliability_source"][0].startswith("annotator model")
+
+
+def test_audit_without_fit_and_report_card(tmp_path: Path) -> None:
+    con = crowd(tmp_path)
+    out = audit.reviewer_audit(con)
+    v = verdicts(out)
+    assert v["rushed"] == "fast and inconsistent"
+    assert "reliability" in out.filter(reviewer_id="rushed")["reasons"][0]
+    assert out["reliability_source"][0].startswith("model-free")
+    card = audit.report_card(con, "minor0")
+    assert card.disagreements.height == 20
+    first = card.disagreements.row(0, named=True)
+    assert first["prompt"].startswith("prompt") and first["response_1"].startswith("reply")
+    assert set(card.figures["figure"]) >= {"reliability", "gold accuracy", "tie rate"}
+    with pytest.raises(EmptyDataError, match="no reviewer 'nobody'"):
+        audit.report_card(con, "nobody")
+
+
+def test_config_is_typed_and_used(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        audit.AuditConfig(fast_ratio=3.0)
+    assert audit.AuditConfig.model_fields["fast_ratio"].description
+    con = crowd(tmp_path)
+    out = audit.reviewer_audit(con, audit.AuditConfig(min_votes=1000))
+    assert set(out["verdict"]) == {"too few votes"}
+
+
+def test_cli_reviewers_and_reviewer(tmp_path: Path) -> None:
+    from analytics import cli
+    from analytics.audit_cli import register
+
+    crowd(tmp_path).close()
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        cli.State.db = tmp_path / "w.duckdb"
+
+    register(app)
+    runner = CliRunner()
+    res = runner.invoke(app, ["reviewers", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert rows[0]["reviewer_id"] == "rushed" and rows[0]["verdict"] == "fast and inconsistent"
+    res = runner.invoke(app, ["reviewers", "--format", "csv", "--flagged"])
+    assert res.exit_code == 0 and res.output.startswith("rank,reviewer_id,verdict")
+    res = runner.invoke(app, ["reviewers", "--format", "xml"])
+    assert res.exit_code == 2
+    res = runner.invoke(app, ["reviewer", "minor0"])
+    assert res.exit_code == 0 and "reply A to" in res.output and "figures" in res.output
+    assert runner.invoke(app, ["reviewer", "nobody"]).exit_code == 2
+
+
+@pytest.mark.parametrize(("folder", "fmt"), [("snow2008_mturk", "snow2008-rte"),
+                                             ("bluebirds", "bluebirds")])
+def test_reliability_tracks_gold_better_than_majority(tmp_path: Path, folder: str,
+                                                      fmt: str) -> None:
+    if not (DATA / folder).is_dir():
+        pytest.skip(f"{DATA / folder} is not here (shared data folder absent)")
+    con = connect(tmp_path / "real.duckdb")
+    ingest_file(con, DATA / folder, fmt=fmt)
+    acc = con.sql("SELECT reviewer_id, avg((outcome = gold_outcome)::DOUBLE) AS accuracy "
+                  "FROM comparisons WHERE gold_outcome IS NOT NULL GROUP BY ALL").pl()
+    rel = model_free_reliability(con).join(acc, on="reviewer_id")
+    maj = leave_one_out_agreement(con).join(acc, on="reviewer_id")
+    ours = spearmanr(rel["reliability"], rel["accuracy"])[0]
+    baseline = spearmanr(maj["majority_agreement"], maj["accuracy"])[0]
+    assert ours > baseline, (ours, baseline)
+    assert ours > 0.75

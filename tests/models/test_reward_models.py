@@ -1,0 +1,207 @@
+"""Reward models: training, weights, checkpoints, errors and the run jobs (hashing encoder)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from analytics.reward_jobs import evaluate_run, score_run, train_run
+from models.reward.checkpoint import load_checkpoint, save_checkpoint, state_equal
+from models.reward.config import PlainConfig, WeightedConfig, make_config
+from models.reward.data import load_preferences
+from models.reward.errors import (
+    CheckpointMismatchError,
+    DeviceUnavailableError,
+    EncoderNotFoundError,
+    MissingFitError,
+)
+from models.reward.heads import RewardNet, head_names, n_outputs, preference_loss
+from models.reward.oracle import write_oracle_fit
+from models.reward.pipeline import prepare, train_and_evaluate
+from models.reward.train import Tensors, resolve_device, train_model
+from warehouse.db import connect_memory
+from warehouse.demo import WorldConfig, simulate_world
+from warehouse.ingest import ingest_file
+
+torch.set_num_threads(1)
+QUICK = {"encoder": "hashing", "epochs": 12, "patience": 4, "hidden": 64, "batch_size": 256}
+
+
+@pytest.fixture(scope="module")
+def world_db(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    folder = tmp_path_factory.mktemp("reward")
+    world = simulate_world(WorldConfig(n_comparisons=1500, seed=3))
+    path = folder / "comparisons.parquet"
+    world.comparisons.write_parquet(path)
+    con = connect_memory()
+    ingest_file(con, path)
+    write_oracle_fit(con, world.judgments, world.reviewers, len(world.schools))
+    yield con, world, folder
+    con.close()
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+def test_training_changes_every_parameter_and_beats_chance(world_db) -> None:  # type: ignore[no-untyped-def]
+    con, _, folder = world_db
+    config = PlainConfig(**QUICK)
+    prepared = prepare(con, config, None, folder / "cache", _silent)
+    torch.manual_seed(config.seed)
+    initial = RewardNet(prepared.embeddings.shape[1], config.hidden, 1, config.dropout)
+    result, metrics = train_and_evaluate(prepared, config, log=_silent)
+    before = dict(initial.named_parameters())
+    for name, param in result.model.named_parameters():
+        assert param.requires_grad
+        assert not torch.equal(param.detach(), before[name].detach()), f"{name} did not change"
+    assert metrics["n_labelled_pairs"] > 30
+    assert metrics["accuracy_consensus"] > 0.65
+    assert 0 <= metrics["ece"] <= 1 and metrics["reliability"]
+
+
+def _two_response_tensors(weight_a: float, weight_b: float) -> Tensors:
+    """One prompt, responses 1 and 2: 10 votes for 1 (weight_a), 20 votes for 2 (weight_b)."""
+    g = torch.Generator().manual_seed(0)
+    emb = torch.nn.functional.normalize(torch.randn(3, 16, generator=g), dim=1)
+    n = 30
+    y = torch.tensor([1.0] * 10 + [0.0] * 20)
+    return Tensors(
+        embeddings=emb, prompt=torch.zeros(n, dtype=torch.long), r1=torch.ones(n, dtype=torch.long),
+        r2=torch.full((n,), 2, dtype=torch.long), y=y, tie=torch.zeros(n, dtype=torch.bool),
+        weight=torch.tensor([weight_a] * 10 + [weight_b] * 20), schools=torch.ones(n, 1),
+        split=torch.zeros(n, dtype=torch.long),
+    )
+
+
+@pytest.mark.parametrize("kind", ["weighted", "plain"])
+def test_weights_flip_the_outcome(kind: str) -> None:
+    config = make_config(kind, encoder="hashing", epochs=40, patience=40, hidden=8, dropout=0.0,
+                         batch_size=30, lr=0.05)
+    tensors = _two_response_tensors(1.0, 0.05)
+    if kind == "plain":
+        tensors.weight = torch.ones(30)
+    result = train_model(tensors, config, 0, _silent)
+    out = result.model(tensors.embeddings[[0, 0]], tensors.embeddings[[1, 2]]).detach()
+    if kind == "weighted":  # 10 x 1.0 for response 1 beats 20 x 0.05 for response 2
+        assert out[0, 0] > out[1, 0]
+    else:  # unweighted, 20 votes beat 10
+        assert out[0, 0] < out[1, 0]
+
+
+def test_losses_use_weights_ties_and_heads() -> None:
+    o1, o2 = torch.tensor([[1.0, 0.0, 0.5]]), torch.tensor([[0.0, 1.0, 0.5]])
+    y, tie = torch.tensor([1.0]), torch.tensor([False])
+    schools = torch.tensor([[1.0, 0.0]])
+    # A comparison counted only for school 0: school 1's head gets no gradient from it.
+    o1.requires_grad_(True)
+    loss = preference_loss("multihead", o1, o2, y, tie, torch.ones(1), schools)
+    loss.backward()
+    assert o1.grad is not None and o1.grad[0, 1] == 0 and o1.grad[0, 0] != 0
+    log_nu = torch.tensor(0.0)
+    half = preference_loss("plain", o1[:, :1], o2[:, :1], torch.tensor([0.5]),
+                           torch.tensor([True]), torch.ones(1), schools)
+    davidson = preference_loss("plain", o1[:, :1], o2[:, :1], torch.tensor([0.5]),
+                               torch.tensor([True]), torch.ones(1), schools, log_nu=log_nu)
+    assert torch.isfinite(half) and torch.isfinite(davidson) and half != davidson
+    dist = preference_loss("distributional", torch.tensor([[1.0, 3.0]]),
+                           torch.tensor([[0.0, 3.0]]), y, tie, torch.ones(1), schools)
+    sharp = preference_loss("distributional", torch.tensor([[1.0, -3.0]]),
+                            torch.tensor([[0.0, -3.0]]), y, tie, torch.ones(1), schools)
+    assert sharp < dist  # a large variance makes a right call less sure
+    assert head_names("multihead", 2) == ["school_0", "school_1", "consensus"]
+    assert n_outputs("distributional", 0) == 2
+
+
+def test_checkpoint_round_trip_and_mismatch(tmp_path: Path) -> None:
+    config = PlainConfig(encoder="hashing", hidden=8)
+    model = RewardNet(16, 8, 1, davidson=True)
+    save_checkpoint(tmp_path / "ck", model, config, encoder_id="hashing-512", heads=["reward"],
+                    reward_mean=[0.1], reward_std=[2.0])
+    loaded = load_checkpoint(tmp_path / "ck", encoder_id="hashing-512",
+                             config_hash=config.config_hash())
+    assert state_equal(model, loaded.model) and loaded.config == config
+    x = torch.randn(4, 16)
+    assert torch.equal(model.eval()(x, x), loaded.model(x, x))
+    with pytest.raises(CheckpointMismatchError, match="encoder"):
+        load_checkpoint(tmp_path / "ck", encoder_id="all-MiniLM-L6-v2-abc")
+    with pytest.raises(CheckpointMismatchError, match="config"):
+        load_checkpoint(tmp_path / "ck", config_hash="0" * 16)
+    meta_path = tmp_path / "ck" / "reward_model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["config"]["hidden"] = 9
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointMismatchError, match="hash"):
+        load_checkpoint(tmp_path / "ck")
+    meta["config"]["hidden"] = 8
+    meta["version"] = "0.1"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointMismatchError, match="version"):
+        load_checkpoint(tmp_path / "ck")
+
+
+def test_weighted_kind_without_fit_fails_in_words(tmp_path: Path) -> None:
+    world = simulate_world(WorldConfig(n_comparisons=200, seed=1))
+    path = tmp_path / "c.parquet"
+    world.comparisons.write_parquet(path)
+    con = connect_memory()
+    ingest_file(con, path)
+    with pytest.raises(MissingFitError, match="dissensus fit"):
+        train_run(con, "weighted", None, WeightedConfig(**QUICK), log=_silent)
+    with pytest.raises(MissingFitError, match="no comparison weights for fit 'nope'"):
+        train_run(con, "multihead", "nope", make_config("multihead", **QUICK), log=_silent)
+
+
+def test_unknown_encoder_and_missing_cuda_fail_in_words(world_db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    con, _, _ = world_db
+    with pytest.raises(EncoderNotFoundError, match="Unknown encoder") as info:
+        train_run(con, "plain", None, {"encoder": str(tmp_path / "no-such-model")}, log=_silent)
+    assert "never downloaded" in str(info.value)
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(DeviceUnavailableError, match="no usable CUDA"):
+        resolve_device("cuda")
+    with pytest.raises(DeviceUnavailableError):
+        train_run(con, "plain", None, {**QUICK, "device": "cuda"}, log=_silent)
+
+
+def test_multihead_run_evaluate_and_score(world_db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    con, _, folder = world_db
+    run_id = train_run(con, "multihead", "oracle", make_config("multihead", **QUICK),
+                       log=_silent, cache_folder=folder / "cache", checkpoint_folder=tmp_path)
+    metrics = json.loads(con.execute(
+        "SELECT metrics FROM reward_runs WHERE run_id = ?", [run_id]).fetchall()[0][0])
+    assert set(metrics["accuracy_per_school"]) == {"school_0", "school_1"}
+    assert metrics["worst_school_accuracy"] <= metrics["accuracy_per_school"]["school_0"]
+    assert "length_baseline_accuracy" in metrics and "reward_by_tag" in metrics
+    again = evaluate_run(con, run_id, log=_silent, cache_folder=folder / "cache")
+    assert again["accuracy_consensus"] == pytest.approx(metrics["accuracy_consensus"])
+    n = score_run(con, run_id, log=_silent, cache_folder=folder / "cache")
+    responses = con.execute("SELECT count(*) FROM responses").fetchall()[0][0]
+    assert n == 3 * responses
+    heads = {r[0] for r in con.execute(
+        "SELECT DISTINCT head FROM reward_scores WHERE run_id = ?", [run_id]).fetchall()}
+    assert heads == {"school_0", "school_1", "consensus"}
+
+
+def test_split_by_prompt_keeps_prompts_apart(world_db) -> None:  # type: ignore[no-untyped-def]
+    con, _, _ = world_db
+    data = load_preferences(con, None, split_by="prompt", seed=1)
+    per_prompt = data.comparisons.group_by("prompt_id").agg(pl.col("split").n_unique().alias("n"))
+    assert per_prompt["n"].max() == 1
+    assert set(data.comparisons["split"].unique()) == {"train", "validation", "test"}
+
+
+def test_distributional_davidson_train_quickly(world_db) -> None:  # type: ignore[no-untyped-def]
+    con, _, folder = world_db
+    for config in (make_config("distributional", **{**QUICK, "epochs": 4}),
+                   make_config("plain", **{**QUICK, "epochs": 4, "ties": "davidson"})):
+        prepared = prepare(con, config, None, folder / "cache", _silent)
+        result, metrics = train_and_evaluate(prepared, config, log=_silent)
+        assert metrics["accuracy_consensus"] > 0.5
+        assert (result.model.log_nu is not None) == (config.ties == "davidson"
+                                                     and config.kind != "distributional")
