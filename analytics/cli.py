@@ -269,6 +269,55 @@ def demo(
         fail(error)
 
 
+@app.command()
+def fit(
+    schools: Annotated[
+        str, typer.Option(help="Number of reviewer schools: auto (chosen by model comparison), "
+                          "1 (plain noise model), 2 or 3.")
+    ] = "auto",
+    method: Annotated[
+        str, typer.Option(help="auto (picks by data size), em, nuts, advi or minibatch_advi.")
+    ] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    draws: Annotated[int, typer.Option(help="NUTS: posterior draws per chain.")] = 500,
+) -> None:
+    """Fit the annotator model: reliability, schools, noise / pluralism / ambiguity per pair."""
+    run_fit_command(schools, method, seed, draws)
+
+
+def run_fit_command(schools: str, method: str, seed: int, draws: int) -> None:
+    from analytics.fit_job import fit_report_lines, run_fit
+    from models.annotator import AnnotatorConfig
+
+    try:
+        n_schools: str | int = "auto" if schools == "auto" else int(schools)
+    except ValueError:
+        fail(DissensusError(f"--schools {schools!r} is not a number of schools.",
+                            expected="auto, 1, 2 or 3", fix="pass --schools auto"))
+        return
+    try:
+        config = AnnotatorConfig(n_schools=n_schools, method=method, seed=seed, draws=draws)
+    except ValueError as error:
+        fail(DissensusError("The fit settings are not valid.", expected=str(error),
+                            fix="see `dissensus fit --help`"))
+        return
+    try:
+        con = connect(State.db)
+    except DissensusError as error:
+        fail(error)
+        return
+    try:
+        with console.status("fitting the annotator model"):
+            outcome = run_fit(con, config, db_path=State.db)
+    except DissensusError as error:
+        fail(error)
+        return
+    finally:
+        con.close()
+    for line in fit_report_lines(outcome):
+        console.print(line, highlight=False)
+
+
 def _register_commands() -> None:
     from analytics import audit_cli, reward_cli
 

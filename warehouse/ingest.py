@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import queue
 import threading
 from collections import Counter
@@ -42,7 +43,8 @@ from warehouse.readers import StagedChunk
 
 ProgressCallback = Callable[[int], None]
 CANONICAL_FORMATS = ("jsonl", "csv", "parquet")
-INGEST_MEMORY_LIMIT = "1GB"
+#: DuckDB's memory budget during ingest; it spills to disk beyond it (env DISSENSUS_INGEST_MEMORY).
+INGEST_MEMORY_LIMIT = os.environ.get("DISSENSUS_INGEST_MEMORY", "1GB")
 
 
 @dataclass
