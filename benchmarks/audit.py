@@ -19,7 +19,7 @@ from analytics import consistency as cs
 from warehouse.db import connect
 from warehouse.ingest import ingest_file
 
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def demo_db(workdir: Path, n: int) -> Path:

@@ -4,7 +4,7 @@ Krippendorff's alpha (ordinal, ratings 1-5) computed with the ``krippendorff`` p
 raters x items matrix of each group (only raters of the group; items need two of them), with a
 bootstrap over items.
 
-    .venv/bin/python benchmarks/popquorn_agreement.py [--path /work/shared/data/popquorn]
+    .venv/bin/python benchmarks/popquorn_agreement.py [--path ../shared/data/popquorn]
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def alpha(frame: pl.DataFrame, n_boot: int, rng: np.random.Generator) -> tuple[f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--path", type=Path, default=Path("/work/shared/data/popquorn"))
+    default = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "popquorn"
+    parser.add_argument("--path", type=Path, default=default)
     parser.add_argument("--n-boot", type=int, default=200)
     parser.add_argument("--min-raters", type=int, default=5)
     args = parser.parse_args()

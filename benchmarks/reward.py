@@ -37,7 +37,7 @@ from models.reward.evaluate import binary_metrics, pair_probabilities, pair_tabl
 from models.reward.pipeline import prepare, train_and_evaluate  # noqa: E402
 from models.reward.train import Tensors, describe_device, resolve_device, train_model  # noqa: E402
 
-UKP = Path("/work/shared/data/ukpconvarg1_convincingness")
+UKP = ROOT.parent / "shared" / "data" / "ukpconvarg1_convincingness"
 
 
 def _fit_weights(con, world, log) -> tuple[str, str]:  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from warehouse.db import connect
 from warehouse.errors import EmptyDataError
 from warehouse.ingest import ingest_file
 
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def build(tmp: Path, rows: list[dict]):
