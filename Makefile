@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml $(PY)
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
 
+# Builds the demo warehouse (simulate, ingest, fit, train), then serves the dashboards on it.
 demo: $(STAMP)
 	$(VENV)/bin/dissensus --db $(DB) demo
+	$(VENV)/bin/dissensus --db $(DB) serve
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not gpu" -n 2 --dist loadfile

@@ -243,15 +243,26 @@ def demo(
     n: Annotated[int, typer.Option("--n", help="Number of comparisons in the demo world.")] = 6_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     fresh: Annotated[bool, typer.Option(help="Delete the warehouse file first.")] = True,
+    fit: Annotated[bool, typer.Option(help="Fit the annotator model after ingest.")] = True,
+    train: Annotated[
+        bool, typer.Option(help="Train and score weighted and multi-head reward models.")
+    ] = True,
+    encoder: Annotated[
+        str, typer.Option(help="Text encoder for the reward models: all-MiniLM-L6-v2 (offline "
+                          "default), a local model folder, or 'hashing' (fast, no model).")
+    ] = "all-MiniLM-L6-v2",
 ) -> None:
-    """Build the demo warehouse: simulate the healthcare-scheduling world and ingest it."""
+    """Build the demo warehouse: simulate the healthcare world, ingest, fit, train reward models."""
     from warehouse.demo import WorldConfig, simulate_world, write_world
 
-    if fresh and State.db.exists():
-        State.db.unlink()
-        wal = State.db.with_name(State.db.name + ".wal")
-        if wal.exists():
-            wal.unlink()
+    if fresh:
+        import shutil
+
+        # A fresh warehouse also starts without the artefacts (fits, reward runs) kept beside it.
+        for suffix in ("", ".wal"):
+            State.db.with_name(State.db.name + suffix).unlink(missing_ok=True)
+        for suffix in (".fits", ".reward_runs", ".embeddings"):
+            shutil.rmtree(State.db.with_name(State.db.name + suffix), ignore_errors=True)
     truth_dir = State.db.with_name(State.db.stem + "_truth")
     truth_dir.mkdir(parents=True, exist_ok=True)
     with console.status(f"simulating the demo world ({n:,} comparisons)"):
@@ -267,6 +278,28 @@ def demo(
             con.close()
     except DissensusError as error:
         fail(error)
+    if fit:
+        run_fit_command("auto", "auto", seed, 500)
+        if train:
+            train_demo_models(encoder)
+
+
+def train_demo_models(encoder: str) -> None:
+    """Train and score the weighted and multi-head reward models of the demo."""
+    from analytics.reward_jobs import score_run, train_run
+    from models.reward.config import make_config
+
+    con = connect(State.db)
+    try:
+        for kind in ("weighted", "multihead"):
+            console.print(f"training the {kind} reward model ({encoder})")
+            run_id = train_run(con, kind, None, make_config(kind, encoder=encoder),
+                               log=lambda message: console.print(f"  {message}", highlight=False))
+            score_run(con, run_id, log=lambda message: console.print(f"  {message}"))
+    except DissensusError as error:
+        fail(error)
+    finally:
+        con.close()
 
 
 @app.command()
@@ -287,7 +320,7 @@ def fit(
 
 def run_fit_command(schools: str, method: str, seed: int, draws: int) -> None:
     from analytics.fit_job import fit_report_lines, run_fit
-    from models.annotator import AnnotatorConfig
+    from models.annotator.config import AnnotatorConfig
 
     try:
         n_schools: str | int = "auto" if schools == "auto" else int(schools)
@@ -319,10 +352,11 @@ def run_fit_command(schools: str, method: str, seed: int, draws: int) -> None:
 
 
 def _register_commands() -> None:
-    from analytics import audit_cli, reward_cli
+    from analytics import audit_cli, reward_cli, serve
 
     audit_cli.register(app)
     reward_cli.register(app)
+    serve.register(app)
 
 
 _register_commands()

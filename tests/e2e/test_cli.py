@@ -54,6 +54,11 @@ def test_errors_are_words_not_tracebacks(tmp_path: Path) -> None:
     missing = dissensus("ingest", str(tmp_path / "nope.jsonl"), db=db, check=False)
     assert missing.returncode == 2
     assert "No such file" in missing.stderr and "Traceback" not in missing.stderr
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    no_rows = dissensus("--db", str(empty), "fit", db=db, check=False)
+    assert no_rows.returncode == 2 and "no comparisons" in no_rows.stderr
+    assert "Traceback" not in no_rows.stderr
     no_db = dissensus("status", db=tmp_path / "absent.duckdb", check=False)
     assert no_db.returncode == 2 and "dissensus demo" in no_db.stderr
     duckdb.connect(str(db)).close()
@@ -86,6 +91,14 @@ def test_simulate_then_ingest_and_demo(tmp_path: Path) -> None:
     out = dissensus("ingest", str(tmp_path / "world" / "comparisons.csv"), db=db)
     assert "800 accepted" in out.stdout
     demo_db = tmp_path / "demo.duckdb"
-    demo = dissensus("--db", str(demo_db), "demo", "--n", "1200", db=db)
+    demo = dissensus("--db", str(demo_db), "demo", "--n", "1200", "--encoder", "hashing", db=db)
     assert "1,200 comparisons" in demo.stdout
+    assert "pairs by verdict" in demo.stdout and "schools compared" in demo.stdout
+    assert "training the weighted reward model" in demo.stdout
+    assert "training the multihead reward model" in demo.stdout
+    runs = duckdb.connect(str(demo_db), read_only=True).sql(
+        "SELECT kind, (SELECT count(*) FROM reward_scores s WHERE s.run_id = r.run_id) "
+        "FROM reward_runs r ORDER BY kind").fetchall()
+    assert [kind for kind, _ in runs] == ["multihead", "weighted"]
+    assert all(scores > 0 for _, scores in runs)
     assert (tmp_path / "demo_truth" / "truth_pairs.parquet").exists()

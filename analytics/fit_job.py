@@ -1,0 +1,139 @@
+"""Fit the annotator model on the warehouse and write its public output tables.
+
+Tables written, one set per fit (see DESIGN.md): ``fits``, ``reviewer_estimates``,
+``pair_estimates`` (with the prompt text), ``comparison_weights``. The posterior is saved beside
+the warehouse as ``<db>.fits/<fit_id>.nc`` plus a JSON with the model type, version and config
+hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from models.annotator.config import AnnotatorConfig
+from models.annotator.estimator import AnnotatorModel
+from warehouse.queries import model_frame
+
+
+@dataclass
+class FitOutcome:
+    fit_id: str
+    model: AnnotatorModel
+    artefact: Path | None
+
+
+def artefact_folder(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".fits")
+
+
+def new_fit_id(now: datetime) -> str:
+    return f"fit-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def run_fit(
+    con: duckdb.DuckDBPyConnection,
+    config: AnnotatorConfig,
+    *,
+    db_path: Path | None = None,
+    progress: Callable[..., None] | None = None,
+) -> FitOutcome:
+    """Fit on every judgment with a reviewer id and store the results in one transaction."""
+    frame = model_frame(con)
+    model = AnnotatorModel(config).fit(frame, progress=progress)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    fit_id = new_fit_id(now)
+    artefact: Path | None = None
+    if db_path is not None:
+        folder = artefact_folder(db_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        artefact = folder / fit_id
+        model.save(artefact)
+    summary = model.fit_summary_
+    reviewers = model.reviewer_estimates_.with_columns(pl.lit(fit_id).alias("fit_id"))
+    pairs = model.pair_estimates_.with_columns(pl.lit(fit_id).alias("fit_id"))
+    weights = model.comparison_weights_.with_columns(pl.lit(fit_id).alias("fit_id"))
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            "INSERT INTO fits VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [fit_id, now, summary["method"], summary["n_schools"], summary["n_comparisons"],
+             summary["seconds"], json.dumps(summary["diagnostics"], default=str),
+             config.model_dump_json(), str(artefact) if artefact else None],
+        )
+        con.register("new_reviewers", reviewers.to_arrow())
+        con.execute("""
+            INSERT INTO reviewer_estimates
+            SELECT fit_id, reviewer_id, n_comparisons, reliability, reliability_low,
+                   reliability_high, position_bias, school, school_probability, flagged,
+                   flag_reason
+            FROM new_reviewers
+        """)
+        con.register("new_pairs", pairs.to_arrow())
+        con.execute("""
+            INSERT INTO pair_estimates
+            SELECT p.fit_id, p.pair_id, p.prompt_id, t.body, p.n_votes, p.p_first,
+                   p.noise_share, p.pluralism_share, p.ambiguity_share, p.verdict
+            FROM new_pairs p LEFT JOIN texts t ON t.text_id = p.prompt_id
+        """)
+        con.register("new_weights", weights.to_arrow())
+        con.execute("""
+            INSERT INTO comparison_weights
+            SELECT fit_id, comparison_id, weight, school_weights FROM new_weights
+        """)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        for name in ("new_reviewers", "new_pairs", "new_weights"):
+            with contextlib.suppress(duckdb.Error):
+                con.unregister(name)
+    return FitOutcome(fit_id, model, artefact)
+
+
+def fit_report_lines(outcome: FitOutcome) -> list[str]:
+    """A printed summary: schools and shares, reviewers flagged, pairs by verdict, diagnostics."""
+    summary = outcome.model.fit_summary_
+    diagnostics = summary["diagnostics"]
+    lines = [
+        f"fit {outcome.fit_id}: method {summary['method']}, {summary['n_comparisons']:,} "
+        f"comparisons, {summary['seconds']:.1f} s",
+    ]
+    shares = diagnostics.get("school_weights", [])
+    lines.append(
+        f"  schools: {summary['n_schools']}"
+        + (" (" + ", ".join(f"school {i}: {w:.0%}" for i, w in enumerate(shares)) + ")"
+           if shares else "")
+    )
+    if diagnostics.get("method_reason"):
+        lines.append(f"  method: {diagnostics['method_reason']}")
+    table = diagnostics.get("loo_table")
+    if table:
+        lines.append(f"  schools compared by {diagnostics.get('loo_method', 'LOO')}:")
+        for row in table:
+            mark = "  <- chosen" if row.get("chosen") else ""
+            lines.append(
+                f"    K={int(row['n_schools'])}: elpd_loo {row['elpd_loo']:,.1f} "
+                f"(difference {row['elpd_diff']:+.1f} ± {row['dse']:.1f}){mark}"
+            )
+    reviewers = outcome.model.reviewer_estimates_
+    lines.append(f"  reviewers flagged: {int(reviewers['flagged'].sum())} of {reviewers.height}")
+    verdicts = diagnostics.get("verdicts", {})
+    lines.append("  pairs by verdict: " + ", ".join(
+        f"{name} {verdicts.get(name, 0):,}" for name in ("clear", "noise", "pluralism", "ambiguous")
+    ))
+    for key in ("r_hat_max", "ess_min", "divergences"):
+        if diagnostics.get(key) is not None:
+            lines.append(f"  {key}: {diagnostics[key]}")
+    for warning in diagnostics.get("warnings", []):
+        lines.append(f"  warning: {warning}")
+    return lines

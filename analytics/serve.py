@@ -1,0 +1,56 @@
+"""`dissensus serve`: start the Streamlit dashboards over the warehouse (read-only)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+APP = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
+
+
+def streamlit_command(db: Path, port: int, host: str) -> list[str]:
+    """The command line that serves the dashboards (headless, no telemetry, no file watcher)."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.headless", "true", "--server.address", host, "--server.port", str(port),
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        "--", "--db", str(db),
+    ]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``dissensus serve`` to the CLI."""
+
+    @app.command()
+    def serve(
+        port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
+        host: Annotated[str, typer.Option(
+            help="Address to bind. The default, 127.0.0.1, serves this machine only; use "
+                 "0.0.0.0 to serve others (configure sign-in first).")] = "127.0.0.1",
+    ) -> None:
+        """Serve the dashboards: overview, reviewers, disagreements, rewards, trade-offs."""
+        from analytics.cli import State, console
+
+        db = State.db.resolve()
+        if not db.exists():
+            console.print(f"[yellow]warning:[/] there is no warehouse at {db} yet; the "
+                          "dashboards will say how to make one.")
+        if host in ("127.0.0.1", "localhost", "::1"):
+            console.print(f"binding to {host}: only this machine can open the dashboards "
+                          "(pass --host 0.0.0.0 to serve others; set up sign-in first)")
+        else:
+            console.print(f"[yellow]binding to {host}: anyone who can reach this port can read "
+                          "the warehouse unless sign-in is configured[/]")
+        shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+        console.print(f"dashboards for {db} at [bold]http://{shown}:{port}[/]  (Ctrl-C stops)")
+        env = dict(os.environ, DISSENSUS_DB=str(db))
+        try:
+            code = subprocess.call(streamlit_command(db, port, host), env=env)
+        except KeyboardInterrupt:
+            code = 0
+        raise typer.Exit(code=code)

@@ -1,0 +1,49 @@
+"""Reward models (researchers): runs, accuracy per head and school, calibration, proxy traps."""
+
+import polars as pl
+import streamlit as st
+
+from dashboards import charts, data
+from dashboards.pages._common import download, warehouse
+
+st.title("Reward models")
+k, h = warehouse()
+runs = data.reward_runs(k)
+if runs.height == 0:
+    st.info("**No reward runs yet.** Train one with `dissensus train --kind plain` (and "
+            "`--kind weighted` / `--kind multihead` after `dissensus fit`), then "
+            "`dissensus score RUN_ID` for the reward plots.")
+    st.stop()
+st.dataframe(runs.drop("metrics"), hide_index=True, width="stretch")
+download(runs, "reward_runs")
+ids = runs["run_id"].to_list()
+default = []
+for kind in ("weighted", "plain", "multihead"):
+    match = runs.filter(pl.col("kind") == kind)
+    if match.height and len(default) < 2:
+        default.append(match["run_id"][0])
+chosen = st.multiselect("Compare runs", ids, default=default or ids[:2], key="runs")
+if not chosen:
+    st.info("Pick at least one run.")
+    st.stop()
+picked = runs.filter(pl.col("run_id").is_in(chosen))
+st.subheader("Side by side")
+st.dataframe(data.reward_metric_table(picked), hide_index=True, width="stretch")
+left, right = st.columns(2)
+acc = data.reward_accuracy(picked)
+if acc.height:
+    left.altair_chart(charts.accuracy_by_head(acc), width="stretch")
+cal = data.reward_calibration(picked)
+if cal.height:
+    right.altair_chart(charts.calibration(cal), width="stretch")
+
+st.subheader("Proxy traps")
+run = st.selectbox("Run", chosen, key="proxy_run")
+scores = data.reward_vs_length(k, run)
+if scores.height == 0:
+    st.info(f"Run `{run}` has no scores yet: `dissensus score {run}`.")
+    st.stop()
+left, right = st.columns(2)
+sample = scores if scores.height <= 5000 else scores.sample(5000, seed=0)
+left.altair_chart(charts.reward_vs_length(sample), width="stretch")
+right.altair_chart(charts.reward_by_tag(data.reward_by_tag(scores)), width="stretch")

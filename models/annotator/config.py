@@ -1,0 +1,126 @@
+"""Settings of the annotator model; every field carries its help text.
+
+The configuration is hashed (:meth:`AnnotatorConfig.config_hash`) and stored with every saved fit,
+so that a fit is never loaded under settings it was not made with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MODEL_TYPE = "dissensus.annotator"
+MODEL_VERSION = "1.0"
+
+Method = Literal["auto", "em", "nuts", "advi", "minibatch_advi"]
+
+
+class AnnotatorConfig(BaseModel):
+    """Everything that changes what :class:`~models.annotator.estimator.AnnotatorModel` fits."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_schools: Literal["auto"] | int = Field(
+        "auto",
+        description="Number of latent schools (viewpoint classes): 1 (the plain noise model, the "
+        "null), 2 or 3, or 'auto' to compare K = 1, 2, 3 by leave-one-out predictive density.",
+    )
+    method: Method = Field(
+        "auto",
+        description="Inference: 'em' (grid belief-propagation EM, the fast default), 'nuts' "
+        "(exact posterior: nutpie, else PyMC's NUTS), 'advi' or 'minibatch_advi' (variational). "
+        "'auto' picks NUTS for small data and EM otherwise, and says which.",
+    )
+    seed: int = Field(0, description="Random seed for initialisation and samplers.")
+    nuts_max_comparisons: int = Field(
+        0,
+        ge=0,
+        description="With method='auto', use NUTS when there are at most this many comparisons "
+        "(0: always EM; exact NUTS on this model costs minutes per 10k comparisons on 2 cores).",
+    )
+    nuts_sampler: Literal["auto", "nutpie", "numpyro", "pymc"] = Field(
+        "auto",
+        description="NUTS backend: nutpie (compiles with numba: slow to start, fast to sample), "
+        "numpyro (JAX; runs on a GPU where one is present) or PyMC's own (C backend: quick to "
+        "start); 'auto' uses nutpie when installed.",
+    )
+    draws: int = Field(500, ge=10, description="NUTS: posterior draws per chain.")
+    tune: int = Field(500, ge=10, description="NUTS: tuning (warm-up) steps per chain.")
+    chains: int = Field(2, ge=1, description="NUTS: number of chains.")
+    target_accept: float = Field(0.9, gt=0.5, lt=1.0, description="NUTS: target acceptance rate.")
+    advi_iterations: int = Field(20_000, ge=100, description="ADVI: optimisation steps.")
+    minibatch_reviewers: int = Field(
+        256, ge=8, description="Minibatch ADVI: reviewers per minibatch (whole reviewers, since "
+        "the school is marginalised per reviewer)."
+    )
+    max_iter: int = Field(150, ge=1, description="EM: maximum iterations.")
+    tol: float = Field(1e-3, gt=0, description="EM: stop when reviewer marginals move less.")
+    lapse_grid_size: int = Field(
+        40, ge=10, le=400, description="EM: grid points for each reviewer's lapse rate in (0, 0.5)."
+    )
+    margin_step: float = Field(
+        0.4, gt=0.05, le=1.0, description="EM: lattice step of pair margins (logit scale), K <= 2."
+    )
+    margin_step_k3: float = Field(0.8, gt=0.05, le=1.5, description="EM: lattice step for K = 3.")
+    margin_limit: float = Field(6.4, gt=1.0, description="EM: largest |consensus margin| modelled.")
+    deviation_limit: float = Field(
+        4.0, gt=0.5, description="EM: largest |school deviation| from the consensus margin."
+    )
+    smoothing: float = Field(
+        1.0, ge=0.0, description="EM: smoothing (grid steps) of the learned lapse and margin "
+        "priors (smoothed EM, Silverman et al. 1990)."
+    )
+    position_bias_limit: float = Field(
+        2.0, gt=0, description="EM: largest |position bias| on the grid (logit scale)."
+    )
+    tilt_concentration: float = Field(
+        10.0, gt=0, description="Beta-prior strength pulling a reviewer's lapse tilt toward "
+        "the population's."
+    )
+    interval_mass: float = Field(0.94, gt=0.5, lt=1.0, description="Credible interval mass.")
+    flag_min_reliability: float = Field(
+        0.8, gt=0.5, lt=1.0, description="A reviewer is flagged when their reliability is "
+        "credibly below this (lapse rate credibly above 1 - this)."
+    )
+    flag_probability: float = Field(
+        0.9, gt=0.5, lt=1.0, description="Posterior probability needed to call reliability "
+        "credibly low."
+    )
+    position_bias_flag: float = Field(
+        0.6, gt=0, description="Flag a reviewer whose |position bias| is credibly above this."
+    )
+    pluralism_probability: float = Field(
+        0.5, gt=0.0, lt=1.0, description="Posterior probability that a pair's schools differ, "
+        "needed for the 'pluralism' verdict."
+    )
+    ambiguity_min_variance: float = Field(
+        0.13, gt=0.0, lt=0.25, description="Careful within-school vote variance (max 0.25) from "
+        "which a pair counts as ambiguous (careful reviewers split)."
+    )
+    noise_min_lapses: float = Field(
+        0.5, gt=0.0, description="Expected number of lapsed votes on a pair with disagreeing "
+        "votes from which the pair's disagreement is called noise."
+    )
+    k_selection_se: float = Field(
+        2.0, ge=0.0, description="Auto K: prefer more schools only when the LOO gain exceeds "
+        "this many standard errors of the difference (and k_selection_min_gain)."
+    )
+    k_selection_min_gain: float = Field(
+        4.0, ge=0.0, description="Auto K: minimum elpd gain (log units) for more schools."
+    )
+
+    @field_validator("n_schools")
+    @classmethod
+    def _check_schools(cls, value: Literal["auto"] | int) -> Literal["auto"] | int:
+        if value != "auto" and (not isinstance(value, int) or not 1 <= value <= 3):
+            raise ValueError("n_schools must be 'auto', 1, 2 or 3")
+        return value
+
+    def config_hash(self) -> str:
+        """SHA-256 (first 16 hex digits) of the settings that change the fitted model."""
+        payload = {"model_type": MODEL_TYPE, "version": MODEL_VERSION, **self.model_dump()}
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,145 @@
+"""Validation and integer coding of the model frame (the warehouse's ``model_frame``).
+
+Input columns: ``comparison_id``, ``reviewer_id``, ``pair_id``, ``prompt_id`` (strings),
+``outcome`` (+1 response 1 preferred, -1 response 2, 0 tie) and ``first_shown`` (1 or 2: which
+response was displayed first; null when unknown, which the model reads as ``s = 0``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from warehouse.errors import DissensusError
+
+from .grid_em import Judgments
+
+REQUIRED_COLUMNS = ("comparison_id", "reviewer_id", "pair_id", "prompt_id", "outcome",
+                    "first_shown")
+
+
+class AnnotatorDataError(DissensusError):
+    """The comparisons cannot be fitted as given."""
+
+
+@dataclass(frozen=True)
+class EncodedFrame:
+    """Judgments coded for the model, sorted by pair, plus the ids to decode results."""
+
+    judgments: Judgments
+    comparison_ids: list[str]  # in the sorted (model) order
+    reviewer_ids: list[str]
+    pair_ids: list[str]
+    prompt_ids: list[str]  # per pair
+    reviewer_counts: np.ndarray  # judgments per reviewer
+    pair_counts: np.ndarray  # judgments per pair
+    warnings: list[str]
+
+
+def encode_frame(frame: pl.DataFrame) -> EncodedFrame:
+    """Check the frame and code it; raises :class:`AnnotatorDataError` with a fix."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise AnnotatorDataError(
+            f"the model frame lacks column(s) {', '.join(missing)}",
+            where="annotator model input",
+            expected=f"columns {', '.join(REQUIRED_COLUMNS)}",
+            fix="build the frame with warehouse.queries.model_frame(con)",
+        )
+    if frame.height == 0:
+        raise AnnotatorDataError(
+            "there are no comparisons to fit",
+            where="annotator model input",
+            expected="at least one judged pair from two or more reviewers",
+            fix="ingest comparisons first (dissensus ingest FILE), then fit",
+        )
+    n_null = int(frame["reviewer_id"].null_count())
+    if n_null:
+        raise AnnotatorDataError(
+            f"{n_null} comparison(s) have no reviewer_id",
+            where="annotator model input, column reviewer_id",
+            expected="every judgment attributed to a reviewer: the model judges reviewers",
+            fix="re-ingest with reviewer ids, or drop the anonymous rows before fitting",
+        )
+    for col in ("pair_id", "comparison_id", "outcome"):
+        if frame[col].null_count():
+            raise AnnotatorDataError(
+                f"column {col} has {frame[col].null_count()} null value(s)",
+                where=f"annotator model input, column {col}",
+                expected=f"a {col} on every row",
+                fix="use warehouse.queries.model_frame(con), which never emits such rows",
+            )
+    bad_outcome = frame.filter(~pl.col("outcome").is_in([-1, 0, 1])).height
+    bad_first = frame.filter(
+        pl.col("first_shown").is_not_null() & ~pl.col("first_shown").is_in([1, 2])
+    ).height
+    if bad_outcome or bad_first:
+        raise AnnotatorDataError(
+            f"{bad_outcome} outcome(s) outside {{-1, 0, 1}} and {bad_first} first_shown "
+            "value(s) outside {1, 2, null}",
+            where="annotator model input",
+            expected="outcome +1 / -1 / 0 and first_shown 1 / 2 / null",
+            fix="check the adapter that produced the frame",
+        )
+    n_reviewers = frame["reviewer_id"].n_unique()
+    if n_reviewers < 2:
+        raise AnnotatorDataError(
+            f"only {n_reviewers} reviewer judged these comparisons",
+            where="annotator model input",
+            expected="two or more reviewers: reliability is only defined against other reviewers",
+            fix="ingest judgments from more reviewers before fitting",
+        )
+    f = frame.sort(["pair_id", "comparison_id"])
+    reviewer_ids, r_idx = np.unique(f["reviewer_id"].to_numpy().astype(str), return_inverse=True)
+    pair_ids, p_idx = np.unique(f["pair_id"].to_numpy().astype(str), return_inverse=True)
+    first = f["first_shown"].to_numpy()
+    s = np.where(first == 1, 1, np.where(first == 2, -1, 0)).astype(np.int64)
+    judgments = Judgments(
+        reviewer=r_idx.astype(np.int64),
+        pair=p_idx.astype(np.int64),
+        y=f["outcome"].to_numpy().astype(np.int64),
+        s=s,
+        n_reviewers=len(reviewer_ids),
+        n_pairs=len(pair_ids),
+    )
+    prompt = (
+        f.group_by("pair_id").agg(pl.col("prompt_id").first()).sort("pair_id")["prompt_id"]
+        .cast(pl.String).fill_null("").to_list()
+    )
+    r_counts = np.bincount(judgments.reviewer, minlength=judgments.n_reviewers)
+    p_counts = np.bincount(judgments.pair, minlength=judgments.n_pairs)
+    warnings: list[str] = []
+    singles = int(np.sum(r_counts == 1))
+    if singles == judgments.n_reviewers:
+        raise AnnotatorDataError(
+            "every reviewer has a single judgment",
+            where="annotator model input",
+            expected="reviewers with several judgments: a reviewer's reliability is read from "
+            "how their judgments hang together",
+            fix="fit again once reviewers have judged more pairs",
+        )
+    if singles:
+        warnings.append(
+            f"{singles} reviewer(s) have a single judgment: kept, but their reliability stays "
+            "close to the population's (wide intervals) and they are never flagged on it"
+        )
+    lone = int(np.sum(p_counts == 1))
+    if lone:
+        warnings.append(f"{lone} pair(s) have a single vote: their shares follow the prior")
+    unknown = int(np.sum(s == 0))
+    if unknown:
+        warnings.append(
+            f"{unknown} judgment(s) have no display order: position bias cannot act on them"
+        )
+    return EncodedFrame(
+        judgments=judgments,
+        comparison_ids=f["comparison_id"].cast(pl.String).to_list(),
+        reviewer_ids=reviewer_ids.tolist(),
+        pair_ids=pair_ids.tolist(),
+        prompt_ids=prompt,
+        reviewer_counts=r_counts,
+        pair_counts=p_counts,
+        warnings=warnings,
+    )

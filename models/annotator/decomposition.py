@@ -1,0 +1,184 @@
+"""Why reviewers disagree on a pair: noise, pluralism and ambiguity by the law of total variance.
+
+Take the vote of a reviewer drawn from the population, ``Y = 1`` (response 1), ``0.5`` (tie) or
+``0`` (response 2). Given the pair's school margins ``m_k`` and the population (school shares
+``pi_k``, lapse rate distribution with mean ``eps_bar``, position-bias distribution, display
+order equally likely either way)::
+
+    careful, unbiased reviewer of school k:  mean mu_k = P_k(+1) + P_k(0)/2,
+                                             variance v_k = P_k(+1) + P_k(0)/4 - mu_k^2
+    ambiguity  = E_k[v_k]                    careful within-school (Bernoulli-type) variance
+    pluralism  = Var_k[mu_k]                 between-school variance of the careful means
+    careful    = ambiguity + pluralism       = Var(Y | careful, unbiased)   (total variance)
+    noise      = Var(Y) - careful            the extra variance lapses and position bias add
+
+``Var(Y)`` mixes careful judgments (shifted by ``beta * s`` for a biased reviewer) with lapses
+(a coin flip once the display order is random). The extra variance is non-negative except for
+rare tie-heavy corner cases, where it is clipped at 0. Shares are the three components divided by
+their sum, so they sum to 1 exactly; posterior means and intervals average over the posterior
+of the pair's margins.
+
+Verdict (first rule that applies):
+
+1. ``pluralism`` -- the schools disagree more than careful reviewers of one school do:
+   ``P(pluralism > ambiguity | data) >= pluralism_probability`` (credibly, not just on average);
+2. ``ambiguous`` -- careful reviewers split within their school: ``E[ambiguity] >=
+   ambiguity_min_variance`` (margins near 0);
+3. ``noise`` -- careful reviewers would agree, yet the pair's votes disagree and the model puts
+   at least ``noise_min_lapses`` expected lapsed votes on it (the disagreement is noise);
+4. ``clear`` -- careful reviewers agree and so do the votes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .likelihood import careful_probs, vote_value
+
+FloatArray = NDArray[np.float64]
+VERDICTS = ("clear", "noise", "pluralism", "ambiguous")
+
+
+@dataclass(frozen=True)
+class Population:
+    """The reviewer population the decomposition averages over."""
+
+    school_weights: FloatArray  # (K,)
+    tau: float
+    lapse_mean: float
+    bias_values: FloatArray  # (B,)
+    bias_weights: FloatArray  # (B,)
+
+
+def components(margins: FloatArray, pop: Population) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """``(noise, pluralism, ambiguity)`` variances for margins of shape ``(..., K)``."""
+    pi = pop.school_weights
+    p_plus, p_tie, _ = careful_probs(margins, pop.tau)
+    mean_k, var_k = vote_value(p_plus, p_tie)
+    ambiguity = var_k @ pi
+    grand = mean_k @ pi
+    if pi.size == 1:
+        pluralism = np.zeros_like(ambiguity)  # exactly: one school has no between-school spread
+    else:
+        pluralism = np.maximum(((mean_k - grand[..., None]) ** 2) @ pi, 0.0)
+    # population vote: careful (biased by b * s, s = +-1 equally likely) or a lapse (coin flip)
+    first = np.zeros(margins.shape[:-1])
+    second = np.zeros(margins.shape[:-1])
+    for b, w_b in zip(pop.bias_values, pop.bias_weights, strict=True):
+        if w_b <= 0:
+            continue
+        for sign in (1.0, -1.0):
+            pp, pt, _ = careful_probs(margins + sign * b, pop.tau)
+            m_k, v_k = vote_value(pp, pt)
+            first += 0.5 * w_b * (m_k @ pi)
+            second += 0.5 * w_b * ((v_k + m_k**2) @ pi)
+    eps = pop.lapse_mean
+    total_mean = (1 - eps) * first + eps * 0.5
+    total_second = (1 - eps) * second + eps * 0.5
+    total = np.maximum(total_second - total_mean**2, 0.0)
+    noise = np.maximum(total - ambiguity - pluralism, 0.0)
+    return noise, pluralism, ambiguity
+
+
+def p_first(margins: FloatArray, pop: Population) -> FloatArray:
+    """Population probability that a careful, unbiased reviewer prefers response 1 (ties 1/2)."""
+    p_plus, p_tie, _ = careful_probs(margins, pop.tau)
+    return (p_plus + 0.5 * p_tie) @ pop.school_weights
+
+
+@dataclass(frozen=True)
+class PairDecomposition:
+    """Per-pair posterior summaries (arrays of length J)."""
+
+    p_first: FloatArray
+    noise_share: FloatArray
+    pluralism_share: FloatArray
+    ambiguity_share: FloatArray
+    share_low: FloatArray  # (J, 3): noise, pluralism, ambiguity lower interval bounds
+    share_high: FloatArray  # (J, 3)
+    ambiguity: FloatArray  # expected careful within-school variance
+    p_pluralism: FloatArray  # P(pluralism > ambiguity | data)
+
+
+def _shares(noise: FloatArray, plur: FloatArray, amb: FloatArray) -> FloatArray:
+    tot = noise + plur + amb
+    safe = np.where(tot > 0, tot, 1.0)
+    out = np.stack([noise / safe, plur / safe, amb / safe], axis=-1)
+    out[tot <= 0] = np.array([1.0, 0.0, 0.0])
+    return out
+
+
+def decompose_states(
+    state_margins: FloatArray, weights: FloatArray, pop: Population, interval_mass: float
+) -> PairDecomposition:
+    """Decomposition for shared states: ``state_margins`` ``(S, K)``, ``weights`` ``(J, S)``."""
+    noise, plur, amb = components(state_margins, pop)
+    shares = _shares(noise, plur, amb)  # (S, 3)
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum(axis=1, keepdims=True)
+    mean = w @ shares
+    lo_q, hi_q = (1 - interval_mass) / 2, 1 - (1 - interval_mass) / 2
+    low = np.empty_like(mean)
+    high = np.empty_like(mean)
+    for c in range(3):
+        order = np.argsort(shares[:, c], kind="stable")
+        cdf = np.cumsum(w[:, order], axis=1)
+        vals = shares[order, c]
+        low[:, c] = vals[np.minimum((cdf < lo_q).sum(axis=1), vals.size - 1)]
+        high[:, c] = vals[np.minimum((cdf < hi_q).sum(axis=1), vals.size - 1)]
+    return PairDecomposition(
+        p_first=w @ p_first(state_margins, pop),
+        noise_share=mean[:, 0],
+        pluralism_share=mean[:, 1],
+        ambiguity_share=mean[:, 2],
+        share_low=low,
+        share_high=high,
+        ambiguity=w @ amb,
+        p_pluralism=w @ (plur > amb).astype(float),
+    )
+
+
+def decompose_draws(
+    draw_margins: FloatArray, pop: Population, interval_mass: float
+) -> PairDecomposition:
+    """Decomposition from posterior draws: ``draw_margins`` ``(J, D, K)`` (equal weights)."""
+    noise, plur, amb = components(draw_margins, pop)
+    shares = _shares(noise, plur, amb)  # (J, D, 3)
+    lo_q, hi_q = (1 - interval_mass) / 2, 1 - (1 - interval_mass) / 2
+    return PairDecomposition(
+        p_first=p_first(draw_margins, pop).mean(axis=1),
+        noise_share=shares[..., 0].mean(axis=1),
+        pluralism_share=shares[..., 1].mean(axis=1),
+        ambiguity_share=shares[..., 2].mean(axis=1),
+        share_low=np.quantile(shares, lo_q, axis=1),
+        share_high=np.quantile(shares, hi_q, axis=1),
+        ambiguity=amb.mean(axis=1),
+        p_pluralism=(plur > amb).mean(axis=1),
+    )
+
+
+def verdicts(
+    dec: PairDecomposition,
+    votes_disagree: NDArray[np.bool_],
+    expected_lapses: FloatArray,
+    *,
+    n_schools: int,
+    pluralism_probability: float,
+    ambiguity_min_variance: float,
+    noise_min_lapses: float,
+) -> list[str]:
+    """One verdict per pair (rules in the module docstring)."""
+    out: list[str] = []
+    for j in range(dec.p_first.shape[0]):
+        if n_schools > 1 and dec.p_pluralism[j] >= pluralism_probability:
+            out.append("pluralism")
+        elif dec.ambiguity[j] >= ambiguity_min_variance:
+            out.append("ambiguous")
+        elif votes_disagree[j] and expected_lapses[j] >= noise_min_lapses:
+            out.append("noise")
+        else:
+            out.append("clear")
+    return out

@@ -1,0 +1,178 @@
+"""``AnnotatorModel``: a crowd-kit-style estimator for the annotator model.
+
+    model = AnnotatorModel(AnnotatorConfig(n_schools="auto")).fit(frame)
+    model.reviewer_estimates_   # polars, the public reviewer_estimates columns (no fit_id)
+    model.pair_estimates_       # public pair_estimates columns (no fit_id, no prompt text)
+    model.comparison_weights_   # comparison_id, weight, school_weights (list[float])
+    model.fit_summary_          # method, n_schools, n_comparisons, seconds, diagnostics
+    model.save("fits/demo")     # fits/demo.nc (arviz netCDF) + fits/demo.json (metadata)
+    AnnotatorModel.load("fits/demo", config)   # raises if the config hash differs
+
+``frame`` is the warehouse's model frame (see :mod:`.data`). Schools are numbered 0, 1, ...
+from the largest to the smallest. ``reliability`` is the posterior mean probability that a
+judgment of the reviewer is careful (1 - lapse rate) with a credible interval of mass
+``interval_mass``; a reviewer is flagged only when their reliability is credibly below
+``flag_min_reliability`` or their position bias credibly exceeds ``position_bias_flag`` -- never
+for belonging to a minority school.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from .config import AnnotatorConfig
+from .data import EncodedFrame, encode_frame
+from .decomposition import verdicts
+from .inference import FitResult, Progress, fit, vote_disagreement
+
+REVIEWER_COLUMNS = (
+    "reviewer_id", "n_comparisons", "reliability", "reliability_low", "reliability_high",
+    "position_bias", "school", "school_probability", "flagged", "flag_reason",
+)
+PAIR_COLUMNS = (
+    "pair_id", "prompt_id", "n_votes", "p_first", "noise_share", "pluralism_share",
+    "ambiguity_share", "verdict",
+)
+WEIGHT_COLUMNS = ("comparison_id", "weight", "school_weights")
+
+
+class AnnotatorModel:
+    """Hierarchical Bayesian model of reviewers, schools and pairs (see :mod:`.model`)."""
+
+    def __init__(self, config: AnnotatorConfig | None = None, **overrides: Any) -> None:
+        base = config or AnnotatorConfig()
+        self.config = AnnotatorConfig(**{**base.model_dump(), **overrides}) if overrides else base
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, frame: pl.DataFrame, progress: Progress | None = None) -> AnnotatorModel:
+        """Fit to the model frame; sets the ``*_`` attributes and returns ``self``."""
+        enc = encode_frame(frame)
+        result = fit(enc, self.config, progress)
+        self._set_outputs(enc, result)
+        return self
+
+    def _set_outputs(self, enc: EncodedFrame, res: FitResult) -> None:
+        cfg = self.config
+        self.result_ = res
+        self.n_schools_ = res.n_schools
+        self.school_weights_ = res.school_weights
+        self.reviewer_estimates_ = self._reviewer_table(enc, res)
+        self.pair_estimates_, self.pair_intervals_ = self._pair_tables(enc, res)
+        d = enc.judgments
+        self.comparison_weights_ = pl.DataFrame(
+            {
+                "comparison_id": enc.comparison_ids,
+                "weight": res.careful_prob.astype(float),
+                "school_weights": res.school_probs[d.reviewer].astype(float).tolist(),
+            },
+            schema={"comparison_id": pl.String, "weight": pl.Float64,
+                    "school_weights": pl.List(pl.Float64)},
+        )
+        diagnostics = dict(res.diagnostics)
+        diagnostics["school_weights"] = [float(x) for x in res.school_weights]
+        diagnostics["n_flagged"] = int(self.reviewer_estimates_["flagged"].sum())
+        diagnostics["verdicts"] = {
+            v: int(n) for v, n in self.pair_estimates_["verdict"].value_counts().iter_rows()
+        }
+        diagnostics["config_hash"] = cfg.config_hash()
+        self.fit_summary_ = {
+            "method": res.method,
+            "n_schools": int(res.n_schools),
+            "n_comparisons": int(d.n),
+            "seconds": float(res.seconds),
+            "diagnostics": diagnostics,
+        }
+
+    def _reviewer_table(self, enc: EncodedFrame, res: FitResult) -> pl.DataFrame:
+        cfg = self.config
+        mass = f"{round(cfg.interval_mass * 100)}%"
+        counts = enc.reviewer_counts
+        lapse_flag = (res.p_unreliable >= cfg.flag_probability) & (counts >= 2)
+        bias_flag = (res.p_strong_bias >= cfg.flag_probability) & (counts >= 2)
+        reasons: list[str | None] = []
+        for i in range(len(enc.reviewer_ids)):
+            parts = []
+            if lapse_flag[i]:
+                parts.append(
+                    f"lapse rate ~{1 - res.reliability[i]:.0%} ({mass} interval "
+                    f"{1 - res.reliability_high[i]:.0%}–{1 - res.reliability_low[i]:.0%})"
+                )
+            if bias_flag[i]:
+                side = "first" if res.bias_mean[i] > 0 else "second"
+                parts.append(
+                    f"strong position bias (β ≈ {res.bias_mean[i]:+.2f}, {mass} interval "
+                    f"{res.bias_low[i]:+.2f} to {res.bias_high[i]:+.2f}): favours the reply "
+                    f"shown {side}"
+                )
+            reasons.append("; ".join(parts) if parts else None)
+        school = res.school_probs.argmax(axis=1)
+        return pl.DataFrame(
+            {
+                "reviewer_id": enc.reviewer_ids,
+                "n_comparisons": counts.astype(np.int64),
+                "reliability": res.reliability,
+                "reliability_low": res.reliability_low,
+                "reliability_high": res.reliability_high,
+                "position_bias": res.bias_mean,
+                "school": school.astype(np.int32),
+                "school_probability": res.school_probs.max(axis=1),
+                "flagged": lapse_flag | bias_flag,
+                "flag_reason": reasons,
+            },
+            schema_overrides={"flag_reason": pl.String},
+        ).select(REVIEWER_COLUMNS)
+
+    def _pair_tables(self, enc: EncodedFrame, res: FitResult) -> tuple[pl.DataFrame, pl.DataFrame]:
+        cfg = self.config
+        dec = res.pairs
+        verdict = verdicts(
+            dec, vote_disagreement(enc), res.expected_lapses,
+            n_schools=res.n_schools,
+            pluralism_probability=cfg.pluralism_probability,
+            ambiguity_min_variance=cfg.ambiguity_min_variance,
+            noise_min_lapses=cfg.noise_min_lapses,
+        )
+        shares = np.stack([dec.noise_share, dec.pluralism_share, dec.ambiguity_share], axis=1)
+        shares = shares / shares.sum(axis=1, keepdims=True)  # exact sum to 1 after float noise
+        table = pl.DataFrame(
+            {
+                "pair_id": enc.pair_ids,
+                "prompt_id": enc.prompt_ids,
+                "n_votes": enc.pair_counts.astype(np.int64),
+                "p_first": dec.p_first,
+                "noise_share": shares[:, 0],
+                "pluralism_share": shares[:, 1],
+                "ambiguity_share": shares[:, 2],
+                "verdict": verdict,
+            }
+        ).select(PAIR_COLUMNS)
+        intervals = pl.DataFrame(
+            {
+                "pair_id": enc.pair_ids,
+                "noise_low": dec.share_low[:, 0], "noise_high": dec.share_high[:, 0],
+                "pluralism_low": dec.share_low[:, 1], "pluralism_high": dec.share_high[:, 1],
+                "ambiguity_low": dec.share_low[:, 2], "ambiguity_high": dec.share_high[:, 2],
+                "p_pluralism": dec.p_pluralism,
+                "ambiguity_variance": dec.ambiguity,
+                "expected_lapses": res.expected_lapses,
+            }
+        )
+        return table, intervals
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> tuple[Path, Path]:
+        """Write ``<path>.nc`` (arviz netCDF) and ``<path>.json``; returns both paths."""
+        from .persistence import save_fit
+
+        return save_fit(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path, config: AnnotatorConfig | None = None) -> AnnotatorModel:
+        """Load a saved fit; with ``config``, its hash must match the saved one."""
+        from .persistence import load_fit
+
+        return load_fit(path, config)

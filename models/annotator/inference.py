@@ -1,0 +1,268 @@
+"""Inference for the annotator model: the fast grid EM (default), NUTS and ADVI, and choosing K.
+
+``method="auto"`` runs the grid EM of :mod:`.grid_em` unless the data are small enough for
+exact NUTS (``nuts_max_comparisons``), and says which it chose. ``n_schools="auto"`` fits
+K = 1, 2 (and 3 when 2 beat 1) and keeps the larger K only when its expected log predictive
+density (elpd) beats the smaller by ``k_selection_se`` standard errors of the difference and by
+``k_selection_min_gain`` (log units). The elpd is leave-one-out (Vehtari, Gelman & Gabry 2017):
+for the EM the cavity approximation of BP (each judgment predicted with its own message
+removed), for NUTS PSIS-LOO from arviz over reviewer-level log-likelihoods.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .config import AnnotatorConfig
+from .data import EncodedFrame
+from .decomposition import PairDecomposition, Population, decompose_states
+from .grid_em import GridEM, GridSettings, GridState
+
+FloatArray = NDArray[np.float64]
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class FitResult:
+    """Everything the estimator turns into the public tables (reviewer, pair, judgment order)."""
+
+    method: str
+    n_schools: int
+    seconds: float
+    school_weights: FloatArray
+    reliability: FloatArray
+    reliability_low: FloatArray
+    reliability_high: FloatArray
+    p_unreliable: FloatArray  # P(reliability < flag_min_reliability)
+    bias_mean: FloatArray
+    bias_low: FloatArray
+    bias_high: FloatArray
+    p_strong_bias: FloatArray  # P(|beta| > position_bias_flag)
+    school_probs: FloatArray  # (R, K), schools ordered largest first
+    careful_prob: FloatArray  # (N,) in model order
+    pairs: PairDecomposition
+    expected_lapses: FloatArray  # (J,)
+    population: Population
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    grid_state: GridState | None = None
+    idata: Any = None  # arviz.InferenceData for NUTS / ADVI
+
+
+def grid_settings(config: AnnotatorConfig, n_schools: int) -> GridSettings:
+    """Numerical settings of the grid EM for ``n_schools`` schools."""
+    return GridSettings(
+        n_schools=n_schools,
+        lapse_grid_size=config.lapse_grid_size,
+        step=config.margin_step if n_schools <= 2 else config.margin_step_k3,
+        mu_limit=config.margin_limit,
+        dev_limit=config.deviation_limit,
+        bias_limit=config.position_bias_limit,
+        smoothing=config.smoothing,
+        tilt_concentration=config.tilt_concentration,
+        max_iter=config.max_iter,
+        tol=config.tol,
+        seed=config.seed,
+    )
+
+
+def grid_quantiles(post: FloatArray, grid: FloatArray, qs: tuple[float, ...]) -> FloatArray:
+    """Quantiles of distributions on a regular grid, mass spread evenly over each grid cell."""
+    step = grid[1] - grid[0] if grid.size > 1 else 1.0
+    edges = np.concatenate([[grid[0] - step / 2], grid + step / 2])
+    cdf = np.concatenate([np.zeros((post.shape[0], 1)), np.cumsum(post, axis=1)], axis=1)
+    cdf /= cdf[:, -1:]
+    out = np.empty((post.shape[0], len(qs)))
+    for i, q in enumerate(qs):
+        idx = np.clip((cdf < q).sum(axis=1) - 1, 0, grid.size - 1)
+        lo, hi = cdf[np.arange(post.shape[0]), idx], cdf[np.arange(post.shape[0]), idx + 1]
+        frac = np.where(hi > lo, (q - lo) / np.maximum(hi - lo, 1e-300), 0.5)
+        out[:, i] = edges[idx] + np.clip(frac, 0, 1) * step
+    return out
+
+
+def prob_above(post: FloatArray, grid: FloatArray, threshold: float) -> FloatArray:
+    """``P(x > threshold)`` for distributions on a regular grid (mass even within cells)."""
+    step = grid[1] - grid[0] if grid.size > 1 else 1.0
+    frac = np.clip((grid + step / 2 - threshold) / step, 0.0, 1.0)
+    return post @ frac / post.sum(axis=1)
+
+
+def vote_disagreement(enc: EncodedFrame) -> NDArray[np.bool_]:
+    d = enc.judgments
+    lo = np.full(d.n_pairs, 2)
+    hi = np.full(d.n_pairs, -2)
+    np.minimum.at(lo, d.pair, d.y)
+    np.maximum.at(hi, d.pair, d.y)
+    return hi > lo
+
+
+def summarise_grid(
+    state: GridState, enc: EncodedFrame, config: AnnotatorConfig, seconds: float
+) -> FitResult:
+    """Turn a grid-EM state into per-reviewer, per-pair and per-judgment summaries."""
+    d = enc.judgments
+    order = np.argsort(-state.school_weights, kind="stable")
+    pi = state.school_weights[order]
+    mass = config.interval_mass
+    qs = ((1 - mass) / 2, 1 - (1 - mass) / 2)
+    lapse = state.lapse_marginal()
+    e_grid = state.lapse_grid
+    eps_mean = lapse @ e_grid
+    eps_q = grid_quantiles(lapse, e_grid, qs)
+    bias = state.bias_marginal()
+    b_grid = state.bias_grid
+    if b_grid.size > 1:
+        b_q = grid_quantiles(bias, b_grid, qs)
+        p_bias = prob_above(bias, b_grid, config.position_bias_flag) + (
+            1 - prob_above(bias, b_grid, -config.position_bias_flag)
+        )
+    else:
+        b_q = np.zeros((d.n_reviewers, 2))
+        p_bias = np.zeros(d.n_reviewers)
+    pop = Population(
+        school_weights=pi,
+        tau=state.tau,
+        lapse_mean=float(state.lapse_prior @ e_grid),
+        bias_values=b_grid,
+        bias_weights=state.bias_prior,
+    )
+    margins = state.lattice.margins()[:, order]
+    pairs = decompose_states(margins, state.pair_post, pop, mass)
+    return FitResult(
+        method="em",
+        n_schools=state.n_schools,
+        seconds=seconds,
+        school_weights=pi,
+        reliability=1 - eps_mean,
+        reliability_low=1 - eps_q[:, 1],
+        reliability_high=1 - eps_q[:, 0],
+        p_unreliable=prob_above(lapse, e_grid, 1 - config.flag_min_reliability),
+        bias_mean=bias @ b_grid,
+        bias_low=b_q[:, 0],
+        bias_high=b_q[:, 1],
+        p_strong_bias=p_bias,
+        school_probs=state.school_probs()[:, order],
+        careful_prob=1 - state.lapse_post,
+        pairs=pairs,
+        expected_lapses=np.bincount(d.pair, state.lapse_post, d.n_pairs),
+        population=pop,
+        diagnostics={
+            "iterations": state.n_iter,
+            "converged": state.converged,
+            "tie_threshold": state.tau,
+            "lapse_tilt": state.tilt_mean,
+            "mean_lapse_rate": pop.lapse_mean,
+        },
+        grid_state=state,
+    )
+
+
+def loo_row(pointwise: FloatArray, k: int, best: FloatArray | None) -> dict[str, float]:
+    """One row of the LOO table: elpd, its standard error, and the difference to ``best``."""
+    n = pointwise.size
+    row = {"n_schools": float(k), "elpd_loo": float(pointwise.sum()),
+           "se": float(np.sqrt(n * np.var(pointwise)))}
+    if best is not None:
+        diff = pointwise - best
+        row["elpd_diff"] = float(diff.sum())
+        row["dse"] = float(np.sqrt(n * np.var(diff)))
+    return row
+
+
+def choose_k(pointwise: dict[int, FloatArray], config: AnnotatorConfig) -> tuple[int, list[dict]]:
+    """Apply the selection rule of the module docstring; returns K and the LOO table."""
+    chosen = min(pointwise)
+    for k in sorted(pointwise):
+        if k == chosen:
+            continue
+        diff = pointwise[k] - pointwise[chosen]
+        gain = float(diff.sum())
+        se = float(np.sqrt(diff.size * np.var(diff)))
+        if gain > max(config.k_selection_se * se, config.k_selection_min_gain):
+            chosen = k
+    table = [loo_row(pointwise[k], k, pointwise[chosen]) for k in sorted(pointwise)]
+    for row in table:
+        row["chosen"] = bool(row["n_schools"] == chosen)
+    return chosen, table
+
+
+def fit_em(
+    enc: EncodedFrame, config: AnnotatorConfig, progress: Progress | None = None
+) -> FitResult:
+    """Grid EM for a fixed K, or K = 1, 2, 3 compared by cavity LOO when ``n_schools='auto'``."""
+    start = time.perf_counter()
+    ks = [1, 2, 3] if config.n_schools == "auto" else [int(config.n_schools)]
+    states: dict[int, GridState] = {}
+    timings: dict[int, tuple[float, int]] = {}
+    warm: GridState | None = None
+    for k in ks:
+        if k == 3 and config.n_schools == "auto" and 2 in states:
+            ok, _ = choose_k({1: states[1].loo, 2: states[2].loo}, config)
+            if ok == 1:
+                break  # two schools did not beat one: three will not be needed
+
+        def cb(it: int, total: int, k: int = k) -> None:
+            if progress is not None:
+                progress(f"EM, {k} school{'s' if k > 1 else ''}", it / total)
+
+        t_k = time.perf_counter()
+        states[k] = GridEM(enc.judgments, grid_settings(config, k)).run(warm=warm, callback=cb)
+        timings[k] = (time.perf_counter() - t_k, states[k].n_iter)
+        if k == 1:
+            warm = states[1]
+    if len(states) > 1:
+        chosen, table = choose_k({k: s.loo for k, s in states.items()}, config)
+    else:
+        chosen = ks[0]
+        table = [loo_row(states[chosen].loo, chosen, None)]
+    result = summarise_grid(states[chosen], enc, config, time.perf_counter() - start)
+    warnings = list(enc.warnings)
+    if not states[chosen].converged:
+        warnings.append(
+            f"EM stopped after {states[chosen].n_iter} iterations before converging "
+            f"(tol {config.tol}); raise max_iter"
+        )
+    result.diagnostics.update(
+        {
+            "loo_method": "cavity leave-one-out of belief propagation (per judgment)",
+            "loo_table": table,
+            "n_schools_chosen": chosen,
+            "n_schools_mode": str(config.n_schools),
+            "fits": [{"n_schools": k, "seconds": round(t, 2), "iterations": it}
+                     for k, (t, it) in timings.items()],
+            "r_hat_max": None,
+            "ess_min": None,
+            "divergences": None,
+            "warnings": warnings,
+        }
+    )
+    return result
+
+
+def fit(
+    enc: EncodedFrame, config: AnnotatorConfig, progress: Progress | None = None
+) -> FitResult:
+    """Fit with the configured method; ``auto`` picks NUTS for small data, else EM."""
+    method = config.method
+    reason = "requested"
+    if method == "auto":
+        small = enc.judgments.n <= config.nuts_max_comparisons
+        method = "nuts" if small else "em"
+        reason = (
+            f"auto: {enc.judgments.n} comparisons "
+            f"{'<=' if small else '>'} nuts_max_comparisons={config.nuts_max_comparisons}"
+        )
+    if method == "em":
+        result = fit_em(enc, config, progress)
+    else:
+        from .sampling import fit_sampled
+
+        result = fit_sampled(enc, config, method, progress)
+    result.diagnostics["method_reason"] = reason
+    return result

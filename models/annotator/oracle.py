@@ -1,0 +1,156 @@
+"""The two oracles of issue 3: ceilings that know the simulator's truth.
+
+No method fitted to the votes alone can beat them; accuracy targets are stated against them.
+
+**Reliability oracle.** Knows each pair's true school margins ``m_{j,k}``, every reviewer's school,
+position bias ``beta_r`` and lapse tilt ``gamma_r``, the tie threshold ``tau`` and the generating
+prior of lapse rates (careful ``U(0, 0.08)``, rushed ``U(0.30, 0.50)`` mixed by the rushed share).
+It computes each reviewer's exact posterior of ``eps_r`` on a fine grid::
+
+    p(eps | y_r) ∝ p(eps) prod_n [(1 - eps) P_c(y_n | m_{j_n, k(r)} + beta_r s_n) + eps P_l(y_n)]
+
+**Pluralism oracle.** Knows every reviewer's school, lapse rate, bias and tilt and the
+generating distribution of pair margins for contested and for other pairs. It scores each pair
+by the exact likelihood ratio ``p(votes_j | contested) / p(votes_j | not contested)``, each term
+integrating the margins over their generating distribution -- here the empirical distribution of
+the true margin vectors of the *other* pairs of that kind in the same world (a Monte-Carlo
+integral that is exact as the world grows). By the Neyman-Pearson lemma no score separates
+contested from uncontested pairs better (in ROC terms) given the votes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+from scipy.special import logsumexp
+
+from .likelihood import careful_logp, lapse_prob
+
+FloatArray = NDArray[np.float64]
+
+CAREFUL_LAPSE = (0.0, 0.08)
+RUSHED_LAPSE = (0.30, 0.50)
+
+
+@dataclass(frozen=True)
+class OracleInputs:
+    """Truth needed by the oracles, as aligned integer-coded arrays."""
+
+    reviewer: NDArray[np.int64]  # (N,) reviewer index
+    pair: NDArray[np.int64]  # (N,) pair index
+    y: NDArray[np.int64]
+    s: NDArray[np.int64]
+    school: NDArray[np.int64]  # (R,)
+    lapse_rate: FloatArray  # (R,)
+    position_bias: FloatArray  # (R,)
+    lapse_tilt: FloatArray  # (R,)
+    margins: FloatArray  # (J, K)
+    contested: NDArray[np.bool_]  # (J,)
+    reviewer_ids: list[str]
+    pair_ids: list[str]
+
+
+def oracle_inputs(
+    judgments: pl.DataFrame, reviewers: pl.DataFrame, pairs: pl.DataFrame
+) -> OracleInputs:
+    """Align the truth frames of a demo (or synthetic) world."""
+    margin_cols = [c for c in pairs.columns if c.startswith("margin_")]
+    rev = reviewers.sort("reviewer_id")
+    prs = pairs.sort("pair_id")
+    r_ids = rev["reviewer_id"].to_list()
+    p_ids = prs["pair_id"].to_list()
+    r_index = {r: i for i, r in enumerate(r_ids)}
+    p_index = {p: i for i, p in enumerate(p_ids)}
+    first = judgments["first_shown_is_response_1"].to_numpy()
+    return OracleInputs(
+        reviewer=np.array([r_index[r] for r in judgments["reviewer_id"].to_list()]),
+        pair=np.array([p_index[p] for p in judgments["pair_id"].to_list()]),
+        y=judgments["outcome"].to_numpy().astype(np.int64),
+        s=np.where(first, 1, -1).astype(np.int64),
+        school=rev["school_index"].to_numpy().astype(np.int64),
+        lapse_rate=rev["lapse_rate"].to_numpy().astype(float),
+        position_bias=rev["position_bias"].to_numpy().astype(float),
+        lapse_tilt=rev["lapse_tilt"].to_numpy().astype(float),
+        margins=prs.select(margin_cols).to_numpy().astype(float),
+        contested=prs["contested"].to_numpy().astype(bool),
+        reviewer_ids=r_ids,
+        pair_ids=p_ids,
+    )
+
+
+def reliability_oracle(
+    truth: OracleInputs, tau: float, rushed_share: float, grid_size: int = 500
+) -> pl.DataFrame:
+    """Each reviewer's exact lapse posterior given the true margins and parameters.
+
+    Returns ``reviewer_id, lapse_mean, reliability, reliability_low, reliability_high`` (94%).
+    """
+    grid = 0.5 * (np.arange(grid_size) + 0.5) / grid_size
+    careful = (grid <= CAREFUL_LAPSE[1]) / (CAREFUL_LAPSE[1] - CAREFUL_LAPSE[0])
+    rushed = (grid >= RUSHED_LAPSE[0]) / (RUSHED_LAPSE[1] - RUSHED_LAPSE[0])
+    prior = (1 - rushed_share) * careful + rushed_share * rushed
+    log_prior = np.log(np.maximum(prior, 1e-300))
+    r = truth.reviewer
+    m = truth.margins[truth.pair, truth.school[r]]
+    pc = np.exp(careful_logp(truth.y, m + truth.position_bias[r] * truth.s, tau))
+    pl_ = lapse_prob(truth.y, truth.s, truth.lapse_tilt[r])
+    log_m = np.log(np.maximum((1 - grid)[None, :] * pc[:, None] + grid[None, :] * pl_[:, None],
+                              1e-300))
+    n_r = truth.school.shape[0]
+    log_post = np.tile(log_prior, (n_r, 1))
+    np.add.at(log_post, r, log_m)
+    log_post -= logsumexp(log_post, axis=1, keepdims=True)
+    post = np.exp(log_post)
+    mean = post @ grid
+    cdf = np.cumsum(post, axis=1)
+    lo = grid[np.minimum((cdf < 0.03).sum(axis=1), grid_size - 1)]
+    hi = grid[np.minimum((cdf < 0.97).sum(axis=1), grid_size - 1)]
+    return pl.DataFrame(
+        {
+            "reviewer_id": truth.reviewer_ids,
+            "lapse_mean": mean,
+            "reliability": 1 - mean,
+            "reliability_low": 1 - hi,
+            "reliability_high": 1 - lo,
+        }
+    )
+
+
+def pluralism_oracle(truth: OracleInputs, tau: float, block: int = 256) -> pl.DataFrame:
+    """Per pair ``log p(votes | contested) - log p(votes | not contested)`` (the ceiling score).
+
+    Returns ``pair_id, contested, log_lr``. Needs contested and uncontested pairs in the world.
+    """
+    r = truth.reviewer
+    k_r = truth.school[r]
+    eps = truth.lapse_rate[r]
+    pl_ = lapse_prob(truth.y, truth.s, truth.lapse_tilt[r])
+    bias = truth.position_bias[r] * truth.s
+    n_pairs = truth.margins.shape[0]
+    cont = truth.contested
+    if cont.all() or not cont.any():
+        raise ValueError("the pluralism oracle needs both contested and uncontested pairs")
+    order = np.argsort(truth.pair, kind="stable")
+    starts = np.searchsorted(truth.pair[order], np.arange(n_pairs + 1))
+    log_lr = np.zeros(n_pairs)
+    for b0 in range(0, n_pairs, block):
+        b1 = min(b0 + block, n_pairs)
+        v = order[starts[b0]:starts[b1]]
+        # log-likelihood of each vote under every candidate margin vector: (n_v, J)
+        cand = truth.margins[:, k_r[v]].T  # (n_v, J)
+        pc = np.exp(careful_logp(truth.y[v][:, None], cand + bias[v][:, None], tau))
+        ll = np.log(np.maximum((1 - eps[v])[:, None] * pc + (eps[v] * pl_[v])[:, None], 1e-300))
+        owner = truth.pair[v] - b0
+        per_pair = np.zeros((b1 - b0, n_pairs))
+        np.add.at(per_pair, owner, ll)
+        for jj in range(b1 - b0):
+            j = b0 + jj
+            mask = np.ones(n_pairs, dtype=bool)
+            mask[j] = False  # leave the pair's own margins out of its prior
+            a = per_pair[jj, mask & cont]
+            b = per_pair[jj, mask & ~cont]
+            log_lr[j] = (logsumexp(a) - np.log(a.size)) - (logsumexp(b) - np.log(b.size))
+    return pl.DataFrame({"pair_id": truth.pair_ids, "contested": cont, "log_lr": log_lr})

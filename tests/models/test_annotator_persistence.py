@@ -1,0 +1,81 @@
+"""Saving and loading fits: a faithful round trip, and loud failures on any mismatch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from models.annotator.config import AnnotatorConfig
+from models.annotator.estimator import AnnotatorModel
+from models.annotator.persistence import FitMismatchError
+from models.annotator.synthetic import SyntheticConfig, model_frame_from_judgments, simulate
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[AnnotatorModel, Path]:
+    world = simulate(SyntheticConfig(n_reviewers=25, n_pairs=80, seed=4))
+    model = AnnotatorModel(AnnotatorConfig(n_schools=2)).fit(
+        model_frame_from_judgments(world.judgments)
+    )
+    path = tmp_path_factory.mktemp("fits") / "demo"
+    nc, js = model.save(path)
+    assert nc.suffix == ".nc" and js.suffix == ".json" and nc.exists() and js.exists()
+    return model, path
+
+
+def test_round_trip_restores_every_table(saved: tuple[AnnotatorModel, Path]) -> None:
+    model, path = saved
+    loaded = AnnotatorModel.load(path, AnnotatorConfig(n_schools=2))
+    for name in ("reviewer_estimates_", "pair_estimates_", "pair_intervals_",
+                 "comparison_weights_"):
+        assert_frame_equal(getattr(loaded, name), getattr(model, name), check_dtypes=True)
+    assert loaded.fit_summary_["n_schools"] == model.fit_summary_["n_schools"]
+    assert loaded.config == model.config
+    assert "grid_posterior" in loaded.idata_.groups()
+    post = loaded.idata_.grid_posterior
+    assert post["reviewer_post"].shape[0] == model.reviewer_estimates_.height
+
+
+def test_loading_under_other_settings_fails(saved: tuple[AnnotatorModel, Path]) -> None:
+    _, path = saved
+    with pytest.raises(FitMismatchError, match="configuration"):
+        AnnotatorModel.load(path, AnnotatorConfig(n_schools=3))
+
+
+def test_loading_another_version_fails(saved: tuple[AnnotatorModel, Path], tmp_path: Path) -> None:
+    _, path = saved
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["version"] = "0.0"
+    (tmp_path / "old.json").write_text(json.dumps(meta))
+    (tmp_path / "old.nc").write_bytes(path.with_suffix(".nc").read_bytes())
+    with pytest.raises(FitMismatchError, match="version"):
+        AnnotatorModel.load(tmp_path / "old")
+
+
+def test_mixed_up_files_fail(saved: tuple[AnnotatorModel, Path], tmp_path: Path) -> None:
+    model, path = saved
+    other = AnnotatorModel(AnnotatorConfig(n_schools=2, seed=9))
+    other.__dict__.update({k: v for k, v in model.__dict__.items() if k.endswith("_")})
+    other.save(tmp_path / "other")
+    (tmp_path / "mixed.json").write_text(path.with_suffix(".json").read_text())
+    (tmp_path / "mixed.nc").write_bytes((tmp_path / "other.nc").read_bytes())
+    with pytest.raises(FitMismatchError, match="different fits"):
+        AnnotatorModel.load(tmp_path / "mixed")
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="saved fit not found"):
+        AnnotatorModel.load(tmp_path / "nothing")
+
+
+def test_flag_reason_nulls_survive(saved: tuple[AnnotatorModel, Path]) -> None:
+    model, path = saved
+    loaded = AnnotatorModel.load(path)
+    assert loaded.reviewer_estimates_["flag_reason"].null_count() == (
+        model.reviewer_estimates_["flag_reason"].null_count()
+    )
+    assert loaded.reviewer_estimates_.schema["flag_reason"] == pl.String

@@ -1,0 +1,88 @@
+"""The PyMC model: its likelihood, a real (fast) variational fit, and NUTS (slow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy.special import logsumexp
+
+from models.annotator.config import AnnotatorConfig
+from models.annotator.data import encode_frame
+from models.annotator.estimator import AnnotatorModel
+from models.annotator.likelihood import careful_logp, lapse_prob
+from models.annotator.model import build_model
+from models.annotator.synthetic import SyntheticConfig, model_frame_from_judgments, simulate
+
+
+@pytest.fixture(scope="module")
+def frame() -> pl.DataFrame:
+    world = simulate(SyntheticConfig(n_reviewers=15, n_pairs=40, seed=5))
+    return model_frame_from_judgments(world.judgments)
+
+
+def test_model_likelihood_marginalises_school_and_lapse(frame: pl.DataFrame) -> None:
+    enc = encode_frame(frame)
+    d = enc.judgments
+    model = build_model(d, 2)
+    point = model.initial_point()
+    rng = np.random.default_rng(0)
+    for name in ("z_mu", "z_eps", "z_beta", "z_tilt"):
+        point[name] = rng.normal(0, 1, point[name].shape)
+    point["z_dev_zerosum__"] = rng.normal(0, 1, point["z_dev_zerosum__"].shape)
+    names = ("reviewer_loglik", "margins", "eps", "beta", "gamma", "pi")
+    outs = model.replace_rvs_by_values([model[v] for v in names])
+    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore",
+                          point_fn=True)
+    get = dict(zip(names, fn(point), strict=True))
+    per_reviewer = get["reviewer_loglik"]
+    assert np.isfinite(model.compile_logp()(point))
+    tau = float(np.exp(point["tau_log__"]))
+    eta = get["margins"][d.pair] + (get["beta"][d.reviewer] * d.s)[:, None]
+    e = get["eps"][d.reviewer][:, None]
+    lik = (1 - e) * np.exp(careful_logp(d.y[:, None], eta, tau)) + e * lapse_prob(
+        d.y, d.s, get["gamma"][d.reviewer])[:, None]
+    ll = np.zeros((d.n_reviewers, 2))
+    np.add.at(ll, d.reviewer, np.log(lik))
+    expected = logsumexp(np.log(get["pi"])[None, :] + ll, axis=1)
+    assert np.allclose(per_reviewer, expected)
+    assert np.all(get["eps"] < 0.5)
+    assert get["pi"][0] >= get["pi"][1]  # ordered school weights
+    deviations = get["margins"] - get["margins"].mean(axis=1, keepdims=True)
+    assert np.allclose(deviations.sum(axis=1), 0.0)  # zero-sum school deviations
+
+
+def test_advi_fit_fills_the_same_tables(frame: pl.DataFrame) -> None:
+    cfg = AnnotatorConfig(n_schools=2, method="advi", advi_iterations=1500, draws=100)
+    model = AnnotatorModel(cfg).fit(frame)
+    assert model.fit_summary_["method"] == "advi"
+    diag = model.fit_summary_["diagnostics"]
+    assert any("variational" in w for w in diag["warnings"])
+    rel = model.reviewer_estimates_
+    assert rel["reliability"].is_between(0.5, 1.0).all()
+    shares = model.pair_estimates_.select(
+        pl.sum_horizontal("noise_share", "pluralism_share", "ambiguity_share")
+    ).to_series()
+    assert np.allclose(shares.to_numpy(), 1.0)
+    assert model.result_.idata is not None and "eps" in model.result_.idata.posterior
+
+
+@pytest.mark.slow
+def test_nuts_reports_convergence_diagnostics(frame: pl.DataFrame) -> None:
+    cfg = AnnotatorConfig(n_schools=2, method="nuts", draws=300, tune=300)
+    model = AnnotatorModel(cfg).fit(frame)
+    diag = model.fit_summary_["diagnostics"]
+    assert diag["sampler"] in ("nutpie", "pymc")
+    assert diag["r_hat_max"] is not None and diag["ess_min"] is not None
+    assert diag["divergences"] is not None
+    if diag["r_hat_max"] > 1.01:
+        assert any("r_hat" in w for w in diag["warnings"])
+
+
+@pytest.mark.slow
+def test_minibatch_advi_runs(frame: pl.DataFrame) -> None:
+    cfg = AnnotatorConfig(n_schools=2, method="minibatch_advi", advi_iterations=1500,
+                          minibatch_reviewers=8, draws=100)
+    model = AnnotatorModel(cfg).fit(frame)
+    assert model.fit_summary_["method"] == "minibatch_advi"
+    assert model.reviewer_estimates_.height == frame["reviewer_id"].n_unique()
