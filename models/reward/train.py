@@ -80,8 +80,8 @@ class Tensors:
             r2=torch.tensor(c["r2_idx"].to_numpy(), dtype=torch.long),
             y=torch.tensor(c["y"].to_numpy(), dtype=torch.float32),
             tie=torch.tensor(c["tie"].to_numpy()),
-            weight=torch.as_tensor(weight, dtype=torch.float32),
-            schools=torch.as_tensor(data.school_matrix()),
+            weight=torch.tensor(weight, dtype=torch.float32),
+            schools=torch.tensor(data.school_matrix()),
             split=torch.tensor(c["split"].replace_strict(codes).to_numpy(), dtype=torch.long),
         )
 
