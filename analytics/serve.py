@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -49,8 +48,8 @@ def register(app: typer.Typer) -> None:
         shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
         console.print(f"dashboards for {db} at [bold]http://{shown}:{port}[/]  (Ctrl-C stops)")
         env = dict(os.environ, DISSENSUS_DB=str(db))
-        try:
-            code = subprocess.call(streamlit_command(db, port, host), env=env)
-        except KeyboardInterrupt:
-            code = 0
-        raise typer.Exit(code=code)
+        command = streamlit_command(db, port, host)
+        sys.stdout.flush()
+        # Become the Streamlit server (no child process): a signal to this process reaches the
+        # server itself, so stopping `dissensus serve` never leaves an orphan behind.
+        os.execve(command[0], command, env)
