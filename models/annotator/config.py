@@ -47,6 +47,12 @@ class AnnotatorConfig(BaseModel):
         "numpyro (JAX; runs on a GPU where one is present) or PyMC's own (C backend: quick to "
         "start); 'auto' uses nutpie when installed.",
     )
+    nuts_init: Literal["em", "default"] = Field(
+        "em",
+        description="NUTS start: 'em' starts every chain at the grid EM's estimates (the school "
+        "mixture is multimodal; random starts strand chains in poor modes), 'default' uses "
+        "PyMC's initial point.",
+    )
     draws: int = Field(500, ge=10, description="NUTS: posterior draws per chain.")
     tune: int = Field(500, ge=10, description="NUTS: tuning (warm-up) steps per chain.")
     chains: int = Field(2, ge=1, description="NUTS: number of chains.")

@@ -23,6 +23,7 @@ import xarray as xr
 from .config import AnnotatorConfig
 from .data import EncodedFrame
 from .decomposition import Population, decompose_draws
+from .grid_em import GridEM
 from .inference import FitResult, Progress, choose_k, loo_row
 from .likelihood import careful_logp, lapse_prob
 from .model import _priors, build_model, reviewer_school_loglik
@@ -30,7 +31,46 @@ from .model import _priors, build_model, reviewer_school_loglik
 SCHOOL_VARS = ("pi", "delta", "margins", "z_dev")
 
 
-def _nuts(model: pm.Model, config: AnnotatorConfig) -> tuple[az.InferenceData, str]:
+def em_initial_point(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> dict[str, Any]:
+    """Start values for NUTS from the grid EM: the chains start in the EM's mode.
+
+    The school mixture makes the posterior multimodal in who-belongs-where; started at random,
+    chains settle in different (mostly poor) modes and r_hat cannot recover. Values are on the
+    constrained scale, mapped into the model's non-centred parametrisation.
+    """
+    from scipy.special import logit
+
+    from .inference import grid_settings, summarise_grid
+
+    state = GridEM(enc.judgments, grid_settings(config, k_n)).run()
+    res = summarise_grid(state, enc, config, 0.0)
+    order = np.argsort(-state.school_weights, kind="stable")
+    margins = state.pair_post @ state.lattice.margins()[:, order]  # (J, K) posterior means
+    mu = margins.mean(axis=1)
+    sigma_mu = float(max(mu.std(), 0.5))
+    eps = np.clip(1 - res.reliability, 0.005, 0.49)
+    gamma = np.clip(state.gamma, 0.02, 0.98)
+    tilt_loc = float(logit(np.clip(state.tilt_mean, 0.05, 0.95)))
+    point: dict[str, Any] = {
+        "sigma_mu": sigma_mu, "z_mu": mu / sigma_mu,
+        "eps_loc": -2.0, "eps_scale": 1.5, "z_eps": (logit(2 * eps) + 2.0) / 1.5,
+        "sigma_beta": 0.5, "z_beta": res.bias_mean / 0.5,
+        "tilt_loc": tilt_loc, "tilt_scale": 0.5, "z_tilt": (logit(gamma) - tilt_loc) / 0.5,
+        "tau": float(state.tau),
+    }
+    if k_n > 1:
+        pi = res.school_weights
+        point.update({
+            "sigma_dev": 1.0, "lambda_dev": np.ones(mu.size),
+            "z_dev": margins - mu[:, None],
+            "school_gaps": np.maximum(-np.diff(np.log(np.maximum(pi, 1e-6))), 0.01),
+        })
+    return point
+
+
+def _nuts(
+    model: pm.Model, config: AnnotatorConfig, init: dict[str, Any] | None = None
+) -> tuple[az.InferenceData, str]:
     if config.nuts_sampler in ("auto", "nutpie"):
         try:
             import nutpie
@@ -38,7 +78,9 @@ def _nuts(model: pm.Model, config: AnnotatorConfig) -> tuple[az.InferenceData, s
             if config.nuts_sampler == "nutpie":
                 raise
         else:
-            compiled = nutpie.compile_pymc_model(model)
+            compiled = nutpie.compile_pymc_model(
+                model, initial_points=init, jitter_rvs=set() if init else None
+            )
             idata = nutpie.sample(
                 compiled, draws=config.draws, tune=config.tune, chains=config.chains,
                 seed=config.seed, progress_bar=False,
@@ -50,14 +92,15 @@ def _nuts(model: pm.Model, config: AnnotatorConfig) -> tuple[az.InferenceData, s
                 draws=config.draws, tune=config.tune, chains=config.chains,
                 random_seed=config.seed, target_accept=config.target_accept,
                 progressbar=False, nuts_sampler="numpyro", compute_convergence_checks=False,
-                chain_method="vectorized",
+                initvals=init,
+                nuts_sampler_kwargs={"chain_method": "vectorized"},
             )
         return idata, "numpyro"
     with model:
         idata = pm.sample(
             draws=config.draws, tune=config.tune, chains=config.chains,
             random_seed=config.seed, target_accept=config.target_accept,
-            progressbar=False, cores=1, compute_convergence_checks=False,
+            progressbar=False, cores=1, compute_convergence_checks=False, initvals=init,
         )
     return idata, "pymc"
 
@@ -213,7 +256,8 @@ def fit_sampled(
         else:
             model = build_model(enc.judgments, k)
             if method == "nuts":
-                idata, backend = _nuts(model, config)
+                init = em_initial_point(enc, k, config) if config.nuts_init == "em" else None
+                idata, backend = _nuts(model, config, init)
             else:
                 idata = _advi(model, config)
         runs[k] = align_chains(idata, k)
