@@ -14,9 +14,13 @@ m_u >= 2 (pairable values), n_c = sum_u n_uc and n = sum_c n_c,
     D_e ∝ (n^2 - sum_c n_c^2) / (n - 1)                  (expected disagreement)
     alpha = 1 - D_o / D_e
 
-Units depend on the data only through their count pattern (n_u+, n_u0, n_u-), so DuckDB reduces
-a million votes to a few hundred patterns and the bootstrap (resampling units, Hayes &
-Krippendorff 2007) is a multinomial draw over patterns.
+Units depend on the data only through their count pattern (n_u+, n_u0, n_u-), so a million votes
+(read once into an :class:`analytics.audit_votes.Votes`) reduce to a few hundred patterns and the
+bootstrap (resampling units, Hayes & Krippendorff 2007) is a multinomial draw over patterns, in
+a fixed pattern order (so the intervals are reproducible for a given seed).
+
+Pairwise and leave-one-out agreement and the model-free reliability live in
+:mod:`analytics.audit_reliability` and are importable from here.
 
 Fleiss' kappa (Fleiss 1971) needs the same number of raters per unit; it is computed on the
 units with the most common number of raters and says how many units it left out.
@@ -24,13 +28,24 @@ units with the most common number of raters and says how many units it left out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import duckdb
 import numpy as np
 import polars as pl
 
-from warehouse.errors import DissensusError, EmptyDataError
+from analytics.audit_reliability import (
+    leave_one_out_agreement,
+    model_free_reliability,
+    pairwise_agreement,
+)
+from analytics.audit_votes import (
+    LOO_SQL,
+    VOTES_SQL,
+    Votes,
+    load_votes,
+    require_columns,
+    require_reviewers,
+)
+from warehouse.errors import DissensusError
 
 GROUPINGS: dict[str, str] = {
     "category": "coalesce(category, '(none)')",
@@ -39,64 +54,6 @@ GROUPINGS: dict[str, str] = {
     "week": "coalesce(strftime(created_at, '%G-W%V'), '(no date)')",
 }
 """Groupings for :func:`krippendorff_alpha`: name -> SQL expression over the votes."""
-
-VOTES_SQL = """
-    SELECT comparison_id, reviewer_id, pair_id, outcome, first_shown, created_at, seconds_spent,
-           category, batch, guideline_version, gold_outcome
-    FROM comparisons WHERE has_reviewer
-    QUALIFY row_number() OVER (PARTITION BY reviewer_id, pair_id
-                               ORDER BY created_at NULLS LAST, comparison_id) = 1
-"""
-"""First vote of each (reviewer, pair): the unit of every agreement statistic."""
-
-
-def require_columns(
-    con: duckdb.DuckDBPyConnection, table: str, columns: Iterable[str], purpose: str
-) -> None:
-    """Raise a :class:`DissensusError` naming the missing columns of ``table``."""
-    have = {
-        row[0]
-        for row in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
-        ).fetchall()
-    }
-    missing = [c for c in columns if c not in have]
-    if missing:
-        raise DissensusError(
-            f"{purpose} needs the column(s) {', '.join(missing)} of table '{table}'.",
-            where=f"table {table}",
-            expected=", ".join(columns),
-            fix="open a warehouse made by `dissensus ingest` (the file may be older or foreign)",
-        )
-
-
-def require_reviewers(
-    con: duckdb.DuckDBPyConnection, purpose: str, columns: Iterable[str] = ()
-) -> int:
-    """Check the columns, then that some comparisons name their reviewer; return that count.
-
-    Raises :class:`EmptyDataError` with words when the warehouse is empty or anonymous.
-    """
-    require_columns(
-        con, "comparisons", ("reviewer_id", "has_reviewer", "pair_id", *columns), purpose
-    )
-    total, named = con.execute(
-        "SELECT count(*), count(*) FILTER (WHERE has_reviewer) FROM comparisons"
-    ).fetchall()[0]
-    if total == 0:
-        raise EmptyDataError(
-            f"{purpose}: the warehouse holds no comparisons.",
-            fix="run `dissensus ingest FILE` or `dissensus demo` first",
-        )
-    if named == 0:
-        raise EmptyDataError(
-            f"{purpose}: none of the {total:,} comparisons has a reviewer id, so there is no "
-            "reviewer to judge and no way to tell two votes by one person from votes by two.",
-            expected="comparisons with reviewer_id",
-            fix="ingest data that names its reviewers (a reviewer_id column, pseudonymised if "
-            "need be)",
-        )
-    return int(named)
 
 
 # --------------------------------------------------------------------------- alpha and kappa
@@ -133,18 +90,80 @@ def _interval(draws: np.ndarray, level: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _unit_patterns(con: duckdb.DuckDBPyConnection, group_sql: str) -> pl.DataFrame:
-    return con.sql(f"""
-        WITH v AS ({VOTES_SQL}),
-        u AS (
-            SELECT {group_sql} AS grp, pair_id,
-                   count(*) FILTER (WHERE outcome = 1) AS n_pos,
-                   count(*) FILTER (WHERE outcome = 0) AS n_tie,
-                   count(*) FILTER (WHERE outcome = -1) AS n_neg
-            FROM v GROUP BY ALL
+def unit_patterns(votes: Votes, names: pl.Series | None = None) -> pl.DataFrame:
+    """Count patterns of the units (pairs, or (group, pair) when ``names`` are given: the
+    votes' extra column ``grp`` then holds indices into ``names``): ``grp, n_pos, n_tie,
+    n_neg, units``, in a fixed order."""
+    first = votes.frame.filter(pl.col("k") == 1)
+    p = first["p"].to_numpy()
+    c = first["outcome"].to_numpy().astype(np.int64) + 1
+    if names is not None:
+        g = first["grp"].to_numpy().astype(np.int64)
+    else:
+        g, names = np.zeros(p.size, dtype=np.int64), pl.Series(["all"])
+    unit = g * votes.n_pairs + p
+    if names.len() * votes.n_pairs <= 4_000_000:  # count per unit with a dense table
+        cnt = np.bincount(unit * 3 + c, minlength=3 * names.len() * votes.n_pairs)
+        cnt = cnt.reshape(-1, 3)
+        seen = cnt.sum(axis=1) > 0
+        cnt, ug = cnt[seen], np.flatnonzero(seen) // votes.n_pairs
+    else:
+        units, inverse = np.unique(unit, return_inverse=True)
+        cnt = np.zeros((units.size, 3), dtype=np.int64)
+        np.add.at(cnt, (inverse.reshape(-1), c), 1)
+        ug = units // votes.n_pairs
+    m = int(cnt.max()) + 1
+    key = ((ug * m + cnt[:, 0]) * m + cnt[:, 1]) * m + cnt[:, 2]
+    keys, n_units = np.unique(key, return_counts=True)
+    out = pl.DataFrame(
+        {
+            "g": keys // m**3,
+            "n_pos": keys // m**2 % m,
+            "n_tie": keys // m % m,
+            "n_neg": keys % m,
+            "units": n_units.astype(np.int64),
+        }
+    )
+    return out.select(
+        grp=names.gather(out["g"]), n_pos="n_pos", n_tie="n_tie", n_neg="n_neg", units="units"
+    ).sort("grp", "n_pos", "n_tie", "n_neg")
+
+
+def _grouped_votes(con: duckdb.DuckDBPyConnection, by: str) -> tuple[Votes, pl.Series]:
+    """Votes with the grouping ``by`` as ``grp``, an index into the (sorted) group names.
+
+    DuckDB sends a 64-bit hash of the group per vote (not a million strings) and the few
+    distinct groups with their hashes; a hash collision falls back to the strings.
+    """
+    if by == "week":  # ISO weeks from the timestamps already read, as DuckDB's '%G-W%V'
+        votes = load_votes(con)
+        t = votes.frame["created_at"]
+        key = (t.dt.iso_year().cast(pl.Int64) * 100 + t.dt.week().cast(pl.Int64)).fill_null(-1)
+        keys = key.unique().sort()
+        names = pl.Series(
+            [f"{k // 100:04d}-W{k % 100:02d}" if k >= 0 else "(no date)" for k in keys]
         )
-        SELECT grp, n_pos, n_tie, n_neg, count(*) AS units FROM u GROUP BY ALL
-    """).pl()
+        by_name = names.arg_sort()
+        code = np.empty(names.len(), dtype=np.int64)
+        code[by_name.to_numpy()] = np.arange(names.len())
+        grp = key.replace_strict(keys, pl.Series(code), return_dtype=pl.Int64)
+        frame = votes.frame.with_columns(grp=grp)
+        return Votes(frame, votes.reviewer_ids, votes.n_pairs), names.gather(by_name)
+    expr = GROUPINGS[by]
+    groups = con.sql(
+        f"SELECT DISTINCT {expr} AS name, hash({expr}) AS h FROM comparisons WHERE has_reviewer"
+    ).pl().sort("name")
+    if groups["h"].n_unique() == groups.height:
+        votes = load_votes(con, {"grp": f"hash({expr})"})
+        code = pl.Series(np.arange(groups.height))
+        grp = votes.frame["grp"].replace_strict(groups["h"], code, return_dtype=pl.Int64)
+    else:
+        votes = load_votes(con, {"grp": expr})
+        grp = votes.frame["grp"].replace_strict(
+            groups["name"], pl.Series(np.arange(groups.height)), return_dtype=pl.Int64
+        )
+    frame = votes.frame.with_columns(grp=grp)
+    return Votes(frame, votes.reviewer_ids, votes.n_pairs), groups["name"].cast(pl.String)
 
 
 def krippendorff_alpha(
@@ -182,10 +201,13 @@ def krippendorff_alpha(
             fix="choose one of those",
         )
     require_reviewers(con, "Krippendorff's alpha", ["outcome", *extra.get(by or "", [])])
-    patterns = _unit_patterns(con, GROUPINGS[by] if by else "'all'")
+    if by is None:
+        patterns = unit_patterns(load_votes(con))
+    else:
+        patterns = unit_patterns(*_grouped_votes(con, by))
     rng = np.random.default_rng(seed)
     rows = []
-    for (grp,), part in patterns.sort("grp").group_by(["grp"], maintain_order=True):
+    for (grp,), part in patterns.group_by(["grp"], maintain_order=True):
         counts = part.select("n_pos", "n_tie", "n_neg").to_numpy().astype(float)
         units = part["units"].to_numpy().astype(float)
         pairable = counts.sum(axis=1) >= 2
@@ -241,7 +263,7 @@ def fleiss_kappa(
     ``raters_per_pair, n_pairs, n_pairs_left_out, kappa, kappa_low, kappa_high, note``.
     """
     require_reviewers(con, "Fleiss' kappa", ["outcome"])
-    patterns = _unit_patterns(con, "'all'")
+    patterns = unit_patterns(load_votes(con))
     counts = patterns.select("n_pos", "n_tie", "n_neg").to_numpy().astype(float)
     units = patterns["units"].to_numpy().astype(float)
     m = counts.sum(axis=1)
@@ -300,142 +322,16 @@ def fleiss_kappa(
     )
 
 
-# ------------------------------------------------------------------ reviewer-level agreement
-
-
-def pairwise_agreement(con: duckdb.DuckDBPyConnection, min_overlap: int = 10) -> pl.DataFrame:
-    """Agreement of every two reviewers who judged at least ``min_overlap`` pairs in common.
-
-    Needs comparisons.reviewer_id, has_reviewer, pair_id, outcome. Returns ``reviewer_a,
-    reviewer_b, n_shared, agreement, chance_agreement, cohen_kappa`` (Cohen's kappa from the two
-    reviewers' own category shares on their shared pairs), most-overlapping first.
-    """
-    require_reviewers(con, "Pairwise agreement", ["outcome"])
-    return con.sql(
-        f"""
-        WITH v AS (SELECT reviewer_id, pair_id, outcome FROM ({VOTES_SQL})),
-        j AS (
-            SELECT a.reviewer_id AS reviewer_a, b.reviewer_id AS reviewer_b,
-                   count(*) AS n_shared,
-                   avg((a.outcome = b.outcome)::DOUBLE) AS agreement,
-                   avg((a.outcome = 1)::DOUBLE) * avg((b.outcome = 1)::DOUBLE)
-                   + avg((a.outcome = 0)::DOUBLE) * avg((b.outcome = 0)::DOUBLE)
-                   + avg((a.outcome = -1)::DOUBLE) * avg((b.outcome = -1)::DOUBLE)
-                     AS chance_agreement
-            FROM v a JOIN v b ON a.pair_id = b.pair_id AND a.reviewer_id < b.reviewer_id
-            GROUP BY ALL HAVING count(*) >= ?
-        )
-        SELECT *, CASE WHEN chance_agreement < 1
-                  THEN (agreement - chance_agreement) / (1 - chance_agreement) END AS cohen_kappa
-        FROM j ORDER BY n_shared DESC, reviewer_a, reviewer_b
-    """,
-        params=[min_overlap],
-    ).pl()
-
-
-LOO_SQL = f"""
-    WITH v AS ({VOTES_SQL}),
-    pc AS (SELECT pair_id, outcome, count(*) AS n_same FROM v GROUP BY ALL),
-    p AS (SELECT pair_id, sum(n_same) AS n_pair, arg_max(outcome, n_same) AS top,
-                 max(n_same) AS top_n FROM pc GROUP BY ALL),
-    pt AS (SELECT pair_id, count(*) AS n_top FROM pc JOIN p USING (pair_id)
-           WHERE pc.n_same = p.top_n GROUP BY ALL)
-    SELECT v.*, p.n_pair - 1 AS n_others,
-           CASE WHEN p.n_pair > 1 THEN (pc.n_same - 1) / (p.n_pair - 1) END AS loo_agreement,
-           CASE WHEN p.n_pair > 1 THEN
-               (pc.n_same = p.top_n)::DOUBLE / pt.n_top END AS majority_agreement
-    FROM v JOIN pc USING (pair_id, outcome) JOIN p USING (pair_id) JOIN pt USING (pair_id)
-"""
-"""Per vote: the share of the other reviewers on the pair who voted the same
-(``loo_agreement``) and agreement with the pair's majority including the vote itself
-(``majority_agreement``; a k-way tie for the majority counts 1/k)."""
-
-
-def leave_one_out_agreement(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Per reviewer: mean share of the other reviewers on the same pair who voted the same.
-
-    a_r = mean over r's pairs with other votes of (n_{u,v_r} - 1) / (m_u - 1). Also the raw
-    agreement with the majority vote (self included; the usual crowd-work baseline). Needs
-    comparisons.reviewer_id, has_reviewer, pair_id, outcome. Returns ``reviewer_id, n_votes,
-    n_compared, loo_agreement, majority_agreement``.
-    """
-    require_reviewers(con, "Leave-one-out agreement", ["outcome"])
-    return con.sql(f"""
-        SELECT reviewer_id, count(*) AS n_votes, count(loo_agreement) AS n_compared,
-               avg(loo_agreement) AS loo_agreement, avg(majority_agreement) AS majority_agreement
-        FROM ({LOO_SQL}) GROUP BY ALL ORDER BY reviewer_id
-    """).pl()
-
-
-def model_free_reliability(
-    con: duckdb.DuckDBPyConnection,
-    iterations: int = 2,
-    prior_strength: float = 2.0,
-    level: float = 0.9,
-    start: float = 0.7,
-) -> pl.DataFrame:
-    """Reliability without the annotator model: leave-one-out agreement with a weighted consensus.
-
-    A one-coin model (every reviewer r is right with probability q_r, wrong votes spread evenly
-    over the C - 1 other categories; Dawid & Skene 1979 restricted to one parameter). Each
-    round weighs reviewer s by the log-odds w_s = log(q_s (C - 1) / (1 - q_s)) (round 1: every
-    q_s = ``start``, i.e. a soft majority of the others) and scores vote i of r on pair u by
-    the posterior probability, from the *other* votes on u only, that u's answer is v_i. Then
-    q_r = (sum_i a_i + k q̄) / (n_r + k), shrunk toward the pool mean q̄ with ``prior_strength``
-    k, and the interval is the Beta(sum a + k q̄, n_r - sum a + k (1 - q̄)) quantiles.
-
-    Two rounds (one re-weighting) by default: more rounds let a like-minded clique take the
-    consensus over (on the bluebirds data, Welinder et al. 2010, the ranking gets worse with
-    every further round). Needs comparisons.reviewer_id, has_reviewer, pair_id, outcome.
-    Returns ``reviewer_id, n_votes, reliability, reliability_low, reliability_high``.
-    """
-    from scipy.stats import beta
-
-    require_reviewers(con, "Reliability", ["outcome"])
-    votes = con.sql(f"SELECT reviewer_id, pair_id, outcome FROM ({VOTES_SQL})").pl()
-    rid = votes["reviewer_id"].cast(pl.Categorical)
-    r = rid.to_physical().to_numpy().astype(np.int64)
-    p = votes["pair_id"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
-    c = votes["outcome"].to_numpy().astype(np.int64) + 1
-    n_rev, n_pair = int(r.max()) + 1, int(p.max()) + 1
-    present = np.bincount(c, minlength=3) > 0
-    n_cat = max(int(present.sum()), 2)
-    n_r = np.bincount(r, minlength=n_rev).astype(float)
-    q = np.full(n_rev, start)
-    idx = np.arange(c.size)
-    a = np.zeros(c.size)
-    others = np.zeros(c.size, dtype=bool)
-    for round_ in range(max(iterations, 1)):
-        qc = np.clip(q if round_ else np.full(n_rev, start), 1.0 / n_cat + 1e-3, 1 - 1e-3)
-        w = np.log(qc * (n_cat - 1) / (1 - qc))
-        score = np.zeros((n_pair, 3))
-        np.add.at(score, (p, c), w[r])
-        loo = score[p]
-        loo[idx, c] -= w[r]
-        count = np.bincount(p, minlength=n_pair)[p]
-        others = count > 1
-        loo[:, ~present] = -np.inf
-        loo -= loo.max(axis=1, keepdims=True)
-        post = np.exp(loo)
-        post /= post.sum(axis=1, keepdims=True)
-        a = np.where(others, post[idx, c], 0.0)
-        s = np.bincount(r, weights=a, minlength=n_rev)
-        n_cmp = np.bincount(r, weights=others.astype(float), minlength=n_rev)
-        pool = s.sum() / max(n_cmp.sum(), 1.0)
-        q = (s + prior_strength * pool) / (n_cmp + prior_strength)
-    s = np.bincount(r, weights=a, minlength=n_rev)
-    n_cmp = np.bincount(r, weights=others.astype(float), minlength=n_rev)
-    k = max(prior_strength, 1e-6)
-    tail = (1 - level) / 2
-    a_post, b_post = s + k * pool, n_cmp - s + k * (1 - pool)
-    order = pl.DataFrame({"i": r, "reviewer_id": votes["reviewer_id"]}).unique("i").sort("i")
-    i = order["i"].to_numpy()
-    return pl.DataFrame(
-        {
-            "reviewer_id": order["reviewer_id"],
-            "n_votes": n_r[i].astype(np.int64),
-            "reliability": q[i],
-            "reliability_low": beta.ppf(tail, a_post, b_post)[i],
-            "reliability_high": beta.ppf(1 - tail, a_post, b_post)[i],
-        }
-    ).sort("reviewer_id")
+__all__ = [
+    "GROUPINGS",
+    "LOO_SQL",
+    "VOTES_SQL",
+    "fleiss_kappa",
+    "krippendorff_alpha",
+    "leave_one_out_agreement",
+    "model_free_reliability",
+    "pairwise_agreement",
+    "require_columns",
+    "require_reviewers",
+    "unit_patterns",
+]

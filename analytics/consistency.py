@@ -18,22 +18,39 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import duckdb
 import numpy as np
 import polars as pl
-from scipy.stats import beta, binom, chi2
+from scipy.stats import beta, binom
 
-from analytics.agreement import LOO_SQL, VOTES_SQL, require_reviewers
+from analytics.audit_drift import drift, drift_series
+from analytics.audit_votes import (
+    VOTES_SQL,
+    Votes,
+    by_reviewer,
+    codes_and,
+    count_by,
+    load_votes,
+    require_reviewers,
+)
 
 
 def clopper_pearson(k: np.ndarray, n: np.ndarray, level: float = 0.9) -> tuple[np.ndarray, ...]:
-    """Exact (Clopper-Pearson) interval for k successes in n trials, vectorised."""
+    """Exact (Clopper-Pearson) interval for k successes in n trials, vectorised (the beta
+    quantiles are computed once per distinct (k, n): reviewers share most of them)."""
     k, n = np.asarray(k, float), np.asarray(n, float)
+    if k.size == 0:
+        return np.zeros(0), np.zeros(0)
+    kn, inverse = np.unique(np.stack([k, n], axis=1), axis=0, return_inverse=True)
+    k, n = kn[:, 0], kn[:, 1]
+    inverse = inverse.reshape(-1)
     tail = (1 - level) / 2
     with np.errstate(invalid="ignore", divide="ignore"):
         low = np.where(k > 0, beta.ppf(tail, k, n - k + 1), 0.0)
         high = np.where(k < n, beta.ppf(1 - tail, k + 1, n - k), 1.0)
-    return np.where(n > 0, low, np.nan), np.where(n > 0, high, np.nan)
+    return np.where(n > 0, low, np.nan)[inverse], np.where(n > 0, high, np.nan)[inverse]
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
@@ -52,6 +69,7 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     return q
 
 
+@lru_cache(maxsize=65536)
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
@@ -70,13 +88,34 @@ def position_bias(
     ``min_effect``.
     """
     require_reviewers(con, "Position bias", ["outcome", "first_shown"])
-    df = con.sql("""
-        SELECT reviewer_id,
-               count(*) FILTER (WHERE outcome <> 0 AND first_shown IS NOT NULL) AS n_decided,
-               count(*) FILTER (WHERE (outcome = 1 AND first_shown = 1)
-                                   OR (outcome = -1 AND first_shown = 2)) AS n_first
-        FROM comparisons WHERE has_reviewer GROUP BY ALL ORDER BY reviewer_id
-    """).pl()
+    counts = by_reviewer(
+        con,
+        "count(*) FILTER (WHERE outcome <> 0 AND first_shown IS NOT NULL) AS n_decided",
+        "count(*) FILTER (WHERE (outcome = 1 AND first_shown = 1)"
+        " OR (outcome = -1 AND first_shown = 2)) AS n_first",
+    )
+    return _position_bias(counts, alpha, min_effect, level)
+
+
+def _votes_arrays(votes: Votes, *names: str) -> list[np.ndarray]:
+    """Columns of ``votes.frame`` as numpy arrays, nulls as NaN (floats)."""
+    return [votes.frame[n].cast(pl.Float64).fill_null(np.nan).to_numpy() for n in names]
+
+
+def position_bias_from(
+    votes: Votes, alpha: float = 0.01, min_effect: float = 0.1, level: float = 0.9
+) -> pl.DataFrame:
+    """:func:`position_bias` from ``votes``."""
+    o, fs = _votes_arrays(votes, "outcome", "first_shown")
+    n = count_by(votes, (o != 0) & ~np.isnan(fs))
+    k = count_by(votes, ((o == 1) & (fs == 1)) | ((o == -1) & (fs == 2)))
+    df = pl.DataFrame({"reviewer_id": votes.reviewer_ids, "n_decided": n, "n_first": k})
+    return _position_bias(df, alpha, min_effect, level)
+
+
+def _position_bias(
+    df: pl.DataFrame, alpha: float, min_effect: float, level: float
+) -> pl.DataFrame:
     n, k = df["n_decided"].to_numpy(), df["n_first"].to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(n > 0, k / np.maximum(n, 1), np.nan)
@@ -122,10 +161,23 @@ def tie_use(
     tie_overuse, verdict``.
     """
     require_reviewers(con, "Tie use", ["outcome"])
-    df = con.sql("""
-        SELECT reviewer_id, count(*) AS n_votes, count(*) FILTER (WHERE outcome = 0) AS n_ties
-        FROM comparisons WHERE has_reviewer GROUP BY ALL ORDER BY reviewer_id
-    """).pl()
+    counts = by_reviewer(
+        con, "count(*) AS n_votes", "count(*) FILTER (WHERE outcome = 0) AS n_ties"
+    )
+    return _tie_use(counts, alpha, overuse_ratio, level)
+
+
+def tie_use_from(
+    votes: Votes, alpha: float = 0.01, overuse_ratio: float = 2.0, level: float = 0.9
+) -> pl.DataFrame:
+    """:func:`tie_use` from ``votes``."""
+    n = count_by(votes)
+    t = count_by(votes, votes.frame["outcome"].to_numpy() == 0)
+    df = pl.DataFrame({"reviewer_id": votes.reviewer_ids, "n_votes": n, "n_ties": t})
+    return _tie_use(df, alpha, overuse_ratio, level)
+
+
+def _tie_use(df: pl.DataFrame, alpha: float, overuse_ratio: float, level: float) -> pl.DataFrame:
     n, t = df["n_votes"].to_numpy(), df["n_ties"].to_numpy()
     pool = t.sum() / max(n.sum(), 1)
     rate = t / np.maximum(n, 1)
@@ -163,23 +215,27 @@ def self_consistency(
     inconsistent, verdict``.
     """
     require_reviewers(con, "Self-consistency", ["outcome", "first_shown", "created_at"])
-    df = con.sql("""
-        WITH r AS (
-            SELECT reviewer_id, outcome, first_shown,
-                   first_value(outcome) OVER w AS first_outcome,
-                   first_value(first_shown) OVER w AS first_first_shown,
-                   row_number() OVER w AS k
-            FROM comparisons WHERE has_reviewer
-            WINDOW w AS (PARTITION BY reviewer_id, pair_id
-                         ORDER BY created_at NULLS LAST, comparison_id)
-        )
-        SELECT reviewer_id, count(*) AS n_repeats,
-               count(*) FILTER (WHERE outcome = first_outcome) AS n_consistent,
-               count(*) FILTER (WHERE first_shown <> first_first_shown) AS n_swapped,
-               count(*) FILTER (WHERE first_shown <> first_first_shown
-                                  AND outcome = first_outcome) AS n_swapped_consistent
-        FROM r WHERE k > 1 GROUP BY ALL ORDER BY reviewer_id
-    """).pl()
+    return self_consistency_from(load_votes(con), min_consistency, level)
+
+
+def self_consistency_from(
+    votes: Votes, min_consistency: float = 0.7, level: float = 0.9
+) -> pl.DataFrame:
+    """:func:`self_consistency` from ``votes``."""
+    o, fo, fs, ffs = _votes_arrays(votes, "outcome", "first_outcome", "first_shown",
+                                   "first_first_shown")
+    rep = votes.frame["k"].to_numpy() > 1
+    same, swapped = o == fo, fs != ffs  # NaN != x is True: exclude unknown orders
+    swapped &= ~np.isnan(fs) & ~np.isnan(ffs)
+    counts = {
+        "n_repeats": count_by(votes, rep),
+        "n_consistent": count_by(votes, rep & same),
+        "n_swapped": count_by(votes, rep & swapped),
+        "n_swapped_consistent": count_by(votes, rep & swapped & same),
+    }
+    df = pl.DataFrame({"reviewer_id": votes.reviewer_ids, **counts}).filter(
+        pl.col("n_repeats") > 0
+    )
     n, k = df["n_repeats"].to_numpy(), df["n_consistent"].to_numpy()
     ns, ks = df["n_swapped"].to_numpy(), df["n_swapped_consistent"].to_numpy()
     rate = k / np.maximum(n, 1)
@@ -214,12 +270,31 @@ def gold_accuracy(
     verdict``; ``fails_gold`` when the upper end of the interval is below ``min_accuracy``.
     """
     require_reviewers(con, "Gold accuracy", ["outcome", "gold_outcome"])
-    df = con.sql("""
-        SELECT reviewer_id, count(*) AS n_gold,
-               count(*) FILTER (WHERE outcome = gold_outcome) AS n_correct
-        FROM comparisons WHERE has_reviewer AND gold_outcome IS NOT NULL
-        GROUP BY ALL ORDER BY reviewer_id
-    """).pl()
+    counts = by_reviewer(
+        con,
+        "count(*) AS n_gold",
+        "count(*) FILTER (WHERE outcome = gold_outcome) AS n_correct",
+        where="gold_outcome IS NOT NULL",
+    )
+    return _gold_accuracy(counts, min_accuracy, level)
+
+
+def gold_accuracy_from(
+    votes: Votes, min_accuracy: float = 0.7, level: float = 0.9
+) -> pl.DataFrame:
+    """:func:`gold_accuracy` from ``votes``."""
+    o, g = _votes_arrays(votes, "outcome", "gold_outcome")
+    df = pl.DataFrame(
+        {
+            "reviewer_id": votes.reviewer_ids,
+            "n_gold": count_by(votes, ~np.isnan(g)),
+            "n_correct": count_by(votes, o == g),
+        }
+    ).filter(pl.col("n_gold") > 0)
+    return _gold_accuracy(df, min_accuracy, level)
+
+
+def _gold_accuracy(df: pl.DataFrame, min_accuracy: float, level: float) -> pl.DataFrame:
     n, k = df["n_gold"].to_numpy(), df["n_correct"].to_numpy()
     low, high = clopper_pearson(k, n, level)
     fails = high < min_accuracy
@@ -245,14 +320,44 @@ def speed(con: duckdb.DuckDBPyConnection, fast_ratio: float = 0.4) -> pl.DataFra
     :func:`analytics.audit.speed_vs_reliability`.
     """
     require_reviewers(con, "Speed", ["seconds_spent"])
-    df = con.sql("""
-        SELECT reviewer_id, count(seconds_spent) AS n_timed,
-               median(seconds_spent) AS median_seconds,
-               quantile_cont(seconds_spent, 0.25) AS seconds_p25,
-               quantile_cont(seconds_spent, 0.75) AS seconds_p75
-        FROM comparisons WHERE has_reviewer AND seconds_spent IS NOT NULL
-        GROUP BY ALL ORDER BY reviewer_id
-    """).pl()
+    frame, ids = codes_and(con, "seconds_spent")
+    return _speed(frame, ids, fast_ratio)
+
+
+def speed_from(votes: Votes, fast_ratio: float = 0.4) -> pl.DataFrame:
+    """:func:`speed` from ``votes``."""
+    return _speed(votes.frame, votes.reviewer_ids, fast_ratio)
+
+
+def _speed(frame: pl.DataFrame, reviewer_ids: pl.Series, fast_ratio: float) -> pl.DataFrame:
+    sec = pl.col("seconds_spent")
+    per = (
+        frame.select("r", "seconds_spent")
+        .filter(sec.is_not_null())
+        .group_by("r")
+        .agg(n_timed=pl.len().cast(pl.Int64), xs=sec.sort())
+        .sort("r")
+    )
+    m = per["n_timed"].to_numpy()
+    xs = per["xs"].explode().to_numpy()
+    start = np.cumsum(m) - m
+
+    def quantile(q: float) -> np.ndarray:
+        """DuckDB's quantile_cont: lo (1 - d) + hi d, d = RN - FRN, RN = (n - 1) q."""
+        rn = (m - 1) * q
+        frn = np.floor(rn)
+        d = rn - frn
+        lo, hi = xs[start + frn.astype(np.int64)], xs[start + np.ceil(rn).astype(np.int64)]
+        return np.where(d == 0, lo, lo * (1 - d) + hi * d)
+
+    per = per.select(
+        "r",
+        "n_timed",
+        median_seconds=pl.Series(quantile(0.5)),
+        seconds_p25=pl.Series(quantile(0.25)),
+        seconds_p75=pl.Series(quantile(0.75)),
+    )
+    df = per.select(reviewer_ids.gather(per["r"]).alias("reviewer_id"), pl.exclude("r"))
     if df.height == 0:
         return df.with_columns(
             pool_median_seconds=pl.lit(None, pl.Float64),
@@ -278,131 +383,20 @@ def speed(con: duckdb.DuckDBPyConnection, fast_ratio: float = 0.4) -> pl.DataFra
     )
 
 
-def drift(
-    con: duckdb.DuckDBPyConnection,
-    min_segment: int = 10,
-    alpha: float = 0.01,
-    min_change: float = 0.15,
-) -> pl.DataFrame:
-    """Single change-point in each reviewer's leave-one-out agreement over time.
-
-    Needs comparisons.reviewer_id, has_reviewer, pair_id, outcome, created_at. Returns reviewers
-    with at least 2 x ``min_segment`` compared votes: ``reviewer_id, n_compared,
-    agreement_before, agreement_after, change_at, lr_stat, p_value, drifting, verdict``;
-    ``drifting`` when the Bonferroni p < ``alpha`` and agreement moved by >= ``min_change``.
-    """
-    require_reviewers(con, "Drift", ["outcome", "created_at"])
-    v = con.sql(f"""
-        SELECT reviewer_id, created_at, loo_agreement AS a FROM ({LOO_SQL})
-        WHERE loo_agreement IS NOT NULL
-        QUALIFY count(*) OVER (PARTITION BY reviewer_id) >= {2 * int(min_segment)}
-        ORDER BY reviewer_id, created_at NULLS LAST, comparison_id
-    """).pl()
-    schema = {
-        "reviewer_id": pl.String,
-        "n_compared": pl.Int64,
-        "agreement_before": pl.Float64,
-        "agreement_after": pl.Float64,
-        "change_at": pl.Datetime("us"),
-        "lr_stat": pl.Float64,
-        "p_value": pl.Float64,
-        "drifting": pl.Boolean,
-        "verdict": pl.String,
-    }
-    if v.height == 0:
-        return pl.DataFrame(schema=schema)
-
-    def loglik(s: pl.Expr, n: pl.Expr) -> pl.Expr:
-        p = (s / n).clip(1e-9, 1 - 1e-9)
-        return s * p.log() + (n - s) * (1 - p).log()
-
-    m = int(min_segment)
-    split = (
-        v.with_columns(
-            t=pl.int_range(1, pl.len() + 1).over("reviewer_id"),
-            s1=pl.col("a").cum_sum().over("reviewer_id"),
-            n=pl.len().over("reviewer_id"),
-            s=pl.col("a").sum().over("reviewer_id"),
-        )
-        .with_columns(
-            lr=2
-            * (
-                loglik(pl.col("s1"), pl.col("t"))
-                + loglik(pl.col("s") - pl.col("s1"), pl.col("n") - pl.col("t"))
-                - loglik(pl.col("s"), pl.col("n"))
-            )
-        )
-        .filter((pl.col("t") >= m) & (pl.col("t") <= pl.col("n") - m))
-    )
-    best = split.sort("lr", descending=True).group_by("reviewer_id").first()
-    out = best.select(
-        "reviewer_id",
-        pl.col("n").cast(pl.Int64).alias("n_compared"),
-        (pl.col("s1") / pl.col("t")).alias("agreement_before"),
-        ((pl.col("s") - pl.col("s1")) / (pl.col("n") - pl.col("t"))).alias("agreement_after"),
-        pl.col("created_at").alias("change_at"),
-        pl.col("lr").alias("lr_stat"),
-        (pl.col("n") - 2 * m + 1).alias("tries"),
-    )
-    p = np.minimum(1.0, chi2.sf(out["lr_stat"].to_numpy(), 1) * out["tries"].to_numpy())
-    out = (
-        out.drop("tries")
-        .with_columns(p_value=pl.Series(p, dtype=pl.Float64))
-        .with_columns(
-            drifting=(pl.col("p_value") < alpha)
-            & ((pl.col("agreement_after") - pl.col("agreement_before")).abs() >= min_change)
-        )
-        .with_columns(
-            verdict=pl.when(pl.col("drifting"))
-            .then(
-                pl.format(
-                    "agreement moved from {} to {} around {}: drifting",
-                    pl.col("agreement_before").round(2),
-                    pl.col("agreement_after").round(2),
-                    pl.col("change_at").dt.date(),
-                )
-            )
-            .otherwise(pl.lit("no change-point in agreement"))
-        )
-    )
-    return out.sort("reviewer_id").cast(schema)  # type: ignore[arg-type]
-
-
-def drift_series(
-    con: duckdb.DuckDBPyConnection, reviewer_id: str, every: str = "week"
-) -> pl.DataFrame:
-    """One reviewer's leave-one-out agreement per calendar ``every`` (day, week or month).
-
-    Needs comparisons.reviewer_id, has_reviewer, pair_id, outcome, created_at. Returns
-    ``period, n_votes, loo_agreement, pool_loo_agreement``.
-    """
-    require_reviewers(con, "Drift series", ["outcome", "created_at"])
-    if every not in ("day", "week", "month"):
-        every = "week"
-    return con.sql(
-        f"""
-        WITH l AS ({LOO_SQL}),
-        pool AS (SELECT date_trunc('{every}', created_at) AS period,
-                        avg(loo_agreement) AS pool_loo_agreement FROM l GROUP BY ALL)
-        SELECT date_trunc('{every}', created_at) AS period, count(*) AS n_votes,
-               avg(loo_agreement) AS loo_agreement, any_value(pool.pool_loo_agreement)
-                 AS pool_loo_agreement
-        FROM l LEFT JOIN pool ON date_trunc('{every}', l.created_at) = pool.period
-        WHERE reviewer_id = ? GROUP BY ALL ORDER BY period
-    """,
-        params=[reviewer_id],
-    ).pl()
-
-
-__all__ = [
+__all__ = [  # drift and drift_series live in analytics.audit_drift
     "VOTES_SQL",
     "benjamini_hochberg",
     "clopper_pearson",
     "drift",
     "drift_series",
     "gold_accuracy",
+    "gold_accuracy_from",
     "position_bias",
+    "position_bias_from",
     "self_consistency",
+    "self_consistency_from",
     "speed",
+    "speed_from",
     "tie_use",
+    "tie_use_from",
 ]

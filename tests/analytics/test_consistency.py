@@ -106,3 +106,48 @@ def test_reviewer_less_data(tmp_path: Path) -> None:
                cs.drift):
         with pytest.raises(EmptyDataError, match="has a reviewer id"):
             fn(con)
+
+
+def test_vote_table_matches_the_sql_definition(tmp_path: Path) -> None:
+    """The vote table (integer sorts, ties broken by comparison_id) equals the SQL window
+    definition of the first vote and of the repeat order, with tied and missing times."""
+    import numpy as np
+    import polars as pl
+
+    from analytics.agreement import LOO_SQL, leave_one_out_agreement
+    from analytics.audit_votes import load_votes
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(400):
+        choice = str(rng.choice(["a", "b", "tie"]))
+        row = vote(f"r{rng.integers(6)}", int(rng.integers(25)), choice,
+                   shown_first=str(rng.choice(["a", "b"])),
+                   comparison_id=f"c{rng.integers(10**6)}-{i}")
+        row["created_at"] = str(rng.choice(["2026-01-01T10:00:00", "2026-01-02T10:00:00"]))
+        if i % 17 == 0:
+            del row["created_at"]
+        rows.append(row)
+    con = build(tmp_path, rows)
+    votes = load_votes(con)
+    got = (votes.frame.with_columns(reviewer_id=votes.ids(votes.frame["r"]))
+           .select("reviewer_id", "outcome", "first_shown", "created_at", "k")
+           .sort("reviewer_id", "created_at", "k", nulls_last=True))
+    want = con.sql("""
+        SELECT reviewer_id, outcome, first_shown, created_at,
+               row_number() OVER (PARTITION BY reviewer_id, pair_id
+                                  ORDER BY created_at NULLS LAST, comparison_id) AS k
+        FROM comparisons WHERE has_reviewer
+    """).pl().sort("reviewer_id", "created_at", "k", nulls_last=True)
+    assert got.sort(got.columns, nulls_last=True).equals(
+        want.sort(want.columns, nulls_last=True))
+    loo = con.sql(f"SELECT reviewer_id, avg(loo_agreement) AS a FROM ({LOO_SQL}) "
+                  "GROUP BY ALL ORDER BY reviewer_id").pl()
+    ours = leave_one_out_agreement(con)
+    assert np.allclose(ours["loo_agreement"].to_numpy(), loo["a"].to_numpy(), equal_nan=True)
+    assert ours["reviewer_id"].to_list() == loo["reviewer_id"].to_list()
+    # each reviewer's votes in time order, ties by comparison_id (what drift relies on)
+    order = con.sql("SELECT reviewer_id, created_at, outcome FROM comparisons WHERE has_reviewer "
+                    "ORDER BY reviewer_id, created_at NULLS LAST, comparison_id").pl()
+    mine = votes.frame.select(votes.ids(votes.frame["r"]), "created_at", "outcome")
+    assert mine.equals(order.with_columns(pl.col("outcome").cast(mine["outcome"].dtype)))

@@ -1,0 +1,93 @@
+"""The one typed config of the reviewer audit: every threshold, with its default and meaning.
+
+Re-exported by :mod:`analytics.audit`.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class AuditConfig(BaseModel):
+    """Thresholds of the reviewer audit (defaults suit a few dozen votes per reviewer)."""
+
+    min_votes: int = Field(
+        5,
+        ge=1,
+        description="Reviewers with fewer votes are listed, not "
+        "flagged: too little evidence either way.",
+    )
+    min_model_reliability: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="Annotator-model "
+        "reliability (1 - lapse rate) below which, with the whole "
+        "interval below, a reviewer is unreliable.",
+    )
+    relative_reliability: float = Field(
+        0.85,
+        gt=0,
+        le=1,
+        description="Model-free reliability: "
+        "unreliable when the interval's upper end is below this "
+        "fraction of the pool median.",
+    )
+    reliability_iterations: int = Field(
+        2,
+        ge=1,
+        le=50,
+        description="Rounds of the model-free "
+        "reliability (1 = soft majority, 2 = one re-weighting).",
+    )
+    reliability_prior_strength: float = Field(
+        2.0,
+        ge=0,
+        description="Pseudo-votes shrinking the model-free reliability toward the pool mean.",
+    )
+    position_alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="Benjamini-Hochberg level of the exact binomial test for first-shown picks.",
+    )
+    position_min_effect: float = Field(
+        0.1, ge=0, le=0.5, description="Smallest |first-pick rate - 1/2| worth a flag."
+    )
+    tie_alpha: float = Field(0.01, gt=0, lt=1, description="Level of the tie-overuse test.")
+    tie_overuse_ratio: float = Field(
+        2.0, ge=1, description="Tie rate this many times the pool's counts as overuse."
+    )
+    min_self_consistency: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="Inconsistent when the upper end of the repeat-agreement interval is below.",
+    )
+    min_repeats: int = Field(
+        3, ge=1, description="Repeats needed before consistency counts as evidence of care."
+    )
+    min_gold_accuracy: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="Fails gold when the upper end of the gold-accuracy interval is below.",
+    )
+    min_gold: int = Field(
+        3, ge=1, description="Gold answers needed before gold counts as evidence of care."
+    )
+    fast_ratio: float = Field(
+        0.4,
+        gt=0,
+        le=1,
+        description="Fast when the median seconds per "
+        "judgment is below this fraction of the pool's median.",
+    )
+    drift_alpha: float = Field(0.01, gt=0, lt=1, description="Level of the change-point test.")
+    drift_min_change: float = Field(
+        0.15, ge=0, le=1, description="Smallest change in agreement worth a drift flag."
+    )
+    drift_min_segment: int = Field(
+        10, ge=3, description="Votes needed on each side of a change-point."
+    )
+    level: float = Field(0.9, gt=0, lt=1, description="Coverage of every interval.")

@@ -1,0 +1,290 @@
+"""The audit's verdicts: every check joined per reviewer, then flags with reasons.
+
+See :mod:`analytics.audit` (which re-exports the public names) for what the verdicts mean.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from analytics import consistency as cs
+from analytics.audit_config import AuditConfig
+from analytics.audit_drift import drift_from
+from analytics.audit_reliability import loo_from, reliability_from
+from analytics.audit_votes import Votes
+
+
+def latest_fit_estimates(con: duckdb.DuckDBPyConnection) -> tuple[str | None, pl.DataFrame]:
+    """The newest fit's id and its ``reviewer_estimates`` (empty frame when there is no fit).
+
+    Needs tables fits(fit_id, created_at) and reviewer_estimates(fit_id, reviewer_id,
+    reliability, reliability_low, reliability_high, school, school_probability, position_bias).
+    """
+    tables = {
+        r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    }
+    if not {"fits", "reviewer_estimates"} <= tables:
+        return None, pl.DataFrame()
+    rows = con.execute(
+        "SELECT fit_id FROM fits WHERE fit_id IN (SELECT fit_id FROM reviewer_estimates) "
+        "ORDER BY created_at DESC, fit_id DESC LIMIT 1"
+    ).fetchall()
+    if not rows:
+        return None, pl.DataFrame()
+    fit_id = str(rows[0][0])
+    est = con.sql(
+        """
+        SELECT reviewer_id, reliability, reliability_low, reliability_high, school,
+               school_probability, position_bias AS model_position_bias
+        FROM reviewer_estimates WHERE fit_id = ?""",
+        params=[fit_id],
+    ).pl()
+    return fit_id, est
+
+
+def audit_checks(votes: Votes, cfg: AuditConfig) -> dict[str, pl.DataFrame]:
+    """Every per-reviewer check of the audit, computed from one read of the votes."""
+    return {
+        "reliability": reliability_from(
+            votes, cfg.reliability_iterations, cfg.reliability_prior_strength, cfg.level
+        ),
+        "loo": loo_from(votes),
+        "position": cs.position_bias_from(
+            votes, cfg.position_alpha, cfg.position_min_effect, cfg.level
+        ),
+        "ties": cs.tie_use_from(votes, cfg.tie_alpha, cfg.tie_overuse_ratio, cfg.level),
+        "consistency": cs.self_consistency_from(votes, cfg.min_self_consistency, cfg.level),
+        "gold": cs.gold_accuracy_from(votes, cfg.min_gold_accuracy, cfg.level),
+        "speed": cs.speed_from(votes, cfg.fast_ratio),
+        "drift": drift_from(votes, cfg.drift_min_segment, cfg.drift_alpha, cfg.drift_min_change),
+    }
+
+
+def _join_all(
+    con: duckdb.DuckDBPyConnection, cfg: AuditConfig, checks: dict[str, pl.DataFrame]
+) -> tuple[pl.DataFrame, str]:
+    rel = checks["reliability"]
+    loo = checks["loo"].select("reviewer_id", "loo_agreement", "majority_agreement")
+    fit_id, est = latest_fit_estimates(con)
+    if fit_id is not None and est.height:
+        base = rel.select("reviewer_id", "n_votes").join(est, on="reviewer_id", how="left")
+        source = f"annotator model (fit {fit_id})"
+    else:
+        base = rel.with_columns(
+            school=pl.lit(None, pl.Int32), school_probability=pl.lit(None, pl.Float64)
+        )
+        source = "model-free (leave-one-out agreement with a weighted consensus)"
+    pb = checks["position"].select(
+        "reviewer_id",
+        "first_rate",
+        "first_rate_low",
+        "first_rate_high",
+        pl.col("q_value").alias("position_q"),
+        "position_biased",
+    )
+    ti = checks["ties"].select(
+        "reviewer_id",
+        "tie_rate",
+        "tie_rate_low",
+        "tie_rate_high",
+        "pool_tie_rate",
+        "tie_ratio",
+        "tie_overuse",
+    )
+    sc = checks["consistency"].select(
+        "reviewer_id",
+        "n_repeats",
+        "consistency",
+        "consistency_low",
+        "consistency_high",
+        "swapped_consistency",
+        "inconsistent",
+    )
+    gd = checks["gold"].select(
+        "reviewer_id",
+        "n_gold",
+        "gold_accuracy",
+        "gold_accuracy_low",
+        "gold_accuracy_high",
+        "fails_gold",
+    )
+    sp = checks["speed"].select(
+        "reviewer_id", "median_seconds", "pool_median_seconds", "speed_ratio", "fast"
+    )
+    dr = checks["drift"].select(
+        "reviewer_id", "drifting", "agreement_before", "agreement_after", "change_at"
+    )
+    out = base
+    for part in (loo, pb, ti, sc, gd, sp, dr):
+        out = out.join(part, on="reviewer_id", how="left")
+    return out.with_columns(reliability_source=pl.lit(source)), source
+
+
+def _f(x: float | None, digits: int = 2) -> str:
+    return "?" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _judge(
+    row: dict, cfg: AuditConfig, pool_rel: float, model: bool, majority_school: int | None
+) -> tuple[str, bool, list[str]]:
+    """Verdict, flagged, reasons for one reviewer (see the module docstring)."""
+    reasons: list[str] = []
+    if row["n_votes"] < cfg.min_votes:
+        return "too few votes", False, [f"only {row['n_votes']} votes"]
+    rel, high = row["reliability"], row["reliability_high"]
+    if model:
+        unreliable = high is not None and high < cfg.min_model_reliability
+    else:
+        unreliable = high is not None and high < cfg.relative_reliability * pool_rel
+    if unreliable:
+        reasons.append(
+            f"reliability {_f(rel)} ({_f(row['reliability_low'])}–{_f(high)})"
+            f" below {'the threshold' if model else 'the pool'}"
+        )
+    biased = bool(row.get("position_biased"))
+    if biased:
+        reasons.append(
+            f"picks the first-shown reply {100 * row['first_rate']:.0f}% of the time"
+            f" (q={row['position_q']:.2g})"
+        )
+    fast = bool(row.get("fast"))
+    if fast:
+        reasons.append(
+            f"median {_f(row['median_seconds'], 0)} s per judgment vs pool "
+            f"{_f(row['pool_median_seconds'], 0)} s"
+        )
+    inconsistent = bool(row.get("inconsistent"))
+    if inconsistent:
+        reasons.append(
+            f"same answer on only {100 * row['consistency']:.0f}% of "
+            f"{row['n_repeats']} repeated pairs"
+        )
+    fails_gold = bool(row.get("fails_gold"))
+    if fails_gold:
+        reasons.append(f"gold accuracy {100 * row['gold_accuracy']:.0f}% on {row['n_gold']}")
+    ties = bool(row.get("tie_overuse"))
+    if ties:
+        reasons.append(f"says 'tie' {row['tie_ratio']:.1f}x as often as the pool")
+    drifting = bool(row.get("drifting")) and (row["agreement_after"] or 0) < (
+        row["agreement_before"] or 0
+    )
+    if drifting:
+        reasons.append(
+            f"agreement fell from {_f(row['agreement_before'])} to "
+            f"{_f(row['agreement_after'])} around {str(row['change_at'])[:10]}"
+        )
+    careful_evidence = (
+        (row.get("n_repeats") or 0) >= cfg.min_repeats
+        and not inconsistent
+        and (row.get("consistency") or 0) >= cfg.min_self_consistency
+    ) or (
+        (row.get("n_gold") or 0) >= cfg.min_gold
+        and not fails_gold
+        and (row.get("gold_accuracy") or 0) >= cfg.min_gold_accuracy
+    )
+    below_pool = rel is not None and rel < pool_rel
+    if fast and (unreliable or inconsistent or fails_gold or below_pool):
+        if below_pool and not unreliable:
+            reasons.append(f"reliability {_f(rel)} below the pool median {_f(pool_rel)}")
+        return "fast and inconsistent", True, reasons
+    if biased:
+        return "position-biased", True, reasons
+    if fails_gold:
+        return "fails gold questions", True, reasons
+    if inconsistent:
+        return "inconsistent on repeats", True, reasons
+    if unreliable and model:
+        return "unreliable: frequent lapses", True, reasons
+    if unreliable and careful_evidence:
+        reasons.append(
+            "but consistent on repeats/gold: disagreement looks like a view, not noise"
+            " (fit the annotator model to confirm)"
+        )
+        return "disagrees with the majority, consistent", False, reasons
+    if unreliable:
+        return "unreliable: disagrees with the others", True, reasons
+    if ties:
+        return "overuses ties", True, reasons
+    if drifting:
+        return "drifting", True, reasons
+    school = row.get("school")
+    if model and school is not None and majority_school is not None and school != majority_school:
+        reasons.append(
+            f"school {school} (p={_f(row.get('school_probability'))}), reliability "
+            f"{_f(rel)}: careful, holds a minority view"
+        )
+        return "minority view, consistent", False, reasons
+    if fast:
+        return "fast, but reliable", False, reasons
+    return "ok", False, reasons
+
+
+def audit_from(
+    con: duckdb.DuckDBPyConnection,
+    votes: Votes,
+    cfg: AuditConfig,
+    checks: dict[str, pl.DataFrame] | None = None,
+) -> pl.DataFrame:
+    """:func:`analytics.audit.reviewer_audit` from ``votes`` (and ``checks`` when already
+    computed by :func:`audit_checks` with ``cfg``)."""
+    checks = checks if checks is not None else audit_checks(votes, cfg)
+    df, source = _join_all(con, cfg, checks)
+    model = source.startswith("annotator")
+    pool_rel = float(
+        df.filter(pl.col("n_votes") >= cfg.min_votes)["reliability"].drop_nulls().median() or 0.0
+    )  # type: ignore[arg-type]
+    majority_school = None
+    if model and df["school"].drop_nulls().len():
+        majority_school = df["school"].drop_nulls().mode().sort()[0]
+    # a reviewer with none of these is "ok" with no reasons (see _judge); only the others
+    # are judged one by one
+    threshold = cfg.min_model_reliability if model else cfg.relative_reliability * pool_rel
+    needs = (
+        (pl.col("n_votes") < cfg.min_votes)
+        | (pl.col("reliability_high") < threshold)
+        | pl.any_horizontal(
+            pl.col(c).fill_null(False)
+            for c in (
+                "position_biased",
+                "fast",
+                "inconsistent",
+                "fails_gold",
+                "tie_overuse",
+                "drifting",
+            )
+        )
+    ).fill_null(False)
+    if model and majority_school is not None:
+        needs = needs | (pl.col("school").is_not_null() & (pl.col("school") != majority_school))
+    mask = df.select(needs.fill_null(False)).to_series().to_numpy()
+    verdict = np.full(df.height, "ok", dtype=object)
+    flagged = np.zeros(df.height, dtype=bool)
+    reasons = np.full(df.height, "", dtype=object)
+    rows = np.flatnonzero(mask)
+    for i, row in zip(rows, df.filter(pl.Series(mask)).iter_rows(named=True), strict=True):
+        verdict[i], flagged[i], why = _judge(row, cfg, pool_rel, model, majority_school)
+        reasons[i] = "; ".join(why)
+    df = df.with_columns(
+        verdict=pl.Series(verdict.tolist(), dtype=pl.String),
+        flagged=pl.Series(flagged, dtype=pl.Boolean),
+        reasons=pl.Series(reasons.tolist(), dtype=pl.String),
+    ).sort(
+        ["flagged", "reliability"], descending=[True, False], nulls_last=True, maintain_order=True
+    )
+    df = df.with_columns(rank=pl.int_range(1, df.height + 1))
+    first = [
+        "rank",
+        "reviewer_id",
+        "verdict",
+        "flagged",
+        "reasons",
+        "n_votes",
+        "reliability",
+        "reliability_low",
+        "reliability_high",
+        "school",
+        "school_probability",
+    ]
+    return df.select(first + [c for c in df.columns if c not in first])

@@ -1,0 +1,341 @@
+"""The vote table of the reviewer audit, built once per call chain and shared by every check.
+
+Every statistic of :mod:`analytics.agreement`, :mod:`analytics.consistency` and
+:mod:`analytics.audit` is an aggregate over the comparisons that name their reviewer, most of them
+over the *first* judgment of each (reviewer, pair). Computing that first judgment with a window
+query per check made each check scan, partition and sort the million rows again. Instead,
+:func:`load_votes` reads the few columns once (no window; DuckDB codes the reviewers by a join
+with their sorted ids), codes pairs as dense integers, orders each reviewer's rows by time
+(``created_at NULLS LAST, comparison_id``: one integer sort, the rare equal times broken by
+reading those rows' ids) and marks each row's repeat index within its (reviewer, pair); the
+checks are then vectorised numpy/polars over integer arrays, and a chain of checks (the audit, a
+report card) passes the same :class:`Votes` along. The checks that need neither first votes nor
+time order (position bias, ties, gold) stay single DuckDB hash aggregates when called alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from warehouse.errors import DissensusError, EmptyDataError
+
+VOTES_SQL = """
+    SELECT comparison_id, reviewer_id, pair_id, outcome, first_shown, created_at, seconds_spent,
+           category, batch, guideline_version, gold_outcome
+    FROM comparisons WHERE has_reviewer
+    QUALIFY row_number() OVER (PARTITION BY reviewer_id, pair_id
+                               ORDER BY created_at NULLS LAST, comparison_id) = 1
+"""
+"""First vote of each (reviewer, pair): the unit of every agreement statistic (the SQL
+definition; :class:`Votes` computes the same set without a window)."""
+
+LOO_SQL = f"""
+    WITH v AS ({VOTES_SQL}),
+    pc AS (SELECT pair_id, outcome, count(*) AS n_same FROM v GROUP BY ALL),
+    p AS (SELECT pair_id, sum(n_same) AS n_pair, arg_max(outcome, n_same) AS top,
+                 max(n_same) AS top_n FROM pc GROUP BY ALL),
+    pt AS (SELECT pair_id, count(*) AS n_top FROM pc JOIN p USING (pair_id)
+           WHERE pc.n_same = p.top_n GROUP BY ALL)
+    SELECT v.*, p.n_pair - 1 AS n_others,
+           CASE WHEN p.n_pair > 1 THEN (pc.n_same - 1) / (p.n_pair - 1) END AS loo_agreement,
+           CASE WHEN p.n_pair > 1 THEN
+               (pc.n_same = p.top_n)::DOUBLE / pt.n_top END AS majority_agreement
+    FROM v JOIN pc USING (pair_id, outcome) JOIN p USING (pair_id) JOIN pt USING (pair_id)
+"""
+"""Per vote: the share of the other reviewers on the pair who voted the same
+(``loo_agreement``) and agreement with the pair's majority including the vote itself
+(``majority_agreement``; a k-way tie for the majority counts 1/k). The SQL definition;
+:meth:`Votes.loo` computes the same per vote with numpy."""
+
+OPTIONAL: dict[str, str] = {
+    "outcome": "TINYINT",
+    "first_shown": "TINYINT",
+    "created_at": "TIMESTAMP",
+    "seconds_spent": "DOUBLE",
+    "gold_outcome": "TINYINT",
+}
+"""Columns :func:`load_votes` reads (NULL of this type when a foreign file lacks one: every check
+first requires the columns it uses, with an error in words)."""
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    return {
+        row[0]
+        for row in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+        ).fetchall()
+    }
+
+
+def require_columns(
+    con: duckdb.DuckDBPyConnection, table: str, columns: Iterable[str], purpose: str
+) -> None:
+    """Raise a :class:`DissensusError` naming the missing columns of ``table``."""
+    have = table_columns(con, table)
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise DissensusError(
+            f"{purpose} needs the column(s) {', '.join(missing)} of table '{table}'.",
+            where=f"table {table}",
+            expected=", ".join(columns),
+            fix="open a warehouse made by `dissensus ingest` (the file may be older or foreign)",
+        )
+
+
+def require_reviewers(
+    con: duckdb.DuckDBPyConnection, purpose: str, columns: Iterable[str] = ()
+) -> int:
+    """Check the columns, then that some comparisons name their reviewer; return that count.
+
+    Raises :class:`EmptyDataError` with words when the warehouse is empty or anonymous.
+    """
+    require_columns(
+        con, "comparisons", ("reviewer_id", "has_reviewer", "pair_id", *columns), purpose
+    )
+    total, named = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE has_reviewer) FROM comparisons"
+    ).fetchall()[0]
+    if total == 0:
+        raise EmptyDataError(
+            f"{purpose}: the warehouse holds no comparisons.",
+            fix="run `dissensus ingest FILE` or `dissensus demo` first",
+        )
+    if named == 0:
+        raise EmptyDataError(
+            f"{purpose}: none of the {total:,} comparisons has a reviewer id, so there is no "
+            "reviewer to judge and no way to tell two votes by one person from votes by two.",
+            expected="comparisons with reviewer_id",
+            fix="ingest data that names its reviewers (a reviewer_id column, pseudonymised if "
+            "need be)",
+        )
+    return int(named)
+
+
+def _factorize(strings: pl.Series) -> tuple[np.ndarray, int]:
+    """Dense codes of ``strings`` and their number.
+
+    Codes come from a 64-bit hash (cheap), checked exactly against the strings; on a hash
+    collision (never seen in practice) the exact, slower sort of the strings takes over.
+    """
+    dense = strings.hash(seed=0).rank("dense").to_numpy().astype(np.int64) - 1
+    n = int(dense.max()) + 1 if dense.size else 0
+    rep = np.zeros(n, dtype=np.int64)  # one row per code (any: all are checked against it)
+    rep[dense] = np.arange(dense.size)
+    if not bool((strings.gather(rep).gather(dense) == strings).all()):
+        dense = strings.rank("dense").to_numpy().astype(np.int64) - 1
+        n = int(dense.max()) + 1
+    return dense, n
+
+
+def _sort_key(major: np.ndarray, minor: np.ndarray, n_minor: int) -> np.ndarray | None:
+    """``major * n_minor + minor`` when it fits in an int64 (None otherwise)."""
+    if major.size and (int(major.max()) + 1) * max(n_minor, 1) >= 2**62:
+        return None
+    return major * max(n_minor, 1) + minor
+
+
+def _order(major: np.ndarray, minor: np.ndarray, n_minor: int) -> np.ndarray:
+    """Row order by (major, minor): one integer sort where the combined key fits."""
+    key = _sort_key(major, minor, n_minor)
+    return np.lexsort((minor, major)) if key is None else np.argsort(key)
+
+
+def _break_ties(
+    con: duckdb.DuckDBPyConnection, order: np.ndarray, key: np.ndarray, rowid: np.ndarray
+) -> np.ndarray:
+    """Put the runs of equal ``key[order]`` (one reviewer, one ``created_at``: rare) in
+    ``comparison_id`` order, reading only those rows' ids."""
+    ks = key[order]
+    tie = ks[1:] == ks[:-1]
+    if not tie.any():
+        return order
+    in_run = np.zeros(order.size, dtype=bool)
+    in_run[1:] |= tie
+    in_run[:-1] |= tie
+    starts = in_run.copy()
+    starts[1:] &= ~tie
+    pos = np.flatnonzero(in_run)
+    rows = rowid[order[pos]]
+    ids = con.sql(
+        "SELECT rowid AS row, comparison_id FROM comparisons "
+        "WHERE rowid IN (SELECT unnest($rows))",
+        params={"rows": rows.tolist()},
+    ).pl()
+    cid = pl.DataFrame({"row": rows}).join(ids, on="row", how="left", maintain_order="left")
+    sub = pl.DataFrame(
+        {"run": np.cumsum(starts[pos]), "cid": cid["comparison_id"]}
+    ).select(pl.arg_sort_by("run", "cid"))
+    order = order.copy()
+    order[pos] = order[pos][sub.to_series().to_numpy()]
+    return order
+
+
+@dataclass(frozen=True, eq=False)
+class Votes:
+    """Every comparison that names its reviewer, integer-coded, each reviewer's in time order.
+
+    ``frame`` columns: ``r`` (reviewer code, an index into ``reviewer_ids``, which is sorted),
+    ``p`` (pair code), ``outcome``, ``first_shown``, ``created_at``, ``seconds_spent``,
+    ``gold_outcome``, any extra columns asked of :func:`load_votes`, ``k`` (1 for the
+    reviewer's first judgment of the pair, 2 for the second...), ``first_outcome`` and
+    ``first_first_shown`` (those of the first judgment). Rows are ordered by reviewer, then
+    ``created_at`` (nulls last), then ``comparison_id``.
+    """
+
+    frame: pl.DataFrame
+    reviewer_ids: pl.Series
+    n_pairs: int
+
+    @property
+    def n_reviewers(self) -> int:
+        return self.reviewer_ids.len()
+
+    @cached_property
+    def r(self) -> np.ndarray:
+        return self.frame["r"].to_numpy()
+
+    @cached_property
+    def unique(self) -> pl.DataFrame:
+        """The first judgment of each (reviewer, pair) with its leave-one-out figures."""
+        u = self.frame.filter(pl.col("k") == 1)
+        p = u["p"].to_numpy()
+        c = u["outcome"].to_numpy().astype(np.int64) + 1
+        cnt = np.bincount(p * 3 + c, minlength=3 * self.n_pairs).reshape(self.n_pairs, 3)
+        n_pair = cnt.sum(axis=1)
+        top = cnt.max(axis=1)
+        n_top = (cnt == top[:, None]).sum(axis=1)
+        same, m = cnt[p, c], n_pair[p]
+        shared = m > 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            loo = (same - 1) / (m - 1)
+            majority = (same == top[p]).astype(float) / n_top[p]
+        return u.with_columns(
+            n_others=pl.Series(m - 1, dtype=pl.Int64),
+            loo_agreement=pl.Series(np.where(shared, loo, np.nan)).fill_nan(None),
+            majority_agreement=pl.Series(np.where(shared, majority, np.nan)).fill_nan(None),
+        )
+
+    def ids(self, codes: np.ndarray | pl.Series) -> pl.Series:
+        """Reviewer ids of reviewer codes."""
+        return self.reviewer_ids.gather(codes).alias("reviewer_id")
+
+    def code(self, reviewer_id: str) -> int | None:
+        """The code of ``reviewer_id`` (None when the reviewer has no votes)."""
+        i = int(self.reviewer_ids.search_sorted(reviewer_id, side="left"))
+        if i < self.n_reviewers and self.reviewer_ids[i] == reviewer_id:
+            return i
+        return None
+
+
+def load_votes(
+    con: duckdb.DuckDBPyConnection, extra: Mapping[str, str] | None = None
+) -> Votes:
+    """Read the comparisons that name their reviewer into a :class:`Votes`.
+
+    ``extra``: more columns, name -> SQL expression over ``comparisons`` (e.g. a grouping).
+    Call after :func:`require_reviewers` (there must be votes). DuckDB codes the reviewers (a
+    join with the sorted distinct ids); pairs are coded here; two integer sorts give the
+    time order and the repeats.
+    """
+    have = table_columns(con, "comparisons")
+    cols = [f"c.{c}" if c in have else f"NULL::{t} AS {c}" for c, t in OPTIONAL.items()]
+    cols += [f"{sql} AS {name}" for name, sql in (extra or {}).items()]
+    reviewer_ids = (
+        con.sql(
+            "SELECT reviewer_id FROM comparisons WHERE has_reviewer "
+            "GROUP BY reviewer_id ORDER BY reviewer_id"
+        )
+        .pl()
+        .to_series()
+    )
+    raw = con.sql(
+        f"""
+        WITH ids AS (
+            SELECT reviewer_id, row_number() OVER (ORDER BY reviewer_id) - 1 AS r
+            FROM (SELECT DISTINCT reviewer_id FROM comparisons WHERE has_reviewer)
+        )
+        SELECT ids.r, c.rowid AS row, c.pair_id, {", ".join(cols)}
+        FROM comparisons c JOIN ids USING (reviewer_id) WHERE c.has_reviewer
+        """
+    ).pl()
+    r = raw["r"].to_numpy().astype(np.int64)
+    p, n_pairs = _factorize(raw["pair_id"])
+    # each reviewer's votes in time order: (reviewer, created_at NULLS LAST, comparison_id)
+    t = raw["created_at"].to_physical().to_numpy()
+    tmin = int(np.nanmin(t)) if raw["created_at"].null_count() < t.size else 0
+    t_off = raw["created_at"].to_physical().fill_null(tmin - 1).to_numpy() - tmin
+    t_off[t_off < 0] = int(t_off.max()) + 1 if t_off.size else 0  # nulls last
+    span = int(t_off.max()) + 1 if t_off.size else 1
+    time_key = _sort_key(r, t_off, span)
+    if time_key is None:  # decades of microseconds times many reviewers: rank the times
+        t_off = np.unique(t_off, return_inverse=True)[1].reshape(-1)
+        span = int(t_off.max()) + 1
+        time_key = _sort_key(r, t_off, span)
+    order = _break_ties(con, np.argsort(time_key), time_key, raw["row"].to_numpy())
+    r, p = r[order], p[order]
+    # repeats: in (reviewer, pair, time) order, the first row of each (reviewer, pair)
+    by_key = _order(r * n_pairs + p, np.arange(r.size), r.size)
+    ks_r, ks_p = r[by_key], p[by_key]
+    start = np.ones(by_key.size, dtype=bool)
+    start[1:] = (ks_r[1:] != ks_r[:-1]) | (ks_p[1:] != ks_p[:-1])
+    head = np.maximum.accumulate(np.where(start, np.arange(by_key.size), 0))
+    k = np.empty(by_key.size, dtype=np.int64)
+    k[by_key] = np.arange(by_key.size) - head + 1
+    head_row = np.empty(by_key.size, dtype=np.int64)
+    head_row[by_key] = by_key[head]
+    frame = (
+        raw.drop("r", "row", "pair_id")
+        .gather(order)
+        .with_columns(
+            r=pl.Series(r, dtype=pl.Int64),
+            p=pl.Series(p, dtype=pl.Int64),
+            k=pl.Series(k, dtype=pl.Int64),
+        )
+    )
+    frame = frame.with_columns(
+        first_outcome=frame["outcome"].gather(head_row),
+        first_first_shown=frame["first_shown"].gather(head_row),
+    )
+    return Votes(frame=frame, reviewer_ids=reviewer_ids.alias("reviewer_id"), n_pairs=n_pairs)
+
+
+def by_reviewer(con: duckdb.DuckDBPyConnection, *aggregates: str, where: str = "TRUE"):
+    """Aggregates over all the comparisons of each reviewer (a DuckDB hash aggregate, no
+    window: for the checks that do not need first votes or time order), by ``reviewer_id``."""
+    return con.sql(
+        f"SELECT reviewer_id, {', '.join(aggregates)} FROM comparisons "
+        f"WHERE has_reviewer AND {where} GROUP BY ALL ORDER BY reviewer_id"
+    ).pl()
+
+
+def codes_and(con: duckdb.DuckDBPyConnection, *columns: str) -> tuple[pl.DataFrame, pl.Series]:
+    """``columns`` of every comparison that names its reviewer, with the reviewer code ``r``
+    (unordered rows; no pairs, no repeats), and the sorted reviewer ids the codes index."""
+    reviewer_ids = con.sql(
+        "SELECT reviewer_id FROM comparisons WHERE has_reviewer "
+        "GROUP BY reviewer_id ORDER BY reviewer_id"
+    ).pl().to_series()
+    frame = con.sql(
+        f"""
+        WITH ids AS (
+            SELECT reviewer_id, row_number() OVER (ORDER BY reviewer_id) - 1 AS r
+            FROM (SELECT DISTINCT reviewer_id FROM comparisons WHERE has_reviewer)
+        )
+        SELECT ids.r::BIGINT AS r, {", ".join(f"c.{c}" for c in columns)}
+        FROM comparisons c JOIN ids USING (reviewer_id) WHERE c.has_reviewer
+        """
+    ).pl()
+    return frame, reviewer_ids.alias("reviewer_id")
+
+
+def count_by(votes: Votes, mask: np.ndarray | None = None, r: np.ndarray | None = None):
+    """Count per reviewer code (of ``r``, default all votes), optionally of ``mask`` rows."""
+    r = votes.r if r is None else r
+    w = None if mask is None else mask.astype(np.float64)
+    return np.bincount(r, weights=w, minlength=votes.n_reviewers).astype(np.int64)
