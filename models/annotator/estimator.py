@@ -163,6 +163,14 @@ class AnnotatorModel:
         )
         return table, intervals
 
+    # ------------------------------------------------------------------ prediction
+    def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
+        """``(n, 3)`` predictive probabilities (response 1 wins, tie, response 2 wins) of the
+        judgments in ``frame``; see :mod:`.predict` (unknown reviewers / pairs: the prior)."""
+        from .predict import predict_proba
+
+        return predict_proba(self, frame)
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``<path>.nc`` (arviz netCDF) and ``<path>.json``; returns both paths."""

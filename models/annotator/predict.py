@@ -1,0 +1,156 @@
+"""Posterior predictive probabilities of new judgments under a fitted grid-EM annotator model.
+
+For a judgment by reviewer ``r`` on pair ``j`` with presentation ``s`` (``+1``: response 1 shown
+first, ``-1``: response 2 first, ``0``: unknown), the model's likelihood (:mod:`.likelihood`) is
+
+    p(y | k, eps, beta, m, gamma_r) = (1 - eps) P_c(y | eta = m_k + beta s, tau)
+                                      + eps P_l(y | gamma_r, s)
+
+with ``P_c`` the symmetric ordered logit with tie threshold ``tau``::
+
+    P_c(+1) = sigmoid(eta - tau),  P_c(-1) = sigmoid(-eta - tau),
+    P_c(0)  = sigmoid(tau - eta) - sigmoid(-tau - eta)
+
+and ``P_l`` the lapse: the first-shown reply wins with probability ``gamma_r``, never a tie (a
+coin flip when ``s = 0``). The predictive distribution integrates the reviewer's posterior
+``q_r(k, eps, beta)`` and the pair's posterior ``q_j(state)`` over the lattice of school margins
+``m_{j, .}`` -- both are the beliefs of the grid EM after the fit, so they come from the training
+judgments only::
+
+    P(y | r, j, s) = sum_{k, beta} A_r(k, beta) sum_m Q_j(k, m) P_c(y | m + beta s, tau)
+                     + L_r P_l(y | gamma_r, s),
+
+    A_r(k, beta) = sum_eps q_r(k, eps, beta) (1 - eps),   L_r = sum q_r(k, eps, beta) eps,
+    Q_j(k, m)    = q_j(margin of school k = m)   (marginal of the pair state),
+
+i.e. the reviewer and the pair are taken as independent a posteriori (the mean-field reading of
+the BP beliefs; they share at most one judgment, which a held-out judgment is not).
+
+Fallbacks (documented behaviour): a reviewer not seen in the fit gets the population prior
+``pi_k g(eps) b(beta)`` and the population lapse tilt; a pair not seen in the fit gets the learned
+population prior of pair states (symmetric in response 1 / 2: no consensus is known for it), so a
+judgment with neither seen is predicted from the population alone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from .likelihood import careful_probs, lapse_prob
+
+if TYPE_CHECKING:
+    from .estimator import AnnotatorModel
+    from .grid_em import GridState
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+_CHUNK = 20_000
+
+
+def _index(ids: list[str], wanted: NDArray) -> IntArray:
+    """Position of each ``wanted`` id in ``ids``, ``len(ids)`` (the prior slot) when unknown."""
+    lookup = {v: i for i, v in enumerate(ids)}
+    unknown = len(ids)
+    return np.fromiter((lookup.get(str(w), unknown) for w in wanted), np.int64, len(wanted))
+
+
+def reviewer_weights(state: GridState) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """``A (R+1, K, B)``, ``L (R+1,)`` and ``gamma (R+1,)``; row ``R`` is the population prior."""
+    e = state.lapse_grid
+    prior = (
+        state.school_weights[:, None, None]
+        * state.lapse_prior[None, :, None]
+        * state.bias_prior[None, None, :]
+    )
+    post = np.concatenate([state.reviewer_post, (prior / prior.sum())[None]], axis=0)
+    post = post / post.sum(axis=(1, 2, 3), keepdims=True)
+    careful = np.einsum("rkgb,g->rkb", post, 1.0 - e)
+    lapse = post.sum(axis=(1, 3)) @ e
+    gamma = np.append(state.gamma, state.tilt_mean)
+    return careful, lapse, gamma
+
+
+def pair_margins(state: GridState, pairs: IntArray) -> FloatArray:
+    """``Q (n, K, M)``: each pair's posterior over school-``k`` margins (prior when unknown)."""
+    lat = state.lattice
+    n_pairs = state.pair_post.shape[0]
+    known = pairs < n_pairs
+    post = np.empty((pairs.size, lat.n_states))
+    post[known] = state.pair_post[pairs[known]]
+    post[~known] = state.pair_prior.state_prior()
+    post /= post.sum(axis=1, keepdims=True)
+    n_m = lat.m_values.size
+    out = np.empty((pairs.size, lat.n_schools, n_m))
+    for k in range(lat.n_schools):
+        onehot = np.zeros((lat.n_states, n_m))
+        onehot[np.arange(lat.n_states), lat.midx[:, k]] = 1.0
+        out[:, k, :] = post @ onehot
+    return out
+
+
+def careful_tables(state: GridState) -> dict[int, FloatArray]:
+    """``T_s (M, B, 3)`` = ``P_c(y | m + beta s, tau)`` for ``s`` in {-1, 0, 1}, y = (+1, 0, -1)."""
+    m = state.lattice.m_values
+    out = {}
+    for s in (-1, 0, 1):
+        eta = m[:, None] + s * state.bias_grid[None, :]
+        out[s] = np.stack(careful_probs(eta, state.tau), axis=-1)
+    return out
+
+
+def predict_grid(
+    state: GridState, reviewer: IntArray, pair: IntArray, s: IntArray
+) -> FloatArray:
+    """``(n, 3)`` predictive probabilities (response 1 wins, tie, response 2 wins).
+
+    ``reviewer`` / ``pair`` index the fit's reviewers / pairs; an index equal to the number of
+    fitted reviewers (pairs) means unknown and uses the population prior.
+    """
+    careful_w, lapse_w, gamma = reviewer_weights(state)
+    tables = careful_tables(state)
+    out = np.empty((reviewer.size, 3))
+    for lo in range(0, reviewer.size, _CHUNK):
+        sl = slice(lo, lo + _CHUNK)
+        r, j, sv = reviewer[sl], pair[sl], s[sl]
+        q = pair_margins(state, j)
+        p = np.empty((r.size, 3))
+        for value, table in tables.items():
+            rows = np.flatnonzero(sv == value)
+            if rows.size == 0:
+                continue
+            ec = np.einsum("nkm,mbc->nkbc", q[rows], table)
+            p[rows] = np.einsum("nkb,nkbc->nc", careful_w[r[rows]], ec)
+        for c, y in enumerate((1, 0, -1)):
+            p[:, c] += lapse_w[r] * lapse_prob(np.full(r.size, y), sv, gamma[r])
+        out[sl] = p / p.sum(axis=1, keepdims=True)
+    return out
+
+
+def predict_proba(model: AnnotatorModel, frame: pl.DataFrame) -> FloatArray:
+    """Predictive ``(n, 3)`` probabilities for the rows of a model frame (see module docstring).
+
+    ``frame`` needs ``reviewer_id``, ``pair_id`` and ``first_shown`` (1 / 2 / null); rows keep
+    their order. Only grid-EM fits (``method='em'``) carry the beliefs this needs.
+    """
+    result = getattr(model, "result_", None)
+    if result is None:
+        raise ValueError("predict_proba needs a fitted model: call fit(frame) first")
+    state = result.grid_state
+    if state is None:
+        raise NotImplementedError(
+            f"predict_proba needs the grid-EM beliefs; this fit used method={result.method!r}"
+        )
+    missing = [c for c in ("reviewer_id", "pair_id", "first_shown") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"predict_proba: the frame lacks column(s) {', '.join(missing)}")
+    reviewer = _index(model.reviewer_estimates_["reviewer_id"].to_list(),
+                      frame["reviewer_id"].cast(pl.String).to_numpy())
+    pair = _index(model.pair_estimates_["pair_id"].to_list(),
+                  frame["pair_id"].cast(pl.String).to_numpy())
+    first = frame["first_shown"].to_numpy()
+    s = np.where(first == 1, 1, np.where(first == 2, -1, 0)).astype(np.int64)
+    return predict_grid(state, reviewer, pair, s)
