@@ -1,7 +1,7 @@
 """Reviewer-audit benchmark: time every audit function on a 1M-comparison demo warehouse, and
 compare reliability rankings against gold on RTE and bluebirds (Spearman) with the peers.
 
-    .venv/bin/python benchmarks/audit.py --workdir /tmp/auditbench [--n 1000000] [--skip-speed]
+    .venv/bin/python benchmarks/audit.py --workdir benchmarks/out/audit [--n 1000000] [--skip-speed]
         [--repeat 3] [--only reviewer_audit report_card] [--skip-gold]
 
 Each function is called once to warm DuckDB's caches, then ``--repeat`` times on a read-only

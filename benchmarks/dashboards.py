@@ -2,8 +2,8 @@
 
 Usage: .venv/bin/python benchmarks/dashboards.py [--db PATH] [--n 1000000]
 
-Reuses a 1M warehouse given with --db (opened read-only); otherwise builds a
-demo warehouse of --n comparisons under /tmp/dashbench. The queries are the cached functions of
+Reuses a 1M warehouse given with --db (opened read-only); otherwise builds a demo warehouse of
+--n comparisons under benchmarks/out/dashboards. The queries are the cached functions of
 dashboards/data.py, called as the pages call them; "first" is a cold cache, "cached" the second
 call. A warehouse without a fit times the no-fit paths (the pages then show their empty states).
 """
@@ -31,7 +31,7 @@ for _name in ("streamlit", "streamlit.runtime.caching.cache_data_api",
               "streamlit.runtime.scriptrunner_utils.script_run_context"):
     logging.getLogger(_name).setLevel(logging.ERROR)
 
-SHARED = Path("/tmp/auditbench/demo_1000000.duckdb")
+SHARED = ROOT / "benchmarks" / "out" / "audit" / "demo_1000000.duckdb"
 
 
 def page_queries(k: data.Key) -> dict[str, list[tuple[str, Callable[[], object]]]]:
@@ -79,7 +79,8 @@ def main() -> None:
     parser.add_argument("--db", type=Path)
     parser.add_argument("--n", type=int, default=1_000_000)
     args = parser.parse_args()
-    db = args.db or (SHARED if SHARED.exists() else Path(f"/tmp/dashbench/demo_{args.n}.duckdb"))
+    built = ROOT / "benchmarks" / "out" / "dashboards" / f"demo_{args.n}.duckdb"
+    db = args.db or (SHARED if SHARED.exists() else built)
     if not db.exists():
         db.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([str(ROOT / ".venv/bin/dissensus"), "--db", str(db), "demo", "--n",
