@@ -202,3 +202,20 @@ def blank(expr: pl.Expr) -> pl.Expr:
 def quoted(expr: pl.Expr) -> pl.Expr:
     """The value in single quotes for an error message, or ``(empty)`` when null."""
     return pl.concat_str(pl.lit("'"), expr, pl.lit("'")).fill_null("(empty)")
+
+
+def file_in(path: Path, name: str) -> Path | None:
+    """``path`` itself when it is a file, ``path / name`` when it is a folder; None if absent."""
+    if path.is_dir():
+        path = path / name
+    return path if path.is_file() else None
+
+
+def mapped_label(column: str, mapping: dict[str, str]) -> pl.Expr:
+    """A label column mapped to a contract choice (trimmed, case-folded); null when unknown."""
+    return (
+        pl.col(column)
+        .str.strip_chars()
+        .str.to_lowercase()
+        .replace_strict(mapping, default=None, return_dtype=pl.String)
+    )

@@ -43,8 +43,10 @@ from warehouse.adapters._common import (
     blank,
     delimited_row_text,
     errors,
+    file_in,
     header_fields,
     iter_staged,
+    mapped_label,
     physical_lines,
     quoted,
     read_delimited,
@@ -67,15 +69,10 @@ NO: Final = "No, the image does not show the target species."
 LABEL_CHOICES: Final = {"1": "a", "0": "b", "true": "a", "false": "b"}
 
 
-def _labels_file(path: Path) -> Path | None:
-    if path.is_dir():
-        path = path / LABELS_FILE
-    return path if path.is_file() else None
-
 
 def sniff_bluebirds(path: Path) -> str | None:
     """Say why ``path`` is the bluebirds labels file (or its folder), else None."""
-    labels = _labels_file(path)
+    labels = file_in(path, LABELS_FILE)
     if labels is None or header_fields(labels) != list(LABEL_COLUMNS):
         return None
     gold = labels.parent / GOLD_FILE
@@ -88,18 +85,10 @@ def sniff_bluebirds(path: Path) -> str | None:
     )
 
 
-def _choice(column: str) -> pl.Expr:
-    return (
-        pl.col(column)
-        .str.strip_chars()
-        .str.to_lowercase()
-        .replace_strict(LABEL_CHOICES, default=None, return_dtype=pl.String)
-    )
-
 
 def stage_bluebirds(path: Path) -> pl.DataFrame:
     """All bluebirds labels as one polars frame with the staged columns (not yet ordered)."""
-    labels_path = _labels_file(path)
+    labels_path = file_in(path, LABELS_FILE)
     if labels_path is None:
         raise InputFileError(
             "no bluebirds labels file found",
@@ -115,7 +104,7 @@ def stage_bluebirds(path: Path) -> pl.DataFrame:
         gold = read_delimited(gold_path, required=GOLD_COLUMNS, what="bluebirds gold labels")
         gold = gold.select(
             pl.col("image_id").str.strip_chars().alias("_item"),
-            _choice("gt_label").alias("gold_choice"),
+            mapped_label("gt_label", LABEL_CHOICES).alias("gold_choice"),
         ).unique(subset="_item", keep="first", maintain_order=True)
     else:
         gold = pl.DataFrame(schema={"_item": pl.String, "gold_choice": pl.String})
@@ -125,7 +114,7 @@ def stage_bluebirds(path: Path) -> pl.DataFrame:
         delimited_row_text(columns).alias(RAW_COLUMN),
         pl.col("image_id").str.strip_chars().alias("_item"),
         pl.col("worker_id").str.strip_chars().alias("reviewer_id"),
-        _choice("label").alias("choice"),
+        mapped_label("label", LABEL_CHOICES).alias("choice"),
     ).join(gold, on="_item", how="left", maintain_order="left")
     row_error = errors(
         when_error(

@@ -43,8 +43,10 @@ from warehouse.adapters._common import (
     blank,
     delimited_row_text,
     errors,
+    file_in,
     header_fields,
     iter_staged,
+    mapped_label,
     physical_lines,
     quoted,
     read_delimited,
@@ -77,15 +79,10 @@ TASKS: Final = {
 }
 
 
-def _labels_file(path: Path) -> Path | None:
-    if path.is_dir():
-        path = path / LABELS_FILE
-    return path if path.is_file() else None
-
 
 def sniff_snow2008_rte(path: Path) -> str | None:
     """Say why ``path`` is the Snow et al. RTE label file (or its folder), else None."""
-    labels = _labels_file(path)
+    labels = file_in(path, LABELS_FILE)
     if labels is None or not labels.name.lower().startswith("rte"):
         return None
     if header_fields(labels, separator="\t") != list(LABEL_COLUMNS):
@@ -97,17 +94,10 @@ def sniff_snow2008_rte(path: Path) -> str | None:
     )
 
 
-def _choice(column: str) -> pl.Expr:
-    return (
-        pl.col(column)
-        .str.strip_chars()
-        .replace_strict(LABEL_CHOICES, default=None, return_dtype=pl.String)
-    )
-
 
 def stage_snow2008_rte(path: Path) -> pl.DataFrame:
     """All RTE labels as one polars frame with the staged columns (not yet ordered)."""
-    labels_path = _labels_file(path)
+    labels_path = file_in(path, LABELS_FILE)
     if labels_path is None:
         raise InputFileError(
             "no Snow et al. RTE label file found",
@@ -148,8 +138,8 @@ def stage_snow2008_rte(path: Path) -> pl.DataFrame:
         physical_lines(columns).alias(LINE_COLUMN),
         delimited_row_text(columns, separator="\t").alias(RAW_COLUMN),
         pl.col("orig_id").str.strip_chars().alias("_item"),
-        _choice("response").alias("choice"),
-        _choice("gold").alias("gold_choice"),
+        mapped_label("response", LABEL_CHOICES).alias("choice"),
+        mapped_label("gold", LABEL_CHOICES).alias("gold_choice"),
     ).join(texts, on="_item", how="left", maintain_order="left")
     row_error = errors(
         when_error(
