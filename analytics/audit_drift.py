@@ -9,7 +9,7 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import polars as pl
-from scipy.stats import chi2
+from scipy.special import erfc
 
 from analytics.audit_votes import Votes, load_votes, require_reviewers
 
@@ -35,17 +35,19 @@ def drift_from(
     votes: Votes, min_segment: int = 10, alpha: float = 0.01, min_change: float = 0.15
 ) -> pl.DataFrame:
     """:func:`drift` from ``votes``."""
-    v = votes.unique.select("r", "created_at", pl.col("loo_agreement").alias("a")).filter(
-        pl.col("a").is_not_null()
-    )
-    # rows come grouped by reviewer, in time order: counts and positions are integer arithmetic
-    r = v["r"].to_numpy()
+    u = votes.unique
+    a_all = u["loo_agreement"]
+    keep = a_all.is_not_null().to_numpy()
+    # rows come grouped by reviewer, in time order: every per-reviewer sum is a cumulative sum
+    # minus the reviewer's offset, and the best split a masked maximum
+    r = u["r"].to_numpy()[keep]
+    a = a_all.to_numpy()[keep]
     n_r = np.bincount(r, minlength=votes.n_reviewers)
-    start = np.cumsum(n_r) - n_r
-    v = v.with_columns(
-        t=pl.Series(np.arange(r.size) - start[r] + 1, dtype=pl.Int64),
-        n=pl.Series(n_r[r], dtype=pl.Int64),
-    ).filter(pl.col("n") >= 2 * int(min_segment))
+    m = int(min_segment)
+    eligible = n_r >= 2 * m
+    sel = eligible[r]
+    r, a = r[sel], a[sel]
+    created = u["created_at"].filter(pl.Series(keep)).filter(pl.Series(sel))
     schema = {
         "reviewer_id": pl.String,
         "n_compared": pl.Int64,
@@ -57,41 +59,44 @@ def drift_from(
         "drifting": pl.Boolean,
         "verdict": pl.String,
     }
-    if v.height == 0:
+    if r.size == 0:
         return pl.DataFrame(schema=schema)
+    codes = np.flatnonzero(eligible)
+    n_e = n_r[codes]
+    start = np.cumsum(n_e) - n_e  # each eligible reviewer's first row in the kept rows
+    group = np.repeat(np.arange(codes.size), n_e)
+    t = np.arange(r.size) - start[group] + 1
+    n = n_e[group].astype(float)
+    cum = np.cumsum(a)
+    s1 = cum - (cum[start] - a[start])[group]
+    total = (np.add.reduceat(a, start))[group]
 
-    def loglik(s: pl.Expr, n: pl.Expr) -> pl.Expr:
-        p = (s / n).clip(1e-9, 1 - 1e-9)
-        return s * p.log() + (n - s) * (1 - p).log()
+    def loglik(s: np.ndarray, k: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = np.clip(s / k, 1e-9, 1 - 1e-9)
+            return s * np.log(p) + (k - s) * np.log1p(-p)
 
-    m = int(min_segment)
-    split = (
-        v.with_columns(
-            s1=pl.col("a").cum_sum().over("r"),
-            s=pl.col("a").sum().over("r"),
-        )
-        .with_columns(
-            lr=2
-            * (
-                loglik(pl.col("s1"), pl.col("t"))
-                + loglik(pl.col("s") - pl.col("s1"), pl.col("n") - pl.col("t"))
-                - loglik(pl.col("s"), pl.col("n"))
-            )
-        )
-        .filter((pl.col("t") >= m) & (pl.col("t") <= pl.col("n") - m))
-    )
+    lr = 2 * (loglik(s1, t) + loglik(total - s1, n - t) - loglik(total, n))
+    # rounded so that splits equal up to floating error count as equal
+    lr = np.where((t >= m) & (t <= n - m), np.round(lr, 9), -np.inf)
     # the split with the largest statistic, the earliest among equals
-    best = split.group_by("r").agg(pl.all().get(pl.col("lr").arg_max())).sort("r")
-    out = best.select(
-        votes.ids(best["r"]),
-        pl.col("n").cast(pl.Int64).alias("n_compared"),
-        (pl.col("s1") / pl.col("t")).alias("agreement_before"),
-        ((pl.col("s") - pl.col("s1")) / (pl.col("n") - pl.col("t"))).alias("agreement_after"),
-        pl.col("created_at").alias("change_at"),
-        pl.col("lr").alias("lr_stat"),
-        (pl.col("n") - 2 * m + 1).alias("tries"),
+    best_lr = np.maximum.reduceat(lr, start)
+    hit = np.flatnonzero(lr == best_lr[group])
+    first_hit = hit[np.unique(group[hit], return_index=True)[1]]
+    tb, nb, sb, s1b = t[first_hit], n_e, total[first_hit], s1[first_hit]
+    out = pl.DataFrame(
+        {
+            "reviewer_id": votes.ids(codes),
+            "n_compared": n_e.astype(np.int64),
+            "agreement_before": s1b / tb,
+            "agreement_after": (sb - s1b) / (nb - tb),
+            "change_at": created.gather(first_hit),
+            "lr_stat": lr[first_hit],
+            "tries": (nb - 2 * m + 1).astype(np.int64),
+        }
     )
-    p = np.minimum(1.0, chi2.sf(out["lr_stat"].to_numpy(), 1) * out["tries"].to_numpy())
+    # chi-square with one degree of freedom: P(X > x) = erfc(sqrt(x / 2))
+    p = np.minimum(1.0, erfc(np.sqrt(out["lr_stat"].to_numpy() / 2)) * out["tries"].to_numpy())
     out = (
         out.drop("tries")
         .with_columns(p_value=pl.Series(p, dtype=pl.Float64))

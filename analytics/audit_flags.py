@@ -5,6 +5,10 @@ See :mod:`analytics.audit` (which re-exports the public names) for what the verd
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 import duckdb
 import numpy as np
 import polars as pl
@@ -45,21 +49,31 @@ def latest_fit_estimates(con: duckdb.DuckDBPyConnection) -> tuple[str | None, pl
 
 
 def audit_checks(votes: Votes, cfg: AuditConfig) -> dict[str, pl.DataFrame]:
-    """Every per-reviewer check of the audit, computed from one read of the votes."""
-    return {
-        "reliability": reliability_from(
+    """Every per-reviewer check of the audit, computed from one read of the votes.
+
+    The checks are independent and spend their time in numpy, polars and scipy, which release
+    the GIL: they run on a small thread pool.
+    """
+    tasks: dict[str, Callable[[], pl.DataFrame]] = {
+        "reliability": lambda: reliability_from(
             votes, cfg.reliability_iterations, cfg.reliability_prior_strength, cfg.level
         ),
-        "loo": loo_from(votes),
-        "position": cs.position_bias_from(
+        "drift": lambda: drift_from(
+            votes, cfg.drift_min_segment, cfg.drift_alpha, cfg.drift_min_change
+        ),
+        "loo": lambda: loo_from(votes),
+        "position": lambda: cs.position_bias_from(
             votes, cfg.position_alpha, cfg.position_min_effect, cfg.level
         ),
-        "ties": cs.tie_use_from(votes, cfg.tie_alpha, cfg.tie_overuse_ratio, cfg.level),
-        "consistency": cs.self_consistency_from(votes, cfg.min_self_consistency, cfg.level),
-        "gold": cs.gold_accuracy_from(votes, cfg.min_gold_accuracy, cfg.level),
-        "speed": cs.speed_from(votes, cfg.fast_ratio),
-        "drift": drift_from(votes, cfg.drift_min_segment, cfg.drift_alpha, cfg.drift_min_change),
+        "ties": lambda: cs.tie_use_from(votes, cfg.tie_alpha, cfg.tie_overuse_ratio, cfg.level),
+        "consistency": lambda: cs.self_consistency_from(votes, cfg.min_self_consistency, cfg.level),
+        "gold": lambda: cs.gold_accuracy_from(votes, cfg.min_gold_accuracy, cfg.level),
+        "speed": lambda: cs.speed_from(votes, cfg.fast_ratio),
     }
+    votes.unique  # noqa: B018 (cached; computed once here, not by several threads at once)
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        futures = {name: pool.submit(task) for name, task in tasks.items()}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def _join_all(

@@ -4,13 +4,11 @@ Every statistic of :mod:`analytics.agreement`, :mod:`analytics.consistency` and
 :mod:`analytics.audit` is an aggregate over the comparisons that name their reviewer, most of them
 over the *first* judgment of each (reviewer, pair). Computing that first judgment with a window
 query per check made each check scan, partition and sort the million rows again. Instead,
-:func:`load_votes` reads the few columns once (no window; DuckDB codes the reviewers by a join
-with their sorted ids), codes pairs as dense integers, orders each reviewer's rows by time
-(``created_at NULLS LAST, comparison_id``: one integer sort, the rare equal times broken by
-reading those rows' ids) and marks each row's repeat index within its (reviewer, pair); the
-checks are then vectorised numpy/polars over integer arrays, and a chain of checks (the audit, a
-report card) passes the same :class:`Votes` along. The checks that need neither first votes nor
-time order (position bias, ties, gold) stay single DuckDB hash aggregates when called alone.
+:func:`load_votes` reads the integer-coded votes of :mod:`warehouse.vote_index` once (stored by
+ingest; built in memory when stale); the checks are then vectorised numpy/polars over integer
+arrays, and a chain of checks (the audit, a report card) passes the same :class:`Votes` along.
+The checks that need neither first votes nor time order (position bias, ties, gold) stay single
+DuckDB hash aggregates when called alone.
 """
 
 from __future__ import annotations
@@ -24,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from warehouse.errors import DissensusError, EmptyDataError
+from warehouse.vote_index import compute_votes, read_vote_index, table_columns
 
 VOTES_SQL = """
     SELECT comparison_id, reviewer_id, pair_id, outcome, first_shown, created_at, seconds_spent,
@@ -52,25 +51,6 @@ LOO_SQL = f"""
 (``loo_agreement``) and agreement with the pair's majority including the vote itself
 (``majority_agreement``; a k-way tie for the majority counts 1/k). The SQL definition;
 :meth:`Votes.loo` computes the same per vote with numpy."""
-
-OPTIONAL: dict[str, str] = {
-    "outcome": "TINYINT",
-    "first_shown": "TINYINT",
-    "created_at": "TIMESTAMP",
-    "seconds_spent": "DOUBLE",
-    "gold_outcome": "TINYINT",
-}
-"""Columns :func:`load_votes` reads (NULL of this type when a foreign file lacks one: every check
-first requires the columns it uses, with an error in words)."""
-
-
-def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
-    return {
-        row[0]
-        for row in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
-        ).fetchall()
-    }
 
 
 def require_columns(
@@ -115,65 +95,6 @@ def require_reviewers(
             "need be)",
         )
     return int(named)
-
-
-def _factorize(strings: pl.Series) -> tuple[np.ndarray, int]:
-    """Dense codes of ``strings`` and their number.
-
-    Codes come from a 64-bit hash (cheap), checked exactly against the strings; on a hash
-    collision (never seen in practice) the exact, slower sort of the strings takes over.
-    """
-    dense = strings.hash(seed=0).rank("dense").to_numpy().astype(np.int64) - 1
-    n = int(dense.max()) + 1 if dense.size else 0
-    rep = np.zeros(n, dtype=np.int64)  # one row per code (any: all are checked against it)
-    rep[dense] = np.arange(dense.size)
-    if not bool((strings.gather(rep).gather(dense) == strings).all()):
-        dense = strings.rank("dense").to_numpy().astype(np.int64) - 1
-        n = int(dense.max()) + 1
-    return dense, n
-
-
-def _sort_key(major: np.ndarray, minor: np.ndarray, n_minor: int) -> np.ndarray | None:
-    """``major * n_minor + minor`` when it fits in an int64 (None otherwise)."""
-    if major.size and (int(major.max()) + 1) * max(n_minor, 1) >= 2**62:
-        return None
-    return major * max(n_minor, 1) + minor
-
-
-def _order(major: np.ndarray, minor: np.ndarray, n_minor: int) -> np.ndarray:
-    """Row order by (major, minor): one integer sort where the combined key fits."""
-    key = _sort_key(major, minor, n_minor)
-    return np.lexsort((minor, major)) if key is None else np.argsort(key)
-
-
-def _break_ties(
-    con: duckdb.DuckDBPyConnection, order: np.ndarray, key: np.ndarray, rowid: np.ndarray
-) -> np.ndarray:
-    """Put the runs of equal ``key[order]`` (one reviewer, one ``created_at``: rare) in
-    ``comparison_id`` order, reading only those rows' ids."""
-    ks = key[order]
-    tie = ks[1:] == ks[:-1]
-    if not tie.any():
-        return order
-    in_run = np.zeros(order.size, dtype=bool)
-    in_run[1:] |= tie
-    in_run[:-1] |= tie
-    starts = in_run.copy()
-    starts[1:] &= ~tie
-    pos = np.flatnonzero(in_run)
-    rows = rowid[order[pos]]
-    ids = con.sql(
-        "SELECT rowid AS row, comparison_id FROM comparisons "
-        "WHERE rowid IN (SELECT unnest($rows))",
-        params={"rows": rows.tolist()},
-    ).pl()
-    cid = pl.DataFrame({"row": rows}).join(ids, on="row", how="left", maintain_order="left")
-    sub = pl.DataFrame(
-        {"run": np.cumsum(starts[pos]), "cid": cid["comparison_id"]}
-    ).select(pl.arg_sort_by("run", "cid"))
-    order = order.copy()
-    order[pos] = order[pos][sub.to_series().to_numpy()]
-    return order
 
 
 @dataclass(frozen=True, eq=False)
@@ -233,76 +154,16 @@ class Votes:
         return None
 
 
-def load_votes(
-    con: duckdb.DuckDBPyConnection, extra: Mapping[str, str] | None = None
-) -> Votes:
+def load_votes(con: duckdb.DuckDBPyConnection, extra: Mapping[str, str] | None = None) -> Votes:
     """Read the comparisons that name their reviewer into a :class:`Votes`.
 
     ``extra``: more columns, name -> SQL expression over ``comparisons`` (e.g. a grouping).
-    Call after :func:`require_reviewers` (there must be votes). DuckDB codes the reviewers (a
-    join with the sorted distinct ids); pairs are coded here; two integer sorts give the
-    time order and the repeats.
+    Call after :func:`require_reviewers` (there must be votes). Reads the warehouse's stored
+    vote index when it is fresh (see :mod:`warehouse.vote_index`), else builds the same frame
+    from ``comparisons``.
     """
-    have = table_columns(con, "comparisons")
-    cols = [f"c.{c}" if c in have else f"NULL::{t} AS {c}" for c, t in OPTIONAL.items()]
-    cols += [f"{sql} AS {name}" for name, sql in (extra or {}).items()]
-    reviewer_ids = (
-        con.sql(
-            "SELECT reviewer_id FROM comparisons WHERE has_reviewer "
-            "GROUP BY reviewer_id ORDER BY reviewer_id"
-        )
-        .pl()
-        .to_series()
-    )
-    raw = con.sql(
-        f"""
-        WITH ids AS (
-            SELECT reviewer_id, row_number() OVER (ORDER BY reviewer_id) - 1 AS r
-            FROM (SELECT DISTINCT reviewer_id FROM comparisons WHERE has_reviewer)
-        )
-        SELECT ids.r, c.rowid AS row, c.pair_id, {", ".join(cols)}
-        FROM comparisons c JOIN ids USING (reviewer_id) WHERE c.has_reviewer
-        """
-    ).pl()
-    r = raw["r"].to_numpy().astype(np.int64)
-    p, n_pairs = _factorize(raw["pair_id"])
-    # each reviewer's votes in time order: (reviewer, created_at NULLS LAST, comparison_id)
-    t = raw["created_at"].to_physical().to_numpy()
-    tmin = int(np.nanmin(t)) if raw["created_at"].null_count() < t.size else 0
-    t_off = raw["created_at"].to_physical().fill_null(tmin - 1).to_numpy() - tmin
-    t_off[t_off < 0] = int(t_off.max()) + 1 if t_off.size else 0  # nulls last
-    span = int(t_off.max()) + 1 if t_off.size else 1
-    time_key = _sort_key(r, t_off, span)
-    if time_key is None:  # decades of microseconds times many reviewers: rank the times
-        t_off = np.unique(t_off, return_inverse=True)[1].reshape(-1)
-        span = int(t_off.max()) + 1
-        time_key = _sort_key(r, t_off, span)
-    order = _break_ties(con, np.argsort(time_key), time_key, raw["row"].to_numpy())
-    r, p = r[order], p[order]
-    # repeats: in (reviewer, pair, time) order, the first row of each (reviewer, pair)
-    by_key = _order(r * n_pairs + p, np.arange(r.size), r.size)
-    ks_r, ks_p = r[by_key], p[by_key]
-    start = np.ones(by_key.size, dtype=bool)
-    start[1:] = (ks_r[1:] != ks_r[:-1]) | (ks_p[1:] != ks_p[:-1])
-    head = np.maximum.accumulate(np.where(start, np.arange(by_key.size), 0))
-    k = np.empty(by_key.size, dtype=np.int64)
-    k[by_key] = np.arange(by_key.size) - head + 1
-    head_row = np.empty(by_key.size, dtype=np.int64)
-    head_row[by_key] = by_key[head]
-    frame = (
-        raw.drop("r", "row", "pair_id")
-        .gather(order)
-        .with_columns(
-            r=pl.Series(r, dtype=pl.Int64),
-            p=pl.Series(p, dtype=pl.Int64),
-            k=pl.Series(k, dtype=pl.Int64),
-        )
-    )
-    frame = frame.with_columns(
-        first_outcome=frame["outcome"].gather(head_row),
-        first_first_shown=frame["first_shown"].gather(head_row),
-    )
-    return Votes(frame=frame, reviewer_ids=reviewer_ids.alias("reviewer_id"), n_pairs=n_pairs)
+    arrays = read_vote_index(con, extra) or compute_votes(con, extra)
+    return Votes(frame=arrays.frame, reviewer_ids=arrays.reviewer_ids, n_pairs=arrays.n_pairs)
 
 
 def by_reviewer(con: duckdb.DuckDBPyConnection, *aggregates: str, where: str = "TRUE"):
@@ -317,10 +178,14 @@ def by_reviewer(con: duckdb.DuckDBPyConnection, *aggregates: str, where: str = "
 def codes_and(con: duckdb.DuckDBPyConnection, *columns: str) -> tuple[pl.DataFrame, pl.Series]:
     """``columns`` of every comparison that names its reviewer, with the reviewer code ``r``
     (unordered rows; no pairs, no repeats), and the sorted reviewer ids the codes index."""
-    reviewer_ids = con.sql(
-        "SELECT reviewer_id FROM comparisons WHERE has_reviewer "
-        "GROUP BY reviewer_id ORDER BY reviewer_id"
-    ).pl().to_series()
+    reviewer_ids = (
+        con.sql(
+            "SELECT reviewer_id FROM comparisons WHERE has_reviewer "
+            "GROUP BY reviewer_id ORDER BY reviewer_id"
+        )
+        .pl()
+        .to_series()
+    )
     frame = con.sql(
         f"""
         WITH ids AS (

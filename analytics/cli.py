@@ -75,14 +75,16 @@ def ingest_and_report(paths: list[Path], fmt: str, strict: bool, salt: str | Non
 
     con = connect(State.db)
     problems = 0
+    added = False
     try:
         for path in paths:
             with _progress() as progress:
                 task = progress.add_task(f"ingest {path.name}", total=None)
                 report = ingest_file(
-                    con, path, fmt=fmt, strict=strict, salt=salt,
+                    con, path, fmt=fmt, strict=strict, salt=salt, refresh_index=False,
                     progress=lambda n, t=task: progress.advance(t, n),
                 )
+            added = added or report.accepted > 0
             console.print(
                 f"[bold]{path}[/]: format [cyan]{report.format}[/] ({report.format_reason})"
             )
@@ -107,6 +109,11 @@ def ingest_and_report(paths: list[Path], fmt: str, strict: bool, salt: str | Non
                     + ", ".join(report.unknown_columns)
                 )
     finally:
+        if added:  # once for all the files (also after a failure: earlier batches are stored)
+            from warehouse.vote_index import refresh_vote_index
+
+            with console.status("indexing votes for the reviewer audit"):
+                refresh_vote_index(con)
         con.close()
     return problems
 

@@ -331,31 +331,18 @@ def speed_from(votes: Votes, fast_ratio: float = 0.4) -> pl.DataFrame:
 
 def _speed(frame: pl.DataFrame, reviewer_ids: pl.Series, fast_ratio: float) -> pl.DataFrame:
     sec = pl.col("seconds_spent")
+    # interpolation "linear" is DuckDB's quantile_cont: lo (1 - d) + hi d at (n - 1) q
     per = (
         frame.select("r", "seconds_spent")
         .filter(sec.is_not_null())
         .group_by("r")
-        .agg(n_timed=pl.len().cast(pl.Int64), xs=sec.sort())
+        .agg(
+            n_timed=pl.len().cast(pl.Int64),
+            median_seconds=sec.quantile(0.5, "linear"),
+            seconds_p25=sec.quantile(0.25, "linear"),
+            seconds_p75=sec.quantile(0.75, "linear"),
+        )
         .sort("r")
-    )
-    m = per["n_timed"].to_numpy()
-    xs = per["xs"].explode().to_numpy()
-    start = np.cumsum(m) - m
-
-    def quantile(q: float) -> np.ndarray:
-        """DuckDB's quantile_cont: lo (1 - d) + hi d, d = RN - FRN, RN = (n - 1) q."""
-        rn = (m - 1) * q
-        frn = np.floor(rn)
-        d = rn - frn
-        lo, hi = xs[start + frn.astype(np.int64)], xs[start + np.ceil(rn).astype(np.int64)]
-        return np.where(d == 0, lo, lo * (1 - d) + hi * d)
-
-    per = per.select(
-        "r",
-        "n_timed",
-        median_seconds=pl.Series(quantile(0.5)),
-        seconds_p25=pl.Series(quantile(0.25)),
-        seconds_p75=pl.Series(quantile(0.75)),
     )
     df = per.select(reviewer_ids.gather(per["r"]).alias("reviewer_id"), pl.exclude("r"))
     if df.height == 0:

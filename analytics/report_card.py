@@ -6,6 +6,7 @@ the audit, the verdicts, the partners (filtered to the reviewer's pairs) and the
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
@@ -101,8 +102,24 @@ def report_card(
     cfg = config or AuditConfig()
     require_reviewers(con, "The reviewer audit", AUDIT_COLUMNS)
     votes = load_votes(con)  # read once: the audit, the verdicts, partners and drift share it
-    checks = audit_checks(votes, cfg)
-    audit = audit_from(con, votes, cfg, checks)
+    votes.unique  # noqa: B018 (cached; computed once before the threads share it)
+    code = votes.code(reviewer_id)
+    # the reviewer's own parts run beside the audit (DuckDB on a cursor of its own)
+    cursor = con.cursor()
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            disagreements = pool.submit(school_disagreements, cursor, reviewer_id, limit)
+            partners = pool.submit(
+                lambda: pairwise_from(votes, min_overlap=3, reviewer=code).head(limit)
+                if code is not None
+                else pl.DataFrame()
+            )
+            drift = pool.submit(drift_series_from, votes, reviewer_id)
+            checks = audit_checks(votes, cfg)
+            audit = audit_from(con, votes, cfg, checks)
+            parts = (partners.result(), drift.result(), disagreements.result())
+    finally:
+        cursor.close()
     row = audit.filter(pl.col("reviewer_id") == reviewer_id)
     if row.height == 0:
         raise EmptyDataError(
@@ -183,12 +200,4 @@ def report_card(
         },
         orient="row",
     )
-    partners = pairwise_from(votes, min_overlap=3, reviewer=votes.code(reviewer_id)).head(limit)
-    return ReportCard(
-        reviewer_id,
-        summary,
-        figures,
-        partners,
-        drift_series_from(votes, reviewer_id),
-        school_disagreements(con, reviewer_id, limit),
-    )
+    return ReportCard(reviewer_id, summary, figures, *parts)

@@ -84,6 +84,10 @@ def migrate(con: duckdb.DuckDBPyConnection, path: Path | str = "<memory>") -> in
                 "INSERT INTO schema_version VALUES (?, ?, ?)",
                 [migration.version, migration.description, datetime.now(UTC)],
             )
+        if current >= 1:  # an upgraded file with comparisons: index them once, now
+            from warehouse.vote_index import refresh_vote_index
+
+            refresh_vote_index(con, in_transaction=True)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

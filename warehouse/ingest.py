@@ -40,6 +40,7 @@ from warehouse.errors import (
     WarehouseWriteError,
 )
 from warehouse.readers import StagedChunk
+from warehouse.vote_index import refresh_vote_index
 
 ProgressCallback = Callable[[int], None]
 CANONICAL_FORMATS = ("jsonl", "csv", "parquet")
@@ -60,6 +61,7 @@ class BatchReport:
     quarantined: int = 0
     duplicates: int = 0
     seconds: float = 0.0
+    index_seconds: float = 0.0
     skipped: str | None = None
     unknown_columns: list[str] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
@@ -332,8 +334,14 @@ def ingest_file(
     salt: str | None = None,
     chunk_rows: int = 100_000,
     progress: ProgressCallback | None = None,
+    refresh_index: bool = True,
 ) -> BatchReport:
-    """Ingest one file as one batch (one transaction). See the module docstring for the rules."""
+    """Ingest one file as one batch (one transaction). See the module docstring for the rules.
+
+    ``refresh_index``: rebuild the vote index (:mod:`warehouse.vote_index`) in the batch's
+    transaction. Turn it off when ingesting many files in a row and call
+    :func:`warehouse.vote_index.refresh_vote_index` once after the last.
+    """
     path = Path(path)
     if not path.exists():
         readers.open_maybe_gzip(path)
@@ -398,6 +406,9 @@ def ingest_file(
              report.rows_read, report.accepted, report.quarantined, report.duplicates, notes,
              batch_id],
         )
+        if refresh_index and report.accepted:
+            con.execute("SET preserve_insertion_order = true")
+            report.index_seconds = refresh_vote_index(con, in_transaction=True)
         con.execute("COMMIT")
     except BaseException as error:
         with contextlib.suppress(duckdb.Error):

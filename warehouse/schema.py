@@ -223,9 +223,48 @@ _V2_OUTPUTS: Final = (
     """,
 )
 
+_V3_VOTE_INDEX: Final = (
+    """
+    CREATE TABLE vote_index (
+        i BIGINT NOT NULL,              -- position: by reviewer, then time, then comparison_id
+        r INTEGER NOT NULL,             -- reviewer code (vote_index_reviewers)
+        p INTEGER NOT NULL,             -- pair code
+        k INTEGER NOT NULL,             -- 1 for the reviewer's first judgment of the pair, ...
+        outcome TINYINT,
+        first_shown TINYINT,
+        created_at TIMESTAMP,
+        seconds_spent DOUBLE,
+        gold_outcome TINYINT,
+        first_outcome TINYINT,          -- of the reviewer's first judgment of the pair
+        first_first_shown TINYINT,
+        category VARCHAR,
+        batch VARCHAR,
+        guideline_version VARCHAR
+    )
+    """,
+    """
+    CREATE TABLE vote_index_reviewers (
+        r INTEGER NOT NULL,
+        reviewer_id VARCHAR NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE vote_index_state (
+        built_at TIMESTAMP NOT NULL,
+        n_votes BIGINT NOT NULL,        -- reviewer-named comparisons it was built from
+        n_comparisons BIGINT NOT NULL,  -- all comparisons then
+        n_pairs BIGINT NOT NULL,
+        seconds DOUBLE NOT NULL
+    )
+    """,
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "raw comparisons, texts, reviewers, batches, quarantine", _V1),
     Migration(2, "public output tables: fits, estimates, weights, reward runs", _V2_OUTPUTS),
+    Migration(
+        3, "vote index: reviewer-named comparisons, integer-coded, in time order", _V3_VOTE_INDEX
+    ),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version
