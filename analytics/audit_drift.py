@@ -76,9 +76,14 @@ def drift_from(
             p = np.clip(s / k, 1e-9, 1 - 1e-9)
             return s * np.log(p) + (k - s) * np.log1p(-p)
 
-    lr = 2 * (loglik(s1, t) + loglik(total - s1, n - t) - loglik(total, n))
+    # only the splits with at least m votes on each side are tried
+    tried = (t >= m) & (t <= n - m)
+    whole = loglik(np.add.reduceat(a, start), n_e.astype(float))  # one per reviewer
+    lr = np.full(r.size, -np.inf)
+    tt, nt, st, s1t = t[tried], n[tried], total[tried], s1[tried]
+    stat = 2 * (loglik(s1t, tt) + loglik(st - s1t, nt - tt) - whole[group[tried]])
     # rounded so that splits equal up to floating error count as equal
-    lr = np.where((t >= m) & (t <= n - m), np.round(lr, 9), -np.inf)
+    lr[tried] = np.round(stat, 9)
     # the split with the largest statistic, the earliest among equals
     best_lr = np.maximum.reduceat(lr, start)
     hit = np.flatnonzero(lr == best_lr[group])

@@ -156,7 +156,7 @@ def reliability_from(
     """:func:`model_free_reliability` from ``votes``."""
     from scipy.stats import beta
 
-    first = votes.frame.filter(pl.col("k") == 1)
+    first = votes.unique
     r = first["r"].to_numpy()
     p = first["p"].to_numpy()
     c = first["outcome"].to_numpy().astype(np.int64) + 1
@@ -166,8 +166,8 @@ def reliability_from(
     n_r = np.bincount(r, minlength=n_rev).astype(float)
     q = np.full(n_rev, start)
     cell = p * 3 + c
-    count = np.bincount(p, minlength=n_pair)[p]
-    others = count > 1
+    others = np.bincount(p, minlength=n_pair)[p] > 1
+    n_cmp = np.bincount(r, weights=others.astype(float), minlength=n_rev)
     # the two categories other than the vote's own, as flat indices into the score table
     other1, other2 = p * 3 + (c + 1) % 3, p * 3 + (c + 2) % 3
     a = np.zeros(c.size)
@@ -175,22 +175,19 @@ def reliability_from(
     for round_ in range(max(iterations, 1)):
         qc = np.clip(q if round_ else np.full(n_rev, start), 1.0 / n_cat + 1e-3, 1 - 1e-3)
         w = np.log(qc * (n_cat - 1) / (1 - qc))
-        wr = w[r]
-        score = np.bincount(cell, weights=wr, minlength=3 * n_pair).reshape(n_pair, 3)
+        score = np.bincount(cell, weights=w[r], minlength=3 * n_pair).reshape(n_pair, 3)
         score[:, ~present] = -np.inf
-        flat = score.reshape(-1)
         # posterior of the vote's own category from the *others'* weighted votes (its own
-        # weight removed): 1 / (1 + sum over the other categories of exp(S_j - S_own))
-        own = flat[cell] - wr
-        with np.errstate(over="ignore"):
-            odds = np.exp(flat[other1] - own) + np.exp(flat[other2] - own)
-        a = np.where(others, 1.0 / (1.0 + odds), 0.0)
+        # weight w_r removed): e_own / (e_own + e_other1 + e_other2) with e_c = exp(S_c) and
+        # e_own = exp(S_own - w_r). Per pair, exp(S_c - max_c S_c) <= 1 cannot overflow, and
+        # the denominator is never 0 (the pair's largest score has e = 1, and w_r > 0).
+        e = np.exp(score - score.max(axis=1, keepdims=True)).reshape(-1)
+        e_own = e[cell] * np.exp(-w)[r]
+        a = np.where(others, e_own / (e_own + e[other1] + e[other2]), 0.0)
         s = np.bincount(r, weights=a, minlength=n_rev)
-        n_cmp = np.bincount(r, weights=others.astype(float), minlength=n_rev)
         pool = s.sum() / max(n_cmp.sum(), 1.0)
         q = (s + prior_strength * pool) / (n_cmp + prior_strength)
     s = np.bincount(r, weights=a, minlength=n_rev)
-    n_cmp = np.bincount(r, weights=others.astype(float), minlength=n_rev)
     k = max(prior_strength, 1e-6)
     tail = (1 - level) / 2
     a_post, b_post = s + k * pool, n_cmp - s + k * (1 - pool)

@@ -43,8 +43,14 @@ def clopper_pearson(k: np.ndarray, n: np.ndarray, level: float = 0.9) -> tuple[n
     k, n = np.asarray(k, float), np.asarray(n, float)
     if k.size == 0:
         return np.zeros(0), np.zeros(0)
-    kn, inverse = np.unique(np.stack([k, n], axis=1), axis=0, return_inverse=True)
-    k, n = kn[:, 0], kn[:, 1]
+    ki, ni = k.astype(np.int64), n.astype(np.int64)
+    if np.array_equal(ki, k) and np.array_equal(ni, n) and ni.min() >= 0:
+        span = int(ni.max()) + 1  # one integer key per (k, n): a 1-d unique, not a row sort
+        keys, inverse = np.unique(ki * span + ni, return_inverse=True)
+        k, n = (keys // span).astype(float), (keys % span).astype(float)
+    else:
+        kn, inverse = np.unique(np.stack([k, n], axis=1), axis=0, return_inverse=True)
+        k, n = kn[:, 0], kn[:, 1]
     inverse = inverse.reshape(-1)
     tail = (1 - level) / 2
     with np.errstate(invalid="ignore", divide="ignore"):
