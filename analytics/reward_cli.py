@@ -28,6 +28,9 @@ def register(app: typer.Typer) -> None:
                             ] = "pair",
         ties: Annotated[str, typer.Option(help="'half' or 'davidson'.")] = "half",
         seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+        finetune_encoder: Annotated[bool, typer.Option(
+            help="Also fine-tune the encoder's top layers with the head (meant for a GPU; "
+            "see --set finetune_layers=, finetune_epochs=, finetune_lr=).")] = False,
         set_: Annotated[list[str] | None, typer.Option(
             "--set", help="Any other config field, as FIELD=JSON (e.g. --set lr=0.001).")] = None,
     ) -> None:
@@ -42,7 +45,8 @@ def register(app: typer.Typer) -> None:
             fail(DissensusError(f"Unknown kind '{kind}'.", expected=", ".join(KINDS),
                                 fix="pass --kind plain"))
         fields: dict[str, object] = {"encoder": encoder, "device": device, "epochs": epochs,
-                                     "split_by": split_by, "ties": ties, "seed": seed}
+                                     "split_by": split_by, "ties": ties, "seed": seed,
+                                     "finetune_encoder": finetune_encoder}
         for item in set_ or []:
             key, _, value = item.partition("=")
             try:

@@ -27,9 +27,10 @@ import torch
 from models.reward.checkpoint import load_checkpoint, save_checkpoint
 from models.reward.config import RewardConfig, make_config
 from models.reward.data import response_table, text_bodies
-from models.reward.encoder import EmbeddingCache, cache_folder_for
+from models.reward.encoder import EmbeddingCache, SentenceEncoder, cache_folder_for
 from models.reward.errors import RewardModelError
 from models.reward.evaluate import evaluate_model
+from models.reward.finetune import load_finetuned_encoder
 from models.reward.heads import head_names
 from models.reward.pipeline import encoder_for, prepare, train_and_evaluate
 from models.reward.train import response_outputs
@@ -82,10 +83,18 @@ def train_run(
     run_id = f"{kind}-{created:%Y%m%d-%H%M%S}-{digest[:6]}"
     folder = (checkpoint_folder or runs_folder(con)) / run_id
     heads = head_names(kind, prepared.data.n_schools)
+    extra: dict[str, object] = {"run_id": run_id, "n_schools": prepared.data.n_schools}
+    if "finetune" in metrics and isinstance(prepared.encoder, SentenceEncoder):
+        folder.mkdir(parents=True, exist_ok=True)
+        prepared.encoder.model.save(str(folder / "encoder"))  # safetensors weights
+        extra |= {"encoder_folder": "encoder",
+                  "encoder_base": prepared.encoder_id.rsplit("-ft-", 1)[0],
+                  "finetuned_parameters": [n for n, p in prepared.encoder.model.named_parameters()
+                                           if p.requires_grad]}
     save_checkpoint(
         folder, result.model, config, encoder_id=prepared.encoder_id, heads=heads,
         reward_mean=result.reward_mean, reward_std=result.reward_std,
-        fit_id=prepared.data.fit_id, extra={"run_id": run_id, "n_schools": prepared.data.n_schools},
+        fit_id=prepared.data.fit_id, extra=extra,
     )
     metrics["embedding"] = {"seconds": prepared.embed_seconds,
                             "texts_embedded": prepared.texts_embedded,
@@ -121,12 +130,13 @@ def _run_row(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, object]:
 def _load(con: duckdb.DuckDBPyConnection, run_id: str):  # type: ignore[no-untyped-def]
     row = _run_row(con, run_id)
     meta_path = Path(str(row["checkpoint_path"]))
-    config = json.loads((meta_path / "reward_model.json").read_text())["config"] \
+    meta = json.loads((meta_path / "reward_model.json").read_text()) \
         if (meta_path / "reward_model.json").exists() else None
-    if config is None:
+    if meta is None:
         return row, load_checkpoint(meta_path), None
-    encoder = encoder_for(make_config(row["kind"], **{k: v for k, v in config.items()
-                                                     if k != "kind"}))
+    config = make_config(row["kind"], **{k: v for k, v in meta["config"].items() if k != "kind"})
+    encoder = (load_finetuned_encoder(meta_path, meta, config) if meta.get("encoder_folder")
+               else encoder_for(config))
     checkpoint = load_checkpoint(meta_path, encoder_id=encoder.encoder_id)
     return row, checkpoint, encoder
 

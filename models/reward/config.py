@@ -42,6 +42,25 @@ class RewardConfig(BaseModel):
         256, ge=16, description="Encoder truncation in tokens (longer texts are cut)."
     )
 
+    # --- encoder fine-tuning (meant for a GPU) --------------------------------------------
+    finetune_encoder: bool = Field(
+        False,
+        description="After training the head on frozen embeddings, fine-tune the encoder's top "
+        "layers jointly with it (texts embedded on the fly; slow on a CPU). The fine-tuned "
+        "encoder is saved with the checkpoint.",
+    )
+    finetune_layers: int = Field(
+        2, ge=0, description="Fine-tuning: top transformer layers to train (0: all of them)."
+    )
+    finetune_epochs: int = Field(1, ge=1, description="Fine-tuning: passes over the comparisons.")
+    finetune_lr: float = Field(
+        2e-5, gt=0.0, description="Fine-tuning: encoder learning rate (the head gets 10x)."
+    )
+    finetune_batch_size: int = Field(32, ge=1, description="Fine-tuning: comparisons per step.")
+    finetune_max_comparisons: int = Field(
+        0, ge=0, description="Fine-tuning: train on at most this many comparisons (0: all)."
+    )
+
     # --- data and split ------------------------------------------------------------------
     split_by: Literal["pair", "prompt"] = Field(
         "pair",

@@ -188,6 +188,15 @@ class EmbeddingCache:
         name = f"part-{time.time_ns()}-{os.getpid()}.parquet"
         pl.DataFrame({"text_id": ids, "embedding": matrix.tolist()}).write_parquet(target / name)
 
+    def put(self, encoder_id: str, text_ids: Sequence[str], matrix: Floats) -> None:
+        """Add embeddings computed elsewhere (a fine-tuned encoder's) under ``encoder_id``."""
+        table = self._load(encoder_id)
+        new = [i for i, t in enumerate(text_ids) if t not in table]
+        ids = [text_ids[i] for i in new]
+        rows = np.asarray(matrix, dtype=np.float32)[new]
+        table.update(zip(ids, rows, strict=True))
+        self._store(encoder_id, ids, rows)
+
     def embed(
         self,
         encoder: TextEncoder,

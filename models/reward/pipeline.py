@@ -15,10 +15,17 @@ import torch
 from models.reward.config import DistributionalConfig, RewardConfig, WeightedConfig
 from models.reward.data import PreferenceData, check_fit, load_preferences
 from models.reward.encoder import EmbeddingCache, TextEncoder, load_encoder
-from models.reward.errors import MissingFitError
+from models.reward.errors import MissingFitError, RewardModelError
 from models.reward.evaluate import evaluate_model
+from models.reward.finetune import finetune_encoder
 from models.reward.heads import head_names
-from models.reward.train import Tensors, TrainResult, resolve_device, train_model
+from models.reward.train import (
+    Tensors,
+    TrainResult,
+    resolve_device,
+    reward_stats,
+    train_model,
+)
 
 Log = Callable[[str], None]
 
@@ -30,6 +37,8 @@ class Prepared:
     encoder_id: str
     embed_seconds: float
     texts_embedded: int
+    encoder: TextEncoder | None = None
+    cache_folder: Path | None = None
 
 
 def encoder_for(config: RewardConfig, device: str = "cpu") -> TextEncoder:
@@ -65,7 +74,7 @@ def prepare(
     seconds = time.perf_counter() - started
     log(f"encoder {encoder.encoder_id}: {len(texts):,} texts, {n_new:,} embedded now "
         f"({seconds:.1f} s), the rest from the cache")
-    return Prepared(data, embeddings, encoder.encoder_id, seconds, n_new)
+    return Prepared(data, embeddings, encoder.encoder_id, seconds, n_new, encoder, cache_folder)
 
 
 def uses_weights(config: RewardConfig, data: PreferenceData) -> bool:
@@ -84,6 +93,25 @@ def train_and_evaluate(
     data = prepared.data
     tensors = Tensors.build(data, prepared.embeddings, uses_weights(config, data))
     result = train_model(tensors, config, data.n_schools, log)
+    finetuned = None
+    if config.finetune_encoder:
+        if prepared.encoder is None:
+            raise RewardModelError("Fine-tuning needs the encoder object from prepare().")
+        finetuned = finetune_encoder(
+            prepared.encoder, result.model, tensors, data.texts["body"].to_list(), config, log
+        )
+        # everything downstream (evaluation, checkpoint, scores) uses the fine-tuned encoder
+        prepared.embeddings = finetuned.embeddings
+        prepared.encoder = finetuned.encoder
+        prepared.encoder_id = finetuned.encoder.encoder_id
+        EmbeddingCache(prepared.cache_folder).put(
+            prepared.encoder_id, data.texts["text_id"].to_list(), finetuned.embeddings
+        )
+        device = next(result.model.parameters()).device
+        result.reward_mean, result.reward_std = reward_stats(
+            result.model, torch.as_tensor(finetuned.embeddings, device=device),
+            tensors.to(device),
+        )
     device = next(result.model.parameters()).device
     link = getattr(config, "link", "probit")
     min_log_var = getattr(config, "min_log_var", -6.0)
@@ -101,4 +129,12 @@ def train_and_evaluate(
         "n_test": int((data.comparisons["split"] == "test").sum()),
         "heads": head_names(config.kind, data.n_schools),
     }
+    if finetuned is not None:
+        metrics["finetune"] = {
+            "encoder": prepared.encoder_id, "trainable_tensors": len(finetuned.trainable),
+            "epochs": len(finetuned.history), "best_epoch": finetuned.best_epoch,
+            "history": finetuned.history, "seconds": finetuned.seconds,
+            "pairs_per_second": finetuned.pairs_per_second,
+            "texts_per_second": finetuned.texts_per_second,
+        }
     return result, metrics

@@ -142,6 +142,20 @@ def response_outputs(model: RewardNet, embeddings: Tensor, prompt: Tensor, respo
     return torch.cat(parts) if parts else torch.zeros((0, model.n_outputs))
 
 
+def reward_stats(model: RewardNet, embeddings: Tensor, t: Tensors) -> tuple[list[float], ...]:
+    """Mean and standard deviation of each head's output over the validation responses."""
+    val_rows = t.rows(1)
+    if len(val_rows) == 0:
+        val_rows = t.rows(0)
+    responses = torch.unique(torch.cat([torch.stack([t.prompt[val_rows], t.r1[val_rows]], 1),
+                                        torch.stack([t.prompt[val_rows], t.r2[val_rows]], 1)]),
+                             dim=0)
+    outputs = response_outputs(model, embeddings, responses[:, 0], responses[:, 1])
+    std = outputs.std(0).clamp_min(1e-6).tolist() if len(outputs) > 1 else \
+        [1.0] * outputs.shape[1]
+    return outputs.mean(0).tolist(), std
+
+
 def train_model(
     tensors: Tensors, config: RewardConfig, n_schools: int = 0, log: Log = print
 ) -> TrainResult:
@@ -199,13 +213,7 @@ def train_model(
     result.pairs_per_second = seen * world / max(result.seconds, 1e-9)
     core.load_state_dict(best_state)
     result.best_validation_loss = best
-    responses = torch.unique(torch.cat([torch.stack([t.prompt[val_rows], t.r1[val_rows]], 1),
-                                        torch.stack([t.prompt[val_rows], t.r2[val_rows]], 1)]),
-                             dim=0)
-    outputs = response_outputs(core, t.embeddings, responses[:, 0], responses[:, 1])
-    result.reward_mean = outputs.mean(0).tolist()
-    result.reward_std = outputs.std(0).clamp_min(1e-6).tolist() if len(outputs) > 1 else \
-        [1.0] * outputs.shape[1]
+    result.reward_mean, result.reward_std = reward_stats(core, t.embeddings, t)
     if rank == 0:
         log(f"trained {len(result.history)} epochs (best {result.best_epoch}, validation loss "
             f"{best:.4f}) in {result.seconds:.1f} s, {result.pairs_per_second:,.0f} pairs/s")
