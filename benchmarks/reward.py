@@ -1,6 +1,7 @@
 """Reward-model benchmark: demo world (weighted vs plain vs multi-head), UKPConvArg1, throughput.
 
-    python benchmarks/reward.py [--device auto|cpu|cuda] [--encoder NAME] [--part demo|ukp|all]
+    python benchmarks/reward.py [--device auto|cpu|cuda] [--encoder NAME]
+                                [--part demo|ukp|finetune|all]
                                 [--n 6000] [--folds 32] [--threads N] [--out results.json]
 
 * Demo world (15% rushed reviewers, a 35% minority school): held-out pairs scored against the
@@ -13,6 +14,8 @@
   Strict gold labels (``in_strict``, ``strict_label``) of the held-out topic: accuracy, ROC AUC,
   cross-entropy, and the length-only baseline on the same pairs.
 * Throughput: texts embedded per second (encoder) and pairs per second (head training).
+* Fine-tuning (``--part finetune``): the plain model with frozen embeddings against the same
+  model after fine-tuning the encoder's top layers; pairs and texts per second with gradients.
 """
 
 from __future__ import annotations
@@ -121,6 +124,39 @@ def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: igno
     return out
 
 
+def finetune_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Encoder fine-tuning throughput (and held-out accuracy before / after) on the demo world."""
+    from warehouse.db import connect
+    from warehouse.demo import WorldConfig, simulate_world
+    from warehouse.ingest import ingest_file
+
+    world = simulate_world(WorldConfig(n_comparisons=args.n, seed=args.seed))
+    folder = Path(tempfile.mkdtemp(prefix="reward-finetune-"))
+    world.comparisons.write_parquet(folder / "comparisons.parquet")
+    con = connect(folder / "demo.duckdb")
+    ingest_file(con, folder / "comparisons.parquet")
+    cache = Path(args.cache) if args.cache else folder / "cache"
+    out: dict[str, object] = {"n_comparisons": args.n}
+    for tuned in (False, True):
+        config = make_config(
+            "plain", encoder=args.encoder, device=args.device, seed=args.seed, epochs=args.epochs,
+            finetune_encoder=tuned, finetune_epochs=args.finetune_epochs,
+            finetune_max_comparisons=args.finetune_max, finetune_layers=args.finetune_layers,
+        )
+        prepared = prepare(con, config, None, cache, log)
+        _, metrics = train_and_evaluate(prepared, config, log=log)
+        row = {"accuracy_consensus": metrics["accuracy_consensus"],
+               "n_labelled_pairs": metrics["n_labelled_pairs"]}
+        if tuned:
+            row |= {k: metrics["finetune"][k] for k in  # type: ignore[index]
+                    ("pairs_per_second", "texts_per_second", "seconds", "epochs", "best_epoch",
+                     "trainable_tensors")}
+        out["finetuned" if tuned else "frozen"] = row
+        log(f"finetune part, {'fine-tuned' if tuned else 'frozen'}: {json.dumps(row)}")
+    con.close()
+    return out
+
+
 def ukp_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: ignore[no-untyped-def]
     votes = pl.read_csv(UKP / "judgments.csv.gz", columns=["topic", "pair_id", "value"])
     pairs = pl.read_csv(UKP / "pairs.csv", schema_overrides={"strict_label": pl.String})
@@ -204,7 +240,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--encoder", default="all-MiniLM-L6-v2")
-    parser.add_argument("--part", default="all", choices=["demo", "ukp", "all"])
+    parser.add_argument("--part", default="all", choices=["demo", "ukp", "finetune", "all"])
+    parser.add_argument("--finetune-epochs", type=int, default=1)
+    parser.add_argument("--finetune-max", type=int, default=2000,
+                        help="comparisons used for encoder fine-tuning (0: all)")
+    parser.add_argument("--finetune-layers", type=int, default=2)
     parser.add_argument("--n", type=int, default=6000, help="demo-world comparisons")
     parser.add_argument("--folds", type=int, default=32, help="UKP folds to run (32 = all)")
     parser.add_argument("--epochs", type=int, default=60)
@@ -227,6 +267,8 @@ def main() -> None:
         results["demo"] = demo_part(args, log)
     if args.part in ("ukp", "all"):
         results["ukp"] = ukp_part(args, log)
+    if args.part in ("finetune", "all"):
+        results["finetune"] = finetune_part(args, log)
     text = json.dumps(results, indent=2, default=float)
     if args.out:
         args.out.write_text(text + "\n")
