@@ -78,19 +78,34 @@ def school_votes(con: duckdb.DuckDBPyConnection, fit_id: str | None) -> pl.DataF
     if fit_id is None:
         return con.sql(base.format(
             school=f"'{ALL}'", w="1.0", source="comparisons c")).pl()
-    weighted = (
-        "(SELECT c.pair_id, c.outcome, coalesce(cw.weight, 1.0) AS weight, cw.school_weights "
-        "FROM comparisons c LEFT JOIN comparison_weights cw "
-        "ON cw.comparison_id = c.comparison_id AND cw.fit_id = ?) c"
-    )
-    schools = (
-        "(SELECT pair_id, outcome, weight, unnest(school_weights) AS sw, "
-        "unnest(range(len(school_weights))) AS k FROM " + weighted + " "
-        "WHERE school_weights IS NOT NULL) c"
-    )
-    everyone = base.format(school=f"'{ALL}'", w="c.weight", source=weighted)
-    per_school = base.format(school="'school ' || c.k", w="c.weight * c.sw", source=schools)
-    return con.sql(f"{everyone} UNION ALL {per_school}", params=[fit_id, fit_id]).pl()
+    n_schools = con.execute(
+        "SELECT coalesce(max(len(school_weights)), 0) FROM comparison_weights WHERE fit_id = ?",
+        [fit_id],
+    ).fetchall()[0][0]
+    # one pass, one aggregate per school (list index k + 1), instead of unnesting the
+    # school weights into K rows per comparison and scanning twice
+    vote = "(c.outcome + 1) / 2.0"
+    sums = ["sum(c.weight) AS w_all", f"sum(c.weight * {vote}) AS s_all"]
+    for k in range(int(n_schools)):
+        sums += [f"sum(c.weight * c.sw[{k + 1}]) AS w_{k}",
+                 f"sum(c.weight * c.sw[{k + 1}] * {vote}) AS s_{k}"]
+    per_pair = con.sql(f"""
+        SELECT p.pair_id, p.prompt_id, p.response_1_id, p.response_2_id, {", ".join(sums)}
+        FROM (SELECT c.pair_id, c.outcome, coalesce(cw.weight, 1.0) AS weight,
+                     cw.school_weights AS sw
+              FROM comparisons c LEFT JOIN comparison_weights cw
+              ON cw.comparison_id = c.comparison_id AND cw.fit_id = ?) c
+        JOIN pairs p USING (pair_id)
+        GROUP BY ALL
+    """, params=[fit_id]).pl()
+    ids = ["pair_id", "prompt_id", "response_1_id", "response_2_id"]
+    parts = [
+        per_pair.select(*ids, school=pl.lit(name), w=pl.col(f"w_{key}"),
+                        share_1=pl.col(f"s_{key}") / pl.col(f"w_{key}"))
+        .filter(pl.col("w") > 0)
+        for key, name in [("all", ALL)] + [(str(k), f"school {k}") for k in range(n_schools)]
+    ]
+    return pl.concat(parts)
 
 
 def school_names(votes: pl.DataFrame) -> list[str]:
@@ -124,10 +139,13 @@ def reward_run_scores(con: duckdb.DuckDBPyConnection, run_id: str) -> pl.DataFra
 
 def preferred(scores: pl.DataFrame) -> pl.DataFrame:
     """Per source and prompt, the response scored highest: source, prompt_id, response_id."""
+    # hash aggregates, not a sort of every score: keep each prompt's top scores, then the
+    # smallest response id among them
+    key = ["source", "prompt_id"]
     return (
-        scores.sort(["source", "prompt_id", "score", "response_id"],
-                    descending=[False, False, True, False])
-        .group_by("source", "prompt_id", maintain_order=True).first()
+        scores.filter(pl.col("score") == pl.col("score").max().over(key))
+        .group_by(key).agg(pl.col("response_id").min())
+        .sort(key)
         .select("source", "prompt_id", "response_id")
     )
 
@@ -153,19 +171,35 @@ def _rates(picks: pl.DataFrame, responses: pl.DataFrame, by: list[str]) -> pl.Da
 def satisfaction(scores: pl.DataFrame, votes: pl.DataFrame,
                  responses: pl.DataFrame) -> pl.DataFrame:
     """Per source, category and school: share of the school's votes agreeing with the source."""
-    s = scores.select("source", "response_id", "score")
+    # one row per response with a score column per source: the pairs join it twice (a pair
+    # row per school), not once per source
+    wide = scores.pivot(on="source", index="response_id", values="score",
+                        aggregate_function="first")
+    sources = [c for c in wide.columns if c != "response_id"]
     pairs = votes.join(responses.select("prompt_id", "category").unique("prompt_id"),
                        on="prompt_id", how="left")
-    j = pairs.join(s.rename({"response_id": "response_1_id", "score": "s1"}),
-                   on="response_1_id").join(
-        s.rename({"response_id": "response_2_id", "score": "s2", "source": "source_2"}),
-        on="response_2_id").filter(pl.col("source") == pl.col("source_2"))
-    agree = (pl.when(pl.col("s1") > pl.col("s2")).then(pl.col("share_1"))
-             .when(pl.col("s1") < pl.col("s2")).then(1 - pl.col("share_1")).otherwise(0.5))
-    return j.with_columns(agree=agree).group_by("source", "category", "school").agg(
-        ((pl.col("agree") * pl.col("w")).sum() / pl.col("w").sum()).alias("satisfaction"),
-        pl.len().alias("n_pairs"),
-    )
+    j = pairs.join(wide.rename({c: f"1:{c}" for c in sources}),
+                   left_on="response_1_id", right_on="response_id").join(
+        wide.rename({c: f"2:{c}" for c in sources}),
+        left_on="response_2_id", right_on="response_id")
+    parts = []
+    for source in sources:
+        s1, s2 = pl.col(f"1:{source}"), pl.col(f"2:{source}")
+        agree = (pl.when(s1 > s2).then(pl.col("share_1"))
+                 .when(s1 < s2).then(1 - pl.col("share_1")).otherwise(0.5))
+        parts.append(
+            j.filter(s1.is_not_null() & s2.is_not_null())
+            .group_by("category", "school")
+            .agg(((agree * pl.col("w")).sum() / pl.col("w").sum()).alias("satisfaction"),
+                 pl.len().alias("n_pairs"))
+            .select(pl.lit(source).alias("source"), "category", "school", "satisfaction",
+                    "n_pairs")
+        )
+    if not parts:
+        return pl.DataFrame(schema={"source": pl.String, "category": pl.String,
+                                    "school": pl.String, "satisfaction": pl.Float64,
+                                    "n_pairs": pl.UInt32})
+    return pl.concat(parts)
 
 
 def category_tradeoffs(scores: pl.DataFrame, votes: pl.DataFrame,

@@ -20,6 +20,8 @@ import pymc as pm
 import pytensor
 import xarray as xr
 
+from warehouse.errors import DissensusError
+
 from .config import AnnotatorConfig
 from .data import EncodedFrame
 from .decomposition import Population, decompose_draws
@@ -65,6 +67,17 @@ def em_initial_point(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> di
             "z_dev": margins - mu[:, None],
             "school_gaps": np.maximum(-np.diff(np.log(np.maximum(pi, 1e-6))), 0.01),
         })
+    # A reviewer whose votes say nothing about a parameter (no known display order, no
+    # lapse evidence) starts at exactly 0 there, where its gradient is exactly 0; nutpie's
+    # mass-matrix start divides by the gradient and refuses such a point. A tiny seeded nudge
+    # (far below the posterior scale) avoids exact zeros without moving the start.
+    rng = np.random.default_rng(config.seed)
+    for name in ("z_mu", "z_eps", "z_beta", "z_tilt", "z_dev"):
+        if name in point:
+            nudged = point[name] + 1e-3 * rng.standard_normal(np.shape(point[name]))
+            if name == "z_dev":  # keep the zero sum over schools
+                nudged = nudged - nudged.mean(axis=1, keepdims=True)
+            point[name] = nudged
     return point
 
 
@@ -81,10 +94,19 @@ def _nuts(
             compiled = nutpie.compile_pymc_model(
                 model, initial_points=init, jitter_rvs=set() if init else None
             )
-            idata = nutpie.sample(
-                compiled, draws=config.draws, tune=config.tune, chains=config.chains,
-                seed=config.seed, progress_bar=False,
-            )
+            try:
+                idata = nutpie.sample(
+                    compiled, draws=config.draws, tune=config.tune, chains=config.chains,
+                    seed=config.seed, progress_bar=False,
+                )
+            except RuntimeError as error:  # nutpie reports sampler failures this way
+                raise DissensusError(
+                    "NUTS (nutpie) could not sample the annotator model: "
+                    + str(error).splitlines()[0],
+                    expected="a starting point with a finite, non-zero gradient",
+                    fix="fit with --method em (the default), or set nuts_sampler='pymc' or "
+                    "nuts_init='default' in the annotator config",
+                ) from error
             return idata, "nutpie"
     if config.nuts_sampler == "numpyro":
         with model:
