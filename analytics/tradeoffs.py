@@ -155,16 +155,33 @@ def _alternatives(responses: pl.DataFrame) -> pl.DataFrame:
         (~pl.col("refusal") & ~pl.col("hallucination")).any().alias("has_alternative"))
 
 
-def _rates(picks: pl.DataFrame, responses: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+def _rates(picks: pl.DataFrame, responses: pl.DataFrame) -> pl.DataFrame:
+    """The rates per source and category, plus per source over every category ("(all)").
+
+    Each rate is a mean of booleans over the prompts (nulls left out); it is aggregated once as
+    sums and counts per (source, category) and the overall row adds those up.
+    """
     urgent = pl.col("category").is_in(list(URGENT_CATEGORIES))
     joined = picks.join(responses.drop("prompt_id"), on="response_id", how="left").join(
         _alternatives(responses), on="prompt_id", how="left")
-    return joined.group_by(by).agg(
-        pl.len().alias("n_prompts"),
-        pl.col("refusal").mean().alias("refusal_rate"),
-        pl.col("escalation").filter(urgent).mean().alias("escalation_rate"),
-        (pl.col("refusal") & pl.col("has_alternative")).mean().alias("false_refusal_rate"),
-        pl.col("hallucination").mean().alias("hallucination_rate"),
+    flags = {
+        "refusal_rate": pl.col("refusal"),
+        "escalation_rate": pl.col("escalation").filter(urgent),
+        "false_refusal_rate": pl.col("refusal") & pl.col("has_alternative"),
+        "hallucination_rate": pl.col("hallucination"),
+    }
+    parts = [pl.len().alias("n_prompts")]
+    for name, flag in flags.items():
+        parts += [flag.sum().alias(f"{name}:sum"), flag.count().alias(f"{name}:count")]
+    by_cat = joined.group_by("source", "category").agg(parts)
+    counts = [c for c in by_cat.columns if c not in ("source", "category")]
+    overall = by_cat.group_by("source").agg(pl.col(counts).sum()).with_columns(
+        category=pl.lit("(all)"))
+    both = pl.concat([by_cat, overall.select(by_cat.columns)])
+    return both.select(
+        "source", "category", pl.col("n_prompts").cast(pl.UInt32),
+        *[pl.when(pl.col(f"{n}:count") > 0)
+          .then(pl.col(f"{n}:sum") / pl.col(f"{n}:count")).alias(n) for n in flags],
     )
 
 
@@ -211,9 +228,7 @@ def category_tradeoffs(scores: pl.DataFrame, votes: pl.DataFrame,
     """
     picks = preferred(scores).join(
         responses.select("prompt_id", "category").unique("prompt_id"), on="prompt_id", how="left")
-    by_cat = _rates(picks, responses, ["source", "category"])
-    overall = _rates(picks, responses, ["source"]).with_columns(category=pl.lit("(all)"))
-    rates = pl.concat([by_cat, overall.select(by_cat.columns)])
+    rates = _rates(picks, responses)
     sat = satisfaction(scores, votes, responses)
     sat_all = sat.group_by("source", "school").agg(
         ((pl.col("satisfaction") * pl.col("n_pairs")).sum() / pl.col("n_pairs").sum())
