@@ -176,6 +176,28 @@ def print_status(con) -> None:
             console.print(f"  batch {batch}: {note}")
     if c.quarantined:
         console.print(render_frame(queries.quarantine_summary(con), "quarantine by reason", 10))
+    if c.comparisons:
+        from warehouse.vote_index import index_status
+
+        console.print(f"  vote index: {index_status(con)}")
+
+
+@app.command()
+def reindex() -> None:
+    """Rebuild the stored vote index the reviewer audit reads (ingest keeps it fresh)."""
+    from warehouse.vote_index import index_status, refresh_vote_index
+
+    try:
+        con = connect(State.db)
+    except DissensusError as error:
+        fail(error)
+        return
+    try:
+        with console.status("indexing votes for the reviewer audit"):
+            seconds = refresh_vote_index(con)
+        console.print(f"vote index rebuilt in {seconds:.1f} s: {index_status(con)}")
+    finally:
+        con.close()
 
 
 @app.command()

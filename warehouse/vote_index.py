@@ -306,3 +306,20 @@ def read_vote_index(
         con.sql("SELECT reviewer_id FROM vote_index_reviewers ORDER BY r").pl().to_series()
     )
     return VoteArrays(frame, reviewer_ids.alias("reviewer_id"), n_pairs)
+
+
+def index_status(con: duckdb.DuckDBPyConnection) -> str:
+    """One line on the stored vote index: fresh, stale (and what to do) or absent."""
+    if not has_index_tables(con):
+        return ("absent (a warehouse from an older dissensus): the reviewer audit builds the "
+                "votes in memory; open it once for writing (e.g. `dissensus reindex`) to store it")
+    rows = con.execute(
+        "SELECT built_at, n_votes, n_comparisons, seconds FROM vote_index_state"
+    ).fetchall()
+    if len(rows) != 1:
+        return "not built yet: run `dissensus reindex` (the audit works without it, slower)"
+    built_at, n_votes, n_all, seconds = rows[0]
+    if (int(n_votes), int(n_all)) != _source_state(con):
+        return (f"stale (built from {int(n_all):,} comparisons): run `dissensus reindex`; "
+                "until then the audit builds the votes in memory (correct, slower)")
+    return f"fresh ({int(n_votes):,} votes, built {built_at:%Y-%m-%d %H:%M} in {seconds:.1f} s)"

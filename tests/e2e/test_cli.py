@@ -47,6 +47,14 @@ def test_ingest_status_quarantine_round_trip(tmp_path: Path) -> None:
     assert "sideways" in exported and "in.jsonl" in exported
     again = dissensus("ingest", str(source), db=db)
     assert "nothing added" in again.stdout
+    assert "vote index: fresh (1 votes" in status.stdout
+    # an index gone stale (a library caller skipping the refresh) is reported and rebuilt
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE vote_index_state SET n_votes = 0")
+    con.close()
+    assert "vote index: stale" in dissensus("status", db=db).stdout
+    assert "vote index rebuilt" in dissensus("reindex", db=db).stdout
+    assert "vote index: fresh" in dissensus("status", db=db).stdout
 
 
 def test_errors_are_words_not_tracebacks(tmp_path: Path) -> None:
