@@ -1,7 +1,7 @@
 """Reward-model benchmark: demo world (weighted vs plain vs multi-head), UKPConvArg1, throughput.
 
     python benchmarks/reward.py [--device auto|cpu|cuda] [--encoder NAME]
-                                [--part demo|ukp|finetune|all]
+                                [--part demo|ukp|finetune|ceiling|all]
                                 [--n 6000] [--folds 32] [--threads N] [--out results.json]
 
 * Demo world (15% rushed reviewers, a 35% minority school): held-out pairs scored against the
@@ -14,6 +14,8 @@
   Strict gold labels (``in_strict``, ``strict_label``) of the held-out topic: accuracy, ROC AUC,
   cross-entropy, and the length-only baseline on the same pairs.
 * Throughput: texts embedded per second (encoder) and pairs per second (head training).
+* Ceiling of weighting (``--part ceiling``): pair majority labels from every vote against those
+  from the truly careful votes only (perfect weights), scored against the true consensus.
 * Fine-tuning (``--part finetune``): the plain model with frozen embeddings against the same
   model after fine-tuning the encoder's top layers; pairs and texts per second with gradients.
 """
@@ -121,6 +123,33 @@ def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: igno
         out[kind] = row
         log(f"demo {kind}: {json.dumps(row)}")
     con.close()
+    return out
+
+
+def ceiling_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """How much could perfect weights help? Pair-level majority labels from every vote against
+    those from the truly careful votes only, both scored against the true consensus."""
+    from warehouse.demo import WorldConfig, simulate_world
+
+    out: dict[str, object] = {}
+    for seed in range(args.seed, args.seed + 3):
+        world = simulate_world(WorldConfig(n_comparisons=args.n, rushed_share=0.15,
+                                           minority_share=0.35, seed=seed))
+        j = world.judgments
+        per = j.group_by("pair_id").agg(
+            every=pl.col("outcome").sum(),
+            careful=pl.col("outcome").filter(pl.col("careful")).sum(),
+        ).join(world.pairs.select("pair_id", "consensus_margin"), on="pair_id")
+        decided = per.filter(pl.col("consensus_margin").abs() > 1e-9)
+        truth = decided["consensus_margin"].sign()
+        row = {
+            "lapse_share_of_votes": float(1 - j["careful"].cast(pl.Float64).mean()),  # type: ignore[operator]
+            "majority_accuracy_every_vote": float((decided["every"].sign() == truth).mean()),
+            "majority_accuracy_careful_votes": float((decided["careful"].sign() == truth).mean()),
+            "pairs": decided.height,
+        }
+        out[f"seed {seed}"] = row
+        log(f"ceiling, seed {seed}: {json.dumps(row)}")
     return out
 
 
@@ -240,7 +269,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--encoder", default="all-MiniLM-L6-v2")
-    parser.add_argument("--part", default="all", choices=["demo", "ukp", "finetune", "all"])
+    parser.add_argument("--part", default="all",
+                        choices=["demo", "ukp", "finetune", "ceiling", "all"])
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--finetune-max", type=int, default=2000,
                         help="comparisons used for encoder fine-tuning (0: all)")
@@ -267,6 +297,8 @@ def main() -> None:
         results["demo"] = demo_part(args, log)
     if args.part in ("ukp", "all"):
         results["ukp"] = ukp_part(args, log)
+    if args.part in ("ceiling", "all"):
+        results["ceiling"] = ceiling_part(args, log)
     if args.part in ("finetune", "all"):
         results["finetune"] = finetune_part(args, log)
     text = json.dumps(results, indent=2, default=float)
