@@ -22,7 +22,12 @@ import numpy as np
 import polars as pl
 
 from warehouse.errors import DissensusError, EmptyDataError
-from warehouse.vote_index import compute_votes, read_vote_index, table_columns
+from warehouse.vote_index import (
+    compute_votes,
+    read_vote_index,
+    reviewer_coded,
+    table_columns,
+)
 
 VOTES_SQL = """
     SELECT comparison_id, reviewer_id, pair_id, outcome, first_shown, created_at, seconds_spent,
@@ -178,25 +183,7 @@ def by_reviewer(con: duckdb.DuckDBPyConnection, *aggregates: str, where: str = "
 def codes_and(con: duckdb.DuckDBPyConnection, *columns: str) -> tuple[pl.DataFrame, pl.Series]:
     """``columns`` of every comparison that names its reviewer, with the reviewer code ``r``
     (unordered rows; no pairs, no repeats), and the sorted reviewer ids the codes index."""
-    reviewer_ids = (
-        con.sql(
-            "SELECT reviewer_id FROM comparisons WHERE has_reviewer "
-            "GROUP BY reviewer_id ORDER BY reviewer_id"
-        )
-        .pl()
-        .to_series()
-    )
-    frame = con.sql(
-        f"""
-        WITH ids AS (
-            SELECT reviewer_id, row_number() OVER (ORDER BY reviewer_id) - 1 AS r
-            FROM (SELECT DISTINCT reviewer_id FROM comparisons WHERE has_reviewer)
-        )
-        SELECT ids.r::BIGINT AS r, {", ".join(f"c.{c}" for c in columns)}
-        FROM comparisons c JOIN ids USING (reviewer_id) WHERE c.has_reviewer
-        """
-    ).pl()
-    return frame, reviewer_ids.alias("reviewer_id")
+    return reviewer_coded(con, [f"c.{c}" for c in columns])
 
 
 def count_by(votes: Votes, mask: np.ndarray | None = None, r: np.ndarray | None = None):

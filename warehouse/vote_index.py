@@ -131,6 +131,29 @@ def _break_ties(
     return order
 
 
+def reviewer_coded(
+    con: duckdb.DuckDBPyConnection, columns: list[str]
+) -> tuple[pl.DataFrame, pl.Series]:
+    """SQL ``columns`` (over ``comparisons c``) of every comparison that names its reviewer,
+    with the reviewer code ``r`` (DuckDB joins the sorted distinct ids; rows unordered), and
+    the sorted reviewer ids the codes index."""
+    reviewer_ids = con.sql(
+        "SELECT reviewer_id FROM comparisons WHERE has_reviewer "
+        "GROUP BY reviewer_id ORDER BY reviewer_id"
+    ).pl().to_series()
+    frame = con.sql(
+        f"""
+        WITH ids AS (
+            SELECT reviewer_id, row_number() OVER (ORDER BY reviewer_id) - 1 AS r
+            FROM (SELECT DISTINCT reviewer_id FROM comparisons WHERE has_reviewer)
+        )
+        SELECT ids.r::BIGINT AS r, {", ".join(columns)}
+        FROM comparisons c JOIN ids USING (reviewer_id) WHERE c.has_reviewer
+        """
+    ).pl()
+    return frame, reviewer_ids.alias("reviewer_id")
+
+
 def compute_votes(
     con: duckdb.DuckDBPyConnection, extra: Mapping[str, str] | None = None
 ) -> VoteArrays:
@@ -143,24 +166,7 @@ def compute_votes(
     have = table_columns(con, "comparisons")
     cols = [f"c.{c}" if c in have else f"NULL::{t} AS {c}" for c, t in OPTIONAL.items()]
     cols += [f"{sql} AS {name}" for name, sql in (extra or {}).items()]
-    reviewer_ids = (
-        con.sql(
-            "SELECT reviewer_id FROM comparisons WHERE has_reviewer "
-            "GROUP BY reviewer_id ORDER BY reviewer_id"
-        )
-        .pl()
-        .to_series()
-    )
-    raw = con.sql(
-        f"""
-        WITH ids AS (
-            SELECT reviewer_id, row_number() OVER (ORDER BY reviewer_id) - 1 AS r
-            FROM (SELECT DISTINCT reviewer_id FROM comparisons WHERE has_reviewer)
-        )
-        SELECT ids.r, c.rowid AS row, c.pair_id, {", ".join(cols)}
-        FROM comparisons c JOIN ids USING (reviewer_id) WHERE c.has_reviewer
-        """
-    ).pl()
+    raw, reviewer_ids = reviewer_coded(con, ["c.rowid AS row", "c.pair_id", *cols])
     r = raw["r"].to_numpy().astype(np.int64)
     p, n_pairs = _factorize(raw["pair_id"])
     # each reviewer's votes in time order: (reviewer, created_at NULLS LAST, comparison_id)
