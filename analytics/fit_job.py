@@ -21,6 +21,7 @@ import polars as pl
 
 from models.annotator.config import AnnotatorConfig
 from models.annotator.estimator import AnnotatorModel
+from warehouse.pair_votes import store_pair_school_votes
 from warehouse.queries import model_frame
 
 
@@ -89,6 +90,7 @@ def run_fit(
             INSERT INTO comparison_weights
             SELECT fit_id, comparison_id, weight, school_weights FROM new_weights
         """)
+        store_pair_school_votes(con, fit_id)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -5,7 +5,9 @@ Usage: .venv/bin/python benchmarks/dashboards.py [--db PATH] [--n 1000000] [--pr
 Reuses a 1M warehouse given with --db (opened read-only); otherwise builds a demo warehouse of
 --n comparisons under benchmarks/out/dashboards. The queries are the cached functions of
 dashboards/data.py, called as the pages call them; "first" is a cold cache, "cached" the second
-call. A warehouse without a fit times the no-fit paths (the pages then show their empty states).
+call; every page starts from empty caches. "what_if, new weights" and "category_tradeoffs,
+other run" are what a slider move or picking another run asks once the page has loaded. A
+warehouse without a fit times the no-fit paths (the pages then show their empty states).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def page_queries(k: data.Key) -> dict[str, list[tuple[str, Callable[[], object]]
     fit_id = h.fit["fit_id"] if h.fit else None
     runs = data.reward_runs(k)
     run_id = runs["run_id"][0] if runs.height else None
+    other_run = runs["run_id"][1] if runs.height > 1 else None
     audit_first = {}
 
     def first_reviewer() -> str:
@@ -51,7 +54,9 @@ def page_queries(k: data.Key) -> dict[str, list[tuple[str, Callable[[], object]]
         return pairs["pair_id"][0]
 
     weights = tuple((s, 0.5) for s in ("school 0", "school 1"))
+    moved = tuple((s, w) for s, w in (("school 0", 0.2), ("school 1", 0.8)))
     st.cache_data.clear()  # the look-ups above must not warm the cache
+    st.cache_resource.clear()
     return {
         "Overview": [("health", lambda: data.health(k)), ("batches", lambda: data.batches(k)),
                      ("quarantine_summary", lambda: data.quarantine_summary(k))],
@@ -70,7 +75,11 @@ def page_queries(k: data.Key) -> dict[str, list[tuple[str, Callable[[], object]]
         "Reward models": [("reward_runs", lambda: data.reward_runs(k))] + (
             [("reward_vs_length", lambda: data.reward_vs_length(k, run_id))] if run_id else []),
         "Trade-offs": [("category_tradeoffs", lambda: data.category_tradeoffs(k, fit_id, run_id))]
-        + ([("what_if", lambda: data.what_if(k, fit_id, run_id, weights))] if fit_id else []),
+        + ([("what_if", lambda: data.what_if(k, fit_id, run_id, weights)),
+            ("what_if, new weights", lambda: data.what_if(k, fit_id, run_id, moved))]
+           if fit_id else [])
+        + ([("category_tradeoffs, other run",
+             lambda: data.category_tradeoffs(k, fit_id, other_run))] if other_run else []),
     }
 
 
@@ -100,6 +109,9 @@ def main() -> None:
           f"fit: {h.fit['fit_id'] if h.fit else 'none'}, reward runs: {h.n_runs}")
     rows = []
     for page, queries in page_queries(k).items():
+        # every page starts cold: nothing another page loaded is reused
+        st.cache_data.clear()
+        st.cache_resource.clear()
         total_first = total_cached = 0.0
         for name, fn in queries:
             t0 = time.perf_counter()

@@ -240,42 +240,42 @@ def reward_vs_length(k: Key, run_id: str) -> pl.DataFrame:
         """, params=[run_id]).pl()
 
 
-@st.cache_data(show_spinner=SPINNER, max_entries=8)
-def responses(k: Key) -> pl.DataFrame:
+@st.cache_resource(show_spinner="Weighing the votes by school…", max_entries=4)
+def book(k: Key, fit_id: str | None) -> tr.TradeoffBook:
+    """The trade-off inputs of a fit, coded once (kept, not copied: every caller only reads)."""
     with _open(k) as con:
-        return tr.responses_frame(con)
+        return tr.load_book(con, fit_id)
 
 
-@st.cache_data(show_spinner="Weighing the votes by school…", max_entries=8)
-def votes(k: Key, fit_id: str | None) -> pl.DataFrame:
+@st.cache_resource(show_spinner="Reading the reward scores…", max_entries=8)
+def book_with_run(k: Key, fit_id: str | None, run_id: str | None) -> tr.TradeoffBook:
+    """:func:`book` plus a reward run's heads as sources."""
+    base = book(k, fit_id)
+    if not run_id:
+        return base
     with _open(k) as con:
-        return tr.school_votes(con, fit_id)
-
-
-@st.cache_data(show_spinner=SPINNER, max_entries=16)
-def scores(k: Key, fit_id: str | None, run_id: str | None) -> pl.DataFrame:
-    """Sources for the trade-offs: the reviewers (per school) and, optionally, a run's heads."""
-    parts = [tr.reviewer_scores(votes(k, fit_id))]
-    if run_id:
-        with _open(k) as con:
-            parts.append(tr.reward_run_scores(con, run_id))
-    return pl.concat(parts)
+        return base.with_scores(tr.reward_run_scores(con, run_id))
 
 
 @st.cache_data(show_spinner="Computing the trade-offs…", max_entries=16)
 def category_tradeoffs(k: Key, fit_id: str | None, run_id: str | None) -> pl.DataFrame:
-    return tr.category_tradeoffs(scores(k, fit_id, run_id), votes(k, fit_id), responses(k))
+    return book_with_run(k, fit_id, run_id).category_tradeoffs()
 
 
 @st.cache_data(show_spinner=SPINNER, max_entries=16)
 def tag_preferences(k: Key, fit_id: str | None) -> pl.DataFrame:
-    return tr.tag_preferences(votes(k, fit_id), responses(k))
+    return book(k, fit_id).tag_preferences()
+
+
+@st.cache_data(show_spinner=SPINNER, max_entries=16)
+def school_prevalence(k: Key, fit_id: str | None) -> dict[str, float]:
+    return book(k, fit_id).school_prevalence()
 
 
 @st.cache_data(show_spinner="Re-weighting the schools…", max_entries=64)
 def what_if(k: Key, fit_id: str | None, run_id: str | None,
             weights: tuple[tuple[str, float], ...]) -> tr.WhatIf:
-    return tr.what_if(scores(k, fit_id, run_id), votes(k, fit_id), responses(k), dict(weights))
+    return book_with_run(k, fit_id, run_id).what_if(dict(weights))
 
 
 def pseudonym(reviewer_id: str, salt: str | None = None) -> str:

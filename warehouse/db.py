@@ -84,10 +84,14 @@ def migrate(con: duckdb.DuckDBPyConnection, path: Path | str = "<memory>") -> in
                 "INSERT INTO schema_version VALUES (?, ?, ?)",
                 [migration.version, migration.description, datetime.now(UTC)],
             )
-        if current >= 1:  # an upgraded file with comparisons: index them once, now
+        if 1 <= current < 3:  # an upgraded file with comparisons: index them once, now
             from warehouse.vote_index import refresh_vote_index
 
             refresh_vote_index(con, in_transaction=True)
+        if 2 <= current < 4:  # fits stored before their per-pair school votes were
+            from warehouse.pair_votes import backfill_pair_school_votes
+
+            backfill_pair_school_votes(con)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

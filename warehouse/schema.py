@@ -259,12 +259,24 @@ _V3_VOTE_INDEX: Final = (
     """,
 )
 
+_V4_PAIR_SCHOOL_VOTES: Final = (
+    """
+    CREATE TABLE pair_school_votes (
+        fit_id VARCHAR NOT NULL,
+        pair_id VARCHAR NOT NULL,
+        w DOUBLE[] NOT NULL,            -- [pooled, school 0, school 1, ...] careful-weighted
+        share_1 DOUBLE[] NOT NULL       -- the same schools' shares for response 1 (NULL: no vote)
+    )
+    """,
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "raw comparisons, texts, reviewers, batches, quarantine", _V1),
     Migration(2, "public output tables: fits, estimates, weights, reward runs", _V2_OUTPUTS),
     Migration(
         3, "vote index: reviewer-named comparisons, integer-coded, in time order", _V3_VOTE_INDEX
     ),
+    Migration(4, "per-pair votes by school, stored with each fit", _V4_PAIR_SCHOOL_VOTES),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

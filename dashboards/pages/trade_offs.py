@@ -3,7 +3,6 @@
 import polars as pl
 import streamlit as st
 
-from analytics.tradeoffs import school_prevalence
 from dashboards import charts, data
 from dashboards.pages._common import NO_FIT, download, warehouse
 
@@ -33,8 +32,7 @@ st.dataframe(shown, hide_index=True, width="stretch")
 download(shown, "tradeoffs")
 
 st.header("What if we weighted the schools differently?")
-votes = data.votes(k, fit_id)
-prevalence = school_prevalence(votes)
+prevalence = data.school_prevalence(k, fit_id)
 if not prevalence:
     st.info("The what-if needs schools: run `dissensus fit` (and optionally train a multi-head "
             "reward model) first.")

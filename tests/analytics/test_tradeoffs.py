@@ -5,9 +5,12 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from analytics import tradeoffs as tr
 from warehouse.db import connect_memory
+from warehouse.pair_votes import store_pair_school_votes
 
 
 @pytest.fixture
@@ -52,9 +55,9 @@ def test_votes_without_a_fit_pool_everyone(con: duckdb.DuckDBPyConnection) -> No
     votes = tr.school_votes(con, None)
     assert tr.school_names(votes) == ["all"]
     ae = votes.filter(pl.col("pair_id") == "p_ae").row(0, named=True)
-    assert ae["w"] == 3 and ae["share_1"] == pytest.approx(2 / 3)
+    assert ae["w:all"] == 3 and ae["share_1:all"] == pytest.approx(2 / 3)
     er = votes.filter(pl.col("pair_id") == "p_er").row(0, named=True)
-    assert er["share_1"] == pytest.approx(2.5 / 3)  # a tie counts 1/2
+    assert er["share_1:all"] == pytest.approx(2.5 / 3)  # a tie counts 1/2
     assert tr.school_prevalence(votes) == {}
 
 
@@ -63,8 +66,8 @@ def test_votes_by_school_follow_the_fit(con: duckdb.DuckDBPyConnection) -> None:
     assert tr.latest_fit_id(con) == fit
     votes = tr.school_votes(con, fit)
     assert tr.school_names(votes) == ["all", "school 0", "school 1"]
-    ae = {r["school"]: r for r in votes.filter(pl.col("pair_id") == "p_ae").iter_rows(named=True)}
-    assert ae["school 0"]["share_1"] == 1.0 and ae["school 1"]["share_1"] == 0.0
+    ae = votes.filter(pl.col("pair_id") == "p_ae").row(0, named=True)
+    assert ae["share_1:school 0"] == 1.0 and ae["share_1:school 1"] == 0.0
     assert tr.school_prevalence(votes) == pytest.approx({"school 0": 6 / 9, "school 1": 3 / 9})
 
 
@@ -132,3 +135,191 @@ def test_tag_preferences(con: duckdb.DuckDBPyConnection) -> None:
     # school 1 always picks E; school 0: against A 0/2, against R 0.75 -> (0 + 0 + 0.5 + 1) / 4
     assert by["school 1"] == pytest.approx(1.0)
     assert by["school 0"] == pytest.approx((0 + 0 + 1 + 0.5) / 4)
+
+
+def test_stored_votes_equal_the_computed_ones(con: duckdb.DuckDBPyConnection) -> None:
+    fit = _fit(con)
+    computed = tr.school_votes(con, fit).sort("pair_id")
+    assert store_pair_school_votes(con, fit) == 3
+    stored = tr.school_votes(con, fit).sort("pair_id")
+    assert stored.columns == computed.columns
+    for column in stored.columns:
+        a, b = stored[column].to_list(), computed[column].to_list()
+        assert a == pytest.approx(b) if stored[column].dtype == pl.Float64 else a == b
+
+
+# ---- the array book against a plain, row-by-row reference ------------------------------------
+
+SCHOOLS = ["all", "school 0", "school 1"]
+
+
+def _reference_pick(scores: dict[str, float], members: list[str]) -> str | None:
+    scored = [r for r in members if r in scores]
+    if not scored:
+        return None
+    top = max(scores[r] for r in scored)
+    return min(r for r in scored if scores[r] == top)
+
+
+def _reference(world: dict, source: str) -> dict[str, dict[str, float | None]]:
+    """Rates and satisfaction per category for one source, by plain loops."""
+    responses, pairs, scores = world["responses"], world["pairs"], world["scores"][source]
+    prompts: dict[str, list[str]] = {}
+    for rid, r in responses.items():
+        prompts.setdefault(r["prompt_id"], []).append(rid)
+    sums: dict[str, dict[str, list[float]]] = {}
+
+    def add(cat: str, name: str, value: float, weight: float = 1.0) -> None:
+        for key in (cat, "(all)"):
+            s = sums.setdefault(key, {}).setdefault(name, [0.0, 0.0])
+            s[0] += value * weight
+            s[1] += weight
+
+    for pid, members in prompts.items():
+        pick = _reference_pick(scores, members)
+        if pick is None:
+            continue
+        cat, chosen = world["category"][pid], responses[pick]
+        alternative = any(not responses[r]["refusal"] and not responses[r]["hallucination"]
+                          for r in members)
+        add(cat, "n_prompts", 1.0)
+        add(cat, "refusal_rate", float(chosen["refusal"]))
+        add(cat, "false_refusal_rate", float(chosen["refusal"] and alternative))
+        add(cat, "hallucination_rate", float(chosen["hallucination"]))
+        if cat in tr.URGENT_CATEGORIES:
+            add(cat, "escalation_rate", float(chosen["escalation"]))
+    for pair in pairs:
+        r1, r2 = pair["response_1_id"], pair["response_2_id"]
+        if r1 not in scores or r2 not in scores:
+            continue
+        cat = world["category"][pair["prompt_id"]]
+        for school in SCHOOLS:
+            w, share = pair[f"w:{school}"], pair[f"share_1:{school}"]
+            if not w:
+                continue
+            agree = share if scores[r1] > scores[r2] else (
+                1 - share if scores[r1] < scores[r2] else 0.5)
+            add(cat, f"satisfaction_{school}", agree, w)
+    return {cat: {name: (s[0] / s[1] if s[1] else None) if name != "n_prompts" else s[0]
+                  for name, s in by.items()} for cat, by in sums.items()}
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> dict:
+    categories = ["urgent_symptoms", "billing", "(none)"]
+    responses, category, pairs = {}, {}, []
+    for p in range(draw(st.integers(1, 5))):
+        pid = f"p{draw(st.integers(0, 99))}-{p}"
+        category[pid] = draw(st.sampled_from(categories))
+        members = [f"r{draw(st.integers(0, 999)):03d}-{p}-{i}"
+                   for i in range(draw(st.integers(1, 4)))]
+        for rid in members:
+            flags = {f: draw(st.booleans()) for f in tr.FLAGS}
+            responses[rid] = {"prompt_id": pid, **flags}
+        for i, a in enumerate(members):
+            for b in members[i + 1:]:
+                if draw(st.booleans()):
+                    pair = {"pair_id": f"{a}|{b}", "prompt_id": pid, "response_1_id": a,
+                            "response_2_id": b}
+                    for school in SCHOOLS:
+                        w = draw(st.sampled_from([0.0, 0.5, 1.0, 2.5]))
+                        pair[f"w:{school}"] = w or None
+                        pair[f"share_1:{school}"] = draw(st.sampled_from(
+                            [0.0, 0.25, 0.5, 1.0])) if w else None
+                    pairs.append(pair)
+    scores = {}
+    for source in ("reward: school_0", "reward: school_1", "other"):
+        scores[source] = {r: float(draw(st.integers(0, 3))) for r in responses
+                          if draw(st.integers(0, 4))}
+    return {"responses": responses, "category": category, "pairs": pairs, "scores": scores}
+
+
+def _frames(world: dict) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    rows = [{"response_id": rid, "prompt_id": r["prompt_id"],
+             "category": world["category"][r["prompt_id"]],
+             "tags": [f for f in tr.FLAGS if r[f]], **{f: r[f] for f in tr.FLAGS}}
+            for rid, r in world["responses"].items()]
+    responses = pl.DataFrame(rows, schema={"response_id": pl.String, "prompt_id": pl.String,
+                                           "category": pl.String, "tags": pl.List(pl.String),
+                                           **{f: pl.Boolean for f in tr.FLAGS}})
+    vote_schema = {c: pl.String for c in ("pair_id", "prompt_id", "response_1_id",
+                                          "response_2_id")}
+    vote_schema |= {f"{k}:{s}": pl.Float64 for s in SCHOOLS for k in ("w", "share_1")}
+    votes = pl.DataFrame(world["pairs"], schema=vote_schema)
+    scores = pl.DataFrame(
+        [{"response_id": r, "prompt_id": world["responses"][r]["prompt_id"], "source": src,
+          "score": v} for src, by in world["scores"].items() for r, v in by.items()],
+        schema={"response_id": pl.String, "prompt_id": pl.String, "source": pl.String,
+                "score": pl.Float64})
+    return responses, votes, scores
+
+
+@settings(max_examples=60, deadline=None)
+@given(world=worlds())
+def test_book_matches_a_row_by_row_reference(world: dict) -> None:
+    responses, votes, scores = _frames(world)
+    table = tr.category_tradeoffs(scores, votes, responses)
+    for source in world["scores"]:
+        expected = _reference(world, source)
+        got = {r["category"]: r for r in table.filter(pl.col("source") == source)
+               .iter_rows(named=True)}
+        assert set(got) == set(expected)
+        for cat, values in expected.items():
+            for name in ("n_prompts", *tr_rates(), *(f"satisfaction_{s}" for s in SCHOOLS)):
+                want = values.get(name)
+                assert got[cat][name] == (pytest.approx(want) if want is not None else None), (
+                    source, cat, name)
+    # picks: the array book and the frame-level `preferred` agree
+    book = tr.TradeoffBook.build(responses, votes, scores, reviewer_sources=False)
+    frame_picks = tr.preferred(scores)
+    for source in world["scores"]:
+        if source not in book.sources:  # a source that scored nothing picks nothing
+            assert frame_picks.filter(pl.col("source") == source).height == 0
+            continue
+        picks = book.picks(book.sources[source])
+        got = {book.prompt_ids[p]: book.response_ids[i] for p, i in enumerate(picks) if i >= 0}
+        want = dict(frame_picks.filter(pl.col("source") == source)
+                    .select("prompt_id", "response_id").iter_rows())
+        assert got == want
+
+
+def tr_rates() -> tuple[str, ...]:
+    return ("refusal_rate", "escalation_rate", "false_refusal_rate", "hallucination_rate")
+
+
+@settings(max_examples=40, deadline=None)
+@given(world=worlds())
+def test_book_reviewer_scores_and_what_if_match_the_frames(world: dict) -> None:
+    responses, votes, scores = _frames(world)
+    book = tr.TradeoffBook.build(responses, votes, reviewer_sources=True)
+    frame = tr.reviewer_scores(votes)
+    for source, arr in book.reviewer_sources().items():
+        want = dict(frame.filter(pl.col("source") == source)
+                    .select("response_id", "score").iter_rows())
+        got = {book.response_ids[i]: v for i, v in enumerate(arr) if v == v}
+        assert got.keys() == want.keys()
+        assert [got[k] for k in sorted(got)] == pytest.approx([want[k] for k in sorted(want)])
+    # the what-if against a frame-level combination: sum_k w_k z_k / sum_k w_k over the heads
+    # that scored the response (a head with weight 0 still counts as a 0 term)
+    weights, baseline = {"school 0": 1.0, "school 1": 3.0}, {"school 0": 1.0, "school 1": 0.0}
+    heads = {"school 0": "reward: school_0", "school 1": "reward: school_1"}
+    assume(all(scores.filter(pl.col("source") == h).height for h in heads.values()))
+    result = tr.what_if(scores, votes, responses, weights, baseline=baseline)
+
+    def combined(w: dict[str, float]) -> pl.DataFrame:
+        parts = []
+        for school, head in heads.items():
+            part = scores.filter(pl.col("source") == head)
+            sd = (part["score"].std() if part.height > 1 else None) or 1.0
+            parts.append(part.select("response_id", "prompt_id", (
+                w[school] / sum(w.values()) * (pl.col("score") - part["score"].mean()) / sd
+            ).alias("score")))
+        return pl.concat(parts).group_by("response_id", "prompt_id").agg(
+            pl.col("score").sum()).with_columns(source=pl.lit("x"))
+
+    both = tr.preferred(combined(baseline)).join(tr.preferred(combined(weights)),
+                                                 on="prompt_id", suffix="_after")
+    assert result.n_prompts == both.height
+    changed = both.filter(pl.col("response_id") != pl.col("response_id_after"))
+    assert result.n_changed == changed.height
+    assert set(result.changes["prompt_id"].to_list()) == set(changed["prompt_id"].to_list())

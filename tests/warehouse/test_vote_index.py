@@ -113,7 +113,8 @@ def test_an_upgraded_warehouse_gets_its_index(tmp_path: Path) -> None:
     con.execute("DROP TABLE vote_index")
     con.execute("DROP TABLE vote_index_reviewers")
     con.execute("DROP TABLE vote_index_state")
-    con.execute("DELETE FROM schema_version WHERE version = 3")
+    con.execute("DROP TABLE pair_school_votes")
+    con.execute("DELETE FROM schema_version WHERE version >= 3")
     con.close()
     ro = connect(db, read_only=True)
     assert read_vote_index(ro) is None  # read-only never migrates: computed instead
