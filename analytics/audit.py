@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import duckdb
 import polars as pl
-from scipy.stats import spearmanr
 
 from analytics import consistency as cs
 from analytics.audit_config import AuditConfig
@@ -58,7 +57,7 @@ def speed_vs_reliability(
     df = sp.select("reviewer_id", "median_seconds", "speed_ratio", "fast").join(
         rel.select("reviewer_id", "reliability"), on="reviewer_id", how="inner"
     )
-    rho = float(spearmanr(df["median_seconds"], df["reliability"])[0]) if df.height > 2 else None
+    rho = cs.spearman(df["median_seconds"], df["reliability"]) if df.height > 2 else None
     pool = float(df["reliability"].median()) if df.height else 0.0  # type: ignore[arg-type]
     return df.with_columns(spearman_rho=pl.lit(rho, pl.Float64)).with_columns(
         verdict=pl.when(pl.col("fast") & (pl.col("reliability") < pool))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import polars as pl
+from scipy.special import betaincinv
 
 from analytics.audit_votes import Votes, load_votes, require_reviewers
 
@@ -154,8 +155,6 @@ def reliability_from(
     start: float = 0.7,
 ) -> pl.DataFrame:
     """:func:`model_free_reliability` from ``votes``."""
-    from scipy.stats import beta
-
     first = votes.unique
     r = first["r"].to_numpy()
     p = first["p"].to_numpy()
@@ -196,7 +195,7 @@ def reliability_from(
             "reviewer_id": votes.reviewer_ids,
             "n_votes": n_r.astype(np.int64),
             "reliability": q,
-            "reliability_low": beta.ppf(tail, a_post, b_post),
-            "reliability_high": beta.ppf(1 - tail, a_post, b_post),
+            "reliability_low": betaincinv(a_post, b_post, tail),
+            "reliability_high": betaincinv(a_post, b_post, 1 - tail),
         }
     )

@@ -23,7 +23,7 @@ from functools import lru_cache
 import duckdb
 import numpy as np
 import polars as pl
-from scipy.stats import beta, binom
+from scipy.special import bdtr, bdtrc, betaincinv
 
 from analytics.audit_drift import drift, drift_series
 from analytics.audit_votes import (
@@ -54,9 +54,32 @@ def clopper_pearson(k: np.ndarray, n: np.ndarray, level: float = 0.9) -> tuple[n
     inverse = inverse.reshape(-1)
     tail = (1 - level) / 2
     with np.errstate(invalid="ignore", divide="ignore"):
-        low = np.where(k > 0, beta.ppf(tail, k, n - k + 1), 0.0)
-        high = np.where(k < n, beta.ppf(1 - tail, k + 1, n - k), 1.0)
+        low = np.where(k > 0, betaincinv(k, n - k + 1, tail), 0.0)
+        high = np.where(k < n, betaincinv(k + 1, n - k, 1 - tail), 1.0)
     return np.where(n > 0, low, np.nan)[inverse], np.where(n > 0, high, np.nan)[inverse]
+
+
+def binom_cdf(k: np.ndarray, n: np.ndarray, p: float) -> np.ndarray:
+    """P(X <= k) for X ~ Binomial(n, p) (0 for k < 0); scipy.special, not the slow-to-import
+    scipy.stats."""
+    k = np.asarray(k, dtype=float)
+    return np.where(k < 0, 0.0, bdtr(np.maximum(k, 0), n, p))
+
+
+def binom_sf(k: np.ndarray, n: np.ndarray, p: float) -> np.ndarray:
+    """P(X > k) for X ~ Binomial(n, p) (1 for k < 0)."""
+    k = np.asarray(k, dtype=float)
+    return np.where(k < 0, 1.0, bdtrc(np.maximum(k, 0), n, p))
+
+
+def spearman(a: pl.Series, b: pl.Series) -> float:
+    """Spearman's rank correlation (average ranks for ties; NaN when either has a missing
+    value, as scipy's ``spearmanr``)."""
+    frame = pl.DataFrame({"a": a, "b": b}).fill_nan(None)
+    if frame.null_count().sum_horizontal().item():
+        return float("nan")
+    value = frame.select(pl.corr("a", "b", method="spearman")).item()
+    return float(value) if value is not None else float("nan")
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
@@ -127,7 +150,7 @@ def _position_bias(
         rate = np.where(n > 0, k / np.maximum(n, 1), np.nan)
         p = np.where(
             n > 0,
-            np.minimum(1.0, 2 * np.minimum(binom.cdf(k, n, 0.5), binom.sf(k - 1, n, 0.5))),
+            np.minimum(1.0, 2 * np.minimum(binom_cdf(k, n, 0.5), binom_sf(k - 1, n, 0.5))),
             np.nan,
         )
     q = benjamini_hochberg(p)
@@ -188,7 +211,7 @@ def _tie_use(df: pl.DataFrame, alpha: float, overuse_ratio: float, level: float)
     pool = t.sum() / max(n.sum(), 1)
     rate = t / np.maximum(n, 1)
     ratio = rate / pool if pool > 0 else np.where(t > 0, np.inf, 1.0)
-    p = binom.sf(t - 1, n, pool) if pool > 0 else np.where(t > 0, 0.0, 1.0)
+    p = binom_sf(t - 1, n, pool) if pool > 0 else np.where(t > 0, 0.0, 1.0)
     low, high = clopper_pearson(t, n, level)
     over = (p < alpha) & (ratio >= overuse_ratio)
     verdict = [

@@ -40,6 +40,7 @@ def _sign_in() -> None:
 
 
 st.set_page_config(page_title="dissensus", page_icon=":material/balance:", layout="wide")
+data.start_preload()
 _sign_in()
 pages = [
     st.Page(HERE / "pages" / "overview.py", title="Overview", icon=":material/home:", default=True),

@@ -12,9 +12,11 @@ The database path comes from ``--db PATH`` after ``--`` on the ``streamlit run``
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +33,22 @@ from warehouse.errors import DissensusError, EmptyDataError
 
 Key = tuple[str, str]
 SPINNER = "Querying the warehouse…"
+PRELOAD_MODULES: tuple[str, ...] = ("analytics.audit", "analytics.consistency")
+_preload_lock = threading.Lock()
+_preload: threading.Thread | None = None
+
+
+def start_preload() -> threading.Thread:
+    """Import the analytics the heavier pages need in a background thread, once per server, so
+    the first visit to those pages does not wait for the imports."""
+    global _preload
+    with _preload_lock:
+        if _preload is None:
+            _preload = threading.Thread(
+                target=lambda: [importlib.import_module(m) for m in PRELOAD_MODULES],
+                name="dissensus-preload", daemon=True)
+            _preload.start()
+        return _preload
 
 
 def db_path() -> Path:
