@@ -120,7 +120,10 @@ def fit_report_lines(outcome: FitOutcome) -> list[str]:
         lines.append(f"  method: {diagnostics['method_reason']}")
     table = diagnostics.get("loo_table")
     if table:
-        lines.append(f"  schools compared by {diagnostics.get('loo_method', 'LOO')}:")
+        sample = diagnostics.get("k_selection_sample")
+        on = (f" on a sample of {sample['pairs']:,} pairs ({sample['comparisons']:,} comparisons)"
+              if sample else "")
+        lines.append(f"  schools compared by {diagnostics.get('loo_method', 'LOO')}{on}:")
         for row in table:
             mark = "  <- chosen" if row.get("chosen") else ""
             lines.append(

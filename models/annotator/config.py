@@ -117,6 +117,11 @@ class AnnotatorConfig(BaseModel):
     k_selection_min_gain: float = Field(
         4.0, ge=0.0, description="Auto K: minimum elpd gain (log units) for more schools."
     )
+    k_selection_max_comparisons: int = Field(
+        250_000, ge=1_000, description="Auto K with the EM on more comparisons than this: "
+        "compare K = 1, 2, 3 on a random sample of pairs holding about this many comparisons, "
+        "then fit only the chosen K on all of them, started from the sample's fit."
+    )
 
     @field_validator("n_schools")
     @classmethod

@@ -4,9 +4,11 @@
 exact NUTS (``nuts_max_comparisons``), and says which it chose. ``n_schools="auto"`` fits
 K = 1, 2 (and 3 when 2 beat 1) and keeps the larger K only when its expected log predictive
 density (elpd) beats the smaller by ``k_selection_se`` standard errors of the difference and by
-``k_selection_min_gain`` (log units). The elpd is leave-one-out (Vehtari, Gelman & Gabry 2017):
-for the EM the cavity approximation of BP (each judgment predicted with its own message
-removed), for NUTS PSIS-LOO from arviz over reviewer-level log-likelihoods.
+``k_selection_min_gain`` (log units); with more than ``k_selection_max_comparisons``
+comparisons, on a random sample of pairs, and only the chosen K on all data. The elpd is
+leave-one-out (Vehtari, Gelman & Gabry 2017): for the EM the cavity approximation of BP (each
+judgment predicted with its own message removed), for NUTS PSIS-LOO from arviz over
+reviewer-level log-likelihoods.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .config import AnnotatorConfig
 from .data import EncodedFrame
 from .decomposition import PairDecomposition, Population, decompose_states
 from .grid_em import GridEM, GridSettings, GridState
+from .selection import expand_state, initial_schools, sample_pairs
 
 FloatArray = NDArray[np.float64]
 Progress = Callable[[str, float], None]
@@ -195,25 +198,38 @@ def choose_k(pointwise: dict[int, FloatArray], config: AnnotatorConfig) -> tuple
 def fit_em(
     enc: EncodedFrame, config: AnnotatorConfig, progress: Progress | None = None
 ) -> FitResult:
-    """Grid EM for a fixed K, or K = 1, 2, 3 compared by cavity LOO when ``n_schools='auto'``."""
+    """Grid EM for a fixed K, or K = 1, 2, 3 compared by cavity LOO when ``n_schools='auto'``
+    (on a sample of pairs when the data are large, see :mod:`.selection`)."""
     start = time.perf_counter()
-    ks = [1, 2, 3] if config.n_schools == "auto" else [int(config.n_schools)]
+    auto = config.n_schools == "auto"
+    data = enc.judgments
+    sampled = auto and data.n > config.k_selection_max_comparisons
+    reviewers = None
+    if sampled:
+        select_data, reviewers = sample_pairs(data, config.k_selection_max_comparisons,
+                                              config.seed)
+    else:
+        select_data = data
+    ks = [1, 2, 3] if auto else [int(config.n_schools)]
     states: dict[int, GridState] = {}
-    timings: dict[int, tuple[float, int]] = {}
+    timings: list[dict[str, Any]] = []
     warm: GridState | None = None
+    on = "a sample, " if sampled else ""
     for k in ks:
-        if k == 3 and config.n_schools == "auto" and 2 in states:
+        if k == 3 and auto and 2 in states:
             ok, _ = choose_k({1: states[1].loo, 2: states[2].loo}, config)
             if ok == 1:
                 break  # two schools did not beat one: three will not be needed
 
-        def cb(it: int, total: int, k: int = k) -> None:
+        def cb(it: int, total: int, label: str = f"EM on {on}{k} school{'s' if k > 1 else ''}"
+               ) -> None:
             if progress is not None:
-                progress(f"EM, {k} school{'s' if k > 1 else ''}", it / total)
+                progress(label, it / total)
 
         t_k = time.perf_counter()
-        states[k] = GridEM(enc.judgments, grid_settings(config, k)).run(warm=warm, callback=cb)
-        timings[k] = (time.perf_counter() - t_k, states[k].n_iter)
+        states[k] = GridEM(select_data, grid_settings(config, k)).run(warm=warm, callback=cb)
+        timings.append({"n_schools": k, "seconds": round(time.perf_counter() - t_k, 2),
+                        "iterations": states[k].n_iter, "data": "sample" if sampled else "all"})
         if k == 1:
             warm = states[1]
     if len(states) > 1:
@@ -221,11 +237,26 @@ def fit_em(
     else:
         chosen = ks[0]
         table = [loo_row(states[chosen].loo, chosen, None)]
-    result = summarise_grid(states[chosen], enc, config, time.perf_counter() - start)
+    final = states[chosen]
+    if sampled and reviewers is not None:
+        seed_state = expand_state(final, reviewers, data.n_reviewers)
+        t_k = time.perf_counter()
+
+        def cb_all(it: int, total: int) -> None:
+            if progress is not None:
+                progress(f"EM on all data, {chosen} school{'s' if chosen > 1 else ''}",
+                         it / total)
+
+        final = GridEM(data, grid_settings(config, chosen)).run(
+            school_init=initial_schools(seed_state) if chosen > 1 else None,
+            warm=seed_state, callback=cb_all)
+        timings.append({"n_schools": chosen, "seconds": round(time.perf_counter() - t_k, 2),
+                        "iterations": final.n_iter, "data": "all"})
+    result = summarise_grid(final, enc, config, time.perf_counter() - start)
     warnings = list(enc.warnings)
-    if not states[chosen].converged:
+    if not final.converged:
         warnings.append(
-            f"EM stopped after {states[chosen].n_iter} iterations before converging "
+            f"EM stopped after {final.n_iter} iterations before converging "
             f"(tol {config.tol}); raise max_iter"
         )
     result.diagnostics.update(
@@ -234,8 +265,9 @@ def fit_em(
             "loo_table": table,
             "n_schools_chosen": chosen,
             "n_schools_mode": str(config.n_schools),
-            "fits": [{"n_schools": k, "seconds": round(t, 2), "iterations": it}
-                     for k, (t, it) in timings.items()],
+            "k_selection_sample": {"pairs": select_data.n_pairs, "comparisons": select_data.n,
+                                   "reviewers": select_data.n_reviewers} if sampled else None,
+            "fits": timings,
             "r_hat_max": None,
             "ess_min": None,
             "divergences": None,
