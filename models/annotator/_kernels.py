@@ -63,7 +63,8 @@ def pair_pass(
     s: np.ndarray,
     a_msg: np.ndarray,
     b_msg: np.ndarray,
-    table: np.ndarray,
+    tables: np.ndarray,
+    lev: np.ndarray,
     m2: np.ndarray,
     b_half: int,
     midx: np.ndarray,
@@ -76,7 +77,8 @@ def pair_pass(
     """Sweep over pairs: messages judgment -> pair, beliefs, cavities, messages back.
 
     ``a_msg[v, k, b]`` and ``b_msg[v]`` carry the reviewer's cavity (careful weight per school
-    and bias; lapse term). ``m2[m]`` is the table index of lattice margin ``m`` (half steps).
+    and bias; lapse term). ``m2[m]`` is the table index of lattice margin ``m`` (half steps);
+    ``tables[lev[v]]`` is the careful table at the tie threshold of judgment ``v``'s reviewer.
     Fills ``post[j]``, ``ec[v, k, b] = E_cavity P_c(y_v | m_k + b s_v)``, the leave-one-out
     predictive ``z[v]`` and ``stats[v] = (d/dtau, d2/dtau2)`` of the expected careful log-lik.
     """
@@ -96,6 +98,7 @@ def pair_pass(
         for i in range(nv):
             v = v0 + i
             yy = y[v] + 1
+            table = tables[lev[v]]
             for k in range(n_k):
                 for m in range(n_m):
                     acc = 0.0
@@ -125,6 +128,7 @@ def pair_pass(
         for i in range(nv):
             v = v0 + i
             yy = y[v] + 1
+            table = tables[lev[v]]
             q[:, :] = 0.0
             ctot = 0.0
             for st in range(n_states):

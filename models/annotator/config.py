@@ -86,6 +86,17 @@ class AnnotatorConfig(BaseModel):
         10.0, gt=0, description="Beta-prior strength pulling a reviewer's lapse tilt toward "
         "the population's."
     )
+    tie_per_reviewer: bool = Field(
+        False, description="EM: give each reviewer a tie threshold of their own (some reviewers "
+        "say 'equal' far more often than others), shrunk toward the population's by a normal "
+        "prior with sd tie_threshold_sd. Off by default: lapses never say 'equal', so a free "
+        "threshold lets 'never ties' explain away part of the evidence for rushing (fewer "
+        "rushed reviewers caught on the demo world)."
+    )
+    tie_threshold_sd: float = Field(
+        0.3, gt=0, description="EM: prior sd of a reviewer's tie threshold around the "
+        "population's (logit scale)."
+    )
     interval_mass: float = Field(0.94, gt=0.5, lt=1.0, description="Credible interval mass.")
     flag_min_reliability: float = Field(
         0.8, gt=0.5, lt=1.0, description="A reviewer is flagged when their reliability is "

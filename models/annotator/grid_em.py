@@ -47,6 +47,14 @@ from .priors import PairPrior, regrid, smooth_grid
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+TIE_STEP = 0.02
+"""Per-reviewer tie thresholds are used at this resolution (one careful table per value)."""
+
+
+def tie_levels(tau_r: FloatArray) -> tuple[FloatArray, IntArray]:
+    """The distinct thresholds and each reviewer's index among them."""
+    levels, level_of = np.unique(np.asarray(tau_r, dtype=float), return_inverse=True)
+    return np.maximum(levels, 1e-3), level_of.reshape(-1).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,8 @@ class GridSettings:
     bias_limit: float = 2.0
     smoothing: float = 1.0
     tilt_concentration: float = 10.0
+    tie_per_reviewer: bool = False
+    tie_sd: float = 0.3
     max_iter: int = 150
     tol: float = 1e-3
     seed: int = 0
@@ -177,6 +187,13 @@ class GridState:
     loo: FloatArray = field(repr=False)  # (N,) log p(y_n | y_-n), cavity approximation
     n_iter: int = 0
     converged: bool = False
+    tau_r: FloatArray | None = field(default=None, repr=False)  # (R,) per-reviewer thresholds
+
+    def reviewer_tau(self) -> FloatArray:
+        """Each reviewer's tie threshold (the population's when not estimated per reviewer)."""
+        if self.tau_r is not None:
+            return self.tau_r
+        return np.full(self.gamma.shape[0], self.tau)
 
     @property
     def n_schools(self) -> int:
@@ -220,21 +237,24 @@ class GridEM:
         self.post_dtype = np.float32 if big else np.float64
 
     def _pair_pass(
-        self, a_msg: FloatArray, b_msg: FloatArray, tau: float, log_prior_s: FloatArray
+        self, a_msg: FloatArray, b_msg: FloatArray, tau_r: FloatArray, log_prior_s: FloatArray
     ) -> dict[str, FloatArray]:
         d, lat = self.d, self.lat
         ec = np.empty((d.n, self.cfg.n_schools, self.bias.size))
         z = np.empty(d.n)
         stats = np.empty((d.n, 2))
         post = np.empty((d.n_pairs, lat.n_states), dtype=self.post_dtype)
-        table = careful_table(self.x, float(tau))
+        # one careful table per distinct (rounded) reviewer threshold
+        levels, level_of = tie_levels(tau_r)
+        tables = np.stack([careful_table(self.x, float(t)) for t in levels])
+        lev = level_of[d.reviewer]
         k_n, n_b = self.cfg.n_schools, self.bias.size
         if a_msg.shape != (d.n, k_n, n_b) or b_msg.shape != (d.n,) or log_prior_s.shape != (
             lat.n_states,
         ):
             raise ValueError("grid EM: message or prior shapes do not match the lattice")
         pair_pass(
-            self.starts, d.y, d.s, a_msg, b_msg, table, self.m2, self.b_half, lat.midx,
+            self.starts, d.y, d.s, a_msg, b_msg, tables, lev, self.m2, self.b_half, lat.midx,
             np.ascontiguousarray(log_prior_s), post, ec, z, stats,
         )
         return {"ec": ec, "z": z, "post": post, "g_tau": stats[:, 0], "h_tau": stats[:, 1]}
@@ -255,6 +275,27 @@ class GridEM:
         )
         return post, a_msg, b_msg
 
+    def _tie_step(self, g: FloatArray, h: FloatArray, tau: float,
+                  tau_r: FloatArray) -> tuple[float, FloatArray]:
+        """One Newton step on the expected careful log-likelihood (log-concave in tau).
+
+        With ``tie_per_reviewer`` each reviewer's threshold gets its own step under the
+        hierarchical prior ``tau_r ~ N(tau, tie_sd^2)`` and ``tau`` becomes their mean;
+        otherwise one threshold is shared.
+        """
+        cfg, d = self.cfg, self.d
+        if not cfg.tie_per_reviewer:
+            step = float(g.sum()) / min(float(h.sum()), -1e-6)
+            tau = float(np.clip(tau - np.clip(step, -0.5, 0.5), 1e-3, 5.0))
+            return tau, np.full(d.n_reviewers, tau)
+        prec = 1.0 / cfg.tie_sd**2
+        g_r = np.bincount(d.reviewer, g, d.n_reviewers) - prec * (tau_r - tau)
+        h_r = np.minimum(np.bincount(d.reviewer, h, d.n_reviewers), 0.0) - prec
+        # half steps: a full Newton step on the expected log-likelihood overshoots the EM fixed
+        # point here and settles into a two-cycle
+        tau_r = np.clip(tau_r - 0.5 * np.clip(g_r / h_r, -0.5, 0.5), 1e-3, 5.0)
+        return float(tau_r.mean()), tau_r
+
     def run(
         self,
         school_init: FloatArray | None = None,
@@ -271,14 +312,17 @@ class GridEM:
         rng = np.random.default_rng(cfg.seed)
         if warm is not None:
             gamma, tau, tilt_mean = warm.gamma.copy(), warm.tau, warm.tilt_mean
+            tau_r = warm.reviewer_tau().copy() if cfg.tie_per_reviewer else np.full(r_n, tau)
             g_e = regrid(warm.lapse_prior, warm.lapse_grid, e)
             g_b = regrid(warm.bias_prior, warm.bias_grid, bias)
             ebar = warm.lapse_marginal() @ warm.lapse_grid
         else:
             gamma, tau, tilt_mean = np.full(r_n, 0.6), 0.3, 0.6
+            tau_r = np.full(r_n, tau)
             g_e = smooth_grid(np.exp(-e / 0.08) + 0.05, 0.0)
             g_b = smooth_grid(np.exp(-0.5 * (bias / 0.3) ** 2) + 0.01, 0.0)
             ebar = np.full(r_n, float(g_e @ e))
+        tau_used = np.rint(tau_r / TIE_STEP) * TIE_STEP if cfg.tie_per_reviewer else tau_r
         prior = PairPrior.initial(lat)
         prior_s = prior.state_prior()
         pi = np.full(k_n, 1.0 / k_n)
@@ -294,11 +338,17 @@ class GridEM:
         it = 0
         rev_post = np.zeros((r_n, k_n, e.size, bias.size))
         for it in range(1, cfg.max_iter + 1):
-            st = self._pair_pass(a_msg, b_msg, tau, np.log(prior_s))
+            st = self._pair_pass(a_msg, b_msg, tau_used, np.log(prior_s))
             lapse = np.clip(b_msg / st["z"], 0.0, 1.0)
-            # tie threshold: one Newton step on the expected careful log-lik (log-concave)
-            gt, ht = float(st["g_tau"].sum()), float(st["h_tau"].sum())
-            tau = float(np.clip(tau - np.clip(gt / min(ht, -1e-6), -0.5, 0.5), 1e-3, 5.0))
+            tau, tau_r = self._tie_step(st["g_tau"], st["h_tau"], tau, tau_r)
+            # move a reviewer's threshold in use only when the estimate is well past the next
+            # step: without this hysteresis, estimates at a rounding boundary flip back and
+            # forth and the EM never settles
+            if cfg.tie_per_reviewer:
+                moved = np.abs(tau_r - tau_used) > 1.5 * TIE_STEP
+                tau_used = np.where(moved, np.rint(tau_r / TIE_STEP) * TIE_STEP, tau_used)
+            else:
+                tau_used = tau_r
             # lapse tilt: Beta prior centred on the population tilt
             lam_o = lapse * self.has_order
             tilt_mean = float(
@@ -330,11 +380,12 @@ class GridEM:
                 converged = True
                 break
             prev = summary
-        st = self._pair_pass(a_msg, b_msg, tau, np.log(prior_s))
+        st = self._pair_pass(a_msg, b_msg, tau_used, np.log(prior_s))
         return GridState(
             lattice=lat, lapse_grid=e, bias_grid=bias, school_weights=pi, lapse_prior=g_e,
             bias_prior=g_b, pair_prior=prior, tau=tau, tilt_mean=tilt_mean, gamma=gamma,
             reviewer_post=rev_post, pair_post=st["post"],
             lapse_post=np.clip(b_msg / st["z"], 0.0, 1.0),
             loo=np.log(np.maximum(st["z"], 1e-300)), n_iter=it, converged=converged,
+            tau_r=tau_used,
         )

@@ -90,6 +90,7 @@ def _grid_dataset(model: AnnotatorModel) -> xr.Dataset | None:
             "state_margins": (("state", "school_fit"), state.lattice.margins()),
             "school_weights": (("school_fit",), state.school_weights),
             "gamma": (("reviewer",), state.gamma),
+            "tie_threshold": (("reviewer",), state.reviewer_tau()),
         },
         attrs={"tau": state.tau, "tilt_mean": state.tilt_mean, "n_iter": state.n_iter},
     )

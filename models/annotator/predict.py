@@ -3,10 +3,11 @@
 For a judgment by reviewer ``r`` on pair ``j`` with presentation ``s`` (``+1``: response 1 shown
 first, ``-1``: response 2 first, ``0``: unknown), the model's likelihood (:mod:`.likelihood`) is
 
-    p(y | k, eps, beta, m, gamma_r) = (1 - eps) P_c(y | eta = m_k + beta s, tau)
+    p(y | k, eps, beta, m, gamma_r) = (1 - eps) P_c(y | eta = m_k + beta s, tau_r)
                                       + eps P_l(y | gamma_r, s)
 
-with ``P_c`` the symmetric ordered logit with tie threshold ``tau``::
+with ``P_c`` the symmetric ordered logit with the reviewer's tie threshold ``tau_r`` (the
+population's ``tau`` when thresholds are shared, or for an unknown reviewer)::
 
     P_c(+1) = sigmoid(eta - tau),  P_c(-1) = sigmoid(-eta - tau),
     P_c(0)  = sigmoid(tau - eta) - sigmoid(-tau - eta)
@@ -40,6 +41,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from .grid_em import tie_levels
 from .likelihood import careful_probs, lapse_prob
 
 if TYPE_CHECKING:
@@ -92,13 +94,13 @@ def pair_margins(state: GridState, pairs: IntArray) -> FloatArray:
     return out
 
 
-def careful_tables(state: GridState) -> dict[int, FloatArray]:
+def careful_tables(state: GridState, tau: float) -> dict[int, FloatArray]:
     """``T_s (M, B, 3)`` = ``P_c(y | m + beta s, tau)`` for ``s`` in {-1, 0, 1}, y = (+1, 0, -1)."""
     m = state.lattice.m_values
     out = {}
     for s in (-1, 0, 1):
         eta = m[:, None] + s * state.bias_grid[None, :]
-        out[s] = np.stack(careful_probs(eta, state.tau), axis=-1)
+        out[s] = np.stack(careful_probs(eta, tau), axis=-1)
     return out
 
 
@@ -111,19 +113,23 @@ def predict_grid(
     fitted reviewers (pairs) means unknown and uses the population prior.
     """
     careful_w, lapse_w, gamma = reviewer_weights(state)
-    tables = careful_tables(state)
+    # each reviewer's own tie threshold (the population's for an unknown reviewer)
+    levels, level_of = tie_levels(np.append(state.reviewer_tau(), state.tau))
+    tables = [careful_tables(state, float(t)) for t in levels]
     out = np.empty((reviewer.size, 3))
     for lo in range(0, reviewer.size, _CHUNK):
         sl = slice(lo, lo + _CHUNK)
         r, j, sv = reviewer[sl], pair[sl], s[sl]
         q = pair_margins(state, j)
         p = np.empty((r.size, 3))
-        for value, table in tables.items():
-            rows = np.flatnonzero(sv == value)
-            if rows.size == 0:
-                continue
-            ec = np.einsum("nkm,mbc->nkbc", q[rows], table)
-            p[rows] = np.einsum("nkb,nkbc->nc", careful_w[r[rows]], ec)
+        lev = level_of[r]
+        for level in np.unique(lev):
+            for value, table in tables[level].items():
+                rows = np.flatnonzero((sv == value) & (lev == level))
+                if rows.size == 0:
+                    continue
+                ec = np.einsum("nkm,mbc->nkbc", q[rows], table)
+                p[rows] = np.einsum("nkb,nkbc->nc", careful_w[r[rows]], ec)
         for c, y in enumerate((1, 0, -1)):
             p[:, c] += lapse_w[r] * lapse_prob(np.full(r.size, y), sv, gamma[r])
         out[sl] = p / p.sum(axis=1, keepdims=True)

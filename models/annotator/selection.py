@@ -6,7 +6,7 @@ fitting time, although the LOO differences that decide K are large and stable lo
 than ``k_selection_max_comparisons`` comparisons, K is chosen on a random sample of *pairs*
 (every vote of a sampled pair is kept, so each pair's structure is intact) and only the chosen
 K is fitted on all the data, started from the sample's fit: its population priors, tie
-threshold and lapse tilts, and each reviewer's school probabilities as the initial split, so
+thresholds and lapse tilts, and each reviewer's school probabilities as the initial split, so
 the full fit begins with the schools already found. Reviewers with no vote in the sample start
 from the population.
 """
@@ -53,7 +53,9 @@ def expand_state(state: GridState, reviewers: IntArray, n_reviewers: int) -> Gri
     post[reviewers] = state.reviewer_post
     gamma = np.full(n_reviewers, state.tilt_mean)
     gamma[reviewers] = state.gamma
-    return replace(state, reviewer_post=post, gamma=gamma)
+    tau_r = np.full(n_reviewers, state.tau)
+    tau_r[reviewers] = state.reviewer_tau()
+    return replace(state, reviewer_post=post, gamma=gamma, tau_r=tau_r)
 
 
 def initial_schools(state: GridState) -> FloatArray:

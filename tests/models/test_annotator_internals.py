@@ -85,8 +85,8 @@ def test_pair_pass_matches_numpy_reference(k_n: int) -> None:
     lps = np.log(RNG.random(lat.n_states))
     post, ec = np.empty((n_pairs, lat.n_states)), np.empty((n, k_n, bias.size))
     z, stats = np.empty(n), np.empty((n, 2))
-    pair_pass(starts, y, s, a, b, careful_table(x, tau), m2, b_half, lat.midx, lps, post, ec, z,
-              stats)
+    pair_pass(starts, y, s, a, b, careful_table(x, tau)[None], np.zeros(y.size, np.int64), m2,
+              b_half, lat.midx, lps, post, ec, z, stats)
     eta = lat.margins()[None, :, :, None] + (s[:, None] * bias[None, :])[:, None, None, :]
     pc = np.exp(careful_logp(y[:, None, None, None], eta, tau))
     msg = b[:, None] + np.einsum("nkb,nskb->ns", a, pc)

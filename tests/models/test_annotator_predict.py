@@ -100,3 +100,31 @@ def test_position_bias_shows(world: SyntheticWorld, split) -> None:  # type: ign
         return float(p[np.arange(frame.height), first_col].mean())
 
     assert p_first(biased) > p_first(plain) + 0.05
+
+
+def test_per_reviewer_tie_thresholds_follow_each_reviewers_ties() -> None:
+    world = simulate_synthetic(SyntheticConfig(n_reviewers=40, n_pairs=160, seed=2))
+    frame = model_frame_from_world(world.judgments, world.pairs)
+    # half the reviewers turn some of their decided votes into ties: a habit, not a view
+    rng = np.random.default_rng(0)
+    tie_lovers = set(sorted(frame["reviewer_id"].unique().to_list())[::2])
+    habit = frame["reviewer_id"].is_in(list(tie_lovers)).to_numpy() & (
+        rng.random(frame.height) < 0.3)
+    frame = frame.with_columns(outcome=pl.when(pl.Series(habit)).then(0)
+                               .otherwise(pl.col("outcome")))
+    model = AnnotatorModel(n_schools=1, tie_per_reviewer=True, seed=0).fit(frame)
+    assert model.fit_summary_["diagnostics"]["converged"]
+    state = model.result_.grid_state
+    tau = dict(zip(model.reviewer_estimates_["reviewer_id"].to_list(), state.reviewer_tau(),
+                   strict=True))
+    lovers = np.mean([tau[r] for r in tie_lovers])
+    others = np.mean([t for r, t in tau.items() if r not in tie_lovers])
+    assert lovers > others + 0.2
+    # and the predicted tie probability follows the reviewer, on the same pair
+    one_pair = frame.head(1)
+    lover, other = sorted(tie_lovers)[0], next(r for r in tau if r not in tie_lovers)
+    p_lover = model.predict_proba(one_pair.with_columns(reviewer_id=pl.lit(lover)))[0, 1]
+    p_other = model.predict_proba(one_pair.with_columns(reviewer_id=pl.lit(other)))[0, 1]
+    assert p_lover > p_other
+    shared = AnnotatorModel(n_schools=1, seed=0).fit(frame)
+    assert np.ptp(shared.result_.grid_state.reviewer_tau()) == 0
