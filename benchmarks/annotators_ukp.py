@@ -1,6 +1,7 @@
 """Held-out judgment prediction on UKPConvArg1 (issue 3, "Real data").
 
     .venv/bin/python benchmarks/annotators_ukp.py [--seed 0] [--db PATH] [--no-crowdkit]
+        [--tie-per-reviewer]
 
 Ingests ``shared/data/ukpconvarg1_convincingness`` into a temporary warehouse (or reuses
 ``--db``), holds out 10% of the individual judgments at random (seeded), fits the annotator model
@@ -155,6 +156,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--db", type=Path, help="reuse this warehouse (ingested if missing)")
     parser.add_argument("--no-crowdkit", action="store_true")
+    parser.add_argument("--tie-per-reviewer", action="store_true",
+                        help="fit with AnnotatorConfig(tie_per_reviewer=True): a tie threshold "
+                        "per reviewer instead of one shared")
     args = parser.parse_args()
     tmp = tempfile.TemporaryDirectory()
     db = args.db or Path(tmp.name) / "ukp.duckdb"
@@ -174,11 +178,14 @@ def main() -> None:
           f"(seed {args.seed})")
 
     t = time.perf_counter()
-    model = AnnotatorModel(AnnotatorConfig()).fit(train)
+    config = AnnotatorConfig(tie_per_reviewer=args.tie_per_reviewer)
+    print(f"tie thresholds: {'one per reviewer' if args.tie_per_reviewer else 'one shared'}")
+    model = AnnotatorModel(config).fit(train)
     fit_s = time.perf_counter() - t
     diag = model.fit_summary_["diagnostics"]
     print(f"fit: method {model.fit_summary_['method']}, K = {model.n_schools_} chosen "
-          f"({fit_s:.0f} s); tie threshold {diag['tie_threshold']:.3f}")
+          f"({fit_s:.0f} s); tie threshold {diag['tie_threshold']:.3f} (sd across reviewers "
+          f"{diag['tie_threshold_spread']:.3f})")
     for row in diag["loo_table"]:
         print(f"  K={int(row['n_schools'])}: elpd_loo {row['elpd_loo']:.1f} "
               f"(diff {row.get('elpd_diff', 0.0):+.1f} ± {row.get('dse', 0.0):.1f})"
