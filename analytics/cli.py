@@ -342,12 +342,17 @@ def fit(
     ] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     draws: Annotated[int, typer.Option(help="NUTS: posterior draws per chain.")] = 500,
+    tie_per_reviewer: Annotated[bool, typer.Option(
+        help="EM: a tie threshold per reviewer (for reviewers who differ in how often they "
+             "say 'equal'); off: one shared threshold, which catches rushed reviewers better.")
+    ] = False,
 ) -> None:
     """Fit the annotator model: reliability, schools, noise / pluralism / ambiguity per pair."""
-    run_fit_command(schools, method, seed, draws)
+    run_fit_command(schools, method, seed, draws, tie_per_reviewer)
 
 
-def run_fit_command(schools: str, method: str, seed: int, draws: int) -> None:
+def run_fit_command(schools: str, method: str, seed: int, draws: int,
+                    tie_per_reviewer: bool = False) -> None:
     from analytics.fit_job import fit_report_lines, run_fit
     from models.annotator.config import AnnotatorConfig
 
@@ -358,7 +363,8 @@ def run_fit_command(schools: str, method: str, seed: int, draws: int) -> None:
                             expected="auto, 1, 2 or 3", fix="pass --schools auto"))
         return
     try:
-        config = AnnotatorConfig(n_schools=n_schools, method=method, seed=seed, draws=draws)
+        config = AnnotatorConfig(n_schools=n_schools, method=method, seed=seed, draws=draws,
+                                 tie_per_reviewer=tie_per_reviewer)
     except ValueError as error:
         fail(DissensusError("The fit settings are not valid.", expected=str(error),
                             fix="see `dissensus fit --help`"))

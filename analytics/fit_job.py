@@ -126,10 +126,10 @@ def fit_report_lines(outcome: FitOutcome) -> list[str]:
         lines.append(f"  schools compared by {diagnostics.get('loo_method', 'LOO')}{on}:")
         for row in table:
             mark = "  <- chosen" if row.get("chosen") else ""
-            lines.append(
-                f"    K={int(row['n_schools'])}: elpd_loo {row['elpd_loo']:,.1f} "
-                f"(difference {row['elpd_diff']:+.1f} ± {row['dse']:.1f}){mark}"
-            )
+            versus = (f" (difference {row['elpd_diff']:+.1f} ± {row['dse']:.1f})"
+                      if "elpd_diff" in row else f" ± {row['se']:.1f}")
+            lines.append(f"    K={int(row['n_schools'])}: elpd_loo {row['elpd_loo']:,.1f}"
+                         f"{versus}{mark}")
     reviewers = outcome.model.reviewer_estimates_
     lines.append(f"  reviewers flagged: {int(reviewers['flagged'].sum())} of {reviewers.height}")
     verdicts = diagnostics.get("verdicts", {})

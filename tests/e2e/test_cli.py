@@ -110,3 +110,17 @@ def test_simulate_then_ingest_and_demo(tmp_path: Path) -> None:
     assert [kind for kind, _ in runs] == ["multihead", "weighted"]
     assert all(scores > 0 for _, scores in runs)
     assert (tmp_path / "demo_truth" / "truth_pairs.parquet").exists()
+
+
+def test_fit_with_a_tie_threshold_per_reviewer(tmp_path: Path) -> None:
+    data = tmp_path / "demo"
+    dissensus("simulate", str(data), "--n", "1500", db=tmp_path / "unused.duckdb")
+    db = tmp_path / "w.duckdb"
+    dissensus("ingest", str(data / "comparisons.jsonl"), db=db)
+    out = dissensus("fit", "--schools", "1", "--tie-per-reviewer", db=db)
+    assert "schools: 1" in out.stdout
+    con = duckdb.connect(str(db), read_only=True)
+    config, diagnostics = con.execute("SELECT config, diagnostics FROM fits").fetchall()[0]
+    con.close()
+    assert json.loads(config)["tie_per_reviewer"] is True
+    assert json.loads(diagnostics)["tie_threshold_spread"] > 0
