@@ -43,13 +43,13 @@ st.set_page_config(page_title="dissensus", page_icon=":material/balance:", layou
 data.start_preload()
 _sign_in()
 pages = [
-    st.Page(HERE / "pages" / "overview.py", title="Overview", icon=":material/home:", default=True),
-    st.Page(HERE / "pages" / "reviewer_audit.py", title="Reviewer audit", icon=":material/groups:"),
-    st.Page(HERE / "pages" / "disagreement_explorer.py", title="Disagreement explorer",
+    st.Page(HERE / "views" / "overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page(HERE / "views" / "reviewer_audit.py", title="Reviewer audit", icon=":material/groups:"),
+    st.Page(HERE / "views" / "disagreement_explorer.py", title="Disagreement explorer",
             icon=":material/call_split:"),
-    st.Page(HERE / "pages" / "reward_models.py", title="Reward models",
+    st.Page(HERE / "views" / "reward_models.py", title="Reward models",
             icon=":material/model_training:"),
-    st.Page(HERE / "pages" / "trade_offs.py", title="Trade-offs", icon=":material/balance:"),
+    st.Page(HERE / "views" / "trade_offs.py", title="Trade-offs", icon=":material/balance:"),
 ]
 nav = st.navigation(pages)
 with st.sidebar:

@@ -20,8 +20,8 @@ from analytics import tradeoffs as tr
 from warehouse.db import connect
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboards" / "app.py")
-PAGES = ["pages/overview.py", "pages/reviewer_audit.py", "pages/disagreement_explorer.py",
-         "pages/reward_models.py", "pages/trade_offs.py"]
+PAGES = ["views/overview.py", "views/reviewer_audit.py", "views/disagreement_explorer.py",
+         "views/reward_models.py", "views/trade_offs.py"]
 FAKE_FIT = "fit-FAKE-for-tests"
 FAKE_RUN = "multihead-FAKE-for-tests"
 

@@ -141,11 +141,17 @@ def test_every_page_in_a_browser(server: str, tmp_path: Path) -> None:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        for slug, title in PAGES:
+        # a deep link first, while the server is fresh: that is when a stray pages/ folder
+        # would make Streamlit run the page file alone (no navigation, no sign-in)
+        for slug, title in [PAGES[-1], *PAGES[:-1]]:
             page.goto(f"{server}/{slug}")
             _idle(page)
             assert page.get_by_role("heading", name=title).first.is_visible()
             assert page.locator('[data-testid="stException"]').count() == 0, title
+            # a deep link shows the app's own navigation, not a listing of the source files
+            nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+            assert all(t in nav for _, t in PAGES), nav
+            assert "common" not in nav.lower(), nav
             if slug == "reviewer_audit":
                 assert page.get_by_text("Report card").first.is_visible()
                 chosen = _choose(page, "Reviewer", 2)

@@ -4,7 +4,7 @@ import polars as pl
 import streamlit as st
 
 from dashboards import data
-from dashboards.pages._common import NO_FIT, download, warehouse
+from dashboards.views._common import NO_FIT, download, warehouse
 
 st.title("Overview")
 k, h = warehouse(need_comparisons=False)

@@ -4,7 +4,7 @@ import polars as pl
 import streamlit as st
 
 from dashboards import charts, data
-from dashboards.pages._common import download, warehouse
+from dashboards.views._common import download, warehouse
 
 st.title("Reward models")
 k, h = warehouse()

@@ -4,7 +4,7 @@ import polars as pl
 import streamlit as st
 
 from dashboards import charts, data
-from dashboards.pages._common import NO_FIT, answer_cards, download, warehouse, who
+from dashboards.views._common import NO_FIT, answer_cards, download, warehouse, who
 
 st.title("Reviewer audit")
 k, h = warehouse()

@@ -4,7 +4,7 @@ import polars as pl
 import streamlit as st
 
 from dashboards import charts, data
-from dashboards.pages._common import NO_FIT, answer_cards, download, warehouse
+from dashboards.views._common import NO_FIT, answer_cards, download, warehouse
 
 st.title("Disagreement explorer")
 k, h = warehouse()
