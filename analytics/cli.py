@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.table import Table
 
 from warehouse.db import DB_ENV_VAR, connect, default_db_path
 from warehouse.errors import DissensusError
+
+if TYPE_CHECKING:
+    import duckdb
 
 app = typer.Typer(
     name="dissensus",
@@ -45,6 +48,15 @@ def main(
 def fail(error: DissensusError) -> None:
     errors.print(f"[bold red]error:[/] {error.render()}", highlight=False)
     raise typer.Exit(code=2)
+
+
+def open_warehouse(read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """The warehouse of ``--db``; a failure to open it ends the command with the error in words."""
+    try:
+        return connect(State.db, read_only=read_only)
+    except DissensusError as error:
+        fail(error)
+        raise  # unreachable: fail exits
 
 
 def render_frame(frame, title: str | None = None, max_rows: int = 30) -> Table:
@@ -146,11 +158,7 @@ def ingest(
 @app.command()
 def status() -> None:
     """Counts, ingest batches and a quarantine summary."""
-    try:
-        con = connect(State.db, read_only=True)
-    except DissensusError as error:
-        fail(error)
-        return
+    con = open_warehouse(read_only=True)
     try:
         print_status(con)
     finally:
@@ -187,11 +195,7 @@ def reindex() -> None:
     """Rebuild the stored vote index the reviewer audit reads (ingest keeps it fresh)."""
     from warehouse.vote_index import index_status, refresh_vote_index
 
-    try:
-        con = connect(State.db)
-    except DissensusError as error:
-        fail(error)
-        return
+    con = open_warehouse()
     try:
         with console.status("indexing votes for the reviewer audit"):
             seconds = refresh_vote_index(con)
@@ -211,11 +215,7 @@ def quarantine(
     """List or export rejected rows with file, line, field, reason and the raw text."""
     from warehouse import queries
 
-    try:
-        con = connect(State.db, read_only=True)
-    except DissensusError as error:
-        fail(error)
-        return
+    con = open_warehouse(read_only=True)
     try:
         frame = queries.quarantine_rows(con, batch)
     finally:
@@ -369,11 +369,7 @@ def run_fit_command(schools: str, method: str, seed: int, draws: int,
         fail(DissensusError("The fit settings are not valid.", expected=str(error),
                             fix="see `dissensus fit --help`"))
         return
-    try:
-        con = connect(State.db)
-    except DissensusError as error:
-        fail(error)
-        return
+    con = open_warehouse()
     try:
         with console.status("fitting the annotator model"):
             outcome = run_fit(con, config, db_path=State.db)

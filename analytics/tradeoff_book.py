@@ -33,6 +33,16 @@ def vote_schools(votes: pl.DataFrame) -> list[str]:
     return [c[2:] for c in votes.columns if c.startswith("w:")]
 
 
+def school_sources_of(names: list[str] | set[str]) -> dict[str, str]:
+    """School -> source among source ``names``: a multi-head run's ``reward: school_k`` heads
+    when present, else the reviewers' own per-school scores."""
+    heads = {f"school {s.split('_')[-1]}": s for s in names if s.startswith("reward: school_")}
+    if heads:
+        return dict(sorted(heads.items()))
+    return {s[len(REVIEWERS):]: s for s in sorted(names)
+            if s.startswith(REVIEWERS) and s != REVIEWERS + ALL}
+
+
 def require(frame: pl.DataFrame, columns: tuple[str, ...] | list[str], what: str) -> None:
     """Fail in words when ``frame`` lacks a column this computation needs."""
     missing = [c for c in columns if c not in frame.columns]
@@ -285,14 +295,8 @@ class TradeoffBook:
     # ---- what-if ----------------------------------------------------------------------------
 
     def school_sources(self) -> dict[str, str]:
-        """School -> source: a multi-head run's ``school_k`` heads when present, else the
-        reviewers' own per-school scores."""
-        heads = {f"school {s.split('_')[-1]}": s for s in self.sources
-                 if s.startswith("reward: school_")}
-        if heads:
-            return dict(sorted(heads.items()))
-        return {s[len(REVIEWERS):]: s for s in sorted(self.sources)
-                if s.startswith(REVIEWERS) and s != REVIEWERS + ALL}
+        """School -> source (see :func:`school_sources_of`)."""
+        return school_sources_of(set(self.sources))
 
     @cached_property
     def _standardised(self) -> dict[str, np.ndarray]:

@@ -45,6 +45,7 @@ from analytics.tradeoff_book import (
     URGENT_CATEGORIES,
     TradeoffBook,
     WhatIf,
+    school_sources_of,
     vote_schools,
 )
 from warehouse.pair_votes import has_pair_school_votes, n_schools, pair_school_votes_sql
@@ -198,12 +199,7 @@ def tag_preferences(votes: pl.DataFrame, responses: pl.DataFrame) -> pl.DataFram
 def school_sources(scores: pl.DataFrame) -> dict[str, str]:
     """School -> source for per-school heads: reward heads ``school_k`` when present, else the
     reviewers' own per-school scores."""
-    names = scores["source"].unique().to_list()
-    heads = {f"school {s.split('_')[-1]}": s for s in names if s.startswith("reward: school_")}
-    if heads:
-        return dict(sorted(heads.items()))
-    return {s[len(REVIEWERS):]: s for s in sorted(names)
-            if s.startswith(REVIEWERS) and s != REVIEWERS + ALL}
+    return school_sources_of(set(scores["source"].unique().to_list()))
 
 
 def what_if(scores: pl.DataFrame, votes: pl.DataFrame, responses: pl.DataFrame,
