@@ -346,13 +346,17 @@ def fit(
         help="EM: a tie threshold per reviewer (for reviewers who differ in how often they "
              "say 'equal'); off: one shared threshold, which catches rushed reviewers better.")
     ] = False,
+    pool_responses: Annotated[bool, typer.Option(
+        help="EM: pairs that share a response pool their consensus margins through a latent "
+             "quality per response.")
+    ] = True,
 ) -> None:
     """Fit the annotator model: reliability, schools, noise / pluralism / ambiguity per pair."""
-    run_fit_command(schools, method, seed, draws, tie_per_reviewer)
+    run_fit_command(schools, method, seed, draws, tie_per_reviewer, pool_responses)
 
 
 def run_fit_command(schools: str, method: str, seed: int, draws: int,
-                    tie_per_reviewer: bool = False) -> None:
+                    tie_per_reviewer: bool = False, pool_responses: bool = True) -> None:
     from analytics.fit_job import fit_report_lines, run_fit
     from models.annotator.config import AnnotatorConfig
 
@@ -364,7 +368,8 @@ def run_fit_command(schools: str, method: str, seed: int, draws: int,
         return
     try:
         config = AnnotatorConfig(n_schools=n_schools, method=method, seed=seed, draws=draws,
-                                 tie_per_reviewer=tie_per_reviewer)
+                                 tie_per_reviewer=tie_per_reviewer,
+                                 pool_responses=pool_responses)
     except ValueError as error:
         fail(DissensusError("The fit settings are not valid.", expected=str(error),
                             fix="see `dissensus fit --help`"))

@@ -136,6 +136,12 @@ def fit_report_lines(outcome: FitOutcome) -> list[str]:
     lines.append("  pairs by verdict: " + ", ".join(
         f"{name} {verdicts.get(name, 0):,}" for name in ("clear", "noise", "pluralism", "ambiguous")
     ))
+    if diagnostics.get("response_pooling"):
+        lines.append(
+            f"  response pooling: {diagnostics['n_responses']:,} responses, quality sd "
+            f"{diagnostics['response_quality_sd']:.2f}, margin residual sd "
+            f"{diagnostics['margin_residual_sd']:.2f}"
+        )
     for key in ("r_hat_max", "ess_min", "divergences"):
         if diagnostics.get(key) is not None:
             lines.append(f"  {key}: {diagnostics[key]}")

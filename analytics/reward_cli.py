@@ -28,6 +28,11 @@ def register(app: typer.Typer) -> None:
                             ] = "pair",
         ties: Annotated[str, typer.Option(help="'half' or 'davidson'.")] = "half",
         seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+        architecture: Annotated[str, typer.Option(
+            help="'mlp' (trunk over prompt and response) or 'linear' (ridge-regularised linear "
+            "reward on the response; set its strength with --set l2=0.0006).")] = "mlp",
+        length_features: Annotated[bool, typer.Option(
+            help="Append log character and word counts to each embedding.")] = False,
         finetune_encoder: Annotated[bool, typer.Option(
             help="Also fine-tune the encoder's top layers with the head (meant for a GPU; "
             "see --set finetune_layers=, finetune_epochs=, finetune_lr=).")] = False,
@@ -46,7 +51,9 @@ def register(app: typer.Typer) -> None:
                                 fix="pass --kind plain"))
         fields: dict[str, object] = {"encoder": encoder, "device": device, "epochs": epochs,
                                      "split_by": split_by, "ties": ties, "seed": seed,
-                                     "finetune_encoder": finetune_encoder}
+                                     "finetune_encoder": finetune_encoder,
+                                     "architecture": architecture,
+                                     "length_features": length_features}
         for item in set_ or []:
             key, _, value = item.partition("=")
             try:

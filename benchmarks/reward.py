@@ -12,7 +12,9 @@
   the raw crowd votes of the other 31 (votes aggregated per pair into a soft target with the
   vote count as weight: the same Bradley-Terry likelihood as one row per vote), tested on the
   Strict gold labels (``in_strict``, ``strict_label``) of the held-out topic: accuracy, ROC AUC,
-  cross-entropy, and the length-only baseline on the same pairs.
+  cross-entropy, and the length-only baseline on the same pairs. ``--ukp-variants`` compares
+  heads side by side in one run: the MLP over frozen embeddings and the linear head with the
+  length features (``RewardConfig.architecture`` / ``length_features`` / ``l2``).
 * Throughput: texts embedded per second (encoder) and pairs per second (head training).
 * Ceiling of weighting (``--part ceiling``): pair majority labels from every vote against those
   from the truly careful votes only (perfect weights), scored against the true consensus.
@@ -36,8 +38,8 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import torch  # noqa: E402
 
-from models.reward.config import make_config  # noqa: E402
-from models.reward.encoder import EmbeddingCache, load_encoder  # noqa: E402
+from models.reward.config import RewardConfig, make_config  # noqa: E402
+from models.reward.encoder import EmbeddingCache, load_encoder, with_length_features  # noqa: E402
 from models.reward.evaluate import binary_metrics, pair_probabilities, pair_table  # noqa: E402
 from models.reward.pipeline import prepare, train_and_evaluate  # noqa: E402
 from models.reward.train import Tensors, describe_device, resolve_device, train_model  # noqa: E402
@@ -186,6 +188,24 @@ def finetune_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: 
     return out
 
 
+def ukp_config(variant: str, args: argparse.Namespace) -> RewardConfig:
+    """The plain trainer of a UKP variant, ``ARCHITECTURE[+length]``.
+
+    The MLP keeps the library defaults; the linear head is a ridge-regularised linear
+    Bradley-Terry model, trained longer at a higher learning rate (it has few parameters).
+    """
+    architecture, _, extra = variant.partition("+")
+    if architecture not in ("mlp", "linear") or extra not in ("", "length"):
+        raise SystemExit(f"unknown UKP variant {variant!r}: use mlp, linear, mlp+length or "
+                         "linear+length")
+    fields: dict[str, object] = {"epochs": args.epochs}
+    if architecture == "linear":
+        fields = {"l2": args.l2, "lr": args.linear_lr, "epochs": args.linear_epochs}
+    return make_config("plain", encoder=args.encoder, device=args.device, seed=args.seed,
+                       batch_size=256, hidden=256, architecture=architecture,
+                       length_features=extra == "length", **fields)
+
+
 def ukp_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: ignore[no-untyped-def]
     votes = pl.read_csv(UKP / "judgments.csv.gz", columns=["topic", "pair_id", "value"])
     pairs = pl.read_csv(UKP / "pairs.csv", schema_overrides={"strict_label": pl.String})
@@ -221,48 +241,64 @@ def ukp_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: ignor
         ("prompt/" + pl.col("topic")).replace_strict(index).alias("prompt_idx"),
         (pl.col("strict_label") == "a1").cast(pl.Float64).alias("label"))
     n_chars = texts["text"].str.len_chars().to_numpy().astype(float)
-    config = make_config("plain", encoder=args.encoder, device=args.device, seed=args.seed,
-                         epochs=args.epochs, batch_size=256, hidden=256)
     emb_t = torch.as_tensor(emb)
+    emb_len = torch.as_tensor(with_length_features(emb, texts["text"].to_list()))
     topics = sorted(agg["topic"].unique().to_list())[: args.folds]
-    folds, all_p, all_y, all_len = [], [], [], []
-    rng = np.random.default_rng(args.seed)
-    speed = []
+    variants = [v.strip() for v in args.ukp_variants.split(",") if v.strip()]
+    per_variant: dict[str, list[dict[str, object]]] = {v: [] for v in variants}
+    pooled: dict[str, list[np.ndarray]] = {v: [] for v in [*variants, "length-only", "y"]}
+    speed: list[float] = []
     for topic in topics:
+        rng = np.random.default_rng([args.seed, topics.index(topic)])
         train = agg.filter(pl.col("topic") != topic)
         split = np.where(rng.random(train.height) < 0.1, 1, 0)
-        n = train.height
-        t = Tensors(emb_t, torch.tensor(train["prompt"].to_numpy()),
-                    torch.tensor(train["r1"].to_numpy()), torch.tensor(train["r2"].to_numpy()),
-                    torch.tensor(train["y"].to_numpy(), dtype=torch.float32),
-                    torch.zeros(n, dtype=torch.bool),
-                    torch.tensor(train["n"].to_numpy(), dtype=torch.float32), torch.ones(n, 1),
-                    torch.tensor(split))
-        result = train_model(t, config, 0, lambda _: None)
-        speed.append(result.pairs_per_second)
         test = strict.filter(pl.col("topic") == topic).rename({"r1": "r1_idx", "r2": "r2_idx"})
-        device = next(result.model.parameters()).device
-        p = pair_probabilities(result.model, "plain", emb_t.to(device), test)[:, 0]
         y = test["label"].to_numpy()
         l1, l2 = n_chars[test["r1_idx"].to_numpy()], n_chars[test["r2_idx"].to_numpy()]
         length_p = np.where(l1 == l2, 0.5, (l1 > l2).astype(float))
-        fold = {"topic": topic, **binary_metrics(p, y),
-                "length_baseline_accuracy": binary_metrics(length_p, y)["accuracy"],
-                "epochs": len(result.history)}
-        folds.append(fold)
-        all_p.append(p)
-        all_y.append(y)
-        all_len.append(length_p)
-        log(f"ukp fold {topic}: acc {fold['accuracy']:.3f} "
-            f"(length {fold['length_baseline_accuracy']:.3f})")
-    mean = {key: float(np.nanmean([f[key] for f in folds]))
-            for key in ("accuracy", "roc_auc", "cross_entropy", "length_baseline_accuracy")}
-    return {"folds": len(folds), "mean_over_folds": mean,
-            "pooled": binary_metrics(np.concatenate(all_p), np.concatenate(all_y)),
-            "pooled_length_baseline": binary_metrics(np.concatenate(all_len),
-                                                     np.concatenate(all_y)),
+        pooled["length-only"].append(length_p)
+        pooled["y"].append(y)
+        line = [f"ukp fold {topic}: length-only {binary_metrics(length_p, y)['accuracy']:.3f}"]
+        for variant in variants:
+            config = ukp_config(variant, args)
+            emb_v = emb_len if config.length_features else emb_t
+            n = train.height
+            t = Tensors(emb_v, torch.tensor(train["prompt"].to_numpy()),
+                        torch.tensor(train["r1"].to_numpy()), torch.tensor(train["r2"].to_numpy()),
+                        torch.tensor(train["y"].to_numpy(), dtype=torch.float32),
+                        torch.zeros(n, dtype=torch.bool),
+                        torch.tensor(train["n"].to_numpy(), dtype=torch.float32),
+                        torch.ones(n, 1), torch.tensor(split))
+            result = train_model(t, config, 0, lambda _: None)
+            speed.append(result.pairs_per_second)
+            device = next(result.model.parameters()).device
+            p = pair_probabilities(result.model, "plain", emb_v.to(device), test)[:, 0]
+            fold = {"topic": topic, **binary_metrics(p, y), "epochs": len(result.history)}
+            per_variant[variant].append(fold)
+            pooled[variant].append(p)
+            line.append(f"{variant} {fold['accuracy']:.3f}")
+        log(", ".join(line))
+    y_all = np.concatenate(pooled["y"])
+    length_folds = [binary_metrics(p, y) for p, y in zip(pooled["length-only"], pooled["y"],
+                                                          strict=True)]
+    summary: dict[str, object] = {
+        "length-only": {
+            "mean_over_folds": {"accuracy": float(np.mean([f["accuracy"] for f in length_folds]))},
+            "pooled": binary_metrics(np.concatenate(pooled["length-only"]), y_all),
+        }
+    }
+    for variant in variants:
+        folds = per_variant[variant]
+        summary[variant] = {
+            "mean_over_folds": {key: float(np.nanmean([f[key] for f in folds]))  # type: ignore[arg-type]
+                                for key in ("accuracy", "roc_auc", "cross_entropy")},
+            "pooled": binary_metrics(np.concatenate(pooled[variant]), y_all),
+            "per_fold": folds,
+        }
+        log(f"ukp {variant}: mean accuracy {summary[variant]['mean_over_folds']['accuracy']:.4f}")  # type: ignore[index]
+    return {"folds": len(topics), "variants": summary,
             "texts_embedded_per_second": n_new / embed_seconds if n_new else None,
-            "pairs_per_second": float(np.mean(speed)), "per_fold": folds}
+            "pairs_per_second": float(np.mean(speed))}
 
 
 def main() -> None:
@@ -278,6 +314,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=6000, help="demo-world comparisons")
     parser.add_argument("--folds", type=int, default=32, help="UKP folds to run (32 = all)")
     parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--ukp-variants", default="mlp,linear+length",
+                        help="UKP heads to compare, comma-separated: ARCHITECTURE[+length] with "
+                        "ARCHITECTURE mlp or linear; +length appends the length features")
+    parser.add_argument("--l2", type=float, default=6e-4,
+                        help="ridge penalty of the UKP linear heads (RewardConfig.l2)")
+    parser.add_argument("--linear-lr", type=float, default=1e-2,
+                        help="learning rate of the UKP linear heads")
+    parser.add_argument("--linear-epochs", type=int, default=100,
+                        help="maximum epochs of the UKP linear heads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--cache", default=None, help="embedding cache folder to reuse")

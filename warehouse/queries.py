@@ -83,11 +83,16 @@ def model_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Judgments in the annotator model's shape.
 
     Columns: comparison_id, reviewer_id, pair_id, prompt_id, outcome (+1 response_1 preferred,
-    -1 response_2, 0 tie), first_shown (1 or 2, null when unknown). Rows without a reviewer id are
-    left out: the annotator model cannot judge anonymous reviewers.
+    -1 response_2, 0 tie), first_shown (1 or 2, null when unknown), response_1_id and
+    response_2_id (the pair's canonical responses). Rows without a reviewer id are left out: the
+    annotator model cannot judge anonymous reviewers.
     """
     judgments = frame(con, """
-        SELECT comparison_id, reviewer_id, pair_id, prompt_id, outcome, first_shown
+        SELECT comparison_id, reviewer_id, pair_id, prompt_id, outcome, first_shown,
+               CASE WHEN a_is_response_1 THEN response_a_id ELSE response_b_id END
+                   AS response_1_id,
+               CASE WHEN a_is_response_1 THEN response_b_id ELSE response_a_id END
+                   AS response_2_id
         FROM comparisons WHERE has_reviewer ORDER BY pair_id, reviewer_id, comparison_id
     """)
     if judgments.height == 0:

@@ -69,6 +69,9 @@ def pair_pass(
     b_half: int,
     midx: np.ndarray,
     log_prior: np.ndarray,
+    mu_lp: np.ndarray,
+    state_mu: np.ndarray,
+    mu_lik: np.ndarray,
     post: np.ndarray,
     ec: np.ndarray,
     z: np.ndarray,
@@ -81,6 +84,11 @@ def pair_pass(
     ``tables[lev[v]]`` is the careful table at the tie threshold of judgment ``v``'s reviewer.
     Fills ``post[j]``, ``ec[v, k, b] = E_cavity P_c(y_v | m_k + b s_v)``, the leave-one-out
     predictive ``z[v]`` and ``stats[v] = (d/dtau, d2/dtau2)`` of the expected careful log-lik.
+    The prior of pair ``j``'s state ``st`` is ``log_prior[st] + mu_lp[j, state_mu[st]]`` (one
+    row ``mu_lp[0]`` shared by every pair when ``mu_lp`` has a single row). When ``mu_lik`` has
+    a row per pair, it receives the pair's votes' likelihood of each consensus margin with the
+    deviations summed out under the shared prior, ``sum_Delta h(Delta) prod_v msg_v(mu, Delta)``
+    (normalised to sum 1): what response pooling needs to refit its prior.
     """
     n_pairs = starts.shape[0] - 1
     n_states, n_k = midx.shape
@@ -90,9 +98,14 @@ def pair_pass(
         v0 = starts[j]
         nv = starts[j + 1] - v0
         bel = np.empty(n_states)
-        mx = log_prior.max()
+        row = min(np.int64(j), np.int64(mu_lp.shape[0] - 1))
+        mx = -np.inf
         for st in range(n_states):
-            bel[st] = math.exp(log_prior[st] - mx)
+            bel[st] = log_prior[st] + mu_lp[row, state_mu[st]]
+            if bel[st] > mx:
+                mx = bel[st]
+        for st in range(n_states):
+            bel[st] = math.exp(bel[st] - mx)
         f = np.empty((nv, n_k, n_m))
         msg = np.empty((nv, n_states))
         for i in range(nv):
@@ -124,6 +137,23 @@ def pair_pass(
         for st in range(n_states):
             bel[st] /= tot
             post[j, st] = bel[st]
+        if mu_lik.shape[0] > 1:
+            lik = np.empty(n_states)
+            for st in range(n_states):
+                acc = log_prior[st]
+                for i in range(nv):
+                    acc += math.log(msg[i, st])
+                lik[st] = acc
+            lmx = lik.max()
+            for mu in range(mu_lik.shape[1]):
+                mu_lik[j, mu] = 0.0
+            for st in range(n_states):
+                mu_lik[j, state_mu[st]] += math.exp(lik[st] - lmx)
+            ltot = 0.0
+            for mu in range(mu_lik.shape[1]):
+                ltot += mu_lik[j, mu]
+            for mu in range(mu_lik.shape[1]):
+                mu_lik[j, mu] /= ltot
         q = np.empty((n_k, n_m))
         for i in range(nv):
             v = v0 + i

@@ -18,6 +18,10 @@ MODEL_VERSION = "1.0"
 Method = Literal["auto", "em", "nuts", "advi", "minibatch_advi"]
 
 
+SETTINGS_ADDED_LATER: dict[str, object] = {"pool_responses": False}
+"""Settings added after fits were first saved, with the value that reproduces those fits."""
+
+
 class AnnotatorConfig(BaseModel):
     """Everything that changes what :class:`~models.annotator.estimator.AnnotatorModel` fits."""
 
@@ -93,6 +97,11 @@ class AnnotatorConfig(BaseModel):
         "threshold lets 'never ties' explain away part of the evidence for rushing (fewer "
         "rushed reviewers caught on the demo world)."
     )
+    pool_responses: bool = Field(
+        True, description="EM: pairs that share a response pool their consensus margins through "
+        "a latent quality per response (margin prior N(q_a - q_b, sd_res^2)); needs the "
+        "frame's response_1_id / response_2_id. Off: every pair's margin has its own prior."
+    )
     tie_threshold_sd: float = Field(
         0.3, gt=0, description="EM: prior sd of a reviewer's tie threshold around the "
         "population's (logit scale)."
@@ -143,6 +152,12 @@ class AnnotatorConfig(BaseModel):
 
     def config_hash(self) -> str:
         """SHA-256 (first 16 hex digits) of the settings that change the fitted model."""
-        payload = {"model_type": MODEL_TYPE, "version": MODEL_VERSION, **self.model_dump()}
+        settings = self.model_dump()
+        # settings added later are hashed only when they differ from the earlier behaviour, so
+        # fits saved before they existed keep their hash
+        for name, before in SETTINGS_ADDED_LATER.items():
+            if settings.get(name) == before:
+                settings.pop(name)
+        payload = {"model_type": MODEL_TYPE, "version": MODEL_VERSION, **settings}
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -3,6 +3,8 @@
 Input columns: ``comparison_id``, ``reviewer_id``, ``pair_id``, ``prompt_id`` (strings),
 ``outcome`` (+1 response 1 preferred, -1 response 2, 0 tie) and ``first_shown`` (1 or 2: which
 response was displayed first; null when unknown, which the model reads as ``s = 0``).
+Optional: ``response_1_id`` and ``response_2_id`` (strings): with them, pairs that share a
+response pool their consensus margins (see :mod:`.pooling`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from .grid_em import Judgments
 
 REQUIRED_COLUMNS = ("comparison_id", "reviewer_id", "pair_id", "prompt_id", "outcome",
                     "first_shown")
+RESPONSE_COLUMNS = ("response_1_id", "response_2_id")
 
 
 class AnnotatorDataError(DissensusError):
@@ -36,6 +39,33 @@ class EncodedFrame:
     reviewer_counts: np.ndarray  # judgments per reviewer
     pair_counts: np.ndarray  # judgments per pair
     warnings: list[str]
+
+
+def _pair_responses(sorted_frame: pl.DataFrame) -> tuple[np.ndarray | None, int]:
+    """``(pairs, 2)`` response indices in ``pair_id`` order, when every pair names both."""
+    if not all(c in sorted_frame.columns for c in RESPONSE_COLUMNS):
+        return None, 0
+    per_pair = sorted_frame.group_by("pair_id").agg(
+        pl.col("response_1_id").first().cast(pl.String),
+        pl.col("response_2_id").first().cast(pl.String),
+        pl.col("response_1_id").n_unique().alias("n1"),
+        pl.col("response_2_id").n_unique().alias("n2"),
+    ).sort("pair_id")
+    if per_pair["response_1_id"].null_count() or per_pair["response_2_id"].null_count():
+        return None, 0
+    conflicting = per_pair.filter((pl.col("n1") > 1) | (pl.col("n2") > 1))
+    if conflicting.height:
+        raise AnnotatorDataError(
+            f"{conflicting.height} pair(s) name more than one response_1_id or response_2_id, "
+            f"e.g. pair {conflicting['pair_id'][0]!r}",
+            where="annotator model input, columns response_1_id / response_2_id",
+            expected="one (response_1_id, response_2_id) per pair_id",
+            fix="build the frame with warehouse.queries.model_frame(con)",
+        )
+    ids, codes = np.unique(
+        np.concatenate([per_pair["response_1_id"].to_numpy(), per_pair["response_2_id"].to_numpy()]
+                       ).astype(str), return_inverse=True)
+    return codes.reshape(2, -1).T.astype(np.int64).copy(), int(ids.size)
 
 
 def encode_frame(frame: pl.DataFrame) -> EncodedFrame:
@@ -96,6 +126,7 @@ def encode_frame(frame: pl.DataFrame) -> EncodedFrame:
     pair_ids, p_idx = np.unique(f["pair_id"].to_numpy().astype(str), return_inverse=True)
     first = f["first_shown"].to_numpy()
     s = np.where(first == 1, 1, np.where(first == 2, -1, 0)).astype(np.int64)
+    pair_responses, n_responses = _pair_responses(f)
     judgments = Judgments(
         reviewer=r_idx.astype(np.int64),
         pair=p_idx.astype(np.int64),
@@ -103,6 +134,8 @@ def encode_frame(frame: pl.DataFrame) -> EncodedFrame:
         s=s,
         n_reviewers=len(reviewer_ids),
         n_pairs=len(pair_ids),
+        pair_responses=pair_responses,
+        n_responses=n_responses,
     )
     prompt = (
         f.group_by("pair_id").agg(pl.col("prompt_id").first()).sort("pair_id")["prompt_id"]

@@ -43,6 +43,7 @@ from numpy.typing import NDArray
 
 from ._kernels import careful_table, pair_pass, reviewer_pass
 from .likelihood import lapse_prob
+from .pooling import ResponsePooling
 from .priors import PairPrior, regrid, smooth_grid
 
 FloatArray = NDArray[np.float64]
@@ -67,10 +68,14 @@ class Judgments:
     s: IntArray
     n_reviewers: int
     n_pairs: int
+    pair_responses: IntArray | None = None  # (n_pairs, 2) response indices, when known
+    n_responses: int = 0
 
     def __post_init__(self) -> None:
         if np.any(np.diff(self.pair) < 0):
             raise ValueError("judgments must be sorted by pair")
+        if self.pair_responses is not None and self.pair_responses.shape != (self.n_pairs, 2):
+            raise ValueError("pair_responses must have one (response 1, response 2) row per pair")
 
     @property
     def n(self) -> int:
@@ -162,6 +167,7 @@ class GridSettings:
     tilt_concentration: float = 10.0
     tie_per_reviewer: bool = False
     tie_sd: float = 0.3
+    pool_responses: bool = True
     max_iter: int = 150
     tol: float = 1e-3
     seed: int = 0
@@ -188,6 +194,7 @@ class GridState:
     n_iter: int = 0
     converged: bool = False
     tau_r: FloatArray | None = field(default=None, repr=False)  # (R,) per-reviewer thresholds
+    pooling: ResponsePooling | None = field(default=None, repr=False)
 
     def reviewer_tau(self) -> FloatArray:
         """Each reviewer's tie threshold (the population's when not estimated per reviewer)."""
@@ -237,13 +244,15 @@ class GridEM:
         self.post_dtype = np.float32 if big else np.float64
 
     def _pair_pass(
-        self, a_msg: FloatArray, b_msg: FloatArray, tau_r: FloatArray, log_prior_s: FloatArray
+        self, a_msg: FloatArray, b_msg: FloatArray, tau_r: FloatArray, log_prior_s: FloatArray,
+        mu_lp: FloatArray,
     ) -> dict[str, FloatArray]:
         d, lat = self.d, self.lat
         ec = np.empty((d.n, self.cfg.n_schools, self.bias.size))
         z = np.empty(d.n)
         stats = np.empty((d.n, 2))
         post = np.empty((d.n_pairs, lat.n_states), dtype=self.post_dtype)
+        mu_lik = np.zeros((d.n_pairs if mu_lp.shape[0] > 1 else 1, lat.n_mu))
         # one careful table per distinct (rounded) reviewer threshold
         levels, level_of = tie_levels(tau_r)
         tables = np.stack([careful_table(self.x, float(t)) for t in levels])
@@ -255,9 +264,11 @@ class GridEM:
             raise ValueError("grid EM: message or prior shapes do not match the lattice")
         pair_pass(
             self.starts, d.y, d.s, a_msg, b_msg, tables, lev, self.m2, self.b_half, lat.midx,
-            np.ascontiguousarray(log_prior_s), post, ec, z, stats,
+            np.ascontiguousarray(log_prior_s), np.ascontiguousarray(mu_lp), lat.state_mu,
+            mu_lik, post, ec, z, stats,
         )
-        return {"ec": ec, "z": z, "post": post, "g_tau": stats[:, 0], "h_tau": stats[:, 1]}
+        return {"ec": ec, "z": z, "post": post, "g_tau": stats[:, 0], "h_tau": stats[:, 1],
+                "mu_lik": mu_lik}
 
     def _reviewer_pass(
         self, ec: FloatArray, pl_: FloatArray, log_prior_r: FloatArray
@@ -274,6 +285,14 @@ class GridEM:
             post, a_msg, b_msg,
         )
         return post, a_msg, b_msg
+
+    def _pair_priors(
+        self, prior: PairPrior, pooling: ResponsePooling | None
+    ) -> tuple[FloatArray, FloatArray]:
+        """The shared state prior and the per-pair consensus-margin log prior of the kernel."""
+        if pooling is None:
+            return prior.state_prior(), np.zeros((1, self.lat.n_mu))
+        return prior.state_prior(flat_mu=True), pooling.mu_log_prior(self.lat.mu_values)
 
     def _tie_step(self, g: FloatArray, h: FloatArray, tau: float,
                   tau_r: FloatArray) -> tuple[float, FloatArray]:
@@ -324,7 +343,10 @@ class GridEM:
             ebar = np.full(r_n, float(g_e @ e))
         tau_used = np.rint(tau_r / TIE_STEP) * TIE_STEP if cfg.tie_per_reviewer else tau_r
         prior = PairPrior.initial(lat)
-        prior_s = prior.state_prior()
+        pooling = None
+        if cfg.pool_responses and d.pair_responses is not None:
+            pooling = ResponsePooling.initial(d.pair_responses, d.n_responses, prior.mu_sd)
+        prior_s, mu_lp = self._pair_priors(prior, pooling)
         pi = np.full(k_n, 1.0 / k_n)
         if school_init is None:
             school_init = (
@@ -338,7 +360,7 @@ class GridEM:
         it = 0
         rev_post = np.zeros((r_n, k_n, e.size, bias.size))
         for it in range(1, cfg.max_iter + 1):
-            st = self._pair_pass(a_msg, b_msg, tau_used, np.log(prior_s))
+            st = self._pair_pass(a_msg, b_msg, tau_used, np.log(prior_s), mu_lp)
             lapse = np.clip(b_msg / st["z"], 0.0, 1.0)
             tau, tau_r = self._tie_step(st["g_tau"], st["h_tau"], tau, tau_r)
             # move a reviewer's threshold in use only when the estimate is well past the next
@@ -360,7 +382,12 @@ class GridEM:
             gamma = np.clip(num / den, 0.02, 0.98)
             # pair prior: consensus-margin scale and deviation mixture weights
             prior = prior.update(st["post"].sum(axis=0))
-            prior_s = prior.state_prior()
+            if pooling is not None:
+                # the three scales settle early; searching them again every few rounds is
+                # enough, and on large data the search is the costly part
+                search = it <= 8 or it % 5 == 0
+                pooling = pooling.refit(st["mu_lik"], lat.mu_values, prior.mu_sd, search)
+            prior_s, mu_lp = self._pair_priors(prior, pooling)
             # reviewer side
             pl_ = lapse_prob(d.y, d.s, gamma[d.reviewer])
             log_prior_r = (
@@ -380,12 +407,12 @@ class GridEM:
                 converged = True
                 break
             prev = summary
-        st = self._pair_pass(a_msg, b_msg, tau_used, np.log(prior_s))
+        st = self._pair_pass(a_msg, b_msg, tau_used, np.log(prior_s), mu_lp)
         return GridState(
             lattice=lat, lapse_grid=e, bias_grid=bias, school_weights=pi, lapse_prior=g_e,
             bias_prior=g_b, pair_prior=prior, tau=tau, tilt_mean=tilt_mean, gamma=gamma,
             reviewer_post=rev_post, pair_post=st["post"],
             lapse_post=np.clip(b_msg / st["z"], 0.0, 1.0),
             loo=np.log(np.maximum(st["z"], 1e-300)), n_iter=it, converged=converged,
-            tau_r=tau_used,
+            tau_r=tau_used, pooling=pooling,
         )

@@ -70,6 +70,7 @@ def grid_settings(config: AnnotatorConfig, n_schools: int) -> GridSettings:
         tilt_concentration=config.tilt_concentration,
         tie_per_reviewer=config.tie_per_reviewer,
         tie_sd=config.tie_threshold_sd,
+        pool_responses=config.pool_responses,
         max_iter=config.max_iter,
         tol=config.tol,
         seed=config.seed,
@@ -164,9 +165,19 @@ def summarise_grid(
             "tie_threshold_spread": float(np.std(state.reviewer_tau())),
             "lapse_tilt": state.tilt_mean,
             "mean_lapse_rate": pop.lapse_mean,
+            **_pooling_diagnostics(state),
         },
         grid_state=state,
     )
+
+
+def _pooling_diagnostics(state: GridState) -> dict[str, object]:
+    """Scales of the response-pooled margin prior, when the fit pooled responses."""
+    pooling = state.pooling
+    if pooling is None:
+        return {"response_pooling": False}
+    return {"response_pooling": True, "response_quality_sd": pooling.sd_quality,
+            "margin_residual_sd": pooling.sd_residual, "n_responses": pooling.n_responses}
 
 
 def loo_row(pointwise: FloatArray, k: int, best: FloatArray | None) -> dict[str, float]:

@@ -22,7 +22,7 @@ import xarray as xr
 
 from warehouse.errors import DissensusError
 
-from .config import MODEL_TYPE, MODEL_VERSION, AnnotatorConfig
+from .config import MODEL_TYPE, MODEL_VERSION, SETTINGS_ADDED_LATER, AnnotatorConfig
 
 if TYPE_CHECKING:
     from .estimator import AnnotatorModel
@@ -155,7 +155,7 @@ def load_fit(path: str | Path, config: AnnotatorConfig | None = None) -> Annotat
             where=where, expected=f"{MODEL_TYPE} version {MODEL_VERSION}",
             fix="refit with this version of dissensus",
         )
-    saved_cfg = AnnotatorConfig(**meta["config"])
+    saved_cfg = AnnotatorConfig(**{**SETTINGS_ADDED_LATER, **meta["config"]})
     if saved_cfg.config_hash() != meta.get("config_hash"):
         raise FitMismatchError("saved configuration does not match its recorded hash",
                                where=where, fix="the file was edited or corrupted: refit")

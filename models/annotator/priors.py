@@ -108,10 +108,11 @@ class PairPrior:
         dev = lat.step * lat.deviations.astype(float)
         return _scale_components(np.sum(dev**2, axis=1), DEV_SCALES, max(lat.n_schools - 1, 1))
 
-    def state_prior(self) -> FloatArray:
-        """``(S,)`` prior probabilities of the pair states."""
+    def state_prior(self, flat_mu: bool = False) -> FloatArray:
+        """``(S,)`` prior probabilities of the pair states (``flat_mu``: the deviations' part
+        only, for pairs whose consensus-margin prior comes from response pooling)."""
         lat = self.lattice
-        h_mu = np.exp(-0.5 * (lat.mu_values / self.mu_sd) ** 2)
+        h_mu = np.ones(lat.n_mu) if flat_mu else np.exp(-0.5 * (lat.mu_values / self.mu_sd) ** 2)
         h_dev = np.maximum(self.dev_weights @ self._dev_components(), 1e-300)
         prior = h_mu[lat.state_mu] * h_dev[lat.state_delta]
         return prior / prior.sum()

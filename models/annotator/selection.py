@@ -39,6 +39,8 @@ def sample_pairs(data: Judgments, max_comparisons: int,
         reviewer=reviewer.astype(np.int64), pair=pair_code[data.pair[rows]].astype(np.int64),
         y=data.y[rows], s=data.s[rows], n_reviewers=int(reviewers.size),
         n_pairs=int(keep_pair.sum()),
+        pair_responses=None if data.pair_responses is None else data.pair_responses[keep_pair],
+        n_responses=data.n_responses,
     )
     return sample, reviewers.astype(np.int64)
 

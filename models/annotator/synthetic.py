@@ -176,4 +176,10 @@ def model_frame_from_world(judgments: pl.DataFrame, pairs: pl.DataFrame) -> pl.D
         frame = frame.drop("prompt_id").join(
             pairs.select("pair_id", pl.col("prompt_id").cast(pl.String)), on="pair_id", how="left"
         ).select(frame.columns)
+    if "response_1_id" in pairs.columns and "response_2_id" in pairs.columns:
+        frame = frame.join(
+            pairs.select("pair_id", pl.col("response_1_id").cast(pl.String),
+                         pl.col("response_2_id").cast(pl.String)),
+            on="pair_id", how="left",
+        )
     return frame

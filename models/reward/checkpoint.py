@@ -101,7 +101,8 @@ def load_checkpoint(
             "score with the encoder the model was trained on (--encoder), or retrain",
         )
     model = RewardNet(int(meta["dim"]), int(meta["hidden"]), int(meta["n_outputs"]),
-                      float(config.dropout), davidson=bool(meta["davidson"]))
+                      float(config.dropout), davidson=bool(meta["davidson"]),
+                      architecture=config.architecture)
     tensors = load_file(str(folder / WEIGHTS), device=map_location)
     try:
         model.load_state_dict(tensors, strict=True)

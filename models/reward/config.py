@@ -12,11 +12,16 @@ import hashlib
 import json
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MODEL_TYPE = "dissensus.reward"
 MODEL_VERSION = "1.0"
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+
+# fields added after 1.0, with the default that reproduces the earlier behaviour
+FIELDS_ADDED_WITH_DEFAULTS: dict[str, object] = {
+    "architecture": "mlp", "length_features": False, "l2": 0.0,
+}
 
 Kind = Literal["plain", "weighted", "multihead", "distributional"]
 KINDS: tuple[str, ...] = ("plain", "weighted", "multihead", "distributional")
@@ -79,14 +84,33 @@ class RewardConfig(BaseModel):
     )
 
     # --- model ---------------------------------------------------------------------------
+    architecture: Literal["mlp", "linear"] = Field(
+        "mlp",
+        description="'mlp': a two-layer trunk over the prompt and response embeddings and their "
+        "product; 'linear': reward linear in the response's features (a regularised linear "
+        "Bradley-Terry model; transfers better to unseen prompts when data are few).",
+    )
     hidden: int = Field(256, ge=4, description="Width of the two-layer trunk over embeddings.")
     dropout: float = Field(0.1, ge=0.0, lt=0.9, description="Dropout in the trunk.")
+    length_features: bool = Field(
+        False,
+        description="Append each text's log character and log word count to its embedding "
+        "(sentence embeddings are normalised and truncated, so they hide length). Length can "
+        "be real signal or a costume; the evaluation's length probes show how much the model "
+        "leans on it. Not combinable with encoder fine-tuning.",
+    )
 
     # --- optimisation and early stopping -------------------------------------------------
     epochs: int = Field(60, ge=1, description="Maximum passes over the training comparisons.")
     batch_size: int = Field(512, ge=1, description="Comparisons per optimiser step.")
     lr: float = Field(2e-3, gt=0.0, description="AdamW learning rate.")
     weight_decay: float = Field(1e-4, ge=0.0, description="AdamW weight decay.")
+    l2: float = Field(
+        0.0, ge=0.0,
+        description="Ridge penalty (l2 / 2) * ||W||^2 on the output heads' weights, added to the "
+        "mean loss (a prior on the reward's slopes; unlike weight_decay it is part of the "
+        "objective). Worth setting for the linear architecture.",
+    )
     patience: int = Field(
         8, ge=1, description="Stop after this many epochs without a better validation loss."
     )
@@ -98,9 +122,26 @@ class RewardConfig(BaseModel):
     )
     bf16: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU).")
 
+    @model_validator(mode="after")
+    def _compatible(self) -> RewardConfig:
+        if self.length_features and self.finetune_encoder:
+            raise ValueError(
+                "length_features and finetune_encoder cannot be combined: the fine-tuned "
+                "encoder re-embeds texts without the length columns; turn one of them off"
+            )
+        return self
+
     def config_hash(self) -> str:
-        """SHA-256 (16 hex digits) of the canonical JSON of every field."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """SHA-256 (16 hex digits) of the canonical JSON of every field.
+
+        Fields added after version 1.0 are left out while they hold their defaults, so
+        checkpoints written before they existed keep their hash.
+        """
+        fields = self.model_dump(mode="json")
+        for name, default in FIELDS_ADDED_WITH_DEFAULTS.items():
+            if fields.get(name) == default:
+                fields.pop(name)
+        payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     @property

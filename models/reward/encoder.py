@@ -220,6 +220,14 @@ class EmbeddingCache:
         return np.stack([table[t] for t in text_ids]).astype(np.float32), len(missing)
 
 
+def with_length_features(embeddings: Floats, bodies: Sequence[str]) -> Floats:
+    """``embeddings`` with two columns appended: log(1 + characters), log(1 + words)."""
+    chars = np.fromiter((len(b) for b in bodies), dtype=np.float64, count=len(bodies))
+    words = np.fromiter((len(b.split()) for b in bodies), dtype=np.float64, count=len(bodies))
+    extra = np.stack([np.log1p(chars), np.log1p(words)], axis=1).astype(np.float32)
+    return np.concatenate([np.asarray(embeddings, dtype=np.float32), extra], axis=1)
+
+
 def cache_folder_for(db_path: str | Path | None) -> Path | None:
     """``<db>.embeddings`` beside a warehouse file; ``None`` (memory only) for in-memory ones."""
     if db_path is None or str(db_path) in ("", ":memory:") or str(db_path).startswith(":memory"):

@@ -1,7 +1,11 @@
 """The reward network and the four losses.
 
-Network: a response r to prompt x with embeddings e_x, e_r (frozen encoder) gets features
-phi = [e_x, e_r, e_x * e_r], a two-layer GELU trunk h = T(phi), and linear heads on h.
+Network (``architecture="mlp"``, the default): a response r to prompt x with embeddings e_x, e_r
+(frozen encoder) gets features phi = [e_x, e_r, e_x * e_r], a two-layer GELU trunk h = T(phi),
+and linear heads on h. ``architecture="linear"``: each head is linear in the response's own
+features, r = w . e_r (the prompt's terms would cancel within a pair): a regularised linear
+Bradley-Terry model, which transfers to unseen prompts better than the trunk on small data.
+When ``length_features`` is on, e_r ends with the response's log character and word counts.
 
 Losses, for a comparison with rewards r_1, r_2 (d = r_1 - r_2), target y in {0, 1/2, 1} and
 weight w (all means are w-weighted: sum w * l / sum w):
@@ -27,29 +31,40 @@ weight w (all means are w-weighted: sum w * l / sum w):
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+Architecture = Literal["mlp", "linear"]
+
 
 class RewardNet(nn.Module):
-    """Trunk over [e_x, e_r, e_x * e_r] and ``n_outputs`` linear heads."""
+    """Trunk over [e_x, e_r, e_x * e_r] and ``n_outputs`` linear heads, or linear heads on e_r."""
 
     def __init__(
-        self, dim: int, hidden: int, n_outputs: int, dropout: float = 0.1, davidson: bool = False
+        self, dim: int, hidden: int, n_outputs: int, dropout: float = 0.1, davidson: bool = False,
+        architecture: Architecture = "mlp",
     ) -> None:
         super().__init__()
         self.dim, self.hidden, self.n_outputs = dim, hidden, n_outputs
-        self.trunk = nn.Sequential(
-            nn.Linear(3 * dim, hidden), nn.GELU(), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), nn.GELU(),
-        )
-        self.head = nn.Linear(hidden, n_outputs)
+        self.architecture = architecture
+        if architecture == "linear":
+            self.trunk: nn.Module = nn.Identity()
+            self.head = nn.Linear(dim, n_outputs)
+        else:
+            self.trunk = nn.Sequential(
+                nn.Linear(3 * dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                nn.Linear(hidden, hidden), nn.GELU(),
+            )
+            self.head = nn.Linear(hidden, n_outputs)
         self.log_nu = nn.Parameter(torch.tensor(math.log(0.5))) if davidson else None
 
     def forward(self, prompt: Tensor, response: Tensor) -> Tensor:
         """(n, n_outputs) raw head outputs."""
+        if self.architecture == "linear":
+            return self.head(response)
         features = torch.cat([prompt, response, prompt * response], dim=-1)
         return self.head(self.trunk(features))
 

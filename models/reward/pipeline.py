@@ -14,7 +14,12 @@ import torch
 
 from models.reward.config import DistributionalConfig, RewardConfig, WeightedConfig
 from models.reward.data import PreferenceData, check_fit, load_preferences
-from models.reward.encoder import EmbeddingCache, TextEncoder, load_encoder
+from models.reward.encoder import (
+    EmbeddingCache,
+    TextEncoder,
+    load_encoder,
+    with_length_features,
+)
 from models.reward.errors import MissingFitError, RewardModelError
 from models.reward.evaluate import evaluate_model
 from models.reward.finetune import finetune_encoder
@@ -72,6 +77,8 @@ def prepare(
     embeddings, n_new = EmbeddingCache(cache_folder).embed(
         encoder, texts["text_id"].to_list(), texts["body"].to_list())
     seconds = time.perf_counter() - started
+    if config.length_features:
+        embeddings = with_length_features(embeddings, texts["body"].to_list())
     log(f"encoder {encoder.encoder_id}: {len(texts):,} texts, {n_new:,} embedded now "
         f"({seconds:.1f} s), the rest from the cache")
     return Prepared(data, embeddings, encoder.encoder_id, seconds, n_new, encoder, cache_folder)

@@ -172,6 +172,7 @@ def train_model(
     core = RewardNet(
         t.embeddings.shape[1], config.hidden, n_outputs(config.kind, n_schools),
         config.dropout, davidson=config.ties == "davidson" and config.kind != "distributional",
+        architecture=config.architecture,
     ).to(device)
     model: torch.nn.Module = DistributedDataParallel(core) if distributed else core
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr,
@@ -193,6 +194,8 @@ def train_model(
         for start in range(0, len(order), config.batch_size):
             rows = order[start : start + config.batch_size]
             loss = batch_loss(model, core, t, rows, config, autocast)
+            if config.l2 > 0:
+                loss = loss + 0.5 * config.l2 * core.head.weight.float().pow(2).sum()
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

@@ -124,3 +124,21 @@ def test_fit_with_a_tie_threshold_per_reviewer(tmp_path: Path) -> None:
     con.close()
     assert json.loads(config)["tie_per_reviewer"] is True
     assert json.loads(diagnostics)["tie_threshold_spread"] > 0
+
+
+def test_train_a_linear_head_with_length_features(tmp_path: Path) -> None:
+    data = tmp_path / "demo"
+    dissensus("simulate", str(data), "--n", "900", db=tmp_path / "unused.duckdb")
+    db = tmp_path / "w.duckdb"
+    dissensus("ingest", str(data / "comparisons.jsonl"), db=db)
+    out = dissensus("train", "--encoder", "hashing", "--epochs", "5", "--architecture", "linear",
+                    "--length-features", "--set", "l2=0.001", db=db)
+    assert "run " in out.stdout
+    con = duckdb.connect(str(db), read_only=True)
+    config = json.loads(con.execute("SELECT config FROM reward_runs").fetchall()[0][0])
+    con.close()
+    assert config["architecture"] == "linear" and config["length_features"] is True
+    assert config["l2"] == 0.001
+    bad = dissensus("train", "--encoder", "hashing", "--architecture", "deep", db=db,
+                    check=False)
+    assert bad.returncode == 2 and "architecture" in bad.stderr and "Traceback" not in bad.stderr

@@ -83,17 +83,25 @@ def test_pair_pass_matches_numpy_reference(k_n: int) -> None:
     a = RNG.random((n, k_n, bias.size)) * 0.3
     b = RNG.random(n) * 0.1
     lps = np.log(RNG.random(lat.n_states))
+    # a per-pair prior on the consensus margin (response pooling) on top of the shared one
+    mu_lp = np.log(RNG.random((n_pairs, lat.n_mu)))
     post, ec = np.empty((n_pairs, lat.n_states)), np.empty((n, k_n, bias.size))
+    mu_lik = np.empty((n_pairs, lat.n_mu))
     z, stats = np.empty(n), np.empty((n, 2))
     pair_pass(starts, y, s, a, b, careful_table(x, tau)[None], np.zeros(y.size, np.int64), m2,
-              b_half, lat.midx, lps, post, ec, z, stats)
+              b_half, lat.midx, lps, mu_lp, lat.state_mu, mu_lik, post, ec, z, stats)
     eta = lat.margins()[None, :, :, None] + (s[:, None] * bias[None, :])[:, None, None, :]
     pc = np.exp(careful_logp(y[:, None, None, None], eta, tau))
     msg = b[:, None] + np.einsum("nkb,nskb->ns", a, pc)
-    lb = np.tile(lps, (n_pairs, 1))
+    lb = lps[None, :] + mu_lp[:, lat.state_mu]
     np.add.at(lb, pair, np.log(msg))
     lb -= logsumexp(lb, axis=1, keepdims=True)
     assert np.allclose(np.exp(lb), post)
+    # the votes' likelihood of each consensus margin, under the shared prior only
+    lik = np.tile(lps, (n_pairs, 1))
+    np.add.at(lik, pair, np.log(msg))
+    lik_mu = np.stack([logsumexp(lik[:, lat.state_mu == m], axis=1) for m in range(lat.n_mu)], 1)
+    assert np.allclose(np.exp(lik_mu - logsumexp(lik_mu, axis=1, keepdims=True)), mu_lik)
     cav = lb[pair] - np.log(msg)
     cav = np.exp(cav - logsumexp(cav, axis=1, keepdims=True))
     ec_ref = np.einsum("ns,nskb->nkb", cav, pc)

@@ -205,3 +205,42 @@ def test_distributional_davidson_train_quickly(world_db) -> None:  # type: ignor
         assert metrics["accuracy_consensus"] > 0.5
         assert (result.model.log_nu is not None) == (config.ties == "davidson"
                                                      and config.kind != "distributional")
+
+
+def test_linear_head_with_length_features_runs_end_to_end(world_db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    con, _, folder = world_db
+    fields = {**QUICK, "architecture": "linear", "length_features": True, "l2": 1e-3, "lr": 1e-2}
+    run_id = train_run(con, "plain", None, fields, log=_silent, cache_folder=folder / "cache",
+                       checkpoint_folder=tmp_path)
+    row = con.execute("SELECT checkpoint_path, metrics FROM reward_runs WHERE run_id = ?",
+                      [run_id]).fetchall()[0]
+    checkpoint = load_checkpoint(Path(row[0]))
+    weight = checkpoint.model.head.weight
+    # the hashing encoder's 512 dimensions plus log characters and log words
+    assert weight.shape == (1, 514)
+    assert checkpoint.config.architecture == "linear" and checkpoint.config.length_features
+    assert torch.all(weight[0, -2:] != 0)
+    metrics = json.loads(row[1])
+    assert metrics["accuracy_consensus"] > 0.6
+    again = evaluate_run(con, run_id, log=_silent, cache_folder=folder / "cache")
+    assert again["accuracy_consensus"] == pytest.approx(metrics["accuracy_consensus"])
+    assert score_run(con, run_id, log=_silent, cache_folder=folder / "cache") > 0
+
+
+def test_ridge_penalty_shrinks_the_head() -> None:
+    def norm(l2: float) -> float:
+        config = PlainConfig(encoder="hashing", architecture="linear", l2=l2, lr=5e-2,
+                             epochs=40, patience=40, weight_decay=0.0)
+        return float(train_model(_two_response_tensors(1.0, 1.0), config, 0,
+                                 _silent).model.head.weight.detach().norm())
+
+    assert norm(1.0) < 0.5 * norm(0.0)
+
+
+def test_new_fields_keep_earlier_hashes_and_refuse_bad_combinations() -> None:
+    # hashes of configs written before architecture / length_features / l2 existed
+    assert PlainConfig().config_hash() == "59f696fa4df91a50"
+    assert make_config("multihead", encoder="hashing").config_hash() == "937332def9ccb6de"
+    assert PlainConfig(architecture="linear").config_hash() != PlainConfig().config_hash()
+    with pytest.raises(ValueError, match="length_features and finetune_encoder"):
+        PlainConfig(length_features=True, finetune_encoder=True)
