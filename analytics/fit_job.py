@@ -130,6 +130,8 @@ def fit_report_lines(outcome: FitOutcome) -> list[str]:
                       if "elpd_diff" in row else f" ± {row['se']:.1f}")
             lines.append(f"    K={int(row['n_schools'])}: elpd_loo {row['elpd_loo']:,.1f}"
                          f"{versus}{mark}")
+        if diagnostics.get("loo_model"):
+            lines.append(f"    compared on: {diagnostics['loo_model']}")
     reviewers = outcome.model.reviewer_estimates_
     lines.append(f"  reviewers flagged: {int(reviewers['flagged'].sum())} of {reviewers.height}")
     verdicts = diagnostics.get("verdicts", {})

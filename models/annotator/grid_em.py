@@ -385,7 +385,7 @@ class GridEM:
             if pooling is not None:
                 # the three scales settle early; searching them again every few rounds is
                 # enough, and on large data the search is the costly part
-                search = it <= 8 or it % 5 == 0
+                search = it <= 3 or it % 10 == 0
                 pooling = pooling.refit(st["mu_lik"], lat.mu_values, prior.mu_sd, search)
             prior_s, mu_lp = self._pair_priors(prior, pooling)
             # reviewer side

@@ -5,7 +5,10 @@ exact NUTS (``nuts_max_comparisons``), and says which it chose. ``n_schools="aut
 K = 1, 2 (and 3 when 2 beat 1) and keeps the larger K only when its expected log predictive
 density (elpd) beats the smaller by ``k_selection_se`` standard errors of the difference and by
 ``k_selection_min_gain`` (log units); with more than ``k_selection_max_comparisons``
-comparisons, on a random sample of pairs, and only the chosen K on all data. The elpd is
+comparisons, on a random sample of pairs, and only the chosen K on all data. With response
+pooling on, K is compared on the model with independent pair margins (where the leave-one-out
+comparison is calibrated: on a one-school world pooled fits of K = 2 split reviewers at random
+and still gained a few log units), and pooling then refines the fit of the chosen K. The elpd is
 leave-one-out (Vehtari, Gelman & Gabry 2017): for the EM the cavity approximation of BP (each
 judgment predicted with its own message removed), for NUTS PSIS-LOO from arviz over
 reviewer-level log-likelihoods.
@@ -225,6 +228,8 @@ def fit_em(
     else:
         select_data = data
     ks = [1, 2, 3] if auto else [int(config.n_schools)]
+    pooled = config.pool_responses and data.pair_responses is not None
+    select_config = config.model_copy(update={"pool_responses": False}) if auto else config
     states: dict[int, GridState] = {}
     timings: list[dict[str, Any]] = []
     warm: GridState | None = None
@@ -241,7 +246,8 @@ def fit_em(
                 progress(label, it / total)
 
         t_k = time.perf_counter()
-        states[k] = GridEM(select_data, grid_settings(config, k)).run(warm=warm, callback=cb)
+        states[k] = GridEM(select_data, grid_settings(select_config, k)).run(warm=warm,
+                                                                           callback=cb)
         timings.append({"n_schools": k, "seconds": round(time.perf_counter() - t_k, 2),
                         "iterations": states[k].n_iter, "data": "sample" if sampled else "all"})
         if k == 1:
@@ -252,20 +258,23 @@ def fit_em(
         chosen = ks[0]
         table = [loo_row(states[chosen].loo, chosen, None)]
     final = states[chosen]
-    if sampled and reviewers is not None:
-        seed_state = expand_state(final, reviewers, data.n_reviewers)
+    if (sampled and reviewers is not None) or (auto and pooled):
+        seed_state = (expand_state(final, reviewers, data.n_reviewers)
+                      if sampled and reviewers is not None else final)
         t_k = time.perf_counter()
 
         def cb_all(it: int, total: int) -> None:
             if progress is not None:
-                progress(f"EM on all data, {chosen} school{'s' if chosen > 1 else ''}",
+                what = "all data" if sampled else "pooled responses"
+                progress(f"EM on {what}, {chosen} school{'s' if chosen > 1 else ''}",
                          it / total)
 
         final = GridEM(data, grid_settings(config, chosen)).run(
             school_init=initial_schools(seed_state) if chosen > 1 else None,
             warm=seed_state, callback=cb_all)
         timings.append({"n_schools": chosen, "seconds": round(time.perf_counter() - t_k, 2),
-                        "iterations": final.n_iter, "data": "all"})
+                        "iterations": final.n_iter,
+                        "data": "all" + (", pooled responses" if pooled else "")})
     result = summarise_grid(final, enc, config, time.perf_counter() - start)
     warnings = list(enc.warnings)
     if not final.converged:
@@ -277,6 +286,8 @@ def fit_em(
         {
             "loo_method": "cavity leave-one-out of belief propagation (per judgment)",
             "loo_table": table,
+            "loo_model": ("independent pair margins; response pooling applied to the chosen K"
+                          if auto and pooled else None),
             "n_schools_chosen": chosen,
             "n_schools_mode": str(config.n_schools),
             "k_selection_sample": {"pairs": select_data.n_pairs, "comparisons": select_data.n,

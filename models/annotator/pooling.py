@@ -122,7 +122,7 @@ class ResponsePooling:
         return float(np.sum(np.log(np.maximum(mix, 1e-300))))
 
     def refit(self, mu_lik: FloatArray, mu_values: FloatArray, population_sd: float,
-              search: bool = True, max_evaluations: int = 80) -> ResponsePooling:
+              search: bool = True, max_evaluations: int = 30) -> ResponsePooling:
         """Refit qualities, scales and cavity priors to the pairs' vote likelihoods
         ``mu_lik`` (J, n_mu; each row sums to 1), starting the search where it was;
         ``population_sd`` is the unpooled margin scale (the outliers' prior). Without
@@ -147,7 +147,7 @@ class ResponsePooling:
                           np.log(max(self.sd_quality, 0.3)), np.log(share / (1 - share))])
         best = minimize(lambda x: -fitted(x).predictive_loglik(mu_lik, mu_values), start,
                         method="Powell", bounds=BOUNDS,
-                        options={"maxfev": max_evaluations, "xtol": 1e-2, "ftol": 1e-6})
+                        options={"maxfev": max_evaluations, "xtol": 0.05, "ftol": 1e-5})
         return fitted(best.x)
 
 

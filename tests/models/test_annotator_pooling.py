@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from models.annotator.data import AnnotatorDataError, encode_frame
+from models.annotator.estimator import AnnotatorModel
 from models.annotator.grid_em import GridEM, GridSettings, Judgments
 from models.annotator.pooling import ResponsePooling, consensus_moments
 from models.annotator.synthetic import model_frame_from_world
@@ -109,3 +110,16 @@ def test_frames_carry_response_ids_and_conflicts_fail_in_words() -> None:
     ).drop("index")
     with pytest.raises(AnnotatorDataError, match="more than one response_1_id"):
         encode_frame(broken)
+
+
+def test_auto_k_compares_schools_without_pooling_then_pools_the_chosen_fit() -> None:
+    world = simulate_world(WorldConfig(n_comparisons=1500, seed=4))
+    frame = model_frame_from_world(world.judgments, world.pairs)
+    model = AnnotatorModel(n_schools="auto").fit(frame)
+    d = model.fit_summary_["diagnostics"]
+    assert d["fits"][-1]["data"] == "all, pooled responses"
+    assert d["fits"][-1]["n_schools"] == d["n_schools_chosen"]
+    assert "independent pair margins" in d["loo_model"]
+    assert d["response_pooling"] is True and d["n_responses"] > 0
+    fixed = AnnotatorModel(n_schools=2, pool_responses=False).fit(frame)
+    assert fixed.fit_summary_["diagnostics"]["response_pooling"] is False
