@@ -27,17 +27,12 @@ import torch
 from models.reward.checkpoint import load_checkpoint, save_checkpoint
 from models.reward.config import RewardConfig, make_config
 from models.reward.data import response_table, text_bodies
-from models.reward.encoder import (
-    EmbeddingCache,
-    SentenceEncoder,
-    cache_folder_for,
-    with_length_features,
-)
+from models.reward.encoder import SentenceEncoder, cache_folder_for
 from models.reward.errors import RewardModelError
 from models.reward.evaluate import evaluate_model
 from models.reward.finetune import load_finetuned_encoder
 from models.reward.heads import head_names
-from models.reward.pipeline import encoder_for, prepare, train_and_evaluate
+from models.reward.pipeline import encoder_for, model_inputs, prepare, train_and_evaluate
 from models.reward.train import response_outputs
 
 Log = Callable[[str], None]
@@ -178,10 +173,8 @@ def score_run(
     ids = pl.concat([responses["prompt_id"], responses["text_id"]]).unique(maintain_order=True)
     texts = text_bodies(con, ids.to_list())
     cache = cache_folder if cache_folder is not None else cache_folder_for(database_path(con))
-    embeddings, _ = EmbeddingCache(cache).embed(
-        encoder, texts["text_id"].to_list(), texts["body"].to_list())  # type: ignore[arg-type]
-    if checkpoint.config.length_features:
-        embeddings = with_length_features(embeddings, texts["body"].to_list())
+    embeddings, _ = model_inputs(checkpoint.config, encoder, cache,  # type: ignore[arg-type]
+                                 texts["text_id"].to_list(), texts["body"].to_list())
     index = {t: i for i, t in enumerate(texts["text_id"].to_list())}
     prompt = torch.as_tensor([index[t] for t in responses["prompt_id"].to_list()])
     response = torch.as_tensor([index[t] for t in responses["text_id"].to_list()])

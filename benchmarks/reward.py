@@ -242,7 +242,8 @@ def ukp_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: ignor
         (pl.col("strict_label") == "a1").cast(pl.Float64).alias("label"))
     n_chars = texts["text"].str.len_chars().to_numpy().astype(float)
     emb_t = torch.as_tensor(emb)
-    emb_len = torch.as_tensor(with_length_features(emb, texts["text"].to_list()))
+    emb_len = (torch.as_tensor(with_length_features(emb, texts["text"].to_list()))
+               if "length" in args.ukp_variants else emb_t)
     topics = sorted(agg["topic"].unique().to_list())[: args.folds]
     variants = [v.strip() for v in args.ukp_variants.split(",") if v.strip()]
     per_variant: dict[str, list[dict[str, object]]] = {v: [] for v in variants}

@@ -129,9 +129,9 @@ class ResponsePooling:
         ``search`` the scales are kept and only the qualities and cavities move."""
         if mu_lik.shape[0] != self.pair_responses.shape[0] or mu_lik.shape[0] < 2:
             return self
-        obs = mu_lik @ mu_values
+        obs, obs_var = lattice_moments(mu_lik, mu_values)
         step = float(mu_values[1] - mu_values[0]) if mu_values.size > 1 else 1.0
-        obs_var = np.maximum(mu_lik @ mu_values**2 - obs**2, step**2 / 12)
+        obs_var = np.maximum(obs_var, step**2 / 12)
         a = self._incidence()
 
         def fitted(x: FloatArray) -> ResponsePooling:
@@ -162,5 +162,10 @@ def consensus_moments(pair_post: FloatArray, n_mu: int,
     """Mean and variance of each pair's consensus margin from ``(J, S)`` beliefs (mu-major)."""
     marg = pair_post.reshape(pair_post.shape[0], n_mu, -1).sum(axis=2, dtype=np.float64)
     marg /= np.maximum(marg.sum(axis=1, keepdims=True), 1e-300)
-    mean = marg @ mu_values
-    return mean, np.maximum(marg @ mu_values**2 - mean**2, 0.0)
+    return lattice_moments(marg, mu_values)
+
+
+def lattice_moments(dist: FloatArray, mu_values: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Mean and variance of each row of ``dist`` (rows sum to 1) over the margins ``mu_values``."""
+    mean = dist @ mu_values
+    return mean, np.maximum(dist @ mu_values**2 - mean**2, 0.0)

@@ -51,6 +51,18 @@ def encoder_for(config: RewardConfig, device: str = "cpu") -> TextEncoder:
     return load_encoder(config.encoder, config.encode_batch_size, config.max_seq_length, device)
 
 
+def model_inputs(
+    config: RewardConfig, encoder: TextEncoder, cache_folder: Path | None,
+    text_ids: list[str], bodies: list[str],
+) -> tuple[np.ndarray, int]:
+    """The network's per-text inputs under ``config``: cached embeddings, plus the length
+    columns when ``length_features``; and how many texts were embedded now."""
+    embeddings, n_new = EmbeddingCache(cache_folder).embed(encoder, text_ids, bodies)
+    if config.length_features:
+        embeddings = with_length_features(embeddings, bodies)
+    return embeddings, n_new
+
+
 def prepare(
     con: duckdb.DuckDBPyConnection, config: RewardConfig, fit_id: str | None,
     cache_folder: Path | None, log: Log = print, encoder: TextEncoder | None = None,
@@ -74,11 +86,9 @@ def prepare(
         encoder = encoder_for(config, device)
     started = time.perf_counter()
     texts = data.texts
-    embeddings, n_new = EmbeddingCache(cache_folder).embed(
-        encoder, texts["text_id"].to_list(), texts["body"].to_list())
+    embeddings, n_new = model_inputs(config, encoder, cache_folder, texts["text_id"].to_list(),
+                                     texts["body"].to_list())
     seconds = time.perf_counter() - started
-    if config.length_features:
-        embeddings = with_length_features(embeddings, texts["body"].to_list())
     log(f"encoder {encoder.encoder_id}: {len(texts):,} texts, {n_new:,} embedded now "
         f"({seconds:.1f} s), the rest from the cache")
     return Prepared(data, embeddings, encoder.encoder_id, seconds, n_new, encoder, cache_folder)
