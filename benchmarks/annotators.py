@@ -4,13 +4,15 @@ Run ``python -m benchmarks.annotators`` (``--help`` for options). It simulates t
 (2 schools about 65/35, 15% rushed reviewers, 20% contested pairs, 3-8 votes per pair, skewed
 workloads), fits the annotator model and the peers on the same comparisons, and prints:
 
-* reviewers -- rank by reliability, flag the bottom k (k = number of truly rushed reviewers):
-  precision at k, the flag-rate gap careful-minority minus careful-majority (percentage points),
-  Spearman of reliability against 1 - true lapse rate, and interval coverage where a method has
-  intervals;
+* reviewers -- rank by reliability (every method, the reliability oracle and the margin-blind
+  reliability oracle, see :mod:`models.annotator.oracle`), flag the bottom k (k = number of
+  truly rushed reviewers): precision at k, the flag-rate gap careful-minority minus
+  careful-majority (percentage points), Spearman of reliability against 1 - true lapse rate, and
+  interval coverage where a method has intervals;
 * pairs -- ROC AUC of the pluralism share for contested vs uncontested pairs, against the
   pluralism oracle's likelihood ratio (the ceiling) and naive vote disagreement;
-* schools -- adjusted Rand index of the careful reviewers' schools;
+* schools -- adjusted Rand index of the careful reviewers' schools, against the school oracle's
+  (true margins known) and the margin-blind school oracle's;
 * null worlds -- one school (K chosen, pluralism verdicts) and no rushed reviewers (flags);
 * speed -- fit time at 10k and 100k comparisons as a ratio to crowd-kit GLAD on the same data.
 
@@ -34,9 +36,16 @@ from scipy.stats import spearmanr
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from models.annotator.estimator import AnnotatorModel
-from models.annotator.oracle import oracle_inputs, pluralism_oracle, reliability_oracle
+from models.annotator.oracle import (
+    margin_blind_reliability_oracle,
+    oracle_inputs,
+    pluralism_oracle,
+    reliability_oracle,
+    school_oracle,
+)
 from models.annotator.synthetic import model_frame_from_world
 from warehouse.demo import DemoWorld, WorldConfig, simulate_world
+from warehouse.demo.schools import school_shares
 
 Scores = dict[str, float]
 
@@ -155,6 +164,11 @@ def accuracy(world: DemoWorld) -> dict[str, Any]:
     o = orc.to_pandas().set_index("reviewer_id")
     rows["oracle"] = {**reviewer_metrics(world, o["reliability"], o["reliability_low"],
                                          o["reliability_high"]), "seconds": secs}
+    blind, secs = _timed(lambda: margin_blind_reliability_oracle(truth, cfg.tie_threshold,
+                                                                 cfg.rushed_share))
+    b = blind.to_pandas().set_index("reviewer_id")
+    rows["oracle_blind"] = {**reviewer_metrics(world, b["reliability"], b["reliability_low"],
+                                               b["reliability_high"]), "seconds": secs}
     peers: dict[str, Callable[[], pd.Series]] = {
         "majority_vote": lambda: majority_agreement(frame),
         "dawid_skene": lambda: dawid_skene(frame),
@@ -171,15 +185,23 @@ def accuracy(world: DemoWorld) -> dict[str, Any]:
     plo = pluralism_oracle(truth, cfg.tie_threshold)
     disagree = frame.group_by("pair_id").agg(d=pl.col("outcome").n_unique() - 1)
     dis = disagree.join(world.pairs.select("pair_id", "contested"), on="pair_id")
-    careful = model.reviewer_estimates_.join(
-        world.reviewers.select("reviewer_id", "school_index", "is_rushed"), on="reviewer_id"
-    ).filter(~pl.col("is_rushed"))
+    def careful_ari(schools: pl.DataFrame) -> float:
+        careful = schools.join(
+            world.reviewers.select("reviewer_id", "school_index", "is_rushed"), on="reviewer_id"
+        ).filter(~pl.col("is_rushed"))
+        return float(adjusted_rand_score(careful["school_index"], careful["school"]))
+
+    shares = school_shares(cfg.n_schools, cfg.minority_share)
     return {
         "reviewers": rows,
         "pluralism_auc": float(roc_auc_score(pairs["contested"], pairs["pluralism_share"])),
         "pluralism_auc_ceiling": float(roc_auc_score(plo["contested"], plo["log_lr"])),
         "pluralism_auc_disagreement": float(roc_auc_score(dis["contested"], dis["d"])),
-        "ari_careful": float(adjusted_rand_score(careful["school_index"], careful["school"])),
+        "ari_careful": careful_ari(model.reviewer_estimates_),
+        "ari_careful_oracle": careful_ari(school_oracle(truth, cfg.tie_threshold, shares)),
+        "ari_careful_oracle_blind": careful_ari(
+            school_oracle(truth, cfg.tie_threshold, shares, margins_known=False)
+        ),
         "n_schools": model.n_schools_,
         "verdicts": model.fit_summary_["diagnostics"]["verdicts"],
     }
@@ -229,11 +251,16 @@ def _print_accuracy(results: list[dict[str, Any]]) -> None:
     orc = np.mean([r["reviewers"]["oracle"]["precision_at_k"] for r in results])
     auc = np.mean([r["pluralism_auc"] for r in results])
     ceil = np.mean([r["pluralism_auc_ceiling"] for r in results])
+    blind = np.mean([r["reviewers"]["oracle_blind"]["precision_at_k"] for r in results])
     print(f"\nprecision at k vs oracle: {ours:.3f} / {orc:.3f} = {ours / orc:.1%} (target >= 95%)")
+    print(f"  margin-blind oracle {blind:.3f} = {blind / orc:.1%} of the oracle; "
+          f"dissensus = {ours / blind:.1%} of the margin-blind oracle")
     print(f"pluralism AUC: {auc:.3f}, ceiling {ceil:.3f} = {auc / ceil:.1%} (target >= 97%); "
           f"vote disagreement {np.mean([r['pluralism_auc_disagreement'] for r in results]):.3f}")
     print(f"ARI careful schools: {np.mean([r['ari_careful'] for r in results]):.3f} "
-          "(target >= 0.80)")
+          "(target >= 0.80); school oracle "
+          f"{np.mean([r['ari_careful_oracle'] for r in results]):.3f}, margin-blind "
+          f"{np.mean([r['ari_careful_oracle_blind'] for r in results]):.3f}")
     print(f"K chosen per seed: {[r['n_schools'] for r in results]}")
 
 

@@ -53,6 +53,20 @@ class Population:
     bias_weights: FloatArray  # (B,)
 
 
+def binned_biases(values: FloatArray, n_bins: int = 15) -> tuple[FloatArray, FloatArray]:
+    """A sample of reviewer biases as a weighted grid (bin centres, weights) for
+    :class:`Population`: :func:`components` loops over the bias values, so one value per reviewer
+    would cost a pass over every pair for every reviewer."""
+    values = np.asarray(values, dtype=float)
+    lo, hi = float(values.min()), float(values.max())
+    if hi - lo < 1e-9:
+        return np.array([lo]), np.array([1.0])
+    counts, edges = np.histogram(values, bins=n_bins, range=(lo, hi))
+    keep = counts > 0
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    return centres[keep], counts[keep] / counts.sum()
+
+
 def components(margins: FloatArray, pop: Population) -> tuple[FloatArray, FloatArray, FloatArray]:
     """``(noise, pluralism, ambiguity)`` variances for margins of shape ``(..., K)``."""
     pi = pop.school_weights

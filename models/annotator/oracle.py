@@ -9,6 +9,21 @@ It computes each reviewer's exact posterior of ``eps_r`` on a fine grid::
 
     p(eps | y_r) ∝ p(eps) prod_n [(1 - eps) P_c(y_n | m_{j_n, k(r)} + beta_r s_n) + eps P_l(y_n)]
 
+**Margin-blind reliability oracle.** Knows everything the reliability oracle knows *except* the
+pair margins: those it integrates out, each pair's margin vector drawn from the empirical
+distribution of the other pairs' true margins and weighted by the *other* reviewers' votes on the
+pair (whose parameters it knows). Reviewer ``r``'s careful-vote probability on judgment ``n`` is
+then the cavity predictive ``A_n = sum_c w_{j,-r}(c) P_c(y_n | m_{c,k(r)} + beta_r s_n)``, and the
+lapse posterior is as above with ``A_n`` in place of ``P_c``. A method that reads only the votes
+must also estimate every reviewer's parameters, so this is still a ceiling for it, and a tighter
+one: the gap between the two oracles is what not knowing the margins costs.
+
+**School oracle.** Knows the true margins, lapse rates, biases and tilts and the school shares,
+and gives each reviewer the school of highest posterior probability,
+``log pi_k + sum_n log[(1 - eps_r) P_c(y_n | m_{j_n,k} + beta_r s_n) + eps_r P_l(y_n)]``.
+Its adjusted Rand index over careful reviewers is the ceiling for school recovery: a reviewer who
+never judged a contested pair cannot be placed by anyone.
+
 **Pluralism oracle.** Knows every reviewer's school, lapse rate, bias and tilt and the
 generating distribution of pair margins for contested and for other pairs. It scores each pair
 by the exact likelihood ratio ``p(votes_j | contested) / p(votes_j | not contested)``, each term
@@ -88,14 +103,101 @@ def reliability_oracle(
 
     Returns ``reviewer_id, lapse_mean, reliability, reliability_low, reliability_high`` (94%).
     """
+    r = truth.reviewer
+    m = truth.margins[truth.pair, truth.school[r]]
+    pc = np.exp(careful_logp(truth.y, m + truth.position_bias[r] * truth.s, tau))
+    return _lapse_posterior(truth, pc, rushed_share, grid_size)
+
+
+def margin_blind_reliability_oracle(
+    truth: OracleInputs, tau: float, rushed_share: float, grid_size: int = 500
+) -> pl.DataFrame:
+    """Each reviewer's lapse posterior with the pair margins integrated out (see module doc).
+
+    Same columns as :func:`reliability_oracle`.
+    """
+    pred = _cavity_careful_probs(truth, tau)
+    own_school = pred[np.arange(pred.shape[0]), truth.school[truth.reviewer]]
+    return _lapse_posterior(truth, own_school, rushed_share, grid_size)
+
+
+def school_oracle(
+    truth: OracleInputs, tau: float, shares: FloatArray, margins_known: bool = True
+) -> pl.DataFrame:
+    """Each reviewer's most probable school given every other truth (see module doc).
+
+    ``margins_known=False`` integrates the pair margins out as the margin-blind reliability
+    oracle does. Returns ``reviewer_id, school, school_probability``.
+    """
+    r = truth.reviewer
+    n_r, k_n = truth.school.shape[0], truth.margins.shape[1]
+    eps = truth.lapse_rate[r]
+    pl_ = lapse_prob(truth.y, truth.s, truth.lapse_tilt[r])
+    if margins_known:
+        bias = truth.position_bias[r] * truth.s
+        careful = np.stack([np.exp(careful_logp(truth.y, truth.margins[truth.pair, k] + bias, tau))
+                            for k in range(k_n)], axis=1)
+    else:
+        careful = _cavity_careful_probs(truth, tau)
+    log_post = np.tile(np.log(np.asarray(shares, dtype=float)), (n_r, 1))
+    for k in range(k_n):
+        lik = (1 - eps) * careful[:, k] + eps * pl_
+        log_post[:, k] += np.bincount(r, np.log(np.maximum(lik, 1e-300)), n_r)
+    log_post -= logsumexp(log_post, axis=1, keepdims=True)
+    return pl.DataFrame({
+        "reviewer_id": truth.reviewer_ids,
+        "school": log_post.argmax(axis=1),
+        "school_probability": np.exp(log_post.max(axis=1)),
+    })
+
+
+def _cavity_careful_probs(truth: OracleInputs, tau: float, block: int = 256) -> FloatArray:
+    """``(N, K)``: each judgment's careful-vote probability under each school, the pair's margins
+    integrated over the other pairs' true margins weighted by the other reviewers' votes."""
+    r = truth.reviewer
+    k_r = truth.school[r]
+    eps = truth.lapse_rate[r]
+    pl_ = lapse_prob(truth.y, truth.s, truth.lapse_tilt[r])
+    bias = truth.position_bias[r] * truth.s
+    n_pairs, k_n = truth.margins.shape
+    order = np.argsort(truth.pair, kind="stable")
+    starts = np.searchsorted(truth.pair[order], np.arange(n_pairs + 1))
+    out = np.empty((truth.y.shape[0], k_n))
+    for b0 in range(0, n_pairs, block):
+        b1 = min(b0 + block, n_pairs)
+        v = order[starts[b0]:starts[b1]]
+        y, shift, pair = truth.y[v][:, None], bias[v][:, None], truth.pair[v]
+        # each vote under every candidate margin vector, read in its reviewer's own school
+        own_pc = np.exp(careful_logp(y, truth.margins[:, k_r[v]].T + shift, tau))
+        ll = np.log(np.maximum((1 - eps[v])[:, None] * own_pc + (eps[v] * pl_[v])[:, None],
+                               1e-300))
+        # cavity: every vote on the pair minus this reviewer's own votes on it
+        _, group = np.unique(pair * len(truth.reviewer_ids) + r[v], return_inverse=True)
+        own = np.zeros((group.max() + 1, n_pairs))
+        np.add.at(own, group, ll)
+        per_pair = np.zeros((b1 - b0, n_pairs))
+        np.add.at(per_pair, pair - b0, ll)
+        log_w = per_pair[pair - b0] - own[group]
+        log_w[np.arange(v.size), pair] = -np.inf  # the pair's own margins are not known
+        w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+        w /= w.sum(axis=1, keepdims=True)
+        for k in range(k_n):
+            pc_k = np.exp(careful_logp(y, truth.margins[:, k][None, :] + shift, tau))
+            out[v, k] = (w * pc_k).sum(axis=1)
+    return out
+
+
+def _lapse_posterior(
+    truth: OracleInputs, pc: FloatArray, rushed_share: float, grid_size: int
+) -> pl.DataFrame:
+    """Lapse posterior on a grid under the generating prior, given each judgment's careful-vote
+    probability ``pc``."""
     grid = 0.5 * (np.arange(grid_size) + 0.5) / grid_size
     careful = (grid <= CAREFUL_LAPSE[1]) / (CAREFUL_LAPSE[1] - CAREFUL_LAPSE[0])
     rushed = (grid >= RUSHED_LAPSE[0]) / (RUSHED_LAPSE[1] - RUSHED_LAPSE[0])
     prior = (1 - rushed_share) * careful + rushed_share * rushed
     log_prior = np.log(np.maximum(prior, 1e-300))
     r = truth.reviewer
-    m = truth.margins[truth.pair, truth.school[r]]
-    pc = np.exp(careful_logp(truth.y, m + truth.position_bias[r] * truth.s, tau))
     pl_ = lapse_prob(truth.y, truth.s, truth.lapse_tilt[r])
     log_m = np.log(np.maximum((1 - grid)[None, :] * pc[:, None] + grid[None, :] * pl_[:, None],
                               1e-300))

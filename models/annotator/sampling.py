@@ -24,7 +24,7 @@ from warehouse.errors import DissensusError
 
 from .config import AnnotatorConfig
 from .data import EncodedFrame
-from .decomposition import Population, decompose_draws
+from .decomposition import Population, binned_biases, decompose_draws
 from .grid_em import GridEM
 from .inference import FitResult, Progress, choose_k, loo_row
 from .likelihood import careful_logp, lapse_prob
@@ -166,7 +166,9 @@ def _minibatch_advi(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> az.
 
         approx = pm.fit(n=config.advi_iterations, method="advi", random_seed=config.seed,
                         progressbar=False, callbacks=[refresh])
-        idata = approx.sample(draws=max(config.draws, 200), random_seed=config.seed)
+        # 200 draws: on data big enough to need minibatches, 500 draws of every pair's margins
+        # would take gigabytes, and means and 94% intervals are stable well before that
+        idata = approx.sample(draws=200, random_seed=config.seed)
     return idata
 
 
@@ -225,9 +227,10 @@ def summarise_draws(
         resp += r / n_d
         careful += np.sum(r[d.reviewer] * c / (c + lap), axis=1) / n_d
     bias_mean = beta.mean(axis=0)
+    bias_values, bias_weights = binned_biases(bias_mean)
     pop = Population(
         school_weights=pi_d.mean(axis=0), tau=float(tau_d.mean()), lapse_mean=float(eps.mean()),
-        bias_values=bias_mean, bias_weights=np.full(bias_mean.size, 1.0 / bias_mean.size),
+        bias_values=bias_values, bias_weights=bias_weights,
     )
     pairs = decompose_draws(np.transpose(sub["margins"], (1, 0, 2)), pop, mass)
     return FitResult(
