@@ -18,7 +18,11 @@ MODEL_VERSION = "1.0"
 Method = Literal["auto", "em", "nuts", "advi", "minibatch_advi"]
 
 
-SETTINGS_ADDED_LATER: dict[str, object] = {"pool_responses": False}
+SETTINGS_ADDED_LATER: dict[str, object] = {
+    "pool_responses": False,
+    "minibatch_steps": 20_000,
+    "minibatch_learning_rate": None,
+}
 """Settings added after fits were first saved, with the value that reproduces those fits."""
 
 
@@ -63,8 +67,17 @@ class AnnotatorConfig(BaseModel):
     target_accept: float = Field(0.9, gt=0.5, lt=1.0, description="NUTS: target acceptance rate.")
     advi_iterations: int = Field(20_000, ge=100, description="ADVI: optimisation steps.")
     minibatch_reviewers: int = Field(
-        256, ge=8, description="Minibatch ADVI: reviewers per minibatch (whole reviewers, since "
-        "the school is marginalised per reviewer)."
+        1024, ge=8, description="Minibatch ADVI: reviewers per minibatch (whole reviewers, since "
+        "the school is marginalised per reviewer). A step's cost is dominated by the per-pair "
+        "parameters, not the batch, so large batches and fewer steps are the cheap way."
+    )
+    minibatch_steps: int = Field(
+        5_000, ge=100, description="Minibatch ADVI: optimisation steps, each on one minibatch."
+    )
+    minibatch_learning_rate: float | None = Field(
+        0.02, gt=0, description="Minibatch ADVI: Adam learning rate. A pair's parameters get a "
+        "gradient only when one of its reviewers is in the batch, so PyMC's default (None: "
+        "adagrad_window at 1e-3) barely moves them in a few thousand steps."
     )
     max_iter: int = Field(150, ge=1, description="EM: maximum iterations.")
     tol: float = Field(1e-3, gt=0, description="EM: stop when reviewer marginals move less.")

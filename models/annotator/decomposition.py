@@ -31,6 +31,7 @@ Verdict (first rule that applies):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,9 +157,27 @@ def decompose_states(
 
 
 def decompose_draws(
+    draw_margins: FloatArray, pop: Population, interval_mass: float, block: int = 2_000_000
+) -> PairDecomposition:
+    """Decomposition from posterior draws: ``draw_margins`` ``(J, D, K)`` (equal weights).
+
+    Pairs are taken ``block`` margin values at a time, so memory stays flat on large data.
+    """
+    n_pairs, n_draws, k_n = draw_margins.shape
+    step = max(1, block // max(n_draws * k_n, 1))
+    if n_pairs > step:
+        parts = [_decompose_draws(draw_margins[j : j + step], pop, interval_mass)
+                 for j in range(0, n_pairs, step)]
+        return PairDecomposition(*(
+            np.concatenate([getattr(p, f.name) for p in parts])
+            for f in dataclasses.fields(PairDecomposition)
+        ))
+    return _decompose_draws(draw_margins, pop, interval_mass)
+
+
+def _decompose_draws(
     draw_margins: FloatArray, pop: Population, interval_mass: float
 ) -> PairDecomposition:
-    """Decomposition from posterior draws: ``draw_margins`` ``(J, D, K)`` (equal weights)."""
     noise, plur, amb = components(draw_margins, pop)
     shares = _shares(noise, plur, amb)  # (J, D, 3)
     lo_q, hi_q = (1 - interval_mass) / 2, 1 - (1 - interval_mass) / 2

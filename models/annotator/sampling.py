@@ -18,7 +18,9 @@ import arviz as az
 import numpy as np
 import pymc as pm
 import pytensor
+import pytensor.tensor as pt
 import xarray as xr
+from pymc.pytensorf import find_rng_nodes, reseed_rngs
 
 from warehouse.errors import DissensusError
 
@@ -164,12 +166,36 @@ def _minibatch_advi(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> az.
             for key, value in draw().items():
                 shared[key].set_value(value.astype(np.int64))
 
-        approx = pm.fit(n=config.advi_iterations, method="advi", random_seed=config.seed,
-                        progressbar=False, callbacks=[refresh])
-        # 200 draws: on data big enough to need minibatches, 500 draws of every pair's margins
-        # would take gigabytes, and means and 94% intervals are stable well before that
-        idata = approx.sample(draws=200, random_seed=config.seed)
-    return idata
+        rate = config.minibatch_learning_rate
+        optimizer = {} if rate is None else {"obj_optimizer": pm.adam(learning_rate=rate)}
+        approx = pm.fit(n=config.minibatch_steps, method="advi", random_seed=config.seed,
+                        progressbar=False, callbacks=[refresh], **optimizer)
+        return _summary_draws(approx, k_n, config.seed, coords)
+
+
+def _summary_draws(
+    approx: Any, k_n: int, seed: int, coords: dict[str, np.ndarray], draws: int = 200,
+    chunk: int = 25,
+) -> az.InferenceData:
+    """Draws of only the quantities the summaries read, a chunk at a time.
+
+    ``approx.sample`` records every latent variable and deterministic at once: on a million
+    comparisons that is gigabytes (each pair's margin, deviation, local scale...). 200 draws are
+    plenty for means and 94% intervals.
+    """
+    names = ["margins", "eps", "beta", "gamma", "tau"] + (["pi"] if k_n > 1 else [])
+    size = pt.iscalar("draws")
+    outs = approx.sample_node([approx.model[n] for n in names], size=size)
+    sample = pytensor.function([size], outs)
+    reseed_rngs(find_rng_nodes(outs), seed)
+    parts = [sample(min(chunk, draws - start)) for start in range(0, draws, chunk)]
+    dims = {"margins": ["pair", "school"], "eps": ["reviewer"], "beta": ["reviewer"],
+            "gamma": ["reviewer"], "pi": ["school"]}
+    posterior = {
+        n: np.concatenate([p[i] for p in parts])[None, ...] for i, n in enumerate(names)
+    }
+    return az.from_dict(posterior=posterior, coords=coords,
+                        dims={n: d for n, d in dims.items() if n in posterior})
 
 
 def align_chains(idata: az.InferenceData, k_n: int) -> az.InferenceData:
@@ -219,8 +245,10 @@ def summarise_draws(
         eta = m[d.pair] + (b[d.reviewer] * d.s)[:, None]
         c = (1 - e[d.reviewer])[:, None] * np.exp(careful_logp(d.y[:, None], eta, float(tau_d[i])))
         lap = (e[d.reviewer] * lapse_prob(d.y, d.s, g[d.reviewer]))[:, None]
-        ll = np.zeros((d.n_reviewers, k_n))
-        np.add.at(ll, d.reviewer, np.log(c + lap))
+        log_lik = np.log(c + lap)
+        ll = np.stack(
+            [np.bincount(d.reviewer, log_lik[:, k], d.n_reviewers) for k in range(k_n)], axis=1
+        )
         ll += np.log(pi_d[i])[None, :]
         r = np.exp(ll - ll.max(axis=1, keepdims=True))
         r /= r.sum(axis=1, keepdims=True)

@@ -7,7 +7,13 @@ import pytest
 from scipy.special import logsumexp
 
 from models.annotator._kernels import careful_table, pair_pass, reviewer_pass
-from models.annotator.decomposition import Population, components, decompose_states
+from models.annotator.decomposition import (
+    Population,
+    binned_biases,
+    components,
+    decompose_draws,
+    decompose_states,
+)
 from models.annotator.grid_em import make_lattice
 from models.annotator.inference import choose_k, grid_quantiles, prob_above
 from models.annotator.likelihood import (
@@ -169,3 +175,15 @@ def _config():  # type: ignore[no-untyped-def]
     from models.annotator.config import AnnotatorConfig
 
     return AnnotatorConfig()
+
+
+def test_draws_decomposition_is_the_same_in_blocks() -> None:
+    rng = np.random.default_rng(3)
+    draws = rng.normal(0.0, 2.0, size=(37, 20, 2))
+    values, weights = binned_biases(rng.normal(0.0, 0.4, size=500))
+    assert values.size <= 15 and np.isclose(weights.sum(), 1.0)
+    pop = Population(np.array([0.6, 0.4]), 0.3, 0.08, values, weights)
+    whole = decompose_draws(draws, pop, 0.94)
+    blocks = decompose_draws(draws, pop, 0.94, block=200)  # 5 pairs per block
+    for name in ("p_first", "noise_share", "pluralism_share", "share_low", "p_pluralism"):
+        np.testing.assert_allclose(getattr(blocks, name), getattr(whole, name))

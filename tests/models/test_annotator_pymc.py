@@ -81,8 +81,12 @@ def test_nuts_reports_convergence_diagnostics(frame: pl.DataFrame) -> None:
 
 @pytest.mark.slow
 def test_minibatch_advi_runs(frame: pl.DataFrame) -> None:
-    cfg = AnnotatorConfig(n_schools=2, method="minibatch_advi", advi_iterations=1500,
+    cfg = AnnotatorConfig(n_schools=2, method="minibatch_advi", minibatch_steps=1500,
                           minibatch_reviewers=8, draws=100)
     model = AnnotatorModel(cfg).fit(frame)
     assert model.fit_summary_["method"] == "minibatch_advi"
     assert model.reviewer_estimates_.height == frame["reviewer_id"].n_unique()
+    # only what the summaries read is drawn: on large data every latent would take gigabytes
+    posterior = model.result_.idata.posterior
+    assert set(posterior.data_vars) == {"margins", "eps", "beta", "gamma", "tau", "pi"}
+    assert posterior.sizes["draw"] == 200

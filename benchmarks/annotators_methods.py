@@ -1,0 +1,95 @@
+"""Inference paths side by side: the grid EM (default) and minibatch ADVI on the same data.
+
+Two modes:
+
+* ``python -m benchmarks.annotators_methods --comparisons 100000`` simulates the issue-3 world
+  (2,000 reviewers from 100k comparisons up), fits K = 2 with each method and prints, against
+  the simulator's truth: precision at k (k = number of rushed reviewers), Spearman of
+  reliability against 1 - lapse rate, interval coverage, ARI of the careful reviewers' schools,
+  and seconds.
+* ``python -m benchmarks.annotators_methods --db W.duckdb --truth DIR`` scores every fit stored in
+  a warehouse against the truth files written with it (``dissensus simulate`` or the audit
+  benchmark's world folder); used for the 1M minibatch run, which takes too long to repeat here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import duckdb
+import polars as pl
+from sklearn.metrics import adjusted_rand_score
+
+from benchmarks.annotators import reviewer_metrics
+from models.annotator.config import AnnotatorConfig
+from models.annotator.estimator import AnnotatorModel
+from models.annotator.synthetic import model_frame_from_world
+from warehouse.demo import WorldConfig, simulate_world
+
+
+def score(estimates: pl.DataFrame, truth_reviewers: pl.DataFrame) -> dict[str, Any]:
+    """Reviewer metrics and school ARI of one fit's ``reviewer_estimates`` against the truth."""
+    truth = truth_reviewers.filter(pl.col("n_comparisons") > 0)
+    rev = estimates.to_pandas().set_index("reviewer_id")
+    out: dict[str, Any] = reviewer_metrics(
+        SimpleNamespace(reviewers=truth),  # type: ignore[arg-type]
+        rev["reliability"], rev["reliability_low"], rev["reliability_high"],
+    )
+    careful = estimates.join(truth.select("reviewer_id", "school_index", "is_rushed"),
+                             on="reviewer_id").filter(~pl.col("is_rushed"))
+    out["ari_careful"] = float(adjusted_rand_score(careful["school_index"], careful["school"]))
+    return out
+
+
+def simulated(n: int, seed: int) -> list[dict[str, Any]]:
+    world = simulate_world(WorldConfig(n_comparisons=n, n_reviewers=2000 if n >= 100_000 else None,
+                                       seed=seed))
+    frame = model_frame_from_world(world.judgments, world.pairs)
+    rows = []
+    for method in ("em", "minibatch_advi"):
+        start = time.perf_counter()
+        model = AnnotatorModel(AnnotatorConfig(method=method, n_schools=2, seed=seed)).fit(frame)
+        secs = time.perf_counter() - start
+        rows.append({"method": method, **score(model.reviewer_estimates_, world.reviewers),
+                     "seconds": secs})
+    return rows
+
+
+def stored(db: Path, truth_dir: Path) -> list[dict[str, Any]]:
+    truth = pl.read_parquet(truth_dir / "truth_reviewers.parquet")
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        fits = con.sql("SELECT fit_id, method, seconds FROM fits ORDER BY created_at").pl()
+        rows = []
+        for fit_id, method, secs in fits.iter_rows():
+            est = con.sql("SELECT * FROM reviewer_estimates WHERE fit_id = ?",
+                          params=[fit_id]).pl()
+            rows.append({"method": f"{method} ({fit_id})", **score(est, truth), "seconds": secs})
+        return rows
+    finally:
+        con.close()
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--comparisons", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--db", type=Path, help="score the fits stored in this warehouse")
+    parser.add_argument("--truth", type=Path, help="with --db: the folder of truth_*.parquet")
+    args = parser.parse_args(argv)
+    if (args.db is None) != (args.truth is None):
+        parser.error("--db and --truth go together")
+    rows = stored(args.db, args.truth) if args.db else simulated(args.comparisons, args.seed)
+    cols = ("precision_at_k", "spearman", "coverage", "ari_careful", "seconds")
+    print(f"{'method':<40}" + "".join(f"{c:>16}" for c in cols))
+    for row in rows:
+        print(f"{row['method']:<40}" + "".join(f"{row[c]:>16.3f}" for c in cols))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
