@@ -65,7 +65,10 @@ class AnnotatorConfig(BaseModel):
     tune: int = Field(500, ge=10, description="NUTS: tuning (warm-up) steps per chain.")
     chains: int = Field(2, ge=1, description="NUTS: number of chains.")
     target_accept: float = Field(0.9, gt=0.5, lt=1.0, description="NUTS: target acceptance rate.")
-    advi_iterations: int = Field(20_000, ge=100, description="ADVI: optimisation steps.")
+    advi_iterations: int = Field(
+        20_000, ge=100, description="ADVI on all the data: optimisation steps (minibatch ADVI: "
+        "minibatch_steps)."
+    )
     minibatch_reviewers: int = Field(
         1024, ge=8, description="Minibatch ADVI: reviewers per minibatch (whole reviewers, since "
         "the school is marginalised per reviewer). A step's cost is dominated by the per-pair "

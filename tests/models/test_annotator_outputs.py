@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from models.annotator.config import AnnotatorConfig
+from models.annotator.config import SETTINGS_ADDED_LATER, AnnotatorConfig
 from models.annotator.data import AnnotatorDataError
 from models.annotator.estimator import (
     PAIR_COLUMNS,
@@ -139,3 +139,11 @@ def test_config_rejects_bad_settings() -> None:
     assert AnnotatorConfig().config_hash() != AnnotatorConfig(seed=3).config_hash()
     for name, field in AnnotatorConfig.model_fields.items():
         assert field.description, f"{name} needs help text"
+
+
+def test_fits_saved_before_the_minibatch_settings_keep_their_hash() -> None:
+    # the default settings as saved before minibatch_steps / minibatch_learning_rate existed
+    # (and minibatch_reviewers was 256); the hash was computed with that version of the config
+    saved = {**SETTINGS_ADDED_LATER, "pool_responses": True, "minibatch_reviewers": 256}
+    assert AnnotatorConfig(**saved).config_hash() == "6230ba70caec2da0"
+    assert AnnotatorConfig().config_hash() != "6230ba70caec2da0"
