@@ -78,16 +78,26 @@ def build_model(
     return model
 
 
-def _priors(n_rev: int, n_pairs: int, k_n: int) -> dict[str, pt.TensorVariable]:
-    """Declare the priors inside the current model context; return the derived quantities."""
+def _priors(
+    n_rev: int, n_pairs: int, k_n: int, deviation_scale: float | None = None
+) -> dict[str, pt.TensorVariable]:
+    """Declare the priors inside the current model context; return the derived quantities.
+
+    ``deviation_scale`` replaces the horseshoe on the school deviations by a zero-sum normal of
+    that fixed scale (for mean-field ADVI, which collapses the horseshoe's scales to zero).
+    """
     sigma_mu = pm.HalfNormal("sigma_mu", 3.0)
     z_mu = pm.Normal("z_mu", 0.0, 1.0, dims="pair")
     mu = pm.Deterministic("mu", sigma_mu * z_mu, dims="pair")
     if k_n > 1:
-        sigma_dev = pm.HalfNormal("sigma_dev", 1.0)
-        lam = pm.HalfCauchy("lambda_dev", 1.0, dims="pair")
         z_dev = pm.ZeroSumNormal("z_dev", sigma=1.0, dims=("pair", "school"))
-        delta = pm.Deterministic("delta", sigma_dev * lam[:, None] * z_dev, dims=("pair", "school"))
+        if deviation_scale is None:
+            sigma_dev = pm.HalfNormal("sigma_dev", 1.0)
+            lam = pm.HalfCauchy("lambda_dev", 1.0, dims="pair")
+            scale = sigma_dev * lam[:, None]
+        else:
+            scale = pt.as_tensor(float(deviation_scale))
+        delta = pm.Deterministic("delta", scale * z_dev, dims=("pair", "school"))
         gaps = pm.HalfNormal("school_gaps", 1.5, shape=k_n - 1)
         logits = pt.concatenate([pt.zeros(1), -pt.cumsum(gaps)])
         pi = pm.Deterministic("pi", pt.special.softmax(logits), dims="school")

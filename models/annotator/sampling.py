@@ -156,7 +156,7 @@ def _minibatch_advi(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> az.
     coords = {"reviewer": np.arange(d.n_reviewers), "pair": np.arange(d.n_pairs),
               "school": np.arange(k_n)}
     with pm.Model(coords=coords):
-        params = _priors(d.n_reviewers, d.n_pairs, k_n)
+        params = _priors(d.n_reviewers, d.n_pairs, k_n, config.minibatch_deviation_scale)
         ll = reviewer_school_loglik(params, shared["rev"], shared["pair"], shared["y"],
                                     shared["s"], batch, row=shared["row"])
         per = pm.math.logsumexp(pm.math.log(params["pi"])[None, :] + ll, axis=1)

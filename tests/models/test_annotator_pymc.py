@@ -90,3 +90,25 @@ def test_minibatch_advi_runs(frame: pl.DataFrame) -> None:
     posterior = model.result_.idata.posterior
     assert set(posterior.data_vars) == {"margins", "eps", "beta", "gamma", "tau", "pi"}
     assert posterior.sizes["draw"] == 200
+
+
+def test_fixed_scale_deviations_replace_the_horseshoe() -> None:
+    import pymc as pm
+
+    from models.annotator.model import _priors
+
+    coords = {"reviewer": np.arange(4), "pair": np.arange(6), "school": np.arange(2)}
+    names = {}
+    for scale in (None, 1.5):
+        with pm.Model(coords=coords) as model:
+            _priors(4, 6, 2, scale)
+        names[scale] = {rv.name for rv in model.free_RVs}
+        point = model.initial_point()
+        point["z_dev_zerosum__"] = np.full(point["z_dev_zerosum__"].shape, 0.7)
+        delta = model.compile_fn(model.replace_rvs_by_values([model["delta"]])[0],
+                                 inputs=model.value_vars, on_unused_input="ignore")(point)
+        np.testing.assert_allclose(delta.sum(axis=1), 0.0, atol=1e-12)  # still zero-sum
+        if scale is not None:
+            np.testing.assert_allclose(np.abs(delta), 1.5 * 0.7 / np.sqrt(2))
+    assert {"sigma_dev", "lambda_dev"} <= names[None]
+    assert not {"sigma_dev", "lambda_dev"} & names[1.5]
