@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from analytics import tradeoffs as tr
@@ -287,8 +287,26 @@ def tr_rates() -> tuple[str, ...]:
     return ("refusal_rate", "escalation_rate", "false_refusal_rate", "hallucination_rate")
 
 
+_FLAGS = dict.fromkeys(("refusal", "escalation", "hallucination", "hedge", "appointment_offer"),
+                       False)
+TIED_WORLD = {  # after the what-if, both answers to p0-1 score -0.204 (found by hypothesis)
+    "responses": {r: {"prompt_id": f"p0-{r[5]}", **_FLAGS} for r in (
+        "r000-0-0", "r000-0-1", "r000-0-2", "r000-0-3", "r000-1-0", "r000-1-1", "r000-2-0")},
+    "category": dict.fromkeys(("p0-0", "p0-1", "p0-2"), "urgent_symptoms"),
+    "pairs": [],
+    "scores": {
+        "reward: school_0": {"r000-0-1": 0.0, "r000-0-2": 0.0, "r000-0-3": 1.0, "r000-1-0": 2.0,
+                             "r000-1-1": 0.0, "r000-2-0": 1.0},
+        "reward: school_1": {"r000-0-1": 0.0, "r000-0-2": 1.0, "r000-0-3": 3.0, "r000-1-0": 0.0,
+                             "r000-2-0": 1.0},
+        "other": {},
+    },
+}
+
+
 @settings(max_examples=40, deadline=None)
 @given(world=worlds())
+@example(world=TIED_WORLD)
 def test_book_reviewer_scores_and_what_if_match_the_frames(world: dict) -> None:
     responses, votes, scores = _frames(world)
     book = tr.TradeoffBook.build(responses, votes, reviewer_sources=True)
@@ -317,6 +335,15 @@ def test_book_reviewer_scores_and_what_if_match_the_frames(world: dict) -> None:
         return pl.concat(parts).group_by("response_id", "prompt_id").agg(
             pl.col("score").sum()).with_columns(source=pl.lit("x"))
 
+    def near_tie(frame: pl.DataFrame) -> bool:
+        # two responses whose combined scores agree to rounding: which one "wins" is decided by
+        # the last bit of the arithmetic, and the two implementations sum in different orders
+        top = frame.sort("score", descending=True).group_by("prompt_id", maintain_order=True)
+        gaps = top.head(2).group_by("prompt_id").agg(
+            gap=pl.col("score").max() - pl.col("score").min(), n=pl.len())
+        return gaps.filter((pl.col("n") > 1) & (pl.col("gap") < 1e-9)).height > 0
+
+    assume(not near_tie(combined(baseline)) and not near_tie(combined(weights)))
     both = tr.preferred(combined(baseline)).join(tr.preferred(combined(weights)),
                                                  on="prompt_id", suffix="_after")
     assert result.n_prompts == both.height
