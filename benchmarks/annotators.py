@@ -143,6 +143,15 @@ def reviewer_metrics(world: DemoWorld, scores: pd.Series,
     return out
 
 
+def careful_ari(schools: pl.DataFrame, truth_reviewers: pl.DataFrame) -> float:
+    """Adjusted Rand index of ``schools`` (``reviewer_id, school``) against the true schools of
+    the careful (not rushed) reviewers."""
+    careful = schools.join(
+        truth_reviewers.select("reviewer_id", "school_index", "is_rushed"), on="reviewer_id"
+    ).filter(~pl.col("is_rushed"))
+    return float(adjusted_rand_score(careful["school_index"], careful["school"]))
+
+
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     start = time.perf_counter()
     value = fn()
@@ -185,22 +194,17 @@ def accuracy(world: DemoWorld) -> dict[str, Any]:
     plo = pluralism_oracle(truth, cfg.tie_threshold)
     disagree = frame.group_by("pair_id").agg(d=pl.col("outcome").n_unique() - 1)
     dis = disagree.join(world.pairs.select("pair_id", "contested"), on="pair_id")
-    def careful_ari(schools: pl.DataFrame) -> float:
-        careful = schools.join(
-            world.reviewers.select("reviewer_id", "school_index", "is_rushed"), on="reviewer_id"
-        ).filter(~pl.col("is_rushed"))
-        return float(adjusted_rand_score(careful["school_index"], careful["school"]))
-
     shares = school_shares(cfg.n_schools, cfg.minority_share)
     return {
         "reviewers": rows,
         "pluralism_auc": float(roc_auc_score(pairs["contested"], pairs["pluralism_share"])),
         "pluralism_auc_ceiling": float(roc_auc_score(plo["contested"], plo["log_lr"])),
         "pluralism_auc_disagreement": float(roc_auc_score(dis["contested"], dis["d"])),
-        "ari_careful": careful_ari(model.reviewer_estimates_),
-        "ari_careful_oracle": careful_ari(school_oracle(truth, cfg.tie_threshold, shares)),
+        "ari_careful": careful_ari(model.reviewer_estimates_, world.reviewers),
+        "ari_careful_oracle": careful_ari(school_oracle(truth, cfg.tie_threshold, shares),
+                                          world.reviewers),
         "ari_careful_oracle_blind": careful_ari(
-            school_oracle(truth, cfg.tie_threshold, shares, margins_known=False)
+            school_oracle(truth, cfg.tie_threshold, shares, margins_known=False), world.reviewers
         ),
         "n_schools": model.n_schools_,
         "verdicts": model.fit_summary_["diagnostics"]["verdicts"],

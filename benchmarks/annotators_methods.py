@@ -22,9 +22,8 @@ from typing import Any
 
 import duckdb
 import polars as pl
-from sklearn.metrics import adjusted_rand_score
 
-from benchmarks.annotators import reviewer_metrics
+from benchmarks.annotators import careful_ari, reviewer_metrics
 from models.annotator.config import AnnotatorConfig
 from models.annotator.estimator import AnnotatorModel
 from models.annotator.synthetic import model_frame_from_world
@@ -39,9 +38,7 @@ def score(estimates: pl.DataFrame, truth_reviewers: pl.DataFrame) -> dict[str, A
         SimpleNamespace(reviewers=truth),  # type: ignore[arg-type]
         rev["reliability"], rev["reliability_low"], rev["reliability_high"],
     )
-    careful = estimates.join(truth.select("reviewer_id", "school_index", "is_rushed"),
-                             on="reviewer_id").filter(~pl.col("is_rushed"))
-    out["ari_careful"] = float(adjusted_rand_score(careful["school_index"], careful["school"]))
+    out["ari_careful"] = careful_ari(estimates, truth)
     return out
 
 

@@ -35,6 +35,7 @@ contested from uncontested pairs better (in ROC terms) given the votes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,10 +104,8 @@ def reliability_oracle(
 
     Returns ``reviewer_id, lapse_mean, reliability, reliability_low, reliability_high`` (94%).
     """
-    r = truth.reviewer
-    m = truth.margins[truth.pair, truth.school[r]]
-    pc = np.exp(careful_logp(truth.y, m + truth.position_bias[r] * truth.s, tau))
-    return _lapse_posterior(truth, pc, rushed_share, grid_size)
+    return _lapse_posterior(truth, _own_school(truth, _known_careful_probs(truth, tau)),
+                            rushed_share, grid_size)
 
 
 def margin_blind_reliability_oracle(
@@ -116,9 +115,8 @@ def margin_blind_reliability_oracle(
 
     Same columns as :func:`reliability_oracle`.
     """
-    pred = _cavity_careful_probs(truth, tau)
-    own_school = pred[np.arange(pred.shape[0]), truth.school[truth.reviewer]]
-    return _lapse_posterior(truth, own_school, rushed_share, grid_size)
+    return _lapse_posterior(truth, _own_school(truth, _cavity_careful_probs(truth, tau)),
+                            rushed_share, grid_size)
 
 
 def school_oracle(
@@ -133,12 +131,7 @@ def school_oracle(
     n_r, k_n = truth.school.shape[0], truth.margins.shape[1]
     eps = truth.lapse_rate[r]
     pl_ = lapse_prob(truth.y, truth.s, truth.lapse_tilt[r])
-    if margins_known:
-        bias = truth.position_bias[r] * truth.s
-        careful = np.stack([np.exp(careful_logp(truth.y, truth.margins[truth.pair, k] + bias, tau))
-                            for k in range(k_n)], axis=1)
-    else:
-        careful = _cavity_careful_probs(truth, tau)
+    careful = (_known_careful_probs if margins_known else _cavity_careful_probs)(truth, tau)
     log_post = np.tile(np.log(np.asarray(shares, dtype=float)), (n_r, 1))
     for k in range(k_n):
         lik = (1 - eps) * careful[:, k] + eps * pl_
@@ -151,37 +144,66 @@ def school_oracle(
     })
 
 
-def _cavity_careful_probs(truth: OracleInputs, tau: float, block: int = 256) -> FloatArray:
-    """``(N, K)``: each judgment's careful-vote probability under each school, the pair's margins
-    integrated over the other pairs' true margins weighted by the other reviewers' votes."""
+def _known_careful_probs(truth: OracleInputs, tau: float) -> FloatArray:
+    """``(N, K)``: each judgment's careful-vote probability under each school's true margin."""
+    bias = truth.position_bias[truth.reviewer] * truth.s
+    return np.stack([np.exp(careful_logp(truth.y, truth.margins[truth.pair, k] + bias, tau))
+                     for k in range(truth.margins.shape[1])], axis=1)
+
+
+def _own_school(truth: OracleInputs, careful: FloatArray) -> FloatArray:
+    """The column of ``careful`` (``(N, K)``) for each judgment's reviewer's true school."""
+    return careful[np.arange(careful.shape[0]), truth.school[truth.reviewer]]
+
+
+@dataclass(frozen=True)
+class _VoteBlock:
+    """The votes on pairs ``b0 .. b0 + n - 1``, scored under every pair's true margins."""
+
+    b0: int
+    votes: NDArray[np.int64]  # (n_v,) judgment indices
+    log_lik: FloatArray  # (n_v, J): each vote's likelihood, read in its reviewer's school
+    per_pair: FloatArray  # (n, J): log_lik summed over each pair's votes
+
+
+def _vote_blocks(truth: OracleInputs, tau: float, block: int) -> Iterator[_VoteBlock]:
+    """Blocks of pairs with every vote's log-likelihood under every candidate margin vector."""
     r = truth.reviewer
     k_r = truth.school[r]
     eps = truth.lapse_rate[r]
     pl_ = lapse_prob(truth.y, truth.s, truth.lapse_tilt[r])
     bias = truth.position_bias[r] * truth.s
-    n_pairs, k_n = truth.margins.shape
+    n_pairs = truth.margins.shape[0]
     order = np.argsort(truth.pair, kind="stable")
     starts = np.searchsorted(truth.pair[order], np.arange(n_pairs + 1))
-    out = np.empty((truth.y.shape[0], k_n))
     for b0 in range(0, n_pairs, block):
         b1 = min(b0 + block, n_pairs)
-        v = order[starts[b0]:starts[b1]]
-        y, shift, pair = truth.y[v][:, None], bias[v][:, None], truth.pair[v]
-        # each vote under every candidate margin vector, read in its reviewer's own school
-        own_pc = np.exp(careful_logp(y, truth.margins[:, k_r[v]].T + shift, tau))
-        ll = np.log(np.maximum((1 - eps[v])[:, None] * own_pc + (eps[v] * pl_[v])[:, None],
-                               1e-300))
-        # cavity: every vote on the pair minus this reviewer's own votes on it
-        _, group = np.unique(pair * len(truth.reviewer_ids) + r[v], return_inverse=True)
-        own = np.zeros((group.max() + 1, n_pairs))
-        np.add.at(own, group, ll)
+        v = order[starts[b0] : starts[b1]]
+        pc = np.exp(careful_logp(truth.y[v][:, None],
+                                 truth.margins[:, k_r[v]].T + bias[v][:, None], tau))
+        ll = np.log(np.maximum((1 - eps[v])[:, None] * pc + (eps[v] * pl_[v])[:, None], 1e-300))
         per_pair = np.zeros((b1 - b0, n_pairs))
-        np.add.at(per_pair, pair - b0, ll)
-        log_w = per_pair[pair - b0] - own[group]
+        np.add.at(per_pair, truth.pair[v] - b0, ll)
+        yield _VoteBlock(b0, v, ll, per_pair)
+
+
+def _cavity_careful_probs(truth: OracleInputs, tau: float, block: int = 256) -> FloatArray:
+    """``(N, K)``: each judgment's careful-vote probability under each school, the pair's margins
+    integrated over the other pairs' true margins weighted by the other reviewers' votes."""
+    bias = truth.position_bias[truth.reviewer] * truth.s
+    out = np.empty((truth.y.shape[0], truth.margins.shape[1]))
+    for blk in _vote_blocks(truth, tau, block):
+        v = blk.votes
+        y, shift, pair, r = truth.y[v][:, None], bias[v][:, None], truth.pair[v], truth.reviewer[v]
+        # cavity: every vote on the pair minus this reviewer's own votes on it
+        _, group = np.unique(pair * len(truth.reviewer_ids) + r, return_inverse=True)
+        own = np.zeros((group.max() + 1, blk.log_lik.shape[1]))
+        np.add.at(own, group, blk.log_lik)
+        log_w = blk.per_pair[pair - blk.b0] - own[group]
         log_w[np.arange(v.size), pair] = -np.inf  # the pair's own margins are not known
         w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
         w /= w.sum(axis=1, keepdims=True)
-        for k in range(k_n):
+        for k in range(out.shape[1]):
             pc_k = np.exp(careful_logp(y, truth.margins[:, k][None, :] + shift, tau))
             out[v, k] = (w * pc_k).sum(axis=1)
     return out
@@ -226,33 +248,17 @@ def pluralism_oracle(truth: OracleInputs, tau: float, block: int = 256) -> pl.Da
 
     Returns ``pair_id, contested, log_lr``. Needs contested and uncontested pairs in the world.
     """
-    r = truth.reviewer
-    k_r = truth.school[r]
-    eps = truth.lapse_rate[r]
-    pl_ = lapse_prob(truth.y, truth.s, truth.lapse_tilt[r])
-    bias = truth.position_bias[r] * truth.s
     n_pairs = truth.margins.shape[0]
     cont = truth.contested
     if cont.all() or not cont.any():
         raise ValueError("the pluralism oracle needs both contested and uncontested pairs")
-    order = np.argsort(truth.pair, kind="stable")
-    starts = np.searchsorted(truth.pair[order], np.arange(n_pairs + 1))
     log_lr = np.zeros(n_pairs)
-    for b0 in range(0, n_pairs, block):
-        b1 = min(b0 + block, n_pairs)
-        v = order[starts[b0]:starts[b1]]
-        # log-likelihood of each vote under every candidate margin vector: (n_v, J)
-        cand = truth.margins[:, k_r[v]].T  # (n_v, J)
-        pc = np.exp(careful_logp(truth.y[v][:, None], cand + bias[v][:, None], tau))
-        ll = np.log(np.maximum((1 - eps[v])[:, None] * pc + (eps[v] * pl_[v])[:, None], 1e-300))
-        owner = truth.pair[v] - b0
-        per_pair = np.zeros((b1 - b0, n_pairs))
-        np.add.at(per_pair, owner, ll)
-        for jj in range(b1 - b0):
-            j = b0 + jj
+    for blk in _vote_blocks(truth, tau, block):
+        for jj in range(blk.per_pair.shape[0]):
+            j = blk.b0 + jj
             mask = np.ones(n_pairs, dtype=bool)
             mask[j] = False  # leave the pair's own margins out of its prior
-            a = per_pair[jj, mask & cont]
-            b = per_pair[jj, mask & ~cont]
+            a = blk.per_pair[jj, mask & cont]
+            b = blk.per_pair[jj, mask & ~cont]
             log_lr[j] = (logsumexp(a) - np.log(a.size)) - (logsumexp(b) - np.log(b.size))
     return pl.DataFrame({"pair_id": truth.pair_ids, "contested": cont, "log_lr": log_lr})
