@@ -80,6 +80,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parser.parse_args(argv)
     if (args.db is None) != (args.truth is None):
         parser.error("--db and --truth go together")
+    if args.db is not None and not args.db.is_file():
+        parser.error(f"--db {args.db}: no such warehouse file")
+    if args.truth is not None and not (args.truth / "truth_reviewers.parquet").is_file():
+        parser.error(f"--truth {args.truth}: expected a folder with truth_reviewers.parquet "
+                     "(written by `dissensus simulate`)")
     rows = stored(args.db, args.truth) if args.db else simulated(args.comparisons, args.seed)
     cols = ("precision_at_k", "spearman", "coverage", "ari_careful", "seconds")
     print(f"{'method':<40}" + "".join(f"{c:>16}" for c in cols))
