@@ -342,6 +342,8 @@ def fit(
     ] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     draws: Annotated[int, typer.Option(help="NUTS: posterior draws per chain.")] = 500,
+    tune: Annotated[int, typer.Option(help="NUTS: warm-up steps per chain.")] = 500,
+    chains: Annotated[int, typer.Option(help="NUTS: number of chains (run in parallel).")] = 2,
     tie_per_reviewer: Annotated[bool, typer.Option(
         help="EM: a tie threshold per reviewer (for reviewers who differ in how often they "
              "say 'equal'); off: one shared threshold, which catches rushed reviewers better.")
@@ -352,11 +354,13 @@ def fit(
     ] = True,
 ) -> None:
     """Fit the annotator model: reliability, schools, noise / pluralism / ambiguity per pair."""
-    run_fit_command(schools, method, seed, draws, tie_per_reviewer, pool_responses)
+    run_fit_command(schools, method, seed, draws, tie_per_reviewer, pool_responses,
+                    tune=tune, chains=chains)
 
 
 def run_fit_command(schools: str, method: str, seed: int, draws: int,
-                    tie_per_reviewer: bool = False, pool_responses: bool = True) -> None:
+                    tie_per_reviewer: bool = False, pool_responses: bool = True,
+                    tune: int = 500, chains: int = 2) -> None:
     from analytics.fit_job import fit_report_lines, run_fit
     from models.annotator.config import AnnotatorConfig
 
@@ -368,7 +372,7 @@ def run_fit_command(schools: str, method: str, seed: int, draws: int,
         return
     try:
         config = AnnotatorConfig(n_schools=n_schools, method=method, seed=seed, draws=draws,
-                                 tie_per_reviewer=tie_per_reviewer,
+                                 tune=tune, chains=chains, tie_per_reviewer=tie_per_reviewer,
                                  pool_responses=pool_responses)
     except ValueError as error:
         fail(DissensusError("The fit settings are not valid.", expected=str(error),

@@ -42,12 +42,13 @@ def score(estimates: pl.DataFrame, truth_reviewers: pl.DataFrame) -> dict[str, A
     return out
 
 
-def simulated(n: int, seed: int) -> list[dict[str, Any]]:
+def simulated(n: int, seed: int, methods: tuple[str, ...] = ("em", "minibatch_advi")
+              ) -> list[dict[str, Any]]:
     world = simulate_world(WorldConfig(n_comparisons=n, n_reviewers=2000 if n >= 100_000 else None,
                                        seed=seed))
     frame = model_frame_from_world(world.judgments, world.pairs)
     rows = []
-    for method in ("em", "minibatch_advi"):
+    for method in methods:
         start = time.perf_counter()
         model = AnnotatorModel(AnnotatorConfig(method=method, n_schools=2, seed=seed)).fit(frame)
         secs = time.perf_counter() - start
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--comparisons", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--methods", default="em,minibatch_advi",
+                        help="comma-separated fit methods to simulate and compare")
     parser.add_argument("--db", type=Path, help="score the fits stored in this warehouse")
     parser.add_argument("--truth", type=Path, help="with --db: the folder of truth_*.parquet")
     args = parser.parse_args(argv)
@@ -85,7 +88,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.truth is not None and not (args.truth / "truth_reviewers.parquet").is_file():
         parser.error(f"--truth {args.truth}: expected a folder with truth_reviewers.parquet "
                      "(written by `dissensus simulate`)")
-    rows = stored(args.db, args.truth) if args.db else simulated(args.comparisons, args.seed)
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    known = ("em", "nuts", "advi", "minibatch_advi")
+    if not methods or any(m not in known for m in methods):
+        parser.error(f"--methods {args.methods!r}: expected a comma-separated list from {known}")
+    rows = (stored(args.db, args.truth) if args.db
+            else simulated(args.comparisons, args.seed, methods))
     cols = ("precision_at_k", "spearman", "coverage", "ari_careful", "seconds")
     print(f"{'method':<40}" + "".join(f"{c:>16}" for c in cols))
     for row in rows:

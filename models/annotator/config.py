@@ -14,6 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MODEL_TYPE = "dissensus.annotator"
 MODEL_VERSION = "1.0"
+SAMPLED_MODEL_REVISION = 2
+"""Revision of the PyMC model behind NUTS / ADVI fits (the grid EM's model is unchanged): 2 =
+scale-mixture school deviations and centred pair margins (1 = horseshoe, non-centred). Saved
+with every fit; a sampled fit of another revision is refused on load, as its posterior is over
+different parameters."""
 
 Method = Literal["auto", "em", "nuts", "advi", "minibatch_advi"]
 

@@ -22,7 +22,13 @@ import xarray as xr
 
 from warehouse.errors import DissensusError
 
-from .config import MODEL_TYPE, MODEL_VERSION, SETTINGS_ADDED_LATER, AnnotatorConfig
+from .config import (
+    MODEL_TYPE,
+    MODEL_VERSION,
+    SAMPLED_MODEL_REVISION,
+    SETTINGS_ADDED_LATER,
+    AnnotatorConfig,
+)
 
 if TYPE_CHECKING:
     from .estimator import AnnotatorModel
@@ -103,7 +109,8 @@ def save_fit(model: AnnotatorModel, path: str | Path) -> tuple[Path, Path]:
     nc_path, json_path = _paths(path)
     nc_path.parent.mkdir(parents=True, exist_ok=True)
     cfg = model.config
-    meta = {"model_type": MODEL_TYPE, "version": MODEL_VERSION, "config_hash": cfg.config_hash()}
+    meta = {"model_type": MODEL_TYPE, "version": MODEL_VERSION, "config_hash": cfg.config_hash(),
+            "sampled_model_revision": SAMPLED_MODEL_REVISION}
     groups: dict[str, xr.Dataset] = {}
     idata = model.result_.idata
     if idata is not None:
@@ -154,6 +161,14 @@ def load_fit(path: str | Path, config: AnnotatorConfig | None = None) -> Annotat
             f"saved fit is {meta.get('model_type')} version {meta.get('version')}",
             where=where, expected=f"{MODEL_TYPE} version {MODEL_VERSION}",
             fix="refit with this version of dissensus",
+        )
+    sampled = meta.get("fit_summary", {}).get("method", "em") != "em"
+    revision = meta.get("sampled_model_revision", 1)  # fits saved before revisions: 1
+    if sampled and revision != SAMPLED_MODEL_REVISION:
+        raise FitMismatchError(
+            f"saved fit sampled PyMC model revision {revision}",
+            where=where, expected=f"revision {SAMPLED_MODEL_REVISION} (see SAMPLED_MODEL_REVISION)",
+            fix="refit with this version of dissensus; grid EM fits are not affected",
         )
     saved_cfg = AnnotatorConfig(**{**SETTINGS_ADDED_LATER, **meta["config"]})
     if saved_cfg.config_hash() != meta.get("config_hash"):

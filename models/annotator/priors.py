@@ -6,7 +6,7 @@
 * Pairs: ``h(mu) * h(Delta)`` with a normal consensus margin ``mu ~ N(0, sd^2)`` (``sd``
   learned) and school deviations ``Delta`` from an adaptive scale mixture of zero-sum normals,
   ``sum_c w_c N(0, sigma_c^2 I)`` over fixed scales including a spike at 0 (the "adaptive
-  shrinkage" prior of Stephens 2017; the horseshoe of the PyMC model is one such mixture). Most
+  shrinkage" prior of Stephens 2017; the PyMC model uses a four-component version). Most
   pairs are not contested, so most weight goes to the spike and small scales.
 
 Why a normal for ``mu``: the careful-noise / lapse split is weakly identified when pair margins

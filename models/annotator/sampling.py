@@ -56,7 +56,7 @@ def em_initial_point(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> di
     gamma = np.clip(state.gamma, 0.02, 0.98)
     tilt_loc = float(logit(np.clip(state.tilt_mean, 0.05, 0.95)))
     point: dict[str, Any] = {
-        "sigma_mu": sigma_mu, "z_mu": mu / sigma_mu,
+        "sigma_mu": sigma_mu, "mu": mu,
         "eps_loc": -2.0, "eps_scale": 1.5, "z_eps": (logit(2 * eps) + 2.0) / 1.5,
         "sigma_beta": 0.5, "z_beta": res.bias_mean / 0.5,
         "tilt_loc": tilt_loc, "tilt_scale": 0.5, "z_tilt": (logit(gamma) - tilt_loc) / 0.5,
@@ -65,7 +65,6 @@ def em_initial_point(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> di
     if k_n > 1:
         pi = res.school_weights
         point.update({
-            "sigma_dev": 1.0, "lambda_dev": np.ones(mu.size),
             "z_dev": margins - mu[:, None],
             "school_gaps": np.maximum(-np.diff(np.log(np.maximum(pi, 1e-6))), 0.01),
         })
@@ -74,7 +73,7 @@ def em_initial_point(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> di
     # mass-matrix start divides by the gradient and refuses such a point. A tiny seeded nudge
     # (far below the posterior scale) avoids exact zeros without moving the start.
     rng = np.random.default_rng(config.seed)
-    for name in ("z_mu", "z_eps", "z_beta", "z_tilt", "z_dev"):
+    for name in ("mu", "z_eps", "z_beta", "z_tilt", "z_dev"):
         if name in point:
             nudged = point[name] + 1e-3 * rng.standard_normal(np.shape(point[name]))
             if name == "z_dev":  # keep the zero sum over schools

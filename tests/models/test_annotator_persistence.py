@@ -79,3 +79,21 @@ def test_flag_reason_nulls_survive(saved: tuple[AnnotatorModel, Path]) -> None:
         model.reviewer_estimates_["flag_reason"].null_count()
     )
     assert loaded.reviewer_estimates_.schema["flag_reason"] == pl.String
+
+
+def test_sampled_fit_of_an_older_pymc_model_fails(saved: tuple[AnnotatorModel, Path],
+                                                   tmp_path: Path) -> None:
+    """A NUTS / ADVI fit of an older PyMC model revision is refused; a grid EM fit saved before
+    revisions were recorded still loads (the EM's model did not change)."""
+    _, path = saved
+    meta = json.loads(path.with_suffix(".json").read_text())
+    del meta["sampled_model_revision"]
+    for method, loads in (("em", True), ("nuts", False)):
+        meta["fit_summary"]["method"] = method
+        (tmp_path / f"{method}.json").write_text(json.dumps(meta))
+        (tmp_path / f"{method}.nc").write_bytes(path.with_suffix(".nc").read_bytes())
+        if loads:
+            AnnotatorModel.load(tmp_path / method)
+        else:
+            with pytest.raises(FitMismatchError, match="revision 1"):
+                AnnotatorModel.load(tmp_path / method)
