@@ -144,9 +144,11 @@ def fit_report_lines(outcome: FitOutcome) -> list[str]:
             f"{diagnostics['response_quality_sd']:.2f}, margin residual sd "
             f"{diagnostics['margin_residual_sd']:.2f}"
         )
-    for key in ("r_hat_max", "ess_min", "divergences"):
-        if diagnostics.get(key) is not None:
-            lines.append(f"  {key}: {diagnostics[key]}")
+    if diagnostics.get("r_hat_max") is not None:
+        lines.append(
+            f"  r_hat max {diagnostics['r_hat_max']:.3f} (in {diagnostics.get('r_hat_worst')}), "
+            f"ESS min {diagnostics['ess_min']:.0f}, divergences {diagnostics['divergences']}"
+        )
     for warning in diagnostics.get("warnings", []):
         lines.append(f"  warning: {warning}")
     return lines

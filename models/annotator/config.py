@@ -90,9 +90,9 @@ class AnnotatorConfig(BaseModel):
     )
     minibatch_deviation_scale: float | None = Field(
         None, gt=0, description="Minibatch ADVI: give the school deviations a zero-sum normal "
-        "prior of this fixed scale instead of the horseshoe (None: the horseshoe). Mean-field "
-        "ADVI shrinks the horseshoe's scales to zero and never separates the schools; a fixed "
-        "scale (1.5) separated them at 100k comparisons but collapsed at 1M (see RESULTS)."
+        "prior of this fixed scale instead of the model's scale mixture (None: the mixture). "
+        "Kept for comparison: a fixed scale (1.5) separated the schools at 100k comparisons but "
+        "collapsed at 1M (see benchmarks/RESULTS.md)."
     )
     max_iter: int = Field(150, ge=1, description="EM: maximum iterations.")
     tol: float = Field(1e-3, gt=0, description="EM: stop when reviewer marginals move less.")

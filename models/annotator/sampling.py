@@ -276,17 +276,24 @@ def summarise_draws(
     )
 
 
+DIAGNOSED = ("tau", "eps", "beta", "mu", "pi", "delta", "gamma", "sigma_mu", "eps_loc",
+             "eps_scale", "sigma_beta", "tilt_loc", "tilt_scale", "deviation_weights")
+"""Every quantity the outputs read plus the population parameters they depend on."""
+
+
 def _diagnostics(idata: az.InferenceData, method: str) -> dict[str, Any]:
     if method != "nuts":
-        return {"r_hat_max": None, "ess_min": None, "divergences": None}
-    names = [v for v in ("tau", "eps", "beta", "mu", "pi", "delta") if v in idata.posterior]
+        return {"r_hat_max": None, "r_hat_worst": None, "ess_min": None, "divergences": None}
+    names = [v for v in DIAGNOSED if v in idata.posterior]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rhat = az.rhat(idata, var_names=names)
         ess = az.ess(idata, var_names=names)
+    worst = max(names, key=lambda v: float(rhat[v].max()))
     div = int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else 0
     return {
-        "r_hat_max": float(max(float(rhat[v].max()) for v in names)),
+        "r_hat_max": float(rhat[worst].max()),
+        "r_hat_worst": worst,
         "ess_min": float(min(float(ess[v].min()) for v in names)),
         "divergences": div,
     }
@@ -336,7 +343,8 @@ def fit_sampled(
     diag = _diagnostics(runs[chosen], method)
     warns = list(enc.warnings)
     if diag["r_hat_max"] is not None and diag["r_hat_max"] > 1.01:
-        warns.append(f"r_hat max {diag['r_hat_max']:.3f} > 1.01: chains disagree; sample longer")
+        warns.append(f"r_hat max {diag['r_hat_max']:.3f} > 1.01 (in {diag['r_hat_worst']}): "
+                     "chains disagree; sample longer (--tune, --draws)")
     if diag["ess_min"] is not None and diag["ess_min"] < 100:
         warns.append(f"ESS min {diag['ess_min']:.0f} < 100: too few effective draws")
     if diag["divergences"]:

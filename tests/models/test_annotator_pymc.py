@@ -12,6 +12,7 @@ from models.annotator.data import encode_frame
 from models.annotator.estimator import AnnotatorModel
 from models.annotator.likelihood import careful_logp, lapse_prob
 from models.annotator.model import build_model
+from models.annotator.sampling import DIAGNOSED
 from models.annotator.synthetic import SyntheticConfig, model_frame_from_judgments, simulate
 
 
@@ -75,8 +76,12 @@ def test_nuts_reports_convergence_diagnostics(frame: pl.DataFrame) -> None:
     assert diag["sampler"] in ("nutpie", "pymc")
     assert diag["r_hat_max"] is not None and diag["ess_min"] is not None
     assert diag["divergences"] is not None
+    # the population parameters are checked too, not only the quantities the tables read
+    posterior = model.result_.idata.posterior
+    assert {"deviation_weights", "sigma_mu", "eps_scale"} <= set(posterior.data_vars)
+    assert diag["r_hat_worst"] in DIAGNOSED
     if diag["r_hat_max"] > 1.01:
-        assert any("r_hat" in w for w in diag["warnings"])
+        assert any("r_hat" in w and diag["r_hat_worst"] in w for w in diag["warnings"])
 
 
 @pytest.mark.slow
