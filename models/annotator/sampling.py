@@ -40,7 +40,8 @@ def em_initial_point(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> di
 
     The school mixture makes the posterior multimodal in who-belongs-where; started at random,
     chains settle in different (mostly poor) modes and r_hat cannot recover. Values are on the
-    constrained scale, mapped into the model's non-centred parametrisation.
+    constrained scale, mapped into the model's parametrisation (centred pair margins and
+    deviations, non-centred reviewer parameters).
     """
     from scipy.special import logit
 
