@@ -60,18 +60,12 @@ def _decided_logp(signed_eta: pt.TensorVariable, tau: pt.TensorVariable) -> pt.T
     return -pt.softplus(tau - signed_eta)
 
 
-def build_model(
-    data: Judgments,
-    n_schools: int,
-    *,
-    reviewer_subset: np.ndarray | None = None,
-) -> pm.Model:
+def build_model(data: Judgments, n_schools: int) -> pm.Model:
     """The PyMC model for ``data`` with ``n_schools`` latent schools.
 
-    ``reviewer_subset`` is unused by the full-data model; minibatch ADVI builds its own
-    likelihood through :func:`reviewer_loglik`.
+    Minibatch ADVI builds its own batched likelihood from :func:`_priors` and
+    :func:`reviewer_school_loglik`.
     """
-    del reviewer_subset
     k_n = int(n_schools)
     coords = {
         "reviewer": np.arange(data.n_reviewers),
