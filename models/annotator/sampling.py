@@ -27,60 +27,12 @@ from warehouse.errors import DissensusError
 from .config import AnnotatorConfig
 from .data import EncodedFrame
 from .decomposition import Population, binned_biases, decompose_draws
-from .grid_em import GridEM
 from .inference import FitResult, Progress, choose_k, loo_row
 from .likelihood import careful_logp, lapse_prob
 from .model import _priors, build_model, reviewer_school_loglik
+from .warm_start import em_initial_point, em_state
 
 SCHOOL_VARS = ("pi", "delta", "margins", "z_dev")
-
-
-def em_initial_point(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> dict[str, Any]:
-    """Start values for NUTS from the grid EM: the chains start in the EM's mode.
-
-    The school mixture makes the posterior multimodal in who-belongs-where; started at random,
-    chains settle in different (mostly poor) modes and r_hat cannot recover. Values are on the
-    constrained scale, mapped into the model's parametrisation (centred pair margins and
-    deviations, non-centred reviewer parameters).
-    """
-    from scipy.special import logit
-
-    from .inference import grid_settings, summarise_grid
-
-    state = GridEM(enc.judgments, grid_settings(config, k_n)).run()
-    res = summarise_grid(state, enc, config, 0.0)
-    order = np.argsort(-state.school_weights, kind="stable")
-    margins = state.pair_post @ state.lattice.margins()[:, order]  # (J, K) posterior means
-    mu = margins.mean(axis=1)
-    sigma_mu = float(max(mu.std(), 0.5))
-    eps = np.clip(1 - res.reliability, 0.005, 0.49)
-    gamma = np.clip(state.gamma, 0.02, 0.98)
-    tilt_loc = float(logit(np.clip(state.tilt_mean, 0.05, 0.95)))
-    point: dict[str, Any] = {
-        "sigma_mu": sigma_mu, "mu": mu,
-        "eps_loc": -2.0, "eps_scale": 1.5, "z_eps": (logit(2 * eps) + 2.0) / 1.5,
-        "sigma_beta": 0.5, "z_beta": res.bias_mean / 0.5,
-        "tilt_loc": tilt_loc, "tilt_scale": 0.5, "z_tilt": (logit(gamma) - tilt_loc) / 0.5,
-        "tau": float(state.tau),
-    }
-    if k_n > 1:
-        pi = res.school_weights
-        point.update({
-            "z_dev": margins - mu[:, None],
-            "school_gaps": np.maximum(-np.diff(np.log(np.maximum(pi, 1e-6))), 0.01),
-        })
-    # A reviewer whose votes say nothing about a parameter (no known display order, no
-    # lapse evidence) starts at exactly 0 there, where its gradient is exactly 0; nutpie's
-    # mass-matrix start divides by the gradient and refuses such a point. A tiny seeded nudge
-    # (far below the posterior scale) avoids exact zeros without moving the start.
-    rng = np.random.default_rng(config.seed)
-    for name in ("mu", "z_eps", "z_beta", "z_tilt", "z_dev"):
-        if name in point:
-            nudged = point[name] + 1e-3 * rng.standard_normal(np.shape(point[name]))
-            if name == "z_dev":  # keep the zero sum over schools
-                nudged = nudged - nudged.mean(axis=1, keepdims=True)
-            point[name] = nudged
-    return point
 
 
 def _nuts(
@@ -314,12 +266,12 @@ def fit_sampled(
         if method == "minibatch_advi":
             idata = _minibatch_advi(enc, k, config)
         else:
-            model = build_model(enc.judgments, k)
             if method == "nuts":
-                init = em_initial_point(enc, k, config) if config.nuts_init == "em" else None
-                idata, backend = _nuts(model, config, init)
+                init = (em_initial_point(em_state(enc, k, config), config.seed)
+                        if config.nuts_init == "em" else None)
+                idata, backend = _nuts(build_model(enc.judgments, k), config, init)
             else:
-                idata = _advi(model, config)
+                idata = _advi(build_model(enc.judgments, k), config)
         runs[k] = align_chains(idata, k)
     pointwise: dict[int, np.ndarray] = {}
     pareto_bad = 0

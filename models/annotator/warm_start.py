@@ -1,0 +1,88 @@
+"""The NUTS starting point, taken from the grid EM's mode.
+
+The school mixture makes the posterior multimodal in who-belongs-where; started at random, NUTS
+chains settle in different (mostly poor) modes and r_hat cannot recover. So every chain starts
+at the grid EM's mode (:func:`em_initial_point`). Values are on the constrained scale, in the
+model's parametrisation (centred pair margins and deviations, non-centred reviewer parameters
+with the hyper-parameters at the prior locations below).
+
+Two other uses of the EM were tried and not kept (see benchmarks/RESULTS.md): starting
+minibatch ADVI at the EM's mode (mean-field ADVI drifts from it to the same under-separated
+optimum as from PyMC's default start), and fixing the deviation mixture's weights at the EM's
+estimate for NUTS (the deviations then mixed worse: r_hat 1.044 after 3,000 draws).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import logit
+
+from .config import AnnotatorConfig
+from .data import EncodedFrame
+from .grid_em import GridEM, GridState
+from .inference import grid_settings
+
+FloatArray = NDArray[np.float64]
+
+EPS_LOC, EPS_SCALE, BIAS_SCALE, TILT_SCALE = -2.0, 1.5, 0.5, 0.5
+"""Hyper-parameter values the start uses; the non-centred offsets are set to match them."""
+
+
+def _point(mu: FloatArray, margins: FloatArray, eps: FloatArray, bias: FloatArray,
+           gamma: FloatArray, tilt_mean: float, tau: float, pi: FloatArray) -> dict[str, Any]:
+    eps = np.clip(eps, 0.005, 0.49)
+    gamma = np.clip(gamma, 0.02, 0.98)
+    tilt_loc = float(logit(np.clip(tilt_mean, 0.05, 0.95)))
+    point: dict[str, Any] = {
+        "sigma_mu": float(max(mu.std(), 0.5)), "mu": mu,
+        "eps_loc": EPS_LOC, "eps_scale": EPS_SCALE,
+        "z_eps": (logit(2 * eps) - EPS_LOC) / EPS_SCALE,
+        "sigma_beta": BIAS_SCALE, "z_beta": bias / BIAS_SCALE,
+        "tilt_loc": tilt_loc, "tilt_scale": TILT_SCALE,
+        "z_tilt": (logit(gamma) - tilt_loc) / TILT_SCALE,
+        "tau": float(tau),
+    }
+    if pi.size > 1:
+        point.update({
+            "z_dev": margins - mu[:, None],
+            "school_gaps": np.maximum(-np.diff(np.log(np.maximum(pi, 1e-6))), 0.01),
+        })
+    return point
+
+
+def _state_parts(state: GridState) -> dict[str, Any]:
+    """Posterior means of a grid-EM state, schools ordered largest first."""
+    order = np.argsort(-state.school_weights, kind="stable")
+    margins = state.pair_post @ state.lattice.margins()[:, order]  # (J, K)
+    return {
+        "mu": margins.mean(axis=1), "margins": margins,
+        "eps": state.lapse_marginal() @ state.lapse_grid,
+        "bias": state.bias_marginal() @ state.bias_grid,
+        "gamma": np.asarray(state.gamma, dtype=float), "tilt_mean": float(state.tilt_mean),
+        "tau": float(state.tau), "pi": state.school_weights[order],
+    }
+
+
+def em_state(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> GridState:
+    """The grid EM on all the data with ``k_n`` schools (the NUTS start and weights)."""
+    return GridEM(enc.judgments, grid_settings(config, k_n)).run()
+
+
+def em_initial_point(state: GridState, seed: int) -> dict[str, Any]:
+    """NUTS start: the grid EM's mode, nudged off exact zeros."""
+    point = _point(**_state_parts(state))
+    # A reviewer whose votes say nothing about a parameter (no known display order, no
+    # lapse evidence) starts at exactly 0 there, where its gradient is exactly 0; nutpie's
+    # mass-matrix start divides by the gradient and refuses such a point. A tiny seeded nudge
+    # (far below the posterior scale) avoids exact zeros without moving the start.
+    rng = np.random.default_rng(seed)
+    for name in ("mu", "z_eps", "z_beta", "z_tilt", "z_dev"):
+        if name in point:
+            nudged = point[name] + 1e-3 * rng.standard_normal(np.shape(point[name]))
+            if name == "z_dev":  # keep the zero sum over schools
+                nudged = nudged - nudged.mean(axis=1, keepdims=True)
+            point[name] = nudged
+    return point
