@@ -9,7 +9,9 @@ Two modes:
   and seconds.
 * ``python -m benchmarks.annotators_methods --db W.duckdb --truth DIR`` scores every fit stored in
   a warehouse against the truth files written with it (``dissensus simulate`` or the audit
-  benchmark's world folder); used for the 1M minibatch run, which takes too long to repeat here.
+  benchmark's world folder); used for the 1M runs, which take too long to repeat here. With
+  ``--glad`` it also times crowd-kit GLAD on the same comparisons and prints each fit's time
+  as a ratio to GLAD's.
 """
 
 from __future__ import annotations
@@ -80,9 +82,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                         help="comma-separated fit methods to simulate and compare")
     parser.add_argument("--db", type=Path, help="score the fits stored in this warehouse")
     parser.add_argument("--truth", type=Path, help="with --db: the folder of truth_*.parquet")
+    parser.add_argument("--glad", action="store_true",
+                        help="with --db: also time crowd-kit GLAD on the warehouse's comparisons "
+                        "and print each stored fit's time as a ratio to it")
     args = parser.parse_args(argv)
     if (args.db is None) != (args.truth is None):
         parser.error("--db and --truth go together")
+    if args.glad and args.db is None:
+        parser.error("--glad goes with --db")
     if args.db is not None and not args.db.is_file():
         parser.error(f"--db {args.db}: no such warehouse file")
     if args.truth is not None and not (args.truth / "truth_reviewers.parquet").is_file():
@@ -98,7 +105,32 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     print(f"{'method':<40}" + "".join(f"{c:>16}" for c in cols))
     for row in rows:
         print(f"{row['method']:<40}" + "".join(f"{row[c]:>16.3f}" for c in cols))
+    if args.glad:
+        glad_seconds = time_glad(args.db)
+        print(f"crowd-kit GLAD on the same comparisons: {glad_seconds:.1f} s")
+        for row in rows:
+            print(f"  {row['method']}: {row['seconds'] / glad_seconds:.2f} x GLAD's time")
     return rows
+
+
+def time_glad(db: Path) -> float:
+    """Seconds crowd-kit GLAD (the bench extra; 100 iterations) takes on a warehouse's
+    comparisons, as the speed part of :mod:`benchmarks.annotators` runs it."""
+    import warnings
+
+    from benchmarks.annotators import glad
+    from warehouse.queries import model_frame
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        frame = model_frame(con)
+    finally:
+        con.close()
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        glad(frame)
+    return time.perf_counter() - start
 
 
 if __name__ == "__main__":
