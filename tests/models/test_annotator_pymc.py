@@ -173,3 +173,26 @@ def test_deviation_prior_is_the_scale_mixture() -> None:
     expected = mixture_logpdf(0.05) - mixture_logpdf(2.5)
     assert values[0.05] - values[2.5] == pytest.approx(expected, rel=1e-9)
     assert expected > 1.0  # the narrow component favours pairs nobody disputes
+
+
+def test_em_start_is_a_valid_point_of_the_model(frame: pl.DataFrame) -> None:
+    from models.annotator.warm_start import em_initial_point, em_state
+
+    enc = encode_frame(frame)
+    state = em_state(enc, 2, AnnotatorConfig(n_schools=2))
+    point = em_initial_point(state, seed=0)
+    d = enc.judgments
+    assert point["mu"].shape == (d.n_pairs,) and point["z_eps"].shape == (d.n_reviewers,)
+    np.testing.assert_allclose(point["z_dev"].sum(axis=1), 0.0, atol=1e-9)
+    from pymc.initial_point import make_initial_point_fn
+
+    model = build_model(d, 2)
+    # the constrained start values, mapped to the sampler's free space as nutpie maps them
+    transformed = make_initial_point_fn(model=model, overrides=point, jitter_rvs=set(),
+                                        return_transformed=True)(0)
+    assert set(transformed) == set(model.initial_point())
+    assert np.isfinite(model.compile_logp()(transformed))
+    # the start carries the EM's estimates: school margins and reliability
+    margins = state.pair_post @ state.lattice.margins()
+    order = np.argsort(-state.school_weights, kind="stable")
+    np.testing.assert_allclose(point["mu"], margins[:, order].mean(axis=1), atol=0.01)
