@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,11 +26,12 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from benchmarks.annotators import careful_ari, reviewer_metrics
+from benchmarks.annotators import careful_ari, glad, reviewer_metrics
 from models.annotator.config import AnnotatorConfig
 from models.annotator.estimator import AnnotatorModel
 from models.annotator.synthetic import model_frame_from_world
 from warehouse.demo import WorldConfig, simulate_world
+from warehouse.queries import model_frame
 
 
 def score(estimates: pl.DataFrame, truth_reviewers: pl.DataFrame) -> dict[str, Any]:
@@ -116,11 +118,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 def time_glad(db: Path) -> float:
     """Seconds crowd-kit GLAD (the bench extra; 100 iterations) takes on a warehouse's
     comparisons, as the speed part of :mod:`benchmarks.annotators` runs it."""
-    import warnings
-
-    from benchmarks.annotators import glad
-    from warehouse.queries import model_frame
-
     con = duckdb.connect(str(db), read_only=True)
     try:
         frame = model_frame(con)

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 from scipy.special import logit
 
 from .config import AnnotatorConfig
@@ -25,17 +24,19 @@ from .data import EncodedFrame
 from .grid_em import GridEM, GridState
 from .inference import grid_settings
 
-FloatArray = NDArray[np.float64]
-
 EPS_LOC, EPS_SCALE, BIAS_SCALE, TILT_SCALE = -2.0, 1.5, 0.5, 0.5
 """Hyper-parameter values the start uses; the non-centred offsets are set to match them."""
 
 
-def _point(mu: FloatArray, margins: FloatArray, eps: FloatArray, bias: FloatArray,
-           gamma: FloatArray, tilt_mean: float, tau: float, pi: FloatArray) -> dict[str, Any]:
-    eps = np.clip(eps, 0.005, 0.49)
-    gamma = np.clip(gamma, 0.02, 0.98)
-    tilt_loc = float(logit(np.clip(tilt_mean, 0.05, 0.95)))
+def _point(state: GridState) -> dict[str, Any]:
+    """The grid EM's posterior means, schools ordered largest first, as model values."""
+    order = np.argsort(-state.school_weights, kind="stable")
+    margins = state.pair_post @ state.lattice.margins()[:, order]  # (J, K)
+    mu = margins.mean(axis=1)
+    eps = np.clip(state.lapse_marginal() @ state.lapse_grid, 0.005, 0.49)
+    bias = state.bias_marginal() @ state.bias_grid
+    gamma = np.clip(state.gamma, 0.02, 0.98)
+    tilt_loc = float(logit(np.clip(state.tilt_mean, 0.05, 0.95)))
     point: dict[str, Any] = {
         "sigma_mu": float(max(mu.std(), 0.5)), "mu": mu,
         "eps_loc": EPS_LOC, "eps_scale": EPS_SCALE,
@@ -43,9 +44,10 @@ def _point(mu: FloatArray, margins: FloatArray, eps: FloatArray, bias: FloatArra
         "sigma_beta": BIAS_SCALE, "z_beta": bias / BIAS_SCALE,
         "tilt_loc": tilt_loc, "tilt_scale": TILT_SCALE,
         "z_tilt": (logit(gamma) - tilt_loc) / TILT_SCALE,
-        "tau": float(tau),
+        "tau": float(state.tau),
     }
-    if pi.size > 1:
+    if state.n_schools > 1:
+        pi = state.school_weights[order]
         point.update({
             "z_dev": margins - mu[:, None],
             "school_gaps": np.maximum(-np.diff(np.log(np.maximum(pi, 1e-6))), 0.01),
@@ -53,27 +55,14 @@ def _point(mu: FloatArray, margins: FloatArray, eps: FloatArray, bias: FloatArra
     return point
 
 
-def _state_parts(state: GridState) -> dict[str, Any]:
-    """Posterior means of a grid-EM state, schools ordered largest first."""
-    order = np.argsort(-state.school_weights, kind="stable")
-    margins = state.pair_post @ state.lattice.margins()[:, order]  # (J, K)
-    return {
-        "mu": margins.mean(axis=1), "margins": margins,
-        "eps": state.lapse_marginal() @ state.lapse_grid,
-        "bias": state.bias_marginal() @ state.bias_grid,
-        "gamma": np.asarray(state.gamma, dtype=float), "tilt_mean": float(state.tilt_mean),
-        "tau": float(state.tau), "pi": state.school_weights[order],
-    }
-
-
 def em_state(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> GridState:
-    """The grid EM on all the data with ``k_n`` schools (the NUTS start and weights)."""
+    """The grid EM on all the data with ``k_n`` schools, to start NUTS from."""
     return GridEM(enc.judgments, grid_settings(config, k_n)).run()
 
 
 def em_initial_point(state: GridState, seed: int) -> dict[str, Any]:
     """NUTS start: the grid EM's mode, nudged off exact zeros."""
-    point = _point(**_state_parts(state))
+    point = _point(state)
     # A reviewer whose votes say nothing about a parameter (no known display order, no
     # lapse evidence) starts at exactly 0 there, where its gradient is exactly 0; nutpie's
     # mass-matrix start divides by the gradient and refuses such a point. A tiny seeded nudge
