@@ -352,15 +352,19 @@ def fit(
         help="EM: pairs that share a response pool their consensus margins through a latent "
              "quality per response.")
     ] = True,
+    response_features: Annotated[bool, typer.Option(
+        help="EM: use the responses' tags (and tag within prompt category) to predict how each "
+             "school's preference deviates; tags that predict nothing get no weight.")
+    ] = True,
 ) -> None:
     """Fit the annotator model: reliability, schools, noise / pluralism / ambiguity per pair."""
     run_fit_command(schools, method, seed, draws, tie_per_reviewer, pool_responses,
-                    tune=tune, chains=chains)
+                    tune=tune, chains=chains, response_features=response_features)
 
 
 def run_fit_command(schools: str, method: str, seed: int, draws: int,
                     tie_per_reviewer: bool = False, pool_responses: bool = True,
-                    tune: int = 500, chains: int = 2) -> None:
+                    tune: int = 500, chains: int = 2, response_features: bool = True) -> None:
     from analytics.fit_job import fit_report_lines, run_fit
     from models.annotator.config import AnnotatorConfig
 
@@ -373,7 +377,8 @@ def run_fit_command(schools: str, method: str, seed: int, draws: int,
     try:
         config = AnnotatorConfig(n_schools=n_schools, method=method, seed=seed, draws=draws,
                                  tune=tune, chains=chains, tie_per_reviewer=tie_per_reviewer,
-                                 pool_responses=pool_responses)
+                                 pool_responses=pool_responses,
+                                 response_features=response_features)
     except ValueError as error:
         fail(DissensusError("The fit settings are not valid.", expected=str(error),
                             fix="see `dissensus fit --help`"))

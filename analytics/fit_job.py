@@ -144,6 +144,20 @@ def fit_report_lines(outcome: FitOutcome) -> list[str]:
             f"{diagnostics['response_quality_sd']:.2f}, margin residual sd "
             f"{diagnostics['margin_residual_sd']:.2f}"
         )
+    if diagnostics.get("response_features"):
+        lines.append(
+            f"  response features: {diagnostics['n_features']} tag features explain the "
+            f"deviations of {diagnostics['feature_share']:.0%} of pairs "
+            f"(residual sd {diagnostics['feature_deviation_sd']:.2f})"
+        )
+        contrasts = diagnostics.get("school_contrasts", [])
+        if contrasts:
+            lines.append("  where the schools differ (feature: weight per school, "
+                         "'tag|category' = the tag within that category):")
+            lines.extend(
+                f"    {c['feature']}: " + ", ".join(f"{w:+.2f}" for w in c["weights"])
+                for c in contrasts
+            )
     if diagnostics.get("r_hat_max") is not None:
         lines.append(
             f"  r_hat max {diagnostics['r_hat_max']:.3f} (in {diagnostics.get('r_hat_worst')}), "

@@ -160,13 +160,19 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 def accuracy(world: DemoWorld) -> dict[str, Any]:
     """Every method on one world: reviewer metrics, pluralism AUC, ARI, seconds."""
-    frame = model_frame_from_world(world.judgments, world.pairs)
+    frame = model_frame_from_world(world.judgments, world.pairs, world.responses)
     cfg = world.config
     rows: dict[str, Scores] = {}
     model, secs = _timed(lambda: AnnotatorModel().fit(frame))
     rev = model.reviewer_estimates_.to_pandas().set_index("reviewer_id")
     rows["dissensus"] = {**reviewer_metrics(world, rev["reliability"], rev["reliability_low"],
                                             rev["reliability_high"]), "seconds": secs}
+    # the same model without the response tags: what the votes alone give
+    plain, secs = _timed(lambda: AnnotatorModel(response_features=False).fit(frame))
+    rev = plain.reviewer_estimates_.to_pandas().set_index("reviewer_id")
+    rows["dissensus_no_tags"] = {**reviewer_metrics(world, rev["reliability"],
+                                                    rev["reliability_low"],
+                                                    rev["reliability_high"]), "seconds": secs}
     truth = oracle_inputs(world.judgments, world.reviewers.filter(pl.col("n_comparisons") > 0),
                           world.pairs)
     orc, secs = _timed(lambda: reliability_oracle(truth, cfg.tie_threshold, cfg.rushed_share))
@@ -191,6 +197,8 @@ def accuracy(world: DemoWorld) -> dict[str, Any]:
             scores, secs = _timed(fn)
         rows[name] = {**reviewer_metrics(world, scores), "seconds": secs}
     pairs = model.pair_estimates_.join(world.pairs.select("pair_id", "contested"), on="pair_id")
+    plain_pairs = plain.pair_estimates_.join(world.pairs.select("pair_id", "contested"),
+                                             on="pair_id")
     plo = pluralism_oracle(truth, cfg.tie_threshold)
     disagree = frame.group_by("pair_id").agg(d=pl.col("outcome").n_unique() - 1)
     dis = disagree.join(world.pairs.select("pair_id", "contested"), on="pair_id")
@@ -198,9 +206,12 @@ def accuracy(world: DemoWorld) -> dict[str, Any]:
     return {
         "reviewers": rows,
         "pluralism_auc": float(roc_auc_score(pairs["contested"], pairs["pluralism_share"])),
+        "pluralism_auc_no_tags": float(roc_auc_score(plain_pairs["contested"],
+                                                     plain_pairs["pluralism_share"])),
         "pluralism_auc_ceiling": float(roc_auc_score(plo["contested"], plo["log_lr"])),
         "pluralism_auc_disagreement": float(roc_auc_score(dis["contested"], dis["d"])),
         "ari_careful": careful_ari(model.reviewer_estimates_, world.reviewers),
+        "ari_careful_no_tags": careful_ari(plain.reviewer_estimates_, world.reviewers),
         "ari_careful_oracle": careful_ari(school_oracle(truth, cfg.tie_threshold, shares),
                                           world.reviewers),
         "ari_careful_oracle_blind": careful_ari(
@@ -214,9 +225,10 @@ def accuracy(world: DemoWorld) -> dict[str, Any]:
 def null_worlds(n: int, seed: int) -> dict[str, Any]:
     """One school: K chosen and pluralism verdicts; no rushed reviewers: who is flagged."""
     one = simulate_world(WorldConfig(n_comparisons=n, n_schools=1, seed=seed))
-    m1 = AnnotatorModel().fit(model_frame_from_world(one.judgments, one.pairs))
+    m1 = AnnotatorModel().fit(model_frame_from_world(one.judgments, one.pairs, one.responses))
     calm = simulate_world(WorldConfig(n_comparisons=n, rushed_share=0.0, seed=seed))
-    m2 = AnnotatorModel().fit(model_frame_from_world(calm.judgments, calm.pairs))
+    m2 = AnnotatorModel().fit(model_frame_from_world(calm.judgments, calm.pairs,
+                                                     calm.responses))
     t = m2.reviewer_estimates_.join(calm.reviewers.select("reviewer_id", "is_position_biased"),
                                     on="reviewer_id")
     lapse = t.filter(pl.col("flag_reason").str.contains("lapse").fill_null(False))
@@ -233,7 +245,7 @@ def null_worlds(n: int, seed: int) -> dict[str, Any]:
 def speed(n: int, n_reviewers: int | None, seed: int) -> dict[str, float]:
     """Default fit vs crowd-kit GLAD on the same comparisons."""
     world = simulate_world(WorldConfig(n_comparisons=n, n_reviewers=n_reviewers, seed=seed))
-    frame = model_frame_from_world(world.judgments, world.pairs)
+    frame = model_frame_from_world(world.judgments, world.pairs, world.responses)
     _, ours = _timed(lambda: AnnotatorModel().fit(frame))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -244,13 +256,13 @@ def speed(n: int, n_reviewers: int | None, seed: int) -> dict[str, float]:
 def _print_accuracy(results: list[dict[str, Any]]) -> None:
     methods = list(results[0]["reviewers"])
     cols = ("precision_at_k", "minority_gap_pts", "spearman", "coverage", "seconds")
-    print(f"{'method':<14}" + "".join(f"{c:>18}" for c in cols))
+    print(f"{'method':<18}" + "".join(f"{c:>18}" for c in cols))
     for m in methods:
         vals = []
         for c in cols:
             xs = [r["reviewers"][m].get(c) for r in results]
             vals.append("—" if xs[0] is None else f"{np.mean(xs):.3f}")
-        print(f"{m:<14}" + "".join(f"{v:>18}" for v in vals))
+        print(f"{m:<18}" + "".join(f"{v:>18}" for v in vals))
     ours = np.mean([r["reviewers"]["dissensus"]["precision_at_k"] for r in results])
     orc = np.mean([r["reviewers"]["oracle"]["precision_at_k"] for r in results])
     auc = np.mean([r["pluralism_auc"] for r in results])
@@ -265,6 +277,10 @@ def _print_accuracy(results: list[dict[str, Any]]) -> None:
           "(target >= 0.80); school oracle "
           f"{np.mean([r['ari_careful_oracle'] for r in results]):.3f}, margin-blind "
           f"{np.mean([r['ari_careful_oracle_blind'] for r in results]):.3f}")
+    print("without response tags (votes only): precision at k "
+          f"{np.mean([r['reviewers']['dissensus_no_tags']['precision_at_k'] for r in results]):.3f}"
+          f", pluralism AUC {np.mean([r['pluralism_auc_no_tags'] for r in results]):.3f}, ARI "
+          f"{np.mean([r['ari_careful_no_tags'] for r in results]):.3f}")
     print(f"K chosen per seed: {[r['n_schools'] for r in results]}")
 
 

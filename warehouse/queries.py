@@ -84,16 +84,25 @@ def model_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 
     Columns: comparison_id, reviewer_id, pair_id, prompt_id, outcome (+1 response_1 preferred,
     -1 response_2, 0 tie), first_shown (1 or 2, null when unknown), response_1_id and
-    response_2_id (the pair's canonical responses). Rows without a reviewer id are left out: the
-    annotator model cannot judge anonymous reviewers.
+    response_2_id (the pair's canonical responses), response_1_tags and response_2_tags (their
+    tags) and category (the prompt's). Rows without a reviewer id are left out: the annotator
+    model cannot judge anonymous reviewers.
     """
     judgments = frame(con, """
-        SELECT comparison_id, reviewer_id, pair_id, prompt_id, outcome, first_shown,
-               CASE WHEN a_is_response_1 THEN response_a_id ELSE response_b_id END
-                   AS response_1_id,
-               CASE WHEN a_is_response_1 THEN response_b_id ELSE response_a_id END
-                   AS response_2_id
-        FROM comparisons WHERE has_reviewer ORDER BY pair_id, reviewer_id, comparison_id
+        WITH judged AS (
+            SELECT comparison_id, reviewer_id, pair_id, prompt_id, outcome, first_shown,
+                   CASE WHEN a_is_response_1 THEN response_a_id ELSE response_b_id END
+                       AS response_1_id,
+                   CASE WHEN a_is_response_1 THEN response_b_id ELSE response_a_id END
+                       AS response_2_id
+            FROM comparisons WHERE has_reviewer
+        )
+        SELECT j.*, r1.tags AS response_1_tags, r2.tags AS response_2_tags, p.category
+        FROM judged j
+        LEFT JOIN responses r1 ON r1.response_id = j.response_1_id
+        LEFT JOIN responses r2 ON r2.response_id = j.response_2_id
+        LEFT JOIN prompts p ON p.prompt_id = j.prompt_id
+        ORDER BY j.pair_id, j.reviewer_id, j.comparison_id
     """)
     if judgments.height == 0:
         total = con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0]  # type: ignore[index]

@@ -71,6 +71,8 @@ def pair_pass(
     log_prior: np.ndarray,
     mu_lp: np.ndarray,
     state_mu: np.ndarray,
+    delta_lp: np.ndarray,
+    state_delta: np.ndarray,
     mu_lik: np.ndarray,
     post: np.ndarray,
     ec: np.ndarray,
@@ -85,10 +87,11 @@ def pair_pass(
     Fills ``post[j]``, ``ec[v, k, b] = E_cavity P_c(y_v | m_k + b s_v)``, the leave-one-out
     predictive ``z[v]`` and ``stats[v] = (d/dtau, d2/dtau2)`` of the expected careful log-lik.
     The prior of pair ``j``'s state ``st`` is ``log_prior[st] + mu_lp[j, state_mu[st]]`` (one
-    row ``mu_lp[0]`` shared by every pair when ``mu_lp`` has a single row). When ``mu_lik`` has
-    a row per pair, it receives the pair's votes' likelihood of each consensus margin with the
-    deviations summed out under the shared prior, ``sum_Delta h(Delta) prod_v msg_v(mu, Delta)``
-    (normalised to sum 1): what response pooling needs to refit its prior.
+    row ``mu_lp[0]`` shared by every pair when ``mu_lp`` has a single row)
+    ``+ delta_lp[j, state_delta[st]]`` (likewise). When ``mu_lik`` has a row per pair, it
+    receives the pair's votes' likelihood of each consensus margin with the deviations summed
+    out under their prior, ``sum_Delta h_j(Delta) prod_v msg_v(mu, Delta)`` (normalised to sum
+    1): what response pooling needs to refit its prior.
     """
     n_pairs = starts.shape[0] - 1
     n_states, n_k = midx.shape
@@ -99,9 +102,10 @@ def pair_pass(
         nv = starts[j + 1] - v0
         bel = np.empty(n_states)
         row = min(np.int64(j), np.int64(mu_lp.shape[0] - 1))
+        d_row = min(np.int64(j), np.int64(delta_lp.shape[0] - 1))
         mx = -np.inf
         for st in range(n_states):
-            bel[st] = log_prior[st] + mu_lp[row, state_mu[st]]
+            bel[st] = log_prior[st] + mu_lp[row, state_mu[st]] + delta_lp[d_row, state_delta[st]]
             if bel[st] > mx:
                 mx = bel[st]
         for st in range(n_states):
@@ -140,7 +144,7 @@ def pair_pass(
         if mu_lik.shape[0] > 1:
             lik = np.empty(n_states)
             for st in range(n_states):
-                acc = log_prior[st]
+                acc = log_prior[st] + delta_lp[d_row, state_delta[st]]
                 for i in range(nv):
                     acc += math.log(msg[i, st])
                 lik[st] = acc

@@ -25,6 +25,7 @@ Method = Literal["auto", "em", "nuts", "advi", "minibatch_advi"]
 
 SETTINGS_ADDED_LATER: dict[str, object] = {
     "pool_responses": False,
+    "response_features": False,
     "minibatch_steps": 20_000,
     "minibatch_learning_rate": None,
     "minibatch_deviation_scale": None,
@@ -129,6 +130,15 @@ class AnnotatorConfig(BaseModel):
         True, description="EM: pairs that share a response pool their consensus margins through "
         "a latent quality per response (margin prior N(q_a - q_b, sd_res^2)); needs the "
         "frame's response_1_id / response_2_id. Off: every pair's margin has its own prior."
+    )
+    response_features: bool = Field(
+        True, description="EM: when the frame carries response tags (response_1_tags / "
+        "response_2_tags, and optionally the prompt's category), model each school's margin "
+        "as a weighted sum of tag differences (and tag-by-category differences): the school "
+        "deviations of a pair get a prior centred on that prediction, mixed with the "
+        "feature-free sparsity prior (the mixture share is learned, so tags that say nothing "
+        "get no weight). K is still chosen without them. The consensus margins get the "
+        "features too, through response pooling. NUTS and ADVI do not use them."
     )
     tie_threshold_sd: float = Field(
         0.3, gt=0, description="EM: prior sd of a reviewer's tie threshold around the "

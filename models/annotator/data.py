@@ -4,7 +4,9 @@ Input columns: ``comparison_id``, ``reviewer_id``, ``pair_id``, ``prompt_id`` (s
 ``outcome`` (+1 response 1 preferred, -1 response 2, 0 tie) and ``first_shown`` (1 or 2: which
 response was displayed first; null when unknown, which the model reads as ``s = 0``).
 Optional: ``response_1_id`` and ``response_2_id`` (strings): with them, pairs that share a
-response pool their consensus margins (see :mod:`.pooling`).
+response pool their consensus margins (see :mod:`.pooling`); ``response_1_tags`` and
+``response_2_tags`` (lists of strings) and ``category`` (the prompt's): response features that
+inform the school deviations (see :mod:`.features`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import polars as pl
 
 from warehouse.errors import DissensusError
 
+from .features import CATEGORY_COLUMN, TAG_COLUMNS, PairFeatures, pair_features
 from .grid_em import Judgments
 
 REQUIRED_COLUMNS = ("comparison_id", "reviewer_id", "pair_id", "prompt_id", "outcome",
@@ -39,6 +42,7 @@ class EncodedFrame:
     reviewer_counts: np.ndarray  # judgments per reviewer
     pair_counts: np.ndarray  # judgments per pair
     warnings: list[str]
+    features: PairFeatures | None = None
 
 
 def _pair_responses(sorted_frame: pl.DataFrame) -> tuple[np.ndarray | None, int]:
@@ -127,6 +131,11 @@ def encode_frame(frame: pl.DataFrame) -> EncodedFrame:
     first = f["first_shown"].to_numpy()
     s = np.where(first == 1, 1, np.where(first == 2, -1, 0)).astype(np.int64)
     pair_responses, n_responses = _pair_responses(f)
+    features = None
+    if all(c in f.columns for c in TAG_COLUMNS):
+        keep = ["pair_id", *TAG_COLUMNS] + ([CATEGORY_COLUMN] if CATEGORY_COLUMN in f.columns
+                                            else [])
+        features = pair_features(f.select(keep).unique("pair_id", keep="first").sort("pair_id"))
     judgments = Judgments(
         reviewer=r_idx.astype(np.int64),
         pair=p_idx.astype(np.int64),
@@ -136,6 +145,7 @@ def encode_frame(frame: pl.DataFrame) -> EncodedFrame:
         n_pairs=len(pair_ids),
         pair_responses=pair_responses,
         n_responses=n_responses,
+        pair_features=None if features is None else features.diff,
     )
     prompt = (
         f.group_by("pair_id").agg(pl.col("prompt_id").first()).sort("pair_id")["prompt_id"]
@@ -175,4 +185,5 @@ def encode_frame(frame: pl.DataFrame) -> EncodedFrame:
         reviewer_counts=r_counts,
         pair_counts=p_counts,
         warnings=warnings,
+        features=features,
     )

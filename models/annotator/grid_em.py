@@ -42,6 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._kernels import careful_table, pair_pass, reviewer_pass
+from .deviation_prior import DeviationPrior
 from .likelihood import lapse_prob
 from .pooling import ResponsePooling
 from .priors import PairPrior, regrid, smooth_grid
@@ -70,12 +71,15 @@ class Judgments:
     n_pairs: int
     pair_responses: IntArray | None = None  # (n_pairs, 2) response indices, when known
     n_responses: int = 0
+    pair_features: FloatArray | None = None  # (n_pairs, F) response-feature differences
 
     def __post_init__(self) -> None:
         if np.any(np.diff(self.pair) < 0):
             raise ValueError("judgments must be sorted by pair")
         if self.pair_responses is not None and self.pair_responses.shape != (self.n_pairs, 2):
             raise ValueError("pair_responses must have one (response 1, response 2) row per pair")
+        if self.pair_features is not None and self.pair_features.shape[0] != self.n_pairs:
+            raise ValueError("pair_features must have one row per pair")
 
     @property
     def n(self) -> int:
@@ -168,6 +172,7 @@ class GridSettings:
     tie_per_reviewer: bool = False
     tie_sd: float = 0.3
     pool_responses: bool = True
+    response_features: bool = True
     max_iter: int = 150
     tol: float = 1e-3
     seed: int = 0
@@ -195,6 +200,7 @@ class GridState:
     converged: bool = False
     tau_r: FloatArray | None = field(default=None, repr=False)  # (R,) per-reviewer thresholds
     pooling: ResponsePooling | None = field(default=None, repr=False)
+    deviation_prior: DeviationPrior | None = field(default=None, repr=False)
 
     def reviewer_tau(self) -> FloatArray:
         """Each reviewer's tie threshold (the population's when not estimated per reviewer)."""
@@ -244,9 +250,10 @@ class GridEM:
         self.post_dtype = np.float32 if big else np.float64
 
     def _pair_pass(
-        self, a_msg: FloatArray, b_msg: FloatArray, tau_r: FloatArray, log_prior_s: FloatArray,
-        mu_lp: FloatArray,
+        self, a_msg: FloatArray, b_msg: FloatArray, tau_r: FloatArray,
+        priors: tuple[FloatArray, FloatArray, FloatArray],
     ) -> dict[str, FloatArray]:
+        log_prior_s, mu_lp, delta_lp = priors
         d, lat = self.d, self.lat
         ec = np.empty((d.n, self.cfg.n_schools, self.bias.size))
         z = np.empty(d.n)
@@ -265,7 +272,7 @@ class GridEM:
         pair_pass(
             self.starts, d.y, d.s, a_msg, b_msg, tables, lev, self.m2, self.b_half, lat.midx,
             np.ascontiguousarray(log_prior_s), np.ascontiguousarray(mu_lp), lat.state_mu,
-            mu_lik, post, ec, z, stats,
+            np.ascontiguousarray(delta_lp), lat.state_delta, mu_lik, post, ec, z, stats,
         )
         return {"ec": ec, "z": z, "post": post, "g_tau": stats[:, 0], "h_tau": stats[:, 1],
                 "mu_lik": mu_lik}
@@ -287,12 +294,19 @@ class GridEM:
         return post, a_msg, b_msg
 
     def _pair_priors(
-        self, prior: PairPrior, pooling: ResponsePooling | None
-    ) -> tuple[FloatArray, FloatArray]:
-        """The shared state prior and the per-pair consensus-margin log prior of the kernel."""
-        if pooling is None:
-            return prior.state_prior(), np.zeros((1, self.lat.n_mu))
-        return prior.state_prior(flat_mu=True), pooling.mu_log_prior(self.lat.mu_values)
+        self, prior: PairPrior, pooling: ResponsePooling | None,
+        deviation: DeviationPrior | None,
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The kernel's log priors: shared per state, per pair over the consensus margin (from
+        response pooling) and per pair over the deviations (from response features)."""
+        lat = self.lat
+        mu_lp = (np.zeros((1, lat.n_mu)) if pooling is None
+                 else pooling.mu_log_prior(lat.mu_values))
+        if deviation is None:
+            log_s = np.log(prior.state_prior(flat_mu=pooling is not None))
+            return log_s, mu_lp, np.zeros((1, lat.deviations.shape[0]))
+        h_mu = np.zeros(lat.n_mu) if pooling is not None else prior.mu_log_density()
+        return h_mu[lat.state_mu], mu_lp, deviation.log_prior(prior.dev_density())[0]
 
     def _tie_step(self, g: FloatArray, h: FloatArray, tau: float,
                   tau_r: FloatArray) -> tuple[float, FloatArray]:
@@ -345,8 +359,14 @@ class GridEM:
         prior = PairPrior.initial(lat)
         pooling = None
         if cfg.pool_responses and d.pair_responses is not None:
-            pooling = ResponsePooling.initial(d.pair_responses, d.n_responses, prior.mu_sd)
-        prior_s, mu_lp = self._pair_priors(prior, pooling)
+            pooling = ResponsePooling.initial(
+                d.pair_responses, d.n_responses, prior.mu_sd,
+                d.pair_features if cfg.response_features else None)
+        deviation = None
+        if cfg.response_features and d.pair_features is not None and k_n > 1:
+            deviation = DeviationPrior.initial(d.pair_features,
+                                               lat.step * lat.deviations.astype(float))
+        priors = self._pair_priors(prior, pooling, deviation)
         pi = np.full(k_n, 1.0 / k_n)
         if school_init is None:
             school_init = (
@@ -360,7 +380,7 @@ class GridEM:
         it = 0
         rev_post = np.zeros((r_n, k_n, e.size, bias.size))
         for it in range(1, cfg.max_iter + 1):
-            st = self._pair_pass(a_msg, b_msg, tau_used, np.log(prior_s), mu_lp)
+            st = self._pair_pass(a_msg, b_msg, tau_used, priors)
             lapse = np.clip(b_msg / st["z"], 0.0, 1.0)
             tau, tau_r = self._tie_step(st["g_tau"], st["h_tau"], tau, tau_r)
             # move a reviewer's threshold in use only when the estimate is well past the next
@@ -381,13 +401,19 @@ class GridEM:
             den = np.bincount(d.reviewer, lam_o, r_n) + conc
             gamma = np.clip(num / den, 0.02, 0.98)
             # pair prior: consensus-margin scale and deviation mixture weights
-            prior = prior.update(st["post"].sum(axis=0))
+            if deviation is None:
+                prior = prior.update(st["post"].sum(axis=0))
+            else:
+                delta_post = st["post"].reshape(d.n_pairs, lat.n_mu, -1).sum(
+                    axis=1, dtype=np.float64)
+                deviation, rest = deviation.refit(delta_post, prior.dev_density(), lat.step)
+                prior = prior.update(st["post"].sum(axis=0), dev_mass=rest)
             if pooling is not None:
                 # the three scales settle early; searching them again every few rounds is
                 # enough, and on large data the search is the costly part
                 search = it <= 3 or it % 10 == 0
                 pooling = pooling.refit(st["mu_lik"], lat.mu_values, prior.mu_sd, search)
-            prior_s, mu_lp = self._pair_priors(prior, pooling)
+            priors = self._pair_priors(prior, pooling, deviation)
             # reviewer side
             pl_ = lapse_prob(d.y, d.s, gamma[d.reviewer])
             log_prior_r = (
@@ -407,12 +433,12 @@ class GridEM:
                 converged = True
                 break
             prev = summary
-        st = self._pair_pass(a_msg, b_msg, tau_used, np.log(prior_s), mu_lp)
+        st = self._pair_pass(a_msg, b_msg, tau_used, priors)
         return GridState(
             lattice=lat, lapse_grid=e, bias_grid=bias, school_weights=pi, lapse_prior=g_e,
             bias_prior=g_b, pair_prior=prior, tau=tau, tilt_mean=tilt_mean, gamma=gamma,
             reviewer_post=rev_post, pair_post=st["post"],
             lapse_post=np.clip(b_msg / st["z"], 0.0, 1.0),
             loo=np.log(np.maximum(st["z"], 1e-300)), n_iter=it, converged=converged,
-            tau_r=tau_used, pooling=pooling,
+            tau_r=tau_used, pooling=pooling, deviation_prior=deviation,
         )

@@ -74,6 +74,7 @@ def grid_settings(config: AnnotatorConfig, n_schools: int) -> GridSettings:
         tie_per_reviewer=config.tie_per_reviewer,
         tie_sd=config.tie_threshold_sd,
         pool_responses=config.pool_responses,
+        response_features=config.response_features,
         max_iter=config.max_iter,
         tol=config.tol,
         seed=config.seed,
@@ -169,6 +170,7 @@ def summarise_grid(
             "lapse_tilt": state.tilt_mean,
             "mean_lapse_rate": pop.lapse_mean,
             **_pooling_diagnostics(state),
+            **_feature_diagnostics(state, enc, order),
         },
         grid_state=state,
     )
@@ -181,6 +183,30 @@ def _pooling_diagnostics(state: GridState) -> dict[str, object]:
         return {"response_pooling": False}
     return {"response_pooling": True, "response_quality_sd": pooling.sd_quality,
             "margin_residual_sd": pooling.sd_residual, "n_responses": pooling.n_responses}
+
+
+def _feature_diagnostics(state: GridState, enc: EncodedFrame,
+                         order: NDArray[np.intp], top: int = 8) -> dict[str, object]:
+    """What the response features explain: the share of pairs whose deviations follow them,
+    the residual sd, and the features on which the schools' weights differ most (schools in
+    the reported order; a weight is the feature's pull on that school's margin relative to the
+    schools' mean)."""
+    prior = state.deviation_prior
+    if prior is None or enc.features is None:
+        return {"response_features": False}
+    coef = prior.coef[order]
+    spread = coef.max(axis=0) - coef.min(axis=0)
+    ranked = np.argsort(-spread, kind="stable")[:top]
+    return {
+        "response_features": True,
+        "n_features": enc.features.n_features,
+        "feature_share": prior.share,
+        "feature_deviation_sd": prior.sd,
+        "school_contrasts": [
+            {"feature": enc.features.names[f], "weights": [round(float(w), 3) for w in coef[:, f]]}
+            for f in ranked if spread[f] > 0.1
+        ],
+    }
 
 
 def loo_row(pointwise: FloatArray, k: int, best: FloatArray | None) -> dict[str, float]:
@@ -229,7 +255,10 @@ def fit_em(
         select_data = data
     ks = [1, 2, 3] if auto else [int(config.n_schools)]
     pooled = config.pool_responses and data.pair_responses is not None
-    select_config = config.model_copy(update={"pool_responses": False}) if auto else config
+    featured = config.response_features and data.pair_features is not None
+    select_config = (config.model_copy(update={"pool_responses": False,
+                                               "response_features": False})
+                     if auto else config)
     states: dict[int, GridState] = {}
     timings: list[dict[str, Any]] = []
     warm: GridState | None = None
@@ -258,14 +287,15 @@ def fit_em(
         chosen = ks[0]
         table = [loo_row(states[chosen].loo, chosen, None)]
     final = states[chosen]
-    if (sampled and reviewers is not None) or (auto and pooled):
+    featured = featured and chosen > 1
+    if (sampled and reviewers is not None) or (auto and (pooled or featured)):
         seed_state = (expand_state(final, reviewers, data.n_reviewers)
                       if sampled and reviewers is not None else final)
         t_k = time.perf_counter()
 
         def cb_all(it: int, total: int) -> None:
             if progress is not None:
-                what = "all data" if sampled else "pooled responses"
+                what = "all data" if sampled else "pooled responses and features"
                 progress(f"EM on {what}, {chosen} school{'s' if chosen > 1 else ''}",
                          it / total)
 
@@ -274,7 +304,8 @@ def fit_em(
             warm=seed_state, callback=cb_all)
         timings.append({"n_schools": chosen, "seconds": round(time.perf_counter() - t_k, 2),
                         "iterations": final.n_iter,
-                        "data": "all" + (", pooled responses" if pooled else "")})
+                        "data": "all" + (", pooled responses" if pooled else "")
+                        + (", response features" if featured else "")})
     result = summarise_grid(final, enc, config, time.perf_counter() - start)
     warnings = list(enc.warnings)
     if not final.converged:
@@ -286,8 +317,8 @@ def fit_em(
         {
             "loo_method": "cavity leave-one-out of belief propagation (per judgment)",
             "loo_table": table,
-            "loo_model": ("independent pair margins; response pooling applied to the chosen K"
-                          if auto and pooled else None),
+            "loo_model": ("independent pair margins; response pooling and features applied to "
+                          "the chosen K" if auto and (pooled or featured) else None),
             "n_schools_chosen": chosen,
             "n_schools_mode": str(config.n_schools),
             "k_selection_sample": {"pairs": select_data.n_pairs, "comparisons": select_data.n,

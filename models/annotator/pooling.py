@@ -27,7 +27,12 @@ prediction, in the spirit of expectation propagation (Minka 2001):
 4. The residual is robust: with probability ``rho`` a pair's margin ignores the qualities and
    follows the population prior ``N(0, sd_pop^2)`` (a pair that breaks transitivity). Without
    this, a light-tailed residual would push such pairs into spurious school deviations.
-5. ``sd_res``, ``sd_q`` and ``rho`` maximise the pairs' cavity predictive likelihood
+5. With response features (:mod:`.features`), the qualities get a fixed part:
+   ``q_a - q_b = b . d_j + (xi_a - xi_b)`` with ``d_j`` the pair's feature differences; ``b``
+   is a ridge regression of the pseudo-observations, alternated with the ``xi`` solve (``b``
+   rests on every pair, so leaving one out barely moves it and it is not recomputed per
+   cavity).
+6. ``sd_res``, ``sd_q`` and ``rho`` maximise the pairs' cavity predictive likelihood
    ``sum_j log sum_mu L_j(mu) prior_j(mu)`` on the lattice: a leave-one-pair-out criterion, so
    qualities that explain nothing beyond each pair's own votes are not rewarded.
 """
@@ -45,6 +50,8 @@ from scipy.sparse.linalg import cg
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
+RIDGE = 1.0
+"""Ridge penalty of the feature coefficients (a rare feature keeps a small coefficient)."""
 MIN_RESIDUAL_SD = 0.4
 """Floor of ``sd_res``: below the margin lattice's resolution a narrower prior is not resolved."""
 BOUNDS = ((np.log(MIN_RESIDUAL_SD), np.log(8.0)), (np.log(1e-3), np.log(8.0)), (-7.0, 0.0))
@@ -64,10 +71,12 @@ class ResponsePooling:
     cavity_var: FloatArray  # (J,) variance of that difference
     outlier_share: float = 0.0  # rho: share of pairs whose margin ignores the qualities
     population_sd: float = 2.5  # their prior scale
+    features: FloatArray | None = None  # (J, F) response-feature differences of the pairs
+    feature_coef: FloatArray | None = None  # (F,) b: the features' part of the qualities
 
     @classmethod
-    def initial(cls, pair_responses: IntArray, n_responses: int,
-                margin_sd: float) -> ResponsePooling:
+    def initial(cls, pair_responses: IntArray, n_responses: int, margin_sd: float,
+                features: FloatArray | None = None) -> ResponsePooling:
         """No pooling yet: every pair's prior is ``N(0, margin_sd^2)``."""
         pr = np.asarray(pair_responses, dtype=np.int64)
         if pr.ndim != 2 or pr.shape[1] != 2:
@@ -75,8 +84,15 @@ class ResponsePooling:
         if pr.size and (pr.min() < 0 or pr.max() >= n_responses):
             raise ValueError("pair_responses holds indices outside 0..n_responses-1")
         j = pr.shape[0]
+        coef = None if features is None else np.zeros(features.shape[1])
         return cls(pr, n_responses, float(margin_sd), 1e-3, np.zeros(n_responses),
-                   np.zeros(j), np.zeros(j), 0.0, float(margin_sd))
+                   np.zeros(j), np.zeros(j), 0.0, float(margin_sd), features, coef)
+
+    def feature_offset(self) -> FloatArray | float:
+        """``b . d_j`` for every pair (0 without features)."""
+        if self.features is None or self.feature_coef is None:
+            return 0.0
+        return self.features @ self.feature_coef
 
     def mu_log_prior(self, mu_values: FloatArray) -> FloatArray:
         """``(J, n_mu)`` log prior of each pair's consensus margin on the lattice, normalised."""
@@ -113,8 +129,27 @@ class ResponsePooling:
         cav_1 = (prec[r1] * quality[r1] - w * (obs + quality[r2])) / rest_1
         cav_2 = (prec[r2] * quality[r2] - w * (quality[r1] - obs)) / rest_2
         return replace(self, sd_residual=float(sd_residual), sd_quality=float(sd_quality),
-                       quality=quality, cavity_mean=cav_1 - cav_2,
+                       quality=quality, cavity_mean=cav_1 - cav_2 + self.feature_offset(),
                        cavity_var=1.0 / rest_1 + 1.0 / rest_2)
+
+    def _fit_features(self, obs: FloatArray, obs_var: FloatArray,
+                      incidence: sp.csr_matrix, rounds: int = 2) -> ResponsePooling:
+        """Alternate the feature coefficients ``b`` (weighted ridge on what the free qualities
+        leave) and the qualities, at the current scales."""
+        if self.features is None:
+            return self
+        d = self.features
+        w = 1.0 / (obs_var + self.sd_residual**2)
+        gram = (d * w[:, None]).T @ d + RIDGE * np.eye(d.shape[1])
+        current = self
+        for _ in range(rounds):
+            q = current.quality
+            free = q[self.pair_responses[:, 0]] - q[self.pair_responses[:, 1]]
+            coef = np.linalg.solve(gram, d.T @ (w * (obs - free)))
+            current = replace(current, feature_coef=coef)
+            current = current.with_scales(obs - d @ coef, obs_var, current.sd_residual,
+                                          current.sd_quality, incidence)
+        return current
 
     def predictive_loglik(self, mu_lik: FloatArray, mu_values: FloatArray) -> float:
         """``sum_j log sum_mu L_j(mu) prior_j(mu)``: the pairs' cavity predictive likelihood."""
@@ -133,18 +168,20 @@ class ResponsePooling:
         step = float(mu_values[1] - mu_values[0]) if mu_values.size > 1 else 1.0
         obs_var = np.maximum(obs_var, step**2 / 12)
         a = self._incidence()
+        base = self._fit_features(obs, obs_var, a)
+        obs = obs - base.feature_offset()
 
         def fitted(x: FloatArray) -> ResponsePooling:
-            scaled = self.with_scales(obs, obs_var, float(np.exp(x[0])), float(np.exp(x[1])), a)
+            scaled = base.with_scales(obs, obs_var, float(np.exp(x[0])), float(np.exp(x[1])), a)
             return replace(scaled, outlier_share=float(1.0 / (1.0 + np.exp(-x[2]))),
                            population_sd=float(population_sd))
 
         if not search:
-            return replace(self.with_scales(obs, obs_var, self.sd_residual, self.sd_quality, a),
+            return replace(base.with_scales(obs, obs_var, base.sd_residual, base.sd_quality, a),
                            population_sd=float(population_sd))
-        share = min(max(self.outlier_share, 0.02), 0.5)
-        start = np.array([np.log(max(self.sd_residual, MIN_RESIDUAL_SD)),
-                          np.log(max(self.sd_quality, 0.3)), np.log(share / (1 - share))])
+        share = min(max(base.outlier_share, 0.02), 0.5)
+        start = np.array([np.log(max(base.sd_residual, MIN_RESIDUAL_SD)),
+                          np.log(max(base.sd_quality, 0.3)), np.log(share / (1 - share))])
         best = minimize(lambda x: -fitted(x).predictive_loglik(mu_lik, mu_values), start,
                         method="Powell", bounds=BOUNDS,
                         options={"maxfev": max_evaluations, "xtol": 0.05, "ftol": 1e-5})

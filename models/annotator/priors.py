@@ -108,20 +108,32 @@ class PairPrior:
         dev = lat.step * lat.deviations.astype(float)
         return _scale_components(np.sum(dev**2, axis=1), DEV_SCALES, max(lat.n_schools - 1, 1))
 
+    def dev_density(self) -> FloatArray:
+        """``(n_delta,)`` prior of the lattice deviations (the scale mixture), summing to 1."""
+        h_dev = np.maximum(self.dev_weights @ self._dev_components(), 1e-300)
+        return h_dev / h_dev.sum()
+
+    def mu_log_density(self) -> FloatArray:
+        """``(n_mu,)`` log prior of the consensus margins on the lattice (unnormalised)."""
+        return -0.5 * (self.lattice.mu_values / self.mu_sd) ** 2
+
     def state_prior(self, flat_mu: bool = False) -> FloatArray:
         """``(S,)`` prior probabilities of the pair states (``flat_mu``: the deviations' part
         only, for pairs whose consensus-margin prior comes from response pooling)."""
         lat = self.lattice
-        h_mu = np.ones(lat.n_mu) if flat_mu else np.exp(-0.5 * (lat.mu_values / self.mu_sd) ** 2)
-        h_dev = np.maximum(self.dev_weights @ self._dev_components(), 1e-300)
-        prior = h_mu[lat.state_mu] * h_dev[lat.state_delta]
+        h_mu = np.ones(lat.n_mu) if flat_mu else np.exp(self.mu_log_density())
+        prior = h_mu[lat.state_mu] * self.dev_density()[lat.state_delta]
         return prior / prior.sum()
 
-    def update(self, state_mass: FloatArray, inner: int = 5) -> PairPrior:
-        """M-step from ``state_mass``, the pair posteriors summed over pairs."""
+    def update(self, state_mass: FloatArray, inner: int = 5,
+               dev_mass: FloatArray | None = None) -> PairPrior:
+        """M-step from ``state_mass``, the pair posteriors summed over pairs; ``dev_mass``
+        (per lattice deviation) replaces their deviation margin when part of the deviations is
+        explained elsewhere (the feature prior of :mod:`.deviation_prior`)."""
         lat = self.lattice
         n_mu = np.bincount(lat.state_mu, state_mass, lat.n_mu)
-        n_dev = np.bincount(lat.state_delta, state_mass, lat.deviations.shape[0])
+        n_dev = (np.bincount(lat.state_delta, state_mass, lat.deviations.shape[0])
+                 if dev_mass is None else dev_mass)
         mu_sd = float(np.sqrt(max(n_mu @ lat.mu_values**2 / n_mu.sum(), 0.05)))
         comps = self._dev_components()
         w = self.dev_weights.copy()

@@ -169,8 +169,10 @@ def model_frame_from_judgments(judgments: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def model_frame_from_world(judgments: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
-    """The model frame of a simulated world, with each pair's ``prompt_id`` from ``pairs``."""
+def model_frame_from_world(judgments: pl.DataFrame, pairs: pl.DataFrame,
+                           responses: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The model frame of a simulated world, with each pair's ``prompt_id`` from ``pairs`` and,
+    given the world's ``responses``, each reply's tags and the prompt's category."""
     frame = model_frame_from_judgments(judgments.drop("prompt_id", strict=False))
     if "prompt_id" in pairs.columns:
         frame = frame.drop("prompt_id").join(
@@ -182,4 +184,16 @@ def model_frame_from_world(judgments: pl.DataFrame, pairs: pl.DataFrame) -> pl.D
                          pl.col("response_2_id").cast(pl.String)),
             on="pair_id", how="left",
         )
+        if responses is not None and "tags" in responses.columns:
+            tags = responses.select(pl.col("response_id").cast(pl.String),
+                                    pl.col("tags").str.split(","))
+            frame = frame.join(
+                tags.rename({"response_id": "response_1_id", "tags": "response_1_tags"}),
+                on="response_1_id", how="left",
+            ).join(
+                tags.rename({"response_id": "response_2_id", "tags": "response_2_tags"}),
+                on="response_2_id", how="left",
+            )
+            if "category" in pairs.columns:
+                frame = frame.join(pairs.select("pair_id", "category"), on="pair_id", how="left")
     return frame

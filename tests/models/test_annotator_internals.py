@@ -91,20 +91,23 @@ def test_pair_pass_matches_numpy_reference(k_n: int) -> None:
     lps = np.log(RNG.random(lat.n_states))
     # a per-pair prior on the consensus margin (response pooling) on top of the shared one
     mu_lp = np.log(RNG.random((n_pairs, lat.n_mu)))
+    # and a per-pair prior on the deviations (response features)
+    delta_lp = np.log(RNG.random((n_pairs, lat.deviations.shape[0])))
     post, ec = np.empty((n_pairs, lat.n_states)), np.empty((n, k_n, bias.size))
     mu_lik = np.empty((n_pairs, lat.n_mu))
     z, stats = np.empty(n), np.empty((n, 2))
     pair_pass(starts, y, s, a, b, careful_table(x, tau)[None], np.zeros(y.size, np.int64), m2,
-              b_half, lat.midx, lps, mu_lp, lat.state_mu, mu_lik, post, ec, z, stats)
+              b_half, lat.midx, lps, mu_lp, lat.state_mu, delta_lp, lat.state_delta, mu_lik,
+              post, ec, z, stats)
     eta = lat.margins()[None, :, :, None] + (s[:, None] * bias[None, :])[:, None, None, :]
     pc = np.exp(careful_logp(y[:, None, None, None], eta, tau))
     msg = b[:, None] + np.einsum("nkb,nskb->ns", a, pc)
-    lb = lps[None, :] + mu_lp[:, lat.state_mu]
+    lb = lps[None, :] + mu_lp[:, lat.state_mu] + delta_lp[:, lat.state_delta]
     np.add.at(lb, pair, np.log(msg))
     lb -= logsumexp(lb, axis=1, keepdims=True)
     assert np.allclose(np.exp(lb), post)
-    # the votes' likelihood of each consensus margin, under the shared prior only
-    lik = np.tile(lps, (n_pairs, 1))
+    # the votes' likelihood of each consensus margin, under the deviations' prior only
+    lik = lps[None, :] + delta_lp[:, lat.state_delta]
     np.add.at(lik, pair, np.log(msg))
     lik_mu = np.stack([logsumexp(lik[:, lat.state_mu == m], axis=1) for m in range(lat.n_mu)], 1)
     assert np.allclose(np.exp(lik_mu - logsumexp(lik_mu, axis=1, keepdims=True)), mu_lik)
