@@ -50,7 +50,7 @@ def simulated(n: int, seed: int, methods: tuple[str, ...] = ("em", "minibatch_ad
               ) -> list[dict[str, Any]]:
     world = simulate_world(WorldConfig(n_comparisons=n, n_reviewers=2000 if n >= 100_000 else None,
                                        seed=seed))
-    frame = model_frame_from_world(world.judgments, world.pairs)
+    frame = model_frame_from_world(world.judgments, world.pairs, world.responses)
     rows = []
     for method in methods:
         start = time.perf_counter()

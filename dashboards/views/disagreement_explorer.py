@@ -71,3 +71,15 @@ else:
     st.altair_chart(charts.tag_preferences(prefs.filter(pl.col("category") == cat), cat),
                     width="stretch")
     download(prefs, "school_preferences")
+contrasts = h.fit["diagnostics"].get("school_contrasts") if h.fit else None
+if contrasts:
+    st.subheader("Where the fit finds the schools differ")
+    st.caption("Each school's weight on a reply feature, relative to the schools' mean "
+               "(`tag|category`: the tag within that category). Learned by the annotator model "
+               "from all pairs at once; the chart above counts votes.")
+    n_schools = len(contrasts[0]["weights"])
+    table = pl.DataFrame({
+        "feature": [c["feature"] for c in contrasts],
+        **{f"school {s}": [c["weights"][s] for c in contrasts] for s in range(n_schools)},
+    })
+    st.dataframe(table, hide_index=True, width="stretch")

@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MODEL_TYPE = "dissensus.annotator"
 MODEL_VERSION = "1.0"
-SAMPLED_MODEL_REVISION = 2
-"""Revision of the PyMC model behind NUTS / ADVI fits (the grid EM's model is unchanged): 2 =
-scale-mixture school deviations and centred pair margins (1 = horseshoe, non-centred). Saved
+SAMPLED_MODEL_REVISION = 3
+"""Revision of the PyMC model behind NUTS / ADVI fits (the grid EM's model is unchanged): 3 =
+response features (tags) in the margins' priors; 2 = scale-mixture school deviations and centred
+pair margins (1 = horseshoe, non-centred). Saved
 with every fit; a sampled fit of another revision is refused on load, as its posterior is over
 different parameters."""
 
@@ -26,6 +27,7 @@ Method = Literal["auto", "em", "nuts", "advi", "minibatch_advi"]
 SETTINGS_ADDED_LATER: dict[str, object] = {
     "pool_responses": False,
     "response_features": False,
+    "response_features_max_comparisons": 250_000,
     "minibatch_steps": 20_000,
     "minibatch_learning_rate": None,
     "minibatch_deviation_scale": None,
@@ -138,7 +140,14 @@ class AnnotatorConfig(BaseModel):
         "deviations of a pair get a prior centred on that prediction, mixed with the "
         "feature-free sparsity prior (the mixture share is learned, so tags that say nothing "
         "get no weight). K is still chosen without them. The consensus margins get the "
-        "features too, through response pooling. NUTS and ADVI do not use them."
+        "features too, through response pooling (NUTS and ADVI: a fixed part of the consensus "
+        "margin)."
+    )
+    response_features_max_comparisons: int = Field(
+        250_000, ge=0, description="EM: skip the response features (and say so) above this many "
+        "comparisons (0: never skip). With them the EM needs about twice the iterations (the "
+        "features' residual scale settles slowly): 1M comparisons ran past 45 minutes on 2 "
+        "cores, against 27 without."
     )
     tie_threshold_sd: float = Field(
         0.3, gt=0, description="EM: prior sd of a reviewer's tie threshold around the "

@@ -246,6 +246,13 @@ def fit_em(
     start = time.perf_counter()
     auto = config.n_schools == "auto"
     data = enc.judgments
+    notes: list[str] = []
+    limit = config.response_features_max_comparisons
+    if config.response_features and data.pair_features is not None and 0 < limit < data.n:
+        config = config.model_copy(update={"response_features": False})
+        notes.append(f"response features skipped: {data.n:,} comparisons > "
+                     f"response_features_max_comparisons={limit:,} (they double the EM's "
+                     "iterations; raise the limit to use them)")
     sampled = auto and data.n > config.k_selection_max_comparisons
     reviewers = None
     if sampled:
@@ -307,7 +314,7 @@ def fit_em(
                         "data": "all" + (", pooled responses" if pooled else "")
                         + (", response features" if featured else "")})
     result = summarise_grid(final, enc, config, time.perf_counter() - start)
-    warnings = list(enc.warnings)
+    warnings = list(enc.warnings) + notes
     if not final.converged:
         warnings.append(
             f"EM stopped after {final.n_iter} iterations before converging "

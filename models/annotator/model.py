@@ -5,11 +5,21 @@ For judgment ``n`` by reviewer ``r`` on pair ``j`` with outcome ``y_n`` in ``{+1
 first), ``-1`` (response 2 first) or ``0`` (unknown)::
 
     m_{j,k}  = mu_j + Delta_{j,k},   sum_k Delta_{j,k} = 0               (school margins)
-    mu_j     ~ Normal(0, sigma_mu)                                        (centred)
+    mu_j     ~ Normal(b . d_j, sigma_mu)                                  (centred)
     Delta_j  ~ sum_c w_c ZeroSumNormal(K; sigma_c),  w ~ Dirichlet(1)     (centred)
                sigma_c in DEVIATION_SCALES: a scale mixture whose narrow component holds
                the many pairs nobody disputes (the adaptive-shrinkage prior of Stephens
                2017, as in the grid EM)
+
+With response features ``d_j`` (tag differences of the pair's replies, see :mod:`.features`;
+revision 3), the consensus margin gets the fixed part ``b . d_j`` (``b ~ Normal(0, 1)``) and
+the deviations' prior one more component, centred on the features' prediction::
+
+    Delta_j  ~ rho ZeroSumNormal(K; V d_j, sigma_f) + (1 - rho) [the scale mixture above]
+               V ~ ZeroSumNormal over schools (F x K), rho ~ Beta(1, 1),
+               sigma_f = 0.2 + HalfNormal(0.5)   (floored: a vanishing sigma_f would be a funnel)
+
+Without features ``b . d_j = 0`` and ``rho = 0``: revision 2.
     eta_{n,k} = m_{j,k} + beta_r s_n,   beta_r = sigma_beta * b_r         (position bias)
     careful:  P(+1) = sigmoid(eta - tau), P(-1) = sigmoid(-eta - tau), P(0) = the rest
               (ordered logit, McCullagh 1980; Davidson 1970 for ties in paired comparisons)
@@ -60,20 +70,34 @@ def _decided_logp(signed_eta: pt.TensorVariable, tau: pt.TensorVariable) -> pt.T
     return -pt.softplus(tau - signed_eta)
 
 
-def build_model(data: Judgments, n_schools: int) -> pm.Model:
-    """The PyMC model for ``data`` with ``n_schools`` latent schools.
+FEATURE_SD_FLOOR = 0.2
+"""Smallest scale of the features' deviation component (the narrow mixture scale)."""
+
+
+def model_coords(data: Judgments, n_schools: int,
+                 features: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Coordinates of the model's dimensions (``feature`` only with response features)."""
+    coords = {
+        "reviewer": np.arange(data.n_reviewers),
+        "pair": np.arange(data.n_pairs),
+        "school": np.arange(int(n_schools)),
+    }
+    if features is not None:
+        coords["feature"] = np.arange(features.shape[1])
+    return coords
+
+
+def build_model(data: Judgments, n_schools: int, use_features: bool = True) -> pm.Model:
+    """The PyMC model for ``data`` with ``n_schools`` latent schools (with the pairs' response
+    features when ``data`` has them and ``use_features``).
 
     Minibatch ADVI builds its own batched likelihood from :func:`_priors` and
     :func:`reviewer_school_loglik`.
     """
     k_n = int(n_schools)
-    coords = {
-        "reviewer": np.arange(data.n_reviewers),
-        "pair": np.arange(data.n_pairs),
-        "school": np.arange(k_n),
-    }
-    with pm.Model(coords=coords) as model:
-        params = _priors(data.n_reviewers, data.n_pairs, k_n)
+    features = data.pair_features if use_features else None
+    with pm.Model(coords=model_coords(data, k_n, features)) as model:
+        params = _priors(data.n_reviewers, data.n_pairs, k_n, features=features)
         ll_rk = reviewer_school_loglik(params, data.reviewer, data.pair, data.y, data.s,
                                        data.n_reviewers)
         per_reviewer = pm.Deterministic(
@@ -87,20 +111,32 @@ def build_model(data: Judgments, n_schools: int) -> pm.Model:
 
 
 def _priors(
-    n_rev: int, n_pairs: int, k_n: int, deviation_scale: float | None = None
+    n_rev: int, n_pairs: int, k_n: int, deviation_scale: float | None = None,
+    features: np.ndarray | None = None,
 ) -> dict[str, pt.TensorVariable]:
     """Declare the priors inside the current model context; return the derived quantities.
 
     ``deviation_scale`` replaces the scale mixture on the school deviations by a zero-sum normal
-    of that fixed scale.
+    of that fixed scale. ``features`` (pairs x features) adds the response-feature parts.
     """
     sigma_mu = pm.HalfNormal("sigma_mu", 3.0)
-    mu = pm.Normal("mu", 0.0, sigma_mu, dims="pair")
+    if features is not None:
+        d = pt.as_tensor(np.asarray(features, dtype=float))
+        mu_coef = pm.Normal("mu_coef", 0.0, 1.0, dims="feature")
+        mu = pm.Normal("mu", pt.dot(d, mu_coef), sigma_mu, dims="pair")
+    else:
+        mu = pm.Normal("mu", 0.0, sigma_mu, dims="pair")
     if k_n > 1:
         z_dev = pm.ZeroSumNormal("z_dev", sigma=1.0, dims=("pair", "school"))
         if deviation_scale is None:
             delta = pm.Deterministic("delta", z_dev, dims=("pair", "school"))
-            _scale_mixture_prior(delta, k_n)
+            feature_part = None
+            if features is not None:
+                dev_coef = pm.ZeroSumNormal("dev_coef", sigma=1.0, dims=("feature", "school"))
+                extra = pm.HalfNormal("feature_sd_extra", 0.5)
+                feature_part = (pt.dot(d, dev_coef), FEATURE_SD_FLOOR + extra,
+                                pm.Beta("feature_share", 1.0, 1.0))
+            _scale_mixture_prior(delta, k_n, feature_part)
         else:
             delta = pm.Deterministic("delta", float(deviation_scale) * z_dev,
                                      dims=("pair", "school"))
@@ -128,19 +164,29 @@ def _priors(
     return {"margins": margins, "pi": pi, "eps": eps, "beta": beta, "gamma": gamma, "tau": tau}
 
 
-def _scale_mixture_prior(delta: pt.TensorVariable, k_n: int) -> None:
+def _scale_mixture_prior(
+    delta: pt.TensorVariable, k_n: int,
+    feature_part: tuple[pt.TensorVariable, pt.TensorVariable, pt.TensorVariable] | None = None,
+) -> None:
     """Turn ``delta``'s unit zero-sum normal prior into the scale mixture of DEVIATION_SCALES.
 
     ``delta`` is declared with a unit zero-sum normal; this potential adds the mixture's log
     density and removes the unit normal's quadratic term (its normaliser is a constant). On the
     ``K - 1`` dimensional zero-sum subspace, component ``c`` has log density
     ``-(K-1) log sigma_c - |Delta|^2 / (2 sigma_c^2)`` up to a shared constant.
+    ``feature_part = (centres, sigma_f, rho)`` adds the component centred on the features'
+    prediction (centres zero-sum over schools, so it lives on the same subspace).
     """
     scales = np.asarray(DEVIATION_SCALES)
     weights = pm.Dirichlet("deviation_weights", a=np.ones(scales.size))
     sq_norm = pt.sum(delta**2, axis=1)
     comp = (pt.log(weights)[None, :] - (k_n - 1) * np.log(scales)[None, :]
             - sq_norm[:, None] / (2.0 * scales**2)[None, :])
+    if feature_part is not None:
+        centres, sigma_f, rho = feature_part
+        near = (pt.log(rho) - (k_n - 1) * pt.log(sigma_f)
+                - pt.sum((delta - centres) ** 2, axis=1) / (2.0 * sigma_f**2))
+        comp = pt.concatenate([pt.log1p(-rho) + comp, near[:, None]], axis=1)
     pm.Potential("deviation_prior", pm.math.logsumexp(comp, axis=1).sum() + 0.5 * sq_norm.sum())
 
 

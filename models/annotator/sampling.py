@@ -29,10 +29,10 @@ from .data import EncodedFrame
 from .decomposition import Population, binned_biases, decompose_draws
 from .inference import FitResult, Progress, choose_k, loo_row
 from .likelihood import careful_logp, lapse_prob
-from .model import _priors, build_model, reviewer_school_loglik
+from .model import _priors, build_model, model_coords, reviewer_school_loglik
 from .warm_start import em_initial_point, em_state
 
-SCHOOL_VARS = ("pi", "delta", "margins", "z_dev")
+SCHOOL_VARS = ("pi", "delta", "margins", "z_dev", "dev_coef")
 
 
 def _nuts(
@@ -105,10 +105,11 @@ def _minibatch_advi(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> az.
 
     first = draw()
     shared = {k: pytensor.shared(v.astype(np.int64), name=f"mb_{k}") for k, v in first.items()}
-    coords = {"reviewer": np.arange(d.n_reviewers), "pair": np.arange(d.n_pairs),
-              "school": np.arange(k_n)}
+    features = d.pair_features if config.response_features else None
+    coords = model_coords(d, k_n, features)
     with pm.Model(coords=coords):
-        params = _priors(d.n_reviewers, d.n_pairs, k_n, config.minibatch_deviation_scale)
+        params = _priors(d.n_reviewers, d.n_pairs, k_n, config.minibatch_deviation_scale,
+                         features)
         ll = reviewer_school_loglik(params, shared["rev"], shared["pair"], shared["y"],
                                     shared["s"], batch, row=shared["row"])
         per = pm.math.logsumexp(pm.math.log(params["pi"])[None, :] + ll, axis=1)
@@ -230,7 +231,8 @@ def summarise_draws(
 
 
 DIAGNOSED = ("tau", "eps", "beta", "mu", "pi", "delta", "gamma", "sigma_mu", "eps_loc",
-             "eps_scale", "sigma_beta", "tilt_loc", "tilt_scale", "deviation_weights")
+             "eps_scale", "sigma_beta", "tilt_loc", "tilt_scale", "deviation_weights",
+             "mu_coef", "dev_coef", "feature_sd_extra", "feature_share")
 """Every quantity the outputs read plus the population parameters they depend on."""
 
 
@@ -269,9 +271,10 @@ def fit_sampled(
             if method == "nuts":
                 init = (em_initial_point(em_state(enc, k, config), config.seed)
                         if config.nuts_init == "em" else None)
-                idata, backend = _nuts(build_model(enc.judgments, k), config, init)
+                idata, backend = _nuts(build_model(enc.judgments, k, config.response_features),
+                                       config, init)
             else:
-                idata = _advi(build_model(enc.judgments, k), config)
+                idata = _advi(build_model(enc.judgments, k, config.response_features), config)
         runs[k] = align_chains(idata, k)
     pointwise: dict[int, np.ndarray] = {}
     pareto_bad = 0

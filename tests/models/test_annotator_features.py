@@ -130,3 +130,12 @@ def test_the_fit_says_where_the_schools_differ(tagged_fits) -> None:  # type: ig
     majority, minority = top["weights"]
     assert minority > 0.5 > -0.5 > majority  # caution-first (the minority) wants escalation
     assert votes_only.fit_summary_["diagnostics"]["response_features"] is False
+
+
+def test_above_the_size_limit_features_are_skipped_and_the_fit_says_so() -> None:
+    world = simulate_world(WorldConfig(n_comparisons=600, seed=2))
+    frame = model_frame_from_world(world.judgments, world.pairs, world.responses)
+    model = AnnotatorModel(n_schools=2, response_features_max_comparisons=500).fit(frame)
+    d = model.fit_summary_["diagnostics"]
+    assert d["response_features"] is False
+    assert any("response features skipped" in w and "600" in w for w in d["warnings"])

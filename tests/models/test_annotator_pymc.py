@@ -196,3 +196,64 @@ def test_em_start_is_a_valid_point_of_the_model(frame: pl.DataFrame) -> None:
     margins = state.pair_post @ state.lattice.margins()
     order = np.argsort(-state.school_weights, kind="stable")
     np.testing.assert_allclose(point["mu"], margins[:, order].mean(axis=1), atol=0.01)
+
+
+def test_feature_component_joins_the_deviation_mixture() -> None:
+    """With response features the deviations' prior gains a component centred on the features'
+    prediction: the model's log density moves by exactly that five-component mixture's ratio."""
+    import pymc as pm
+
+    from models.annotator.model import DEVIATION_SCALES, FEATURE_SD_FLOOR, _priors
+
+    features = np.array([[1.0], [0.0]])
+    coords = {"reviewer": np.arange(3), "pair": np.arange(2), "school": np.arange(2),
+              "feature": np.arange(1)}
+    with pm.Model(coords=coords) as model:
+        _priors(3, 2, 2, features=features)
+    assert {"mu_coef", "dev_coef", "feature_sd_extra", "feature_share"} <= {
+        rv.name for rv in model.free_RVs}
+    logp = model.compile_logp()
+    point = model.initial_point()
+    point["dev_coef_zerosum__"] = np.array([[1.3]])
+    names = ("delta", "dev_coef", "deviation_weights", "feature_share", "feature_sd_extra")
+    get = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]),
+                           inputs=model.value_vars, on_unused_input="ignore", point_fn=True)
+
+    def mixture_logpdf(values: dict[str, np.ndarray]) -> float:
+        delta = values["delta"][0]
+        centre = features[0] @ values["dev_coef"]
+        rho, sd_f = float(values["feature_share"]), FEATURE_SD_FLOOR + float(
+            values["feature_sd_extra"])
+        terms = [np.log1p(-rho) + np.log(w) - np.log(s) - delta @ delta / (2 * s**2)
+                 for w, s in zip(values["deviation_weights"], DEVIATION_SCALES, strict=True)]
+        terms.append(np.log(rho) - np.log(sd_f) - (delta - centre) @ (delta - centre)
+                     / (2 * sd_f**2))
+        return float(np.logaddexp.reduce(terms))
+
+    values, mixture = {}, {}
+    for gap in (0.05, 1.8):
+        point["z_dev_zerosum__"] = np.array([[gap], [0.0]])
+        values[gap] = float(logp(point))
+        mixture[gap] = mixture_logpdf(dict(zip(names, get(point), strict=True)))
+    assert values[0.05] - values[1.8] == pytest.approx(mixture[0.05] - mixture[1.8], rel=1e-9)
+
+
+def test_em_start_with_response_features_is_a_valid_point() -> None:
+    from pymc.initial_point import make_initial_point_fn
+
+    from models.annotator.synthetic import model_frame_from_world
+    from models.annotator.warm_start import em_initial_point, em_state
+    from warehouse.demo import WorldConfig, simulate_world
+
+    world = simulate_world(WorldConfig(n_comparisons=800, seed=4))
+    enc = encode_frame(model_frame_from_world(world.judgments, world.pairs, world.responses))
+    assert enc.features is not None
+    state = em_state(enc, 2, AnnotatorConfig(n_schools=2))
+    point = em_initial_point(state, seed=0)
+    assert point["dev_coef"].shape == (enc.features.n_features, 2)
+    np.testing.assert_allclose(point["dev_coef"].sum(axis=1), 0.0, atol=1e-9)
+    model = build_model(enc.judgments, 2)
+    transformed = make_initial_point_fn(model=model, overrides=point, jitter_rvs=set(),
+                                        return_transformed=True)(0)
+    assert set(transformed) == set(model.initial_point())
+    assert np.isfinite(model.compile_logp()(transformed))

@@ -309,3 +309,17 @@ def test_unwritable_or_foreign_target_gives_clear_error(tmp_path: Path) -> None:
     foreign.write_text("this is not a database\n" * 100)
     with pytest.raises(WarehouseWriteError, match="Could not open"):
         connect(foreign)
+
+
+def test_model_frame_carries_each_canonical_response_tags_and_the_category(
+    tmp_path: Path,
+) -> None:
+    con = connect(tmp_path / "w.duckdb")
+    row = {**GOOD, "category": "urgent_symptoms", "response_b_tags": ["appointment_offer"]}
+    ingest_file(con, write_jsonl(tmp_path / "a.jsonl", [row]), fmt="jsonl")
+    frame = queries.model_frame(con).row(0, named=True)
+    a_is_1 = con.execute("SELECT a_is_response_1 FROM comparisons").fetchall()[0][0]
+    tags_a, tags_b = ["escalation"], ["appointment_offer"]
+    assert frame["response_1_tags"] == (tags_a if a_is_1 else tags_b)
+    assert frame["response_2_tags"] == (tags_b if a_is_1 else tags_a)
+    assert frame["category"] == "urgent_symptoms"
