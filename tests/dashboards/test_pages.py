@@ -60,7 +60,9 @@ def insert_fake_fit(path: Path) -> str:
         con.register("est", est.to_arrow())
         con.execute("INSERT INTO fits VALUES (?, ?, 'fake', 2, ?, 0.1, ?, '{}', NULL)", [
             FAKE_FIT, datetime(2026, 1, 1), int(reviewers["n"].sum()),
-            json.dumps({"school_weights": [0.67, 0.33], "warnings": [], "fake": True})])
+            json.dumps({"school_weights": [0.67, 0.33], "warnings": [], "fake": True,
+                        "school_contrasts": [{"feature": "escalation|urgent_symptoms",
+                                              "weights": [-1.2, 1.2]}]})])
         con.execute("""INSERT INTO reviewer_estimates SELECT fit_id, reviewer_id, n, reliability,
             reliability_low, reliability_high, position_bias, school, school_probability, flagged,
             flag_reason FROM est""")
@@ -200,6 +202,10 @@ def test_disagreement_explorer_opens_a_pair(fit_warehouse: Path,
     at = box.select(box.options and box.value).run()
     assert not at.exception
     assert "Verdict:" in texts(at) and "Response 1" in texts(at)
+    # the fit's own reading of where the schools differ, from its diagnostics
+    contrasts = [df.value for df in at.dataframe if "feature" in df.value.columns]
+    assert contrasts and contrasts[0]["feature"].tolist() == ["escalation|urgent_symptoms"]
+    assert contrasts[0]["school 1"].tolist() == [1.2]
 
 
 def test_trade_offs_figures_equal_the_analytics(fit_warehouse: Path,
