@@ -14,11 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MODEL_TYPE = "dissensus.annotator"
 MODEL_VERSION = "1.0"
-SAMPLED_MODEL_REVISION = 3
-"""Revision of the PyMC model behind NUTS / ADVI fits (the grid EM's model is unchanged): 3 =
-response features (tags) in the margins' priors; 2 = scale-mixture school deviations and centred
-pair margins (1 = horseshoe, non-centred). Saved
-with every fit; a sampled fit of another revision is refused on load, as its posterior is over
+SAMPLED_MODEL_REVISION = 4
+"""Revision of the PyMC model behind NUTS / ADVI fits (the grid EM's model is unchanged): 4 =
+school deviations as the features' prediction plus a residual, coefficients sampled in the
+features' SVD basis; 3 = response features (tags) in the margins' priors; 2 = scale-mixture
+school deviations and centred pair margins (1 = horseshoe, non-centred). Saved with every fit;
+a sampled fit of another revision is refused on load, as its posterior is over
 different parameters."""
 
 Method = Literal["auto", "em", "nuts", "advi", "minibatch_advi"]
@@ -31,6 +32,7 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "minibatch_steps": 20_000,
     "minibatch_learning_rate": None,
     "minibatch_deviation_scale": None,
+    "nuts_low_rank_mass_matrix": False,
 }
 """Settings added after fits were first saved, with the value that reproduces those fits."""
 
@@ -69,6 +71,12 @@ class AnnotatorConfig(BaseModel):
         description="NUTS start: 'em' starts every chain at the grid EM's estimates (the school "
         "mixture is multimodal; random starts strand chains in poor modes), 'default' uses "
         "PyMC's initial point.",
+    )
+    nuts_low_rank_mass_matrix: bool = Field(
+        True,
+        description="NUTS (nutpie): adapt a low-rank-modified mass matrix, which follows "
+        "directions where many parameters move together (a population scale and the pair "
+        "deviations it governs); costs more per step.",
     )
     draws: int = Field(500, ge=10, description="NUTS: posterior draws per chain.")
     tune: int = Field(500, ge=10, description="NUTS: tuning (warm-up) steps per chain.")

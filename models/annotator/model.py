@@ -11,15 +11,30 @@ first), ``-1`` (response 2 first) or ``0`` (unknown)::
                the many pairs nobody disputes (the adaptive-shrinkage prior of Stephens
                2017, as in the grid EM)
 
-With response features ``d_j`` (tag differences of the pair's replies, see :mod:`.features`;
-revision 3), the consensus margin gets the fixed part ``b . d_j`` (``b ~ Normal(0, 1)``) and
-the deviations' prior one more component, centred on the features' prediction::
+With response features ``d_j`` (tag differences of the pair's replies, see :mod:`.features`),
+the consensus margin gets the fixed part ``b . d_j`` and the deviations are the features'
+prediction plus a residual, and the scale mixture above is the residual's prior::
 
-    Delta_j  ~ rho ZeroSumNormal(K; V d_j, sigma_f) + (1 - rho) [the scale mixture above]
-               V ~ ZeroSumNormal over schools (F x K), rho ~ Beta(1, 1),
-               sigma_f = 0.2 + HalfNormal(0.5)   (floored: a vanishing sigma_f would be a funnel)
+    Delta_j  = V^T d_j + R_j,   R_j ~ sum_c w_c ZeroSumNormal(K; sigma_c)
+               b ~ Normal(0, 1) per feature, V ~ ZeroSumNormal over schools (F x K)
 
-Without features ``b . d_j = 0`` and ``rho = 0``: revision 2.
+When the tags say nothing, ``V`` goes to 0 and the model is revision 2 (no features).
+
+Revision 4 changed two things against revision 3, both for NUTS's sake (figures in
+benchmarks/RESULTS.md). (1) Revision 3 made the prediction one more component of the mixture,
+``rho N(V d_j, sigma_f) + (1 - rho) [scale mixture]``; on the demo world ``rho`` went to 1 and
+``sigma_f`` to its floor, a funnel with 1,782 centred deviations below one small scale (r_hat
+1.53 in ``sigma_f``). As a residual, each deviation is non-centred against ``V``. The grid EM
+keeps the two-part mixture (:mod:`.deviation_prior`), where a funnel costs nothing. (2) Tag
+columns are collinear by construction (a tag's column is the sum of its tag-within-category
+columns), so ``b`` and ``V`` have ridges only the prior sees; NUTS with a diagonal mass matrix
+crawls along them (revision 3: r_hat 1.28 in ``V`` after 500 draws). The coefficients are
+sampled in the orthogonal basis of the features' SVD ``D = U S W^T`` (rank ``r``):
+``b' = S W^T b ~ Normal(0, S^2)`` and likewise each row of ``V' = S W^T V`` -- exactly the
+Normal(0, 1) prior of ``b`` and ``V`` restricted to the directions the features can tell
+apart -- with ``D b = U b'``. ``b`` and ``V`` are reported as the minimum-norm coefficients
+``W S^-1 b'``; the null directions carry no information.
+
     eta_{n,k} = m_{j,k} + beta_r s_n,   beta_r = sigma_beta * b_r         (position bias)
     careful:  P(+1) = sigmoid(eta - tau), P(-1) = sigmoid(-eta - tau), P(0) = the rest
               (ordered logit, McCullagh 1980; Davidson 1970 for ties in paired comparisons)
@@ -46,6 +61,7 @@ the reviewer-level log-likelihoods ``log p(y_r)`` stored as ``reviewer_loglik``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -70,8 +86,24 @@ def _decided_logp(signed_eta: pt.TensorVariable, tau: pt.TensorVariable) -> pt.T
     return -pt.softplus(tau - signed_eta)
 
 
-FEATURE_SD_FLOOR = 0.2
-"""Smallest scale of the features' deviation component (the narrow mixture scale)."""
+@dataclass(frozen=True)
+class FeatureBasis:
+    """The features' thin SVD ``D = U S W^T`` on the directions with a non-zero singular value."""
+
+    scores: np.ndarray  # U, (pairs, r): orthonormal columns
+    scale: np.ndarray  # S, (r,)
+    loadings: np.ndarray  # W, (features, r): orthonormal columns
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> FeatureBasis:
+        u, s, wt = np.linalg.svd(np.asarray(features, dtype=float), full_matrices=False)
+        keep = s > max(features.shape) * np.finfo(float).eps * (s[0] if s.size else 0.0)
+        return cls(u[:, keep], s[keep], wt[keep].T)
+
+    def to_basis(self, coef: np.ndarray) -> np.ndarray:
+        """``S W^T coef`` for feature coefficients ``(features, ...)``."""
+        return np.tensordot(self.loadings.T, coef, axes=1) * self.scale.reshape(
+            (-1,) + (1,) * (np.ndim(coef) - 1))
 
 
 def model_coords(data: Judgments, n_schools: int,
@@ -84,6 +116,7 @@ def model_coords(data: Judgments, n_schools: int,
     }
     if features is not None:
         coords["feature"] = np.arange(features.shape[1])
+        coords["feature_basis"] = np.arange(FeatureBasis.of(features).scale.size)
     return coords
 
 
@@ -121,22 +154,31 @@ def _priors(
     """
     sigma_mu = pm.HalfNormal("sigma_mu", 3.0)
     if features is not None:
-        d = pt.as_tensor(np.asarray(features, dtype=float))
-        mu_coef = pm.Normal("mu_coef", 0.0, 1.0, dims="feature")
-        mu = pm.Normal("mu", pt.dot(d, mu_coef), sigma_mu, dims="pair")
+        basis = FeatureBasis.of(features)
+        model = pm.modelcontext(None)
+        if "feature_basis" not in model.coords:
+            model.add_coord("feature_basis", np.arange(basis.scale.size))
+        scores, loadings = pt.as_tensor(basis.scores), pt.as_tensor(basis.loadings / basis.scale)
+        mu_basis = pm.Normal("mu_coef_basis", 0.0, basis.scale, dims="feature_basis")
+        pm.Deterministic("mu_coef", pt.dot(loadings, mu_basis), dims="feature")
+        mu = pm.Normal("mu", pt.dot(scores, mu_basis), sigma_mu, dims="pair")
     else:
         mu = pm.Normal("mu", 0.0, sigma_mu, dims="pair")
     if k_n > 1:
         z_dev = pm.ZeroSumNormal("z_dev", sigma=1.0, dims=("pair", "school"))
         if deviation_scale is None:
-            delta = pm.Deterministic("delta", z_dev, dims=("pair", "school"))
-            feature_part = None
+            # z_dev is the deviation's residual from the features' prediction; it alone gets the
+            # scale mixture, so the prediction's weights are non-centred against every pair.
+            _scale_mixture_prior(z_dev, k_n)
             if features is not None:
-                dev_coef = pm.ZeroSumNormal("dev_coef", sigma=1.0, dims=("feature", "school"))
-                extra = pm.HalfNormal("feature_sd_extra", 0.5)
-                feature_part = (pt.dot(d, dev_coef), FEATURE_SD_FLOOR + extra,
-                                pm.Beta("feature_share", 1.0, 1.0))
-            _scale_mixture_prior(delta, k_n, feature_part)
+                dev_basis = pm.ZeroSumNormal("dev_coef_basis", sigma=basis.scale[:, None],
+                                             dims=("feature_basis", "school"))
+                pm.Deterministic("dev_coef", pt.dot(loadings, dev_basis),
+                                 dims=("feature", "school"))
+                delta = pm.Deterministic("delta", z_dev + pt.dot(scores, dev_basis),
+                                         dims=("pair", "school"))
+            else:
+                delta = pm.Deterministic("delta", z_dev, dims=("pair", "school"))
         else:
             delta = pm.Deterministic("delta", float(deviation_scale) * z_dev,
                                      dims=("pair", "school"))
@@ -164,29 +206,19 @@ def _priors(
     return {"margins": margins, "pi": pi, "eps": eps, "beta": beta, "gamma": gamma, "tau": tau}
 
 
-def _scale_mixture_prior(
-    delta: pt.TensorVariable, k_n: int,
-    feature_part: tuple[pt.TensorVariable, pt.TensorVariable, pt.TensorVariable] | None = None,
-) -> None:
+def _scale_mixture_prior(delta: pt.TensorVariable, k_n: int) -> None:
     """Turn ``delta``'s unit zero-sum normal prior into the scale mixture of DEVIATION_SCALES.
 
     ``delta`` is declared with a unit zero-sum normal; this potential adds the mixture's log
     density and removes the unit normal's quadratic term (its normaliser is a constant). On the
     ``K - 1`` dimensional zero-sum subspace, component ``c`` has log density
     ``-(K-1) log sigma_c - |Delta|^2 / (2 sigma_c^2)`` up to a shared constant.
-    ``feature_part = (centres, sigma_f, rho)`` adds the component centred on the features'
-    prediction (centres zero-sum over schools, so it lives on the same subspace).
     """
     scales = np.asarray(DEVIATION_SCALES)
     weights = pm.Dirichlet("deviation_weights", a=np.ones(scales.size))
     sq_norm = pt.sum(delta**2, axis=1)
     comp = (pt.log(weights)[None, :] - (k_n - 1) * np.log(scales)[None, :]
             - sq_norm[:, None] / (2.0 * scales**2)[None, :])
-    if feature_part is not None:
-        centres, sigma_f, rho = feature_part
-        near = (pt.log(rho) - (k_n - 1) * pt.log(sigma_f)
-                - pt.sum((delta - centres) ** 2, axis=1) / (2.0 * sigma_f**2))
-        comp = pt.concatenate([pt.log1p(-rho) + comp, near[:, None]], axis=1)
     pm.Potential("deviation_prior", pm.math.logsumexp(comp, axis=1).sum() + 0.5 * sq_norm.sum())
 
 

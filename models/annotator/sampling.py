@@ -32,7 +32,7 @@ from .likelihood import careful_logp, lapse_prob
 from .model import _priors, build_model, model_coords, reviewer_school_loglik
 from .warm_start import em_initial_point, em_state
 
-SCHOOL_VARS = ("pi", "delta", "margins", "z_dev", "dev_coef")
+SCHOOL_VARS = ("pi", "delta", "margins", "z_dev", "dev_coef", "dev_coef_basis")
 
 
 def _nuts(
@@ -52,6 +52,7 @@ def _nuts(
                 idata = nutpie.sample(
                     compiled, draws=config.draws, tune=config.tune, chains=config.chains,
                     seed=config.seed, progress_bar=False,
+                    low_rank_modified_mass_matrix=config.nuts_low_rank_mass_matrix,
                 )
             except RuntimeError as error:  # nutpie reports sampler failures this way
                 raise DissensusError(
@@ -232,7 +233,7 @@ def summarise_draws(
 
 DIAGNOSED = ("tau", "eps", "beta", "mu", "pi", "delta", "gamma", "sigma_mu", "eps_loc",
              "eps_scale", "sigma_beta", "tilt_loc", "tilt_scale", "deviation_weights",
-             "mu_coef", "dev_coef", "feature_sd_extra", "feature_share")
+             "mu_coef_basis", "dev_coef_basis", "mu_coef", "dev_coef")
 """Every quantity the outputs read plus the population parameters they depend on."""
 
 

@@ -23,7 +23,7 @@ from .config import AnnotatorConfig
 from .data import EncodedFrame
 from .grid_em import GridEM, GridState
 from .inference import grid_settings
-from .model import FEATURE_SD_FLOOR
+from .model import FeatureBasis
 
 EPS_LOC, EPS_SCALE, BIAS_SCALE, TILT_SCALE = -2.0, 1.5, 0.5, 0.5
 """Hyper-parameter values the start uses; the non-centred offsets are set to match them."""
@@ -53,11 +53,13 @@ def _point(state: GridState) -> dict[str, Any]:
             "z_dev": margins - mu[:, None],
             "school_gaps": np.maximum(-np.diff(np.log(np.maximum(pi, 1e-6))), 0.01),
         })
-    point.update(_feature_point(state, order, mu))
+    point.update(_feature_point(state, order, mu, point.get("z_dev")))
     return point
 
 
-def _feature_point(state: GridState, order: np.ndarray, mu: np.ndarray) -> dict[str, Any]:
+def _feature_point(
+    state: GridState, order: np.ndarray, mu: np.ndarray, deviations: np.ndarray | None
+) -> dict[str, Any]:
     """Start values of the response-feature parameters (model revision 3), when the EM used
     features: its pooled qualities' feature coefficients and its deviation prior."""
     pooling, deviation = state.pooling, state.deviation_prior
@@ -67,14 +69,14 @@ def _feature_point(state: GridState, order: np.ndarray, mu: np.ndarray) -> dict[
         return {}
     coef = (pooling.feature_coef if pooling is not None and pooling.feature_coef is not None
             else np.zeros(diff.shape[1]))
-    point: dict[str, Any] = {"mu_coef": coef,
+    basis = FeatureBasis.of(diff)
+    point: dict[str, Any] = {"mu_coef_basis": basis.to_basis(coef),
                              "sigma_mu": float(max(np.std(mu - diff @ coef), 0.5))}
-    if deviation is not None:
-        point.update({
-            "dev_coef": deviation.coef[order].T,
-            "feature_sd_extra": max(deviation.sd - FEATURE_SD_FLOOR, 0.05),
-            "feature_share": float(np.clip(deviation.share, 0.02, 0.98)),
-        })
+    if deviation is not None and deviations is not None:
+        dev_basis = basis.to_basis(deviation.coef[order].T)
+        point["dev_coef_basis"] = dev_basis
+        # the model's z_dev is the residual from the features' prediction
+        point["z_dev"] = deviations - basis.scores @ dev_basis
     return point
 
 
@@ -91,10 +93,10 @@ def em_initial_point(state: GridState, seed: int) -> dict[str, Any]:
     # mass-matrix start divides by the gradient and refuses such a point. A tiny seeded nudge
     # (far below the posterior scale) avoids exact zeros without moving the start.
     rng = np.random.default_rng(seed)
-    for name in ("mu", "z_eps", "z_beta", "z_tilt", "z_dev", "dev_coef"):
+    for name in ("mu", "z_eps", "z_beta", "z_tilt", "z_dev", "dev_coef_basis"):
         if name in point:
             nudged = point[name] + 1e-3 * rng.standard_normal(np.shape(point[name]))
-            if name in ("z_dev", "dev_coef"):  # keep the zero sum over schools
+            if name in ("z_dev", "dev_coef_basis"):  # keep the zero sum over schools
                 nudged = nudged - nudged.mean(axis=1, keepdims=True)
             point[name] = nudged
     return point

@@ -198,44 +198,44 @@ def test_em_start_is_a_valid_point_of_the_model(frame: pl.DataFrame) -> None:
     np.testing.assert_allclose(point["mu"], margins[:, order].mean(axis=1), atol=0.01)
 
 
-def test_feature_component_joins_the_deviation_mixture() -> None:
-    """With response features the deviations' prior gains a component centred on the features'
-    prediction: the model's log density moves by exactly that five-component mixture's ratio."""
+def test_deviation_mixture_is_centred_on_the_features_prediction() -> None:
+    """With response features a pair's school deviation is the features' prediction plus a
+    residual, and the scale mixture is the residual's prior: moving the prediction and the
+    deviation together leaves the mixture's term unchanged; moving only the deviation changes
+    the log density by the mixture's ratio on the residuals."""
     import pymc as pm
 
-    from models.annotator.model import DEVIATION_SCALES, FEATURE_SD_FLOOR, _priors
+    from models.annotator.model import DEVIATION_SCALES, _priors
 
     features = np.array([[1.0], [0.0]])
     coords = {"reviewer": np.arange(3), "pair": np.arange(2), "school": np.arange(2),
               "feature": np.arange(1)}
     with pm.Model(coords=coords) as model:
         _priors(3, 2, 2, features=features)
-    assert {"mu_coef", "dev_coef", "feature_sd_extra", "feature_share"} <= {
-        rv.name for rv in model.free_RVs}
+    assert {"mu_coef_basis", "dev_coef_basis"} <= {rv.name for rv in model.free_RVs}
     logp = model.compile_logp()
     point = model.initial_point()
-    point["dev_coef_zerosum__"] = np.array([[1.3]])
-    names = ("delta", "dev_coef", "deviation_weights", "feature_share", "feature_sd_extra")
+    names = ("delta", "dev_coef", "deviation_weights")
     get = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]),
                            inputs=model.value_vars, on_unused_input="ignore", point_fn=True)
 
     def mixture_logpdf(values: dict[str, np.ndarray]) -> float:
-        delta = values["delta"][0]
-        centre = features[0] @ values["dev_coef"]
-        rho, sd_f = float(values["feature_share"]), FEATURE_SD_FLOOR + float(
-            values["feature_sd_extra"])
-        terms = [np.log1p(-rho) + np.log(w) - np.log(s) - delta @ delta / (2 * s**2)
-                 for w, s in zip(values["deviation_weights"], DEVIATION_SCALES, strict=True)]
-        terms.append(np.log(rho) - np.log(sd_f) - (delta - centre) @ (delta - centre)
-                     / (2 * sd_f**2))
-        return float(np.logaddexp.reduce(terms))
+        residual = values["delta"][0] - features[0] @ values["dev_coef"]
+        return float(np.logaddexp.reduce([
+            np.log(w) - np.log(s) - residual @ residual / (2 * s**2)
+            for w, s in zip(values["deviation_weights"], DEVIATION_SCALES, strict=True)]))
 
+    point["dev_coef_basis_zerosum__"] = np.array([[1.3]])
     values, mixture = {}, {}
     for gap in (0.05, 1.8):
         point["z_dev_zerosum__"] = np.array([[gap], [0.0]])
         values[gap] = float(logp(point))
-        mixture[gap] = mixture_logpdf(dict(zip(names, get(point), strict=True)))
+        got = dict(zip(names, get(point), strict=True))
+        mixture[gap] = mixture_logpdf(got)
+        # delta = residual + prediction: the prediction (1.3 on the zero-sum axis) is added
+        assert got["delta"][0, 0] == pytest.approx((gap + 1.3) / np.sqrt(2))
     assert values[0.05] - values[1.8] == pytest.approx(mixture[0.05] - mixture[1.8], rel=1e-9)
+    assert mixture[0.05] > mixture[1.8]  # a residual near the prediction is favoured
 
 
 def test_em_start_with_response_features_is_a_valid_point() -> None:
@@ -250,10 +250,40 @@ def test_em_start_with_response_features_is_a_valid_point() -> None:
     assert enc.features is not None
     state = em_state(enc, 2, AnnotatorConfig(n_schools=2))
     point = em_initial_point(state, seed=0)
-    assert point["dev_coef"].shape == (enc.features.n_features, 2)
-    np.testing.assert_allclose(point["dev_coef"].sum(axis=1), 0.0, atol=1e-9)
+    rank = np.linalg.matrix_rank(enc.features.diff)
+    assert point["dev_coef_basis"].shape == (rank, 2)
+    np.testing.assert_allclose(point["dev_coef_basis"].sum(axis=1), 0.0, atol=1e-9)
     model = build_model(enc.judgments, 2)
     transformed = make_initial_point_fn(model=model, overrides=point, jitter_rvs=set(),
                                         return_transformed=True)(0)
     assert set(transformed) == set(model.initial_point())
     assert np.isfinite(model.compile_logp()(transformed))
+
+
+def test_feature_coefficients_live_in_the_features_row_space() -> None:
+    """Collinear tag columns (a tag = the sum of its within-category columns) leave directions
+    the likelihood cannot see: the model samples only the others, in the SVD basis, where the
+    Normal(0, 1) prior on the coefficients becomes Normal(0, S^2) per basis direction."""
+    import pymc as pm
+
+    from models.annotator.model import FeatureBasis, _priors
+
+    rng = np.random.default_rng(3)
+    parts = rng.integers(-1, 2, size=(30, 2)).astype(float)
+    features = np.column_stack([parts.sum(axis=1), parts])  # column 0 = column 1 + column 2
+    basis = FeatureBasis.of(features)
+    assert basis.scale.size == 2
+    np.testing.assert_allclose(basis.loadings.T @ basis.loadings, np.eye(2), atol=1e-12)
+    coef = rng.normal(size=(3, 2))
+    np.testing.assert_allclose(basis.scores @ basis.to_basis(coef), features @ coef, atol=1e-12)
+
+    coords = {"reviewer": np.arange(3), "pair": np.arange(30), "school": np.arange(2),
+              "feature": np.arange(3)}
+    with pm.Model(coords=coords) as model:
+        _priors(3, 30, 2, features=features)
+    assert model["mu_coef_basis"].owner.inputs[-1].eval() == pytest.approx(basis.scale)
+    draws = pm.draw([model["mu_coef"], model["mu_coef_basis"]], draws=3, random_seed=1)
+    null = np.array([1.0, -1.0, -1.0])  # features @ null = 0
+    for coef_draw, basis_draw in zip(*draws, strict=True):
+        assert coef_draw @ null == pytest.approx(0.0, abs=1e-9)
+        np.testing.assert_allclose(features @ coef_draw, basis.scores @ basis_draw, atol=1e-9)
