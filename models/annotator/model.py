@@ -25,13 +25,16 @@ benchmarks/RESULTS.md). (1) Revision 3 made the prediction one more component of
 ``rho N(V d_j, sigma_f) + (1 - rho) [scale mixture]``; on the demo world ``rho`` went to 1 and
 ``sigma_f`` to its floor, a funnel with 1,782 centred deviations below one small scale (r_hat
 1.53 in ``sigma_f``). As a residual, each deviation is non-centred against ``V``. The grid EM
-keeps the two-part mixture (:mod:`.deviation_prior`), where a funnel costs nothing. (2) Tag
-columns are collinear by construction (a tag's column is the sum of its tag-within-category
-columns), so ``b`` and ``V`` have ridges only the prior sees; NUTS with a diagonal mass matrix
-crawls along them (revision 3: r_hat 1.28 in ``V`` after 500 draws). The coefficients are
-sampled in the orthogonal basis of the features' SVD ``D = U S W^T`` (rank ``r``):
-``b' = S W^T b ~ Normal(0, S^2)`` and likewise each row of ``V' = S W^T V`` -- exactly the
-Normal(0, 1) prior of ``b`` and ``V`` restricted to the directions the features can tell
+keeps the two-part mixture (:mod:`.deviation_prior`), where a funnel costs nothing, and so do
+the variational fits (``feature_form="component"``, with ``b`` and ``V`` in the raw feature
+basis): a mean-field posterior cannot hold the residual form's coupling of ``V`` with every
+residual (minibatch ADVI on 100k comparisons: careful-school ARI 0.02 with it, 0.85 without).
+(2) Tag columns are collinear by construction (a tag's column is the sum of its
+tag-within-category columns), so ``b`` and ``V`` have ridges only the prior sees; NUTS with a
+diagonal mass matrix crawls along them (revision 3: r_hat 1.28 in ``V`` after 500 draws). The
+coefficients are sampled in the orthogonal basis of the features' SVD ``D = U S W^T`` (rank
+``r``): ``b' = S W^T b ~ Normal(0, S^2)`` and likewise each row of ``V' = S W^T V`` -- exactly
+the Normal(0, 1) prior of ``b`` and ``V`` restricted to the directions the features can tell
 apart -- with ``D b = U b'``. ``b`` and ``V`` are reported as the minimum-norm coefficients
 ``W S^-1 b'``; the null directions carry no information.
 
@@ -62,7 +65,7 @@ the reviewer-level log-likelihoods ``log p(y_r)`` stored as ``reviewer_loglik``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pymc as pm
@@ -120,9 +123,20 @@ def model_coords(data: Judgments, n_schools: int,
     return coords
 
 
-def build_model(data: Judgments, n_schools: int, use_features: bool = True) -> pm.Model:
+FeatureForm = Literal["residual", "component"]
+"""How response features enter the school deviations: ``residual`` (NUTS) or ``component``
+(variational fits); see the module docstring."""
+
+FEATURE_SD_FLOOR = 0.2
+"""``component`` form: smallest scale of the features' mixture component."""
+
+
+def build_model(
+    data: Judgments, n_schools: int, use_features: bool = True,
+    feature_form: FeatureForm = "residual",
+) -> pm.Model:
     """The PyMC model for ``data`` with ``n_schools`` latent schools (with the pairs' response
-    features when ``data`` has them and ``use_features``).
+    features when ``data`` has them and ``use_features``, in ``feature_form``).
 
     Minibatch ADVI builds its own batched likelihood from :func:`_priors` and
     :func:`reviewer_school_loglik`.
@@ -130,7 +144,8 @@ def build_model(data: Judgments, n_schools: int, use_features: bool = True) -> p
     k_n = int(n_schools)
     features = data.pair_features if use_features else None
     with pm.Model(coords=model_coords(data, k_n, features)) as model:
-        params = _priors(data.n_reviewers, data.n_pairs, k_n, features=features)
+        params = _priors(data.n_reviewers, data.n_pairs, k_n, features=features,
+                         feature_form=feature_form)
         ll_rk = reviewer_school_loglik(params, data.reviewer, data.pair, data.y, data.s,
                                        data.n_reviewers)
         per_reviewer = pm.Deterministic(
@@ -143,9 +158,35 @@ def build_model(data: Judgments, n_schools: int, use_features: bool = True) -> p
     return model
 
 
+def _feature_terms(
+    features: np.ndarray, with_schools: bool, form: FeatureForm
+) -> tuple[pt.TensorVariable, pt.TensorVariable | None]:
+    """Declare the feature coefficients; return the predictions ``D b`` and ``D V``."""
+    if form == "component":
+        d = pt.as_tensor(np.asarray(features, dtype=float))
+        mu_coef = pm.Normal("mu_coef", 0.0, 1.0, dims="feature")
+        if not with_schools:
+            return pt.dot(d, mu_coef), None
+        dev_coef = pm.ZeroSumNormal("dev_coef", sigma=1.0, dims=("feature", "school"))
+        return pt.dot(d, mu_coef), pt.dot(d, dev_coef)
+    basis = FeatureBasis.of(features)
+    model = pm.modelcontext(None)
+    if "feature_basis" not in model.coords:
+        model.add_coord("feature_basis", np.arange(basis.scale.size))
+    scores, loadings = pt.as_tensor(basis.scores), pt.as_tensor(basis.loadings / basis.scale)
+    mu_basis = pm.Normal("mu_coef_basis", 0.0, basis.scale, dims="feature_basis")
+    pm.Deterministic("mu_coef", pt.dot(loadings, mu_basis), dims="feature")
+    if not with_schools:
+        return pt.dot(scores, mu_basis), None
+    dev_basis = pm.ZeroSumNormal("dev_coef_basis", sigma=basis.scale[:, None],
+                                 dims=("feature_basis", "school"))
+    pm.Deterministic("dev_coef", pt.dot(loadings, dev_basis), dims=("feature", "school"))
+    return pt.dot(scores, mu_basis), pt.dot(scores, dev_basis)
+
+
 def _priors(
     n_rev: int, n_pairs: int, k_n: int, deviation_scale: float | None = None,
-    features: np.ndarray | None = None,
+    features: np.ndarray | None = None, feature_form: FeatureForm = "residual",
 ) -> dict[str, pt.TensorVariable]:
     """Declare the priors inside the current model context; return the derived quantities.
 
@@ -153,32 +194,24 @@ def _priors(
     of that fixed scale. ``features`` (pairs x features) adds the response-feature parts.
     """
     sigma_mu = pm.HalfNormal("sigma_mu", 3.0)
-    if features is not None:
-        basis = FeatureBasis.of(features)
-        model = pm.modelcontext(None)
-        if "feature_basis" not in model.coords:
-            model.add_coord("feature_basis", np.arange(basis.scale.size))
-        scores, loadings = pt.as_tensor(basis.scores), pt.as_tensor(basis.loadings / basis.scale)
-        mu_basis = pm.Normal("mu_coef_basis", 0.0, basis.scale, dims="feature_basis")
-        pm.Deterministic("mu_coef", pt.dot(loadings, mu_basis), dims="feature")
-        mu = pm.Normal("mu", pt.dot(scores, mu_basis), sigma_mu, dims="pair")
-    else:
-        mu = pm.Normal("mu", 0.0, sigma_mu, dims="pair")
+    mixture = k_n > 1 and deviation_scale is None
+    consensus, school_pred = (
+        (0.0, None) if features is None else _feature_terms(features, mixture, feature_form))
+    mu = pm.Normal("mu", consensus, sigma_mu, dims="pair")
     if k_n > 1:
         z_dev = pm.ZeroSumNormal("z_dev", sigma=1.0, dims=("pair", "school"))
-        if deviation_scale is None:
-            # z_dev is the deviation's residual from the features' prediction; it alone gets the
-            # scale mixture, so the prediction's weights are non-centred against every pair.
+        if school_pred is not None and feature_form == "component":
+            delta = pm.Deterministic("delta", z_dev, dims=("pair", "school"))
+            extra = pm.HalfNormal("feature_sd_extra", 0.5)
+            _scale_mixture_prior(delta, k_n, (school_pred, FEATURE_SD_FLOOR + extra,
+                                              pm.Beta("feature_share", 1.0, 1.0)))
+        elif mixture:
+            # z_dev is the residual from the features' prediction; it alone gets the scale
+            # mixture, so the deviations are non-centred against the prediction's weights.
             _scale_mixture_prior(z_dev, k_n)
-            if features is not None:
-                dev_basis = pm.ZeroSumNormal("dev_coef_basis", sigma=basis.scale[:, None],
-                                             dims=("feature_basis", "school"))
-                pm.Deterministic("dev_coef", pt.dot(loadings, dev_basis),
-                                 dims=("feature", "school"))
-                delta = pm.Deterministic("delta", z_dev + pt.dot(scores, dev_basis),
-                                         dims=("pair", "school"))
-            else:
-                delta = pm.Deterministic("delta", z_dev, dims=("pair", "school"))
+            delta = pm.Deterministic(
+                "delta", z_dev if school_pred is None else z_dev + school_pred,
+                dims=("pair", "school"))
         else:
             delta = pm.Deterministic("delta", float(deviation_scale) * z_dev,
                                      dims=("pair", "school"))
@@ -206,19 +239,29 @@ def _priors(
     return {"margins": margins, "pi": pi, "eps": eps, "beta": beta, "gamma": gamma, "tau": tau}
 
 
-def _scale_mixture_prior(delta: pt.TensorVariable, k_n: int) -> None:
+def _scale_mixture_prior(
+    delta: pt.TensorVariable, k_n: int,
+    feature_part: tuple[pt.TensorVariable, pt.TensorVariable, pt.TensorVariable] | None = None,
+) -> None:
     """Turn ``delta``'s unit zero-sum normal prior into the scale mixture of DEVIATION_SCALES.
 
     ``delta`` is declared with a unit zero-sum normal; this potential adds the mixture's log
     density and removes the unit normal's quadratic term (its normaliser is a constant). On the
     ``K - 1`` dimensional zero-sum subspace, component ``c`` has log density
     ``-(K-1) log sigma_c - |Delta|^2 / (2 sigma_c^2)`` up to a shared constant.
+    ``feature_part = (centres, sigma_f, rho)`` (the ``component`` form) adds the component
+    centred on the features' prediction (zero-sum over schools: the same subspace).
     """
     scales = np.asarray(DEVIATION_SCALES)
     weights = pm.Dirichlet("deviation_weights", a=np.ones(scales.size))
     sq_norm = pt.sum(delta**2, axis=1)
     comp = (pt.log(weights)[None, :] - (k_n - 1) * np.log(scales)[None, :]
             - sq_norm[:, None] / (2.0 * scales**2)[None, :])
+    if feature_part is not None:
+        centres, sigma_f, rho = feature_part
+        near = (pt.log(rho) - (k_n - 1) * pt.log(sigma_f)
+                - pt.sum((delta - centres) ** 2, axis=1) / (2.0 * sigma_f**2))
+        comp = pt.concatenate([pt.log1p(-rho) + comp, near[:, None]], axis=1)
     pm.Potential("deviation_prior", pm.math.logsumexp(comp, axis=1).sum() + 0.5 * sq_norm.sum())
 
 

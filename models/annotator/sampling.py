@@ -110,7 +110,7 @@ def _minibatch_advi(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> az.
     coords = model_coords(d, k_n, features)
     with pm.Model(coords=coords):
         params = _priors(d.n_reviewers, d.n_pairs, k_n, config.minibatch_deviation_scale,
-                         features)
+                         features, feature_form="component")
         ll = reviewer_school_loglik(params, shared["rev"], shared["pair"], shared["y"],
                                     shared["s"], batch, row=shared["row"])
         per = pm.math.logsumexp(pm.math.log(params["pi"])[None, :] + ll, axis=1)
@@ -233,7 +233,8 @@ def summarise_draws(
 
 DIAGNOSED = ("tau", "eps", "beta", "mu", "pi", "delta", "gamma", "sigma_mu", "eps_loc",
              "eps_scale", "sigma_beta", "tilt_loc", "tilt_scale", "deviation_weights",
-             "mu_coef_basis", "dev_coef_basis", "mu_coef", "dev_coef")
+             "mu_coef_basis", "dev_coef_basis", "mu_coef", "dev_coef", "feature_sd_extra",
+             "feature_share")
 """Every quantity the outputs read plus the population parameters they depend on."""
 
 
@@ -275,7 +276,8 @@ def fit_sampled(
                 idata, backend = _nuts(build_model(enc.judgments, k, config.response_features),
                                        config, init)
             else:
-                idata = _advi(build_model(enc.judgments, k, config.response_features), config)
+                idata = _advi(build_model(enc.judgments, k, config.response_features,
+                                          feature_form="component"), config)
         runs[k] = align_chains(idata, k)
     pointwise: dict[int, np.ndarray] = {}
     pareto_bad = 0

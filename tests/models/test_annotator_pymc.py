@@ -238,6 +238,47 @@ def test_deviation_mixture_is_centred_on_the_features_prediction() -> None:
     assert mixture[0.05] > mixture[1.8]  # a residual near the prediction is favoured
 
 
+def test_variational_form_adds_a_feature_component_to_the_mixture() -> None:
+    """In the form variational fits use, the deviations' prior gains a component centred on the
+    features' prediction: the model's log density moves by exactly that five-component
+    mixture's ratio."""
+    import pymc as pm
+
+    from models.annotator.model import DEVIATION_SCALES, FEATURE_SD_FLOOR, _priors
+
+    features = np.array([[1.0], [0.0]])
+    coords = {"reviewer": np.arange(3), "pair": np.arange(2), "school": np.arange(2),
+              "feature": np.arange(1)}
+    with pm.Model(coords=coords) as model:
+        _priors(3, 2, 2, features=features, feature_form="component")
+    assert {"mu_coef", "dev_coef", "feature_sd_extra", "feature_share"} <= {
+        rv.name for rv in model.free_RVs}
+    logp = model.compile_logp()
+    point = model.initial_point()
+    point["dev_coef_zerosum__"] = np.array([[1.3]])
+    names = ("delta", "dev_coef", "deviation_weights", "feature_share", "feature_sd_extra")
+    get = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]),
+                           inputs=model.value_vars, on_unused_input="ignore", point_fn=True)
+
+    def mixture_logpdf(values: dict[str, np.ndarray]) -> float:
+        delta = values["delta"][0]
+        centre = features[0] @ values["dev_coef"]
+        rho, sd_f = float(values["feature_share"]), FEATURE_SD_FLOOR + float(
+            values["feature_sd_extra"])
+        terms = [np.log1p(-rho) + np.log(w) - np.log(s) - delta @ delta / (2 * s**2)
+                 for w, s in zip(values["deviation_weights"], DEVIATION_SCALES, strict=True)]
+        terms.append(np.log(rho) - np.log(sd_f) - (delta - centre) @ (delta - centre)
+                     / (2 * sd_f**2))
+        return float(np.logaddexp.reduce(terms))
+
+    values, mixture = {}, {}
+    for gap in (0.05, 1.8):
+        point["z_dev_zerosum__"] = np.array([[gap], [0.0]])
+        values[gap] = float(logp(point))
+        mixture[gap] = mixture_logpdf(dict(zip(names, get(point), strict=True)))
+    assert values[0.05] - values[1.8] == pytest.approx(mixture[0.05] - mixture[1.8], rel=1e-9)
+
+
 def test_em_start_with_response_features_is_a_valid_point() -> None:
     from pymc.initial_point import make_initial_point_fn
 
