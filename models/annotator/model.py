@@ -111,7 +111,8 @@ class FeatureBasis:
 
 def model_coords(data: Judgments, n_schools: int,
                  features: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Coordinates of the model's dimensions (``feature`` only with response features)."""
+    """Coordinates of the model's dimensions (``feature`` only with response features;
+    ``feature_basis`` is added where the residual form declares its SVD basis)."""
     coords = {
         "reviewer": np.arange(data.n_reviewers),
         "pair": np.arange(data.n_pairs),
@@ -119,7 +120,6 @@ def model_coords(data: Judgments, n_schools: int,
     }
     if features is not None:
         coords["feature"] = np.arange(features.shape[1])
-        coords["feature_basis"] = np.arange(FeatureBasis.of(features).scale.size)
     return coords
 
 

@@ -60,8 +60,9 @@ def _point(state: GridState) -> dict[str, Any]:
 def _feature_point(
     state: GridState, order: np.ndarray, mu: np.ndarray, deviations: np.ndarray | None
 ) -> dict[str, Any]:
-    """Start values of the response-feature parameters (model revision 3), when the EM used
-    features: its pooled qualities' feature coefficients and its deviation prior."""
+    """Start values of the response-feature parameters (the NUTS model's residual form, in the
+    features' SVD basis), when the EM used features: its pooled qualities' feature coefficients
+    and its deviation prior's school weights, with ``deviations`` made residuals."""
     pooling, deviation = state.pooling, state.deviation_prior
     diff = deviation.diff if deviation is not None else (
         pooling.features if pooling is not None else None)
