@@ -14,8 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MODEL_TYPE = "dissensus.annotator"
 MODEL_VERSION = "1.0"
-SAMPLED_MODEL_REVISION = 4
-"""Revision of the PyMC model behind NUTS / ADVI fits (the grid EM's model is unchanged): 4 =
+SAMPLED_MODEL_REVISION = 5
+"""Revision of the PyMC model behind NUTS / ADVI fits (the grid EM's model is unchanged): 5 =
+NUTS samples a non-centred form (consensus margins and the deviations' residuals, whose
+sparsity prior is now a normal-lognormal scale mixture); 4 =
 school deviations as the features' prediction plus a residual, coefficients sampled in the
 features' SVD basis; 3 = response features (tags) in the margins' priors; 2 = scale-mixture
 school deviations and centred pair margins (1 = horseshoe, non-centred). Saved with every fit;

@@ -5,38 +5,33 @@ For judgment ``n`` by reviewer ``r`` on pair ``j`` with outcome ``y_n`` in ``{+1
 first), ``-1`` (response 2 first) or ``0`` (unknown)::
 
     m_{j,k}  = mu_j + Delta_{j,k},   sum_k Delta_{j,k} = 0               (school margins)
-    mu_j     ~ Normal(b . d_j, sigma_mu)                                  (centred)
-    Delta_j  ~ sum_c w_c ZeroSumNormal(K; sigma_c),  w ~ Dirichlet(1)     (centred)
-               sigma_c in DEVIATION_SCALES: a scale mixture whose narrow component holds
-               the many pairs nobody disputes (the adaptive-shrinkage prior of Stephens
-               2017, as in the grid EM)
+    mu_j     = b . d_j + sigma_mu z_j,   z_j ~ Normal(0, 1)               (consensus)
+    Delta_j  = V^T d_j + R_j                                              (school deviations)
+    R_j      = lambda_j e_j,   e_j ~ ZeroSumNormal(K; 1)
+    log lambda_j = l + s u_j,  u_j ~ Normal(0, 1),  l ~ Normal(log 0.5, 1),  s ~ HalfNormal(1)
 
-With response features ``d_j`` (tag differences of the pair's replies, see :mod:`.features`),
-the consensus margin gets the fixed part ``b . d_j`` and the deviations are the features'
-prediction plus a residual, and the scale mixture above is the residual's prior::
+``d_j`` are the pair's response features (tag differences of its replies, see
+:mod:`.features`), ``b ~ Normal(0, 1)`` per feature and ``V ~ ZeroSumNormal`` over schools
+(features x K): the tags predict the consensus and each school's deviation, and ``R_j`` is what
+they do not explain. Without features both terms are 0. ``R_j``'s prior is a normal-lognormal
+scale mixture, a sparsity prior: the local scales ``lambda_j`` of the many pairs nobody disputes
+go small, those of contested pairs large, and ``l`` and ``s`` learn how many are which.
 
-    Delta_j  = V^T d_j + R_j,   R_j ~ sum_c w_c ZeroSumNormal(K; sigma_c)
-               b ~ Normal(0, 1) per feature, V ~ ZeroSumNormal over schools (F x K)
+This is the ``sampled`` form (NUTS, revision 5), non-centred throughout. The ``variational``
+form (ADVI and minibatch ADVI) keeps revision 3's: centred ``mu_j ~ Normal(b . d_j, sigma_mu)``
+and ``Delta_j ~ rho N(V^T d_j, sigma_f) + (1 - rho) sum_c w_c ZeroSumNormal(K; sigma_c)`` with
+``sigma_c`` in DEVIATION_SCALES and ``w ~ Dirichlet(1)`` (the adaptive-shrinkage prior of
+Stephens 2017, as in the grid EM, plus a component centred on the features' prediction).
+A mean-field posterior cannot hold the coupling of ``V`` with every residual that the sampled
+form's ``Delta_j = V^T d_j + R_j`` creates (minibatch ADVI on 100k comparisons: careful-school
+ARI 0.02 with it, 0.85 without).
 
-When the tags say nothing, ``V`` goes to 0 and the model is revision 2 (no features).
-
-Revision 4 changed two things against revision 3, both for NUTS's sake (figures in
-benchmarks/RESULTS.md). (1) Revision 3 made the prediction one more component of the mixture,
-``rho N(V d_j, sigma_f) + (1 - rho) [scale mixture]``; on the demo world ``rho`` went to 1 and
-``sigma_f`` to its floor, a funnel with 1,782 centred deviations below one small scale (r_hat
-1.53 in ``sigma_f``). As a residual, each deviation is non-centred against ``V``. The grid EM
-keeps the two-part mixture (:mod:`.deviation_prior`), where a funnel costs nothing, and so do
-the variational fits (``feature_form="component"``, with ``b`` and ``V`` in the raw feature
-basis): a mean-field posterior cannot hold the residual form's coupling of ``V`` with every
-residual (minibatch ADVI on 100k comparisons: careful-school ARI 0.02 with it, 0.85 without).
-(2) Tag columns are collinear by construction (a tag's column is the sum of its
-tag-within-category columns), so ``b`` and ``V`` have ridges only the prior sees; NUTS with a
-diagonal mass matrix crawls along them (revision 3: r_hat 1.28 in ``V`` after 500 draws). The
-coefficients are sampled in the orthogonal basis of the features' SVD ``D = U S W^T`` (rank
-``r``): ``b' = S W^T b ~ Normal(0, S^2)`` and likewise each row of ``V' = S W^T V`` -- exactly
-the Normal(0, 1) prior of ``b`` and ``V`` restricted to the directions the features can tell
-apart -- with ``D b = U b'``. ``b`` and ``V`` are reported as the minimum-norm coefficients
-``W S^-1 b'``; the null directions carry no information.
+Tag columns are collinear by construction (a tag's column is the sum of its
+tag-within-category columns), so ``b`` and ``V`` have ridges only the prior sees. The sampled
+form draws them in the orthogonal basis of the features' SVD ``D = U S W^T`` (rank ``r``):
+``b' = S W^T b ~ Normal(0, S^2)`` and likewise each row of ``V' = S W^T V`` -- exactly the
+Normal(0, 1) prior restricted to the directions the features can tell apart -- with
+``D b = U b'``; ``b`` and ``V`` are reported as the minimum-norm coefficients ``W S^-1 b'``.
 
     eta_{n,k} = m_{j,k} + beta_r s_n,   beta_r = sigma_beta * b_r         (position bias)
     careful:  P(+1) = sigmoid(eta - tau), P(-1) = sigmoid(-eta - tau), P(0) = the rest
@@ -52,11 +47,17 @@ zero-sum constraint puts the consensus in ``mu``. Scale: the ordered logit fixes
 ``eps_r < 0.5`` keeps "careful" and "lapse" from swapping roles (a reviewer who lapses more than
 half the time would be indistinguishable from an anti-careful one).
 
-Geometry. Reviewer-level hierarchies are non-centred: a reviewer's few judgments barely inform
-their parameters. Pair margins and deviations are centred: several votes inform each pair, and a
-non-centred margin would tie every pair to ``sigma_mu``. The deviations' prior is a fixed-shape
-mixture, not a horseshoe: the horseshoe's local scales made NUTS take its maximum 1,023
-leapfrog steps per draw, where the mixture needs about 31.
+Geometry (why the sampled form is non-centred; figures in benchmarks/RESULTS.md). Every
+parameter is informed weakly: a reviewer by a few judgments, a pair's margin by 3-8 votes of a
+logistic likelihood (about as informative as the prior), a school deviation by the one or two
+votes of the minority. Centred, each population scale forms a funnel with thousands of such
+parameters: revision 4 (centred ``mu``, centred deviations under the scale mixture) had r_hat
+1.42 in ``sigma_mu`` and 1.10 in the mixture weights after 500 draws, and 1.08 after 4,000.
+Non-centred, with the mixture replaced by the continuous normal-lognormal (whose local scales
+can be non-centred too), the same 10k case reaches r_hat 1.007 on every parameter after 4,000
+draws (1.013 after 2,000), at 31 leapfrog steps per draw and no divergences. The horseshoe, the
+other continuous choice, made NUTS take its maximum 1,023 steps (revision 1): its half-Cauchy
+local scales have funnels of their own.
 
 K = 1 is the plain noise model, the null; K is chosen by LOO (Vehtari, Gelman & Gabry 2017) over
 the reviewer-level log-likelihoods ``log p(y_r)`` stored as ``reviewer_loglik``.
@@ -112,7 +113,7 @@ class FeatureBasis:
 def model_coords(data: Judgments, n_schools: int,
                  features: np.ndarray | None) -> dict[str, np.ndarray]:
     """Coordinates of the model's dimensions (``feature`` only with response features;
-    ``feature_basis`` is added where the residual form declares its SVD basis)."""
+    ``feature_basis`` is added where the sampled form declares its SVD basis)."""
     coords = {
         "reviewer": np.arange(data.n_reviewers),
         "pair": np.arange(data.n_pairs),
@@ -123,20 +124,24 @@ def model_coords(data: Judgments, n_schools: int,
     return coords
 
 
-FeatureForm = Literal["residual", "component"]
-"""How response features enter the school deviations: ``residual`` (NUTS) or ``component``
-(variational fits); see the module docstring."""
+ModelForm = Literal["sampled", "variational"]
+"""The parametrisation: ``sampled`` for NUTS, ``variational`` for (minibatch) ADVI; see the
+module docstring."""
+
+DEVIATION_SCALE_PRIOR = (float(np.log(0.5)), 1.0, 1.0)
+"""``sampled`` form: prior location and scale of ``deviation_scale_loc`` and the half-normal
+scale of ``deviation_scale_sd`` (the log local scales of the deviations' residuals)."""
 
 FEATURE_SD_FLOOR = 0.2
-"""``component`` form: smallest scale of the features' mixture component."""
+"""``variational`` form: smallest scale of the features' mixture component."""
 
 
 def build_model(
     data: Judgments, n_schools: int, use_features: bool = True,
-    feature_form: FeatureForm = "residual",
+    form: ModelForm = "sampled",
 ) -> pm.Model:
     """The PyMC model for ``data`` with ``n_schools`` latent schools (with the pairs' response
-    features when ``data`` has them and ``use_features``, in ``feature_form``).
+    features when ``data`` has them and ``use_features``), parametrised for ``form``.
 
     Minibatch ADVI builds its own batched likelihood from :func:`_priors` and
     :func:`reviewer_school_loglik`.
@@ -144,8 +149,7 @@ def build_model(
     k_n = int(n_schools)
     features = data.pair_features if use_features else None
     with pm.Model(coords=model_coords(data, k_n, features)) as model:
-        params = _priors(data.n_reviewers, data.n_pairs, k_n, features=features,
-                         feature_form=feature_form)
+        params = _priors(data.n_reviewers, data.n_pairs, k_n, features=features, form=form)
         ll_rk = reviewer_school_loglik(params, data.reviewer, data.pair, data.y, data.s,
                                        data.n_reviewers)
         per_reviewer = pm.Deterministic(
@@ -159,10 +163,10 @@ def build_model(
 
 
 def _feature_terms(
-    features: np.ndarray, with_schools: bool, form: FeatureForm
+    features: np.ndarray, with_schools: bool, form: ModelForm
 ) -> tuple[pt.TensorVariable, pt.TensorVariable | None]:
     """Declare the feature coefficients; return the predictions ``D b`` and ``D V``."""
-    if form == "component":
+    if form == "variational":
         d = pt.as_tensor(np.asarray(features, dtype=float))
         mu_coef = pm.Normal("mu_coef", 0.0, 1.0, dims="feature")
         if not with_schools:
@@ -186,35 +190,44 @@ def _feature_terms(
 
 def _priors(
     n_rev: int, n_pairs: int, k_n: int, deviation_scale: float | None = None,
-    features: np.ndarray | None = None, feature_form: FeatureForm = "residual",
+    features: np.ndarray | None = None, form: ModelForm = "sampled",
 ) -> dict[str, pt.TensorVariable]:
     """Declare the priors inside the current model context; return the derived quantities.
 
-    ``deviation_scale`` replaces the scale mixture on the school deviations by a zero-sum normal
-    of that fixed scale. ``features`` (pairs x features) adds the response-feature parts.
+    ``deviation_scale`` replaces the deviations' sparsity prior by a zero-sum normal of that
+    fixed scale. ``features`` (pairs x features) adds the response-feature parts.
     """
     sigma_mu = pm.HalfNormal("sigma_mu", 3.0)
-    mixture = k_n > 1 and deviation_scale is None
+    sparse = k_n > 1 and deviation_scale is None
     consensus, school_pred = (
-        (0.0, None) if features is None else _feature_terms(features, mixture, feature_form))
-    mu = pm.Normal("mu", consensus, sigma_mu, dims="pair")
+        (0.0, None) if features is None else _feature_terms(features, sparse, form))
+    if form == "sampled":
+        z_mu = pm.Normal("z_mu", 0.0, 1.0, dims="pair")
+        mu = pm.Deterministic("mu", consensus + sigma_mu * z_mu, dims="pair")
+    else:
+        mu = pm.Normal("mu", consensus, sigma_mu, dims="pair")
     if k_n > 1:
         z_dev = pm.ZeroSumNormal("z_dev", sigma=1.0, dims=("pair", "school"))
-        if school_pred is not None and feature_form == "component":
+        if not sparse:
+            delta = pm.Deterministic("delta", float(deviation_scale) * z_dev,
+                                     dims=("pair", "school"))
+        elif form == "sampled":
+            loc, loc_sd, sd_scale = DEVIATION_SCALE_PRIOR
+            scale_loc = pm.Normal("deviation_scale_loc", loc, loc_sd)
+            scale_sd = pm.HalfNormal("deviation_scale_sd", sd_scale)
+            z_scale = pm.Normal("z_deviation_scale", 0.0, 1.0, dims="pair")
+            residual = z_dev * pm.math.exp(scale_loc + scale_sd * z_scale)[:, None]
+            delta = pm.Deterministic(
+                "delta", residual if school_pred is None else residual + school_pred,
+                dims=("pair", "school"))
+        elif school_pred is not None:
             delta = pm.Deterministic("delta", z_dev, dims=("pair", "school"))
             extra = pm.HalfNormal("feature_sd_extra", 0.5)
             _scale_mixture_prior(delta, k_n, (school_pred, FEATURE_SD_FLOOR + extra,
                                               pm.Beta("feature_share", 1.0, 1.0)))
-        elif mixture:
-            # z_dev is the residual from the features' prediction; it alone gets the scale
-            # mixture, so the deviations are non-centred against the prediction's weights.
-            _scale_mixture_prior(z_dev, k_n)
-            delta = pm.Deterministic(
-                "delta", z_dev if school_pred is None else z_dev + school_pred,
-                dims=("pair", "school"))
         else:
-            delta = pm.Deterministic("delta", float(deviation_scale) * z_dev,
-                                     dims=("pair", "school"))
+            delta = pm.Deterministic("delta", z_dev, dims=("pair", "school"))
+            _scale_mixture_prior(delta, k_n)
         gaps = pm.HalfNormal("school_gaps", 1.5, shape=k_n - 1)
         logits = pt.concatenate([pt.zeros(1), -pt.cumsum(gaps)])
         pi = pm.Deterministic("pi", pt.special.softmax(logits), dims="school")
@@ -249,7 +262,7 @@ def _scale_mixture_prior(
     density and removes the unit normal's quadratic term (its normaliser is a constant). On the
     ``K - 1`` dimensional zero-sum subspace, component ``c`` has log density
     ``-(K-1) log sigma_c - |Delta|^2 / (2 sigma_c^2)`` up to a shared constant.
-    ``feature_part = (centres, sigma_f, rho)`` (the ``component`` form) adds the component
+    ``feature_part = (centres, sigma_f, rho)`` (the ``variational`` form) adds the component
     centred on the features' prediction (zero-sum over schools: the same subspace).
     """
     scales = np.asarray(DEVIATION_SCALES)

@@ -51,7 +51,7 @@ def _nuts(
             try:
                 idata = nutpie.sample(
                     compiled, draws=config.draws, tune=config.tune, chains=config.chains,
-                    seed=config.seed, progress_bar=False,
+                    seed=config.seed, progress_bar=False, target_accept=config.target_accept,
                     low_rank_modified_mass_matrix=config.nuts_low_rank_mass_matrix,
                 )
             except RuntimeError as error:  # nutpie reports sampler failures this way
@@ -110,7 +110,7 @@ def _minibatch_advi(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> az.
     coords = model_coords(d, k_n, features)
     with pm.Model(coords=coords):
         params = _priors(d.n_reviewers, d.n_pairs, k_n, config.minibatch_deviation_scale,
-                         features, feature_form="component")
+                         features, form="variational")
         ll = reviewer_school_loglik(params, shared["rev"], shared["pair"], shared["y"],
                                     shared["s"], batch, row=shared["row"])
         per = pm.math.logsumexp(pm.math.log(params["pi"])[None, :] + ll, axis=1)
@@ -232,9 +232,8 @@ def summarise_draws(
 
 
 DIAGNOSED = ("tau", "eps", "beta", "mu", "pi", "delta", "gamma", "sigma_mu", "eps_loc",
-             "eps_scale", "sigma_beta", "tilt_loc", "tilt_scale", "deviation_weights",
-             "mu_coef_basis", "dev_coef_basis", "mu_coef", "dev_coef", "feature_sd_extra",
-             "feature_share")
+             "eps_scale", "sigma_beta", "tilt_loc", "tilt_scale", "deviation_scale_loc",
+             "deviation_scale_sd", "mu_coef_basis", "dev_coef_basis", "mu_coef", "dev_coef")
 """Every quantity the outputs read plus the population parameters they depend on."""
 
 
@@ -277,7 +276,7 @@ def fit_sampled(
                                        config, init)
             else:
                 idata = _advi(build_model(enc.judgments, k, config.response_features,
-                                          feature_form="component"), config)
+                                          form="variational"), config)
         runs[k] = align_chains(idata, k)
     pointwise: dict[int, np.ndarray] = {}
     pareto_bad = 0

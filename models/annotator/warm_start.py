@@ -3,8 +3,8 @@
 The school mixture makes the posterior multimodal in who-belongs-where; started at random, NUTS
 chains settle in different (mostly poor) modes and r_hat cannot recover. So every chain starts
 at the grid EM's mode (:func:`em_initial_point`). Values are on the constrained scale, in the
-model's parametrisation (centred pair margins and deviations, non-centred reviewer parameters
-with the hyper-parameters at the prior locations below).
+``sampled`` parametrisation of :mod:`.model` (non-centred throughout, the hyper-parameters at
+the prior locations below or at the EM's spread of the quantity they scale).
 
 Two other uses of the EM were tried and not kept (see benchmarks/RESULTS.md): starting
 minibatch ADVI at the EM's mode (mean-field ADVI drifts from it to the same under-separated
@@ -23,7 +23,7 @@ from .config import AnnotatorConfig
 from .data import EncodedFrame
 from .grid_em import GridEM, GridState
 from .inference import grid_settings
-from .model import FeatureBasis
+from .model import DEVIATION_SCALE_PRIOR, FeatureBasis
 
 EPS_LOC, EPS_SCALE, BIAS_SCALE, TILT_SCALE = -2.0, 1.5, 0.5, 0.5
 """Hyper-parameter values the start uses; the non-centred offsets are set to match them."""
@@ -54,7 +54,23 @@ def _point(state: GridState) -> dict[str, Any]:
             "school_gaps": np.maximum(-np.diff(np.log(np.maximum(pi, 1e-6))), 0.01),
         })
     point.update(_feature_point(state, order, mu, point.get("z_dev")))
+    consensus = point.pop("consensus", 0.0)
+    point["z_mu"] = (point.pop("mu") - consensus) / point["sigma_mu"]
+    if "z_dev" in point:
+        point.update(_residual_point(point.pop("z_dev")))
     return point
+
+
+def _residual_point(residual: np.ndarray) -> dict[str, Any]:
+    """The deviations' residuals ``(J, K)`` in the non-centred normal-lognormal form: each
+    pair's local scale is its residual's size (clipped to 2.5 prior sds of the log scale), so
+    every ``z_dev`` row starts at unit size."""
+    size = np.sqrt(np.mean(residual**2, axis=1)) + 1e-3
+    loc = float(np.log(np.sqrt(np.mean(size**2))))
+    sd = DEVIATION_SCALE_PRIOR[2]
+    z_scale = np.clip((np.log(size) - loc) / sd, -2.5, 2.5)
+    return {"deviation_scale_loc": loc, "deviation_scale_sd": sd, "z_deviation_scale": z_scale,
+            "z_dev": residual / np.exp(loc + sd * z_scale)[:, None]}
 
 
 def _feature_point(
@@ -71,7 +87,7 @@ def _feature_point(
     coef = (pooling.feature_coef if pooling is not None and pooling.feature_coef is not None
             else np.zeros(diff.shape[1]))
     basis = FeatureBasis.of(diff)
-    point: dict[str, Any] = {"mu_coef_basis": basis.to_basis(coef),
+    point: dict[str, Any] = {"mu_coef_basis": basis.to_basis(coef), "consensus": diff @ coef,
                              "sigma_mu": float(max(np.std(mu - diff @ coef), 0.5))}
     if deviation is not None and deviations is not None:
         dev_basis = basis.to_basis(deviation.coef[order].T)
@@ -94,7 +110,7 @@ def em_initial_point(state: GridState, seed: int) -> dict[str, Any]:
     # mass-matrix start divides by the gradient and refuses such a point. A tiny seeded nudge
     # (far below the posterior scale) avoids exact zeros without moving the start.
     rng = np.random.default_rng(seed)
-    for name in ("mu", "z_eps", "z_beta", "z_tilt", "z_dev", "dev_coef_basis"):
+    for name in ("z_mu", "z_eps", "z_beta", "z_tilt", "z_dev", "dev_coef_basis"):
         if name in point:
             nudged = point[name] + 1e-3 * rng.standard_normal(np.shape(point[name]))
             if name in ("z_dev", "dev_coef_basis"):  # keep the zero sum over schools

@@ -28,7 +28,7 @@ def test_model_likelihood_marginalises_school_and_lapse(frame: pl.DataFrame) -> 
     model = build_model(d, 2)
     point = model.initial_point()
     rng = np.random.default_rng(0)
-    for name in ("mu", "z_eps", "z_beta", "z_tilt"):
+    for name in ("z_mu", "z_eps", "z_beta", "z_tilt", "z_deviation_scale"):
         point[name] = rng.normal(0, 1, point[name].shape)
     point["z_dev_zerosum__"] = rng.normal(0, 1, point["z_dev_zerosum__"].shape)
     names = ("reviewer_loglik", "margins", "eps", "beta", "gamma", "pi")
@@ -78,7 +78,7 @@ def test_nuts_reports_convergence_diagnostics(frame: pl.DataFrame) -> None:
     assert diag["divergences"] is not None
     # the population parameters are checked too, not only the quantities the tables read
     posterior = model.result_.idata.posterior
-    assert {"deviation_weights", "sigma_mu", "eps_scale"} <= set(posterior.data_vars)
+    assert {"deviation_scale_loc", "sigma_mu", "eps_scale"} <= set(posterior.data_vars)
     assert diag["r_hat_worst"] in DIAGNOSED
     if diag["r_hat_max"] > 1.01:
         assert any("r_hat" in w and diag["r_hat_worst"] in w for w in diag["warnings"])
@@ -106,7 +106,7 @@ def test_fixed_scale_deviations_replace_the_scale_mixture() -> None:
     names = {}
     for scale in (None, 1.5):
         with pm.Model(coords=coords) as model:
-            _priors(4, 6, 2, scale)
+            _priors(4, 6, 2, scale, form="variational")
         names[scale] = {rv.name for rv in model.free_RVs}
         point = model.initial_point()
         point["z_dev_zerosum__"] = np.full(point["z_dev_zerosum__"].shape, 0.7)
@@ -131,7 +131,7 @@ def test_minibatch_likelihood_matches_the_full_data_likelihood(frame: pl.DataFra
     coords = {"reviewer": np.arange(d.n_reviewers), "pair": np.arange(d.n_pairs),
               "school": np.arange(2)}
     with pm.Model(coords=coords) as model:
-        params = _priors(d.n_reviewers, d.n_pairs, 2)
+        params = _priors(d.n_reviewers, d.n_pairs, 2, form="variational")
         fixed = reviewer_school_loglik(params, d.reviewer, d.pair, d.y, d.s, d.n_reviewers)
         batch = [pytensor.shared(a.astype(np.int64)) for a in (d.reviewer, d.pair, d.y, d.s)]
         symbolic = reviewer_school_loglik(params, *batch, d.n_reviewers)
@@ -146,7 +146,7 @@ def test_minibatch_likelihood_matches_the_full_data_likelihood(frame: pl.DataFra
     assert np.allclose(got_fixed, got_symbolic)
 
 
-def test_deviation_prior_is_the_scale_mixture() -> None:
+def test_variational_deviation_prior_is_the_scale_mixture() -> None:
     """Between two deviation values the model's log density changes by exactly the mixture's
     log-density ratio: the unit zero-sum normal the deviations are declared with cancels."""
     import pymc as pm
@@ -156,7 +156,7 @@ def test_deviation_prior_is_the_scale_mixture() -> None:
 
     coords = {"reviewer": np.arange(3), "pair": np.arange(2), "school": np.arange(2)}
     with pm.Model(coords=coords) as model:
-        _priors(3, 2, 2)
+        _priors(3, 2, 2, form="variational")
     logp = model.compile_logp()
     point = model.initial_point()
     weights = model.compile_fn(model.replace_rvs_by_values([model["deviation_weights"]])[0],
@@ -182,7 +182,7 @@ def test_em_start_is_a_valid_point_of_the_model(frame: pl.DataFrame) -> None:
     state = em_state(enc, 2, AnnotatorConfig(n_schools=2))
     point = em_initial_point(state, seed=0)
     d = enc.judgments
-    assert point["mu"].shape == (d.n_pairs,) and point["z_eps"].shape == (d.n_reviewers,)
+    assert point["z_mu"].shape == (d.n_pairs,) and point["z_eps"].shape == (d.n_reviewers,)
     np.testing.assert_allclose(point["z_dev"].sum(axis=1), 0.0, atol=1e-9)
     from pymc.initial_point import make_initial_point_fn
 
@@ -192,50 +192,54 @@ def test_em_start_is_a_valid_point_of_the_model(frame: pl.DataFrame) -> None:
                                         return_transformed=True)(0)
     assert set(transformed) == set(model.initial_point())
     assert np.isfinite(model.compile_logp()(transformed))
-    # the start carries the EM's estimates: school margins and reliability
+    # the start carries the EM's estimates: through the non-centred parametrisation, the
+    # model's school margins at the start are the EM's
+    get = model.compile_fn(model.replace_rvs_by_values([model["margins"]])[0],
+                           inputs=model.value_vars, on_unused_input="ignore")
     margins = state.pair_post @ state.lattice.margins()
     order = np.argsort(-state.school_weights, kind="stable")
-    np.testing.assert_allclose(point["mu"], margins[:, order].mean(axis=1), atol=0.01)
+    np.testing.assert_allclose(get(transformed), margins[:, order], atol=0.02)
 
 
-def test_deviation_mixture_is_centred_on_the_features_prediction() -> None:
-    """With response features a pair's school deviation is the features' prediction plus a
-    residual, and the scale mixture is the residual's prior: moving the prediction and the
-    deviation together leaves the mixture's term unchanged; moving only the deviation changes
-    the log density by the mixture's ratio on the residuals."""
+def test_sampled_form_is_non_centred_around_the_features_prediction() -> None:
+    """The NUTS form: a pair's school deviation is the features' prediction plus a residual
+    whose size is the pair's log-normal local scale times a unit zero-sum normal, and the
+    consensus margin is the features' prediction plus sigma_mu times a unit normal. Every
+    pair-level variable the sampler moves is a standard normal: moving one changes the log
+    density by exactly the standard normal's ratio."""
     import pymc as pm
 
-    from models.annotator.model import DEVIATION_SCALES, _priors
+    from models.annotator.model import _priors
 
     features = np.array([[1.0], [0.0]])
     coords = {"reviewer": np.arange(3), "pair": np.arange(2), "school": np.arange(2),
               "feature": np.arange(1)}
     with pm.Model(coords=coords) as model:
         _priors(3, 2, 2, features=features)
-    assert {"mu_coef_basis", "dev_coef_basis"} <= {rv.name for rv in model.free_RVs}
+    free = {rv.name for rv in model.free_RVs}
+    assert {"mu_coef_basis", "dev_coef_basis", "z_mu", "z_deviation_scale"} <= free
+    assert not {"mu", "deviation_weights"} & free
     logp = model.compile_logp()
     point = model.initial_point()
-    names = ("delta", "dev_coef", "deviation_weights")
+    names = ("delta", "mu", "mu_coef", "sigma_mu", "deviation_scale_loc", "deviation_scale_sd")
     get = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]),
                            inputs=model.value_vars, on_unused_input="ignore", point_fn=True)
-
-    def mixture_logpdf(values: dict[str, np.ndarray]) -> float:
-        residual = values["delta"][0] - features[0] @ values["dev_coef"]
-        return float(np.logaddexp.reduce([
-            np.log(w) - np.log(s) - residual @ residual / (2 * s**2)
-            for w, s in zip(values["deviation_weights"], DEVIATION_SCALES, strict=True)]))
-
     point["dev_coef_basis_zerosum__"] = np.array([[1.3]])
-    values, mixture = {}, {}
+    point["mu_coef_basis"] = np.array([0.4])
+    point["z_deviation_scale"] = np.array([0.8, -0.3])
+    point["z_mu"] = np.array([0.5, -1.0])
+    values = {}
     for gap in (0.05, 1.8):
         point["z_dev_zerosum__"] = np.array([[gap], [0.0]])
         values[gap] = float(logp(point))
         got = dict(zip(names, get(point), strict=True))
-        mixture[gap] = mixture_logpdf(got)
-        # delta = residual + prediction: the prediction (1.3 on the zero-sum axis) is added
-        assert got["delta"][0, 0] == pytest.approx((gap + 1.3) / np.sqrt(2))
-    assert values[0.05] - values[1.8] == pytest.approx(mixture[0.05] - mixture[1.8], rel=1e-9)
-    assert mixture[0.05] > mixture[1.8]  # a residual near the prediction is favoured
+        local = np.exp(got["deviation_scale_loc"] + got["deviation_scale_sd"] * 0.8)
+        # delta = prediction (1.3 on the zero-sum axis) + local scale * the unit residual
+        assert got["delta"][0, 0] == pytest.approx((1.3 + local * gap) / np.sqrt(2))
+        assert got["delta"][1, 0] == pytest.approx(0.0, abs=1e-12)  # no features, no residual
+        np.testing.assert_allclose(
+            got["mu"], features[:, 0] * got["mu_coef"][0] + got["sigma_mu"] * point["z_mu"])
+    assert values[0.05] - values[1.8] == pytest.approx((1.8**2 - 0.05**2) / 2, rel=1e-9)
 
 
 def test_variational_form_adds_a_feature_component_to_the_mixture() -> None:
@@ -250,7 +254,7 @@ def test_variational_form_adds_a_feature_component_to_the_mixture() -> None:
     coords = {"reviewer": np.arange(3), "pair": np.arange(2), "school": np.arange(2),
               "feature": np.arange(1)}
     with pm.Model(coords=coords) as model:
-        _priors(3, 2, 2, features=features, feature_form="component")
+        _priors(3, 2, 2, features=features, form="variational")
     assert {"mu_coef", "dev_coef", "feature_sd_extra", "feature_share"} <= {
         rv.name for rv in model.free_RVs}
     logp = model.compile_logp()
