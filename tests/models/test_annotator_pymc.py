@@ -85,6 +85,20 @@ def test_nuts_reports_convergence_diagnostics(frame: pl.DataFrame) -> None:
 
 
 @pytest.mark.slow
+def test_pymc_nuts_fallback_samples_from_the_em_start(frame: pl.DataFrame) -> None:
+    """Where nutpie is not installed PyMC's own NUTS runs, started at the same EM point."""
+    cfg = AnnotatorConfig(n_schools=2, method="nuts", nuts_sampler="pymc", draws=60, tune=60,
+                          chains=2)
+    model = AnnotatorModel(cfg).fit(frame)
+    diag = model.fit_summary_["diagnostics"]
+    assert diag["sampler"] == "pymc"
+    posterior = model.result_.idata.posterior
+    assert posterior.sizes["chain"] == 2 and posterior.sizes["draw"] == 60
+    assert {"z_mu", "z_deviation_scale", "deviation_scale_sd"} <= set(posterior.data_vars)
+    assert model.reviewer_estimates_["reliability"].is_between(0.5, 1.0).all()
+
+
+@pytest.mark.slow
 def test_minibatch_advi_runs(frame: pl.DataFrame) -> None:
     cfg = AnnotatorConfig(n_schools=2, method="minibatch_advi", minibatch_steps=1500,
                           minibatch_reviewers=8, draws=100)
