@@ -63,11 +63,11 @@ def _point(state: GridState) -> dict[str, Any]:
 
 def _residual_point(residual: np.ndarray) -> dict[str, Any]:
     """The deviations' residuals ``(J, K)`` in the non-centred normal-lognormal form: each
-    pair's local scale is its residual's size (clipped to 2.5 prior sds of the log scale), so
+    pair's local scale is its residual's size (``u_j`` clipped to +-2.5), so
     every ``z_dev`` row starts at unit size."""
     size = np.sqrt(np.mean(residual**2, axis=1)) + 1e-3
     loc = float(np.log(np.sqrt(np.mean(size**2))))
-    sd = DEVIATION_SCALE_PRIOR[2]
+    sd = DEVIATION_SCALE_PRIOR[2] / DEVIATION_SCALE_PRIOR[3]  # the prior mean of s
     z_scale = np.clip((np.log(size) - loc) / sd, -2.5, 2.5)
     return {"deviation_scale_loc": loc, "deviation_scale_sd": sd, "z_deviation_scale": z_scale,
             "z_dev": residual / np.exp(loc + sd * z_scale)[:, None]}
