@@ -129,11 +129,14 @@ ModelForm = Literal["sampled", "variational"]
 """The parametrisation: ``sampled`` for NUTS, ``variational`` for (minibatch) ADVI; see the
 module docstring."""
 
-DEVIATION_SCALE_PRIOR = (float(np.log(0.5)), 1.0, 2.0, 2.0)
-"""``sampled`` form: the normal prior's location and scale of ``deviation_scale_loc`` (``l``)
-and the Gamma prior's shape and rate of ``deviation_scale_sd`` (``s``), for the log local
-scales of the deviations' residuals. The Gamma keeps ``s`` off 0, where the prior would stop
-being a sparsity prior and where NUTS crossed slowly (see the module docstring)."""
+DEVIATION_LOC_PRIOR = (float(np.log(0.5)), 1.0)
+"""``sampled`` form: location and scale of the normal prior of ``deviation_scale_loc`` (``l``),
+the mean log local scale of the deviations' residuals."""
+
+DEVIATION_SPREAD_PRIOR = (2.0, 2.0)
+"""``sampled`` form: shape and rate of the Gamma prior of ``deviation_scale_sd`` (``s``), the
+spread of the log local scales. The Gamma keeps ``s`` off 0, where the prior would stop being a
+sparsity prior and where NUTS crossed slowly (see the module docstring)."""
 
 FEATURE_SD_FLOOR = 0.2
 """``variational`` form: smallest scale of the features' mixture component."""
@@ -212,25 +215,23 @@ def _priors(
     if k_n > 1:
         z_dev = pm.ZeroSumNormal("z_dev", sigma=1.0, dims=("pair", "school"))
         if not sparse:
-            delta = pm.Deterministic("delta", float(deviation_scale) * z_dev,
-                                     dims=("pair", "school"))
+            deviations = float(deviation_scale) * z_dev
         elif form == "sampled":
-            loc, loc_sd, sd_shape, sd_rate = DEVIATION_SCALE_PRIOR
+            (loc, loc_sd), (sd_shape, sd_rate) = DEVIATION_LOC_PRIOR, DEVIATION_SPREAD_PRIOR
             scale_loc = pm.Normal("deviation_scale_loc", loc, loc_sd)
             scale_sd = pm.Gamma("deviation_scale_sd", alpha=sd_shape, beta=sd_rate)
             z_scale = pm.Normal("z_deviation_scale", 0.0, 1.0, dims="pair")
             residual = z_dev * pm.math.exp(scale_loc + scale_sd * z_scale)[:, None]
-            delta = pm.Deterministic(
-                "delta", residual if school_pred is None else residual + school_pred,
-                dims=("pair", "school"))
-        elif school_pred is not None:
-            delta = pm.Deterministic("delta", z_dev, dims=("pair", "school"))
-            extra = pm.HalfNormal("feature_sd_extra", 0.5)
-            _scale_mixture_prior(delta, k_n, (school_pred, FEATURE_SD_FLOOR + extra,
-                                              pm.Beta("feature_share", 1.0, 1.0)))
+            deviations = residual if school_pred is None else residual + school_pred
         else:
-            delta = pm.Deterministic("delta", z_dev, dims=("pair", "school"))
-            _scale_mixture_prior(delta, k_n)
+            feature_part = None
+            if school_pred is not None:
+                extra = pm.HalfNormal("feature_sd_extra", 0.5)
+                feature_part = (school_pred, FEATURE_SD_FLOOR + extra,
+                                pm.Beta("feature_share", 1.0, 1.0))
+            _scale_mixture_prior(z_dev, k_n, feature_part)
+            deviations = z_dev
+        delta = pm.Deterministic("delta", deviations, dims=("pair", "school"))
         gaps = pm.HalfNormal("school_gaps", 1.5, shape=k_n - 1)
         logits = pt.concatenate([pt.zeros(1), -pt.cumsum(gaps)])
         pi = pm.Deterministic("pi", pt.special.softmax(logits), dims="school")

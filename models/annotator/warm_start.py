@@ -23,7 +23,7 @@ from .config import AnnotatorConfig
 from .data import EncodedFrame
 from .grid_em import GridEM, GridState
 from .inference import grid_settings
-from .model import DEVIATION_SCALE_PRIOR, FeatureBasis
+from .model import DEVIATION_SPREAD_PRIOR, FeatureBasis
 
 EPS_LOC, EPS_SCALE, BIAS_SCALE, TILT_SCALE = -2.0, 1.5, 0.5, 0.5
 """Hyper-parameter values the start uses; the non-centred offsets are set to match them."""
@@ -53,8 +53,8 @@ def _point(state: GridState) -> dict[str, Any]:
             "z_dev": margins - mu[:, None],
             "school_gaps": np.maximum(-np.diff(np.log(np.maximum(pi, 1e-6))), 0.01),
         })
-    point.update(_feature_point(state, order, mu, point.get("z_dev")))
-    consensus = point.pop("consensus", 0.0)
+    features, consensus = _feature_point(state, order, mu, point.get("z_dev"))
+    point.update(features)
     point["z_mu"] = (point.pop("mu") - consensus) / point["sigma_mu"]
     if "z_dev" in point:
         point.update(_residual_point(point.pop("z_dev")))
@@ -67,7 +67,8 @@ def _residual_point(residual: np.ndarray) -> dict[str, Any]:
     every ``z_dev`` row starts at unit size."""
     size = np.sqrt(np.mean(residual**2, axis=1)) + 1e-3
     loc = float(np.log(np.sqrt(np.mean(size**2))))
-    sd = DEVIATION_SCALE_PRIOR[2] / DEVIATION_SCALE_PRIOR[3]  # the prior mean of s
+    shape, rate = DEVIATION_SPREAD_PRIOR
+    sd = shape / rate  # the prior mean of s
     z_scale = np.clip((np.log(size) - loc) / sd, -2.5, 2.5)
     return {"deviation_scale_loc": loc, "deviation_scale_sd": sd, "z_deviation_scale": z_scale,
             "z_dev": residual / np.exp(loc + sd * z_scale)[:, None]}
@@ -75,26 +76,28 @@ def _residual_point(residual: np.ndarray) -> dict[str, Any]:
 
 def _feature_point(
     state: GridState, order: np.ndarray, mu: np.ndarray, deviations: np.ndarray | None
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], np.ndarray | float]:
     """Start values of the response-feature parameters (the NUTS model's residual form, in the
     features' SVD basis), when the EM used features: its pooled qualities' feature coefficients
-    and its deviation prior's school weights, with ``deviations`` made residuals."""
+    and its deviation prior's school weights, with ``deviations`` made residuals; also the
+    features' part of the consensus margins (0 without features)."""
     pooling, deviation = state.pooling, state.deviation_prior
     diff = deviation.diff if deviation is not None else (
         pooling.features if pooling is not None else None)
     if diff is None:
-        return {}
+        return {}, 0.0
     coef = (pooling.feature_coef if pooling is not None and pooling.feature_coef is not None
             else np.zeros(diff.shape[1]))
     basis = FeatureBasis.of(diff)
-    point: dict[str, Any] = {"mu_coef_basis": basis.to_basis(coef), "consensus": diff @ coef,
-                             "sigma_mu": float(max(np.std(mu - diff @ coef), 0.5))}
+    consensus = diff @ coef
+    point: dict[str, Any] = {"mu_coef_basis": basis.to_basis(coef),
+                             "sigma_mu": float(max(np.std(mu - consensus), 0.5))}
     if deviation is not None and deviations is not None:
         dev_basis = basis.to_basis(deviation.coef[order].T)
         point["dev_coef_basis"] = dev_basis
         # the model's z_dev is the residual from the features' prediction
         point["z_dev"] = deviations - basis.scores @ dev_basis
-    return point
+    return point, consensus
 
 
 def em_state(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> GridState:
