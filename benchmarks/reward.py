@@ -18,6 +18,8 @@
 * Throughput: texts embedded per second (encoder) and pairs per second (head training).
 * Ceiling of weighting (``--part ceiling``): pair majority labels from every vote against those
   from the truly careful votes only (perfect weights), scored against the true consensus.
+  ``benchmarks/reward_noise.py`` measures the gain of the weighted model itself over several
+  worlds and shares of rushed reviewers, next to truth-weighted training.
 * Fine-tuning (``--part finetune``): the plain model with frozen embeddings against the same
   model after fine-tuning the encoder's top layers; pairs and texts per second with gradients.
 """
@@ -47,7 +49,7 @@ from models.reward.train import Tensors, describe_device, resolve_device, train_
 UKP = ROOT.parent / "shared" / "data" / "ukpconvarg1_convincingness"
 
 
-def _fit_weights(con, world, log) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def fit_weights(con, world, log) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     """Weights from the annotator model when it exists, else oracle weights (labelled)."""
     try:
         from models.annotator import AnnotatorModel  # type: ignore[attr-defined]
@@ -73,6 +75,43 @@ def _fit_weights(con, world, log) -> tuple[str, str]:  # type: ignore[no-untyped
     return "oracle", "ORACLE weights (simulation truth)"
 
 
+def score_on_truth(prepared, model, kind: str, truth: pl.DataFrame,  # type: ignore[no-untyped-def]
+                   schools: list[str]) -> dict[str, object]:
+    """Held-out accuracy of ``model`` against the world's TRUE consensus and each school's true
+    preference, on every test pair and on the contested ones (pairs with no true consensus
+    direction are left out of the consensus accuracy)."""
+    pairs = pair_table(prepared.data, "test").join(truth, on="pair_id", how="inner")
+    device = next(model.parameters()).device
+    probs = pair_probabilities(model, kind, torch.as_tensor(prepared.embeddings, device=device),
+                               pairs)
+    main = probs[:, -1] if kind == "multihead" else probs[:, 0]
+    decided = pairs["consensus_margin"].abs().to_numpy() > 1e-9
+    label = pairs["consensus_margin"].to_numpy() > 0
+    right = (main > 0.5) == label
+    kinds = pairs["kind"].to_numpy()
+    row: dict[str, object] = {
+        "accuracy_true_consensus": float(right[decided].mean()),
+        "n_test_pairs": pairs.height,
+        "accuracy_true_consensus_by_kind": {
+            str(k): float(right[decided & (kinds == k)].mean())
+            for k in sorted(set(kinds)) if (decided & (kinds == k)).any()},
+        "test_pairs_by_kind": {str(k): int((kinds == k).sum()) for k in sorted(set(kinds))},
+    }
+    per_school, contested = {}, {}
+    is_contested = pairs["contested"].to_numpy()
+    for k, name in enumerate(schools):
+        p_k = probs[:, k] if kind == "multihead" else main
+        lab = pairs[f"margin_{name}"].to_numpy() > 0
+        per_school[name] = float(((p_k > 0.5) == lab).mean())
+        if is_contested.any():
+            contested[name] = float(((p_k > 0.5) == lab)[is_contested].mean())
+    row["accuracy_per_school"] = per_school
+    row["worst_school_accuracy"] = min(per_school.values())
+    row["contested_accuracy_per_school"] = contested
+    row["n_contested_test_pairs"] = int(is_contested.sum())
+    return row
+
+
 def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: ignore[no-untyped-def]
     from warehouse.db import connect
     from warehouse.demo import WorldConfig, simulate_world
@@ -84,7 +123,7 @@ def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: igno
     world.comparisons.write_parquet(folder / "comparisons.parquet")
     con = connect(folder / "demo.duckdb")
     ingest_file(con, folder / "comparisons.parquet")
-    fit_id, weights_label = _fit_weights(con, world, log)
+    fit_id, weights_label = fit_weights(con, world, log)
     truth = world.pairs
     out: dict[str, object] = {"n_comparisons": args.n, "weights": weights_label,
                               "schools": world.schools}
@@ -94,31 +133,10 @@ def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: igno
                              epochs=args.epochs)
         prepared = prepare(con, config, None if kind == "plain" else fit_id, cache, log)
         result, metrics = train_and_evaluate(prepared, config, log=log)
-        pairs = pair_table(prepared.data, "test").join(truth, on="pair_id", how="inner")
-        device = next(result.model.parameters()).device
-        probs = pair_probabilities(result.model, kind, torch.as_tensor(
-            prepared.embeddings, device=device), pairs)
-        main = probs[:, -1] if kind == "multihead" else probs[:, 0]
-        decided = pairs["consensus_margin"].abs().to_numpy() > 1e-9
-        label = pairs["consensus_margin"].to_numpy() > 0
-        row: dict[str, object] = {
-            "accuracy_true_consensus": float(((main > 0.5) == label)[decided].mean()),
-            "n_test_pairs": pairs.height,
-            "pairs_per_second": metrics["training"]["pairs_per_second"],  # type: ignore[index]
-            "embed_seconds": prepared.embed_seconds, "texts_embedded": prepared.texts_embedded,
-        }
-        per_school, contested = {}, {}
-        is_contested = pairs["contested"].to_numpy()
-        for k, name in enumerate(world.schools):
-            p_k = probs[:, k] if kind == "multihead" else main
-            lab = pairs[f"margin_{name}"].to_numpy() > 0
-            per_school[name] = float(((p_k > 0.5) == lab).mean())
-            if is_contested.any():
-                contested[name] = float(((p_k > 0.5) == lab)[is_contested].mean())
-        row["accuracy_per_school"] = per_school
-        row["worst_school_accuracy"] = min(per_school.values())
-        row["contested_accuracy_per_school"] = contested
-        row["n_contested_test_pairs"] = int(is_contested.sum())
+        row = score_on_truth(prepared, result.model, kind, truth, world.schools)
+        row |= {"pairs_per_second": metrics["training"]["pairs_per_second"],  # type: ignore[index]
+                "embed_seconds": prepared.embed_seconds,
+                "texts_embedded": prepared.texts_embedded}
         row["ece"] = metrics["ece"]
         row["length_baseline_accuracy"] = metrics["length_baseline_accuracy"]
         row["reward_length_spearman"] = metrics["reward_length_spearman"]

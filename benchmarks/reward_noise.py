@@ -1,0 +1,145 @@
+"""When does weighting by P(careful) pay off? Plain vs weighted reward models as lapses grow.
+
+    python benchmarks/reward_noise.py [--rushed 0.15,0.30,0.45] [--seeds 3] [--n 6000]
+                                      [--threads N] [--cache DIR] [--out results.json]
+
+For each share of rushed reviewers and each seed, one demo world (35% minority school, every other
+setting at the demo's defaults) is simulated, ingested and fitted with the annotator model (EM, the
+default). Three Bradley-Terry models with the same split, seed and encoder are then trained:
+
+* ``plain``: every vote counts once;
+* ``weighted``: each vote weighted by the annotator model's P(careful);
+* ``oracle``: each vote weighted by the simulation's truth (0.95 careful, 0.05 lapse), the most
+  any weighting can do.
+
+Each is scored on the held-out pairs against the TRUE consensus direction. The paired difference
+weighted - plain (and oracle - plain) is reported per world and averaged over seeds with its
+standard error, together with the share of votes that were lapses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks.reward import fit_weights, score_on_truth  # noqa: E402
+from models.reward.config import make_config  # noqa: E402
+from models.reward.oracle import write_oracle_fit  # noqa: E402
+from models.reward.pipeline import prepare, train_and_evaluate  # noqa: E402
+from models.reward.train import describe_device, resolve_device  # noqa: E402
+
+RUNS = (("plain", "plain", None), ("weighted", "weighted", "annotator"),
+        ("oracle", "weighted", "oracle"))
+
+
+def one_world(rushed: float, seed: int, args: argparse.Namespace, log) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Simulate, ingest and fit one world; train and score the three runs on it."""
+    from warehouse.db import connect
+    from warehouse.demo import WorldConfig, simulate_world
+    from warehouse.ingest import ingest_file
+
+    world = simulate_world(WorldConfig(n_comparisons=args.n, rushed_share=rushed,
+                                       minority_share=0.35, seed=seed))
+    folder = Path(tempfile.mkdtemp(prefix="reward-noise-"))
+    world.comparisons.write_parquet(folder / "comparisons.parquet")
+    con = connect(folder / "demo.duckdb")
+    ingest_file(con, folder / "comparisons.parquet")
+    fit_id, label = fit_weights(con, world, log)
+    if fit_id != "annotator":
+        raise SystemExit(f"expected an annotator-model fit, got {label}")
+    write_oracle_fit(con, world.judgments, world.reviewers, len(world.schools))
+    lapses = 1.0 - float(world.judgments["careful"].cast(pl.Float64).mean())  # type: ignore[arg-type]
+    row: dict[str, object] = {"rushed_share": rushed, "seed": seed, "lapse_share_of_votes": lapses}
+    cache = Path(args.cache) if args.cache else folder / "cache"
+    for name, kind, fit in RUNS:
+        config = make_config(kind, encoder=args.encoder, device=args.device, seed=seed,
+                             epochs=args.epochs)
+        prepared = prepare(con, config, fit, cache, log)
+        result, _ = train_and_evaluate(prepared, config, log=log)
+        scored = score_on_truth(prepared, result.model, kind, world.pairs, world.schools)
+        row[name] = scored["accuracy_true_consensus"]
+        row[f"{name}_by_kind"] = scored["accuracy_true_consensus_by_kind"]
+        row["test_pairs_by_kind"] = scored["test_pairs_by_kind"]
+        row["n_test_pairs"] = scored["n_test_pairs"]
+    con.close()
+    return row
+
+
+def summarise(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Mean accuracy per run and the mean paired gain over plain (with its standard error)."""
+    table = pl.DataFrame(rows).with_columns(
+        (pl.col("weighted") - pl.col("plain")).alias("weighted_gain"),
+        (pl.col("oracle") - pl.col("plain")).alias("oracle_gain"))
+    summary = []
+    for (rushed,), group in table.group_by("rushed_share", maintain_order=True):
+        entry: dict[str, object] = {"rushed_share": rushed, "worlds": group.height,
+                                    "lapse_share_of_votes": float(group["lapse_share_of_votes"]
+                                                                  .mean()),  # type: ignore[arg-type]
+                                    "test_pairs": int(group["n_test_pairs"].sum())}
+        for name, _, _ in RUNS:
+            entry[name] = float(group[name].mean())  # type: ignore[arg-type]
+            by_kind = group[f"{name}_by_kind"].struct.unnest()
+            entry[f"{name}_by_kind"] = {k: float(by_kind[k].mean())  # type: ignore[arg-type]
+                                        for k in by_kind.columns}
+        for gain in ("weighted_gain", "oracle_gain"):
+            values = group[gain].to_numpy()
+            se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+            entry[gain] = float(values.mean())
+            entry[f"{gain}_se"] = float(se)
+        summary.append(entry)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rushed", default="0.15,0.30,0.45",
+                        help="shares of rushed reviewers to simulate, comma-separated")
+    parser.add_argument("--seeds", type=int, default=3, help="worlds per share (seeds 0..N-1)")
+    parser.add_argument("--n", type=int, default=6000, help="comparisons per world")
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--encoder", default="all-MiniLM-L6-v2")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--cache", default=None, help="embedding cache folder to reuse")
+    parser.add_argument("--out", type=Path, default=None, help="write the results JSON here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    shares = [float(s) for s in args.rushed.split(",") if s.strip()]
+    if not shares or any(not 0.0 <= s <= 1.0 for s in shares):
+        raise SystemExit(f"--rushed takes shares in [0, 1], comma-separated; got {args.rushed!r}")
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    device = describe_device(resolve_device(args.device))
+    log(f"device: {device}")
+    rows = []
+    started = time.perf_counter()
+    for rushed in shares:
+        for seed in range(args.seeds):
+            row = one_world(rushed, seed, args, log)
+            rows.append(row)
+            log(f"world rushed={rushed} seed={seed}: {json.dumps(row)} "
+                f"({time.perf_counter() - started:.0f} s so far)")
+    result = {"device": device, "encoder": args.encoder, "n_comparisons": args.n,
+              "per_world": rows, "summary": summarise(rows)}
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
