@@ -112,6 +112,51 @@ def score_on_truth(prepared, model, kind: str, truth: pl.DataFrame,  # type: ign
     return row
 
 
+def uncertainty_on_truth(prepared, model, kind: str,  # type: ignore[no-untyped-def]
+                         truth: pl.DataFrame) -> dict[str, object]:
+    """Does the model know which held-out pairs are contested?
+
+    Per kind of pair: the mean confidence |P(response 1 wins) - 1/2| of the model's main
+    output. For the distributional model also the pair's spread sqrt(sigma_1^2 + sigma_2^2),
+    and how well it picks out contested pairs from clear and from ambiguous ones (ROC AUC).
+    The multi-head model's signal is how far its school heads disagree (the range of their
+    reward differences); the single-head models have only low confidence.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from models.reward.train import response_outputs
+
+    pairs = pair_table(prepared.data, "test").join(truth, on="pair_id", how="inner")
+    device = next(model.parameters()).device
+    emb = torch.as_tensor(prepared.embeddings, device=device)
+    probs = pair_probabilities(model, kind, emb, pairs)
+    main = probs[:, -1] if kind == "multihead" else probs[:, 0]
+    kinds = pairs["kind"].to_numpy()
+    confidence = np.abs(main - 0.5)
+    signal = -confidence
+    out: dict[str, object] = {"mean_confidence_by_kind": {
+        str(k): float(confidence[kinds == k].mean()) for k in sorted(set(kinds))}}
+    if kind == "multihead":
+        school_p = np.clip(probs[:, :-1], 1e-9, 1 - 1e-9)
+        signal = np.ptp(np.log(school_p / (1 - school_p)), axis=1)
+        out["mean_school_disagreement_by_kind"] = {str(k): float(signal[kinds == k].mean())
+                                                   for k in sorted(set(kinds))}
+    if kind == "distributional":
+        prompt = torch.tensor(pairs["prompt_idx"].to_numpy(), device=device)
+        log_var = [response_outputs(model, emb, prompt, torch.tensor(
+            pairs[c].to_numpy(), device=device))[:, 1].clamp_min(-6.0).exp().cpu().numpy()
+            for c in ("r1_idx", "r2_idx")]
+        signal = np.sqrt(log_var[0] + log_var[1])
+        out["mean_spread_by_kind"] = {str(k): float(signal[kinds == k].mean())
+                                      for k in sorted(set(kinds))}
+    for other in ("clear", "ambiguous"):
+        keep = (kinds == "contested") | (kinds == other)
+        if len(set(kinds[keep])) == 2:
+            out[f"auc_contested_vs_{other}"] = float(
+                roc_auc_score(kinds[keep] == "contested", signal[keep]))
+    return out
+
+
 def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: ignore[no-untyped-def]
     from warehouse.db import connect
     from warehouse.demo import WorldConfig, simulate_world
@@ -128,7 +173,7 @@ def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: igno
     out: dict[str, object] = {"n_comparisons": args.n, "weights": weights_label,
                               "schools": world.schools}
     cache = Path(args.cache) if args.cache else folder / "cache"
-    for kind in ("plain", "weighted", "multihead"):
+    for kind in ("plain", "weighted", "multihead", "distributional"):
         config = make_config(kind, encoder=args.encoder, device=args.device, seed=args.seed,
                              epochs=args.epochs)
         prepared = prepare(con, config, None if kind == "plain" else fit_id, cache, log)
@@ -137,6 +182,7 @@ def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: igno
         row |= {"pairs_per_second": metrics["training"]["pairs_per_second"],  # type: ignore[index]
                 "embed_seconds": prepared.embed_seconds,
                 "texts_embedded": prepared.texts_embedded}
+        row["uncertainty"] = uncertainty_on_truth(prepared, result.model, kind, truth)
         row["ece"] = metrics["ece"]
         row["length_baseline_accuracy"] = metrics["length_baseline_accuracy"]
         row["reward_length_spearman"] = metrics["reward_length_spearman"]
