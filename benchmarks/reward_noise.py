@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.reward import fit_weights, score_on_truth  # noqa: E402
+from benchmarks.reward_truth import fit_weights, score_on_truth  # noqa: E402
 from models.reward.config import make_config  # noqa: E402
 from models.reward.oracle import write_oracle_fit  # noqa: E402
 from models.reward.pipeline import prepare, train_and_evaluate  # noqa: E402
@@ -94,9 +94,10 @@ def summarise(rows: list[dict[str, object]]) -> list[dict[str, object]]:
                                         for k in by_kind.columns}
         for gain in ("weighted_gain", "oracle_gain"):
             values = group[gain].to_numpy()
-            se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
             entry[gain] = float(values.mean())
-            entry[f"{gain}_se"] = float(se)
+            # one world has no spread to estimate: null, not NaN (which is not JSON)
+            entry[f"{gain}_se"] = (float(values.std(ddof=1) / np.sqrt(len(values)))
+                                   if len(values) > 1 else None)
         summary.append(entry)
     return summary
 
