@@ -61,7 +61,7 @@ def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: igno
     world.comparisons.write_parquet(folder / "comparisons.parquet")
     con = connect(folder / "demo.duckdb")
     ingest_file(con, folder / "comparisons.parquet")
-    fit_id, weights_label = fit_weights(con, world, log)
+    fit_id, weights_label = fit_weights(con), "annotator-model fit"
     truth = world.pairs
     out: dict[str, object] = {"n_comparisons": args.n, "weights": weights_label,
                               "schools": world.schools}
@@ -76,6 +76,7 @@ def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: igno
                 "embed_seconds": prepared.embed_seconds,
                 "texts_embedded": prepared.texts_embedded}
         row["uncertainty"] = uncertainty_on_truth(prepared, result.model, kind, truth)
+        row["contested_auc_from_held_out_votes"] = metrics.get("contested_detection")
         row["ece"] = metrics["ece"]
         row["length_baseline_accuracy"] = metrics["length_baseline_accuracy"]
         row["reward_length_spearman"] = metrics["reward_length_spearman"]

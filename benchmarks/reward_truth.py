@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import polars as pl
 import torch
@@ -11,30 +9,13 @@ import torch
 from models.reward.evaluate import pair_probabilities, pair_table
 
 
-def fit_weights(con, world, log) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    """Weights from the annotator model when it exists, else oracle weights (labelled)."""
-    try:
-        from models.annotator import AnnotatorModel  # type: ignore[attr-defined]
-    except ImportError:
-        AnnotatorModel = None
-    if AnnotatorModel is not None:
-        from models.annotator.config import AnnotatorConfig
-        from warehouse.queries import model_frame
+def fit_weights(con) -> str:  # type: ignore[no-untyped-def]
+    """Fit the annotator model (default settings) and store every output table, as
+    ``dissensus fit`` does; returns the fit id."""
+    from analytics.fit_job import run_fit
+    from models.annotator.config import AnnotatorConfig
 
-        started = time.perf_counter()
-        model = AnnotatorModel(AnnotatorConfig()).fit(model_frame(con))
-        weights = model.comparison_weights_.with_columns(pl.lit("annotator").alias("fit_id"))
-        weights = weights.select("fit_id", "comparison_id", "weight", "school_weights")
-        con.execute("INSERT INTO fits (fit_id, created_at, method, n_schools, n_comparisons, "
-                    "seconds) VALUES ('annotator', now(), 'annotator', ?, ?, ?)",
-                    [len(world.schools), weights.height, time.perf_counter() - started])
-        con.execute("INSERT INTO comparison_weights SELECT * FROM weights")
-        return "annotator", "annotator-model fit"
-    from models.reward.oracle import write_oracle_fit
-
-    log("models.annotator.AnnotatorModel not found: using ORACLE weights from simulation truth")
-    write_oracle_fit(con, world.judgments, world.reviewers, len(world.schools))
-    return "oracle", "ORACLE weights (simulation truth)"
+    return run_fit(con, AnnotatorConfig()).fit_id
 
 
 def score_on_truth(prepared, model, kind: str, truth: pl.DataFrame,  # type: ignore[no-untyped-def]
@@ -86,7 +67,7 @@ def uncertainty_on_truth(prepared, model, kind: str,  # type: ignore[no-untyped-
     """
     from sklearn.metrics import roc_auc_score
 
-    from models.reward.train import response_outputs
+    from models.reward.evaluate import contested_signal
 
     pairs = pair_table(prepared.data, "test").join(truth, on="pair_id", how="inner")
     device = next(model.parameters()).device
@@ -95,22 +76,13 @@ def uncertainty_on_truth(prepared, model, kind: str,  # type: ignore[no-untyped-
     main = probs[:, -1] if kind == "multihead" else probs[:, 0]
     kinds = pairs["kind"].to_numpy()
     confidence = np.abs(main - 0.5)
-    signal = -confidence
+    signal = contested_signal(model, kind, emb, pairs, probs)
     out: dict[str, object] = {"mean_confidence_by_kind": {
         str(k): float(confidence[kinds == k].mean()) for k in sorted(set(kinds))}}
-    if kind == "multihead":
-        school_p = np.clip(probs[:, :-1], 1e-9, 1 - 1e-9)
-        signal = np.ptp(np.log(school_p / (1 - school_p)), axis=1)
-        out["mean_school_disagreement_by_kind"] = {str(k): float(signal[kinds == k].mean())
-                                                   for k in sorted(set(kinds))}
-    if kind == "distributional":
-        prompt = torch.tensor(pairs["prompt_idx"].to_numpy(), device=device)
-        log_var = [response_outputs(model, emb, prompt, torch.tensor(
-            pairs[c].to_numpy(), device=device))[:, 1].clamp_min(-6.0).exp().cpu().numpy()
-            for c in ("r1_idx", "r2_idx")]
-        signal = np.sqrt(log_var[0] + log_var[1])
-        out["mean_spread_by_kind"] = {str(k): float(signal[kinds == k].mean())
-                                      for k in sorted(set(kinds))}
+    if kind in ("multihead", "distributional"):
+        name = "school_disagreement" if kind == "multihead" else "spread"
+        out[f"mean_{name}_by_kind"] = {str(k): float(signal[kinds == k].mean())
+                                       for k in sorted(set(kinds))}
     for other in ("clear", "ambiguous"):
         keep = (kinds == "contested") | (kinds == other)
         if len(set(kinds[keep])) == 2:

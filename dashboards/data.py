@@ -239,8 +239,8 @@ def reward_runs(k: Key) -> pl.DataFrame:
     def metric(m: str | None, name: str) -> float | None:
         value = json.loads(m or "{}").get(name)
         return float(value) if isinstance(value, int | float) else None
-    cols = ("accuracy_consensus", "worst_school_accuracy", "ece", "length_baseline_accuracy",
-            "reward_length_spearman")
+    cols = ("accuracy_consensus", "worst_school_accuracy", "ece", "contested_auc",
+            "length_baseline_accuracy", "reward_length_spearman")
     return runs.with_columns(*[
         pl.Series(c, [metric(m, c) for m in runs["metrics"].to_list()], dtype=pl.Float64)
         for c in cols])
@@ -332,8 +332,8 @@ def reward_calibration(runs: pl.DataFrame) -> pl.DataFrame:
 
 def reward_metric_table(runs: pl.DataFrame) -> pl.DataFrame:
     """One row per headline metric, one column per run: for side-by-side comparison."""
-    names = ("accuracy_consensus", "worst_school_accuracy", "ece", "length_baseline_accuracy",
-             "reward_length_spearman", "n_labelled_pairs")
+    names = ("accuracy_consensus", "worst_school_accuracy", "ece", "contested_auc",
+             "length_baseline_accuracy", "reward_length_spearman", "n_labelled_pairs")
     table: dict[str, list] = {"metric": list(names)}
     for run, kind, m in _metrics(runs):
         table[f"{kind} · {run[-6:]}"] = [

@@ -37,6 +37,8 @@ class PreferenceData:
     """text_id, body, n_chars; row i is text index i."""
     n_schools: int
     fit_id: str | None
+    pair_verdicts: pl.DataFrame | None = None
+    """pair_id, verdict (clear / noise / pluralism / ambiguous) from the fit, when it has them."""
 
     def school_matrix(self) -> npt.NDArray[np.float32]:
         """(n, K) school weights; uniform 1/K rows where a comparison has none."""
@@ -161,7 +163,12 @@ def load_preferences(
         (pl.col("outcome") == 0).alias("tie"),
         split_groups(group, seed, validation_share, test_share).alias("split"),
     )
-    return PreferenceData(comparisons, texts, n_schools, fit_id)
+    verdicts = None
+    if fit_id is not None:
+        verdicts = con.sql("SELECT pair_id, verdict FROM pair_estimates WHERE fit_id = ?",
+                           params=[fit_id]).pl()
+    return PreferenceData(comparisons, texts, n_schools, fit_id,
+                          verdicts if verdicts is not None and verdicts.height else None)
 
 
 def text_bodies(con: duckdb.DuckDBPyConnection, text_ids: list[str]) -> pl.DataFrame:

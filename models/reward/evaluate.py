@@ -10,6 +10,12 @@ With a fit, w down-weights likely lapses, so the consensus is that of careful ju
   minimum over schools.
 * Calibration (per held-out non-tie comparison): expected calibration error
   ECE = sum_b (n_b / n) |mean p_b - mean y_b| over 10 equal-width bins of p, with the table.
+* Contested pairs: a held-out pair is contested when the annotator fit's verdict on it is
+  ``pluralism``; for a fit without verdicts, when the schools' held-out vote shares point
+  different ways (one above 1/2, another below: a noisier label). How well the model's own
+  signal finds them is the ROC AUC of: the range of the school heads' reward differences
+  (multi-head), the pair's spread sqrt(sigma_1^2 + sigma_2^2) (distributional), or low
+  confidence -|p - 1/2| (plain, weighted). Needs a fit with two or more schools.
 * Proxy probes: Pearson and Spearman correlation of reward with response length (characters);
   a length-only baseline (the longer reply wins) on the same pairs; mean standardised reward by
   response tag (refusal, escalation, hallucination, ...). A reward that tracks length or a tag
@@ -113,6 +119,53 @@ def pair_probabilities(
     return win_probability(kind, o1, o2, link, min_log_var).cpu().numpy().astype(float)
 
 
+def contested_signal(
+    model: RewardNet, kind: str, embeddings: torch.Tensor, pairs: pl.DataFrame, probs: Array,
+    min_log_var: float = -6.0,
+) -> Array:
+    """Per pair, how contested the model says it is (higher: more; see the module doc)."""
+    if kind == "multihead":
+        school_p = np.clip(probs[:, :-1], 1e-9, 1 - 1e-9)
+        return np.ptp(np.log(school_p / (1 - school_p)), axis=1)
+    if kind == "distributional":
+        prompt = torch.tensor(pairs["prompt_idx"].to_numpy(), device=embeddings.device)
+        var = sum(
+            response_outputs(model, embeddings, prompt, torch.tensor(
+                pairs[col].to_numpy(), device=embeddings.device))[:, 1]
+            .clamp_min(min_log_var).exp().cpu().numpy()
+            for col in ("r1_idx", "r2_idx"))
+        return np.sqrt(np.asarray(var, dtype=float))
+    return -np.abs(probs[:, 0] - 0.5)
+
+
+def contested_detection(
+    signal: Array, pairs: pl.DataFrame, n_schools: int, verdicts: pl.DataFrame | None = None,
+) -> dict[str, object]:
+    """ROC AUC of ``signal`` for the contested pairs among ``pairs``.
+
+    With ``verdicts`` (pair_id, verdict) a pair is contested when its verdict is ``pluralism``
+    and pairs without a verdict are left out. Without, a pair is contested when its schools'
+    held-out majorities disagree; pairs where some school has no held-out vote, or sits at
+    exactly 1/2, are left out."""
+    if verdicts is not None:
+        verdict = pairs.select("pair_id").join(
+            verdicts, on="pair_id", how="left", maintain_order="left")["verdict"]
+        known = verdict.is_not_null().to_numpy()
+        contested = (verdict == "pluralism").fill_null(False).to_numpy()
+        source = "fit verdict 'pluralism'"
+    else:
+        shares = np.column_stack([pairs[f"school_share_{k}"].to_numpy()
+                                  for k in range(n_schools)])
+        known = np.isfinite(shares).all(axis=1) & (np.abs(shares - 0.5) > 1e-9).all(axis=1)
+        contested = (shares > 0.5).any(axis=1) & (shares < 0.5).any(axis=1)
+        source = "held-out school majorities disagree"
+    label, score = contested[known], np.asarray(signal, float)[known]
+    auc = (float(roc_auc_score(label, score)) if 0 < label.sum() < len(label)
+           else float("nan"))
+    return {"roc_auc": auc, "n_pairs": int(known.sum()), "n_contested": int(label.sum()),
+            "label": source}
+
+
 def evaluate_model(
     model: RewardNet, kind: str, data: PreferenceData, embeddings: torch.Tensor,
     responses: pl.DataFrame | None = None, *, split: str = "test", link: str = "probit",
@@ -136,6 +189,12 @@ def evaluate_model(
     if per_school:
         metrics["accuracy_per_school"] = per_school
         metrics["worst_school_accuracy"] = float(np.nanmin(list(per_school.values())))
+
+    if data.n_schools >= 2:
+        signal = contested_signal(model, kind, embeddings, pairs, probs, min_log_var)
+        metrics["contested_detection"] = contested_detection(signal, pairs, data.n_schools,
+                                                             data.pair_verdicts)
+        metrics["contested_auc"] = metrics["contested_detection"]["roc_auc"]  # type: ignore[index]
 
     # Calibration on individual held-out decisive comparisons.
     c = data.comparisons.filter((pl.col("split") == split) & ~pl.col("tie"))

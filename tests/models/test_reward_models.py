@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import torch
@@ -19,6 +20,7 @@ from models.reward.errors import (
     EncoderNotFoundError,
     MissingFitError,
 )
+from models.reward.evaluate import contested_detection
 from models.reward.heads import RewardNet, head_names, n_outputs, preference_loss
 from models.reward.oracle import write_oracle_fit
 from models.reward.pipeline import prepare, train_and_evaluate
@@ -178,6 +180,9 @@ def test_multihead_run_evaluate_and_score(world_db, tmp_path: Path) -> None:  # 
     assert set(metrics["accuracy_per_school"]) == {"school_0", "school_1"}
     assert metrics["worst_school_accuracy"] <= metrics["accuracy_per_school"]["school_0"]
     assert "length_baseline_accuracy" in metrics and "reward_by_tag" in metrics
+    detection = metrics["contested_detection"]
+    assert 0 < detection["n_contested"] < detection["n_pairs"]
+    assert 0.0 <= metrics["contested_auc"] <= 1.0
     again = evaluate_run(con, run_id, log=_silent, cache_folder=folder / "cache")
     assert again["accuracy_consensus"] == pytest.approx(metrics["accuracy_consensus"])
     n = score_run(con, run_id, log=_silent, cache_folder=folder / "cache")
@@ -244,3 +249,30 @@ def test_new_fields_keep_earlier_hashes_and_refuse_bad_combinations() -> None:
     assert PlainConfig(architecture="linear").config_hash() != PlainConfig().config_hash()
     with pytest.raises(ValueError, match="length_features and finetune_encoder"):
         PlainConfig(length_features=True, finetune_encoder=True)
+
+
+def test_contested_detection_labels_pairs_by_the_schools_held_out_majorities() -> None:
+    pairs = pl.DataFrame({
+        "school_share_0": [0.9, 0.8, 0.2, 0.7, 0.5, float("nan")],
+        "school_share_1": [0.1, 0.7, 0.3, 0.2, 0.9, 0.4],
+    })
+    # contested: rows 0 and 3 (majorities disagree); rows 4 (a school at 1/2) and 5 (a school
+    # without votes) are left out
+    perfect = contested_detection(np.array([5.0, 1.0, 2.0, 4.0, 9.0, 9.0]), pairs, 2)
+    assert perfect == {"roc_auc": 1.0, "n_pairs": 4, "n_contested": 2,
+                       "label": "held-out school majorities disagree"}
+    backwards = contested_detection(np.array([0.0, 1.0, 2.0, 0.5, 0.0, 0.0]), pairs, 2)
+    assert backwards["roc_auc"] == 0.0
+    agreeing = pairs.with_columns(pl.col("school_share_0").alias("school_share_1"))
+    assert np.isnan(contested_detection(np.zeros(6), agreeing, 2)["roc_auc"])
+
+
+def test_contested_detection_prefers_the_fit_verdicts() -> None:
+    pairs = pl.DataFrame({"pair_id": ["a", "b", "c", "d"], "school_share_0": [0.9] * 4,
+                          "school_share_1": [0.1] * 4})
+    verdicts = pl.DataFrame({"pair_id": ["d", "a", "b"],
+                             "verdict": ["pluralism", "clear", "ambiguous"]})
+    found = contested_detection(np.array([0.1, 0.2, 7.0, 0.9]), pairs, 2, verdicts)
+    # pair c has no verdict and is left out; d, the one pluralism pair, scores highest
+    assert found == {"roc_auc": 1.0, "n_pairs": 3, "n_contested": 1,
+                     "label": "fit verdict 'pluralism'"}
