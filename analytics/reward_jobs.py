@@ -82,7 +82,7 @@ def train_run(
     digest = hashlib.sha256(f"{config.config_hash()}{created.isoformat()}".encode()).hexdigest()
     run_id = f"{kind}-{created:%Y%m%d-%H%M%S}-{digest[:6]}"
     folder = (checkpoint_folder or runs_folder(con)) / run_id
-    heads = head_names(kind, prepared.data.n_schools)
+    heads = head_names(kind, prepared.data.n_schools, getattr(config, "spread_from", "votes"))
     extra: dict[str, object] = {"run_id": run_id, "n_schools": prepared.data.n_schools}
     if "finetune" in metrics and isinstance(prepared.encoder, SentenceEncoder):
         folder.mkdir(parents=True, exist_ok=True)
@@ -186,7 +186,10 @@ def score_run(
     if checkpoint.config.kind == "distributional":
         min_log_var = getattr(checkpoint.config, "min_log_var", -6.0)
         columns["mean"] = (out[:, 0] - mean[0]) / std[0]
-        columns["sd"] = np.exp(np.maximum(out[:, 1], min_log_var) / 2) / std[0]
+        # the spread in the mean's standardised units: |lean| (between-school sd) or sigma
+        spread = (np.abs(out[:, 1]) if getattr(checkpoint.config, "spread_from", "votes")
+                  == "schools" else np.exp(np.maximum(out[:, 1], min_log_var) / 2))
+        columns["sd"] = spread / std[0]
     else:
         for k, head in enumerate(heads):
             columns[head] = (out[:, k] - mean[k]) / std[k]

@@ -50,6 +50,14 @@ from models.reward.train import Tensors, describe_device, resolve_device, train_
 UKP = ROOT.parent / "shared" / "data" / "ukpconvarg1_convincingness"
 
 
+#: (name in the results, trainer kind, config fields) of the demo part's runs
+DEMO_RUNS: tuple[tuple[str, str, dict[str, object]], ...] = (
+    ("plain", "plain", {}), ("weighted", "weighted", {}), ("multihead", "multihead", {}),
+    ("distributional", "distributional", {}),
+    ("distributional_schools", "distributional", {"spread_from": "schools"}),
+)
+
+
 def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: ignore[no-untyped-def]
     from warehouse.db import connect
     from warehouse.demo import WorldConfig, simulate_world
@@ -66,9 +74,9 @@ def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: igno
     out: dict[str, object] = {"n_comparisons": args.n, "weights": weights_label,
                               "schools": world.schools}
     cache = Path(args.cache) if args.cache else folder / "cache"
-    for kind in ("plain", "weighted", "multihead", "distributional"):
+    for name, kind, extra in DEMO_RUNS:
         config = make_config(kind, encoder=args.encoder, device=args.device, seed=args.seed,
-                             epochs=args.epochs)
+                             epochs=args.epochs, **extra)
         prepared = prepare(con, config, None if kind == "plain" else fit_id, cache, log)
         result, metrics = train_and_evaluate(prepared, config, log=log)
         row = score_on_truth(prepared, result.model, kind, truth, world.schools)
@@ -80,8 +88,8 @@ def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: igno
         row["ece"] = metrics["ece"]
         row["length_baseline_accuracy"] = metrics["length_baseline_accuracy"]
         row["reward_length_spearman"] = metrics["reward_length_spearman"]
-        out[kind] = row
-        log(f"demo {kind}: {json.dumps(row)}")
+        out[name] = row
+        log(f"demo {name}: {json.dumps(row)}")
     con.close()
     return out
 

@@ -102,7 +102,8 @@ def load_checkpoint(
         )
     model = RewardNet(int(meta["dim"]), int(meta["hidden"]), int(meta["n_outputs"]),
                       float(config.dropout), davidson=bool(meta["davidson"]),
-                      architecture=config.architecture)
+                      architecture=config.architecture,
+                      spread_from=getattr(config, "spread_from", "votes"))
     tensors = load_file(str(folder / WEIGHTS), device=map_location)
     try:
         model.load_state_dict(tensors, strict=True)

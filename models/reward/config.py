@@ -20,7 +20,7 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 
 # fields added after 1.0, with the default that reproduces the earlier behaviour
 FIELDS_ADDED_WITH_DEFAULTS: dict[str, object] = {
-    "architecture": "mlp", "length_features": False, "l2": 0.0,
+    "architecture": "mlp", "length_features": False, "l2": 0.0, "spread_from": "votes",
 }
 
 Kind = Literal["plain", "weighted", "multihead", "distributional"]
@@ -193,6 +193,18 @@ class DistributionalConfig(RewardConfig):
         False, description="Weight comparisons by P(careful) when a fit is given."
     )
     min_log_var: float = Field(-6.0, description="Floor of each response's log-variance.")
+    spread_from: Literal["votes", "schools"] = Field(
+        "votes",
+        description="Where the spread is learned from. 'votes': the mean-and-variance "
+        "likelihood on every vote (no fit needed). 'schools': each response gets a mean and a "
+        "signed school lean, school k's utility being mean + lean * c_k (c standardised over "
+        "the fit's two school shares), trained on each school's votes; the spread is |lean|, "
+        "the between-school standard deviation. Needs a fit with exactly two schools.",
+    )
+
+    @property
+    def needs_fit(self) -> bool:
+        return self.spread_from == "schools"
 
 
 AnyRewardConfig = Annotated[

@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> None:
         if dist.get_rank() == 0:
             save_checkpoint(
                 args.out, result.model, config, encoder_id=str(payload["encoder_id"]),
-                heads=head_names(config.kind, n_schools), reward_mean=result.reward_mean,
-                reward_std=result.reward_std,
+                heads=head_names(config.kind, n_schools, getattr(config, "spread_from", "votes")),
+                reward_mean=result.reward_mean, reward_std=result.reward_std,
                 extra={"world_size": dist.get_world_size(), "epochs": len(result.history)},
             )
         dist.barrier()

@@ -14,7 +14,8 @@ With a fit, w down-weights likely lapses, so the consensus is that of careful ju
   ``pluralism``; for a fit without verdicts, when the schools' held-out vote shares point
   different ways (one above 1/2, another below: a noisier label). How well the model's own
   signal finds them is the ROC AUC of: the range of the school heads' reward differences
-  (multi-head), the pair's spread sqrt(sigma_1^2 + sigma_2^2) (distributional), or low
+  (multi-head), the pair's spread sqrt(sigma_1^2 + sigma_2^2) (distributional; with the spread
+  from schools, how far the replies lean apart |l_1 - l_2|), or low
   confidence -|p - 1/2| (plain, weighted). Needs a fit with two or more schools.
 * Proxy probes: Pearson and Spearman correlation of reward with response length (characters);
   a length-only baseline (the longer reply wins) on the same pairs; mean standardised reward by
@@ -116,7 +117,8 @@ def pair_probabilities(
         pairs["r1_idx"].to_numpy(), device=embeddings.device))
     o2 = response_outputs(model, embeddings, prompt, torch.tensor(
         pairs["r2_idx"].to_numpy(), device=embeddings.device))
-    return win_probability(kind, o1, o2, link, min_log_var).cpu().numpy().astype(float)
+    return win_probability(kind, o1, o2, link, min_log_var,
+                           getattr(model, "spread_from", "votes")).cpu().numpy().astype(float)
 
 
 def contested_signal(
@@ -127,6 +129,12 @@ def contested_signal(
     if kind == "multihead":
         school_p = np.clip(probs[:, :-1], 1e-9, 1 - 1e-9)
         return np.ptp(np.log(school_p / (1 - school_p)), axis=1)
+    if kind == "distributional" and getattr(model, "spread_from", "votes") == "schools":
+        prompt = torch.tensor(pairs["prompt_idx"].to_numpy(), device=embeddings.device)
+        lean_1, lean_2 = (response_outputs(model, embeddings, prompt, torch.tensor(
+            pairs[col].to_numpy(), device=embeddings.device))[:, 1].cpu().numpy()
+            for col in ("r1_idx", "r2_idx"))
+        return np.abs(lean_1 - lean_2).astype(float)
     if kind == "distributional":
         prompt = torch.tensor(pairs["prompt_idx"].to_numpy(), device=embeddings.device)
         var = sum(
@@ -176,7 +184,7 @@ def evaluate_model(
     pairs = pair_table(data, split)
     if pairs.height == 0:
         return {"split": split, "n_pairs": 0}
-    names = head_names(kind, data.n_schools)
+    names = head_names(kind, data.n_schools, getattr(model, "spread_from", "votes"))
     probs = pair_probabilities(model, kind, embeddings, pairs, link, min_log_var)
     main = probs[:, -1] if kind == "multihead" else probs[:, 0]
     acc, n_labelled = labelled_accuracy(main, pairs["consensus_share"].to_numpy())

@@ -26,6 +26,16 @@ weight w (all means are w-weighted: sum w * l / sum w):
   P(1 beats 2) = F((mu_1 - mu_2) / sqrt(sigma_1^2 + sigma_2^2)) with F = Phi (probit) or the
   logistic sigma. Contested pairs are fitted with a large variance sum, so they come out
   uncertain rather than confidently wrong for one group.
+* **Distributional, spread from schools** (``spread_from="schools"``, two schools with shares
+  pi_k): outputs a mean mu and a signed lean l per response; school k's utility is
+  u_k = mu + l c_k with c_0 = sqrt(pi_1 / pi_0), c_1 = -sqrt(pi_0 / pi_1), so that
+  sum_k pi_k c_k = 0 and sum_k pi_k c_k^2 = 1: mu is the population mean of the utility and
+  |l| its between-school standard deviation. Each school's votes are fitted by Bradley-Terry on
+  d_k = (mu_1 - mu_2) + (l_1 - l_2) c_k, weighted as the multi-head school heads are. The
+  population's P(1 beats 2) = E_k[sigma(d_k)] is read with the probit approximation
+  sigma(dmu / sqrt(1 + pi dl^2 / 8)) (MacKay 1992), so no school share is stored; a pair whose
+  replies lean apart (|dl| large) is contested. The vote likelihood alone cannot tell a split
+  of firm, opposite views from a split of coin tosses; the school weights can.
 """
 
 from __future__ import annotations
@@ -45,7 +55,7 @@ class RewardNet(nn.Module):
 
     def __init__(
         self, dim: int, hidden: int, n_outputs: int, dropout: float = 0.1, davidson: bool = False,
-        architecture: Architecture = "mlp",
+        architecture: Architecture = "mlp", spread_from: str = "votes",
     ) -> None:
         super().__init__()
         self.dim, self.hidden, self.n_outputs = dim, hidden, n_outputs
@@ -60,6 +70,9 @@ class RewardNet(nn.Module):
             )
             self.head = nn.Linear(hidden, n_outputs)
         self.log_nu = nn.Parameter(torch.tensor(math.log(0.5))) if davidson else None
+        # how a distributional model's second output reads (not a weight: set from the config)
+        self.spread_from = spread_from
+        self.school_offsets: Tensor | None = None  # c_k, while training a 'schools' model
 
     def forward(self, prompt: Tensor, response: Tensor) -> Tensor:
         """(n, n_outputs) raw head outputs."""
@@ -69,12 +82,12 @@ class RewardNet(nn.Module):
         return self.head(self.trunk(features))
 
 
-def head_names(kind: str, n_schools: int) -> list[str]:
+def head_names(kind: str, n_schools: int, spread_from: str = "votes") -> list[str]:
     """Names of the network's outputs for ``kind``."""
     if kind == "multihead":
         return [f"school_{k}" for k in range(n_schools)] + ["consensus"]
     if kind == "distributional":
-        return ["mean", "log_var"]
+        return ["mean", "lean"] if spread_from == "schools" else ["mean", "log_var"]
     return ["reward"]
 
 
@@ -95,6 +108,20 @@ def bt_nll(d: Tensor, y: Tensor, tie: Tensor, log_nu: Tensor | None) -> Tensor:
     log_p = torch.log_softmax(logits, dim=-1)
     chosen = torch.where(tie, 2, torch.where(y > 0.5, 0, 1))
     return -log_p.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
+
+
+def school_lean_offsets(shares: Tensor) -> Tensor:
+    """c_k for two school shares (normalised here): sum pi c = 0, sum pi c^2 = 1."""
+    pi = shares.float() / shares.float().sum()
+    if pi.numel() != 2 or bool((pi <= 0).any()):
+        raise ValueError(f"school leans need two schools with positive shares, got {pi.tolist()}")
+    return torch.stack([(pi[1] / pi[0]).sqrt(), -(pi[0] / pi[1]).sqrt()])
+
+
+def population_win_logit(out_1: Tensor, out_2: Tensor) -> Tensor:
+    """Probit-approximated logit of E_k[sigma(d_k)] from (mean, lean) outputs."""
+    lean = out_1[:, 1] - out_2[:, 1]
+    return (out_1[:, 0] - out_2[:, 0]) / torch.sqrt(1 + math.pi * lean.square() / 8)
 
 
 def distributional_z(out_1: Tensor, out_2: Tensor, min_log_var: float) -> Tensor:
@@ -123,9 +150,20 @@ def preference_loss(
     consensus_weight: float = 1.0,
     link: str = "probit",
     min_log_var: float = -6.0,
+    spread_from: str = "votes",
+    school_offsets: Tensor | None = None,
 ) -> Tensor:
     """The training loss of ``kind`` for a batch (outputs in float32; see the module doc)."""
     out_1, out_2 = out_1.float(), out_2.float()
+    if kind == "distributional" and spread_from == "schools":
+        if school_offsets is None:
+            raise ValueError("spread_from='schools' needs the school offsets c_k")
+        d = out_1 - out_2
+        total = torch.zeros((), device=d.device)
+        for school in range(school_offsets.numel()):
+            nll = bt_nll(d[:, 0] + d[:, 1] * school_offsets[school], y, tie, None)
+            total = total + _wmean(nll, weight * schools[:, school])
+        return total
     if kind == "distributional":
         z = distributional_z(out_1, out_2, min_log_var)
         return _wmean(distributional_nll(z, y, link), weight)
@@ -141,13 +179,16 @@ def preference_loss(
 
 
 def win_probability(
-    kind: str, out_1: Tensor, out_2: Tensor, link: str = "probit", min_log_var: float = -6.0
+    kind: str, out_1: Tensor, out_2: Tensor, link: str = "probit", min_log_var: float = -6.0,
+    spread_from: str = "votes",
 ) -> Tensor:
     """P(response 1 beats response 2) per head: (n, heads); distributional gives one column.
 
     Under Davidson the decisive-outcome probability P(1) / (P(1) + P(2)) is sigma(d) too.
     """
     out_1, out_2 = out_1.float(), out_2.float()
+    if kind == "distributional" and spread_from == "schools":
+        return torch.sigmoid(population_win_logit(out_1, out_2)).unsqueeze(-1)
     if kind == "distributional":
         z = distributional_z(out_1, out_2, min_log_var)
         p = torch.special.ndtr(z) if link == "probit" else torch.sigmoid(z)

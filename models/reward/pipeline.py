@@ -81,6 +81,14 @@ def prepare(
             where="comparison_weights.school_weights",
             fix="refit the annotator model with n_schools >= 2, or train --kind weighted",
         )
+    if getattr(config, "spread_from", "votes") == "schools" and data.n_schools != 2:
+        raise MissingFitError(
+            f"Fit '{fit_id}' has {data.n_schools} school(s); a distributional model with the "
+            "spread from schools needs exactly 2.",
+            where="comparison_weights.school_weights",
+            fix="refit with --schools 2, or train --kind distributional --set spread_from=votes "
+            "(or --kind multihead for more schools)",
+        )
     if encoder is None:
         device = "cuda" if resolve_device(config.device).type == "cuda" else "cpu"
         encoder = encoder_for(config, device)
@@ -98,7 +106,8 @@ def uses_weights(config: RewardConfig, data: PreferenceData) -> bool:
     """Whether the loss weights comparisons by P(careful)."""
     if config.kind in ("weighted", "multihead"):
         return True
-    return (isinstance(config, DistributionalConfig) and config.use_weights
+    return (isinstance(config, DistributionalConfig)
+            and (config.use_weights or config.spread_from == "schools")
             and data.fit_id is not None)
 
 
@@ -144,7 +153,7 @@ def train_and_evaluate(
         "n_train": int((data.comparisons["split"] == "train").sum()),
         "n_validation": int((data.comparisons["split"] == "validation").sum()),
         "n_test": int((data.comparisons["split"] == "test").sum()),
-        "heads": head_names(config.kind, data.n_schools),
+        "heads": head_names(config.kind, data.n_schools, getattr(config, "spread_from", "votes")),
     }
     if finetuned is not None:
         metrics["finetune"] = {

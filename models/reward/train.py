@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from models.reward.config import DistributionalConfig, MultiHeadConfig, RewardConfig
 from models.reward.data import PreferenceData
 from models.reward.errors import DeviceUnavailableError
-from models.reward.heads import RewardNet, n_outputs, preference_loss
+from models.reward.heads import RewardNet, n_outputs, preference_loss, school_lean_offsets
 
 Log = Callable[[str], None]
 
@@ -111,6 +111,7 @@ def _loss_kwargs(config: RewardConfig) -> dict[str, object]:
         kwargs["consensus_weight"] = config.consensus_weight
     if isinstance(config, DistributionalConfig):
         kwargs["link"], kwargs["min_log_var"] = config.link, config.min_log_var
+        kwargs["spread_from"] = config.spread_from
     return kwargs
 
 
@@ -126,7 +127,8 @@ def batch_loss(
     out_1, out_2 = both.split(len(rows))
     return preference_loss(
         config.kind, out_1, out_2, t.y[rows], t.tie[rows], t.weight[rows], t.schools[rows],
-        log_nu=core.log_nu, **_loss_kwargs(config),  # type: ignore[arg-type]
+        log_nu=core.log_nu, school_offsets=core.school_offsets,
+        **_loss_kwargs(config),  # type: ignore[arg-type]
     )
 
 
@@ -172,13 +174,17 @@ def train_model(
     core = RewardNet(
         t.embeddings.shape[1], config.hidden, n_outputs(config.kind, n_schools),
         config.dropout, davidson=config.ties == "davidson" and config.kind != "distributional",
-        architecture=config.architecture,
+        architecture=config.architecture, spread_from=getattr(config, "spread_from", "votes"),
     ).to(device)
+    train_rows, val_rows = t.rows(0), t.rows(1)
+    if core.spread_from == "schools":
+        # the training votes' school shares, each vote counted by P(careful)
+        core.school_offsets = school_lean_offsets(
+            (t.weight[train_rows, None] * t.schools[train_rows]).sum(0))
     model: torch.nn.Module = DistributedDataParallel(core) if distributed else core
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     autocast = device.type == "cuda" and config.bf16
-    train_rows, val_rows = t.rows(0), t.rows(1)
     if len(val_rows) == 0:
         val_rows = train_rows
     generator = torch.Generator().manual_seed(config.seed)
