@@ -29,10 +29,9 @@ if not chosen:
 picked = runs.filter(pl.col("run_id").is_in(chosen))
 st.subheader("Side by side")
 st.dataframe(data.reward_metric_table(picked), hide_index=True, width="stretch")
-st.caption("contested_auc: how well a run's own signal finds the held-out pairs whose schools' "
-           "votes point different ways (ROC AUC; 0.5 is chance). Multi-head runs read it from "
-           "school-head disagreement, distributional runs from the spread, the others from low "
-           "confidence.")
+st.caption("contested_auc: how well a run's own signal finds the held-out pairs the fit calls "
+           "pluralism (ROC AUC; 0.5 is chance). Multi-head runs read it from school-head "
+           "disagreement, distributional runs from the spread, the others from low confidence.")
 left, right = st.columns(2)
 acc = data.reward_accuracy(picked)
 if acc.height:
