@@ -9,6 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analytics.reward_jobs import evaluate_run, score_run, train_run
 from models.reward.checkpoint import load_checkpoint, save_checkpoint, state_equal
@@ -348,3 +350,21 @@ def test_distributional_spread_from_schools_end_to_end(world_db, tmp_path: Path)
     kinds = pairs["kind"].to_numpy()
     for other in ("clear", "ambiguous"):  # 0.73 against 0.26 and 0.24 when written
         assert lean_apart[kinds == "contested"].mean() > 2 * lean_apart[kinds == other].mean()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1),
+                          st.floats(-5, 5, allow_subnormal=False)),
+                min_size=2, max_size=40))
+def test_contested_detection_is_a_rank_statistic(rows: list[tuple[float, float, float]]) -> None:
+    pairs = pl.DataFrame({"school_share_0": [r[0] for r in rows],
+                          "school_share_1": [r[1] for r in rows]})
+    signal = np.array([r[2] for r in rows])
+    found = contested_detection(signal, pairs, 2)
+    assert 0 <= found["n_contested"] <= found["n_pairs"] <= len(rows)
+    if np.isnan(found["roc_auc"]):
+        return
+    # depends on the signal's order only, and reversing the order mirrors it around 1/2
+    assert contested_detection(3 * signal, pairs, 2)["roc_auc"] == pytest.approx(found["roc_auc"])
+    assert contested_detection(-signal, pairs, 2)["roc_auc"] == pytest.approx(
+        1 - found["roc_auc"])
