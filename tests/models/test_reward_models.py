@@ -368,3 +368,18 @@ def test_contested_detection_is_a_rank_statistic(rows: list[tuple[float, float, 
     assert contested_detection(3 * signal, pairs, 2)["roc_auc"] == pytest.approx(found["roc_auc"])
     assert contested_detection(-signal, pairs, 2)["roc_auc"] == pytest.approx(
         1 - found["roc_auc"])
+
+
+def test_training_is_seeded_and_reproducible(world_db) -> None:  # type: ignore[no-untyped-def]
+    con, _, folder = world_db
+    runs = []
+    for seed in (0, 0, 1):
+        config = make_config("weighted", **{**QUICK, "epochs": 4, "seed": seed})
+        prepared = prepare(con, config, "oracle", folder / "cache", _silent)
+        result, metrics = train_and_evaluate(prepared, config, log=_silent)
+        runs.append((prepared.data.comparisons["split"], result, metrics))
+    (split_a, a, metrics_a), (split_b, b, metrics_b), (split_c, c, _) = runs
+    assert split_a.equals(split_b) and not split_a.equals(split_c)
+    assert state_equal(a.model, b.model) and not state_equal(a.model, c.model)
+    assert a.best_epoch == b.best_epoch and a.history == b.history
+    assert metrics_a["accuracy_consensus"] == metrics_b["accuracy_consensus"]
