@@ -40,7 +40,14 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.reward_truth import fit_weights, score_on_truth, uncertainty_on_truth  # noqa: E402
+from benchmarks.reward_truth import (  # noqa: E402
+    add_common_arguments,
+    fit_annotator_model,
+    held_out,
+    score_on_truth,
+    start,
+    uncertainty_on_truth,
+)
 from models.reward.config import RewardConfig, make_config  # noqa: E402
 from models.reward.encoder import EmbeddingCache, load_encoder, with_length_features  # noqa: E402
 from models.reward.evaluate import binary_metrics, pair_probabilities  # noqa: E402
@@ -69,9 +76,8 @@ def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: igno
     world.comparisons.write_parquet(folder / "comparisons.parquet")
     con = connect(folder / "demo.duckdb")
     ingest_file(con, folder / "comparisons.parquet")
-    fit_id, weights_label = fit_weights(con), "annotator-model fit"
-    truth = world.pairs
-    out: dict[str, object] = {"n_comparisons": args.n, "weights": weights_label,
+    fit_id = fit_annotator_model(con)
+    out: dict[str, object] = {"n_comparisons": args.n, "weights": "annotator-model fit",
                               "schools": world.schools}
     cache = Path(args.cache) if args.cache else folder / "cache"
     for name, kind, extra in DEMO_RUNS:
@@ -79,11 +85,12 @@ def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: igno
                              epochs=args.epochs, **extra)
         prepared = prepare(con, config, None if kind == "plain" else fit_id, cache, log)
         result, metrics = train_and_evaluate(prepared, config, log=log)
-        row = score_on_truth(prepared, result.model, kind, truth, world.schools)
+        held = held_out(prepared, result.model, kind, world.pairs)
+        row = score_on_truth(held, world.schools)
         row |= {"pairs_per_second": metrics["training"]["pairs_per_second"],  # type: ignore[index]
                 "embed_seconds": prepared.embed_seconds,
                 "texts_embedded": prepared.texts_embedded}
-        row["uncertainty"] = uncertainty_on_truth(prepared, result.model, kind, truth)
+        row["uncertainty"] = uncertainty_on_truth(held)
         row["contested_auc_from_held_out_votes"] = metrics.get("contested_detection")
         row["ece"] = metrics["ece"]
         row["length_baseline_accuracy"] = metrics["length_baseline_accuracy"]
@@ -270,8 +277,7 @@ def ukp_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: ignor
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--encoder", default="all-MiniLM-L6-v2")
+    add_common_arguments(parser)
     parser.add_argument("--part", default="all",
                         choices=["demo", "ukp", "finetune", "ceiling", "all"])
     parser.add_argument("--finetune-epochs", type=int, default=1)
@@ -291,16 +297,9 @@ def main() -> None:
     parser.add_argument("--linear-epochs", type=int, default=100,
                         help="maximum epochs of the UKP linear heads")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    parser.add_argument("--cache", default=None, help="embedding cache folder to reuse")
-    parser.add_argument("--out", type=Path, default=None, help="write the results JSON here")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    log = start(args)
     device = resolve_device(args.device)
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
 
     log(f"device: {describe_device(device)}")
     results: dict[str, object] = {"device": describe_device(device), "encoder": args.encoder,

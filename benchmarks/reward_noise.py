@@ -31,9 +31,14 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
-import torch  # noqa: E402
 
-from benchmarks.reward_truth import fit_weights, score_on_truth  # noqa: E402
+from benchmarks.reward_truth import (  # noqa: E402
+    add_common_arguments,
+    fit_annotator_model,
+    held_out,
+    score_on_truth,
+    start,
+)
 from models.reward.config import make_config  # noqa: E402
 from models.reward.oracle import write_oracle_fit  # noqa: E402
 from models.reward.pipeline import prepare, train_and_evaluate  # noqa: E402
@@ -56,7 +61,7 @@ def one_world(rushed: float, seed: int, args: argparse.Namespace, log) -> dict[s
     world.comparisons.write_parquet(folder / "comparisons.parquet")
     con = connect(folder / "demo.duckdb")
     ingest_file(con, folder / "comparisons.parquet")
-    fit_id = fit_weights(con)
+    fit_id = fit_annotator_model(con)
     write_oracle_fit(con, world.judgments, world.reviewers, len(world.schools))
     lapses = 1.0 - float(world.judgments["careful"].cast(pl.Float64).mean())  # type: ignore[arg-type]
     row: dict[str, object] = {"rushed_share": rushed, "seed": seed, "lapse_share_of_votes": lapses}
@@ -66,7 +71,8 @@ def one_world(rushed: float, seed: int, args: argparse.Namespace, log) -> dict[s
                              epochs=args.epochs)
         prepared = prepare(con, config, fit_id if fit == "fit" else fit, cache, log)
         result, _ = train_and_evaluate(prepared, config, log=log)
-        scored = score_on_truth(prepared, result.model, kind, world.pairs, world.schools)
+        scored = score_on_truth(held_out(prepared, result.model, kind, world.pairs),
+                                world.schools)
         row[name] = scored["accuracy_true_consensus"]
         row[f"{name}_by_kind"] = scored["accuracy_true_consensus_by_kind"]
         row["test_pairs_by_kind"] = scored["test_pairs_by_kind"]
@@ -108,20 +114,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="worlds per share (seeds 0..N-1)")
     parser.add_argument("--n", type=int, default=6000, help="comparisons per world")
     parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--encoder", default="all-MiniLM-L6-v2")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    parser.add_argument("--cache", default=None, help="embedding cache folder to reuse")
-    parser.add_argument("--out", type=Path, default=None, help="write the results JSON here")
+    add_common_arguments(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    log = start(args)
     shares = [float(s) for s in args.rushed.split(",") if s.strip()]
     if not shares or any(not 0.0 <= s <= 1.0 for s in shares):
         raise SystemExit(f"--rushed takes shares in [0, 1], comma-separated; got {args.rushed!r}")
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
 
     device = describe_device(resolve_device(args.device))
     log(f"device: {device}")

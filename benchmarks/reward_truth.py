@@ -1,6 +1,13 @@
-"""Scoring reward models against a simulated world's truth (shared by the reward benchmarks)."""
+"""What the reward benchmarks share: the annotator fit, scoring against a simulated world's truth,
+and the command-line options every one of them takes."""
 
 from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -9,7 +16,27 @@ import torch
 from models.reward.evaluate import pair_probabilities, pair_table
 
 
-def fit_weights(con) -> str:  # type: ignore[no-untyped-def]
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device, --encoder, --threads, --cache and --out."""
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--encoder", default="all-MiniLM-L6-v2")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--cache", default=None, help="embedding cache folder to reuse")
+    parser.add_argument("--out", type=Path, default=None, help="write the results JSON here")
+
+
+def start(args: argparse.Namespace) -> Callable[[str], None]:
+    """Apply --threads; the log that prints progress to stderr (results go to stdout)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    return log
+
+
+def fit_annotator_model(con) -> str:  # type: ignore[no-untyped-def]
     """Fit the annotator model (default settings) and store every output table, as
     ``dissensus fit`` does; returns the fit id."""
     from analytics.fit_job import run_fit
@@ -18,16 +45,37 @@ def fit_weights(con) -> str:  # type: ignore[no-untyped-def]
     return run_fit(con, AnnotatorConfig()).fit_id
 
 
-def score_on_truth(prepared, model, kind: str, truth: pl.DataFrame,  # type: ignore[no-untyped-def]
-                   schools: list[str]) -> dict[str, object]:
-    """Held-out accuracy of ``model`` against the world's TRUE consensus and each school's true
-    preference, on every test pair and on the contested ones (pairs with no true consensus
-    direction are left out of the consensus accuracy)."""
+@dataclass
+class HeldOut:
+    """A model's predictions on the held-out pairs, joined with the world's truth."""
+
+    model: object
+    kind: str
+    pairs: pl.DataFrame
+    embeddings: torch.Tensor
+    probs: np.ndarray
+
+    @property
+    def main(self) -> np.ndarray:
+        """P(response 1 wins) of the consensus head (the only head of single-head kinds)."""
+        return self.probs[:, -1] if self.kind == "multihead" else self.probs[:, 0]
+
+
+def held_out(prepared, model, kind: str, truth: pl.DataFrame) -> HeldOut:  # type: ignore[no-untyped-def]
+    """Predict every held-out pair once, for :func:`score_on_truth` and
+    :func:`uncertainty_on_truth`."""
     pairs = pair_table(prepared.data, "test").join(truth, on="pair_id", how="inner")
     device = next(model.parameters()).device
-    probs = pair_probabilities(model, kind, torch.as_tensor(prepared.embeddings, device=device),
-                               pairs)
-    main = probs[:, -1] if kind == "multihead" else probs[:, 0]
+    embeddings = torch.as_tensor(prepared.embeddings, device=device)
+    return HeldOut(model, kind, pairs, embeddings,
+                   pair_probabilities(model, kind, embeddings, pairs))
+
+
+def score_on_truth(held: HeldOut, schools: list[str]) -> dict[str, object]:
+    """Held-out accuracy against the world's TRUE consensus and each school's true
+    preference, on every test pair and on the contested ones (pairs with no true consensus
+    direction are left out of the consensus accuracy)."""
+    pairs, probs, kind, main = held.pairs, held.probs, held.kind, held.main
     decided = pairs["consensus_margin"].abs().to_numpy() > 1e-9
     label = pairs["consensus_margin"].to_numpy() > 0
     right = (main > 0.5) == label
@@ -55,8 +103,7 @@ def score_on_truth(prepared, model, kind: str, truth: pl.DataFrame,  # type: ign
     return row
 
 
-def uncertainty_on_truth(prepared, model, kind: str,  # type: ignore[no-untyped-def]
-                         truth: pl.DataFrame) -> dict[str, object]:
+def uncertainty_on_truth(held: HeldOut) -> dict[str, object]:
     """Does the model know which held-out pairs are contested?
 
     Per kind of pair: the mean confidence |P(response 1 wins) - 1/2| of the model's main
@@ -69,14 +116,10 @@ def uncertainty_on_truth(prepared, model, kind: str,  # type: ignore[no-untyped-
 
     from models.reward.evaluate import contested_signal
 
-    pairs = pair_table(prepared.data, "test").join(truth, on="pair_id", how="inner")
-    device = next(model.parameters()).device
-    emb = torch.as_tensor(prepared.embeddings, device=device)
-    probs = pair_probabilities(model, kind, emb, pairs)
-    main = probs[:, -1] if kind == "multihead" else probs[:, 0]
-    kinds = pairs["kind"].to_numpy()
-    confidence = np.abs(main - 0.5)
-    signal = contested_signal(model, kind, emb, pairs, probs)
+    kind, kinds = held.kind, held.pairs["kind"].to_numpy()
+    confidence = np.abs(held.main - 0.5)
+    signal = contested_signal(held.model, kind, held.embeddings,  # type: ignore[arg-type]
+                              held.pairs, held.probs)
     out: dict[str, object] = {"mean_confidence_by_kind": {
         str(k): float(confidence[kinds == k].mean()) for k in sorted(set(kinds))}}
     if kind in ("multihead", "distributional"):

@@ -107,16 +107,23 @@ def labelled_accuracy(p: Array, share: Array) -> tuple[float, int]:
     return float(np.mean(hit)), int(keep.sum())
 
 
+def pair_outputs(
+    model: RewardNet, embeddings: torch.Tensor, pairs: pl.DataFrame,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw head outputs of each pair's response 1 and response 2."""
+    prompt = torch.tensor(pairs["prompt_idx"].to_numpy(), device=embeddings.device)
+    return tuple(  # type: ignore[return-value]
+        response_outputs(model, embeddings, prompt, torch.tensor(
+            pairs[col].to_numpy(), device=embeddings.device))
+        for col in ("r1_idx", "r2_idx"))
+
+
 def pair_probabilities(
     model: RewardNet, kind: str, embeddings: torch.Tensor, pairs: pl.DataFrame,
     link: str = "probit", min_log_var: float = -6.0,
 ) -> Array:
     """(pairs, heads) P(response 1 beats response 2)."""
-    prompt = torch.tensor(pairs["prompt_idx"].to_numpy(), device=embeddings.device)
-    o1 = response_outputs(model, embeddings, prompt, torch.tensor(
-        pairs["r1_idx"].to_numpy(), device=embeddings.device))
-    o2 = response_outputs(model, embeddings, prompt, torch.tensor(
-        pairs["r2_idx"].to_numpy(), device=embeddings.device))
+    o1, o2 = pair_outputs(model, embeddings, pairs)
     return win_probability(kind, o1, o2, link, min_log_var,
                            getattr(model, "spread_from", "votes")).cpu().numpy().astype(float)
 
@@ -129,21 +136,13 @@ def contested_signal(
     if kind == "multihead":
         school_p = np.clip(probs[:, :-1], 1e-9, 1 - 1e-9)
         return np.ptp(np.log(school_p / (1 - school_p)), axis=1)
-    if kind == "distributional" and getattr(model, "spread_from", "votes") == "schools":
-        prompt = torch.tensor(pairs["prompt_idx"].to_numpy(), device=embeddings.device)
-        lean_1, lean_2 = (response_outputs(model, embeddings, prompt, torch.tensor(
-            pairs[col].to_numpy(), device=embeddings.device))[:, 1].cpu().numpy()
-            for col in ("r1_idx", "r2_idx"))
-        return np.abs(lean_1 - lean_2).astype(float)
-    if kind == "distributional":
-        prompt = torch.tensor(pairs["prompt_idx"].to_numpy(), device=embeddings.device)
-        var = sum(
-            response_outputs(model, embeddings, prompt, torch.tensor(
-                pairs[col].to_numpy(), device=embeddings.device))[:, 1]
-            .clamp_min(min_log_var).exp().cpu().numpy()
-            for col in ("r1_idx", "r2_idx"))
-        return np.sqrt(np.asarray(var, dtype=float))
-    return -np.abs(probs[:, 0] - 0.5)
+    if kind != "distributional":
+        return -np.abs(probs[:, 0] - 0.5)
+    second_1, second_2 = (o[:, 1] for o in pair_outputs(model, embeddings, pairs))
+    if getattr(model, "spread_from", "votes") == "schools":  # how far the replies lean apart
+        return np.abs((second_1 - second_2).cpu().numpy()).astype(float)
+    var = second_1.clamp_min(min_log_var).exp() + second_2.clamp_min(min_log_var).exp()
+    return np.sqrt(var.cpu().numpy().astype(float))
 
 
 def contested_detection(
