@@ -315,6 +315,7 @@ def demo(
 
 def train_demo_models(encoder: str) -> None:
     """Train and score the weighted and multi-head reward models of the demo."""
+    from analytics.reward_cli import embedding_progress
     from analytics.reward_jobs import score_run, train_run
     from models.reward.config import make_config
 
@@ -322,8 +323,11 @@ def train_demo_models(encoder: str) -> None:
     try:
         for kind in ("weighted", "multihead"):
             console.print(f"training the {kind} reward model ({encoder})")
-            run_id = train_run(con, kind, None, make_config(kind, encoder=encoder),
-                               log=lambda message: console.print(f"  {message}", highlight=False))
+            with embedding_progress() as progress:
+                run_id = train_run(con, kind, None, make_config(kind, encoder=encoder),
+                                   log=lambda message: console.print(f"  {message}",
+                                                                     highlight=False),
+                                   progress=progress)
             score_run(con, run_id, log=lambda message: console.print(f"  {message}"))
     except DissensusError as error:
         fail(error)

@@ -3,11 +3,49 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from models.reward.config import KINDS
+
+
+@contextmanager
+def embedding_progress() -> Iterator[Callable[[int, int], None]]:
+    """A bar on stderr for texts being embedded; it appears only when some are missing from the
+    cache, and only on a terminal (or with DISSENSUS_PROGRESS=1)."""
+    from analytics.cli import errors
+
+    bar = Progress(
+        TextColumn("embedding texts"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=errors,
+        disable=not errors.is_terminal and os.environ.get("DISSENSUS_PROGRESS") != "1",
+    )
+    task: list[object] = []
+
+    def advance(done: int, total: int) -> None:
+        if not task:
+            bar.start()
+            task.append(bar.add_task("embed", total=total))
+        bar.update(task[0], completed=done, total=total)  # type: ignore[arg-type]
+        if done >= total:
+            bar.stop()  # before training logs its epochs on the other stream
+
+    try:
+        yield advance
+    finally:
+        bar.stop()
 
 
 def register(app: typer.Typer) -> None:
@@ -68,7 +106,9 @@ def register(app: typer.Typer) -> None:
         try:
             con = connect(State.db)
             try:
-                run_id = train_run(con, kind, fit, config, log=console.print)
+                with embedding_progress() as progress:
+                    run_id = train_run(con, kind, fit, config, log=console.print,
+                                       progress=progress)
             finally:
                 con.close()
         except DissensusError as error:
@@ -89,7 +129,8 @@ def register(app: typer.Typer) -> None:
         try:
             con = connect(State.db, read_only=True)
             try:
-                metrics = evaluate_run(con, run, log=console.print)
+                with embedding_progress() as progress:
+                    metrics = evaluate_run(con, run, log=console.print, progress=progress)
             finally:
                 con.close()
         except DissensusError as error:
@@ -108,7 +149,8 @@ def register(app: typer.Typer) -> None:
         try:
             con = connect(State.db)
             try:
-                n = score_run(con, run, log=console.print)
+                with embedding_progress() as progress:
+                    n = score_run(con, run, log=console.print, progress=progress)
             finally:
                 con.close()
         except DissensusError as error:

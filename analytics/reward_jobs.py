@@ -27,7 +27,7 @@ import torch
 from models.reward.checkpoint import load_checkpoint, save_checkpoint
 from models.reward.config import RewardConfig, make_config
 from models.reward.data import response_table, text_bodies
-from models.reward.encoder import SentenceEncoder, cache_folder_for
+from models.reward.encoder import Progress, SentenceEncoder, cache_folder_for
 from models.reward.errors import RewardModelError
 from models.reward.evaluate import evaluate_model
 from models.reward.finetune import load_finetuned_encoder
@@ -68,15 +68,17 @@ def train_run(
     con: duckdb.DuckDBPyConnection, kind: str, fit_id: str | None = None,
     config: RewardConfig | dict[str, object] | None = None, *, log: Log = print,
     cache_folder: Path | None = None, checkpoint_folder: Path | None = None,
+    progress: Progress | None = None,
 ) -> str:
-    """Train a ``kind`` model, save its checkpoint, record it in ``reward_runs``; its run id."""
+    """Train a ``kind`` model, save its checkpoint, record it in ``reward_runs``; its run id.
+    ``progress(done, total)`` follows the embedding of texts not in the cache yet."""
     if config is None or isinstance(config, dict):
         config = make_config(kind, **(config or {}))
     elif config.kind != kind:
         raise RewardModelError(f"The config is for kind '{config.kind}', not '{kind}'.",
                                fix="pass a config of the kind asked for")
     cache = cache_folder if cache_folder is not None else cache_folder_for(database_path(con))
-    prepared = prepare(con, config, fit_id, cache, log)
+    prepared = prepare(con, config, fit_id, cache, log, progress=progress)
     result, metrics = train_and_evaluate(prepared, config, response_table(con), log)
     created = datetime.now(UTC)
     digest = hashlib.sha256(f"{config.config_hash()}{created.isoformat()}".encode()).hexdigest()
@@ -143,13 +145,14 @@ def _load(con: duckdb.DuckDBPyConnection, run_id: str):  # type: ignore[no-untyp
 
 def evaluate_run(
     con: duckdb.DuckDBPyConnection, run_id: str, *, log: Log = print,
-    cache_folder: Path | None = None,
+    cache_folder: Path | None = None, progress: Progress | None = None,
 ) -> dict[str, object]:
     """Held-out metrics of a saved run, recomputed from its checkpoint on the same split."""
     row, checkpoint, encoder = _load(con, run_id)
     cache = cache_folder if cache_folder is not None else cache_folder_for(database_path(con))
     config = checkpoint.config
-    prepared = prepare(con, config, row["fit_id"], cache, log, encoder=encoder)  # type: ignore[arg-type]
+    prepared = prepare(con, config, row["fit_id"], cache, log, encoder=encoder,  # type: ignore[arg-type]
+                       progress=progress)
     metrics = evaluate_model(
         checkpoint.model, config.kind, prepared.data, torch.as_tensor(prepared.embeddings),
         response_table(con), link=getattr(config, "link", "probit"),
@@ -162,7 +165,7 @@ def evaluate_run(
 
 def score_run(
     con: duckdb.DuckDBPyConnection, run_id: str, *, log: Log = print,
-    cache_folder: Path | None = None,
+    cache_folder: Path | None = None, progress: Progress | None = None,
 ) -> int:
     """Write ``reward_scores`` for every response and head of a run; the number of rows."""
     _, checkpoint, encoder = _load(con, run_id)
@@ -174,7 +177,7 @@ def score_run(
     texts = text_bodies(con, ids.to_list())
     cache = cache_folder if cache_folder is not None else cache_folder_for(database_path(con))
     embeddings, _ = model_inputs(checkpoint.config, encoder, cache,  # type: ignore[arg-type]
-                                 texts["text_id"].to_list(), texts["body"].to_list())
+                                 texts["text_id"].to_list(), texts["body"].to_list(), progress)
     index = {t: i for i, t in enumerate(texts["text_id"].to_list())}
     prompt = torch.as_tensor([index[t] for t in responses["prompt_id"].to_list()])
     response = torch.as_tensor([index[t] for t in responses["text_id"].to_list()])

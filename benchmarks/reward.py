@@ -44,6 +44,7 @@ from benchmarks.reward_truth import (  # noqa: E402
     add_common_arguments,
     fit_annotator_model,
     held_out,
+    progress_lines,
     score_on_truth,
     start,
     uncertainty_on_truth,
@@ -83,7 +84,8 @@ def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: igno
     for name, kind, extra in DEMO_RUNS:
         config = make_config(kind, encoder=args.encoder, device=args.device, seed=args.seed,
                              epochs=args.epochs, **extra)
-        prepared = prepare(con, config, None if kind == "plain" else fit_id, cache, log)
+        prepared = prepare(con, config, None if kind == "plain" else fit_id, cache, log,
+                           progress=progress_lines(log))
         result, metrics = train_and_evaluate(prepared, config, log=log)
         held = held_out(prepared, result.model, kind, world.pairs)
         row = score_on_truth(held, world.schools)
@@ -147,7 +149,8 @@ def finetune_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: 
             finetune_encoder=tuned, finetune_epochs=args.finetune_epochs,
             finetune_max_comparisons=args.finetune_max, finetune_layers=args.finetune_layers,
         )
-        prepared = prepare(con, config, None, cache, log)
+        prepared = prepare(con, config, None, cache, log,
+                           progress=progress_lines(log))
         _, metrics = train_and_evaluate(prepared, config, log=log)
         row = {"accuracy_consensus": metrics["accuracy_consensus"],
                "n_labelled_pairs": metrics["n_labelled_pairs"]}

@@ -1,11 +1,12 @@
 """When does weighting by P(careful) pay off? Plain vs weighted reward models as lapses grow.
 
-    python benchmarks/reward_noise.py [--rushed 0.15,0.30,0.45] [--seeds 3] [--n 6000]
-                                      [--threads N] [--cache DIR] [--out results.json]
+    python benchmarks/reward_noise.py [--rushed 0.15,0.30,0.45] [--votes 3-8] [--seeds 3]
+                                      [--n 6000] [--threads N] [--cache DIR] [--out results.json]
 
-For each share of rushed reviewers and each seed, one demo world (35% minority school, every other
-setting at the demo's defaults) is simulated, ingested and fitted with the annotator model (EM, the
-default). Three Bradley-Terry models with the same split, seed and encoder are then trained:
+For each share of rushed reviewers, each range of distinct reviewers per pair and each seed, one
+demo world (35% minority school, every other setting at the demo's defaults) is simulated,
+ingested and fitted with the annotator model (EM, the default). Three Bradley-Terry models with the
+same split, seed and encoder are then trained:
 
 * ``plain``: every vote counts once;
 * ``weighted``: each vote weighted by the annotator model's P(careful);
@@ -36,6 +37,7 @@ from benchmarks.reward_truth import (  # noqa: E402
     add_common_arguments,
     fit_annotator_model,
     held_out,
+    progress_lines,
     score_on_truth,
     start,
 )
@@ -49,14 +51,16 @@ RUNS = (("plain", "plain", None), ("weighted", "weighted", "fit"),
         ("oracle", "weighted", "oracle"))
 
 
-def one_world(rushed: float, seed: int, args: argparse.Namespace, log) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def one_world(rushed: float, votes: tuple[int, int], seed: int, args: argparse.Namespace,
+              log) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """Simulate, ingest and fit one world; train and score the three runs on it."""
     from warehouse.db import connect
     from warehouse.demo import WorldConfig, simulate_world
     from warehouse.ingest import ingest_file
 
     world = simulate_world(WorldConfig(n_comparisons=args.n, rushed_share=rushed,
-                                       minority_share=0.35, seed=seed))
+                                       minority_share=0.35, votes_per_pair=votes,
+                                       seed=seed))
     folder = Path(tempfile.mkdtemp(prefix="reward-noise-"))
     world.comparisons.write_parquet(folder / "comparisons.parquet")
     con = connect(folder / "demo.duckdb")
@@ -64,12 +68,14 @@ def one_world(rushed: float, seed: int, args: argparse.Namespace, log) -> dict[s
     fit_id = fit_annotator_model(con)
     write_oracle_fit(con, world.judgments, world.reviewers, len(world.schools))
     lapses = 1.0 - float(world.judgments["careful"].cast(pl.Float64).mean())  # type: ignore[arg-type]
-    row: dict[str, object] = {"rushed_share": rushed, "seed": seed, "lapse_share_of_votes": lapses}
+    row: dict[str, object] = {"rushed_share": rushed, "votes_per_pair": f"{votes[0]}-{votes[1]}",
+                              "seed": seed, "lapse_share_of_votes": lapses}
     cache = Path(args.cache) if args.cache else folder / "cache"
     for name, kind, fit in RUNS:
         config = make_config(kind, encoder=args.encoder, device=args.device, seed=seed,
                              epochs=args.epochs)
-        prepared = prepare(con, config, fit_id if fit == "fit" else fit, cache, log)
+        prepared = prepare(con, config, fit_id if fit == "fit" else fit, cache, log,
+                           progress=progress_lines(log))
         result, _ = train_and_evaluate(prepared, config, log=log)
         scored = score_on_truth(held_out(prepared, result.model, kind, world.pairs),
                                 world.schools)
@@ -87,8 +93,10 @@ def summarise(rows: list[dict[str, object]]) -> list[dict[str, object]]:
         (pl.col("weighted") - pl.col("plain")).alias("weighted_gain"),
         (pl.col("oracle") - pl.col("plain")).alias("oracle_gain"))
     summary = []
-    for (rushed,), group in table.group_by("rushed_share", maintain_order=True):
-        entry: dict[str, object] = {"rushed_share": rushed, "worlds": group.height,
+    for (rushed, votes), group in table.group_by("rushed_share", "votes_per_pair",
+                                                 maintain_order=True):
+        entry: dict[str, object] = {"rushed_share": rushed, "votes_per_pair": votes,
+                                    "worlds": group.height,
                                     "lapse_share_of_votes": float(group["lapse_share_of_votes"]
                                                                   .mean()),  # type: ignore[arg-type]
                                     "test_pairs": int(group["n_test_pairs"].sum())}
@@ -107,10 +115,25 @@ def summarise(rows: list[dict[str, object]]) -> list[dict[str, object]]:
     return summary
 
 
+def parse_vote_ranges(text: str) -> list[tuple[int, int]]:
+    """``"1-1,3-8"`` -> ``[(1, 1), (3, 8)]``; a clear error for anything else."""
+    ranges = []
+    for part in (p.strip() for p in text.split(",")):
+        low, sep, high = part.partition("-")
+        if not (sep and low.isdigit() and high.isdigit() and 1 <= int(low) <= int(high)):
+            raise SystemExit(f"--votes takes ranges LOW-HIGH with 1 <= LOW <= HIGH, "
+                             f"comma-separated (e.g. 1-1,3-8); got {part!r} in {text!r}")
+        ranges.append((int(low), int(high)))
+    return ranges
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rushed", default="0.15,0.30,0.45",
                         help="shares of rushed reviewers to simulate, comma-separated")
+    parser.add_argument("--votes", default="3-8",
+                        help="ranges of distinct reviewers per pair to simulate, LOW-HIGH, "
+                             "comma-separated (the demo world has 3-8)")
     parser.add_argument("--seeds", type=int, default=3, help="worlds per share (seeds 0..N-1)")
     parser.add_argument("--n", type=int, default=6000, help="comparisons per world")
     parser.add_argument("--epochs", type=int, default=60)
@@ -121,16 +144,19 @@ def main() -> None:
     if not shares or any(not 0.0 <= s <= 1.0 for s in shares):
         raise SystemExit(f"--rushed takes shares in [0, 1], comma-separated; got {args.rushed!r}")
 
+    ranges = parse_vote_ranges(args.votes)
+
     device = describe_device(resolve_device(args.device))
     log(f"device: {device}")
     rows = []
     started = time.perf_counter()
     for rushed in shares:
-        for seed in range(args.seeds):
-            row = one_world(rushed, seed, args, log)
-            rows.append(row)
-            log(f"world rushed={rushed} seed={seed}: {json.dumps(row)} "
-                f"({time.perf_counter() - started:.0f} s so far)")
+        for votes in ranges:
+            for seed in range(args.seeds):
+                row = one_world(rushed, votes, seed, args, log)
+                rows.append(row)
+                log(f"world rushed={rushed} votes={votes} seed={seed}: {json.dumps(row)} "
+                    f"({time.perf_counter() - started:.0f} s so far)")
     result = {"device": device, "encoder": args.encoder, "n_comparisons": args.n,
               "per_world": rows, "summary": summarise(rows)}
     text = json.dumps(result, indent=2)

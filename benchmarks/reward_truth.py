@@ -36,6 +36,20 @@ def start(args: argparse.Namespace) -> Callable[[str], None]:
     return log
 
 
+def progress_lines(log: Callable[[str], None]) -> Callable[[int, int], None]:
+    """An embedding progress callback that logs a line per tenth of the texts (a benchmark's
+    stderr usually goes to a file, where a bar would not render)."""
+    reported = [-1]
+
+    def progress(done: int, total: int) -> None:
+        tenth = 10 * done // max(total, 1)
+        if tenth > reported[0]:
+            reported[0] = tenth
+            log(f"embedding texts: {done:,} of {total:,}")
+
+    return progress
+
+
 def fit_annotator_model(con) -> str:  # type: ignore[no-untyped-def]
     """Fit the annotator model (default settings) and store every output table, as
     ``dissensus fit`` does; returns the fit id."""

@@ -160,6 +160,17 @@ def load_encoder(
     return SentenceEncoder(path, short, batch_size, max_seq_length, device)
 
 
+#: Texts embedded between two writes to the cache folder.
+STORE_EVERY = 2048
+
+
+def _offset(progress: Progress | None, start: int, total: int) -> Progress | None:
+    """``progress`` for a chunk that begins at text ``start`` of ``total``."""
+    if progress is None:
+        return None
+    return lambda done, _chunk_total: progress(start + done, total)
+
+
 class EmbeddingCache:
     """Embeddings by (encoder id, text id): Parquet parts in a folder, or memory only."""
 
@@ -186,7 +197,10 @@ class EmbeddingCache:
         target = self.folder / encoder_id
         target.mkdir(parents=True, exist_ok=True)
         name = f"part-{time.time_ns()}-{os.getpid()}.parquet"
-        pl.DataFrame({"text_id": ids, "embedding": matrix.tolist()}).write_parquet(target / name)
+        # written under another name, then renamed: a killed run leaves no half-written part
+        partial = target / f".{name}.partial"
+        pl.DataFrame({"text_id": ids, "embedding": matrix.tolist()}).write_parquet(partial)
+        os.replace(partial, target / name)
 
     def put(self, encoder_id: str, text_ids: Sequence[str], matrix: Floats) -> None:
         """Add embeddings computed elsewhere (a fine-tuned encoder's) under ``encoder_id``."""
@@ -210,11 +224,14 @@ class EmbeddingCache:
         for tid, body in zip(text_ids, bodies, strict=True):
             if tid not in table and tid not in missing:
                 missing[tid] = body
-        if missing:
-            ids = list(missing)
-            matrix = encoder.encode([missing[t] for t in ids], progress=progress)
-            table.update(zip(ids, matrix, strict=True))
-            self._store(encoder.encoder_id, ids, matrix)
+        ids = list(missing)
+        for start in range(0, len(ids), STORE_EVERY):
+            # stored chunk by chunk, so an interrupted run keeps the texts it already embedded
+            chunk = ids[start : start + STORE_EVERY]
+            matrix = encoder.encode([missing[t] for t in chunk],
+                                    progress=_offset(progress, start, len(ids)))
+            table.update(zip(chunk, matrix, strict=True))
+            self._store(encoder.encoder_id, chunk, matrix)
         if not text_ids:
             return np.zeros((0, encoder.dim), np.float32), 0
         return np.stack([table[t] for t in text_ids]).astype(np.float32), len(missing)

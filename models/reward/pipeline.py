@@ -16,6 +16,7 @@ from models.reward.config import DistributionalConfig, RewardConfig, WeightedCon
 from models.reward.data import PreferenceData, check_fit, load_preferences
 from models.reward.encoder import (
     EmbeddingCache,
+    Progress,
     TextEncoder,
     load_encoder,
     with_length_features,
@@ -53,11 +54,12 @@ def encoder_for(config: RewardConfig, device: str = "cpu") -> TextEncoder:
 
 def model_inputs(
     config: RewardConfig, encoder: TextEncoder, cache_folder: Path | None,
-    text_ids: list[str], bodies: list[str],
+    text_ids: list[str], bodies: list[str], progress: Progress | None = None,
 ) -> tuple[np.ndarray, int]:
     """The network's per-text inputs under ``config``: cached embeddings, plus the length
-    columns when ``length_features``; and how many texts were embedded now."""
-    embeddings, n_new = EmbeddingCache(cache_folder).embed(encoder, text_ids, bodies)
+    columns when ``length_features``; and how many texts were embedded now. ``progress(done,
+    total)`` is called as the texts missing from the cache are embedded."""
+    embeddings, n_new = EmbeddingCache(cache_folder).embed(encoder, text_ids, bodies, progress)
     if config.length_features:
         embeddings = with_length_features(embeddings, bodies)
     return embeddings, n_new
@@ -66,8 +68,10 @@ def model_inputs(
 def prepare(
     con: duckdb.DuckDBPyConnection, config: RewardConfig, fit_id: str | None,
     cache_folder: Path | None, log: Log = print, encoder: TextEncoder | None = None,
+    progress: Progress | None = None,
 ) -> Prepared:
-    """Resolve the fit, load comparisons, split them and embed every text they use (cached)."""
+    """Resolve the fit, load comparisons, split them and embed every text they use (cached);
+    ``progress(done, total)`` follows the embedding of texts not in the cache yet."""
     if config.needs_fit or fit_id is not None:
         fit_id = check_fit(con, fit_id, config.kind)
     data = load_preferences(
@@ -95,7 +99,7 @@ def prepare(
     started = time.perf_counter()
     texts = data.texts
     embeddings, n_new = model_inputs(config, encoder, cache_folder, texts["text_id"].to_list(),
-                                     texts["body"].to_list())
+                                     texts["body"].to_list(), progress)
     seconds = time.perf_counter() - started
     log(f"encoder {encoder.encoder_id}: {len(texts):,} texts, {n_new:,} embedded now "
         f"({seconds:.1f} s), the rest from the cache")

@@ -14,8 +14,9 @@ import duckdb
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def dissensus(*args: str, db: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "DISSENSUS_DB": str(db)}
+def dissensus(*args: str, db: Path, check: bool = True,
+              extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "DISSENSUS_DB": str(db), **(extra_env or {})}
     result = subprocess.run(
         [sys.executable, "-m", "analytics.cli", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
@@ -131,11 +132,17 @@ def test_train_a_linear_head_with_length_features(tmp_path: Path) -> None:
     dissensus("simulate", str(data), "--n", "900", db=tmp_path / "unused.duckdb")
     db = tmp_path / "w.duckdb"
     dissensus("ingest", str(data / "comparisons.jsonl"), db=db)
+    progress_on = {"DISSENSUS_PROGRESS": "1"}
     out = dissensus("train", "--encoder", "hashing", "--epochs", "5", "--architecture", "linear",
-                    "--length-features", "--set", "l2=0.001", db=db)
+                    "--length-features", "--set", "l2=0.001", db=db, extra_env=progress_on)
     assert "run " in out.stdout
+    assert "embedding texts" in out.stderr  # the bar, forced on although stderr is a pipe
+    again = dissensus("train", "--encoder", "hashing", "--epochs", "2", db=db,
+                      extra_env=progress_on)
+    assert "embedding texts" not in again.stderr  # every text came from the cache
     con = duckdb.connect(str(db), read_only=True)
-    config = json.loads(con.execute("SELECT config FROM reward_runs").fetchall()[0][0])
+    config = json.loads(con.execute(
+        "SELECT config FROM reward_runs ORDER BY created_at").fetchall()[0][0])
     con.close()
     assert config["architecture"] == "linear" and config["length_features"] is True
     assert config["l2"] == 0.001
