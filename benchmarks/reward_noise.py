@@ -1,12 +1,15 @@
 """When does weighting by P(careful) pay off? Plain vs weighted reward models as lapses grow.
 
-    python benchmarks/reward_noise.py [--rushed 0.15,0.30,0.45] [--votes 3-8] [--seeds 3]
-                                      [--n 6000] [--threads N] [--cache DIR] [--out results.json]
+    python benchmarks/reward_noise.py [--rushed 0.15,0.30,0.45] [--votes-kept all,2,1]
+                                      [--seeds 3] [--n 6000] [--threads N] [--cache DIR]
+                                      [--out results.json]
 
-For each share of rushed reviewers, each range of distinct reviewers per pair and each seed, one
-demo world (35% minority school, every other setting at the demo's defaults) is simulated,
-ingested and fitted with the annotator model (EM, the default). Three Bradley-Terry models with the
-same split, seed and encoder are then trained:
+For each share of rushed reviewers and each seed, one demo world (35% minority school, every
+other setting at the demo's defaults: 3-8 reviewers per pair) is simulated. For each entry of
+``--votes-kept`` its votes are thinned to at most that many reviewers per pair, picked at random
+(repeats dropped; ``all`` keeps every vote), so the same pairs and texts are seen with fewer
+votes. Each version is ingested and fitted with the annotator model (EM, the default), and three
+Bradley-Terry models with the same split, seed and encoder are trained:
 
 * ``plain``: every vote counts once;
 * ``weighted``: each vote weighted by the annotator model's P(careful);
@@ -25,6 +28,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,22 +49,34 @@ from models.reward.config import make_config  # noqa: E402
 from models.reward.oracle import write_oracle_fit  # noqa: E402
 from models.reward.pipeline import prepare, train_and_evaluate  # noqa: E402
 from models.reward.train import describe_device, resolve_device  # noqa: E402
+from warehouse.demo import DemoWorld, WorldConfig, simulate_world  # noqa: E402
 
 #: (name, trainer kind, weights): "fit" is the annotator model's fit of the world.
 RUNS = (("plain", "plain", None), ("weighted", "weighted", "fit"),
         ("oracle", "weighted", "oracle"))
 
 
-def one_world(rushed: float, votes: tuple[int, int], seed: int, args: argparse.Namespace,
+def thin_votes(world: DemoWorld, keep: int | None, seed: int) -> DemoWorld:
+    """``world`` with at most ``keep`` reviewers' votes per pair, drawn at random (repeats
+    dropped); ``None`` keeps everything."""
+    if keep is None:
+        return world
+    kept = (world.judgments.filter(~pl.col("is_repeat"))
+            .sample(fraction=1.0, shuffle=True, seed=seed)
+            .filter(pl.int_range(pl.len()).over("pair_id") < keep)["comparison_id"])
+    return replace(world,
+                   comparisons=world.comparisons.filter(pl.col("comparison_id").is_in(kept)),
+                   judgments=world.judgments.filter(pl.col("comparison_id").is_in(kept)))
+
+
+def one_world(world: DemoWorld, keep: int | None, args: argparse.Namespace,
               log) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    """Simulate, ingest and fit one world; train and score the three runs on it."""
+    """Ingest and fit one (thinned) world; train and score the three runs on it."""
     from warehouse.db import connect
-    from warehouse.demo import WorldConfig, simulate_world
     from warehouse.ingest import ingest_file
 
-    world = simulate_world(WorldConfig(n_comparisons=args.n, rushed_share=rushed,
-                                       minority_share=0.35, votes_per_pair=votes,
-                                       seed=seed))
+    seed = world.config.seed
+    world = thin_votes(world, keep, seed)
     folder = Path(tempfile.mkdtemp(prefix="reward-noise-"))
     world.comparisons.write_parquet(folder / "comparisons.parquet")
     con = connect(folder / "demo.duckdb")
@@ -68,8 +84,9 @@ def one_world(rushed: float, votes: tuple[int, int], seed: int, args: argparse.N
     fit_id = fit_annotator_model(con)
     write_oracle_fit(con, world.judgments, world.reviewers, len(world.schools))
     lapses = 1.0 - float(world.judgments["careful"].cast(pl.Float64).mean())  # type: ignore[arg-type]
-    row: dict[str, object] = {"rushed_share": rushed, "votes_per_pair": f"{votes[0]}-{votes[1]}",
-                              "seed": seed, "lapse_share_of_votes": lapses}
+    row: dict[str, object] = {"rushed_share": world.config.rushed_share,
+                              "votes_kept": "all" if keep is None else str(keep), "seed": seed,
+                              "n_votes": world.comparisons.height, "lapse_share_of_votes": lapses}
     cache = Path(args.cache) if args.cache else folder / "cache"
     for name, kind, fit in RUNS:
         config = make_config(kind, encoder=args.encoder, device=args.device, seed=seed,
@@ -93,10 +110,11 @@ def summarise(rows: list[dict[str, object]]) -> list[dict[str, object]]:
         (pl.col("weighted") - pl.col("plain")).alias("weighted_gain"),
         (pl.col("oracle") - pl.col("plain")).alias("oracle_gain"))
     summary = []
-    for (rushed, votes), group in table.group_by("rushed_share", "votes_per_pair",
-                                                 maintain_order=True):
-        entry: dict[str, object] = {"rushed_share": rushed, "votes_per_pair": votes,
+    for (rushed, keep), group in table.group_by("rushed_share", "votes_kept",
+                                                maintain_order=True):
+        entry: dict[str, object] = {"rushed_share": rushed, "votes_kept": keep,
                                     "worlds": group.height,
+                                    "votes": int(group["n_votes"].sum()),
                                     "lapse_share_of_votes": float(group["lapse_share_of_votes"]
                                                                   .mean()),  # type: ignore[arg-type]
                                     "test_pairs": int(group["n_test_pairs"].sum())}
@@ -115,25 +133,27 @@ def summarise(rows: list[dict[str, object]]) -> list[dict[str, object]]:
     return summary
 
 
-def parse_vote_ranges(text: str) -> list[tuple[int, int]]:
-    """``"1-1,3-8"`` -> ``[(1, 1), (3, 8)]``; a clear error for anything else."""
-    ranges = []
+def parse_votes_kept(text: str) -> list[int | None]:
+    """``"all,2,1"`` -> ``[None, 2, 1]``; a clear error for anything else."""
+    caps: list[int | None] = []
     for part in (p.strip() for p in text.split(",")):
-        low, sep, high = part.partition("-")
-        if not (sep and low.isdigit() and high.isdigit() and 1 <= int(low) <= int(high)):
-            raise SystemExit(f"--votes takes ranges LOW-HIGH with 1 <= LOW <= HIGH, "
-                             f"comma-separated (e.g. 1-1,3-8); got {part!r} in {text!r}")
-        ranges.append((int(low), int(high)))
-    return ranges
+        if part == "all":
+            caps.append(None)
+        elif part.isdigit() and int(part) >= 1:
+            caps.append(int(part))
+        else:
+            raise SystemExit(f"--votes-kept takes 'all' or whole numbers >= 1, comma-separated "
+                             f"(e.g. all,2,1); got {part!r} in {text!r}")
+    return caps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rushed", default="0.15,0.30,0.45",
                         help="shares of rushed reviewers to simulate, comma-separated")
-    parser.add_argument("--votes", default="3-8",
-                        help="ranges of distinct reviewers per pair to simulate, LOW-HIGH, "
-                             "comma-separated (the demo world has 3-8)")
+    parser.add_argument("--votes-kept", default="all",
+                        help="reviewers' votes kept per pair, comma-separated: 'all' (3-8 in "
+                             "the demo world) or a number to thin to, e.g. all,2,1")
     parser.add_argument("--seeds", type=int, default=3, help="worlds per share (seeds 0..N-1)")
     parser.add_argument("--n", type=int, default=6000, help="comparisons per world")
     parser.add_argument("--epochs", type=int, default=60)
@@ -144,19 +164,21 @@ def main() -> None:
     if not shares or any(not 0.0 <= s <= 1.0 for s in shares):
         raise SystemExit(f"--rushed takes shares in [0, 1], comma-separated; got {args.rushed!r}")
 
-    ranges = parse_vote_ranges(args.votes)
+    caps = parse_votes_kept(args.votes_kept)
 
     device = describe_device(resolve_device(args.device))
     log(f"device: {device}")
     rows = []
     started = time.perf_counter()
     for rushed in shares:
-        for votes in ranges:
-            for seed in range(args.seeds):
-                row = one_world(rushed, votes, seed, args, log)
+        for seed in range(args.seeds):
+            world = simulate_world(WorldConfig(n_comparisons=args.n, rushed_share=rushed,
+                                               minority_share=0.35, seed=seed))
+            for keep in caps:
+                row = one_world(world, keep, args, log)
                 rows.append(row)
-                log(f"world rushed={rushed} votes={votes} seed={seed}: {json.dumps(row)} "
-                    f"({time.perf_counter() - started:.0f} s so far)")
+                log(f"world rushed={rushed} seed={seed} votes kept={keep or 'all'}: "
+                    f"{json.dumps(row)} ({time.perf_counter() - started:.0f} s so far)")
     result = {"device": device, "encoder": args.encoder, "n_comparisons": args.n,
               "per_world": rows, "summary": summarise(rows)}
     text = json.dumps(result, indent=2)
