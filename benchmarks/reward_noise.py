@@ -1,15 +1,17 @@
 """When does weighting by P(careful) pay off? Plain vs weighted reward models as lapses grow.
 
     python benchmarks/reward_noise.py [--rushed 0.15,0.30,0.45] [--votes-kept all,2,1]
-                                      [--seeds 3] [--n 6000] [--threads N] [--cache DIR]
-                                      [--out results.json]
+                                      [--lapse-length-lean 0] [--seeds 3] [--n 6000]
+                                      [--threads N] [--cache DIR] [--out results.json]
 
 For each share of rushed reviewers and each seed, one demo world (35% minority school, every
 other setting at the demo's defaults: 3-8 reviewers per pair) is simulated. For each entry of
 ``--votes-kept`` its votes are thinned to at most that many reviewers per pair, picked at random
 (repeats dropped; ``all`` keeps every vote), so the same pairs and texts are seen with fewer
-votes. Each version is ingested and fitted with the annotator model (EM, the default), and three
-Bradley-Terry models with the same split, seed and encoder are trained:
+votes. ``--lapse-length-lean`` makes that share of lapses pick the longer reply instead of a
+coin (0, the demo world: a lapse carries no direction). Each version is ingested and fitted
+with the annotator model (EM, the default), and three Bradley-Terry models with the same split,
+seed and encoder are trained:
 
 * ``plain``: every vote counts once;
 * ``weighted``: each vote weighted by the annotator model's P(careful);
@@ -85,6 +87,7 @@ def one_world(world: DemoWorld, keep: int | None, args: argparse.Namespace,
     write_oracle_fit(con, world.judgments, world.reviewers, len(world.schools))
     lapses = 1.0 - float(world.judgments["careful"].cast(pl.Float64).mean())  # type: ignore[arg-type]
     row: dict[str, object] = {"rushed_share": world.config.rushed_share,
+                              "lapse_length_lean": world.config.lapse_length_lean,
                               "votes_kept": "all" if keep is None else str(keep), "seed": seed,
                               "n_votes": world.comparisons.height, "lapse_share_of_votes": lapses}
     cache = Path(args.cache) if args.cache else folder / "cache"
@@ -110,9 +113,10 @@ def summarise(rows: list[dict[str, object]]) -> list[dict[str, object]]:
         (pl.col("weighted") - pl.col("plain")).alias("weighted_gain"),
         (pl.col("oracle") - pl.col("plain")).alias("oracle_gain"))
     summary = []
-    for (rushed, keep), group in table.group_by("rushed_share", "votes_kept",
-                                                maintain_order=True):
-        entry: dict[str, object] = {"rushed_share": rushed, "votes_kept": keep,
+    for (rushed, lean, keep), group in table.group_by("rushed_share", "lapse_length_lean",
+                                                      "votes_kept", maintain_order=True):
+        entry: dict[str, object] = {"rushed_share": rushed, "lapse_length_lean": lean,
+                                    "votes_kept": keep,
                                     "worlds": group.height,
                                     "votes": int(group["n_votes"].sum()),
                                     "lapse_share_of_votes": float(group["lapse_share_of_votes"]
@@ -154,6 +158,9 @@ def main() -> None:
     parser.add_argument("--votes-kept", default="all",
                         help="reviewers' votes kept per pair, comma-separated: 'all' (3-8 in "
                              "the demo world) or a number to thin to, e.g. all,2,1")
+    parser.add_argument("--lapse-length-lean", type=float, default=0.0,
+                        help="share of lapses that pick the longer reply (0: a coin, as in the "
+                             "demo world)")
     parser.add_argument("--seeds", type=int, default=3, help="worlds per share (seeds 0..N-1)")
     parser.add_argument("--n", type=int, default=6000, help="comparisons per world")
     parser.add_argument("--epochs", type=int, default=60)
@@ -173,7 +180,8 @@ def main() -> None:
     for rushed in shares:
         for seed in range(args.seeds):
             world = simulate_world(WorldConfig(n_comparisons=args.n, rushed_share=rushed,
-                                               minority_share=0.35, seed=seed))
+                                               minority_share=0.35, seed=seed,
+                                               lapse_length_lean=args.lapse_length_lean))
             for keep in caps:
                 row = one_world(world, keep, args, log)
                 rows.append(row)

@@ -233,6 +233,30 @@ def test_no_rushed_reviewers_when_share_is_zero() -> None:
     assert (calm.reviewers["lapse_tilt"] == 0.5).all()
 
 
+def test_lapses_that_lean_pick_the_longer_reply_and_change_nothing_else() -> None:
+    plain = simulate_world(n_comparisons=2_000, seed=3)
+    leaning = simulate_world(n_comparisons=2_000, seed=3, lapse_length_lean=1.0)
+    # the same reviewers, pairs, texts and careful judgments; only the lapses' picks move
+    assert_frame_equal(plain.pairs, leaning.pairs)
+    assert (plain.judgments["careful"] == leaning.judgments["careful"]).all()
+    careful = plain.judgments["careful"].to_numpy()
+    assert (plain.judgments["outcome"].to_numpy()[careful]
+            == leaning.judgments["outcome"].to_numpy()[careful]).all()
+    assert (~leaning.judgments["careful"]).sum() > 50
+    assert _lapses_picking_the_longer(leaning) == 1.0
+    # in the demo world a lapse is a coin: about half of them pick the longer reply
+    assert 0.35 < _lapses_picking_the_longer(plain) < 0.65
+
+
+def _lapses_picking_the_longer(world: DemoWorld) -> float:
+    chars = dict(zip(world.responses["response_id"], world.responses["text"].str.len_chars(),
+                     strict=True))
+    lapses = world.judgments.join(world.pairs, on="pair_id").filter(~pl.col("careful"))
+    longer_is_1 = np.array([chars[a] > chars[b] for a, b in
+                            zip(lapses["response_1_id"], lapses["response_2_id"], strict=True)])
+    return float(((lapses["outcome"].to_numpy() == 1) == longer_is_1).mean())
+
+
 @pytest.mark.parametrize(
     ("fmt", "compress"),
     [("jsonl", False), ("jsonl", True), ("csv", False), ("csv", True), ("parquet", False)],
@@ -272,6 +296,7 @@ def test_chunks_equal_the_whole_frame() -> None:
         {"n_comparisons": 0},
         {"votes_per_pair": (5, 2)},
         {"n_schools": 4},
+        {"lapse_length_lean": 1.2},
     ],
 )
 def test_invalid_configs_are_rejected(overrides: dict[str, object]) -> None:

@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from warehouse.demo.crowd import assign_reviewers, draw_reviewers, judge, split_votes
@@ -88,6 +89,9 @@ class WorldConfig:
     """Share of rows that repeat an earlier (reviewer, pair) judgment."""
     seed: int = 0
     """Seed of every random draw; equal configs give identical worlds."""
+    lapse_length_lean: float = 0.0
+    """Share of lapses that pick the longer reply instead of the position-tilted coin (0 in the
+    demo world, where a lapse carries no direction)."""
     clear_margin: float = 1.0
     """A school's preference is clear when ``|m| >= clear_margin``."""
     ambiguous_margin: float = 0.3
@@ -103,6 +107,7 @@ class WorldConfig:
             self.ambiguous_share,
             self.gold_share,
             self.repeat_share,
+            self.lapse_length_lean,
         )
         if any(not 0.0 <= s <= 1.0 for s in shares):
             raise ValueError("every share must lie in [0, 1]")
@@ -174,6 +179,14 @@ def iter_world_chunks(
         yield build_rows(core, start, start + chunk_size)
 
 
+def _longer_is_1(
+    texts: list[str], r1: npt.NDArray[np.int64], r2: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
+    """Whether response_1's text is the longer (in characters, what a skimming eye sees)."""
+    chars = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    return chars[r1] > chars[r2]
+
+
 def _simulate(config: WorldConfig) -> tuple[Core, dict[str, pl.DataFrame]]:
     seeds = np.random.SeedSequence(config.seed).spawn(6)
     rng_pool, rng_text, rng_crowd, rng_assign, rng_judge, rng_rows = (
@@ -226,6 +239,8 @@ def _simulate(config: WorldConfig) -> tuple[Core, dict[str, pl.DataFrame]]:
         crowd.position_bias[reviewer],
         crowd.lapse_tilt[reviewer],
         config.tie_threshold,
+        longer_is_1=_longer_is_1(chosen.reply_texts, chosen.r1[pair], chosen.r2[pair]),
+        length_lean=config.lapse_length_lean,
     )
     rushed = crowd.is_rushed[reviewer]
     r1, r2 = chosen.r1[pair], chosen.r2[pair]
