@@ -8,10 +8,10 @@ For each share of rushed reviewers and each seed, one demo world (35% minority s
 other setting at the demo's defaults: 3-8 reviewers per pair) is simulated. For each entry of
 ``--votes-kept`` its votes are thinned to at most that many reviewers per pair, picked at random
 (repeats dropped; ``all`` keeps every vote), so the same pairs and texts are seen with fewer
-votes. ``--lapse-length-lean`` makes that share of lapses pick the longer reply instead of a
-coin (0, the demo world: a lapse carries no direction). Each version is ingested and fitted
-with the annotator model (EM, the default), and three Bradley-Terry models with the same split,
-seed and encoder are trained:
+votes. ``--lapse-length-lean`` makes that share of lapses pick the longer reply (the shorter,
+when negative) instead of a coin (0, the demo world: a lapse carries no direction). Each
+version is ingested and fitted with the annotator model (EM, the default), and three
+Bradley-Terry models with the same split, seed and encoder are trained:
 
 * ``plain``: every vote counts once;
 * ``weighted``: each vote weighted by the annotator model's P(careful);
@@ -159,8 +159,8 @@ def main() -> None:
                         help="reviewers' votes kept per pair, comma-separated: 'all' (3-8 in "
                              "the demo world) or a number to thin to, e.g. all,2,1")
     parser.add_argument("--lapse-length-lean", type=float, default=0.0,
-                        help="share of lapses that pick the longer reply (0: a coin, as in the "
-                             "demo world)")
+                        help="share of lapses that pick the longer reply, in [-1, 1] (negative: "
+                             "the shorter; 0: a coin, as in the demo world)")
     parser.add_argument("--seeds", type=int, default=3, help="worlds per share (seeds 0..N-1)")
     parser.add_argument("--n", type=int, default=6000, help="comparisons per world")
     parser.add_argument("--epochs", type=int, default=60)

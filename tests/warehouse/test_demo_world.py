@@ -244,6 +244,8 @@ def test_lapses_that_lean_pick_the_longer_reply_and_change_nothing_else() -> Non
             == leaning.judgments["outcome"].to_numpy()[careful]).all()
     assert (~leaning.judgments["careful"]).sum() > 50
     assert _lapses_picking_the_longer(leaning) == 1.0
+    shorter = simulate_world(n_comparisons=2_000, seed=3, lapse_length_lean=-1.0)
+    assert _lapses_picking_the_longer(shorter) == 0.0
     # in the demo world a lapse is a coin: about half of them pick the longer reply
     assert 0.35 < _lapses_picking_the_longer(plain) < 0.65
 
@@ -297,6 +299,7 @@ def test_chunks_equal_the_whole_frame() -> None:
         {"votes_per_pair": (5, 2)},
         {"n_schools": 4},
         {"lapse_length_lean": 1.2},
+        {"lapse_length_lean": -1.5},
     ],
 )
 def test_invalid_configs_are_rejected(overrides: dict[str, object]) -> None:

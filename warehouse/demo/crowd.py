@@ -16,9 +16,10 @@ Judgment ``n`` by ``r`` on pair ``j`` with ``s_n = +1`` if response_1 was shown 
 with probability ``1 - eps_r`` careful, ``eta = m_{j,k(r)} + beta_r * s_n`` and
 ``P(response_1) = sigmoid(eta - tau)``, ``P(response_2) = sigmoid(-eta - tau)``, tie otherwise;
 with probability ``eps_r`` a lapse: the first-shown reply wins with probability ``gamma_r``.
-Optionally (``lapse_length_lean`` > 0, off in the demo world) that share of lapses picks the
-longer reply instead, the way a reviewer skimming for effort would: a lapse that leans, so it
-biases a model trained on it, where a random pick only adds variance.
+Optionally (``lapse_length_lean`` != 0, off in the demo world) a share ``|lean|`` of lapses
+picks the longer reply instead (the shorter when the lean is negative), as a reviewer skimming
+for effort might: a lapse with a direction, which can bias a model trained on it where a random
+pick only adds variance.
 """
 
 from __future__ import annotations
@@ -203,7 +204,8 @@ def judge(
     length_lean: float = 0.0,
 ) -> Judgments:
     """Simulate each judgment from its reviewer-school margin and reviewer parameters; with
-    ``length_lean`` > 0, that share of lapses picks the longer reply (``longer_is_1``)."""
+    ``length_lean`` != 0, a share ``|length_lean|`` of lapses picks the longer reply
+    (``longer_is_1``), or the shorter one when ``length_lean`` < 0."""
     n = len(margin)
     s = np.where(first_is_1, 1, -1)
     careful = rng.random(n) >= lapse_rate
@@ -214,9 +216,10 @@ def judge(
     careful_outcome = np.where(u < p1, 1, np.where(u >= 1.0 - p2, -1, 0))
     first_wins = rng.random(n) < lapse_tilt
     lapse_outcome = np.where(first_wins, s, -s)
-    if length_lean > 0.0 and longer_is_1 is not None:
+    if length_lean != 0.0 and longer_is_1 is not None:
         # drawn only when asked for, so worlds without the lean keep their random stream
-        leans = rng.random(n) < length_lean
-        lapse_outcome = np.where(leans, np.where(longer_is_1, 1, -1), lapse_outcome)
+        leans = rng.random(n) < abs(length_lean)
+        picks_1 = longer_is_1 if length_lean > 0 else ~longer_is_1
+        lapse_outcome = np.where(leans, np.where(picks_1, 1, -1), lapse_outcome)
     outcome = np.where(careful, careful_outcome, lapse_outcome).astype(np.int64)
     return Judgments(careful=careful, outcome=outcome, eta=eta)

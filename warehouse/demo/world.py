@@ -90,8 +90,8 @@ class WorldConfig:
     seed: int = 0
     """Seed of every random draw; equal configs give identical worlds."""
     lapse_length_lean: float = 0.0
-    """Share of lapses that pick the longer reply instead of the position-tilted coin (0 in the
-    demo world, where a lapse carries no direction)."""
+    """In [-1, 1]: this share of lapses picks the longer reply (or, when negative, the shorter)
+    instead of the position-tilted coin; 0 in the demo world, where a lapse has no direction."""
     clear_margin: float = 1.0
     """A school's preference is clear when ``|m| >= clear_margin``."""
     ambiguous_margin: float = 0.3
@@ -107,10 +107,11 @@ class WorldConfig:
             self.ambiguous_share,
             self.gold_share,
             self.repeat_share,
-            self.lapse_length_lean,
         )
         if any(not 0.0 <= s <= 1.0 for s in shares):
             raise ValueError("every share must lie in [0, 1]")
+        if not -1.0 <= self.lapse_length_lean <= 1.0:
+            raise ValueError("lapse_length_lean must lie in [-1, 1]")
         if self.contested_share + self.ambiguous_share > 1.0:
             raise ValueError("contested_share + ambiguous_share must not exceed 1")
         if self.n_comparisons < 1:
