@@ -81,9 +81,18 @@ class SentenceEncoder:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
         self.path = path
-        self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        # a local folder loads in well under a second: its weight-loading bar is only noise
+        # between the command's own lines
+        bars_were_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        finally:
+            if bars_were_on:
+                hf_logging.enable_progress_bar()
         self.model.max_seq_length = min(max_seq_length, self.model.max_seq_length or 10**6)
         self.batch_size = batch_size
         dim_of = getattr(self.model, "get_embedding_dimension", None) or \
