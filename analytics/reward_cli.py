@@ -13,6 +13,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -32,13 +33,14 @@ def embedding_progress() -> Iterator[Callable[[int, int], None]]:
         TimeRemainingColumn(), console=errors,
         disable=not errors.is_terminal and os.environ.get("DISSENSUS_PROGRESS") != "1",
     )
-    task: list[object] = []
+    task: TaskID | None = None
 
     def advance(done: int, total: int) -> None:
-        if not task:
+        nonlocal task
+        if task is None:
             bar.start()
-            task.append(bar.add_task("embed", total=total))
-        bar.update(task[0], completed=done, total=total)  # type: ignore[arg-type]
+            task = bar.add_task("embed", total=total)
+        bar.update(task, completed=done, total=total)
         if done >= total:
             bar.stop()  # before training logs its epochs on the other stream
 

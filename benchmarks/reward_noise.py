@@ -172,6 +172,9 @@ def main() -> None:
         raise SystemExit(f"--rushed takes shares in [0, 1], comma-separated; got {args.rushed!r}")
 
     caps = parse_votes_kept(args.votes_kept)
+    if not -1.0 <= args.lapse_length_lean <= 1.0:
+        raise SystemExit(f"--lapse-length-lean takes a share in [-1, 1] (negative: lapses pick "
+                         f"the shorter reply); got {args.lapse_length_lean}")
 
     device = describe_device(resolve_device(args.device))
     log(f"device: {device}")
