@@ -4,7 +4,7 @@ leave-one-out agreement, and a model-free reliability per reviewer.
 Every vote is a nominal value in {+1 (response_1 preferred), 0 (tie), -1 (response_2)}, in the
 pair's canonical orientation, so ties are a category of their own. A reviewer who judged the same
 pair more than once contributes only the first judgment here (repeats are for
-:func:`analytics.consistency.self_consistency`).
+:func:`dissensus.analytics.consistency.self_consistency`).
 
 Krippendorff's alpha (Krippendorff 2011, "Computing Krippendorff's alpha-reliability"), nominal:
 with n_uc the number of votes of value c on unit (pair) u, m_u = sum_c n_uc, only units with
@@ -20,7 +20,7 @@ bootstrap (resampling units, Hayes & Krippendorff 2007) is a multinomial draw ov
 a fixed pattern order (so the intervals are reproducible for a given seed).
 
 Pairwise and leave-one-out agreement and the model-free reliability live in
-:mod:`analytics.audit_reliability` and are importable from here.
+:mod:`dissensus.analytics.audit_reliability` and are importable from here.
 
 Fleiss' kappa (Fleiss 1971) needs the same number of raters per unit; it is computed on the
 units with the most common number of raters and says how many units it left out.
@@ -32,12 +32,12 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from analytics.audit_reliability import (
+from dissensus.analytics.audit_reliability import (
     leave_one_out_agreement,
     model_free_reliability,
     pairwise_agreement,
 )
-from analytics.audit_votes import (
+from dissensus.analytics.audit_votes import (
     LOO_SQL,
     VOTES_SQL,
     Votes,
@@ -45,7 +45,7 @@ from analytics.audit_votes import (
     require_columns,
     require_reviewers,
 )
-from warehouse.errors import DissensusError
+from dissensus.warehouse.errors import DissensusError
 
 GROUPINGS: dict[str, str] = {
     "category": "coalesce(category, '(none)')",

@@ -1,7 +1,7 @@
 """The reviewer audit: flags with reasons, and report cards, for labeling leads.
 
 Combines the annotator model's ``reviewer_estimates`` (latest fit, when there is one: reliability
-= 1 - lapse rate, school) with the model-free checks of :mod:`analytics.consistency` and
+= 1 - lapse rate, school) with the model-free checks of :mod:`dissensus.analytics.consistency` and
 :mod:`analytics.agreement`. The point of the combination: a reviewer who disagrees with the
 majority is not automatically a bad reviewer. A careful member of a minority school is reported as
 "minority view, consistent"; a rushed reviewer as "fast and inconsistent". Without a fit,
@@ -10,8 +10,8 @@ disagreement and carelessness are told apart by the evidence that does not depen
 
 All thresholds live in :class:`AuditConfig`. The work is split by task: the config in
 :mod:`analytics.audit_config`, the vote table every check shares in :mod:`analytics.audit_votes`,
-the verdicts in :mod:`analytics.audit_flags`, report cards and school disagreements in
-:mod:`analytics.report_card`; every public name is importable from here.
+the verdicts in :mod:`dissensus.analytics.audit_flags`, report cards and school disagreements in
+:mod:`dissensus.analytics.report_card`; every public name is importable from here.
 """
 
 from __future__ import annotations
@@ -19,12 +19,17 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from analytics import consistency as cs
-from analytics.audit_config import AuditConfig
-from analytics.audit_flags import audit_checks, audit_from, latest_fit_estimates
-from analytics.audit_reliability import reliability_from
-from analytics.audit_votes import load_votes, require_reviewers
-from analytics.report_card import AUDIT_COLUMNS, ReportCard, report_card, school_disagreements
+from dissensus.analytics import consistency as cs
+from dissensus.analytics.audit_config import AuditConfig
+from dissensus.analytics.audit_flags import audit_checks, audit_from, latest_fit_estimates
+from dissensus.analytics.audit_reliability import reliability_from
+from dissensus.analytics.audit_votes import load_votes, require_reviewers
+from dissensus.analytics.report_card import (
+    AUDIT_COLUMNS,
+    ReportCard,
+    report_card,
+    school_disagreements,
+)
 
 __all__ = [
     "AuditConfig",

@@ -12,7 +12,7 @@ from typing import Annotated
 import polars as pl
 import typer
 
-from warehouse.errors import DissensusError
+from dissensus.warehouse.errors import DissensusError
 
 TABLE_COLUMNS = [
     "rank",
@@ -33,14 +33,14 @@ TABLE_COLUMNS = [
 
 
 def _open():  # a read-only DuckDB connection
-    from analytics.cli import State
-    from warehouse.db import connect
+    from dissensus.analytics.cli import State
+    from dissensus.warehouse.db import connect
 
     return connect(State.db, read_only=True)
 
 
 def _emit(frame: pl.DataFrame, fmt: str, title: str, max_rows: int, compact: bool = True) -> None:
-    from analytics.cli import console, render_frame
+    from dissensus.analytics.cli import console, render_frame
 
     if fmt == "csv":
         sys.stdout.write(frame.write_csv())
@@ -92,8 +92,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Ranked reviewer audit: verdict, reliability with interval, and the reasons."""
-        from analytics.audit import reviewer_audit
-        from analytics.cli import fail
+        from dissensus.analytics.audit import reviewer_audit
+        from dissensus.analytics.cli import fail
 
         if fmt not in ("table", "csv", "json"):
             fail(
@@ -133,8 +133,8 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option(help="Disagreements and partners to show.")] = 10,
     ) -> None:
         """One reviewer's report card: every figure, verdicts, and disagreements with the texts."""
-        from analytics.audit import report_card
-        from analytics.cli import console, fail, render_frame
+        from dissensus.analytics.audit import report_card
+        from dissensus.analytics.cli import console, fail, render_frame
 
         try:
             con = _open()

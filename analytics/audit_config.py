@@ -1,6 +1,6 @@
 """The one typed config of the reviewer audit: every threshold, with its default and meaning.
 
-Re-exported by :mod:`analytics.audit`.
+Re-exported by :mod:`dissensus.analytics.audit`.
 """
 
 from __future__ import annotations

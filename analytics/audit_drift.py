@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 from scipy.special import erfc
 
-from analytics.audit_votes import Votes, load_votes, require_reviewers
+from dissensus.analytics.audit_votes import Votes, load_votes, require_reviewers
 
 
 def drift(

@@ -1,6 +1,6 @@
 """The audit's verdicts: every check joined per reviewer, then flags with reasons.
 
-See :mod:`analytics.audit` (which re-exports the public names) for what the verdicts mean.
+See :mod:`dissensus.analytics.audit` (which re-exports the public names) for what the verdicts mean.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from analytics import consistency as cs
-from analytics.audit_config import AuditConfig
-from analytics.audit_drift import drift_from
-from analytics.audit_reliability import loo_from, reliability_from
-from analytics.audit_votes import Votes
+from dissensus.analytics import consistency as cs
+from dissensus.analytics.audit_config import AuditConfig
+from dissensus.analytics.audit_drift import drift_from
+from dissensus.analytics.audit_reliability import loo_from, reliability_from
+from dissensus.analytics.audit_votes import Votes
 
 
 def latest_fit_estimates(con: duckdb.DuckDBPyConnection) -> tuple[str | None, pl.DataFrame]:
@@ -241,7 +241,7 @@ def audit_from(
     cfg: AuditConfig,
     checks: dict[str, pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
-    """:func:`analytics.audit.reviewer_audit` from ``votes`` (and ``checks`` when already
+    """:func:`dissensus.analytics.audit.reviewer_audit` from ``votes`` (and ``checks`` when already
     computed by :func:`audit_checks` with ``cfg``)."""
     checks = checks if checks is not None else audit_checks(votes, cfg)
     df, source = _join_all(con, cfg, checks)

@@ -1,5 +1,5 @@
 """Reviewer-level agreement: pairwise agreement, leave-one-out agreement and a model-free
-reliability per reviewer, computed from one :class:`analytics.audit_votes.Votes`.
+reliability per reviewer, computed from one :class:`dissensus.analytics.audit_votes.Votes`.
 
 Re-exported by :mod:`analytics.agreement` (their documented home). Each public function reads the
 votes itself; the ``*_from`` functions take a :class:`Votes` already read, so that a chain of
@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 from scipy.special import betaincinv
 
-from analytics.audit_votes import Votes, load_votes, require_reviewers
+from dissensus.analytics.audit_votes import Votes, load_votes, require_reviewers
 
 
 def pairwise_from(

@@ -1,6 +1,6 @@
 """The vote table of the reviewer audit, built once per call chain and shared by every check.
 
-Every statistic of :mod:`analytics.agreement`, :mod:`analytics.consistency` and
+Every statistic of :mod:`dissensus.analytics.agreement`, :mod:`dissensus.analytics.consistency` and
 :mod:`analytics.audit` is an aggregate over the comparisons that name their reviewer, most of them
 over the *first* judgment of each (reviewer, pair). Computing that first judgment with a window
 query per check made each check scan, partition and sort the million rows again. Instead,
@@ -21,8 +21,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from warehouse.errors import DissensusError, EmptyDataError
-from warehouse.vote_index import (
+from dissensus.warehouse.errors import DissensusError, EmptyDataError
+from dissensus.warehouse.vote_index import (
     compute_votes,
     read_vote_index,
     reviewer_coded,

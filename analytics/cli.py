@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from warehouse.db import DB_ENV_VAR, connect, default_db_path
-from warehouse.errors import DissensusError
+from dissensus.warehouse.db import DB_ENV_VAR, connect, default_db_path
+from dissensus.warehouse.errors import DissensusError
 
 if TYPE_CHECKING:
     import duckdb
@@ -83,7 +83,7 @@ def _progress() -> Progress:
 
 
 def ingest_and_report(paths: list[Path], fmt: str, strict: bool, salt: str | None) -> int:
-    from warehouse.ingest import ingest_file
+    from dissensus.warehouse.ingest import ingest_file
 
     con = connect(State.db)
     problems = 0
@@ -122,7 +122,7 @@ def ingest_and_report(paths: list[Path], fmt: str, strict: bool, salt: str | Non
                 )
     finally:
         if added:  # once for all the files (also after a failure: earlier batches are stored)
-            from warehouse.vote_index import refresh_vote_index
+            from dissensus.warehouse.vote_index import refresh_vote_index
 
             with console.status("indexing votes for the reviewer audit"):
                 refresh_vote_index(con)
@@ -166,7 +166,7 @@ def status() -> None:
 
 
 def print_status(con) -> None:
-    from warehouse import queries
+    from dissensus.warehouse import queries
 
     c = queries.counts(con)
     console.print(f"[bold]warehouse[/] {State.db}")
@@ -185,7 +185,7 @@ def print_status(con) -> None:
     if c.quarantined:
         console.print(render_frame(queries.quarantine_summary(con), "quarantine by reason", 10))
     if c.comparisons:
-        from warehouse.vote_index import index_status
+        from dissensus.warehouse.vote_index import index_status
 
         console.print(f"  vote index: {index_status(con)}")
 
@@ -193,7 +193,7 @@ def print_status(con) -> None:
 @app.command()
 def reindex() -> None:
     """Rebuild the stored vote index the reviewer audit reads (ingest keeps it fresh)."""
-    from warehouse.vote_index import index_status, refresh_vote_index
+    from dissensus.warehouse.vote_index import index_status, refresh_vote_index
 
     con = open_warehouse()
     try:
@@ -213,7 +213,7 @@ def quarantine(
     limit: Annotated[int, typer.Option(help="Rows to print.")] = 20,
 ) -> None:
     """List or export rejected rows with file, line, field, reason and the raw text."""
-    from warehouse import queries
+    from dissensus.warehouse import queries
 
     con = open_warehouse(read_only=True)
     try:
@@ -253,7 +253,7 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Write a demo-world dataset (comparisons plus ground truth) to files."""
-    from warehouse.demo import WorldConfig, simulate_world, write_world
+    from dissensus.warehouse.demo import WorldConfig, simulate_world, write_world
 
     if fmt not in ("jsonl", "csv", "parquet"):
         fail(DissensusError(f"Unknown format '{fmt}'.", expected="jsonl, csv or parquet",
@@ -282,7 +282,7 @@ def demo(
     ] = "all-MiniLM-L6-v2",
 ) -> None:
     """Build the demo warehouse: simulate the healthcare world, ingest, fit, train reward models."""
-    from warehouse.demo import WorldConfig, simulate_world, write_world
+    from dissensus.warehouse.demo import WorldConfig, simulate_world, write_world
 
     if fresh:
         import shutil
@@ -315,9 +315,9 @@ def demo(
 
 def train_demo_models(encoder: str) -> None:
     """Train and score the weighted and multi-head reward models of the demo."""
-    from analytics.reward_cli import embedding_progress
-    from analytics.reward_jobs import score_run, train_run
-    from models.reward.config import make_config
+    from dissensus.analytics.reward_cli import embedding_progress
+    from dissensus.analytics.reward_jobs import score_run, train_run
+    from dissensus.models.reward.config import make_config
 
     con = connect(State.db)
     try:
@@ -369,8 +369,8 @@ def fit(
 def run_fit_command(schools: str, method: str, seed: int, draws: int,
                     tie_per_reviewer: bool = False, pool_responses: bool = True,
                     tune: int = 500, chains: int = 2, response_features: bool = True) -> None:
-    from analytics.fit_job import fit_report_lines, run_fit
-    from models.annotator.config import AnnotatorConfig
+    from dissensus.analytics.fit_job import fit_report_lines, run_fit
+    from dissensus.models.annotator.config import AnnotatorConfig
 
     try:
         n_schools: str | int = "auto" if schools == "auto" else int(schools)
@@ -401,7 +401,7 @@ def run_fit_command(schools: str, method: str, seed: int, draws: int,
 
 
 def _register_commands() -> None:
-    from analytics import audit_cli, reward_cli, serve
+    from dissensus.analytics import audit_cli, reward_cli, serve
 
     audit_cli.register(app)
     reward_cli.register(app)

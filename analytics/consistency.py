@@ -25,8 +25,8 @@ import numpy as np
 import polars as pl
 from scipy.special import bdtr, bdtrc, betaincinv
 
-from analytics.audit_drift import drift, drift_series
-from analytics.audit_votes import (
+from dissensus.analytics.audit_drift import drift, drift_series
+from dissensus.analytics.audit_votes import (
     VOTES_SQL,
     Votes,
     by_reviewer,
@@ -346,7 +346,7 @@ def speed(con: duckdb.DuckDBPyConnection, fast_ratio: float = 0.4) -> pl.DataFra
     Needs comparisons.reviewer_id, has_reviewer, seconds_spent. Returns reviewers with timings:
     ``reviewer_id, n_timed, median_seconds, seconds_p25, seconds_p75, pool_median_seconds,
     speed_ratio, fast, verdict``. Combine with reliability in
-    :func:`analytics.audit.speed_vs_reliability`.
+    :func:`dissensus.analytics.audit.speed_vs_reliability`.
     """
     require_reviewers(con, "Speed", ["seconds_spent"])
     frame, ids = codes_and(con, "seconds_spent")

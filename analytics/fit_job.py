@@ -19,10 +19,10 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from models.annotator.config import AnnotatorConfig
-from models.annotator.estimator import AnnotatorModel
-from warehouse.pair_votes import store_pair_school_votes
-from warehouse.queries import model_frame
+from dissensus.models.annotator.config import AnnotatorConfig
+from dissensus.models.annotator.estimator import AnnotatorModel
+from dissensus.warehouse.pair_votes import store_pair_school_votes
+from dissensus.warehouse.queries import model_frame
 
 
 @dataclass

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
-from analytics import consistency as cs
-from analytics.audit_config import AuditConfig
-from analytics.audit_drift import drift_series_from
-from analytics.audit_flags import audit_checks, audit_from, latest_fit_estimates
-from analytics.audit_reliability import pairwise_from
-from analytics.audit_votes import load_votes, require_reviewers
-from warehouse.errors import EmptyDataError
+from dissensus.analytics import consistency as cs
+from dissensus.analytics.audit_config import AuditConfig
+from dissensus.analytics.audit_drift import drift_series_from
+from dissensus.analytics.audit_flags import audit_checks, audit_from, latest_fit_estimates
+from dissensus.analytics.audit_reliability import pairwise_from
+from dissensus.analytics.audit_votes import load_votes, require_reviewers
+from dissensus.warehouse.errors import EmptyDataError
 
 AUDIT_COLUMNS = ["outcome", "first_shown", "created_at", "seconds_spent", "gold_outcome"]
 """Columns of ``comparisons`` the audit needs beyond the reviewer and the pair."""

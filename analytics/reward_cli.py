@@ -19,14 +19,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from models.reward.config import KINDS
+from dissensus.models.reward.config import KINDS
 
 
 @contextmanager
 def embedding_progress() -> Iterator[Callable[[int, int], None]]:
     """A bar on stderr for texts being embedded; it appears only when some are missing from the
     cache, and only on a terminal (or with DISSENSUS_PROGRESS=1)."""
-    from analytics.cli import errors
+    from dissensus.analytics.cli import errors
 
     bar = Progress(
         TextColumn("embedding texts"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -80,11 +80,11 @@ def register(app: typer.Typer) -> None:
             "--set", help="Any other config field, as FIELD=JSON (e.g. --set lr=0.001).")] = None,
     ) -> None:
         """Train a reward model and record the run in reward_runs."""
-        from analytics.cli import State, console, fail
-        from analytics.reward_jobs import train_run
-        from models.reward.config import make_config
-        from warehouse.db import connect
-        from warehouse.errors import DissensusError
+        from dissensus.analytics.cli import State, console, fail
+        from dissensus.analytics.reward_jobs import train_run
+        from dissensus.models.reward.config import make_config
+        from dissensus.warehouse.db import connect
+        from dissensus.warehouse.errors import DissensusError
 
         if kind not in KINDS:
             fail(DissensusError(f"Unknown kind '{kind}'.", expected=", ".join(KINDS),
@@ -123,10 +123,10 @@ def register(app: typer.Typer) -> None:
         run: Annotated[str, typer.Argument(help="Run id from `dissensus train`.")],
     ) -> None:
         """Held-out accuracy (consensus, per school), calibration and proxy probes of a run."""
-        from analytics.cli import State, console, fail
-        from analytics.reward_jobs import evaluate_run
-        from warehouse.db import connect
-        from warehouse.errors import DissensusError
+        from dissensus.analytics.cli import State, console, fail
+        from dissensus.analytics.reward_jobs import evaluate_run
+        from dissensus.warehouse.db import connect
+        from dissensus.warehouse.errors import DissensusError
 
         try:
             con = connect(State.db, read_only=True)
@@ -143,10 +143,10 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def score(run: Annotated[str, typer.Argument(help="Run id from `dissensus train`.")]) -> None:
         """Write reward_scores for every response and head of a run."""
-        from analytics.cli import State, console, fail
-        from analytics.reward_jobs import score_run
-        from warehouse.db import connect
-        from warehouse.errors import DissensusError
+        from dissensus.analytics.cli import State, console, fail
+        from dissensus.analytics.reward_jobs import score_run
+        from dissensus.warehouse.db import connect
+        from dissensus.warehouse.errors import DissensusError
 
         try:
             con = connect(State.db)

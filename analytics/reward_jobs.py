@@ -24,16 +24,16 @@ import numpy as np
 import polars as pl
 import torch
 
-from models.reward.checkpoint import load_checkpoint, save_checkpoint
-from models.reward.config import RewardConfig, make_config
-from models.reward.data import response_table, text_bodies
-from models.reward.encoder import Progress, SentenceEncoder, cache_folder_for
-from models.reward.errors import RewardModelError
-from models.reward.evaluate import evaluate_model
-from models.reward.finetune import load_finetuned_encoder
-from models.reward.heads import head_names
-from models.reward.pipeline import encoder_for, model_inputs, prepare, train_and_evaluate
-from models.reward.train import response_outputs
+from dissensus.models.reward.checkpoint import load_checkpoint, save_checkpoint
+from dissensus.models.reward.config import RewardConfig, make_config
+from dissensus.models.reward.data import response_table, text_bodies
+from dissensus.models.reward.encoder import Progress, SentenceEncoder, cache_folder_for
+from dissensus.models.reward.errors import RewardModelError
+from dissensus.models.reward.evaluate import evaluate_model
+from dissensus.models.reward.finetune import load_finetuned_encoder
+from dissensus.models.reward.heads import head_names
+from dissensus.models.reward.pipeline import encoder_for, model_inputs, prepare, train_and_evaluate
+from dissensus.models.reward.train import response_outputs
 
 Log = Callable[[str], None]
 

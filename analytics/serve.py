@@ -9,7 +9,9 @@ from typing import Annotated
 
 import typer
 
-APP = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
+import dissensus.dashboards
+
+APP = Path(dissensus.dashboards.__file__).resolve().parent / "app.py"
 
 
 def streamlit_command(db: Path, port: int, host: str) -> list[str]:
@@ -33,7 +35,7 @@ def register(app: typer.Typer) -> None:
                  "0.0.0.0 to serve others (configure sign-in first).")] = "127.0.0.1",
     ) -> None:
         """Serve the dashboards: overview, reviewers, disagreements, rewards, trade-offs."""
-        from analytics.cli import State, console
+        from dissensus.analytics.cli import State, console
 
         db = State.db.resolve()
         if not db.exists():

@@ -6,7 +6,7 @@ among the top scores" is the first top score of the segment; a source is a float
 responses (NaN: not scored); the votes are two (school x pair) arrays. After that, a source's
 picks are one ``maximum.reduceat`` and every rate or satisfaction is a ``bincount`` over
 categories, so a what-if with new weights costs milliseconds, not a pass over a million rows.
-The definitions are in :mod:`analytics.tradeoffs`, which builds books from frames.
+The definitions are in :mod:`dissensus.analytics.tradeoffs`, which builds books from frames.
 """
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ class TradeoffBook:
 
     def category_tradeoffs(self, sources: list[str] | None = None) -> pl.DataFrame:
         """Per source and category (plus ``(all)``): n_prompts, the four rates and
-        ``satisfaction_<school>``; see :mod:`analytics.tradeoffs` for the definitions."""
+        ``satisfaction_<school>``; see :mod:`dissensus.analytics.tradeoffs` for the definitions."""
         names = sorted(self.sources) if sources is None else sources
         rows: dict[str, list] = {"source": [], "category": [], "n_prompts": []}
         rows |= {r: [] for r in RATES} | {f"satisfaction_{s}": [] for s in self.schools}

@@ -38,7 +38,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from analytics.tradeoff_book import (
+from dissensus.analytics.tradeoff_book import (
     ALL,
     FLAGS,
     REVIEWERS,
@@ -48,7 +48,7 @@ from analytics.tradeoff_book import (
     school_sources_of,
     vote_schools,
 )
-from warehouse.pair_votes import has_pair_school_votes, n_schools, pair_school_votes_sql
+from dissensus.warehouse.pair_votes import has_pair_school_votes, n_schools, pair_school_votes_sql
 
 __all__ = ["ALL", "FLAGS", "REVIEWERS", "URGENT_CATEGORIES", "TradeoffBook", "WhatIf",
            "category_tradeoffs", "latest_fit_id", "load_book", "preferred", "responses_frame",

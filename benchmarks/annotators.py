@@ -35,17 +35,17 @@ import polars as pl
 from scipy.stats import spearmanr
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
-from models.annotator.estimator import AnnotatorModel
-from models.annotator.oracle import (
+from dissensus.models.annotator.estimator import AnnotatorModel
+from dissensus.models.annotator.oracle import (
     margin_blind_reliability_oracle,
     oracle_inputs,
     pluralism_oracle,
     reliability_oracle,
     school_oracle,
 )
-from models.annotator.synthetic import model_frame_from_world
-from warehouse.demo import DemoWorld, WorldConfig, simulate_world
-from warehouse.demo.schools import school_shares
+from dissensus.models.annotator.synthetic import model_frame_from_world
+from dissensus.warehouse.demo import DemoWorld, WorldConfig, simulate_world
+from dissensus.warehouse.demo.schools import school_shares
 
 Scores = dict[str, float]
 

@@ -25,13 +25,13 @@ from typing import Any
 
 import duckdb
 import polars as pl
+from annotators import careful_ari, glad, reviewer_metrics
 
-from benchmarks.annotators import careful_ari, glad, reviewer_metrics
-from models.annotator.config import AnnotatorConfig
-from models.annotator.estimator import AnnotatorModel
-from models.annotator.synthetic import model_frame_from_world
-from warehouse.demo import WorldConfig, simulate_world
-from warehouse.queries import model_frame
+from dissensus.models.annotator.config import AnnotatorConfig
+from dissensus.models.annotator.estimator import AnnotatorModel
+from dissensus.models.annotator.synthetic import model_frame_from_world
+from dissensus.warehouse.demo import WorldConfig, simulate_world
+from dissensus.warehouse.queries import model_frame
 
 
 def score(estimates: pl.DataFrame, truth_reviewers: pl.DataFrame) -> dict[str, Any]:

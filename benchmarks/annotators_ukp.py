@@ -33,10 +33,10 @@ import numpy as np
 import polars as pl
 from scipy.stats import chi2_contingency
 
-from models.annotator import AnnotatorConfig, AnnotatorModel
-from warehouse.db import connect
-from warehouse.ingest import ingest_file
-from warehouse.queries import model_frame
+from dissensus.models.annotator import AnnotatorConfig, AnnotatorModel
+from dissensus.warehouse.db import connect
+from dissensus.warehouse.ingest import ingest_file
+from dissensus.warehouse.queries import model_frame
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 UKP = DATA / "ukpconvarg1_convincingness"

@@ -20,18 +20,18 @@ from pathlib import Path
 import polars as pl
 from scipy.stats import spearmanr
 
-from analytics import agreement as ag
-from analytics import audit
-from analytics import consistency as cs
-from warehouse.db import connect
-from warehouse.ingest import ingest_file
+from dissensus.analytics import agreement as ag
+from dissensus.analytics import audit
+from dissensus.analytics import consistency as cs
+from dissensus.warehouse.db import connect
+from dissensus.warehouse.ingest import ingest_file
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def demo_db(workdir: Path, n: int) -> Path:
     """The cached demo warehouse with ``n`` comparisons (built once: simulate + ingest)."""
-    from warehouse.demo import WorldConfig, simulate_world, write_world
+    from dissensus.warehouse.demo import WorldConfig, simulate_world, write_world
 
     db = workdir / f"demo_{n}.duckdb"
     if db.exists():

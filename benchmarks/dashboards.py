@@ -15,19 +15,17 @@ from __future__ import annotations
 import argparse
 import logging
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import polars as pl
+import streamlit as st
+
+from dissensus.dashboards import data
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 logging.getLogger("streamlit").setLevel(logging.ERROR)
-
-import polars as pl  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from dashboards import data  # noqa: E402
 
 for _name in ("streamlit", "streamlit.runtime.caching.cache_data_api",
               "streamlit.runtime.scriptrunner_utils.script_run_context"):

@@ -35,8 +35,8 @@ if method == "floor":
     rows = con.execute("SELECT count(*) FROM t").fetchall()[0][0]
     con.close()
 else:
-    from warehouse.db import connect
-    from warehouse.ingest import ingest_file
+    from dissensus.warehouse.db import connect
+    from dissensus.warehouse.ingest import ingest_file
     con = connect(target)
     report = ingest_file(con, source, fmt="jsonl")
     rows = report.rows_read
@@ -63,8 +63,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs per method (best is kept)")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from warehouse.demo import WorldConfig, simulate_world, write_world
+    from dissensus.warehouse.demo import WorldConfig, simulate_world, write_world
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dissensus-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)

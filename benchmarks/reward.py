@@ -28,19 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-import torch  # noqa: E402
-
-from benchmarks.reward_truth import (  # noqa: E402
+import numpy as np
+import polars as pl
+import torch
+from reward_truth import (
     add_common_arguments,
     fit_annotator_model,
     held_out,
@@ -49,11 +44,14 @@ from benchmarks.reward_truth import (  # noqa: E402
     start,
     uncertainty_on_truth,
 )
-from models.reward.config import RewardConfig, make_config  # noqa: E402
-from models.reward.encoder import EmbeddingCache, load_encoder, with_length_features  # noqa: E402
-from models.reward.evaluate import binary_metrics, pair_probabilities  # noqa: E402
-from models.reward.pipeline import prepare, train_and_evaluate  # noqa: E402
-from models.reward.train import Tensors, describe_device, resolve_device, train_model  # noqa: E402
+
+from dissensus.models.reward.config import RewardConfig, make_config
+from dissensus.models.reward.encoder import EmbeddingCache, load_encoder, with_length_features
+from dissensus.models.reward.evaluate import binary_metrics, pair_probabilities
+from dissensus.models.reward.pipeline import prepare, train_and_evaluate
+from dissensus.models.reward.train import Tensors, describe_device, resolve_device, train_model
+
+ROOT = Path(__file__).resolve().parents[1]
 
 UKP = ROOT.parent / "shared" / "data" / "ukpconvarg1_convincingness"
 
@@ -67,9 +65,9 @@ DEMO_RUNS: tuple[tuple[str, str, dict[str, object]], ...] = (
 
 
 def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    from warehouse.db import connect
-    from warehouse.demo import WorldConfig, simulate_world
-    from warehouse.ingest import ingest_file
+    from dissensus.warehouse.db import connect
+    from dissensus.warehouse.demo import WorldConfig, simulate_world
+    from dissensus.warehouse.ingest import ingest_file
 
     world = simulate_world(WorldConfig(n_comparisons=args.n, rushed_share=0.15,
                                        minority_share=0.35, seed=args.seed))
@@ -106,7 +104,7 @@ def demo_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: igno
 def ceiling_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """How much could perfect weights help? Pair-level majority labels from every vote against
     those from the truly careful votes only, both scored against the true consensus."""
-    from warehouse.demo import WorldConfig, simulate_world
+    from dissensus.warehouse.demo import WorldConfig, simulate_world
 
     out: dict[str, object] = {}
     for seed in range(args.seed, args.seed + 3):
@@ -132,9 +130,9 @@ def ceiling_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: i
 
 def finetune_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """Encoder fine-tuning throughput (and held-out accuracy before / after) on the demo world."""
-    from warehouse.db import connect
-    from warehouse.demo import WorldConfig, simulate_world
-    from warehouse.ingest import ingest_file
+    from dissensus.warehouse.db import connect
+    from dissensus.warehouse.demo import WorldConfig, simulate_world
+    from dissensus.warehouse.ingest import ingest_file
 
     world = simulate_world(WorldConfig(n_comparisons=args.n, seed=args.seed))
     folder = Path(tempfile.mkdtemp(prefix="reward-finetune-"))

@@ -27,19 +27,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-
-from benchmarks.reward_truth import (  # noqa: E402
+import numpy as np
+import polars as pl
+from reward_truth import (
     add_common_arguments,
     fit_annotator_model,
     held_out,
@@ -47,11 +42,14 @@ from benchmarks.reward_truth import (  # noqa: E402
     score_on_truth,
     start,
 )
-from models.reward.config import make_config  # noqa: E402
-from models.reward.oracle import write_oracle_fit  # noqa: E402
-from models.reward.pipeline import prepare, train_and_evaluate  # noqa: E402
-from models.reward.train import describe_device, resolve_device  # noqa: E402
-from warehouse.demo import DemoWorld, WorldConfig, simulate_world  # noqa: E402
+
+from dissensus.models.reward.config import make_config
+from dissensus.models.reward.oracle import write_oracle_fit
+from dissensus.models.reward.pipeline import prepare, train_and_evaluate
+from dissensus.models.reward.train import describe_device, resolve_device
+from dissensus.warehouse.demo import DemoWorld, WorldConfig, simulate_world
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: (name, trainer kind, weights): "fit" is the annotator model's fit of the world.
 RUNS = (("plain", "plain", None), ("weighted", "weighted", "fit"),
@@ -74,8 +72,8 @@ def thin_votes(world: DemoWorld, keep: int | None, seed: int) -> DemoWorld:
 def one_world(world: DemoWorld, keep: int | None, args: argparse.Namespace,
               log) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """Ingest and fit one (thinned) world; train and score the three runs on it."""
-    from warehouse.db import connect
-    from warehouse.ingest import ingest_file
+    from dissensus.warehouse.db import connect
+    from dissensus.warehouse.ingest import ingest_file
 
     seed = world.config.seed
     world = thin_votes(world, keep, seed)

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from models.reward.evaluate import pair_probabilities, pair_table
+from dissensus.models.reward.evaluate import pair_probabilities, pair_table
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,8 +53,8 @@ def progress_lines(log: Callable[[str], None]) -> Callable[[int, int], None]:
 def fit_annotator_model(con) -> str:  # type: ignore[no-untyped-def]
     """Fit the annotator model (default settings) and store every output table, as
     ``dissensus fit`` does; returns the fit id."""
-    from analytics.fit_job import run_fit
-    from models.annotator.config import AnnotatorConfig
+    from dissensus.analytics.fit_job import run_fit
+    from dissensus.models.annotator.config import AnnotatorConfig
 
     return run_fit(con, AnnotatorConfig()).fit_id
 
@@ -128,7 +128,7 @@ def uncertainty_on_truth(held: HeldOut) -> dict[str, object]:
     """
     from sklearn.metrics import roc_auc_score
 
-    from models.reward.evaluate import contested_signal
+    from dissensus.models.reward.evaluate import contested_signal
 
     kind, kinds = held.kind, held.pairs["kind"].to_numpy()
     confidence = np.abs(held.main - 0.5)

@@ -1,21 +1,17 @@
 """The dissensus dashboards: one Streamlit app with st.navigation over thin pages.
 
-Run with `dissensus serve` (or `streamlit run dashboards/app.py -- --db PATH`). Optional sign-in:
-when `.streamlit/secrets.toml` has an `[auth]` section (OIDC), every visitor must log in.
+Run with `dissensus serve` (or `streamlit run dashboards/app.py -- --db PATH` with dissensus
+installed). Optional sign-in: when `.streamlit/secrets.toml` has an `[auth]` section (OIDC),
+every visitor must log in.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from dashboards import data  # noqa: E402
+from dissensus.dashboards import data
 
 HERE = Path(__file__).resolve().parent
 

@@ -26,14 +26,14 @@ import duckdb
 import polars as pl
 import streamlit as st
 
-from analytics import tradeoffs as tr
-from warehouse import queries
-from warehouse.db import DB_ENV_VAR, connect, default_db_path
-from warehouse.errors import DissensusError, EmptyDataError
+from dissensus.analytics import tradeoffs as tr
+from dissensus.warehouse import queries
+from dissensus.warehouse.db import DB_ENV_VAR, connect, default_db_path
+from dissensus.warehouse.errors import DissensusError, EmptyDataError
 
 Key = tuple[str, str]
 SPINNER = "Querying the warehouse…"
-PRELOAD_MODULES: tuple[str, ...] = ("analytics.audit", "analytics.consistency")
+PRELOAD_MODULES: tuple[str, ...] = ("dissensus.analytics.audit", "dissensus.analytics.consistency")
 _preload_lock = threading.Lock()
 _preload: threading.Thread | None = None
 
@@ -141,7 +141,7 @@ def quarantine_rows(k: Key, batch_id: int | None = None, limit: int = 1000) -> p
 
 @st.cache_data(show_spinner="Running the reviewer audit…", max_entries=8, persist=None)
 def reviewer_audit(k: Key) -> pl.DataFrame:
-    from analytics.audit import reviewer_audit as audit
+    from dissensus.analytics.audit import reviewer_audit as audit
 
     with _open(k) as con:
         try:
@@ -152,7 +152,7 @@ def reviewer_audit(k: Key) -> pl.DataFrame:
 
 @st.cache_data(show_spinner=SPINNER, max_entries=64)
 def drift_series(k: Key, reviewer_id: str) -> pl.DataFrame:
-    from analytics.consistency import drift_series as series
+    from dissensus.analytics.consistency import drift_series as series
 
     with _open(k) as con:
         return series(con, reviewer_id)
@@ -160,7 +160,7 @@ def drift_series(k: Key, reviewer_id: str) -> pl.DataFrame:
 
 @st.cache_data(show_spinner=SPINNER, max_entries=64)
 def school_disagreements(k: Key, reviewer_id: str, limit: int = 20) -> pl.DataFrame:
-    from analytics.audit import school_disagreements as disagreements
+    from dissensus.analytics.audit import school_disagreements as disagreements
 
     with _open(k) as con:
         return disagreements(con, reviewer_id, limit)

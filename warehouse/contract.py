@@ -4,7 +4,7 @@ Every reader (JSONL, CSV, Parquet, and the adapters for public formats) turns it
 *staged chunks*: Arrow tables with the columns below, every value a string or null, plus
 ``_line`` (1-based line or row number in the source) and ``_raw`` (the source row as text, kept
 for quarantine). Validation, canonicalisation and storage then happen once, in
-:mod:`warehouse.ingest`, whatever the source format.
+:mod:`dissensus.warehouse.ingest`, whatever the source format.
 """
 
 from __future__ import annotations

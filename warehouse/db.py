@@ -8,8 +8,8 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.errors import DatabaseBusyError, SchemaVersionError, WarehouseWriteError
-from warehouse.schema import LATEST_VERSION, MIGRATIONS
+from dissensus.warehouse.errors import DatabaseBusyError, SchemaVersionError, WarehouseWriteError
+from dissensus.warehouse.schema import LATEST_VERSION, MIGRATIONS
 
 DEFAULT_DB_PATH = "dissensus.duckdb"
 DB_ENV_VAR = "DISSENSUS_DB"
@@ -85,11 +85,11 @@ def migrate(con: duckdb.DuckDBPyConnection, path: Path | str = "<memory>") -> in
                 [migration.version, migration.description, datetime.now(UTC)],
             )
         if 1 <= current < 3:  # an upgraded file with comparisons: index them once, now
-            from warehouse.vote_index import refresh_vote_index
+            from dissensus.warehouse.vote_index import refresh_vote_index
 
             refresh_vote_index(con, in_transaction=True)
         if 2 <= current < 4:  # fits stored before their per-pair school votes were
-            from warehouse.pair_votes import backfill_pair_school_votes
+            from dissensus.warehouse.pair_votes import backfill_pair_school_votes
 
             backfill_pair_school_votes(con)
         con.execute("COMMIT")

@@ -3,7 +3,7 @@
 One file is one batch and one transaction: a failure anywhere (a crash, a full disk, ``--strict``
 finding bad rows) rolls the whole batch back and leaves the warehouse as it was. Chunks stream from
 the reader through Arrow into DuckDB; validation and storage are set-based SQL
-(:mod:`warehouse.staging`, :mod:`warehouse.store`).
+(:mod:`dissensus.warehouse.staging`, :mod:`dissensus.warehouse.store`).
 
 Identity rules: a row with a ``comparison_id`` is that judgment; a row without one is identified
 by its content (reviewer, the two replies, choice, display order, strength, time, and the other
@@ -30,17 +30,17 @@ from time import perf_counter
 import duckdb
 import pyarrow as pa
 
-from warehouse import readers, staging, store
-from warehouse.contract import CONTRACT_COLUMNS
-from warehouse.errors import (
+from dissensus.warehouse import readers, staging, store
+from dissensus.warehouse.contract import CONTRACT_COLUMNS
+from dissensus.warehouse.errors import (
     DissensusError,
     InputFileError,
     PseudonymisationError,
     StrictModeError,
     WarehouseWriteError,
 )
-from warehouse.readers import StagedChunk
-from warehouse.vote_index import refresh_vote_index
+from dissensus.warehouse.readers import StagedChunk
+from dissensus.warehouse.vote_index import refresh_vote_index
 
 ProgressCallback = Callable[[int], None]
 CANONICAL_FORMATS = ("jsonl", "csv", "parquet")
@@ -265,7 +265,7 @@ def _chunks_for(
     digest = _hash_path(path)
     if fmt == "parquet":
         return readers.read_parquet(path, chunk_rows), lambda: digest
-    from warehouse.adapters import ADAPTERS
+    from dissensus.warehouse.adapters import ADAPTERS
 
     adapter = ADAPTERS[fmt]
     return (
@@ -320,7 +320,7 @@ def resolve_format(path: Path, fmt: str) -> tuple[str, str]:
     """(format, why): the format asked for, or the detected one with the reason."""
     if fmt != "auto":
         return fmt, "as requested with --format"
-    from warehouse.adapters.detect import detect_format
+    from dissensus.warehouse.adapters.detect import detect_format
 
     return detect_format(path)
 
@@ -338,9 +338,9 @@ def ingest_file(
 ) -> BatchReport:
     """Ingest one file as one batch (one transaction). See the module docstring for the rules.
 
-    ``refresh_index``: rebuild the vote index (:mod:`warehouse.vote_index`) in the batch's
+    ``refresh_index``: rebuild the vote index (:mod:`dissensus.warehouse.vote_index`) in the batch's
     transaction. Turn it off when ingesting many files in a row and call
-    :func:`warehouse.vote_index.refresh_vote_index` once after the last.
+    :func:`dissensus.warehouse.vote_index.refresh_vote_index` once after the last.
     """
     path = Path(path)
     if not path.exists():

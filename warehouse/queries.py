@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
-from warehouse.errors import EmptyDataError
+from dissensus.warehouse.errors import EmptyDataError
 
 
 def frame(

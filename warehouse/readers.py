@@ -24,8 +24,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from warehouse.contract import CONTRACT_COLUMNS, LINE_COLUMN, RAW_COLUMN, REVIEWER_ATTRIBUTES_COLUMN
-from warehouse.errors import InputFileError
+from dissensus.warehouse.contract import (
+    CONTRACT_COLUMNS,
+    LINE_COLUMN,
+    RAW_COLUMN,
+    REVIEWER_ATTRIBUTES_COLUMN,
+)
+from dissensus.warehouse.errors import InputFileError
 
 ChunkKind = Literal["json_lines", "columns"]
 GZIP_MAGIC = b"\x1f\x8b"

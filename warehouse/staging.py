@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from typing import Final
 
-from warehouse.contract import CONTRACT_COLUMNS, REVIEWER_ATTRIBUTES_COLUMN
-from warehouse.ids import sql_pair_id, sql_response_id, sql_text_id
+from dissensus.warehouse.contract import CONTRACT_COLUMNS, REVIEWER_ATTRIBUTES_COLUMN
+from dissensus.warehouse.ids import sql_pair_id, sql_response_id, sql_text_id
 
 #: Fields whose JSON value may be an array (joined with commas).
 LIST_FIELDS: Final = ("response_a_tags", "response_b_tags")

@@ -10,7 +10,7 @@ from typing import Final
 
 import duckdb
 
-from warehouse.contract import CONTRACT_COLUMNS
+from dissensus.warehouse.contract import CONTRACT_COLUMNS
 
 _NEW: Final = "FROM final WHERE _status = 'new'"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboards import data
+from dissensus.dashboards import data
 
 NO_FIT = (
     "**No annotator fit yet.** Reliability, schools and the causes of disagreement come from the "

@@ -3,8 +3,8 @@
 import polars as pl
 import streamlit as st
 
-from dashboards import charts, data
-from dashboards.views._common import NO_FIT, answer_cards, download, warehouse
+from dissensus.dashboards import charts, data
+from dissensus.dashboards.views._common import NO_FIT, answer_cards, download, warehouse
 
 st.title("Disagreement explorer")
 k, h = warehouse()

@@ -3,8 +3,8 @@
 import polars as pl
 import streamlit as st
 
-from dashboards import data
-from dashboards.views._common import NO_FIT, download, warehouse
+from dissensus.dashboards import data
+from dissensus.dashboards.views._common import NO_FIT, download, warehouse
 
 st.title("Overview")
 k, h = warehouse(need_comparisons=False)

@@ -3,8 +3,8 @@
 import polars as pl
 import streamlit as st
 
-from dashboards import charts, data
-from dashboards.views._common import download, warehouse
+from dissensus.dashboards import charts, data
+from dissensus.dashboards.views._common import download, warehouse
 
 st.title("Reward models")
 k, h = warehouse()

@@ -2,7 +2,7 @@
 
 Public API::
 
-    from models.annotator import AnnotatorConfig, AnnotatorModel
+    from dissensus.models.annotator import AnnotatorConfig, AnnotatorModel
     model = AnnotatorModel(AnnotatorConfig(n_schools="auto")).fit(frame)   # frame: model_frame
     model.reviewer_estimates_, model.pair_estimates_, model.comparison_weights_,
     model.fit_summary_, model.save(path), AnnotatorModel.load(path, config)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from warehouse.errors import DissensusError
+from dissensus.warehouse.errors import DissensusError
 
 from .features import CATEGORY_COLUMN, TAG_COLUMNS, PairFeatures, pair_features
 from .grid_em import Judgments

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 import xarray as xr
 
-from warehouse.errors import DissensusError
+from dissensus.warehouse.errors import DissensusError
 
 from .config import (
     MODEL_TYPE,

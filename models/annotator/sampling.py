@@ -22,7 +22,7 @@ import pytensor.tensor as pt
 import xarray as xr
 from pymc.pytensorf import find_rng_nodes, reseed_rngs
 
-from warehouse.errors import DissensusError
+from dissensus.warehouse.errors import DissensusError
 
 from .config import AnnotatorConfig
 from .data import EncodedFrame

@@ -4,7 +4,7 @@ Encoder (offline all-MiniLM-L6-v2 by default) -> frozen embeddings (cached by te
 small trunk with heads trained with Bradley-Terry-family losses. See ``heads`` for the math.
 """
 
-from models.reward.config import (
+from dissensus.models.reward.config import (
     DistributionalConfig,
     MultiHeadConfig,
     PlainConfig,
@@ -12,7 +12,7 @@ from models.reward.config import (
     WeightedConfig,
     make_config,
 )
-from models.reward.errors import (
+from dissensus.models.reward.errors import (
     CheckpointMismatchError,
     DeviceUnavailableError,
     EncoderNotFoundError,

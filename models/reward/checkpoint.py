@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.reward.config import MODEL_TYPE, MODEL_VERSION, RewardConfig, config_from_json
-from models.reward.errors import CheckpointMismatchError
-from models.reward.heads import RewardNet
+from dissensus.models.reward.config import MODEL_TYPE, MODEL_VERSION, RewardConfig, config_from_json
+from dissensus.models.reward.errors import CheckpointMismatchError
+from dissensus.models.reward.heads import RewardNet
 
 WEIGHTS = "model.safetensors"
 META = "reward_model.json"

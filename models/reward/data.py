@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from models.reward.errors import MissingFitError, RewardModelError
+from dissensus.models.reward.errors import MissingFitError, RewardModelError
 
 SPLITS = ("train", "validation", "test")
 

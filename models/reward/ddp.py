@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from models.reward.checkpoint import save_checkpoint
-from models.reward.config import config_from_json
-from models.reward.heads import head_names
-from models.reward.train import Tensors, resolve_device, train_model
+from dissensus.models.reward.checkpoint import save_checkpoint
+from dissensus.models.reward.config import config_from_json
+from dissensus.models.reward.heads import head_names
+from dissensus.models.reward.train import Tensors, resolve_device, train_model
 
 
 def save_tensors(path: Path, tensors: Tensors, n_schools: int, encoder_id: str) -> None:

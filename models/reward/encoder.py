@@ -29,8 +29,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from models.reward.config import DEFAULT_ENCODER
-from models.reward.errors import EncoderNotFoundError
+from dissensus.models.reward.config import DEFAULT_ENCODER
+from dissensus.models.reward.errors import EncoderNotFoundError
 
 HASHING_ENCODER = "hashing"
 _HASH_DIM = 512

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from warehouse.errors import DissensusError
+from dissensus.warehouse.errors import DissensusError
 
 
 class RewardModelError(DissensusError):

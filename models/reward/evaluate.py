@@ -32,9 +32,9 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import roc_auc_score
 
-from models.reward.data import PreferenceData
-from models.reward.heads import RewardNet, head_names, win_probability
-from models.reward.train import response_outputs
+from dissensus.models.reward.data import PreferenceData
+from dissensus.models.reward.heads import RewardNet, head_names, win_probability
+from dissensus.models.reward.train import response_outputs
 
 Array = npt.NDArray[np.float64]
 

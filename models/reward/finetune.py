@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.reward.config import RewardConfig
-from models.reward.encoder import SentenceEncoder, TextEncoder
-from models.reward.errors import CheckpointMismatchError, RewardModelError
-from models.reward.heads import RewardNet, preference_loss
-from models.reward.train import Tensors, _loss_kwargs, resolve_device
+from dissensus.models.reward.config import RewardConfig
+from dissensus.models.reward.encoder import SentenceEncoder, TextEncoder
+from dissensus.models.reward.errors import CheckpointMismatchError, RewardModelError
+from dissensus.models.reward.heads import RewardNet, preference_loss
+from dissensus.models.reward.train import Tensors, _loss_kwargs, resolve_device
 
 Log = Callable[[str], None]
 

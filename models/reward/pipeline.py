@@ -12,20 +12,20 @@ import numpy as np
 import polars as pl
 import torch
 
-from models.reward.config import DistributionalConfig, RewardConfig, WeightedConfig
-from models.reward.data import PreferenceData, check_fit, load_preferences
-from models.reward.encoder import (
+from dissensus.models.reward.config import DistributionalConfig, RewardConfig, WeightedConfig
+from dissensus.models.reward.data import PreferenceData, check_fit, load_preferences
+from dissensus.models.reward.encoder import (
     EmbeddingCache,
     Progress,
     TextEncoder,
     load_encoder,
     with_length_features,
 )
-from models.reward.errors import MissingFitError, RewardModelError
-from models.reward.evaluate import evaluate_model
-from models.reward.finetune import finetune_encoder
-from models.reward.heads import head_names
-from models.reward.train import (
+from dissensus.models.reward.errors import MissingFitError, RewardModelError
+from dissensus.models.reward.evaluate import evaluate_model
+from dissensus.models.reward.finetune import finetune_encoder
+from dissensus.models.reward.heads import head_names
+from dissensus.models.reward.train import (
     Tensors,
     TrainResult,
     resolve_device,

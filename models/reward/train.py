@@ -21,10 +21,10 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
-from models.reward.config import DistributionalConfig, MultiHeadConfig, RewardConfig
-from models.reward.data import PreferenceData
-from models.reward.errors import DeviceUnavailableError
-from models.reward.heads import RewardNet, n_outputs, preference_loss, school_lean_offsets
+from dissensus.models.reward.config import DistributionalConfig, MultiHeadConfig, RewardConfig
+from dissensus.models.reward.data import PreferenceData
+from dissensus.models.reward.errors import DeviceUnavailableError
+from dissensus.models.reward.heads import RewardNet, n_outputs, preference_loss, school_lean_offsets
 
 Log = Callable[[str], None]
 

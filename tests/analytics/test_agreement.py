@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics import agreement as ag
-from warehouse.db import connect
-from warehouse.errors import EmptyDataError
-from warehouse.ingest import ingest_file
+from dissensus.analytics import agreement as ag
+from dissensus.warehouse.db import connect
+from dissensus.warehouse.errors import EmptyDataError
+from dissensus.warehouse.ingest import ingest_file
 
 CHOICE = {1: "a", 0: "tie", -1: "b"}
 

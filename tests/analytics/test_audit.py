@@ -11,11 +11,11 @@ import typer
 from scipy.stats import spearmanr
 from typer.testing import CliRunner
 
-from analytics import audit
-from analytics.agreement import leave_one_out_agreement, model_free_reliability
-from warehouse.db import connect
-from warehouse.errors import EmptyDataError
-from warehouse.ingest import ingest_file
+from dissensus.analytics import audit
+from dissensus.analytics.agreement import leave_one_out_agreement, model_free_reliability
+from dissensus.warehouse.db import connect
+from dissensus.warehouse.errors import EmptyDataError
+from dissensus.warehouse.ingest import ingest_file
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -100,8 +100,8 @@ def test_config_is_typed_and_used(tmp_path: Path) -> None:
 
 
 def test_cli_reviewers_and_reviewer(tmp_path: Path) -> None:
-    from analytics import cli
-    from analytics.audit_cli import register
+    from dissensus.analytics import cli
+    from dissensus.analytics.audit_cli import register
 
     crowd(tmp_path).close()
     app = typer.Typer()

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from analytics import consistency as cs
-from warehouse.db import connect
-from warehouse.errors import EmptyDataError
-from warehouse.ingest import ingest_file
+from dissensus.analytics import consistency as cs
+from dissensus.warehouse.db import connect
+from dissensus.warehouse.errors import EmptyDataError
+from dissensus.warehouse.ingest import ingest_file
 
 
 def build(tmp: Path, rows: list[dict]):
@@ -114,8 +114,8 @@ def test_vote_table_matches_the_sql_definition(tmp_path: Path) -> None:
     import numpy as np
     import polars as pl
 
-    from analytics.agreement import LOO_SQL, leave_one_out_agreement
-    from analytics.audit_votes import load_votes
+    from dissensus.analytics.agreement import LOO_SQL, leave_one_out_agreement
+    from dissensus.analytics.audit_votes import load_votes
 
     rng = np.random.default_rng(5)
     rows = []

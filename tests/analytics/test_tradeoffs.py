@@ -8,9 +8,9 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from analytics import tradeoffs as tr
-from warehouse.db import connect_memory
-from warehouse.pair_votes import store_pair_school_votes
+from dissensus.analytics import tradeoffs as tr
+from dissensus.warehouse.db import connect_memory
+from dissensus.warehouse.pair_votes import store_pair_school_votes
 
 
 @pytest.fixture

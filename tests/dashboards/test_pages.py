@@ -16,8 +16,8 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from analytics import tradeoffs as tr
-from warehouse.db import connect
+from dissensus.analytics import tradeoffs as tr
+from dissensus.warehouse.db import connect
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboards" / "app.py")
 PAGES = ["views/overview.py", "views/reviewer_audit.py", "views/disagreement_explorer.py",
@@ -28,8 +28,8 @@ FAKE_RUN = "multihead-FAKE-for-tests"
 
 def build_demo_warehouse(path: Path, n: int = 1500) -> Path:
     """Simulate the demo world and ingest it into ``path``."""
-    from warehouse.demo import WorldConfig, simulate_world, write_world
-    from warehouse.ingest import ingest_file
+    from dissensus.warehouse.demo import WorldConfig, simulate_world, write_world
+    from dissensus.warehouse.ingest import ingest_file
 
     world = simulate_world(WorldConfig(n_comparisons=n, seed=1))
     files = write_world(world, path.parent / "world", fmt="jsonl")
@@ -152,7 +152,7 @@ def test_every_page_renders_with_a_fit(fit_warehouse: Path, page: str,
 
 def test_overview_counts_equal_the_warehouse(fit_warehouse: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from warehouse import queries
+    from dissensus.warehouse import queries
 
     con = connect(fit_warehouse, read_only=True)
     c = queries.counts(con)
@@ -166,7 +166,7 @@ def test_overview_counts_equal_the_warehouse(fit_warehouse: Path,
 
 def test_reviewer_audit_figures_equal_the_audit(fit_warehouse: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from analytics.audit import reviewer_audit
+    from dissensus.analytics.audit import reviewer_audit
 
     con = connect(fit_warehouse, read_only=True)
     audit = reviewer_audit(con)

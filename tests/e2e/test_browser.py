@@ -27,7 +27,7 @@ PAGES = [("", "Overview"), ("reviewer_audit", "Reviewer audit"),
          ("disagreement_explorer", "Disagreement explorer"), ("reward_models", "Reward models"),
          ("trade_offs", "Trade-offs")]
 LAUNCH = (
-    "import sys; from analytics.cli import app; from analytics import serve\n"
+    "import sys; from dissensus.analytics.cli import app; from analytics import serve\n"
     "names = {c.name or c.callback.__name__ for c in app.registered_commands}\n"
     "if 'serve' not in names: serve.register(app)\n"
     "app(sys.argv[1:])"

@@ -18,7 +18,7 @@ def dissensus(*args: str, db: Path, check: bool = True,
               extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200", "DISSENSUS_DB": str(db), **(extra_env or {})}
     result = subprocess.run(
-        [sys.executable, "-m", "analytics.cli", *args],
+        [sys.executable, "-m", "dissensus.analytics.cli", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     if check:

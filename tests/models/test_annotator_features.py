@@ -7,14 +7,14 @@ import polars as pl
 import pytest
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
-from models.annotator.data import encode_frame
-from models.annotator.deviation_prior import DeviationPrior
-from models.annotator.estimator import AnnotatorModel
-from models.annotator.features import pair_features
-from models.annotator.grid_em import make_lattice
-from models.annotator.pooling import ResponsePooling
-from models.annotator.synthetic import model_frame_from_world
-from warehouse.demo import WorldConfig, simulate_world
+from dissensus.models.annotator.data import encode_frame
+from dissensus.models.annotator.deviation_prior import DeviationPrior
+from dissensus.models.annotator.estimator import AnnotatorModel
+from dissensus.models.annotator.features import pair_features
+from dissensus.models.annotator.grid_em import make_lattice
+from dissensus.models.annotator.pooling import ResponsePooling
+from dissensus.models.annotator.synthetic import model_frame_from_world
+from dissensus.warehouse.demo import WorldConfig, simulate_world
 
 
 def test_features_are_tag_differences_plus_tags_within_the_category() -> None:

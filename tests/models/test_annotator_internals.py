@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from models.annotator._kernels import careful_table, pair_pass, reviewer_pass
-from models.annotator.decomposition import (
+from dissensus.models.annotator._kernels import careful_table, pair_pass, reviewer_pass
+from dissensus.models.annotator.decomposition import (
     Population,
     binned_biases,
     components,
     decompose_draws,
     decompose_states,
 )
-from models.annotator.grid_em import make_lattice
-from models.annotator.inference import choose_k, grid_quantiles, prob_above
-from models.annotator.likelihood import (
+from dissensus.models.annotator.grid_em import make_lattice
+from dissensus.models.annotator.inference import choose_k, grid_quantiles, prob_above
+from dissensus.models.annotator.likelihood import (
     careful_derivatives,
     careful_logp,
     careful_probs,
@@ -175,7 +175,7 @@ def test_k_selection_needs_a_real_gain() -> None:
 
 
 def _config():  # type: ignore[no-untyped-def]
-    from models.annotator.config import AnnotatorConfig
+    from dissensus.models.annotator.config import AnnotatorConfig
 
     return AnnotatorConfig()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from models.annotator.estimator import AnnotatorModel
-from models.annotator.synthetic import model_frame_from_world
-from warehouse.demo import WorldConfig, simulate_world
+from dissensus.models.annotator.estimator import AnnotatorModel
+from dissensus.models.annotator.synthetic import model_frame_from_world
+from dissensus.warehouse.demo import WorldConfig, simulate_world
 
 
 @pytest.fixture(scope="module")

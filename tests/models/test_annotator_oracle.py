@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
-from models.annotator.oracle import (
+from dissensus.models.annotator.oracle import (
     _cavity_careful_probs,
     margin_blind_reliability_oracle,
     oracle_inputs,
@@ -17,8 +17,8 @@ from models.annotator.oracle import (
     reliability_oracle,
     school_oracle,
 )
-from warehouse.demo import WorldConfig, simulate_world
-from warehouse.demo.schools import school_shares
+from dissensus.warehouse.demo import WorldConfig, simulate_world
+from dissensus.warehouse.demo.schools import school_shares
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,19 @@ import numpy as np
 import polars as pl
 import pytest
 
-from models.annotator.config import SETTINGS_ADDED_LATER, AnnotatorConfig
-from models.annotator.data import AnnotatorDataError
-from models.annotator.estimator import (
+from dissensus.models.annotator.config import SETTINGS_ADDED_LATER, AnnotatorConfig
+from dissensus.models.annotator.data import AnnotatorDataError
+from dissensus.models.annotator.estimator import (
     PAIR_COLUMNS,
     REVIEWER_COLUMNS,
     WEIGHT_COLUMNS,
     AnnotatorModel,
 )
-from models.annotator.synthetic import SyntheticConfig, model_frame_from_judgments, simulate
+from dissensus.models.annotator.synthetic import (
+    SyntheticConfig,
+    model_frame_from_judgments,
+    simulate,
+)
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,14 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from models.annotator.config import AnnotatorConfig
-from models.annotator.estimator import AnnotatorModel
-from models.annotator.persistence import FitMismatchError
-from models.annotator.synthetic import SyntheticConfig, model_frame_from_judgments, simulate
+from dissensus.models.annotator.config import AnnotatorConfig
+from dissensus.models.annotator.estimator import AnnotatorModel
+from dissensus.models.annotator.persistence import FitMismatchError
+from dissensus.models.annotator.synthetic import (
+    SyntheticConfig,
+    model_frame_from_judgments,
+    simulate,
+)
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from models.annotator.data import AnnotatorDataError, encode_frame
-from models.annotator.estimator import AnnotatorModel
-from models.annotator.grid_em import GridEM, GridSettings, Judgments
-from models.annotator.pooling import ResponsePooling, consensus_moments
-from models.annotator.synthetic import model_frame_from_world
-from warehouse.demo import WorldConfig, simulate_world
+from dissensus.models.annotator.data import AnnotatorDataError, encode_frame
+from dissensus.models.annotator.estimator import AnnotatorModel
+from dissensus.models.annotator.grid_em import GridEM, GridSettings, Judgments
+from dissensus.models.annotator.pooling import ResponsePooling, consensus_moments
+from dissensus.models.annotator.synthetic import model_frame_from_world
+from dissensus.warehouse.demo import WorldConfig, simulate_world
 
 
 def _bradley_terry_world(seed: int = 0) -> tuple[Judgments, np.ndarray]:

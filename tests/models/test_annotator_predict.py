@@ -11,9 +11,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from models.annotator.estimator import AnnotatorModel
-from models.annotator.synthetic import SyntheticConfig, SyntheticWorld, model_frame_from_world
-from models.annotator.synthetic import simulate as simulate_synthetic
+from dissensus.models.annotator.estimator import AnnotatorModel
+from dissensus.models.annotator.synthetic import (
+    SyntheticConfig,
+    SyntheticWorld,
+    model_frame_from_world,
+)
+from dissensus.models.annotator.synthetic import simulate as simulate_synthetic
 
 CLASSES = (1, 0, -1)  # columns of predict_proba
 

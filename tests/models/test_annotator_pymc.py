@@ -7,13 +7,17 @@ import polars as pl
 import pytest
 from scipy.special import logsumexp
 
-from models.annotator.config import AnnotatorConfig
-from models.annotator.data import encode_frame
-from models.annotator.estimator import AnnotatorModel
-from models.annotator.likelihood import careful_logp, lapse_prob
-from models.annotator.model import build_model
-from models.annotator.sampling import DIAGNOSED
-from models.annotator.synthetic import SyntheticConfig, model_frame_from_judgments, simulate
+from dissensus.models.annotator.config import AnnotatorConfig
+from dissensus.models.annotator.data import encode_frame
+from dissensus.models.annotator.estimator import AnnotatorModel
+from dissensus.models.annotator.likelihood import careful_logp, lapse_prob
+from dissensus.models.annotator.model import build_model
+from dissensus.models.annotator.sampling import DIAGNOSED
+from dissensus.models.annotator.synthetic import (
+    SyntheticConfig,
+    model_frame_from_judgments,
+    simulate,
+)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +118,7 @@ def test_minibatch_advi_runs(frame: pl.DataFrame) -> None:
 def test_fixed_scale_deviations_replace_the_scale_mixture() -> None:
     import pymc as pm
 
-    from models.annotator.model import _priors
+    from dissensus.models.annotator.model import _priors
 
     coords = {"reviewer": np.arange(4), "pair": np.arange(6), "school": np.arange(2)}
     names = {}
@@ -139,7 +143,7 @@ def test_minibatch_likelihood_matches_the_full_data_likelihood(frame: pl.DataFra
     import pymc as pm
     import pytensor
 
-    from models.annotator.model import _priors, reviewer_school_loglik
+    from dissensus.models.annotator.model import _priors, reviewer_school_loglik
 
     d = encode_frame(frame).judgments
     coords = {"reviewer": np.arange(d.n_reviewers), "pair": np.arange(d.n_pairs),
@@ -166,7 +170,7 @@ def test_variational_deviation_prior_is_the_scale_mixture() -> None:
     import pymc as pm
     from scipy.stats import norm
 
-    from models.annotator.model import DEVIATION_SCALES, _priors
+    from dissensus.models.annotator.model import DEVIATION_SCALES, _priors
 
     coords = {"reviewer": np.arange(3), "pair": np.arange(2), "school": np.arange(2)}
     with pm.Model(coords=coords) as model:
@@ -190,7 +194,7 @@ def test_variational_deviation_prior_is_the_scale_mixture() -> None:
 
 
 def test_em_start_is_a_valid_point_of_the_model(frame: pl.DataFrame) -> None:
-    from models.annotator.warm_start import em_initial_point, em_state
+    from dissensus.models.annotator.warm_start import em_initial_point, em_state
 
     enc = encode_frame(frame)
     state = em_state(enc, 2, AnnotatorConfig(n_schools=2))
@@ -223,7 +227,7 @@ def test_sampled_form_is_non_centred_around_the_features_prediction() -> None:
     density by exactly the standard normal's ratio."""
     import pymc as pm
 
-    from models.annotator.model import _priors
+    from dissensus.models.annotator.model import _priors
 
     features = np.array([[1.0], [0.0]])
     coords = {"reviewer": np.arange(3), "pair": np.arange(2), "school": np.arange(2),
@@ -262,7 +266,7 @@ def test_variational_form_adds_a_feature_component_to_the_mixture() -> None:
     mixture's ratio."""
     import pymc as pm
 
-    from models.annotator.model import DEVIATION_SCALES, FEATURE_SD_FLOOR, _priors
+    from dissensus.models.annotator.model import DEVIATION_SCALES, FEATURE_SD_FLOOR, _priors
 
     features = np.array([[1.0], [0.0]])
     coords = {"reviewer": np.arange(3), "pair": np.arange(2), "school": np.arange(2),
@@ -300,9 +304,9 @@ def test_variational_form_adds_a_feature_component_to_the_mixture() -> None:
 def test_em_start_with_response_features_is_a_valid_point() -> None:
     from pymc.initial_point import make_initial_point_fn
 
-    from models.annotator.synthetic import model_frame_from_world
-    from models.annotator.warm_start import em_initial_point, em_state
-    from warehouse.demo import WorldConfig, simulate_world
+    from dissensus.models.annotator.synthetic import model_frame_from_world
+    from dissensus.models.annotator.warm_start import em_initial_point, em_state
+    from dissensus.warehouse.demo import WorldConfig, simulate_world
 
     world = simulate_world(WorldConfig(n_comparisons=800, seed=4))
     enc = encode_frame(model_frame_from_world(world.judgments, world.pairs, world.responses))
@@ -325,7 +329,7 @@ def test_feature_coefficients_live_in_the_features_row_space() -> None:
     Normal(0, 1) prior on the coefficients becomes Normal(0, S^2) per basis direction."""
     import pymc as pm
 
-    from models.annotator.model import FeatureBasis, _priors
+    from dissensus.models.annotator.model import FeatureBasis, _priors
 
     rng = np.random.default_rng(3)
     parts = rng.integers(-1, 2, size=(30, 2)).astype(float)

@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
-from models.annotator.estimator import AnnotatorModel
-from models.annotator.synthetic import model_frame_from_world
-from warehouse.demo import WorldConfig, simulate_world
+from dissensus.models.annotator.estimator import AnnotatorModel
+from dissensus.models.annotator.synthetic import model_frame_from_world
+from dissensus.warehouse.demo import WorldConfig, simulate_world
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import adjusted_rand_score
 
-from models.annotator.estimator import AnnotatorModel
-from models.annotator.grid_em import GridEM, GridSettings, Judgments
-from models.annotator.selection import expand_state, initial_schools, sample_pairs
-from models.annotator.synthetic import model_frame_from_world
-from warehouse.demo import WorldConfig, simulate_world
+from dissensus.models.annotator.estimator import AnnotatorModel
+from dissensus.models.annotator.grid_em import GridEM, GridSettings, Judgments
+from dissensus.models.annotator.selection import expand_state, initial_schools, sample_pairs
+from dissensus.models.annotator.synthetic import model_frame_from_world
+from dissensus.warehouse.demo import WorldConfig, simulate_world
 
 
 def _judgments(seed: int = 0) -> Judgments:

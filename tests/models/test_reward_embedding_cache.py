@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.reward import encoder as encoder_module
-from models.reward.encoder import EmbeddingCache, HashingEncoder, Progress
+from dissensus.models.reward import encoder as encoder_module
+from dissensus.models.reward.encoder import EmbeddingCache, HashingEncoder, Progress
 
 
 class FailingEncoder(HashingEncoder):

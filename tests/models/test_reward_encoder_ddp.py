@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.reward.checkpoint import load_checkpoint
-from models.reward.config import PlainConfig
-from models.reward.ddp import save_tensors
-from models.reward.encoder import EmbeddingCache, load_encoder
-from models.reward.train import Tensors, train_model
+from dissensus.models.reward.checkpoint import load_checkpoint
+from dissensus.models.reward.config import PlainConfig
+from dissensus.models.reward.ddp import save_tensors
+from dissensus.models.reward.encoder import EmbeddingCache, load_encoder
+from dissensus.models.reward.train import Tensors, train_model
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +56,7 @@ def test_ddp_two_cpu_processes_gloo(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "models.reward.ddp", "--tensors", str(tmp_path / "t.pt"),
+         "-m", "dissensus.models.reward.ddp", "--tensors", str(tmp_path / "t.pt"),
          "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "ck")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
     )

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from analytics.reward_jobs import score_run, train_run
-from models.reward.encoder import load_encoder
-from models.reward.errors import CheckpointMismatchError, RewardModelError
-from models.reward.finetune import parameter_digest
-from warehouse.db import connect
-from warehouse.demo import WorldConfig, simulate_world
-from warehouse.ingest import ingest_file
+from dissensus.analytics.reward_jobs import score_run, train_run
+from dissensus.models.reward.encoder import load_encoder
+from dissensus.models.reward.errors import CheckpointMismatchError, RewardModelError
+from dissensus.models.reward.finetune import parameter_digest
+from dissensus.warehouse.db import connect
+from dissensus.warehouse.demo import WorldConfig, simulate_world
+from dissensus.warehouse.ingest import ingest_file
 
 torch.set_num_threads(1)
 FAST = {"encoder": "all-MiniLM-L6-v2", "max_seq_length": 32, "epochs": 4, "hidden": 32,

@@ -12,23 +12,23 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics.reward_jobs import evaluate_run, score_run, train_run
-from models.reward.checkpoint import load_checkpoint, save_checkpoint, state_equal
-from models.reward.config import PlainConfig, WeightedConfig, make_config
-from models.reward.data import load_preferences
-from models.reward.errors import (
+from dissensus.analytics.reward_jobs import evaluate_run, score_run, train_run
+from dissensus.models.reward.checkpoint import load_checkpoint, save_checkpoint, state_equal
+from dissensus.models.reward.config import PlainConfig, WeightedConfig, make_config
+from dissensus.models.reward.data import load_preferences
+from dissensus.models.reward.errors import (
     CheckpointMismatchError,
     DeviceUnavailableError,
     EncoderNotFoundError,
     MissingFitError,
 )
-from models.reward.evaluate import (
+from dissensus.models.reward.evaluate import (
     contested_detection,
     contested_signal,
     pair_probabilities,
     pair_table,
 )
-from models.reward.heads import (
+from dissensus.models.reward.heads import (
     RewardNet,
     head_names,
     n_outputs,
@@ -36,12 +36,12 @@ from models.reward.heads import (
     school_lean_offsets,
     win_probability,
 )
-from models.reward.oracle import write_oracle_fit
-from models.reward.pipeline import prepare, train_and_evaluate
-from models.reward.train import Tensors, resolve_device, train_model
-from warehouse.db import connect_memory
-from warehouse.demo import WorldConfig, simulate_world
-from warehouse.ingest import ingest_file
+from dissensus.models.reward.oracle import write_oracle_fit
+from dissensus.models.reward.pipeline import prepare, train_and_evaluate
+from dissensus.models.reward.train import Tensors, resolve_device, train_model
+from dissensus.warehouse.db import connect_memory
+from dissensus.warehouse.demo import WorldConfig, simulate_world
+from dissensus.warehouse.ingest import ingest_file
 
 torch.set_num_threads(1)
 QUICK = {"encoder": "hashing", "epochs": 12, "patience": 4, "hidden": 64, "batch_size": 256}

@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from warehouse.adapters import ADAPTERS, STAGED_SCHEMA, Adapter
-from warehouse.adapters.detect import detect_format
-from warehouse.adapters.hh_rlhf import split_transcripts
-from warehouse.errors import InputFileError, UnknownFormatError
-from warehouse.ids import pair_id_for_texts
+from dissensus.warehouse.adapters import ADAPTERS, STAGED_SCHEMA, Adapter
+from dissensus.warehouse.adapters.detect import detect_format
+from dissensus.warehouse.adapters.hh_rlhf import split_transcripts
+from dissensus.warehouse.errors import InputFileError, UnknownFormatError
+from dissensus.warehouse.ids import pair_id_for_texts
 
 DATA = Path(__file__).parents[2].parent / "shared" / "data"
 UKP = DATA / "ukpconvarg1_convincingness"

@@ -15,9 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from warehouse.contract import CHOICES, CONTRACT_COLUMNS
-from warehouse.demo import DemoWorld, WorldConfig, iter_world_chunks, simulate_world, write_world
-from warehouse.ids import pair_id_for_texts, response_id, text_id
+from dissensus.warehouse.contract import CHOICES, CONTRACT_COLUMNS
+from dissensus.warehouse.demo import (
+    DemoWorld,
+    WorldConfig,
+    iter_world_chunks,
+    simulate_world,
+    write_world,
+)
+from dissensus.warehouse.ids import pair_id_for_texts, response_id, text_id
 
 N = 6_000
 

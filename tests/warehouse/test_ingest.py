@@ -12,16 +12,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from warehouse import queries
-from warehouse.db import connect
-from warehouse.errors import (
+from dissensus.warehouse import queries
+from dissensus.warehouse.db import connect
+from dissensus.warehouse.errors import (
     DatabaseBusyError,
     InputFileError,
     PseudonymisationError,
     SchemaVersionError,
     StrictModeError,
 )
-from warehouse.ingest import ingest_file
+from dissensus.warehouse.ingest import ingest_file
 
 GOOD = {
     "reviewer_id": "rev-1",
@@ -218,7 +218,7 @@ def test_crash_mid_batch_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     con = connect(tmp_path / "w.duckdb")
     rows = [{**GOOD, "comparison_id": f"c-{i}"} for i in range(50)]
     path = write_jsonl(tmp_path / "a.jsonl", rows)
-    from warehouse import ingest as ingest_module
+    from dissensus.warehouse import ingest as ingest_module
 
     real = ingest_module._process_chunk
     calls = {"n": 0}
@@ -231,7 +231,7 @@ def test_crash_mid_batch_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(ingest_module, "_process_chunk", crash_on_second)
     monkeypatch.setattr(ingest_module.readers, "BLOCK_BYTES", 2000)
-    from warehouse import readers
+    from dissensus.warehouse import readers
 
     original = readers.read_jsonl
     monkeypatch.setattr(ingest_module.readers, "read_jsonl",
@@ -299,7 +299,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 
 def test_unwritable_or_foreign_target_gives_clear_error(tmp_path: Path) -> None:
-    from warehouse.errors import WarehouseWriteError
+    from dissensus.warehouse.errors import WarehouseWriteError
 
     not_a_folder = tmp_path / "plain.txt"
     not_a_folder.write_text("x")

@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from warehouse.db import connect
-from warehouse.ingest import ingest_file
+from dissensus.warehouse.db import connect
+from dissensus.warehouse.ingest import ingest_file
 
 texts = st.sampled_from(["Book me in", "Thursday 9:00", "Call 911 now", "", "  ", "Héllo ✓"])
 maybe = lambda strategy: st.one_of(st.none(), strategy)  # noqa: E731

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from warehouse import queries
-from warehouse.db import connect
-from warehouse.ingest import ingest_file
+from dissensus.warehouse import queries
+from dissensus.warehouse.db import connect
+from dissensus.warehouse.ingest import ingest_file
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

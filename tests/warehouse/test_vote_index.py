@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from warehouse.db import connect
-from warehouse.ingest import ingest_file
-from warehouse.vote_index import (
+from dissensus.warehouse.db import connect
+from dissensus.warehouse.ingest import ingest_file
+from dissensus.warehouse.vote_index import (
     GROUP_COLUMNS,
     compute_votes,
     read_vote_index,
@@ -97,7 +97,7 @@ def test_a_failed_batch_leaves_the_index_as_it_was(tmp_path: Path) -> None:
     assert before is not None
     bad = rows(4, 30, offset=500)
     bad[5]["choice"] = "maybe"
-    from warehouse.errors import StrictModeError
+    from dissensus.warehouse.errors import StrictModeError
 
     with pytest.raises(StrictModeError):
         ingest_file(con, write(tmp_path / "b.jsonl", bad), strict=True)

@@ -14,8 +14,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from warehouse.adapters import bluebirds, hh_rlhf, snow2008_rte, ukpconvarg1
-from warehouse.adapters._common import ERROR_COLUMN, SOURCE_COLUMN, STAGED_COLUMNS, STAGED_SCHEMA
+from dissensus.warehouse.adapters import bluebirds, hh_rlhf, snow2008_rte, ukpconvarg1
+from dissensus.warehouse.adapters._common import (
+    ERROR_COLUMN,
+    SOURCE_COLUMN,
+    STAGED_COLUMNS,
+    STAGED_SCHEMA,
+)
 
 
 @dataclass(frozen=True)

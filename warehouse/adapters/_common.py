@@ -18,13 +18,13 @@ from typing import IO, Final
 import polars as pl
 import pyarrow as pa
 
-from warehouse.contract import (
+from dissensus.warehouse.contract import (
     CONTRACT_COLUMNS,
     LINE_COLUMN,
     RAW_COLUMN,
     REVIEWER_ATTRIBUTES_COLUMN,
 )
-from warehouse.errors import InputFileError
+from dissensus.warehouse.errors import InputFileError
 
 SOURCE_COLUMN: Final = "_source"
 ERROR_COLUMN: Final = "_error"

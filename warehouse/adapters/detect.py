@@ -13,9 +13,9 @@ import zlib
 from pathlib import Path
 from typing import Final
 
-from warehouse.adapters import ADAPTERS
-from warehouse.adapters._common import GZIP_MAGIC, first_line
-from warehouse.errors import InputFileError, UnknownFormatError
+from dissensus.warehouse.adapters import ADAPTERS
+from dissensus.warehouse.adapters._common import GZIP_MAGIC, first_line
+from dissensus.warehouse.errors import InputFileError, UnknownFormatError
 
 CANONICAL: Final = ("jsonl", "csv", "parquet")
 EXTENSIONS: Final = {

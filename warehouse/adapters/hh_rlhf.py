@@ -41,7 +41,7 @@ from typing import Final
 import polars as pl
 import pyarrow as pa
 
-from warehouse.adapters._common import (
+from dissensus.warehouse.adapters._common import (
     ERROR_COLUMN,
     SOURCE_COLUMN,
     check_chunk_rows,
@@ -49,8 +49,8 @@ from warehouse.adapters._common import (
     open_bytes,
     to_staged,
 )
-from warehouse.contract import LINE_COLUMN, RAW_COLUMN
-from warehouse.errors import InputFileError
+from dissensus.warehouse.contract import LINE_COLUMN, RAW_COLUMN
+from dissensus.warehouse.errors import InputFileError
 
 NAME: Final = "hh-rlhf"
 DESCRIPTION: Final = (

@@ -50,7 +50,7 @@ from typing import Final
 import polars as pl
 import pyarrow as pa
 
-from warehouse.adapters._common import (
+from dissensus.warehouse.adapters._common import (
     ERROR_COLUMN,
     SOURCE_COLUMN,
     blank,
@@ -63,8 +63,8 @@ from warehouse.adapters._common import (
     read_delimited,
     when_error,
 )
-from warehouse.contract import LINE_COLUMN, RAW_COLUMN, REVIEWER_ATTRIBUTES_COLUMN
-from warehouse.errors import InputFileError
+from dissensus.warehouse.contract import LINE_COLUMN, RAW_COLUMN, REVIEWER_ATTRIBUTES_COLUMN
+from dissensus.warehouse.errors import InputFileError
 
 NAME: Final = "ukpconvarg1"
 DESCRIPTION: Final = (

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Final
 
-from warehouse.demo.world import DemoWorld
+from dissensus.warehouse.demo.world import DemoWorld
 
 FORMATS: Final = ("jsonl", "csv", "parquet")
 

@@ -1,7 +1,7 @@
 """Sentence fragments that replies and rationales are composed of.
 
 Tuples indexed by category follow :data:`warehouse.demo.vocab.CATEGORIES`. Placeholders are
-filled by :mod:`warehouse.demo.texts` with ``str.format`` from the prompt's context.
+filled by :mod:`dissensus.warehouse.demo.texts` with ``str.format`` from the prompt's context.
 """
 
 from __future__ import annotations

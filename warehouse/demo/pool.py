@@ -27,10 +27,10 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from warehouse.demo.schools import MODELS, QUALITY_SD, sample_features, utilities
-from warehouse.demo.texts import PROMPT_SLOTS, REPLY_SLOTS, render_prompts, render_replies
-from warehouse.demo.vocab import CATEGORY_SHARES
-from warehouse.ids import pair_id, response_id, text_id
+from dissensus.warehouse.demo.schools import MODELS, QUALITY_SD, sample_features, utilities
+from dissensus.warehouse.demo.texts import PROMPT_SLOTS, REPLY_SLOTS, render_prompts, render_replies
+from dissensus.warehouse.demo.vocab import CATEGORY_SHARES
+from dissensus.warehouse.ids import pair_id, response_id, text_id
 
 KINDS: Final = ("clear", "contested", "ambiguous")
 CLEAR, CONTESTED, AMBIGUOUS = range(len(KINDS))

@@ -23,8 +23,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from warehouse.demo.phrases import RATIONALE_REASONS
-from warehouse.demo.schools import ESC, HAL, HED, OFF, REF, SCHOOL_NAMES, WARM
+from dissensus.warehouse.demo.phrases import RATIONALE_REASONS
+from dissensus.warehouse.demo.schools import ESC, HAL, HED, OFF, REF, SCHOOL_NAMES, WARM
 
 #: Monday of ISO week 2026-W14, the first day of the simulated collection.
 START: Final = datetime(2026, 3, 30, tzinfo=UTC)

@@ -25,7 +25,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from warehouse.demo.vocab import CATEGORIES
+from dissensus.warehouse.demo.vocab import CATEGORIES
 
 SCHOOL_NAMES: Final = ("access_first", "caution_first", "empathy_first")
 FEATURES: Final = (

@@ -13,9 +13,9 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from warehouse.demo import phrases as ph
-from warehouse.demo import vocab as vo
-from warehouse.demo.schools import ESC, HAL, HED, LEN, OFF, REF, SLOT_CATEGORIES, WARM
+from dissensus.warehouse.demo import phrases as ph
+from dissensus.warehouse.demo import vocab as vo
+from dissensus.warehouse.demo.schools import ESC, HAL, HED, LEN, OFF, REF, SLOT_CATEGORIES, WARM
 
 #: Number of random slots a prompt context needs.
 PROMPT_SLOTS: Final = 24
@@ -85,7 +85,7 @@ def render_prompts(
 def render_reply(
     ctx: Context, category: int, features: Sequence[float], slots: Sequence[int]
 ) -> str:
-    """Compose one reply from its features (see :mod:`warehouse.demo.schools`).
+    """Compose one reply from its features (see :mod:`dissensus.warehouse.demo.schools`).
 
     Order: opener (by warmth), then escalation / hedge / core information / offer in one of three
     orders, then ``length`` extra detail sentences, then a closer (by warmth).

@@ -26,13 +26,13 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from warehouse.demo.crowd import LOCALES, POOLS, Reviewers, sigmoid
-from warehouse.demo.pool import KINDS, ChosenPairs
-from warehouse.demo.rows import Core
-from warehouse.demo.schools import FEATURES, MODELS, TAG_FEATURES, school_names
+from dissensus.warehouse.demo.crowd import LOCALES, POOLS, Reviewers, sigmoid
+from dissensus.warehouse.demo.pool import KINDS, ChosenPairs
+from dissensus.warehouse.demo.rows import Core
+from dissensus.warehouse.demo.schools import FEATURES, MODELS, TAG_FEATURES, school_names
 
 if TYPE_CHECKING:
-    from warehouse.demo.world import WorldConfig
+    from dissensus.warehouse.demo.world import WorldConfig
 
 _TAG_COLUMNS: Final = tuple(FEATURES.index(tag) for tag in TAG_FEATURES)
 

@@ -10,7 +10,7 @@ Generative model (the annotator model in ``models/annotator`` is fitted to exact
    (``access_first``, ``caution_first``; K = 1 is the null world; a third ``empathy_first``
    splits the minority share). School ``k`` scores a reply with the linear utility ``u_k`` and a
    pair ``j`` has margin ``m_{j,k} = u_k(response_1) - u_k(response_2)``, in the canonical
-   orientation of :func:`warehouse.ids.pair_id` (response_1 has the smaller response id).
+   orientation of :func:`dissensus.warehouse.ids.pair_id` (response_1 has the smaller response id).
 3. **Pairs.** ``round(contested_share * P)`` contested pairs (two schools disagree in sign,
    both ``|m| >= clear_margin``; none when K = 1), ``round(ambiguous_share * P)`` ambiguous
    pairs (``|m_k| < ambiguous_margin`` for all k) and clear pairs for the rest (same sign,
@@ -19,7 +19,7 @@ Generative model (the annotator model in ``models/annotator`` is fitted to exact
    +-1 steps so the total is exact), drawn by lognormal activity weights. Then
    ``round(repeat_share * n)`` deliberate repeats: a reviewer judges a pair they already judged
    again, half of them with the display order swapped.
-5. **Judgments.** See :mod:`warehouse.demo.crowd`: careful with probability ``1 - eps_r``
+5. **Judgments.** See :mod:`dissensus.warehouse.demo.crowd`: careful with probability ``1 - eps_r``
    (ordered logit with thresholds ``+-tau`` on ``eta = m_{j,k(r)} + beta_r s_n``), otherwise a
    lapse that picks the first-shown reply with probability ``gamma_r``.
 6. **Rows.** ``response_a`` is response_1 with probability 1/2, independently of the display
@@ -41,9 +41,9 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from warehouse.demo.crowd import assign_reviewers, draw_reviewers, judge, split_votes
-from warehouse.demo.pool import CLEAR, build_pool, choose_pairs, materialise
-from warehouse.demo.rows import (
+from dissensus.warehouse.demo.crowd import assign_reviewers, draw_reviewers, judge, split_votes
+from dissensus.warehouse.demo.pool import CLEAR, build_pool, choose_pairs, materialise
+from dissensus.warehouse.demo.rows import (
     DAY,
     N_WEEKS,
     Core,
@@ -53,10 +53,10 @@ from warehouse.demo.rows import (
     seconds_spent,
     strengths,
 )
-from warehouse.demo.schools import school_names, school_shares
-from warehouse.demo.texts import rationale_table
-from warehouse.demo.truth import truth_frames
-from warehouse.demo.vocab import CATEGORIES
+from dissensus.warehouse.demo.schools import school_names, school_shares
+from dissensus.warehouse.demo.texts import rationale_table
+from dissensus.warehouse.demo.truth import truth_frames
+from dissensus.warehouse.demo.vocab import CATEGORIES
 
 
 @dataclass(frozen=True)
