@@ -7,8 +7,7 @@ query per check made each check scan, partition and sort the million rows again.
 :func:`load_votes` reads the integer-coded votes of :mod:`warehouse.vote_index` once (stored by
 ingest; built in memory when stale); the checks are then vectorised numpy/polars over integer
 arrays, and a chain of checks (the audit, a report card) passes the same :class:`Votes` along.
-The checks that need neither first votes nor time order (position bias, ties, gold) stay single
-DuckDB hash aggregates when called alone.
+A check called alone on a connection reads the votes the same way.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from dissensus.warehouse.errors import DissensusError, EmptyDataError
 from dissensus.warehouse.vote_index import (
     compute_votes,
     read_vote_index,
-    reviewer_coded,
     table_columns,
 )
 
@@ -169,21 +167,6 @@ def load_votes(con: duckdb.DuckDBPyConnection, extra: Mapping[str, str] | None =
     """
     arrays = read_vote_index(con, extra) or compute_votes(con, extra)
     return Votes(frame=arrays.frame, reviewer_ids=arrays.reviewer_ids, n_pairs=arrays.n_pairs)
-
-
-def by_reviewer(con: duckdb.DuckDBPyConnection, *aggregates: str, where: str = "TRUE"):
-    """Aggregates over all the comparisons of each reviewer (a DuckDB hash aggregate, no
-    window: for the checks that do not need first votes or time order), by ``reviewer_id``."""
-    return con.sql(
-        f"SELECT reviewer_id, {', '.join(aggregates)} FROM comparisons "
-        f"WHERE has_reviewer AND {where} GROUP BY ALL ORDER BY reviewer_id"
-    ).pl()
-
-
-def codes_and(con: duckdb.DuckDBPyConnection, *columns: str) -> tuple[pl.DataFrame, pl.Series]:
-    """``columns`` of every comparison that names its reviewer, with the reviewer code ``r``
-    (unordered rows; no pairs, no repeats), and the sorted reviewer ids the codes index."""
-    return reviewer_coded(con, [f"c.{c}" for c in columns])
 
 
 def count_by(votes: Votes, mask: np.ndarray | None = None, r: np.ndarray | None = None):

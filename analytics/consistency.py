@@ -14,6 +14,12 @@
   reviewer's time-ordered votes (at least ``min_segment`` each side) the Bernoulli
   likelihood-ratio statistic 2 [n1 H(p1) + n2 H(p2) - n H(p)] (H the log-likelihood of a rate),
   maximised over splits (a single change-point, Hinkley 1970), Bonferroni over the splits tried.
+
+Each check is computed in one place, its ``*_from`` function over a :class:`Votes` (the reviewer
+audit reads the votes once and passes them to every check). The plain name takes a connection:
+it checks the columns, reads the votes and calls the ``*_from`` function. The defaults of both are
+those of :class:`dissensus.analytics.audit_config.AuditConfig`, so a check called alone gives the
+audit's verdict.
 """
 
 from __future__ import annotations
@@ -25,16 +31,17 @@ import numpy as np
 import polars as pl
 from scipy.special import bdtr, bdtrc, betaincinv
 
+from dissensus.analytics.audit_config import AuditConfig
 from dissensus.analytics.audit_drift import drift, drift_series
 from dissensus.analytics.audit_votes import (
     VOTES_SQL,
     Votes,
-    by_reviewer,
-    codes_and,
     count_by,
     load_votes,
     require_reviewers,
 )
+
+_AUDIT = AuditConfig()  # the defaults of every check
 
 
 def clopper_pearson(k: np.ndarray, n: np.ndarray, level: float = 0.9) -> tuple[np.ndarray, ...]:
@@ -103,11 +110,16 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
+def _votes_arrays(votes: Votes, *names: str) -> list[np.ndarray]:
+    """Columns of ``votes.frame`` as numpy arrays, nulls as NaN (floats)."""
+    return [votes.frame[n].cast(pl.Float64).fill_null(np.nan).to_numpy() for n in names]
+
+
 def position_bias(
     con: duckdb.DuckDBPyConnection,
-    alpha: float = 0.01,
-    min_effect: float = 0.1,
-    level: float = 0.9,
+    alpha: float = _AUDIT.position_alpha,
+    min_effect: float = _AUDIT.position_min_effect,
+    level: float = _AUDIT.level,
 ) -> pl.DataFrame:
     """Does the reviewer pick the reply shown first more (or less) often than chance?
 
@@ -117,35 +129,20 @@ def position_bias(
     ``min_effect``.
     """
     require_reviewers(con, "Position bias", ["outcome", "first_shown"])
-    counts = by_reviewer(
-        con,
-        "count(*) FILTER (WHERE outcome <> 0 AND first_shown IS NOT NULL) AS n_decided",
-        "count(*) FILTER (WHERE (outcome = 1 AND first_shown = 1)"
-        " OR (outcome = -1 AND first_shown = 2)) AS n_first",
-    )
-    return _position_bias(counts, alpha, min_effect, level)
-
-
-def _votes_arrays(votes: Votes, *names: str) -> list[np.ndarray]:
-    """Columns of ``votes.frame`` as numpy arrays, nulls as NaN (floats)."""
-    return [votes.frame[n].cast(pl.Float64).fill_null(np.nan).to_numpy() for n in names]
+    return position_bias_from(load_votes(con), alpha, min_effect, level)
 
 
 def position_bias_from(
-    votes: Votes, alpha: float = 0.01, min_effect: float = 0.1, level: float = 0.9
+    votes: Votes,
+    alpha: float = _AUDIT.position_alpha,
+    min_effect: float = _AUDIT.position_min_effect,
+    level: float = _AUDIT.level,
 ) -> pl.DataFrame:
-    """:func:`position_bias` from ``votes``."""
+    """:func:`position_bias` from ``votes`` (every vote with a known display order counts)."""
     o, fs = _votes_arrays(votes, "outcome", "first_shown")
     n = count_by(votes, (o != 0) & ~np.isnan(fs))
     k = count_by(votes, ((o == 1) & (fs == 1)) | ((o == -1) & (fs == 2)))
     df = pl.DataFrame({"reviewer_id": votes.reviewer_ids, "n_decided": n, "n_first": k})
-    return _position_bias(df, alpha, min_effect, level)
-
-
-def _position_bias(
-    df: pl.DataFrame, alpha: float, min_effect: float, level: float
-) -> pl.DataFrame:
-    n, k = df["n_decided"].to_numpy(), df["n_first"].to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(n > 0, k / np.maximum(n, 1), np.nan)
         p = np.where(
@@ -179,9 +176,9 @@ def _position_bias(
 
 def tie_use(
     con: duckdb.DuckDBPyConnection,
-    alpha: float = 0.01,
-    overuse_ratio: float = 2.0,
-    level: float = 0.9,
+    alpha: float = _AUDIT.tie_alpha,
+    overuse_ratio: float = _AUDIT.tie_overuse_ratio,
+    level: float = _AUDIT.level,
 ) -> pl.DataFrame:
     """Tie rate per reviewer against the pool's, with an exact one-sided binomial test.
 
@@ -190,24 +187,19 @@ def tie_use(
     tie_overuse, verdict``.
     """
     require_reviewers(con, "Tie use", ["outcome"])
-    counts = by_reviewer(
-        con, "count(*) AS n_votes", "count(*) FILTER (WHERE outcome = 0) AS n_ties"
-    )
-    return _tie_use(counts, alpha, overuse_ratio, level)
+    return tie_use_from(load_votes(con), alpha, overuse_ratio, level)
 
 
 def tie_use_from(
-    votes: Votes, alpha: float = 0.01, overuse_ratio: float = 2.0, level: float = 0.9
+    votes: Votes,
+    alpha: float = _AUDIT.tie_alpha,
+    overuse_ratio: float = _AUDIT.tie_overuse_ratio,
+    level: float = _AUDIT.level,
 ) -> pl.DataFrame:
-    """:func:`tie_use` from ``votes``."""
+    """:func:`tie_use` from ``votes`` (every vote counts, repeats included)."""
     n = count_by(votes)
     t = count_by(votes, votes.frame["outcome"].to_numpy() == 0)
     df = pl.DataFrame({"reviewer_id": votes.reviewer_ids, "n_votes": n, "n_ties": t})
-    return _tie_use(df, alpha, overuse_ratio, level)
-
-
-def _tie_use(df: pl.DataFrame, alpha: float, overuse_ratio: float, level: float) -> pl.DataFrame:
-    n, t = df["n_votes"].to_numpy(), df["n_ties"].to_numpy()
     pool = t.sum() / max(n.sum(), 1)
     rate = t / np.maximum(n, 1)
     ratio = rate / pool if pool > 0 else np.where(t > 0, np.inf, 1.0)
@@ -233,7 +225,9 @@ def _tie_use(df: pl.DataFrame, alpha: float, overuse_ratio: float, level: float)
 
 
 def self_consistency(
-    con: duckdb.DuckDBPyConnection, min_consistency: float = 0.7, level: float = 0.9
+    con: duckdb.DuckDBPyConnection,
+    min_consistency: float = _AUDIT.min_self_consistency,
+    level: float = _AUDIT.level,
 ) -> pl.DataFrame:
     """Did the reviewer give the same answer when shown the same pair again?
 
@@ -248,7 +242,9 @@ def self_consistency(
 
 
 def self_consistency_from(
-    votes: Votes, min_consistency: float = 0.7, level: float = 0.9
+    votes: Votes,
+    min_consistency: float = _AUDIT.min_self_consistency,
+    level: float = _AUDIT.level,
 ) -> pl.DataFrame:
     """:func:`self_consistency` from ``votes``."""
     o, fo, fs, ffs = _votes_arrays(votes, "outcome", "first_outcome", "first_shown",
@@ -289,7 +285,9 @@ def self_consistency_from(
 
 
 def gold_accuracy(
-    con: duckdb.DuckDBPyConnection, min_accuracy: float = 0.7, level: float = 0.9
+    con: duckdb.DuckDBPyConnection,
+    min_accuracy: float = _AUDIT.min_gold_accuracy,
+    level: float = _AUDIT.level,
 ) -> pl.DataFrame:
     """Accuracy on gold questions (comparisons with ``gold_outcome``), per reviewer.
 
@@ -299,19 +297,15 @@ def gold_accuracy(
     verdict``; ``fails_gold`` when the upper end of the interval is below ``min_accuracy``.
     """
     require_reviewers(con, "Gold accuracy", ["outcome", "gold_outcome"])
-    counts = by_reviewer(
-        con,
-        "count(*) AS n_gold",
-        "count(*) FILTER (WHERE outcome = gold_outcome) AS n_correct",
-        where="gold_outcome IS NOT NULL",
-    )
-    return _gold_accuracy(counts, min_accuracy, level)
+    return gold_accuracy_from(load_votes(con), min_accuracy, level)
 
 
 def gold_accuracy_from(
-    votes: Votes, min_accuracy: float = 0.7, level: float = 0.9
+    votes: Votes,
+    min_accuracy: float = _AUDIT.min_gold_accuracy,
+    level: float = _AUDIT.level,
 ) -> pl.DataFrame:
-    """:func:`gold_accuracy` from ``votes``."""
+    """:func:`gold_accuracy` from ``votes`` (every vote on a gold pair counts)."""
     o, g = _votes_arrays(votes, "outcome", "gold_outcome")
     df = pl.DataFrame(
         {
@@ -320,10 +314,6 @@ def gold_accuracy_from(
             "n_correct": count_by(votes, o == g),
         }
     ).filter(pl.col("n_gold") > 0)
-    return _gold_accuracy(df, min_accuracy, level)
-
-
-def _gold_accuracy(df: pl.DataFrame, min_accuracy: float, level: float) -> pl.DataFrame:
     n, k = df["n_gold"].to_numpy(), df["n_correct"].to_numpy()
     low, high = clopper_pearson(k, n, level)
     fails = high < min_accuracy
@@ -340,7 +330,7 @@ def _gold_accuracy(df: pl.DataFrame, min_accuracy: float, level: float) -> pl.Da
     )
 
 
-def speed(con: duckdb.DuckDBPyConnection, fast_ratio: float = 0.4) -> pl.DataFrame:
+def speed(con: duckdb.DuckDBPyConnection, fast_ratio: float = _AUDIT.fast_ratio) -> pl.DataFrame:
     """Median seconds per judgment against the pool's median of reviewer medians.
 
     Needs comparisons.reviewer_id, has_reviewer, seconds_spent. Returns reviewers with timings:
@@ -349,20 +339,15 @@ def speed(con: duckdb.DuckDBPyConnection, fast_ratio: float = 0.4) -> pl.DataFra
     :func:`dissensus.analytics.audit.speed_vs_reliability`.
     """
     require_reviewers(con, "Speed", ["seconds_spent"])
-    frame, ids = codes_and(con, "seconds_spent")
-    return _speed(frame, ids, fast_ratio)
+    return speed_from(load_votes(con), fast_ratio)
 
 
-def speed_from(votes: Votes, fast_ratio: float = 0.4) -> pl.DataFrame:
-    """:func:`speed` from ``votes``."""
-    return _speed(votes.frame, votes.reviewer_ids, fast_ratio)
-
-
-def _speed(frame: pl.DataFrame, reviewer_ids: pl.Series, fast_ratio: float) -> pl.DataFrame:
+def speed_from(votes: Votes, fast_ratio: float = _AUDIT.fast_ratio) -> pl.DataFrame:
+    """:func:`speed` from ``votes`` (every timed vote counts)."""
     sec = pl.col("seconds_spent")
     # interpolation "linear" is DuckDB's quantile_cont: lo (1 - d) + hi d at (n - 1) q
     per = (
-        frame.select("r", "seconds_spent")
+        votes.frame.select("r", "seconds_spent")
         .filter(sec.is_not_null())
         .group_by("r")
         .agg(
@@ -373,7 +358,7 @@ def _speed(frame: pl.DataFrame, reviewer_ids: pl.Series, fast_ratio: float) -> p
         )
         .sort("r")
     )
-    df = per.select(reviewer_ids.gather(per["r"]).alias("reviewer_id"), pl.exclude("r"))
+    df = per.select(votes.ids(per["r"]), pl.exclude("r"))
     if df.height == 0:
         return df.with_columns(
             pool_median_seconds=pl.lit(None, pl.Float64),

@@ -151,3 +151,30 @@ def test_vote_table_matches_the_sql_definition(tmp_path: Path) -> None:
                     "ORDER BY reviewer_id, created_at NULLS LAST, comparison_id").pl()
     mine = votes.frame.select(votes.ids(votes.frame["r"]), "created_at", "outcome")
     assert mine.equals(order.with_columns(pl.col("outcome").cast(mine["outcome"].dtype)))
+
+
+def test_checks_default_to_the_audit_config() -> None:
+    """A check called alone gives the audit's verdict: its defaults are AuditConfig's."""
+    import inspect
+
+    from dissensus.analytics.audit_config import AuditConfig
+    from dissensus.analytics.audit_drift import drift_from
+
+    cfg = AuditConfig()
+    checks = [
+        ((cs.position_bias, cs.position_bias_from),
+         {"alpha": cfg.position_alpha, "min_effect": cfg.position_min_effect, "level": cfg.level}),
+        ((cs.tie_use, cs.tie_use_from),
+         {"alpha": cfg.tie_alpha, "overuse_ratio": cfg.tie_overuse_ratio, "level": cfg.level}),
+        ((cs.self_consistency, cs.self_consistency_from),
+         {"min_consistency": cfg.min_self_consistency, "level": cfg.level}),
+        ((cs.gold_accuracy, cs.gold_accuracy_from),
+         {"min_accuracy": cfg.min_gold_accuracy, "level": cfg.level}),
+        ((cs.speed, cs.speed_from), {"fast_ratio": cfg.fast_ratio}),
+        ((cs.drift, drift_from), {"min_segment": cfg.drift_min_segment,
+                                  "alpha": cfg.drift_alpha, "min_change": cfg.drift_min_change}),
+    ]
+    for fns, defaults in checks:
+        for fn in fns:
+            params = inspect.signature(fn).parameters
+            assert {k: params[k].default for k in defaults} == defaults, fn.__name__
