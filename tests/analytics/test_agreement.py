@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import krippendorff
@@ -14,83 +13,62 @@ from hypothesis import strategies as st
 from dissensus.analytics import agreement as ag
 from dissensus.warehouse.db import connect
 from dissensus.warehouse.errors import EmptyDataError
-from dissensus.warehouse.ingest import ingest_file
-
-CHOICE = {1: "a", 0: "tie", -1: "b"}
 
 
-def build(tmp: Path, rows: list[dict], name: str = "w"):
-    """Write ``rows`` as JSONL, ingest them into a fresh warehouse, return the connection."""
-    path = tmp / f"{name}.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    con = connect(tmp / f"{name}.duckdb")
-    ingest_file(con, path)
-    return con
-
-
-def vote(reviewer: str | None, item: int, value: int, **extra) -> dict:
-    """A comparison of item ``item`` where value +1 prefers response A, -1 B, 0 tie."""
-    row = {"choice": CHOICE[value], "prompt": f"prompt {item}", "response_a": f"A{item}",
-           "response_b": f"B{item}", "shown_first": "a",
-           "created_at": f"2026-01-{1 + item % 28:02d}T10:00:00", **extra}
-    if reviewer is not None:
-        row["reviewer_id"] = reviewer
-    return row
-
-
-def matrix_rows(data: np.ndarray) -> list[dict]:
-    """Reliability data (coders x units, NaN missing) as comparison rows."""
+def matrix_rows(vote, data: np.ndarray) -> list[dict]:
+    """Reliability data (coders x units, NaN missing; +1 prefers response A, -1 B, 0 tie) as
+    comparison rows."""
     return [vote(f"r{c}", u, int(data[c, u]))
             for c in range(data.shape[0]) for u in range(data.shape[1])
             if not np.isnan(data[c, u])]
 
 
-def oriented_rows(tmp: Path, data: np.ndarray) -> list[dict]:
+def oriented_rows(warehouse, vote, data: np.ndarray) -> list[dict]:
     """Rows whose value +1 means the *canonical* response_1 is preferred: a scratch ingest
     tells which items store A as response_1; the others get A and B swapped."""
-    scratch = build(tmp, [vote("probe", u, 1) for u in range(data.shape[1])], "probe")
+    scratch = warehouse([vote("probe", u, 1) for u in range(data.shape[1])], "probe")
     flipped = {int(p.split()[1]) for p, in scratch.execute(
         "SELECT t.body FROM comparisons c JOIN texts t ON t.text_id = c.prompt_id "
         "WHERE NOT c.a_is_response_1").fetchall()}
-    rows = matrix_rows(data)
+    rows = matrix_rows(vote, data)
     for row in rows:
         if int(row["prompt"].split()[1]) in flipped:
             row["response_a"], row["response_b"] = row["response_b"], row["response_a"]
     return rows
 
 
-def test_textbook_binary_example(tmp_path: Path) -> None:
+def test_textbook_binary_example(warehouse, vote) -> None:
     # Krippendorff (2011), "Computing Krippendorff's alpha-reliability", binary data, two
     # observers, ten units: alpha = 0.095.
     a = [0, 1, 0, 0, 0, 0, 0, 0, 1, 0]
     b = [1, 1, 1, 0, 0, 1, 0, 0, 0, 0]
     data = np.array([a, b], dtype=float) * 2 - 1  # 1 -> +1, 0 -> -1
-    con = build(tmp_path, oriented_rows(tmp_path, data))
+    con = warehouse(oriented_rows(warehouse, vote, data))
     out = ag.krippendorff_alpha(con, n_boot=200, symmetric=False)
     assert out["alpha"][0] == pytest.approx(0.095, abs=5e-4)
     assert out["n_pairs"][0] == 10 and out["n_votes"][0] == 20
     assert out["alpha_low"][0] < out["alpha"][0] < out["alpha_high"][0]
 
 
-def test_symmetric_alpha_ignores_orientation(tmp_path: Path) -> None:
+def test_symmetric_alpha_ignores_orientation(warehouse, vote) -> None:
     rng = np.random.default_rng(3)
     data = rng.choice([-1.0, 0.0, 1.0], p=[0.6, 0.1, 0.3], size=(4, 25))
-    rows = matrix_rows(data)
+    rows = matrix_rows(vote, data)
     swapped = [dict(r, response_a=r["response_b"], response_b=r["response_a"],
                     choice={"a": "b", "b": "a", "tie": "tie"}[r["choice"]]) if i % 2 else r
                for i, r in enumerate(rows)]
-    one = ag.krippendorff_alpha(build(tmp_path, rows, "one"), n_boot=0)["alpha"][0]
-    two = ag.krippendorff_alpha(build(tmp_path, swapped, "two"), n_boot=0)["alpha"][0]
+    one = ag.krippendorff_alpha(warehouse(rows, "one"), n_boot=0)["alpha"][0]
+    two = ag.krippendorff_alpha(warehouse(swapped, "two"), n_boot=0)["alpha"][0]
     assert one == pytest.approx(two, abs=1e-12)
 
 
-def test_alpha_matches_package_on_random_warehouse(tmp_path: Path) -> None:
+def test_alpha_matches_package_on_random_warehouse(warehouse, vote) -> None:
     rng = np.random.default_rng(7)
     truth = rng.choice([-1, 0, 1], size=40)
     data = np.where(rng.random((6, 40)) < 0.7, truth, rng.choice([-1, 0, 1], size=(6, 40)))
     data = data.astype(float)
     data[rng.random(data.shape) < 0.3] = np.nan
-    con = build(tmp_path, oriented_rows(tmp_path, data))
+    con = warehouse(oriented_rows(warehouse, vote, data))
     expected = krippendorff.alpha(reliability_data=data, level_of_measurement="nominal")
     got = ag.krippendorff_alpha(con, n_boot=0, symmetric=False)["alpha"][0]
     assert got == pytest.approx(expected, abs=1e-9)
@@ -113,10 +91,10 @@ def test_pattern_alpha_matches_package(coders: int, units: int, seed: int) -> No
         assert got == pytest.approx(expected, abs=1e-9)
 
 
-def test_alpha_by_group_and_week(tmp_path: Path) -> None:
+def test_alpha_by_group_and_week(warehouse, vote) -> None:
     rows = [vote(f"r{c}", u, 1 if u % 2 else -1, category="billing" if u < 10 else "urgent")
             for c in range(3) for u in range(20)]
-    con = build(tmp_path, rows)
+    con = warehouse(rows)
     by_cat = ag.krippendorff_alpha(con, by="category", n_boot=50)
     assert set(by_cat["group"]) == {"billing", "urgent"}
     assert by_cat["alpha"].to_list() == pytest.approx([1.0, 1.0])
@@ -126,11 +104,11 @@ def test_alpha_by_group_and_week(tmp_path: Path) -> None:
         ag.krippendorff_alpha(con, by="planet")
 
 
-def test_fleiss_pairwise_and_loo(tmp_path: Path) -> None:
+def test_fleiss_pairwise_and_loo(warehouse, vote) -> None:
     # three reviewers on six items; r2 disagrees on two of them
     r0 = [1, 1, -1, -1, 0, 1]
     r2 = [1, -1, -1, 1, 0, 1]
-    con = build(tmp_path, oriented_rows(tmp_path, np.array([r0, r0, r2], dtype=float)))
+    con = warehouse(oriented_rows(warehouse, vote, np.array([r0, r0, r2], dtype=float)))
     counts = np.array([[sum(x[u] == v for x in (r0, r0, r2)) for v in (1, 0, -1)]
                        for u in range(6)], dtype=float)
     p_i = ((counts**2).sum(1) - 3) / 6
@@ -150,15 +128,15 @@ def test_fleiss_pairwise_and_loo(tmp_path: Path) -> None:
     assert (rel["reliability_low"] <= rel["reliability"]).all()
 
 
-def test_repeat_votes_count_once(tmp_path: Path) -> None:
+def test_repeat_votes_count_once(warehouse, vote) -> None:
     rows = [vote("r0", 1, 1), vote("r1", 1, 1),
             vote("r1", 1, -1, created_at="2026-02-01T10:00:00", comparison_id="again")]
-    con = build(tmp_path, rows)
+    con = warehouse(rows)
     assert ag.krippendorff_alpha(con, n_boot=0)["n_votes"][0] == 2
 
 
-def test_reviewer_less_data_says_so(tmp_path: Path) -> None:
-    con = build(tmp_path, [vote(None, u, 1) for u in range(5)])
+def test_reviewer_less_data_says_so(warehouse, vote) -> None:
+    con = warehouse([vote(None, u, 1) for u in range(5)])
     for fn in (ag.krippendorff_alpha, ag.fleiss_kappa, ag.pairwise_agreement,
                ag.leave_one_out_agreement, ag.model_free_reliability):
         with pytest.raises(EmptyDataError, match="none of the 5 comparisons has a reviewer id"):

@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 import typer
 from scipy.stats import spearmanr
@@ -20,50 +21,36 @@ from dissensus.warehouse.ingest import ingest_file
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
-def build(tmp: Path, rows: list[dict]):
-    path = tmp / "w.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    con = connect(tmp / "w.duckdb")
-    ingest_file(con, path)
-    return con
-
-
-def vote(reviewer: str, item: int, choice: str, seconds: float = 40.0, **extra) -> dict:
-    return {"reviewer_id": reviewer, "choice": choice, "prompt": f"prompt {item}",
-            "response_a": f"reply A to {item}", "response_b": f"reply B to {item}",
-            "shown_first": "a" if item % 2 else "b", "seconds_spent": seconds,
-            "created_at": f"2026-01-{1 + item % 28:02d}T10:00:00", **extra}
-
-
-def crowd(tmp: Path):
+def crowd(warehouse, vote):
     """Six careful majority reviewers, two careful minority ones (they flip items 0-19), one
-    rushed reviewer (fast, alternates answers)."""
+    rushed reviewer (fast, alternates answers). Replies 'reply A/B to <item>', the order shown
+    alternating, 40 s a judgment (4 s for the rushed one)."""
     rows = []
     for i in range(40):
+        item = {"response_a": f"reply A to {i}", "response_b": f"reply B to {i}",
+                "shown_first": "a" if i % 2 else "b", "seconds_spent": 40.0}
         for j in range(6):
-            rows.append(vote(f"major{j}", i, "a"))
+            rows.append(vote(f"major{j}", i, "a", **item))
         for j in range(2):
-            rows.append(vote(f"minor{j}", i, "b" if i < 20 else "a"))
-        rows.append(vote("rushed", i, "a" if i % 3 == 0 else "b", seconds=4.0))
-    return build(tmp, rows)
-
-
-def add_fit(con, schools: dict[str, int]) -> None:
-    con.execute("INSERT INTO fits VALUES ('fit-1', ?, 'test', 2, 360, 1.0, NULL, NULL, NULL)",
-                [datetime(2026, 2, 1)])
-    for rid, school in schools.items():
-        rel = 0.55 if rid == "rushed" else 0.97
-        con.execute("INSERT INTO reviewer_estimates VALUES ('fit-1', ?, 40, ?, ?, ?, 0.0, ?, 0.95,"
-                    " false, NULL)", [rid, rel, rel - 0.05, rel + 0.02, school])
+            rows.append(vote(f"minor{j}", i, "b" if i < 20 else "a", **item))
+        rows.append(vote("rushed", i, "a" if i % 3 == 0 else "b", **{**item, "seconds_spent": 4.0}))
+    return warehouse(rows)
 
 
 def verdicts(frame) -> dict[str, str]:
     return dict(zip(frame["reviewer_id"], frame["verdict"], strict=True))
 
 
-def test_audit_with_model_fit(tmp_path: Path) -> None:
-    con = crowd(tmp_path)
-    add_fit(con, {**{f"major{j}": 0 for j in range(6)}, "minor0": 1, "minor1": 1, "rushed": 0})
+def test_audit_with_model_fit(warehouse, vote, fake_fit) -> None:
+    con = crowd(warehouse, vote)
+    schools = {**{f"major{j}": 0 for j in range(6)}, "minor0": 1, "minor1": 1, "rushed": 0}
+    rel = [0.55 if rid == "rushed" else 0.97 for rid in schools]
+    fake_fit(con, "fit-1", created_at=datetime(2026, 2, 1), method="test", n_schools=2,
+             n_comparisons=360, seconds=1.0, reviewers=pl.DataFrame({
+                 "reviewer_id": list(schools), "n_comparisons": 40, "reliability": rel,
+                 "reliability_low": [r - 0.05 for r in rel],
+                 "reliability_high": [r + 0.02 for r in rel], "position_bias": 0.0,
+                 "school": list(schools.values()), "school_probability": 0.95, "flagged": False}))
     out = audit.reviewer_audit(con)
     v = verdicts(out)
     assert v["minor0"] == v["minor1"] == "minority view, consistent"
@@ -74,8 +61,8 @@ def test_audit_with_model_fit(tmp_path: Path) -> None:
     assert out["reliability_source"][0].startswith("annotator model")
 
 
-def test_audit_without_fit_and_report_card(tmp_path: Path) -> None:
-    con = crowd(tmp_path)
+def test_audit_without_fit_and_report_card(warehouse, vote) -> None:
+    con = crowd(warehouse, vote)
     out = audit.reviewer_audit(con)
     v = verdicts(out)
     assert v["rushed"] == "fast and inconsistent"
@@ -90,20 +77,20 @@ def test_audit_without_fit_and_report_card(tmp_path: Path) -> None:
         audit.report_card(con, "nobody")
 
 
-def test_config_is_typed_and_used(tmp_path: Path) -> None:
+def test_config_is_typed_and_used(warehouse, vote) -> None:
     with pytest.raises(ValueError):
         audit.AuditConfig(fast_ratio=3.0)
     assert audit.AuditConfig.model_fields["fast_ratio"].description
-    con = crowd(tmp_path)
+    con = crowd(warehouse, vote)
     out = audit.reviewer_audit(con, audit.AuditConfig(min_votes=1000))
     assert set(out["verdict"]) == {"too few votes"}
 
 
-def test_cli_reviewers_and_reviewer(tmp_path: Path) -> None:
+def test_cli_reviewers_and_reviewer(tmp_path: Path, warehouse, vote) -> None:
     from dissensus.analytics import cli
     from dissensus.analytics.audit_cli import register
 
-    crowd(tmp_path).close()
+    crowd(warehouse, vote).close()
     app = typer.Typer()
 
     @app.callback()

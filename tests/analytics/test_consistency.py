@@ -2,48 +2,32 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from functools import partial
 
 import pytest
 
 from dissensus.analytics import consistency as cs
-from dissensus.warehouse.db import connect
 from dissensus.warehouse.errors import EmptyDataError
-from dissensus.warehouse.ingest import ingest_file
 
 
-def build(tmp: Path, rows: list[dict]):
-    path = tmp / "w.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    con = connect(tmp / "w.duckdb")
-    ingest_file(con, path)
-    return con
-
-
-def vote(reviewer: str | None, item: int, choice: str, shown_first: str = "a", day: int = 1,
-         **extra) -> dict:
-    row = {"choice": choice, "prompt": f"prompt {item}", "response_a": f"A{item}",
-           "response_b": f"B{item}", "shown_first": shown_first,
-           "created_at": f"2026-01-{day:02d}T{item % 24:02d}:00:00", "seconds_spent": 40.0,
-           **extra}
-    if reviewer is not None:
-        row["reviewer_id"] = reviewer
-    return row
+@pytest.fixture
+def vote(vote):
+    """The shared row helper with this module's defaults: day 1 (hour = item % 24), 40 s."""
+    return partial(vote, day=1, seconds_spent=40.0)
 
 
 def by_id(frame, column: str) -> dict:
     return dict(zip(frame["reviewer_id"], frame[column], strict=True))
 
 
-def test_position_bias_binomial(tmp_path: Path) -> None:
+def test_position_bias_binomial(warehouse, vote) -> None:
     rows = []
     for i in range(60):
         first = "a" if i % 2 else "b"
         rows.append(vote("biased", i, first if i % 10 else ("b" if first == "a" else "a"),
                          shown_first=first))  # picks the first-shown reply 54 of 60 times
         rows.append(vote("balanced", i, "a", shown_first=first))  # always A, whatever order
-    out = cs.position_bias(build(tmp_path, rows))
+    out = cs.position_bias(warehouse(rows))
     flagged, rate = by_id(out, "position_biased"), by_id(out, "first_rate")
     assert flagged == {"balanced": False, "biased": True}
     assert rate["biased"] == pytest.approx(54 / 60) and rate["balanced"] == pytest.approx(0.5)
@@ -54,24 +38,24 @@ def test_position_bias_binomial(tmp_path: Path) -> None:
     assert "position-biased" in by_id(out, "verdict")["biased"]
 
 
-def test_self_consistency_on_repeats(tmp_path: Path) -> None:
+def test_self_consistency_on_repeats(warehouse, vote) -> None:
     rows = [vote("r", i, "a", day=1) for i in range(4)]
     rows += [vote("r", 0, "a", day=5, comparison_id="r0b"),              # same, same order
              vote("r", 1, "a", shown_first="b", day=5, comparison_id="r1b"),  # same, swapped
              vote("r", 2, "b", shown_first="b", day=5, comparison_id="r2b"),  # changed, swapped
              vote("r", 3, "b", day=5, comparison_id="r3b")]               # changed
-    out = cs.self_consistency(build(tmp_path, rows)).row(0, named=True)
+    out = cs.self_consistency(warehouse(rows)).row(0, named=True)
     assert (out["n_repeats"], out["n_consistent"]) == (4, 2)
     assert (out["n_swapped"], out["n_swapped_consistent"]) == (2, 1)
     assert out["consistency_low"] < 0.5 < out["consistency_high"]
 
 
-def test_gold_accuracy_and_ties(tmp_path: Path) -> None:
+def test_gold_accuracy_and_ties(warehouse, vote) -> None:
     rows = [vote("good", i, "a", gold_choice="a") for i in range(10)]
     rows += [vote("poor", i, "a" if i < 2 else "b", gold_choice="a") for i in range(10)]
     rows += [vote("tier", 100 + i, "tie") for i in range(10)]
     rows += [vote(f"x{j}", 200 + i, "a") for j in range(4) for i in range(10)]
-    con = build(tmp_path, rows)
+    con = warehouse(rows)
     gold = cs.gold_accuracy(con)
     assert by_id(gold, "gold_accuracy") == {"good": 1.0, "poor": 0.2}
     assert by_id(gold, "fails_gold") == {"good": False, "poor": True}
@@ -80,7 +64,7 @@ def test_gold_accuracy_and_ties(tmp_path: Path) -> None:
     assert ties["pool_tie_rate"][0] == pytest.approx(10 / 70)
 
 
-def test_speed_and_drift(tmp_path: Path) -> None:
+def test_speed_and_drift(warehouse, vote) -> None:
     rows = []
     for i in range(60):
         for j in range(3):
@@ -88,7 +72,7 @@ def test_speed_and_drift(tmp_path: Path) -> None:
         late = i >= 30
         rows.append(vote("drifter", i, "b" if late else "a", day=1 + i // 3,
                          seconds_spent=5.0 if late else 40.0))
-    con = build(tmp_path, rows)
+    con = warehouse(rows)
     sp = cs.speed(con)
     assert sp["pool_median_seconds"][0] == pytest.approx(40.0)
     dr = cs.drift(con).filter(reviewer_id="drifter").row(0, named=True)
@@ -100,15 +84,15 @@ def test_speed_and_drift(tmp_path: Path) -> None:
     assert series["n_votes"].sum() == 60
 
 
-def test_reviewer_less_data(tmp_path: Path) -> None:
-    con = build(tmp_path, [vote(None, i, "a") for i in range(3)])
+def test_reviewer_less_data(warehouse, vote) -> None:
+    con = warehouse([vote(None, i, "a") for i in range(3)])
     for fn in (cs.position_bias, cs.tie_use, cs.self_consistency, cs.gold_accuracy, cs.speed,
                cs.drift):
         with pytest.raises(EmptyDataError, match="has a reviewer id"):
             fn(con)
 
 
-def test_vote_table_matches_the_sql_definition(tmp_path: Path) -> None:
+def test_vote_table_matches_the_sql_definition(warehouse, vote) -> None:
     """The vote table (integer sorts, ties broken by comparison_id) equals the SQL window
     definition of the first vote and of the repeat order, with tied and missing times."""
     import numpy as np
@@ -128,7 +112,7 @@ def test_vote_table_matches_the_sql_definition(tmp_path: Path) -> None:
         if i % 17 == 0:
             del row["created_at"]
         rows.append(row)
-    con = build(tmp_path, rows)
+    con = warehouse(rows)
     votes = load_votes(con)
     got = (votes.frame.with_columns(reviewer_id=votes.ids(votes.frame["r"]))
            .select("reviewer_id", "outcome", "first_shown", "created_at", "k")

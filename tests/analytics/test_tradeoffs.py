@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import duckdb
 import polars as pl
 import pytest
@@ -43,12 +45,13 @@ def con() -> duckdb.DuckDBPyConnection:
     return c
 
 
-def _fit(con: duckdb.DuckDBPyConnection) -> str:
-    con.execute("INSERT INTO fits VALUES ('f1', TIMESTAMP '2026-01-02', 'test', 2, 9, 0, NULL, "
-                "NULL, NULL)")
-    con.execute("""INSERT INTO comparison_weights SELECT 'f1', comparison_id, 1.0,
-        CASE WHEN reviewer_id LIKE 's0%' THEN [1.0, 0.0] ELSE [0.0, 1.0] END FROM comparisons""")
-    return "f1"
+@pytest.fixture
+def fit(con: duckdb.DuckDBPyConnection, fake_fit) -> str:
+    """A FAKE two-school fit 'f1': reviewers s0* in school 0, the others in school 1."""
+    return fake_fit(con, "f1", created_at=datetime(2026, 1, 2), method="test", n_schools=2,
+                    n_comparisons=9, seconds=0.0, weights="""SELECT comparison_id, 1.0 AS weight,
+        CASE WHEN reviewer_id LIKE 's0%' THEN [1.0, 0.0] ELSE [0.0, 1.0] END AS school_weights
+        FROM comparisons""")
 
 
 def test_votes_without_a_fit_pool_everyone(con: duckdb.DuckDBPyConnection) -> None:
@@ -61,8 +64,7 @@ def test_votes_without_a_fit_pool_everyone(con: duckdb.DuckDBPyConnection) -> No
     assert tr.school_prevalence(votes) == {}
 
 
-def test_votes_by_school_follow_the_fit(con: duckdb.DuckDBPyConnection) -> None:
-    fit = _fit(con)
+def test_votes_by_school_follow_the_fit(con: duckdb.DuckDBPyConnection, fit: str) -> None:
     assert tr.latest_fit_id(con) == fit
     votes = tr.school_votes(con, fit)
     assert tr.school_names(votes) == ["all", "school 0", "school 1"]
@@ -71,8 +73,7 @@ def test_votes_by_school_follow_the_fit(con: duckdb.DuckDBPyConnection) -> None:
     assert tr.school_prevalence(votes) == pytest.approx({"school 0": 6 / 9, "school 1": 3 / 9})
 
 
-def test_category_rates_by_hand(con: duckdb.DuckDBPyConnection) -> None:
-    fit = _fit(con)
+def test_category_rates_by_hand(con: duckdb.DuckDBPyConnection, fit: str) -> None:
     votes = tr.school_votes(con, fit)
     responses = tr.responses_frame(con)
     scores = pl.DataFrame({
@@ -92,16 +93,18 @@ def test_category_rates_by_hand(con: duckdb.DuckDBPyConnection) -> None:
     assert urgent["satisfaction_school 1"] == pytest.approx((0.0 + 0.0) / 2)
 
 
-def test_reviewer_scores_prefer_each_schools_favourite(con: duckdb.DuckDBPyConnection) -> None:
-    votes = tr.school_votes(con, _fit(con))
+def test_reviewer_scores_prefer_each_schools_favourite(con: duckdb.DuckDBPyConnection,
+                                                       fit: str) -> None:
+    votes = tr.school_votes(con, fit)
     picks = tr.preferred(tr.reviewer_scores(votes)).filter(pl.col("prompt_id") == "u")
     chosen = dict(zip(picks["source"], picks["response_id"], strict=True))
     assert chosen["reviewers: school 0"] == "A"
     assert chosen["reviewers: school 1"] == "E"
 
 
-def test_what_if_moves_the_pick_with_the_weights(con: duckdb.DuckDBPyConnection) -> None:
-    votes = tr.school_votes(con, _fit(con))
+def test_what_if_moves_the_pick_with_the_weights(con: duckdb.DuckDBPyConnection,
+                                                 fit: str) -> None:
+    votes = tr.school_votes(con, fit)
     responses = tr.responses_frame(con)
     scores = tr.reviewer_scores(votes)
     caution = tr.what_if(scores, votes, responses, {"school 0": 0.0, "school 1": 1.0},
@@ -127,8 +130,8 @@ def test_what_if_uses_multihead_school_heads_when_present() -> None:
                                          "school 1": "reward: school_1"}
 
 
-def test_tag_preferences(con: duckdb.DuckDBPyConnection) -> None:
-    votes = tr.school_votes(con, _fit(con))
+def test_tag_preferences(con: duckdb.DuckDBPyConnection, fit: str) -> None:
+    votes = tr.school_votes(con, fit)
     prefs = tr.tag_preferences(votes, tr.responses_frame(con))
     esc = prefs.filter((pl.col("flag") == "escalation") & (pl.col("category") == "urgent_symptoms"))
     by = dict(zip(esc["school"], esc["share_for_flagged"], strict=True))
@@ -137,8 +140,7 @@ def test_tag_preferences(con: duckdb.DuckDBPyConnection) -> None:
     assert by["school 0"] == pytest.approx((0 + 0 + 1 + 0.5) / 4)
 
 
-def test_stored_votes_equal_the_computed_ones(con: duckdb.DuckDBPyConnection) -> None:
-    fit = _fit(con)
+def test_stored_votes_equal_the_computed_ones(con: duckdb.DuckDBPyConnection, fit: str) -> None:
     computed = tr.school_votes(con, fit).sort("pair_id")
     assert store_pair_school_votes(con, fit) == 3
     stored = tr.school_votes(con, fit).sort("pair_id")
