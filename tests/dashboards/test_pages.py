@@ -41,9 +41,10 @@ def build_demo_warehouse(path: Path, n: int = 1500) -> Path:
     return path
 
 
-def insert_fake_fit(path: Path) -> str:
+def insert_fake_fit(path: Path, fake_fit) -> str:
     """FAKE annotator-model output (two schools) in fits / reviewer_estimates / pair_estimates /
-    comparison_weights: deterministic numbers of the right shape, not a fit."""
+    comparison_weights: deterministic numbers of the right shape, not a fit. ``fake_fit``: the
+    writer of the ``fake_fit`` fixture."""
     con = connect(path)
     try:
         rng = np.random.default_rng(0)
@@ -58,14 +59,6 @@ def insert_fake_fit(path: Path) -> str:
             school=school, school_probability=0.95, flagged=rel < 0.6,
             flag_reason=pl.when(pl.lit(rel < 0.6)).then(pl.lit("fake: low reliability")))
         con.register("est", est.to_arrow())
-        con.execute("INSERT INTO fits VALUES (?, ?, 'fake', 2, ?, 0.1, ?, '{}', NULL)", [
-            FAKE_FIT, datetime(2026, 1, 1), int(reviewers["n"].sum()),
-            json.dumps({"school_weights": [0.67, 0.33], "warnings": [], "fake": True,
-                        "school_contrasts": [{"feature": "escalation|urgent_symptoms",
-                                              "weights": [-1.2, 1.2]}]})])
-        con.execute("""INSERT INTO reviewer_estimates SELECT fit_id, reviewer_id, n, reliability,
-            reliability_low, reliability_high, position_bias, school, school_probability, flagged,
-            flag_reason FROM est""")
         pairs = con.sql("SELECT pair_id, any_value(prompt_id) AS prompt_id, count(*) AS n "
                         "FROM comparisons GROUP BY ALL ORDER BY pair_id").pl()
         shares = rng.dirichlet([1, 1, 1], pairs.height)
@@ -74,13 +67,23 @@ def insert_fake_fit(path: Path) -> str:
         pe = pairs.with_columns(fit_id=pl.lit(FAKE_FIT), noise=shares[:, 0],
                                 plural=shares[:, 1], amb=shares[:, 2], verdict=verdicts)
         con.register("pe", pe.to_arrow())
-        con.execute("""INSERT INTO pair_estimates SELECT pe.fit_id, pe.pair_id, pe.prompt_id,
-            t.body, pe.n, 0.5, pe.noise, pe.plural, pe.amb, pe.verdict
-            FROM pe LEFT JOIN texts t ON t.text_id = pe.prompt_id""")
-        con.execute("""INSERT INTO comparison_weights
-            SELECT ?, c.comparison_id, CASE WHEN e.flagged THEN 0.5 ELSE 1.0 END,
-                   CASE WHEN e.school = 0 THEN [0.95, 0.05] ELSE [0.05, 0.95] END
-            FROM comparisons c JOIN est e USING (reviewer_id)""", [FAKE_FIT])
+        fake_fit(
+            con, FAKE_FIT, created_at=datetime(2026, 1, 1), method="fake", n_schools=2,
+            n_comparisons=int(reviewers["n"].sum()), seconds=0.1,
+            diagnostics=json.dumps({"school_weights": [0.67, 0.33], "warnings": [], "fake": True,
+                                    "school_contrasts": [{"feature": "escalation|urgent_symptoms",
+                                                          "weights": [-1.2, 1.2]}]}),
+            config="{}",
+            reviewers="""SELECT reviewer_id, n AS n_comparisons, reliability, reliability_low,
+                reliability_high, position_bias, school, school_probability, flagged, flag_reason
+                FROM est""",
+            pairs="""SELECT pe.pair_id, pe.prompt_id, t.body AS prompt, pe.n AS n_votes,
+                0.5 AS p_first, pe.noise AS noise_share, pe.plural AS pluralism_share,
+                pe.amb AS ambiguity_share, pe.verdict
+                FROM pe LEFT JOIN texts t ON t.text_id = pe.prompt_id""",
+            weights="""SELECT c.comparison_id, CASE WHEN e.flagged THEN 0.5 ELSE 1.0 END AS weight,
+                CASE WHEN e.school = 0 THEN [0.95, 0.05] ELSE [0.05, 0.95] END AS school_weights
+                FROM comparisons c JOIN est e USING (reviewer_id)""")
     finally:
         con.close()
     return FAKE_FIT
@@ -118,9 +121,9 @@ def plain_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fit_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fit_warehouse(tmp_path_factory: pytest.TempPathFactory, fake_fit) -> Path:
     path = build_demo_warehouse(tmp_path_factory.mktemp("fit") / "w.duckdb")
-    insert_fake_fit(path)
+    insert_fake_fit(path, fake_fit)
     insert_fake_reward_run(path)
     return path
 

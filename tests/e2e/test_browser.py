@@ -43,11 +43,11 @@ def _fixtures():
 
 
 @pytest.fixture(scope="module")
-def fit_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fit_warehouse(tmp_path_factory: pytest.TempPathFactory, fake_fit) -> Path:
     """The demo world with a FAKE fit and a FAKE reward run (see tests/dashboards)."""
     helpers = _fixtures()
     path = helpers.build_demo_warehouse(tmp_path_factory.mktemp("browser") / "w.duckdb")
-    helpers.insert_fake_fit(path)
+    helpers.insert_fake_fit(path, fake_fit)
     helpers.insert_fake_reward_run(path)
     return path
 
