@@ -15,11 +15,10 @@
   likelihood-ratio statistic 2 [n1 H(p1) + n2 H(p2) - n H(p)] (H the log-likelihood of a rate),
   maximised over splits (a single change-point, Hinkley 1970), Bonferroni over the splits tried.
 
-Each check is computed in one place, its ``*_from`` function over a :class:`Votes` (the reviewer
-audit reads the votes once and passes them to every check). The plain name takes a connection:
-it checks the columns, reads the votes and calls the ``*_from`` function. The defaults of both are
-those of :class:`dissensus.analytics.audit_config.AuditConfig`, so a check called alone gives the
-audit's verdict.
+Each check is computed once, by its ``*_from`` function over a :class:`Votes` (what the audit
+calls, with the votes read once); the plain name checks a connection's columns, reads the votes
+and calls it. The defaults are :class:`~dissensus.analytics.audit_config.AuditConfig`'s: a check
+called alone gives the audit's verdict.
 """
 
 from __future__ import annotations
