@@ -14,7 +14,7 @@ Modules: :mod:`.model` (the PyMC model and its math), :mod:`.grid_em` (the fast 
 """
 
 from .config import AnnotatorConfig
-from .data import AnnotatorDataError
+from .errors import AnnotatorDataError
 from .estimator import AnnotatorModel
 
 __all__ = ["AnnotatorConfig", "AnnotatorDataError", "AnnotatorModel"]

@@ -27,7 +27,8 @@ import polars as pl
 from .config import AnnotatorConfig
 from .data import EncodedFrame, encode_frame
 from .decomposition import verdicts
-from .inference import FitResult, Progress, fit, vote_disagreement
+from .inference import fit, vote_disagreement
+from .results import FitResult, Progress
 
 REVIEWER_COLUMNS = (
     "reviewer_id", "n_comparisons", "reliability", "reliability_low", "reliability_high",

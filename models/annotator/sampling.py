@@ -1,7 +1,7 @@
 """Posterior sampling paths: NUTS (nutpie, else PyMC's own), ADVI and minibatch ADVI.
 
 All paths sample the PyMC model of :mod:`.model`, align school labels across chains, and
-summarise the draws into the same :class:`~.inference.FitResult` the grid EM produces. With
+summarise the draws into the same :class:`~.results.FitResult` the grid EM produces. With
 ``n_schools='auto'`` each K is sampled and compared by PSIS-LOO (Vehtari, Gelman & Gabry 2017)
 over reviewer-level log-likelihoods (a reviewer's judgments share the marginalised school, so
 the reviewer is the unit left out).
@@ -27,9 +27,10 @@ from dissensus.warehouse.errors import DissensusError
 from .config import AnnotatorConfig
 from .data import EncodedFrame
 from .decomposition import Population, binned_biases, decompose_draws
-from .inference import FitResult, Progress, choose_k, loo_row
 from .likelihood import careful_logp, lapse_prob
 from .model import _priors, build_model, model_coords, reviewer_school_loglik
+from .results import FitResult, Progress
+from .selection import choose_k, loo_row
 from .warm_start import em_initial_point, em_state
 
 SCHOOL_VARS = ("pi", "delta", "margins", "z_dev", "dev_coef", "dev_coef_basis")
