@@ -41,6 +41,16 @@ class Lattice:
     def n_schools(self) -> int:
         return int(self.deviations.shape[1])
 
+    @property
+    def mu_limit(self) -> float:
+        """The largest consensus margin on the lattice (``make_lattice``'s ``mu_limit``)."""
+        return float(self.mu_values[-1])
+
+    @property
+    def dev_limit(self) -> float:
+        """The largest school deviation on the lattice (``make_lattice``'s ``dev_limit``)."""
+        return float(self.step * np.abs(self.deviations).max())
+
     def margins(self) -> FloatArray:
         """``(S, K)`` school margins of every state."""
         return self.m_values[self.midx]
