@@ -238,11 +238,17 @@ def load_fit(path: str | Path, config: AnnotatorConfig | None = None) -> SavedFi
     if saved_cfg.config_hash() != meta.get("config_hash"):
         raise FitMismatchError("saved configuration does not match its recorded hash",
                                where=where, fix="the file was edited or corrupted: refit")
-    if config is not None and config.config_hash() != meta["config_hash"]:
+    # only settings that change the posterior must match; report thresholds may differ (the
+    # loaded tables keep those they were saved with: the loaded model's config)
+    if config is not None and config.posterior_hash() != saved_cfg.posterior_hash():
+        differ = saved_cfg.posterior_differences(config)
+        listed = ", ".join(f"{name} {saved!r} (asked: {asked!r})"
+                           for name, (saved, asked) in sorted(differ.items()))
         raise FitMismatchError(
-            f"saved fit was made with configuration {meta['config_hash']}, "
-            f"not {config.config_hash()}",
-            where=where, expected="the same settings as the fit being loaded",
+            f"saved fit was made with configuration {saved_cfg.posterior_hash()}, not "
+            f"{config.posterior_hash()}: {listed}",
+            where=where, expected="the same settings of the posterior as the fit being loaded "
+            "(report thresholds may differ)",
             fix="load without a config, or refit with the new settings",
         )
     with warnings.catch_warnings():

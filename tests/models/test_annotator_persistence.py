@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from dissensus.models.annotator.config import AnnotatorConfig
+from dissensus.models.annotator.config import REPORT_SETTINGS, AnnotatorConfig
 from dissensus.models.annotator.errors import FitMismatchError, NotFittedError
 from dissensus.models.annotator.estimator import AnnotatorModel
 from dissensus.models.annotator.synthetic import (
@@ -152,3 +152,32 @@ def test_predicting_before_fitting_is_a_clear_error(frame: pl.DataFrame) -> None
         AnnotatorModel().predict_proba(frame)
     with pytest.raises(NotFittedError, match="fit"):
         AnnotatorModel().save("nowhere")
+
+
+def test_report_thresholds_may_differ_on_load(saved: tuple[AnnotatorModel, Path]) -> None:
+    """Thresholds that only change the report do not refuse a saved posterior; the loaded
+    tables are those saved, made under the saved thresholds (the loaded model's config)."""
+    model, path = saved
+    report = AnnotatorConfig(n_schools=2, flag_probability=0.95, flag_min_reliability=0.7,
+                             interval_mass=0.9, pluralism_probability=0.6)
+    loaded = AnnotatorModel.load(path, report)
+    assert loaded.config == model.config
+    assert_frame_equal(loaded.reviewer_estimates_, model.reviewer_estimates_)
+
+
+@pytest.mark.parametrize("change", [{"n_schools": 3}, {"tilt_concentration": 5.0},
+                                   {"tie_threshold_sd": 0.5}, {"seed": 1}])
+def test_settings_of_the_posterior_must_match_on_load(saved: tuple[AnnotatorModel, Path],
+                                                      change: dict[str, object]) -> None:
+    _, path = saved
+    (name,) = change
+    with pytest.raises(FitMismatchError, match=f"configuration .*{name}"):
+        AnnotatorModel.load(path, AnnotatorConfig(**{"n_schools": 2, **change}))
+
+
+def test_the_posterior_hash_leaves_out_only_report_settings() -> None:
+    base = AnnotatorConfig()
+    assert set(REPORT_SETTINGS) <= set(AnnotatorConfig.model_fields)
+    assert AnnotatorConfig(noise_min_lapses=2.0).posterior_hash() == base.posterior_hash()
+    assert AnnotatorConfig(noise_min_lapses=2.0).config_hash() != base.config_hash()
+    assert AnnotatorConfig(margin_step=0.3).posterior_hash() != base.posterior_hash()
