@@ -42,9 +42,13 @@ def _nuts(
     if config.nuts_sampler in ("auto", "nutpie"):
         try:
             import nutpie
-        except ImportError:
+        except ImportError as error:
             if config.nuts_sampler == "nutpie":
-                raise
+                raise DissensusError(
+                    "nuts_sampler='nutpie' was asked for, but nutpie is not installed",
+                    where="annotator model, NUTS", expected="the nutpie package",
+                    fix="pip install nutpie (the 'bench' extra), or set nuts_sampler='auto'",
+                ) from error
         else:
             compiled = nutpie.compile_pymc_model(
                 model, initial_points=init, jitter_rvs=set() if init else None
@@ -65,14 +69,21 @@ def _nuts(
                 ) from error
             return idata, "nutpie"
     if config.nuts_sampler == "numpyro":
-        with model:
-            idata = pm.sample(
-                draws=config.draws, tune=config.tune, chains=config.chains,
-                random_seed=config.seed, target_accept=config.target_accept,
-                progressbar=False, nuts_sampler="numpyro", compute_convergence_checks=False,
-                initvals=init,
-                nuts_sampler_kwargs={"chain_method": "vectorized"},
-            )
+        try:
+            with model:
+                idata = pm.sample(
+                    draws=config.draws, tune=config.tune, chains=config.chains,
+                    random_seed=config.seed, target_accept=config.target_accept,
+                    progressbar=False, nuts_sampler="numpyro", compute_convergence_checks=False,
+                    initvals=init,
+                    nuts_sampler_kwargs={"chain_method": "vectorized"},
+                )
+        except ImportError as error:
+            raise DissensusError(
+                "nuts_sampler='numpyro' was asked for, but numpyro (or JAX) is not installed",
+                where="annotator model, NUTS", expected="the numpyro and jax packages",
+                fix="pip install numpyro, or set nuts_sampler='auto'",
+            ) from error
         return idata, "numpyro"
     with model:
         idata = pm.sample(

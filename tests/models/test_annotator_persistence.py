@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from pathlib import Path
@@ -13,7 +14,12 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from dissensus.models.annotator.config import REPORT_SETTINGS, AnnotatorConfig
-from dissensus.models.annotator.errors import FitMismatchError, NotFittedError
+from dissensus.models.annotator.errors import (
+    AnnotatorDataError,
+    FitMismatchError,
+    NotFittedError,
+    PredictionUnavailableError,
+)
 from dissensus.models.annotator.estimator import AnnotatorModel
 from dissensus.models.annotator.synthetic import (
     SyntheticConfig,
@@ -181,3 +187,14 @@ def test_the_posterior_hash_leaves_out_only_report_settings() -> None:
     assert AnnotatorConfig(noise_min_lapses=2.0).posterior_hash() == base.posterior_hash()
     assert AnnotatorConfig(noise_min_lapses=2.0).config_hash() != base.config_hash()
     assert AnnotatorConfig(margin_step=0.3).posterior_hash() != base.posterior_hash()
+
+
+def test_prediction_errors_say_what_to_do(saved: tuple[AnnotatorModel, Path],
+                                          frame: pl.DataFrame) -> None:
+    model, _ = saved
+    with pytest.raises(AnnotatorDataError, match="first_shown"):
+        model.predict_proba(frame.drop("first_shown"))
+    sampled = copy.copy(model)
+    sampled.predictive_ = None  # what a NUTS / ADVI fit carries
+    with pytest.raises(PredictionUnavailableError, match="method='em'"):
+        sampled.predict_proba(frame)
