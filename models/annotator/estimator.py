@@ -5,8 +5,9 @@
     model.pair_estimates_       # public pair_estimates columns (no fit_id, no prompt text)
     model.comparison_weights_   # comparison_id, weight, school_weights (list[float])
     model.fit_summary_          # method, n_schools, n_comparisons, seconds, diagnostics
+    model.predict_proba(frame)  # (n, 3) predictive probabilities of judgments (grid EM fits)
     model.save("fits/demo")     # fits/demo.nc (arviz netCDF) + fits/demo.json (metadata)
-    AnnotatorModel.load("fits/demo", config)   # raises if the config hash differs
+    AnnotatorModel.load("fits/demo", config)   # raises if a setting of the posterior differs
 
 ``frame`` is the warehouse's model frame (see :mod:`.data`). Schools are numbered 0, 1, ...
 from the largest to the smallest. ``reliability`` is the posterior mean probability that a
