@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 
 from dissensus.models.annotator.config import AnnotatorConfig
-from dissensus.models.annotator.data import AnnotatorDataError, encode_frame
+from dissensus.models.annotator.data import encode_frame
+from dissensus.models.annotator.errors import AnnotatorDataError
 from dissensus.models.annotator.estimator import AnnotatorModel
 from dissensus.models.annotator.grid_em import GridEM
 from dissensus.models.annotator.judgments import Judgments
