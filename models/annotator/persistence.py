@@ -48,7 +48,9 @@ from .predict import PredictiveState
 TABLES = ("reviewer_estimates", "pair_estimates", "pair_intervals", "comparison_weights")
 GRID_GROUP = "grid_posterior"
 
-__all__ = ["FitMismatchError", "SavedFit", "fit_posterior", "load_fit", "save_fit"]
+__all__ = [
+    "FitMismatchError", "SavedFit", "fit_posterior", "load_fit", "save_fit", "saved_posterior",
+]
 
 
 @dataclass
