@@ -1,7 +1,12 @@
 """Settings of the annotator model; every field carries its help text.
 
-The configuration is hashed (:meth:`AnnotatorConfig.config_hash`) and stored with every saved fit,
-so that a fit is never loaded under settings it was not made with.
+Two hashes of the configuration guard saved fits. :meth:`AnnotatorConfig.config_hash` covers
+every setting and is stored with every saved fit (the files' consistency check: the JSON's
+configuration, its hash and the netCDF groups must agree). :meth:`AnnotatorConfig.posterior_hash`
+covers the settings that change the posterior -- all but :data:`REPORT_SETTINGS`, the credible
+interval mass and the thresholds of flags and verdicts -- and decides whether a saved fit may be
+loaded under a given configuration: a fit is never loaded under settings that would have given
+another posterior, while a changed report threshold does not refuse it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,18 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "nuts_low_rank_mass_matrix": False,
 }
 """Settings added after fits were first saved, with the value that reproduces those fits."""
+
+REPORT_SETTINGS: tuple[str, ...] = (
+    "interval_mass",
+    "flag_min_reliability",
+    "flag_probability",
+    "position_bias_flag",
+    "pluralism_probability",
+    "ambiguity_min_variance",
+    "noise_min_lapses",
+)
+"""Settings that change only how a posterior is reported (credible intervals, reviewer flags,
+pair verdicts), not the posterior itself; left out of :meth:`AnnotatorConfig.posterior_hash`."""
 
 
 class AnnotatorConfig(BaseModel):
@@ -207,14 +224,33 @@ class AnnotatorConfig(BaseModel):
             raise ValueError("n_schools must be 'auto', 1, 2 or 3")
         return value
 
-    def config_hash(self) -> str:
-        """SHA-256 (first 16 hex digits) of the settings that change the fitted model."""
+    def _digest(self, scope: str, exclude: tuple[str, ...] = ()) -> str:
         settings = self.model_dump()
+        for name in exclude:
+            settings.pop(name)
         # settings added later are hashed only when they differ from the earlier behaviour, so
         # fits saved before they existed keep their hash
         for name, before in SETTINGS_ADDED_LATER.items():
             if settings.get(name) == before:
                 settings.pop(name)
         payload = {"model_type": MODEL_TYPE, "version": MODEL_VERSION, **settings}
+        if scope != "config":
+            payload["hash_scope"] = scope
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def config_hash(self) -> str:
+        """SHA-256 (first 16 hex digits) of every setting, report thresholds included: the
+        configuration a fit was made and reported with (stored with every saved fit)."""
+        return self._digest("config")
+
+    def posterior_hash(self) -> str:
+        """SHA-256 (first 16 hex digits) of the settings that change the posterior (every
+        setting but :data:`REPORT_SETTINGS`): a saved fit loads only under the same value."""
+        return self._digest("posterior", exclude=REPORT_SETTINGS)
+
+    def posterior_differences(self, other: AnnotatorConfig) -> dict[str, tuple[object, object]]:
+        """``{setting: (self's value, other's value)}`` for the posterior settings that differ."""
+        mine, theirs = self.model_dump(), other.model_dump()
+        return {name: (mine[name], theirs[name]) for name in mine
+                if name not in REPORT_SETTINGS and mine[name] != theirs[name]}

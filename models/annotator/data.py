@@ -16,18 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from dissensus.warehouse.errors import DissensusError
-
+from .errors import AnnotatorDataError
 from .features import CATEGORY_COLUMN, TAG_COLUMNS, PairFeatures, pair_features
-from .grid_em import Judgments
+from .judgments import Judgments
 
 REQUIRED_COLUMNS = ("comparison_id", "reviewer_id", "pair_id", "prompt_id", "outcome",
                     "first_shown")
 RESPONSE_COLUMNS = ("response_1_id", "response_2_id")
-
-
-class AnnotatorDataError(DissensusError):
-    """The comparisons cannot be fitted as given."""
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@
     model.pair_estimates_       # public pair_estimates columns (no fit_id, no prompt text)
     model.comparison_weights_   # comparison_id, weight, school_weights (list[float])
     model.fit_summary_          # method, n_schools, n_comparisons, seconds, diagnostics
+    model.predict_proba(frame)  # (n, 3) predictive probabilities of judgments (grid EM fits)
     model.save("fits/demo")     # fits/demo.nc (arviz netCDF) + fits/demo.json (metadata)
-    AnnotatorModel.load("fits/demo", config)   # raises if the config hash differs
+    AnnotatorModel.load("fits/demo", config)   # raises if a setting of the posterior differs
 
 ``frame`` is the warehouse's model frame (see :mod:`.data`). Schools are numbered 0, 1, ...
 from the largest to the smallest. ``reliability`` is the posterior mean probability that a
@@ -27,7 +28,10 @@ import polars as pl
 from .config import AnnotatorConfig
 from .data import EncodedFrame, encode_frame
 from .decomposition import verdicts
-from .inference import FitResult, Progress, fit, vote_disagreement
+from .errors import NotFittedError, PredictionUnavailableError
+from .inference import fit, vote_disagreement
+from .predict import PredictiveState, predict_frame
+from .results import FitResult, Progress
 
 REVIEWER_COLUMNS = (
     "reviewer_id", "n_comparisons", "reliability", "reliability_low", "reliability_high",
@@ -58,6 +62,7 @@ class AnnotatorModel:
     def _set_outputs(self, enc: EncodedFrame, res: FitResult) -> None:
         cfg = self.config
         self.result_ = res
+        self.predictive_ = None if res.grid_state is None else PredictiveState.of(res.grid_state)
         self.n_schools_ = res.n_schools
         self.school_weights_ = res.school_weights
         self.reviewer_estimates_ = self._reviewer_table(enc, res)
@@ -166,21 +171,60 @@ class AnnotatorModel:
     # ------------------------------------------------------------------ prediction
     def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
         """``(n, 3)`` predictive probabilities (response 1 wins, tie, response 2 wins) of the
-        judgments in ``frame``; see :mod:`.predict` (unknown reviewers / pairs: the prior)."""
-        from .predict import predict_proba
+        judgments in ``frame``; see :mod:`.predict` (unknown reviewers / pairs: the prior).
+        Works on a fitted model and on one loaded from a saved grid-EM fit."""
+        self._check_fitted("predict_proba")
+        state = self.predictive_
+        if state is None:
+            method = self.fit_summary_.get("method")
+            raise PredictionUnavailableError(
+                f"predict_proba needs the grid-EM beliefs; this fit used method={method!r}",
+                where="AnnotatorModel.predict_proba", expected="a fit with method='em'",
+                fix="fit with method='em' (the default for all but small data) to predict",
+            )
+        return predict_frame(state, self.reviewer_estimates_["reviewer_id"].to_list(),
+                             self.pair_estimates_["pair_id"].to_list(), frame)
 
-        return predict_proba(self, frame)
+    def _check_fitted(self, what: str) -> None:
+        if not hasattr(self, "fit_summary_"):
+            raise NotFittedError(
+                f"{what} needs a fitted model", where=f"AnnotatorModel.{what}",
+                fix="call .fit(frame) first, or load a saved fit with AnnotatorModel.load(path)",
+            )
 
     # ------------------------------------------------------------------ persistence
+    def _tables(self) -> dict[str, pl.DataFrame]:
+        return {"reviewer_estimates": self.reviewer_estimates_,
+                "pair_estimates": self.pair_estimates_, "pair_intervals": self.pair_intervals_,
+                "comparison_weights": self.comparison_weights_}
+
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``<path>.nc`` (arviz netCDF) and ``<path>.json``; returns both paths."""
-        from .persistence import save_fit
+        from .persistence import fit_posterior, save_fit, saved_posterior
 
-        return save_fit(self, path)
+        self._check_fitted("save")
+        if hasattr(self, "result_"):
+            posterior = fit_posterior(self.result_.idata, self.result_.grid_state)
+        else:  # loaded from a file: its posterior groups as read
+            posterior = saved_posterior(self.idata_)
+        return save_fit(path, self.config, self._tables(), self.fit_summary_, posterior)
 
     @classmethod
     def load(cls, path: str | Path, config: AnnotatorConfig | None = None) -> AnnotatorModel:
-        """Load a saved fit; with ``config``, its hash must match the saved one."""
+        """Load a saved fit; with ``config``, its hash must match the saved one. The loaded
+        model has the fitted tables, ``fit_summary_``, ``idata_`` (the netCDF groups) and, for
+        a grid-EM fit, predicts (:meth:`predict_proba`); ``result_`` exists only after a fit."""
         from .persistence import load_fit
 
-        return load_fit(path, config)
+        saved = load_fit(path, config)
+        model = cls(saved.config)
+        model.reviewer_estimates_ = saved.tables["reviewer_estimates"]
+        model.pair_estimates_ = saved.tables["pair_estimates"]
+        model.pair_intervals_ = saved.tables["pair_intervals"]
+        model.comparison_weights_ = saved.tables["comparison_weights"]
+        model.fit_summary_ = saved.fit_summary
+        model.n_schools_ = int(saved.fit_summary["n_schools"])
+        model.school_weights_ = np.asarray(saved.fit_summary["diagnostics"]["school_weights"])
+        model.idata_ = saved.idata
+        model.predictive_ = saved.predictive
+        return model

@@ -34,7 +34,6 @@ approximation of LOO, Opper & Winther 2000; Vehtari et al. 2016), used to choose
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -42,7 +41,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._kernels import careful_table, pair_pass, reviewer_pass
+from .config import AnnotatorConfig
 from .deviation_prior import DeviationPrior
+from .judgments import Judgments
+from .lattice import Lattice, make_lattice
 from .likelihood import lapse_prob
 from .pooling import ResponsePooling
 from .priors import PairPrior, regrid, smooth_grid
@@ -59,123 +61,11 @@ def tie_levels(tau_r: FloatArray) -> tuple[FloatArray, IntArray]:
     return np.maximum(levels, 1e-3), level_of.reshape(-1).astype(np.int64)
 
 
-@dataclass(frozen=True)
-class Judgments:
-    """Integer-coded judgments, sorted by pair (``pair_start`` delimits each pair's votes)."""
-
-    reviewer: IntArray
-    pair: IntArray
-    y: IntArray
-    s: IntArray
-    n_reviewers: int
-    n_pairs: int
-    pair_responses: IntArray | None = None  # (n_pairs, 2) response indices, when known
-    n_responses: int = 0
-    pair_features: FloatArray | None = None  # (n_pairs, F) response-feature differences
-
-    def __post_init__(self) -> None:
-        if np.any(np.diff(self.pair) < 0):
-            raise ValueError("judgments must be sorted by pair")
-        if self.pair_responses is not None and self.pair_responses.shape != (self.n_pairs, 2):
-            raise ValueError("pair_responses must have one (response 1, response 2) row per pair")
-        if self.pair_features is not None and self.pair_features.shape[0] != self.n_pairs:
-            raise ValueError("pair_features must have one row per pair")
-
-    @property
-    def n(self) -> int:
-        return int(self.y.shape[0])
-
-    @property
-    def pair_start(self) -> IntArray:
-        return np.searchsorted(self.pair, np.arange(self.n_pairs + 1)).astype(np.int64)
-
-
-@dataclass(frozen=True)
-class Lattice:
-    """Pair states ``(mu, Delta)``: school ``k`` margin ``h * midx[state, k]`` (shifted index)."""
-
-    step: float
-    n_mu: int
-    deviations: IntArray  # (n_delta, K) zero-sum integer offsets, row 0 = no deviation
-    mu_values: FloatArray  # (n_mu,)
-    m_values: FloatArray  # (M,) margin values on the lattice
-    midx: IntArray  # (S, K) index into m_values
-    state_mu: IntArray  # (S,)
-    state_delta: IntArray  # (S,)
-    mirror: IntArray  # (S,) the state with response 1 and 2 swapped: (mu, Delta) -> (-mu, -Delta)
-
-    @property
-    def n_states(self) -> int:
-        return int(self.midx.shape[0])
-
-    @property
-    def n_schools(self) -> int:
-        return int(self.deviations.shape[1])
-
-    def margins(self) -> FloatArray:
-        """``(S, K)`` school margins of every state."""
-        return self.m_values[self.midx]
-
-
-
-def make_lattice(n_schools: int, step: float, mu_limit: float, dev_limit: float) -> Lattice:
-    """Build the pair-state lattice; deviations are zero-sum integer vectors (times ``step``)."""
-    n_half = round(mu_limit / step)
-    mu_int = np.arange(-n_half, n_half + 1)
-    c_max = max(round(dev_limit / step), 1)
-    if n_schools == 1:
-        devs = [(0,)]
-    elif n_schools == 2:
-        devs = [(0, 0)] + [(c, -c) for c in range(-c_max, c_max + 1) if c != 0]
-    elif n_schools == 3:
-        devs = [(0, 0, 0)] + [
-            (a, b, -a - b)
-            for a, b in itertools.product(range(-c_max, c_max + 1), repeat=2)
-            if (a, b) != (0, 0) and abs(a + b) <= c_max
-        ]
-    else:
-        raise ValueError("the lattice supports 1 to 3 schools")
-    deviations = np.asarray(devs, dtype=np.int64)
-    n_delta = deviations.shape[0]
-    state_mu = np.repeat(np.arange(mu_int.size), n_delta)
-    state_delta = np.tile(np.arange(n_delta), mu_int.size)
-    m_int = mu_int[state_mu][:, None] + deviations[state_delta]
-    lo, hi = int(m_int.min()), int(m_int.max())
-    dev_index = {tuple(row): t for t, row in enumerate(deviations.tolist())}
-    neg_delta = np.array([dev_index[tuple((-deviations[t]).tolist())] for t in range(n_delta)])
-    mirror = (mu_int.size - 1 - state_mu) * n_delta + neg_delta[state_delta]
-    return Lattice(
-        step=step,
-        n_mu=mu_int.size,
-        deviations=deviations,
-        mu_values=step * mu_int.astype(float),
-        m_values=step * np.arange(lo, hi + 1, dtype=float),
-        midx=(m_int - lo).astype(np.int64),
-        state_mu=state_mu,
-        state_delta=state_delta,
-        mirror=mirror.astype(np.int64),
-    )
-
-
-@dataclass
-class GridSettings:
-    """Numerical settings of one grid-EM run (taken from :class:`AnnotatorConfig`)."""
-
-    n_schools: int
-    lapse_grid_size: int = 40
-    step: float = 0.4
-    mu_limit: float = 6.4
-    dev_limit: float = 4.0
-    bias_limit: float = 2.0
-    smoothing: float = 1.0
-    tilt_concentration: float = 10.0
-    tie_per_reviewer: bool = False
-    tie_sd: float = 0.3
-    pool_responses: bool = True
-    response_features: bool = True
-    max_iter: int = 150
-    tol: float = 1e-3
-    seed: int = 0
+def lattice_for(config: AnnotatorConfig, n_schools: int) -> Lattice:
+    """The pair-state lattice of a grid-EM run with ``n_schools`` schools under ``config``
+    (K = 3 has a coarser step: its lattice grows with the square of the deviations' range)."""
+    step = config.margin_step if n_schools <= 2 else config.margin_step_k3
+    return make_lattice(n_schools, step, config.margin_limit, config.deviation_limit)
 
 
 @dataclass
@@ -225,14 +115,17 @@ class GridState:
 class GridEM:
     """One grid-EM fit for a fixed number of schools. Use :meth:`run`."""
 
-    def __init__(self, data: Judgments, settings: GridSettings) -> None:
+    def __init__(self, data: Judgments, n_schools: int, config: AnnotatorConfig) -> None:
+        """A run with ``n_schools`` schools; every numerical setting comes from ``config``
+        (whose own ``n_schools`` may be 'auto': the run's K is ``n_schools``)."""
         self.d = data
-        self.cfg = settings
-        h = settings.step
-        self.lat = make_lattice(settings.n_schools, h, settings.mu_limit, settings.dev_limit)
-        g = settings.lapse_grid_size
+        self.cfg = config
+        self.k = int(n_schools)
+        self.lat = lattice_for(config, self.k)
+        h = self.lat.step
+        g = config.lapse_grid_size
         self.e = 0.5 * (np.arange(g) + 0.5) / g
-        self.b_half = max(round(settings.bias_limit / (h / 2)), 0)
+        self.b_half = max(round(config.position_bias_limit / (h / 2)), 0)
         self.bias = (h / 2) * np.arange(-self.b_half, self.b_half + 1, dtype=float)
         m_int = np.rint(self.lat.m_values / h).astype(np.int64)
         x_lo = 2 * int(m_int.min()) - self.b_half
@@ -255,7 +148,7 @@ class GridEM:
     ) -> dict[str, FloatArray]:
         log_prior_s, mu_lp, delta_lp = priors
         d, lat = self.d, self.lat
-        ec = np.empty((d.n, self.cfg.n_schools, self.bias.size))
+        ec = np.empty((d.n, self.k, self.bias.size))
         z = np.empty(d.n)
         stats = np.empty((d.n, 2))
         post = np.empty((d.n_pairs, lat.n_states), dtype=self.post_dtype)
@@ -264,7 +157,7 @@ class GridEM:
         levels, level_of = tie_levels(tau_r)
         tables = np.stack([careful_table(self.x, float(t)) for t in levels])
         lev = level_of[d.reviewer]
-        k_n, n_b = self.cfg.n_schools, self.bias.size
+        k_n, n_b = self.k, self.bias.size
         if a_msg.shape != (d.n, k_n, n_b) or b_msg.shape != (d.n,) or log_prior_s.shape != (
             lat.n_states,
         ):
@@ -281,11 +174,11 @@ class GridEM:
         self, ec: FloatArray, pl_: FloatArray, log_prior_r: FloatArray
     ) -> tuple[FloatArray, FloatArray, FloatArray]:
         d = self.d
-        shape = (self.cfg.n_schools, self.e.size, self.bias.size)
+        shape = (self.k, self.e.size, self.bias.size)
         if log_prior_r.shape != shape or ec.shape != (d.n, shape[0], shape[2]):
             raise ValueError("grid EM: reviewer prior or message shapes do not match the grids")
         post = np.empty((d.n_reviewers, *log_prior_r.shape))
-        a_msg = np.empty((d.n, self.cfg.n_schools, self.bias.size))
+        a_msg = np.empty((d.n, self.k, self.bias.size))
         b_msg = np.empty(d.n)
         reviewer_pass(
             self.r_starts, self.r_order, ec, pl_, self.e, np.ascontiguousarray(log_prior_r),
@@ -313,7 +206,7 @@ class GridEM:
         """One Newton step on the expected careful log-likelihood (log-concave in tau).
 
         With ``tie_per_reviewer`` each reviewer's threshold gets its own step under the
-        hierarchical prior ``tau_r ~ N(tau, tie_sd^2)`` and ``tau`` becomes their mean;
+        hierarchical prior ``tau_r ~ N(tau, tie_threshold_sd^2)`` and ``tau`` becomes their mean;
         otherwise one threshold is shared.
         """
         cfg, d = self.cfg, self.d
@@ -321,7 +214,7 @@ class GridEM:
             step = float(g.sum()) / min(float(h.sum()), -1e-6)
             tau = float(np.clip(tau - np.clip(step, -0.5, 0.5), 1e-3, 5.0))
             return tau, np.full(d.n_reviewers, tau)
-        prec = 1.0 / cfg.tie_sd**2
+        prec = 1.0 / cfg.tie_threshold_sd**2
         g_r = np.bincount(d.reviewer, g, d.n_reviewers) - prec * (tau_r - tau)
         h_r = np.minimum(np.bincount(d.reviewer, h, d.n_reviewers), 0.0) - prec
         # half steps: a full Newton step on the expected log-likelihood overshoots the EM fixed
@@ -341,7 +234,7 @@ class GridEM:
         (a fit with any K) seeds the lapse and bias priors, the tie threshold and the tilts.
         """
         d, cfg, lat, e, bias = self.d, self.cfg, self.lat, self.e, self.bias
-        k_n, r_n = cfg.n_schools, d.n_reviewers
+        k_n, r_n = self.k, d.n_reviewers
         rng = np.random.default_rng(cfg.seed)
         if warm is not None:
             gamma, tau, tilt_mean = warm.gamma.copy(), warm.tau, warm.tilt_mean

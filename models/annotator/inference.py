@@ -17,8 +17,6 @@ reviewer-level log-likelihoods.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,59 +24,12 @@ from numpy.typing import NDArray
 
 from .config import AnnotatorConfig
 from .data import EncodedFrame
-from .decomposition import PairDecomposition, Population, decompose_states
-from .grid_em import GridEM, GridSettings, GridState
-from .selection import expand_state, initial_schools, sample_pairs
+from .decomposition import Population, decompose_states
+from .grid_em import GridEM, GridState
+from .results import FitResult, Progress
+from .selection import choose_k, expand_state, initial_schools, loo_row, sample_pairs
 
 FloatArray = NDArray[np.float64]
-Progress = Callable[[str, float], None]
-
-
-@dataclass
-class FitResult:
-    """Everything the estimator turns into the public tables (reviewer, pair, judgment order)."""
-
-    method: str
-    n_schools: int
-    seconds: float
-    school_weights: FloatArray
-    reliability: FloatArray
-    reliability_low: FloatArray
-    reliability_high: FloatArray
-    p_unreliable: FloatArray  # P(reliability < flag_min_reliability)
-    bias_mean: FloatArray
-    bias_low: FloatArray
-    bias_high: FloatArray
-    p_strong_bias: FloatArray  # P(|beta| > position_bias_flag)
-    school_probs: FloatArray  # (R, K), schools ordered largest first
-    careful_prob: FloatArray  # (N,) in model order
-    pairs: PairDecomposition
-    expected_lapses: FloatArray  # (J,)
-    population: Population
-    diagnostics: dict[str, Any] = field(default_factory=dict)
-    grid_state: GridState | None = None
-    idata: Any = None  # arviz.InferenceData for NUTS / ADVI
-
-
-def grid_settings(config: AnnotatorConfig, n_schools: int) -> GridSettings:
-    """Numerical settings of the grid EM for ``n_schools`` schools."""
-    return GridSettings(
-        n_schools=n_schools,
-        lapse_grid_size=config.lapse_grid_size,
-        step=config.margin_step if n_schools <= 2 else config.margin_step_k3,
-        mu_limit=config.margin_limit,
-        dev_limit=config.deviation_limit,
-        bias_limit=config.position_bias_limit,
-        smoothing=config.smoothing,
-        tilt_concentration=config.tilt_concentration,
-        tie_per_reviewer=config.tie_per_reviewer,
-        tie_sd=config.tie_threshold_sd,
-        pool_responses=config.pool_responses,
-        response_features=config.response_features,
-        max_iter=config.max_iter,
-        tol=config.tol,
-        seed=config.seed,
-    )
 
 
 def grid_quantiles(post: FloatArray, grid: FloatArray, qs: tuple[float, ...]) -> FloatArray:
@@ -209,35 +160,6 @@ def _feature_diagnostics(state: GridState, enc: EncodedFrame,
     }
 
 
-def loo_row(pointwise: FloatArray, k: int, best: FloatArray | None) -> dict[str, float]:
-    """One row of the LOO table: elpd, its standard error, and the difference to ``best``."""
-    n = pointwise.size
-    row = {"n_schools": float(k), "elpd_loo": float(pointwise.sum()),
-           "se": float(np.sqrt(n * np.var(pointwise)))}
-    if best is not None:
-        diff = pointwise - best
-        row["elpd_diff"] = float(diff.sum())
-        row["dse"] = float(np.sqrt(n * np.var(diff)))
-    return row
-
-
-def choose_k(pointwise: dict[int, FloatArray], config: AnnotatorConfig) -> tuple[int, list[dict]]:
-    """Apply the selection rule of the module docstring; returns K and the LOO table."""
-    chosen = min(pointwise)
-    for k in sorted(pointwise):
-        if k == chosen:
-            continue
-        diff = pointwise[k] - pointwise[chosen]
-        gain = float(diff.sum())
-        se = float(np.sqrt(diff.size * np.var(diff)))
-        if gain > max(config.k_selection_se * se, config.k_selection_min_gain):
-            chosen = k
-    table = [loo_row(pointwise[k], k, pointwise[chosen]) for k in sorted(pointwise)]
-    for row in table:
-        row["chosen"] = bool(row["n_schools"] == chosen)
-    return chosen, table
-
-
 def fit_em(
     enc: EncodedFrame, config: AnnotatorConfig, progress: Progress | None = None
 ) -> FitResult:
@@ -282,8 +204,7 @@ def fit_em(
                 progress(label, it / total)
 
         t_k = time.perf_counter()
-        states[k] = GridEM(select_data, grid_settings(select_config, k)).run(warm=warm,
-                                                                           callback=cb)
+        states[k] = GridEM(select_data, k, select_config).run(warm=warm, callback=cb)
         timings.append({"n_schools": k, "seconds": round(time.perf_counter() - t_k, 2),
                         "iterations": states[k].n_iter, "data": "sample" if sampled else "all"})
         if k == 1:
@@ -306,7 +227,7 @@ def fit_em(
                 progress(f"EM on {what}, {chosen} school{'s' if chosen > 1 else ''}",
                          it / total)
 
-        final = GridEM(data, grid_settings(config, chosen)).run(
+        final = GridEM(data, chosen, config).run(
             school_init=initial_schools(seed_state) if chosen > 1 else None,
             warm=seed_state, callback=cb_all)
         timings.append({"n_schools": chosen, "seconds": round(time.perf_counter() - t_k, 2),

@@ -73,7 +73,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from .grid_em import Judgments
+from .judgments import Judgments
 
 DEVIATION_SCALES = (0.2, 0.6, 1.5, 4.0)
 """Scales of the school-deviation prior's components: a narrow one for the many pairs nobody

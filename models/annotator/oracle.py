@@ -43,6 +43,7 @@ import polars as pl
 from numpy.typing import NDArray
 from scipy.special import logsumexp
 
+from .errors import AnnotatorDataError
 from .likelihood import careful_logp, lapse_prob
 
 FloatArray = NDArray[np.float64]
@@ -251,7 +252,11 @@ def pluralism_oracle(truth: OracleInputs, tau: float, block: int = 256) -> pl.Da
     n_pairs = truth.margins.shape[0]
     cont = truth.contested
     if cont.all() or not cont.any():
-        raise ValueError("the pluralism oracle needs both contested and uncontested pairs")
+        raise AnnotatorDataError(
+            "the pluralism oracle needs both contested and uncontested pairs",
+            where="pluralism oracle input", expected="a world with some contested pairs (K > 1)",
+            fix="simulate a world with n_schools > 1 and contested_share in (0, 1)",
+        )
     log_lr = np.zeros(n_pairs)
     for blk in _vote_blocks(truth, tau, block):
         for jj in range(blk.per_pair.shape[0]):

@@ -5,15 +5,26 @@ the grid EM the grid posteriors in a ``grid_posterior`` group) and the fitted ta
 (``reviewer_estimates``, ``pair_estimates``, ``pair_intervals``, ``comparison_weights``).
 ``<path>.json`` holds the model type, version, configuration and its hash, and the fit summary.
 Both carry the hash; loading refuses a file whose type, version or hash does not match (the
-fit was made by other code or under other settings), rather than mixing them silently.
+fit was made by other code), or whose posterior was made under other settings
+(:meth:`~.config.AnnotatorConfig.posterior_hash`), rather than mixing them silently.
+
+A grid-EM fit's ``grid_posterior`` holds what predictions need (:class:`~.predict.PredictiveState`),
+so a loaded fit predicts as the fitted model did. Its lattice is recorded in the group's
+attributes (``lattice_step``, ``lattice_mu_limit``, ``lattice_dev_limit``); fits saved before
+that rebuild it from their configuration, checked against the saved ``state_margins``.
+
+This module knows files, not estimators: :class:`~.estimator.AnnotatorModel` hands it the
+tables and posterior to write (:func:`save_fit`) and builds itself from what :func:`load_fit`
+returns.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import arviz as az
 import numpy as np
@@ -29,15 +40,28 @@ from .config import (
     SETTINGS_ADDED_LATER,
     AnnotatorConfig,
 )
-
-if TYPE_CHECKING:
-    from .estimator import AnnotatorModel
+from .errors import FitMismatchError
+from .grid_em import GridState, lattice_for
+from .lattice import make_lattice
+from .predict import PredictiveState
 
 TABLES = ("reviewer_estimates", "pair_estimates", "pair_intervals", "comparison_weights")
+GRID_GROUP = "grid_posterior"
+
+__all__ = [
+    "FitMismatchError", "SavedFit", "fit_posterior", "load_fit", "save_fit", "saved_posterior",
+]
 
 
-class FitMismatchError(DissensusError):
-    """A saved fit does not match the model type, version or configuration asked for."""
+@dataclass
+class SavedFit:
+    """A fit as read back from disk."""
+
+    config: AnnotatorConfig  # the settings the fit was made (and its tables reported) with
+    tables: dict[str, pl.DataFrame]  # TABLES by name
+    fit_summary: dict[str, Any]
+    idata: az.InferenceData  # every group of the netCDF file
+    predictive: PredictiveState | None  # grid-EM fits only
 
 
 def _paths(path: str | Path) -> tuple[Path, Path]:
@@ -78,10 +102,8 @@ def _dataset_to_table(ds: xr.Dataset, columns: list[str]) -> pl.DataFrame:
     return pl.DataFrame(out)
 
 
-def _grid_dataset(model: AnnotatorModel) -> xr.Dataset | None:
-    state = model.result_.grid_state
-    if state is None:
-        return None
+def _grid_dataset(state: GridState) -> xr.Dataset:
+    lat = state.lattice
     return xr.Dataset(
         {
             "reviewer_post": (("reviewer", "school_fit", "lapse", "bias"), state.reviewer_post),
@@ -93,61 +115,105 @@ def _grid_dataset(model: AnnotatorModel) -> xr.Dataset | None:
             "lapse_prior": (("lapse",), state.lapse_prior),
             "bias_prior": (("bias",), state.bias_prior),
             "pair_prior": (("state",), state.pair_prior.state_prior()),
-            "state_margins": (("state", "school_fit"), state.lattice.margins()),
+            "state_margins": (("state", "school_fit"), lat.margins()),
             "school_weights": (("school_fit",), state.school_weights),
             "gamma": (("reviewer",), state.gamma),
             "tie_threshold": (("reviewer",), state.reviewer_tau()),
         },
-        attrs={"tau": state.tau, "tilt_mean": state.tilt_mean, "n_iter": state.n_iter},
+        attrs={"tau": state.tau, "tilt_mean": state.tilt_mean, "n_iter": state.n_iter,
+               "lattice_step": lat.step, "lattice_mu_limit": lat.mu_limit,
+               "lattice_dev_limit": lat.dev_limit},
     )
 
 
-def save_fit(model: AnnotatorModel, path: str | Path) -> tuple[Path, Path]:
-    """Write the fit of ``model`` to ``<path>.nc`` and ``<path>.json``."""
-    if not hasattr(model, "result_"):
-        raise DissensusError("this model has not been fitted", fix="call .fit(frame) first")
-    nc_path, json_path = _paths(path)
-    nc_path.parent.mkdir(parents=True, exist_ok=True)
-    cfg = model.config
-    meta = {"model_type": MODEL_TYPE, "version": MODEL_VERSION, "config_hash": cfg.config_hash(),
-            "sampled_model_revision": SAMPLED_MODEL_REVISION}
+def fit_posterior(idata: az.InferenceData | None, state: GridState | None) -> dict[str, xr.Dataset]:
+    """The posterior groups of a fresh fit: the samplers' draws and / or the grid EM's state."""
     groups: dict[str, xr.Dataset] = {}
-    idata = model.result_.idata
     if idata is not None:
         for name in idata.groups():
             groups[name] = getattr(idata, name)
-    grid = _grid_dataset(model)
-    if grid is not None:
-        groups["grid_posterior"] = grid
-    groups["reviewer_estimates"] = _table_to_dataset(model.reviewer_estimates_, "reviewer")
-    groups["pair_estimates"] = _table_to_dataset(model.pair_estimates_, "pair")
-    groups["pair_intervals"] = _table_to_dataset(model.pair_intervals_, "pair")
-    groups["comparison_weights"] = _table_to_dataset(model.comparison_weights_, "comparison")
-    for ds in groups.values():
-        ds.attrs.update(meta)
+    if state is not None:
+        groups[GRID_GROUP] = _grid_dataset(state)
+    return groups
+
+
+def saved_posterior(idata: az.InferenceData) -> dict[str, xr.Dataset]:
+    """The posterior groups of a loaded fit (everything but the tables), to save it again."""
+    return {name: getattr(idata, name) for name in idata.groups() if name not in TABLES}
+
+
+def save_fit(
+    path: str | Path, config: AnnotatorConfig, tables: dict[str, pl.DataFrame],
+    fit_summary: dict[str, Any], posterior: dict[str, xr.Dataset],
+) -> tuple[Path, Path]:
+    """Write a fit to ``<path>.nc`` and ``<path>.json``: ``tables`` (every name of TABLES),
+    the summary and the ``posterior`` groups (see :func:`fit_posterior`)."""
+    nc_path, json_path = _paths(path)
+    nc_path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"model_type": MODEL_TYPE, "version": MODEL_VERSION,
+            "config_hash": config.config_hash(),
+            "sampled_model_revision": SAMPLED_MODEL_REVISION}
+    dims = {"reviewer_estimates": "reviewer", "pair_estimates": "pair",
+            "pair_intervals": "pair", "comparison_weights": "comparison"}
+    groups = dict(posterior)
+    for name in TABLES:
+        groups[name] = _table_to_dataset(tables[name], dims[name])
+    for name, ds in groups.items():
+        groups[name] = ds.copy()
+        groups[name].attrs.update(meta)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # custom groups are outside arviz's schema
         az.InferenceData(**groups).to_netcdf(str(nc_path))
     payload = {
         **meta,
-        "config": cfg.model_dump(mode="json"),
-        "fit_summary": model.fit_summary_,
+        "config": config.model_dump(mode="json"),
+        "fit_summary": fit_summary,
         "netcdf": nc_path.name,
-        "columns": {
-            "reviewer_estimates": model.reviewer_estimates_.columns,
-            "pair_estimates": model.pair_estimates_.columns,
-            "pair_intervals": model.pair_intervals_.columns,
-            "comparison_weights": model.comparison_weights_.columns,
-        },
+        "columns": {name: tables[name].columns for name in TABLES},
     }
     json_path.write_text(json.dumps(payload, indent=2, default=float))
     return nc_path, json_path
 
 
-def load_fit(path: str | Path, config: AnnotatorConfig | None = None) -> AnnotatorModel:
-    """Load a fit saved by :func:`save_fit`; raises :class:`FitMismatchError` on mismatch."""
-    from .estimator import AnnotatorModel
+def _predictive_state(idata: az.InferenceData, config: AnnotatorConfig,
+                      where: str) -> PredictiveState | None:
+    """What predictions need, from the ``grid_posterior`` group (None without one)."""
+    if GRID_GROUP not in idata.groups():
+        return None
+    grid = getattr(idata, GRID_GROUP)
+    attrs = grid.attrs
+    k = int(grid.sizes["school_fit"])
+    if "lattice_step" in attrs:
+        lattice = make_lattice(k, float(attrs["lattice_step"]), float(attrs["lattice_mu_limit"]),
+                               float(attrs["lattice_dev_limit"]))
+    else:  # saved before the lattice was recorded: the configuration's lattice
+        lattice = lattice_for(config, k)
+    saved = grid["state_margins"].values
+    if saved.shape != lattice.margins().shape or not np.array_equal(saved, lattice.margins()):
+        raise FitMismatchError(
+            "the saved grid posterior is not on the lattice its settings describe",
+            where=where, expected=f"{saved.shape[0]} pair states matching state_margins",
+            fix="refit with this version of dissensus and save again",
+        )
+    return PredictiveState(
+        lattice=lattice,
+        lapse_grid=grid["lapse_grid"].values,
+        bias_grid=grid["bias_grid"].values,
+        school_weights=grid["school_weights"].values,
+        lapse_prior=grid["lapse_prior"].values,
+        bias_prior=grid["bias_prior"].values,
+        reviewer_post=grid["reviewer_post"].values,
+        gamma=grid["gamma"].values,
+        reviewer_tau=grid["tie_threshold"].values,
+        tau=float(attrs["tau"]),
+        tilt_mean=float(attrs["tilt_mean"]),
+        pair_post=grid["pair_post"].values,
+        pair_prior=grid["pair_prior"].values,
+    )
 
+
+def load_fit(path: str | Path, config: AnnotatorConfig | None = None) -> SavedFit:
+    """Read a fit saved by :func:`save_fit`; raises :class:`FitMismatchError` on mismatch."""
     nc_path, json_path = _paths(path)
     if not json_path.exists() or not nc_path.exists():
         raise DissensusError(
@@ -174,11 +240,17 @@ def load_fit(path: str | Path, config: AnnotatorConfig | None = None) -> Annotat
     if saved_cfg.config_hash() != meta.get("config_hash"):
         raise FitMismatchError("saved configuration does not match its recorded hash",
                                where=where, fix="the file was edited or corrupted: refit")
-    if config is not None and config.config_hash() != meta["config_hash"]:
+    # only settings that change the posterior must match; report thresholds may differ (the
+    # loaded tables keep those they were saved with: the loaded model's config)
+    if config is not None and config.posterior_hash() != saved_cfg.posterior_hash():
+        differ = saved_cfg.posterior_differences(config)
+        listed = ", ".join(f"{name} {saved!r} (asked: {asked!r})"
+                           for name, (saved, asked) in sorted(differ.items()))
         raise FitMismatchError(
-            f"saved fit was made with configuration {meta['config_hash']}, "
-            f"not {config.config_hash()}",
-            where=where, expected="the same settings as the fit being loaded",
+            f"saved fit was made with configuration {saved_cfg.posterior_hash()}, not "
+            f"{config.posterior_hash()}: {listed}",
+            where=where, expected="the same settings of the posterior as the fit being loaded "
+            "(report thresholds may differ)",
             fix="load without a config, or refit with the new settings",
         )
     with warnings.catch_warnings():
@@ -192,16 +264,7 @@ def load_fit(path: str | Path, config: AnnotatorConfig | None = None) -> Annotat
                 f"{meta['config_hash']}", where=str(nc_path),
                 fix="the two files come from different fits: save them together again",
             )
-    model = AnnotatorModel(saved_cfg)
     cols = meta["columns"]
-    model.reviewer_estimates_ = _dataset_to_table(idata.reviewer_estimates,
-                                                  cols["reviewer_estimates"])
-    model.pair_estimates_ = _dataset_to_table(idata.pair_estimates, cols["pair_estimates"])
-    model.pair_intervals_ = _dataset_to_table(idata.pair_intervals, cols["pair_intervals"])
-    model.comparison_weights_ = _dataset_to_table(idata.comparison_weights,
-                                                  cols["comparison_weights"])
-    model.fit_summary_ = meta["fit_summary"]
-    model.n_schools_ = int(meta["fit_summary"]["n_schools"])
-    model.school_weights_ = np.asarray(meta["fit_summary"]["diagnostics"]["school_weights"])
-    model.idata_ = idata
-    return model
+    tables = {name: _dataset_to_table(getattr(idata, name), cols[name]) for name in TABLES}
+    return SavedFit(config=saved_cfg, tables=tables, fit_summary=meta["fit_summary"],
+                    idata=idata, predictive=_predictive_state(idata, saved_cfg, str(nc_path)))

@@ -47,6 +47,8 @@ from numpy.typing import NDArray
 from scipy.optimize import minimize
 from scipy.sparse.linalg import cg
 
+from .errors import AnnotatorDataError
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
@@ -79,10 +81,17 @@ class ResponsePooling:
                 features: FloatArray | None = None) -> ResponsePooling:
         """No pooling yet: every pair's prior is ``N(0, margin_sd^2)``."""
         pr = np.asarray(pair_responses, dtype=np.int64)
+        problem = None
         if pr.ndim != 2 or pr.shape[1] != 2:
-            raise ValueError(f"pair_responses must have shape (pairs, 2), got {pr.shape}")
-        if pr.size and (pr.min() < 0 or pr.max() >= n_responses):
-            raise ValueError("pair_responses holds indices outside 0..n_responses-1")
+            problem = f"pair_responses has shape {pr.shape}"
+        elif pr.size and (pr.min() < 0 or pr.max() >= n_responses):
+            problem = "pair_responses holds indices outside 0..n_responses-1"
+        if problem is not None:
+            raise AnnotatorDataError(
+                problem, where="annotator model, response pooling",
+                expected="(pairs, 2) indices of each pair's responses in 0..n_responses-1",
+                fix="code the model frame with models.annotator.data.encode_frame",
+            )
         j = pr.shape[0]
         coef = None if features is None else np.zeros(features.shape[1])
         return cls(pr, n_responses, float(margin_sd), 1e-3, np.zeros(n_responses),

@@ -35,22 +35,55 @@ judgment with neither seen is predicted from the population alone.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from .grid_em import tie_levels
+from .errors import AnnotatorDataError
+from .grid_em import GridState, tie_levels
+from .lattice import Lattice
 from .likelihood import careful_probs, lapse_prob
-
-if TYPE_CHECKING:
-    from .estimator import AnnotatorModel
-    from .grid_em import GridState
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 _CHUNK = 20_000
+PREDICT_COLUMNS = ("reviewer_id", "pair_id", "first_shown")
+
+
+@dataclass(frozen=True)
+class PredictiveState:
+    """What a prediction reads from a grid-EM fit: the beliefs about the fitted reviewers and
+    pairs, and the population priors that stand in for reviewers and pairs not in the fit.
+
+    Taken from a :class:`~.grid_em.GridState` after a fit (:meth:`of`), or restored from a
+    saved fit (:mod:`.persistence`); rows follow the fit's reviewer and pair order.
+    """
+
+    lattice: Lattice
+    lapse_grid: FloatArray  # (G,)
+    bias_grid: FloatArray  # (B,)
+    school_weights: FloatArray  # (K,) in the fit's school order
+    lapse_prior: FloatArray  # (G,)
+    bias_prior: FloatArray  # (B,)
+    reviewer_post: FloatArray  # (R, K, G, B)
+    gamma: FloatArray  # (R,) lapse tilt per reviewer
+    reviewer_tau: FloatArray  # (R,) tie threshold per reviewer
+    tau: float  # the population's tie threshold
+    tilt_mean: float  # the population's lapse tilt
+    pair_post: FloatArray  # (J, S)
+    pair_prior: FloatArray  # (S,) the learned population prior of pair states
+
+    @classmethod
+    def of(cls, state: GridState) -> PredictiveState:
+        return cls(
+            lattice=state.lattice, lapse_grid=state.lapse_grid, bias_grid=state.bias_grid,
+            school_weights=state.school_weights, lapse_prior=state.lapse_prior,
+            bias_prior=state.bias_prior, reviewer_post=state.reviewer_post, gamma=state.gamma,
+            reviewer_tau=state.reviewer_tau(), tau=state.tau, tilt_mean=state.tilt_mean,
+            pair_post=state.pair_post, pair_prior=state.pair_prior.state_prior(),
+        )
 
 
 def _index(ids: list[str], wanted: NDArray) -> IntArray:
@@ -60,7 +93,7 @@ def _index(ids: list[str], wanted: NDArray) -> IntArray:
     return np.fromiter((lookup.get(str(w), unknown) for w in wanted), np.int64, len(wanted))
 
 
-def reviewer_weights(state: GridState) -> tuple[FloatArray, FloatArray, FloatArray]:
+def reviewer_weights(state: PredictiveState) -> tuple[FloatArray, FloatArray, FloatArray]:
     """``A (R+1, K, B)``, ``L (R+1,)`` and ``gamma (R+1,)``; row ``R`` is the population prior."""
     e = state.lapse_grid
     prior = (
@@ -76,14 +109,14 @@ def reviewer_weights(state: GridState) -> tuple[FloatArray, FloatArray, FloatArr
     return careful, lapse, gamma
 
 
-def pair_margins(state: GridState, pairs: IntArray) -> FloatArray:
+def pair_margins(state: PredictiveState, pairs: IntArray) -> FloatArray:
     """``Q (n, K, M)``: each pair's posterior over school-``k`` margins (prior when unknown)."""
     lat = state.lattice
     n_pairs = state.pair_post.shape[0]
     known = pairs < n_pairs
     post = np.empty((pairs.size, lat.n_states))
     post[known] = state.pair_post[pairs[known]]
-    post[~known] = state.pair_prior.state_prior()
+    post[~known] = state.pair_prior
     post /= post.sum(axis=1, keepdims=True)
     n_m = lat.m_values.size
     out = np.empty((pairs.size, lat.n_schools, n_m))
@@ -94,7 +127,7 @@ def pair_margins(state: GridState, pairs: IntArray) -> FloatArray:
     return out
 
 
-def careful_tables(state: GridState, tau: float) -> dict[int, FloatArray]:
+def careful_tables(state: PredictiveState, tau: float) -> dict[int, FloatArray]:
     """``T_s (M, B, 3)`` = ``P_c(y | m + beta s, tau)`` for ``s`` in {-1, 0, 1}, y = (+1, 0, -1)."""
     m = state.lattice.m_values
     out = {}
@@ -105,7 +138,7 @@ def careful_tables(state: GridState, tau: float) -> dict[int, FloatArray]:
 
 
 def predict_grid(
-    state: GridState, reviewer: IntArray, pair: IntArray, s: IntArray
+    state: PredictiveState, reviewer: IntArray, pair: IntArray, s: IntArray
 ) -> FloatArray:
     """``(n, 3)`` predictive probabilities (response 1 wins, tie, response 2 wins).
 
@@ -114,7 +147,7 @@ def predict_grid(
     """
     careful_w, lapse_w, gamma = reviewer_weights(state)
     # each reviewer's own tie threshold (the population's for an unknown reviewer)
-    levels, level_of = tie_levels(np.append(state.reviewer_tau(), state.tau))
+    levels, level_of = tie_levels(np.append(state.reviewer_tau, state.tau))
     tables = [careful_tables(state, float(t)) for t in levels]
     out = np.empty((reviewer.size, 3))
     for lo in range(0, reviewer.size, _CHUNK):
@@ -136,27 +169,24 @@ def predict_grid(
     return out
 
 
-def predict_proba(model: AnnotatorModel, frame: pl.DataFrame) -> FloatArray:
+def predict_frame(
+    state: PredictiveState, reviewer_ids: list[str], pair_ids: list[str], frame: pl.DataFrame
+) -> FloatArray:
     """Predictive ``(n, 3)`` probabilities for the rows of a model frame (see module docstring).
 
-    ``frame`` needs ``reviewer_id``, ``pair_id`` and ``first_shown`` (1 / 2 / null); rows keep
-    their order. Only grid-EM fits (``method='em'``) carry the beliefs this needs.
+    ``reviewer_ids`` and ``pair_ids`` name the fit's reviewers and pairs in its order; ``frame``
+    needs ``reviewer_id``, ``pair_id`` and ``first_shown`` (1 / 2 / null); rows keep their order.
     """
-    result = getattr(model, "result_", None)
-    if result is None:
-        raise ValueError("predict_proba needs a fitted model: call fit(frame) first")
-    state = result.grid_state
-    if state is None:
-        raise NotImplementedError(
-            f"predict_proba needs the grid-EM beliefs; this fit used method={result.method!r}"
-        )
-    missing = [c for c in ("reviewer_id", "pair_id", "first_shown") if c not in frame.columns]
+    missing = [c for c in PREDICT_COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(f"predict_proba: the frame lacks column(s) {', '.join(missing)}")
-    reviewer = _index(model.reviewer_estimates_["reviewer_id"].to_list(),
-                      frame["reviewer_id"].cast(pl.String).to_numpy())
-    pair = _index(model.pair_estimates_["pair_id"].to_list(),
-                  frame["pair_id"].cast(pl.String).to_numpy())
+        raise AnnotatorDataError(
+            f"the frame to predict lacks column(s) {', '.join(missing)}",
+            where="AnnotatorModel.predict_proba input",
+            expected=f"columns {', '.join(PREDICT_COLUMNS)} (first_shown: 1, 2 or null)",
+            fix="build the frame with warehouse.queries.model_frame(con), or add the columns",
+        )
+    reviewer = _index(reviewer_ids, frame["reviewer_id"].cast(pl.String).to_numpy())
+    pair = _index(pair_ids, frame["pair_id"].cast(pl.String).to_numpy())
     first = frame["first_shown"].to_numpy()
     s = np.where(first == 1, 1, np.where(first == 2, -1, 0)).astype(np.int64)
     return predict_grid(state, reviewer, pair, s)

@@ -20,13 +20,11 @@ signal lives.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
-if TYPE_CHECKING:
-    from .grid_em import Lattice
+from .lattice import Lattice
 
 FloatArray = NDArray[np.float64]
 

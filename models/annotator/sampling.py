@@ -1,7 +1,7 @@
 """Posterior sampling paths: NUTS (nutpie, else PyMC's own), ADVI and minibatch ADVI.
 
 All paths sample the PyMC model of :mod:`.model`, align school labels across chains, and
-summarise the draws into the same :class:`~.inference.FitResult` the grid EM produces. With
+summarise the draws into the same :class:`~.results.FitResult` the grid EM produces. With
 ``n_schools='auto'`` each K is sampled and compared by PSIS-LOO (Vehtari, Gelman & Gabry 2017)
 over reviewer-level log-likelihoods (a reviewer's judgments share the marginalised school, so
 the reviewer is the unit left out).
@@ -27,9 +27,10 @@ from dissensus.warehouse.errors import DissensusError
 from .config import AnnotatorConfig
 from .data import EncodedFrame
 from .decomposition import Population, binned_biases, decompose_draws
-from .inference import FitResult, Progress, choose_k, loo_row
 from .likelihood import careful_logp, lapse_prob
 from .model import _priors, build_model, model_coords, reviewer_school_loglik
+from .results import FitResult, Progress
+from .selection import choose_k, loo_row
 from .warm_start import em_initial_point, em_state
 
 SCHOOL_VARS = ("pi", "delta", "margins", "z_dev", "dev_coef", "dev_coef_basis")
@@ -41,9 +42,13 @@ def _nuts(
     if config.nuts_sampler in ("auto", "nutpie"):
         try:
             import nutpie
-        except ImportError:
+        except ImportError as error:
             if config.nuts_sampler == "nutpie":
-                raise
+                raise DissensusError(
+                    "nuts_sampler='nutpie' was asked for, but nutpie is not installed",
+                    where="annotator model, NUTS", expected="the nutpie package",
+                    fix="pip install nutpie (the 'bench' extra), or set nuts_sampler='auto'",
+                ) from error
         else:
             compiled = nutpie.compile_pymc_model(
                 model, initial_points=init, jitter_rvs=set() if init else None
@@ -64,14 +69,21 @@ def _nuts(
                 ) from error
             return idata, "nutpie"
     if config.nuts_sampler == "numpyro":
-        with model:
-            idata = pm.sample(
-                draws=config.draws, tune=config.tune, chains=config.chains,
-                random_seed=config.seed, target_accept=config.target_accept,
-                progressbar=False, nuts_sampler="numpyro", compute_convergence_checks=False,
-                initvals=init,
-                nuts_sampler_kwargs={"chain_method": "vectorized"},
-            )
+        try:
+            with model:
+                idata = pm.sample(
+                    draws=config.draws, tune=config.tune, chains=config.chains,
+                    random_seed=config.seed, target_accept=config.target_accept,
+                    progressbar=False, nuts_sampler="numpyro", compute_convergence_checks=False,
+                    initvals=init,
+                    nuts_sampler_kwargs={"chain_method": "vectorized"},
+                )
+        except ImportError as error:
+            raise DissensusError(
+                "nuts_sampler='numpyro' was asked for, but numpyro (or JAX) is not installed",
+                where="annotator model, NUTS", expected="the numpyro and jax packages",
+                fix="pip install numpyro, or set nuts_sampler='auto'",
+            ) from error
         return idata, "numpyro"
     with model:
         idata = pm.sample(

@@ -22,7 +22,6 @@ from scipy.special import logit
 from .config import AnnotatorConfig
 from .data import EncodedFrame
 from .grid_em import GridEM, GridState
-from .inference import grid_settings
 from .model import DEVIATION_SPREAD_PRIOR, FeatureBasis
 
 EPS_LOC, EPS_SCALE, BIAS_SCALE, TILT_SCALE = -2.0, 1.5, 0.5, 0.5
@@ -102,7 +101,7 @@ def _feature_point(
 
 def em_state(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> GridState:
     """The grid EM on all the data with ``k_n`` schools, to start NUTS from."""
-    return GridEM(enc.judgments, grid_settings(config, k_n)).run()
+    return GridEM(enc.judgments, k_n, config).run()
 
 
 def em_initial_point(state: GridState, seed: int) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from dissensus.models.reward.errors import (
     DeviceUnavailableError,
     EncoderNotFoundError,
     MissingFitError,
+    RewardInputError,
     RewardModelError,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "MultiHeadConfig",
     "PlainConfig",
     "RewardConfig",
+    "RewardInputError",
     "RewardModelError",
     "WeightedConfig",
     "make_config",

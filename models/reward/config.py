@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from dissensus.models.reward.errors import RewardInputError
+
 MODEL_TYPE = "dissensus.reward"
 MODEL_VERSION = "1.0"
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
@@ -223,7 +225,10 @@ CONFIG_CLASSES: dict[str, type[RewardConfig]] = {
 def make_config(kind: str, **fields: object) -> RewardConfig:
     """The config of trainer ``kind`` with ``fields`` set (unknown fields are refused)."""
     if kind not in CONFIG_CLASSES:
-        raise ValueError(f"unknown reward model kind {kind!r}; choose one of {KINDS}")
+        raise RewardInputError(
+            f"unknown reward model kind {kind!r}", where="reward model settings",
+            expected=f"one of {', '.join(KINDS)}", fix="pick one of the kinds above",
+        )
     return CONFIG_CLASSES[kind](**fields)  # type: ignore[arg-type]
 
 

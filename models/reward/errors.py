@@ -9,6 +9,10 @@ class RewardModelError(DissensusError):
     """A reward-model run cannot go on; the message says why and what to do."""
 
 
+class RewardInputError(RewardModelError, ValueError):
+    """Settings or data the reward models cannot use as given (also a ``ValueError``)."""
+
+
 class EncoderNotFoundError(RewardModelError):
     """The text encoder named is neither a known offline model nor a local model folder."""
 

@@ -47,6 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dissensus.models.reward.errors import RewardInputError
+
 Architecture = Literal["mlp", "linear"]
 
 
@@ -114,7 +116,12 @@ def school_lean_offsets(shares: Tensor) -> Tensor:
     """c_k for two school shares (normalised here): sum pi c = 0, sum pi c^2 = 1."""
     pi = shares.float() / shares.float().sum()
     if pi.numel() != 2 or bool((pi <= 0).any()):
-        raise ValueError(f"school leans need two schools with positive shares, got {pi.tolist()}")
+        raise RewardInputError(
+            f"school leans need two schools with positive shares, got {pi.tolist()}",
+            where="distributional reward model, spread_from='schools'",
+            expected="an annotator fit with two schools, each with training votes",
+            fix="train on a fit with --schools 2, or use spread_from='votes'",
+        )
     return torch.stack([(pi[1] / pi[0]).sqrt(), -(pi[0] / pi[1]).sqrt()])
 
 
@@ -157,7 +164,12 @@ def preference_loss(
     out_1, out_2 = out_1.float(), out_2.float()
     if kind == "distributional" and spread_from == "schools":
         if school_offsets is None:
-            raise ValueError("spread_from='schools' needs the school offsets c_k")
+            raise RewardInputError(
+                "spread_from='schools' needs the school offsets c_k",
+                where="distributional reward model loss",
+                expected="school_offsets from school_lean_offsets(shares)",
+                fix="train through train_model, which sets them",
+            )
         d = out_1 - out_2
         total = torch.zeros((), device=d.device)
         for school in range(school_offsets.numel()):

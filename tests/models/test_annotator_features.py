@@ -11,7 +11,7 @@ from dissensus.models.annotator.data import encode_frame
 from dissensus.models.annotator.deviation_prior import DeviationPrior
 from dissensus.models.annotator.estimator import AnnotatorModel
 from dissensus.models.annotator.features import pair_features
-from dissensus.models.annotator.grid_em import make_lattice
+from dissensus.models.annotator.lattice import make_lattice
 from dissensus.models.annotator.pooling import ResponsePooling
 from dissensus.models.annotator.synthetic import model_frame_from_world
 from dissensus.warehouse.demo import WorldConfig, simulate_world

@@ -14,8 +14,8 @@ from dissensus.models.annotator.decomposition import (
     decompose_draws,
     decompose_states,
 )
-from dissensus.models.annotator.grid_em import make_lattice
-from dissensus.models.annotator.inference import choose_k, grid_quantiles, prob_above
+from dissensus.models.annotator.inference import grid_quantiles, prob_above
+from dissensus.models.annotator.lattice import make_lattice
 from dissensus.models.annotator.likelihood import (
     careful_derivatives,
     careful_logp,
@@ -23,6 +23,7 @@ from dissensus.models.annotator.likelihood import (
     lapse_prob,
     vote_value,
 )
+from dissensus.models.annotator.selection import choose_k
 
 RNG = np.random.default_rng(0)
 

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from dissensus.models.annotator.config import SETTINGS_ADDED_LATER, AnnotatorConfig
-from dissensus.models.annotator.data import AnnotatorDataError
+from dissensus.models.annotator.errors import AnnotatorDataError
 from dissensus.models.annotator.estimator import (
     PAIR_COLUMNS,
     REVIEWER_COLUMNS,

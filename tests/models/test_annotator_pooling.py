@@ -6,9 +6,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dissensus.models.annotator.data import AnnotatorDataError, encode_frame
+from dissensus.models.annotator.config import AnnotatorConfig
+from dissensus.models.annotator.data import encode_frame
+from dissensus.models.annotator.errors import AnnotatorDataError
 from dissensus.models.annotator.estimator import AnnotatorModel
-from dissensus.models.annotator.grid_em import GridEM, GridSettings, Judgments
+from dissensus.models.annotator.grid_em import GridEM
+from dissensus.models.annotator.judgments import Judgments
 from dissensus.models.annotator.pooling import ResponsePooling, consensus_moments
 from dissensus.models.annotator.synthetic import model_frame_from_world
 from dissensus.warehouse.demo import WorldConfig, simulate_world
@@ -40,14 +43,14 @@ def test_pooling_recovers_margins_that_few_votes_cannot() -> None:
     data, margin = _bradley_terry_world()
     errors = {}
     for pool in (False, True):
-        state = GridEM(data, GridSettings(n_schools=1, pool_responses=pool, seed=0)).run()
+        state = GridEM(data, 1, AnnotatorConfig(pool_responses=pool, seed=0)).run()
         mean, _ = consensus_moments(state.pair_post, state.lattice.n_mu,
                                     state.lattice.mu_values)
         errors[pool] = float(np.sqrt(np.mean((mean - margin) ** 2)))
         assert (state.pooling is not None) == pool
     # 3 votes per pair say little about a margin; 10 pairs per response say much more
     assert errors[True] < 0.75 * errors[False]
-    state = GridEM(data, GridSettings(n_schools=1, seed=0)).run()
+    state = GridEM(data, 1, AnnotatorConfig(seed=0)).run()
     assert state.pooling is not None
     assert 0.7 < state.pooling.sd_quality < 2.2  # the simulated qualities have sd 1.5
     assert state.pooling.sd_residual < 1.0

@@ -6,8 +6,10 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import adjusted_rand_score
 
+from dissensus.models.annotator.config import AnnotatorConfig
 from dissensus.models.annotator.estimator import AnnotatorModel
-from dissensus.models.annotator.grid_em import GridEM, GridSettings, Judgments
+from dissensus.models.annotator.grid_em import GridEM
+from dissensus.models.annotator.judgments import Judgments
 from dissensus.models.annotator.selection import expand_state, initial_schools, sample_pairs
 from dissensus.models.annotator.synthetic import model_frame_from_world
 from dissensus.warehouse.demo import WorldConfig, simulate_world
@@ -39,7 +41,7 @@ def test_a_sample_keeps_whole_pairs_and_recodes_densely() -> None:
 def test_expanding_a_sample_fit_fills_absent_reviewers_with_the_population() -> None:
     data = _judgments()
     sample, reviewers = sample_pairs(data, 150, seed=2)
-    state = GridEM(sample, GridSettings(n_schools=2, max_iter=5)).run()
+    state = GridEM(sample, 2, AnnotatorConfig(max_iter=5)).run()
     full = expand_state(state, reviewers, data.n_reviewers)
     assert full.reviewer_post.shape[0] == data.n_reviewers and full.gamma.shape == (25,)
     np.testing.assert_allclose(full.reviewer_post[reviewers], state.reviewer_post)
@@ -51,7 +53,7 @@ def test_expanding_a_sample_fit_fills_absent_reviewers_with_the_population() -> 
     probs = initial_schools(full)
     assert np.all(probs > 0) and np.allclose(probs.sum(axis=1), 1)
     # the expanded state starts a fit on all the data
-    GridEM(data, GridSettings(n_schools=2, max_iter=3)).run(school_init=probs, warm=full)
+    GridEM(data, 2, AnnotatorConfig(max_iter=3)).run(school_init=probs, warm=full)
 
 
 def test_auto_k_on_a_sample_still_finds_the_schools() -> None:

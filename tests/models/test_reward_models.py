@@ -21,6 +21,7 @@ from dissensus.models.reward.errors import (
     DeviceUnavailableError,
     EncoderNotFoundError,
     MissingFitError,
+    RewardInputError,
 )
 from dissensus.models.reward.evaluate import (
     contested_detection,
@@ -41,6 +42,7 @@ from dissensus.models.reward.pipeline import prepare, train_and_evaluate
 from dissensus.models.reward.train import Tensors, resolve_device, train_model
 from dissensus.warehouse.db import connect_memory
 from dissensus.warehouse.demo import WorldConfig, simulate_world
+from dissensus.warehouse.errors import DissensusError
 from dissensus.warehouse.ingest import ingest_file
 
 torch.set_num_threads(1)
@@ -383,3 +385,12 @@ def test_training_is_seeded_and_reproducible(world_db) -> None:  # type: ignore[
     assert state_equal(a.model, b.model) and not state_equal(a.model, c.model)
     assert a.best_epoch == b.best_epoch and a.history == b.history
     assert metrics_a["accuracy_consensus"] == metrics_b["accuracy_consensus"]
+
+
+def test_settings_and_data_errors_are_dissensus_errors() -> None:
+    with pytest.raises(RewardInputError, match="unknown reward model kind") as bad_kind:
+        make_config("nonsense")
+    with pytest.raises(RewardInputError, match="two schools") as bad_shares:
+        school_lean_offsets(torch.tensor([1.0, 0.0]))
+    for error in (bad_kind.value, bad_shares.value):
+        assert isinstance(error, DissensusError) and error.fix

@@ -20,19 +20,17 @@ the reply with the smaller :func:`warehouse.ids.response_id` (as in :func:`~ware
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from dissensus.warehouse.demo.config import WorldConfig
 from dissensus.warehouse.demo.crowd import LOCALES, POOLS, Reviewers, sigmoid
 from dissensus.warehouse.demo.pool import KINDS, ChosenPairs
 from dissensus.warehouse.demo.rows import Core
 from dissensus.warehouse.demo.schools import FEATURES, MODELS, TAG_FEATURES, school_names
-
-if TYPE_CHECKING:
-    from dissensus.warehouse.demo.world import WorldConfig
 
 _TAG_COLUMNS: Final = tuple(FEATURES.index(tag) for tag in TAG_FEATURES)
 

@@ -1,0 +1,54 @@
+"""Integer-coded judgments: the input every inference path of the annotator model reads.
+
+A plain data type (numpy arrays and counts), with no dependency on the algorithms that use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import AnnotatorDataError
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Judgments:
+    """Integer-coded judgments, sorted by pair (``pair_start`` delimits each pair's votes)."""
+
+    reviewer: IntArray
+    pair: IntArray
+    y: IntArray
+    s: IntArray
+    n_reviewers: int
+    n_pairs: int
+    pair_responses: IntArray | None = None  # (n_pairs, 2) response indices, when known
+    n_responses: int = 0
+    pair_features: FloatArray | None = None  # (n_pairs, F) response-feature differences
+
+    def __post_init__(self) -> None:
+        problem = None
+        if np.any(np.diff(self.pair) < 0):
+            problem = "judgments are not sorted by pair"
+        elif self.pair_responses is not None and self.pair_responses.shape != (self.n_pairs, 2):
+            problem = "pair_responses does not have one (response 1, response 2) row per pair"
+        elif self.pair_features is not None and self.pair_features.shape[0] != self.n_pairs:
+            problem = "pair_features does not have one row per pair"
+        if problem is not None:
+            raise AnnotatorDataError(
+                problem, where="annotator model input (coded judgments)",
+                expected="judgments sorted by pair; per-pair arrays with one row per pair",
+                fix="code the model frame with models.annotator.data.encode_frame",
+            )
+
+    @property
+    def n(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def pair_start(self) -> IntArray:
+        return np.searchsorted(self.pair, np.arange(self.n_pairs + 1)).astype(np.int64)
