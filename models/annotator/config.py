@@ -40,6 +40,13 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "minibatch_learning_rate": None,
     "minibatch_deviation_scale": None,
     "nuts_low_rank_mass_matrix": False,
+    "careful_share": 0.0,
+    "careful_lapse_limit": 0.1,
+    "careful_share_strict": 0.0,
+    "flag_bayes_factor": 1.0,
+    "min_reviewers_per_school": 0.0,
+    "few_reviewers": 0,
+    "few_reviewers_gain_factor": 4.0,
 }
 """Settings added after fits were first saved, with the value that reproduces those fits."""
 
@@ -51,6 +58,7 @@ REPORT_SETTINGS: tuple[str, ...] = (
     "pluralism_probability",
     "ambiguity_min_variance",
     "noise_min_lapses",
+    "flag_bayes_factor",
 )
 """Settings that change only how a posterior is reported (credible intervals, reviewer flags,
 pair verdicts), not the posterior itself; left out of :meth:`AnnotatorConfig.posterior_hash`."""
@@ -185,6 +193,29 @@ class AnnotatorConfig(BaseModel):
         0.8, gt=0.5, lt=1.0, description="A reviewer is flagged when their reliability is "
         "credibly below this (lapse rate credibly above 1 - this)."
     )
+    careful_share: float = Field(
+        0.5, ge=0.0, lt=1.0, description="EM: the least share of the pool's lapse-rate "
+        "distribution kept at careful rates (<= careful_lapse_limit). Lapses are measured "
+        "relative to the pool: a lapse rate every reviewer shares cannot be told from near-tie "
+        "pairs, so the majority is taken to be careful and what all reviewers show is put on the "
+        "pairs (0 turns this off)."
+    )
+    careful_share_strict: float = Field(
+        0.75, ge=0.0, lt=1.0, description="EM: also fit with this careful share and keep it "
+        "unless careful_share predicts the votes clearly better (the K-selection rule on "
+        "leave-one-out): with near-tie pairs and nobody careless, the strict reading wins "
+        "(0 or <= careful_share: off)."
+    )
+    careful_lapse_limit: float = Field(
+        0.1, gt=0.0, lt=0.5, description="Lapse rates up to this count as careful (for "
+        "careful_share and for the evidence behind a flag)."
+    )
+    flag_bayes_factor: float = Field(
+        10.0, ge=1.0, description="A lapse flag also needs this much evidence from the "
+        "reviewer's own votes: the Bayes factor of 'lapses more than the pool's careful "
+        "reviewers' against 'careful' (10: strong evidence, Kass & Raftery 1995). A reviewer "
+        "whose votes look like everyone else's is never flagged, however noisy the pool."
+    )
     flag_probability: float = Field(
         0.9, gt=0.5, lt=1.0, description="Posterior probability needed to call reliability "
         "credibly low."
@@ -210,6 +241,19 @@ class AnnotatorConfig(BaseModel):
     )
     k_selection_min_gain: float = Field(
         4.0, ge=0.0, description="Auto K: minimum elpd gain (log units) for more schools."
+    )
+    min_reviewers_per_school: float = Field(
+        3.0, ge=0.0, description="Auto K: a number of schools is considered only when each "
+        "school holds at least this many reviewers (sum of membership probabilities)."
+    )
+    few_reviewers: int = Field(
+        8, ge=0, description="Auto K: with fewer reviewers than this, more than one school "
+        "needs few_reviewers_gain_factor times the usual LOO evidence, and the summary says "
+        "schools cannot be told with so few reviewers."
+    )
+    few_reviewers_gain_factor: float = Field(
+        4.0, ge=1.0, description="Auto K: how much stronger the LOO evidence for more schools "
+        "must be with fewer than few_reviewers reviewers."
     )
     k_selection_max_comparisons: int = Field(
         250_000, ge=1_000, description="Auto K with the EM on more comparisons than this: "

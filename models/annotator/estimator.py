@@ -33,6 +33,34 @@ from .inference import fit, vote_disagreement
 from .predict import PredictiveState, predict_frame
 from .results import FitResult, Progress
 
+
+def verdict_notes(reviewers: pl.DataFrame, res: FitResult,
+                  diagnostics: dict[str, Any]) -> list[str]:
+    """What the data cannot support, in words a labeling lead can act on."""
+    notes: list[str] = []
+    lapse_flags = int(reviewers["flag_reason"].str.contains("lapse rate").fill_null(False).sum())
+    if diagnostics.get("careful_share_binds"):
+        notes.append(
+            "Agreement is near chance on many pairs: the votes cannot tell careless reviewers "
+            "from near-tie pairs, so the randomness every reviewer shows is read as ambiguity "
+            "and only reviewers whose own votes stand out from the pool can be flagged"
+            + ("; nobody is flagged for lapses." if lapse_flags == 0 else
+               f"; {lapse_flags} reviewer{'s' if lapse_flags != 1 else ''} stand out."))
+    elif lapse_flags == 0 and float(np.max(res.lapse_evidence, initial=0.0)) < 3.0:
+        notes.append("No reviewer's votes set them apart from the pool: nobody is flagged for "
+                     "lapses.")
+    n_rev = reviewers.height
+    if n_rev and n_rev < 8:
+        notes.append(f"Only {n_rev} reviewers: schools (consistent minority views) cannot be "
+                     "told apart from individual views with so few, so one school is assumed "
+                     "unless the evidence is overwhelming.")
+    return notes
+
+
+def _evidence(bayes_factor: float) -> str:
+    return "over 1000 to 1" if bayes_factor > 1000 else f"{bayes_factor:.0f} to 1"
+
+
 REVIEWER_COLUMNS = (
     "reviewer_id", "n_comparisons", "reliability", "reliability_low", "reliability_high",
     "position_bias", "school", "school_probability", "flagged", "flag_reason",
@@ -84,6 +112,7 @@ class AnnotatorModel:
             v: int(n) for v, n in self.pair_estimates_["verdict"].value_counts().iter_rows()
         }
         diagnostics["config_hash"] = cfg.config_hash()
+        diagnostics["verdict_notes"] = verdict_notes(self.reviewer_estimates_, res, diagnostics)
         self.fit_summary_ = {
             "method": res.method,
             "n_schools": int(res.n_schools),
@@ -96,7 +125,8 @@ class AnnotatorModel:
         cfg = self.config
         mass = f"{round(cfg.interval_mass * 100)}%"
         counts = enc.reviewer_counts
-        lapse_flag = (res.p_unreliable >= cfg.flag_probability) & (counts >= 2)
+        lapse_flag = ((res.p_unreliable >= cfg.flag_probability)
+                      & (res.lapse_evidence >= cfg.flag_bayes_factor) & (counts >= 2))
         bias_flag = (res.p_strong_bias >= cfg.flag_probability) & (counts >= 2)
         reasons: list[str | None] = []
         for i in range(len(enc.reviewer_ids)):
@@ -104,7 +134,8 @@ class AnnotatorModel:
             if lapse_flag[i]:
                 parts.append(
                     f"lapse rate ~{1 - res.reliability[i]:.0%} ({mass} interval "
-                    f"{1 - res.reliability_high[i]:.0%}–{1 - res.reliability_low[i]:.0%})"
+                    f"{1 - res.reliability_high[i]:.0%}–{1 - res.reliability_low[i]:.0%}; "
+                    f"the votes favour it {_evidence(res.lapse_evidence[i])} over careful)"
                 )
             if bias_flag[i]:
                 side = "first" if res.bias_mean[i] > 0 else "second"

@@ -47,7 +47,7 @@ from .judgments import Judgments
 from .lattice import Lattice, make_lattice
 from .likelihood import lapse_prob
 from .pooling import ResponsePooling
-from .priors import PairPrior, regrid, smooth_grid
+from .priors import PairPrior, anchor_careful_majority, regrid, smooth_grid
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -315,7 +315,9 @@ class GridEM:
             rev_post, a_msg, b_msg = self._reviewer_pass(st["ec"], pl_, log_prior_r)
             school_marg = rev_post.sum(axis=(2, 3))
             pi = (school_marg.sum(axis=0) + 0.5) / (r_n + 0.5 * k_n)
-            g_e = smooth_grid(rev_post.sum(axis=(0, 1, 3)) / r_n, cfg.smoothing)
+            g_e = anchor_careful_majority(
+                smooth_grid(rev_post.sum(axis=(0, 1, 3)) / r_n, cfg.smoothing), e,
+                cfg.careful_lapse_limit, cfg.careful_share)
             g_b = smooth_grid(rev_post.sum(axis=(0, 1, 2)) / r_n, cfg.smoothing)
             summary = np.concatenate([
                 school_marg.ravel(), rev_post.sum(axis=(1, 3)) @ e, rev_post.sum(axis=(1, 2)) @ bias

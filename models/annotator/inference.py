@@ -54,6 +54,64 @@ def prob_above(post: FloatArray, grid: FloatArray, threshold: float) -> FloatArr
     return post @ frac / post.sum(axis=1)
 
 
+def lapse_bayes_factor(post: FloatArray, pool: FloatArray, grid: FloatArray,
+                       careful_limit: float, lapse_from: float) -> FloatArray:
+    """How much a reviewer's own votes move the odds "lapses" : "careful" away from the pool's.
+
+    ``BF_r = [P(eps_r > lapse_from | y_r) / P(eps_r <= careful_limit | y_r)] /
+    [P(eps > lapse_from) / P(eps <= careful_limit)]`` with the second odds under the pool's
+    lapse distribution ``pool`` (the population prior). A reviewer whose votes say nothing about
+    them keeps the pool's odds (BF ~ 1) however high the pool's lapse rate; Kass & Raftery (1995)
+    call BF > 10 strong evidence.
+    """
+    step = grid[1] - grid[0] if grid.size > 1 else 1.0
+    above = np.clip((grid + step / 2 - lapse_from) / step, 0.0, 1.0)
+    below = np.clip((careful_limit - (grid - step / 2)) / step, 0.0, 1.0)
+    tiny = 1e-12
+    post = post / post.sum(axis=1, keepdims=True)
+    pool = pool / pool.sum()
+    own = (post @ above + tiny) / (post @ below + tiny)
+    prior = (pool @ above + tiny) / (pool @ below + tiny)
+    return own / prior
+
+
+def school_support(states: dict[int, GridState], config: AnnotatorConfig,
+                   n_reviewers: int) -> tuple[dict[int, GridState], list[str]]:
+    """The candidate K that the reviewers can fill, and notes on those dropped.
+
+    K schools need at least ``min_reviewers_per_school`` reviewers' worth of membership in each
+    school (the column sums of the school probabilities): three reviewers split into three
+    schools is not pluralism, it is three people. With fewer than ``few_reviewers`` reviewers,
+    more than one school must also win the LOO comparison by ``few_reviewers_gain_factor`` times
+    the usual margins (see :func:`.selection.choose_k`).
+    """
+    kept: dict[int, GridState] = {}
+    notes: list[str] = []
+    for k, state in states.items():
+        filled = state.school_probs().sum(axis=0)
+        if k > 1 and filled.min() < config.min_reviewers_per_school:
+            notes.append(f"{k} schools not considered: the smallest would hold "
+                         f"{filled.min():.1f} reviewers (min_reviewers_per_school="
+                         f"{config.min_reviewers_per_school:g})")
+            continue
+        kept[k] = state
+    if n_reviewers < config.few_reviewers and len(kept) > 1:
+        notes.append(f"only {n_reviewers} reviewers: schools cannot be told apart from "
+                     "individual views with so few, so more than one school needs "
+                     f"{config.few_reviewers_gain_factor:g}x the usual LOO evidence")
+    return kept, notes
+
+
+def selection_rule(config: AnnotatorConfig, n_reviewers: int) -> AnnotatorConfig:
+    """The K-selection margins in force: stronger with fewer than ``few_reviewers``."""
+    if n_reviewers >= config.few_reviewers:
+        return config
+    factor = config.few_reviewers_gain_factor
+    return config.model_copy(update={
+        "k_selection_se": config.k_selection_se * factor,
+        "k_selection_min_gain": config.k_selection_min_gain * factor})
+
+
 def vote_disagreement(enc: EncodedFrame) -> NDArray[np.bool_]:
     d = enc.judgments
     lo = np.full(d.n_pairs, 2)
@@ -104,6 +162,9 @@ def summarise_grid(
         reliability_low=1 - eps_q[:, 1],
         reliability_high=1 - eps_q[:, 0],
         p_unreliable=prob_above(lapse, e_grid, 1 - config.flag_min_reliability),
+        lapse_evidence=lapse_bayes_factor(lapse, state.lapse_prior, e_grid,
+                                          config.careful_lapse_limit,
+                                          1 - config.flag_min_reliability),
         bias_mean=bias @ b_grid,
         bias_low=b_q[:, 0],
         bias_high=b_q[:, 1],
@@ -120,6 +181,10 @@ def summarise_grid(
             "tie_threshold_spread": float(np.std(state.reviewer_tau())),
             "lapse_tilt": state.tilt_mean,
             "mean_lapse_rate": pop.lapse_mean,
+            "careful_share_binds": bool(
+                config.careful_share > 0
+                and float(state.lapse_prior[e_grid <= config.careful_lapse_limit].sum())
+                <= config.careful_share + 1e-3),
             **_pooling_diagnostics(state),
             **_feature_diagnostics(state, enc, order),
         },
@@ -192,9 +257,34 @@ def fit_em(
     timings: list[dict[str, Any]] = []
     warm: GridState | None = None
     on = "a sample, " if sampled else ""
+    strict = config.careful_share_strict
+    if strict > config.careful_share:
+        # How much of the pool's randomness to put on the pairs: the strict anchor (nearly
+        # everyone careful, disagreement read as near-ties) unless the looser one predicts the
+        # votes clearly better by the K-selection rule -- then some reviewers really lapse.
+        t_k = time.perf_counter()
+        loose_share = config.careful_share
+        strict_config = select_config.model_copy(update={"careful_share": strict})
+        loose = GridEM(select_data, 1, select_config).run()
+        tight = GridEM(select_data, 1, strict_config).run()
+        better, _ = choose_k({1: tight.loo, 2: loose.loo}, config)
+        share = config.careful_share if better == 2 else strict
+        config = config.model_copy(update={"careful_share": share})
+        select_config = select_config.model_copy(update={"careful_share": share})
+        if better != 2:
+            notes.append(f"careful share {strict:g}: treating more reviewers as lapsing did "
+                         "not predict the votes better, so their disagreement is read as "
+                         "near-tie pairs")
+        timings.append({"n_schools": 1, "seconds": round(time.perf_counter() - t_k, 2),
+                        "iterations": loose.n_iter + tight.n_iter,
+                        "data": "sample" if sampled else "all",
+                        "careful_share": f"{share:g} chosen over "
+                        f"{strict if share != strict else loose_share:g}"})
     for k in ks:
         if k == 3 and auto and 2 in states:
-            ok, _ = choose_k({1: states[1].loo, 2: states[2].loo}, config)
+            two, _ = school_support({2: states[2]}, config, data.n_reviewers)
+            ok = (choose_k({1: states[1].loo, 2: states[2].loo},
+                           selection_rule(config, data.n_reviewers))[0] if two else 1)
             if ok == 1:
                 break  # two schools did not beat one: three will not be needed
 
@@ -210,7 +300,10 @@ def fit_em(
         if k == 1:
             warm = states[1]
     if len(states) > 1:
-        chosen, table = choose_k({k: s.loo for k, s in states.items()}, config)
+        supported, support_notes = school_support(states, config, data.n_reviewers)
+        notes.extend(support_notes)
+        chosen, table = choose_k({k: s.loo for k, s in supported.items()},
+                                 selection_rule(config, data.n_reviewers))
     else:
         chosen = ks[0]
         table = [loo_row(states[chosen].loo, chosen, None)]

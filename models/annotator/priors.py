@@ -56,6 +56,33 @@ def smooth_grid(weights: FloatArray, width: float, floor: float = 1e-6) -> Float
     return w / w.sum()
 
 
+def anchor_careful_majority(weights: FloatArray, grid: FloatArray, careful_limit: float,
+                            min_share: float) -> FloatArray:
+    """The lapse-rate distribution closest (in the EM's expected log-likelihood) to ``weights``
+    that puts at least ``min_share`` of reviewers at lapse rates up to ``careful_limit``.
+
+    Why: a lapse rate shared by every reviewer is not identified from near-tie pairs -- a pool
+    that all lapse 45% of the time and a careful pool judging pairs whose margins are near 0
+    give nearly the same votes. Lapses are measured *relative to the pool*: the majority (by
+    default) is taken to be careful, so randomness every reviewer shows is put on the pairs
+    (ambiguity), and only what sets a reviewer apart from the pool can make them a lapser.
+    The constrained M-step of a discrete distribution under a lower bound on the mass of a set
+    rescales the two parts proportionally (Lagrange), which is what this does.
+    """
+    w = np.asarray(weights, dtype=float)
+    inside = grid <= careful_limit
+    mass = float(w[inside].sum())
+    if min_share <= 0 or mass >= min_share or not inside.any() or inside.all():
+        return w
+    out = w.copy()
+    if mass <= 0:
+        out[inside] = 1.0 / inside.sum()
+        mass = 1.0
+    out[inside] *= min_share / out[inside].sum() if mass > 0 else 1.0
+    out[~inside] *= (1.0 - min_share) / max(float(w[~inside].sum()), 1e-300)
+    return out / out.sum()
+
+
 def regrid(weights: FloatArray, old: FloatArray, new: FloatArray) -> FloatArray:
     """Move a distribution from grid ``old`` to grid ``new`` (density interpolation)."""
     if old.shape == new.shape and np.allclose(old, new):

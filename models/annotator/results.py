@@ -35,6 +35,7 @@ class FitResult:
     reliability_low: FloatArray
     reliability_high: FloatArray
     p_unreliable: FloatArray  # P(reliability < flag_min_reliability)
+    lapse_evidence: FloatArray  # Bayes factor: lapses more than the pool's careful reviewers
     bias_mean: FloatArray
     bias_low: FloatArray
     bias_high: FloatArray

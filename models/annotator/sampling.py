@@ -233,6 +233,7 @@ def summarise_draws(
         reliability_low=1 - np.quantile(eps, qs[1], axis=0),
         reliability_high=1 - np.quantile(eps, qs[0], axis=0),
         p_unreliable=(eps > 1 - config.flag_min_reliability).mean(axis=0),
+        lapse_evidence=_draws_bayes_factor(eps, config),
         bias_mean=bias_mean,
         bias_low=np.quantile(beta, qs[0], axis=0),
         bias_high=np.quantile(beta, qs[1], axis=0),
@@ -241,6 +242,15 @@ def summarise_draws(
         expected_lapses=np.bincount(d.pair, 1 - careful, d.n_pairs), population=pop,
         idata=idata,
     )
+
+
+def _draws_bayes_factor(eps: np.ndarray, config: AnnotatorConfig) -> np.ndarray:
+    """:func:`.inference.lapse_bayes_factor` from posterior draws ``(draws, R)`` of the lapse
+    rates; the pool's odds are those of all reviewers' draws together."""
+    hi, lo = eps > 1 - config.flag_min_reliability, eps <= config.careful_lapse_limit
+    tiny = 1e-3
+    own = (hi.mean(axis=0) + tiny) / (lo.mean(axis=0) + tiny)
+    return own / ((hi.mean() + tiny) / (lo.mean() + tiny))
 
 
 DIAGNOSED = ("tau", "eps", "beta", "mu", "pi", "delta", "gamma", "sigma_mu", "eps_loc",

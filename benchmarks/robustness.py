@@ -1,0 +1,211 @@
+"""Robustness suite: the annotator model on worlds built to break its story, next to the peers.
+
+Run ``python benchmarks/robustness.py`` (``--worlds near_tie,story --seeds 3``; ``--help``).
+Every world of :data:`dissensus.models.annotator.worlds.WORLDS` is drawn for each seed, and the
+default ``dissensus fit`` (the annotator model with its default config), majority agreement,
+crowd-kit Dawid-Skene, GLAD and MACE and the world-aware oracle are scored on the same votes.
+One table is printed, one row per world and method (means over seeds):
+
+* ``careful_flagged`` -- share of careful reviewers flagged (target <= 5%; <= 1 of 6 with few
+  reviewers); ``rushed_prec`` / ``rushed_rec`` -- precision and recall of the flags for rushed
+  reviewers (targets >= 0.7);
+* ``bottom_k`` -- rushed reviewers among the bottom k by reliability (k = number rushed), and
+  ``vs_oracle`` its ratio to the oracle's (target >= 0.95);
+* ``gap_pts`` -- careful minority flagged minus careful majority flagged, points (target <= 3);
+* ``coverage`` -- true reliability inside the 94% interval (target >= 0.85);
+* ``k_right`` -- the number of schools chosen is the true one (target >= 0.9), ``ari`` -- schools;
+* ``seconds`` and ``x_glad`` -- fit time and its ratio to GLAD's on the same votes (target <= 5).
+
+Peers rank reviewers only (they have no flags or intervals); crowd-kit is the ``bench`` extra.
+``--json PATH`` writes every per-seed figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+from annotators import dawid_skene, glad, mace, majority_agreement
+
+from dissensus.models.annotator import AnnotatorConfig, AnnotatorModel
+from dissensus.models.annotator.worlds import (
+    WORLDS,
+    oracle_reliability,
+    simulate_world,
+    verdict_scores,
+)
+
+PEERS: dict[str, Callable[[pl.DataFrame], pd.Series]] = {
+    "majority": majority_agreement,
+    "dawid_skene": dawid_skene,
+    "glad": glad,
+    "mace": mace,
+}
+COLUMNS = ["careful_flagged", "careful_flagged_n", "rushed_prec", "rushed_rec", "bottom_k",
+           "vs_oracle", "gap_pts", "coverage", "k_right", "ari", "seconds", "x_glad"]
+RENAME = {"careful_flagged_share": "careful_flagged", "rushed_precision": "rushed_prec",
+          "rushed_recall": "rushed_rec", "bottom_k_precision": "bottom_k",
+          "minority_gap_pts": "gap_pts", "school_ari": "ari"}
+
+
+def _series_frame(series: pd.Series, name: str = "reliability") -> pl.DataFrame:
+    return pl.DataFrame({"reviewer_id": [str(i) for i in series.index],
+                         name: series.to_numpy(dtype=float)})
+
+
+def run_world(name: str, seed: int, config: AnnotatorConfig) -> list[dict[str, Any]]:
+    """Every method on one draw of world ``name``."""
+    world = simulate_world(name, seed=seed)
+    frame = world.model_frame()
+    rows: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    model = AnnotatorModel(config).fit(frame)
+    seconds = time.perf_counter() - start
+    scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
+    rows.append({"world": name, "seed": seed, "method": "dissensus", "seconds": seconds,
+                 **scores, "summary": model.fit_summary_.get("diagnostics", {}).get("verdicts")})
+    votes = world.judgments.select("reviewer_id", "pair_id", "outcome")
+    peer_seconds: dict[str, float] = {}
+    for peer, fn in PEERS.items():
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            series = fn(votes)
+        peer_seconds[peer] = time.perf_counter() - start
+        rows.append({"world": name, "seed": seed, "method": peer, "seconds": peer_seconds[peer],
+                     **verdict_scores(world, _series_frame(series))})
+    oracle = verdict_scores(world, oracle_reliability(world).drop("reliability_low",
+                                                                  "reliability_high"))
+    rows.append({"world": name, "seed": seed, "method": "oracle", **oracle})
+    for row in rows:
+        if "bottom_k_precision" in row and oracle.get("bottom_k_precision"):
+            row["vs_oracle"] = row["bottom_k_precision"] / oracle["bottom_k_precision"]
+        if row.get("seconds") is not None and peer_seconds["glad"] > 0:
+            row["x_glad"] = row["seconds"] / peer_seconds["glad"]
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Means over seeds, one row per world and method, in the order of the suite."""
+    frame = pl.DataFrame([{RENAME.get(k, k): v for k, v in r.items() if k != "summary"}
+                          for r in rows], infer_schema_length=None)
+    present = [c for c in COLUMNS if c in frame.columns]
+    out = frame.group_by("world", "method", maintain_order=True).agg(
+        pl.len().alias("seeds"), *(pl.col(c).cast(pl.Float64).fill_nan(None).mean().round(3)
+                                   for c in present))
+    return out
+
+
+def main(argv: list[str] | None = None) -> pl.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--worlds", default=",".join(WORLDS),
+                        help=f"comma-separated worlds (default all: {', '.join(WORLDS)})")
+    parser.add_argument("--seeds", type=int, default=3, help="draws of each world")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="annotator config override, e.g. --set n_schools=1")
+    parser.add_argument("--json", type=Path, default=None, help="write per-seed rows here")
+    parser.add_argument("--real", action=argparse.BooleanOptionalAction, default=True,
+                        help="also score RTE and bluebirds against their gold")
+    parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out/robustness"))
+    args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value) if value[:1] in "0123456789-[{tf\"" else value
+    config = AnnotatorConfig(**overrides)
+    rows: list[dict[str, Any]] = []
+    for name in [w for w in args.worlds.split(",") if w]:
+        for seed in range(args.seeds):
+            rows.extend(run_world(name, seed, config))
+            done = rows[-6]
+            print(f"{name} seed {seed}: flagged careful {done.get('careful_flagged_n', 0):.0f}, "
+                  f"K {done.get('k_chosen')}, {done['seconds']:.1f} s, verdicts {done['summary']}",
+                  flush=True)
+    table = summarise(rows) if rows else pl.DataFrame({"world": []})
+    with pl.Config(tbl_rows=200, tbl_cols=30, tbl_width_chars=250, tbl_hide_dataframe_shape=True):
+        print(table)
+    if args.real:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        with pl.Config(tbl_rows=50, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
+            print(real_gold(config, args.workdir))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, default=lambda v: None if v != v else v, indent=1))
+    return table
+
+
+
+# ---------------------------------------------------------------- real labels with gold
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REAL_SETS = (("snow2008_mturk", "snow2008-rte"), ("bluebirds", "bluebirds"))
+
+
+def over_call(frame: pl.DataFrame, share: float, rate: float, seed: int) -> pl.DataFrame:
+    """Make ``share`` of the workers over-call one label: each of their votes for response 2
+    becomes a vote for response 1 with probability ``rate`` (gold unchanged)."""
+    rng = np.random.default_rng(seed)
+    workers = frame["reviewer_id"].unique().sort().to_list()
+    chosen = set(rng.choice(workers, size=round(share * len(workers)), replace=False).tolist())
+    flip = (frame["reviewer_id"].is_in(list(chosen)) & (frame["outcome"] == -1)).to_numpy()
+    flip &= rng.random(frame.height) < rate
+    return frame.with_columns(pl.Series("outcome", np.where(flip, 1, frame["outcome"]),
+                                        dtype=pl.Int8))
+
+
+def real_gold(config: AnnotatorConfig, workdir: Path) -> pl.DataFrame:
+    """Spearman of each method's reliability with accuracy against gold, on RTE and bluebirds
+    as they are and with 60% of the workers over-calling one label (half their votes for the
+    other label turned)."""
+    from scipy.stats import spearmanr
+
+    from dissensus.warehouse.db import connect
+    from dissensus.warehouse.ingest import ingest_file
+    from dissensus.warehouse.queries import model_frame
+
+    rows = []
+    for folder, fmt in REAL_SETS:
+        if not (DATA / folder).is_dir():
+            print(f"skip {folder}: not in the shared data")
+            continue
+        db = workdir / f"{fmt}.duckdb"
+        db.unlink(missing_ok=True)
+        con = connect(db)
+        ingest_file(con, DATA / folder, fmt=fmt)
+        base = model_frame(con).select("comparison_id", "reviewer_id", "pair_id", "prompt_id",
+                                       "outcome", "first_shown", "response_1_id",
+                                       "response_2_id")
+        gold = con.sql("SELECT comparison_id, gold_outcome FROM comparisons").pl()
+        con.close()
+        for variant, frame in (("as is", base), ("60% over-call", over_call(base, 0.6, 0.5, 0))):
+            acc = (frame.join(gold, on="comparison_id")
+                   .filter(pl.col("gold_outcome").is_not_null())
+                   .group_by("reviewer_id")
+                   .agg(accuracy=(pl.col("outcome") == pl.col("gold_outcome")).mean()))
+            model = AnnotatorModel(config).fit(frame)
+            methods = {"dissensus": model.reviewer_estimates_.select("reviewer_id",
+                                                                       "reliability")}
+            votes = frame.select("reviewer_id", "pair_id", "outcome")
+            for peer in ("majority", "dawid_skene"):
+                methods[peer] = _series_frame(PEERS[peer](votes))
+            for method, est in methods.items():
+                j = acc.join(est, on="reviewer_id")
+                rows.append({"data": f"{fmt} ({variant})", "method": method,
+                             "workers": j.height,
+                             "flagged": (int(model.reviewer_estimates_["flagged"].sum())
+                                         if method == "dissensus" else None),
+                             "spearman_vs_gold": round(float(
+                                 spearmanr(j["reliability"], j["accuracy"])[0]), 3)})
+    return pl.DataFrame(rows)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

@@ -1,0 +1,369 @@
+"""Worlds built to break the annotator model's story: one simulator, many small configurations.
+
+The demo world and :mod:`.synthetic` follow the model's own generative story (discrete schools
+that differ on a share of pairs, lapses that are coin flips tilted toward the first-shown reply
+and never say tie). A target met only there is not met, so this module draws worlds that differ
+from that story in one named way each, with the truth needed to score any method on them:
+
+* ``near_tie``: nobody careless, one school, every pair close (margins ``N(0, 0.4^2)``);
+* ``lapse_first`` / ``lapse_uniform`` / ``lapse_longer`` / ``lapse_model``: rushed reviewers whose
+  lapses lean toward the reply shown first, pick uniformly, lean toward the longer reply or
+  toward one model's reply;
+* ``content_schools``: two schools that differ through what the replies *say* (a hidden content
+  direction), with no tags the model could read;
+* ``tastes``: no discrete schools; every careful reviewer a little different, and a few with a
+  strong taste for longer replies;
+* ``few_raters``: 4 reviewers who all rate every pair; ``many_raters``: 2,000 reviewers with 1-2
+  votes each;
+* ``minority_10`` and ``three_schools``: an unbalanced 90/10 split, and three true schools;
+* ``tie_sayers``: careless reviewers whose lapses are mostly "tie";
+* ``story``: the model's own story (two schools, 15% rushed), as a control.
+
+Each judgment's truth carries the probability of the observed outcome under a careful judgment
+and under a lapse of *that* reviewer (``p_careful``, ``p_lapse``), so an oracle that knows every
+margin, taste and lapse habit can compute each reviewer's exact lapse posterior whatever the
+world (:func:`oracle_reliability`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from scipy.special import expit
+
+LapseMode = Literal["first", "uniform", "longer", "model", "tie"]
+SchoolMode = Literal["contested", "content"]
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """One world of the robustness suite; every field is one assumption to keep or break."""
+
+    name: str = "story"
+    n_reviewers: int = 60
+    n_pairs: int = 800
+    votes_per_pair: tuple[int, int] = (3, 8)
+    rate_every_pair: bool = False  # every reviewer judges every pair (few-rater panels)
+    workload_sigma: float = 0.8  # lognormal spread of reviewer workloads
+    school_shares: tuple[float, ...] = (0.65, 0.35)
+    school_mode: SchoolMode = "contested"  # how schools differ: random pairs, or through content
+    contested_share: float = 0.20  # contested mode: share of pairs where schools differ
+    content_strength: float = 1.6  # content mode: weight of the hidden content direction
+    consensus_sd: float = 2.0
+    ambiguous_share: float = 0.15  # pairs whose consensus margin is near 0
+    taste_sd: float = 0.0  # careful reviewers' own weight on the content direction
+    length_taste_share: float = 0.0  # careful reviewers with a strong taste for longer replies
+    rushed_share: float = 0.15
+    rushed_lapse: tuple[float, float] = (0.30, 0.50)
+    careful_lapse: tuple[float, float] = (0.0, 0.08)
+    lapse_mode: LapseMode = "first"
+    lapse_lean: float = 0.75  # P(a lapse picks the reply it leans toward)
+    lapse_tie_share: float = 0.7  # lapse_mode 'tie': share of lapses that are ties
+    position_biased_share: float = 0.08
+    tau: float = 0.35  # careful tie threshold (ordered logit)
+    seed: int = 0
+
+    @property
+    def n_schools(self) -> int:
+        return len(self.school_shares)
+
+
+WORLDS: dict[str, WorldSpec] = {
+    "near_tie": WorldSpec(
+        name="near_tie", n_reviewers=120, n_pairs=600, school_shares=(1.0,), rushed_share=0.0,
+        careful_lapse=(0.0, 0.0), consensus_sd=0.4, ambiguous_share=0.0,
+        position_biased_share=0.0),
+    "lapse_first": WorldSpec(name="lapse_first", school_shares=(1.0,), rushed_share=0.2,
+                             lapse_mode="first", lapse_lean=0.8),
+    "lapse_uniform": WorldSpec(name="lapse_uniform", school_shares=(1.0,), rushed_share=0.2,
+                               lapse_mode="uniform"),
+    "lapse_longer": WorldSpec(name="lapse_longer", school_shares=(1.0,), rushed_share=0.2,
+                              lapse_mode="longer", lapse_lean=0.85),
+    "lapse_model": WorldSpec(name="lapse_model", school_shares=(1.0,), rushed_share=0.2,
+                             lapse_mode="model", lapse_lean=0.85),
+    "content_schools": WorldSpec(name="content_schools", n_reviewers=80, n_pairs=500,
+                                 votes_per_pair=(5, 5), school_shares=(0.6, 0.4),
+                                 school_mode="content", rushed_share=0.2, lapse_mode="longer",
+                                 lapse_lean=0.8),
+    "tastes": WorldSpec(name="tastes", school_shares=(1.0,), taste_sd=0.8,
+                        length_taste_share=0.1, rushed_share=0.15),
+    "few_raters": WorldSpec(name="few_raters", n_reviewers=4, n_pairs=300, rate_every_pair=True,
+                            school_shares=(1.0,), rushed_share=0.0, position_biased_share=0.0),
+    "many_raters": WorldSpec(name="many_raters", n_reviewers=2000, n_pairs=600,
+                             votes_per_pair=(4, 5), workload_sigma=0.0, rushed_share=0.15),
+    "minority_10": WorldSpec(name="minority_10", school_shares=(0.9, 0.1), n_reviewers=80,
+                             contested_share=0.3),
+    "three_schools": WorldSpec(name="three_schools", school_shares=(0.45, 0.35, 0.2),
+                               n_reviewers=90, n_pairs=500, contested_share=0.3),
+    "tie_sayers": WorldSpec(name="tie_sayers", school_shares=(1.0,), rushed_share=0.2,
+                            lapse_mode="tie"),
+    "story": WorldSpec(name="story"),
+}
+"""The suite, by name. Sizes are small enough for a fit in seconds on 2 cores."""
+
+
+@dataclass(frozen=True)
+class World:
+    """A drawn world: truth per reviewer, pair and judgment (the synthetic world's columns)."""
+
+    spec: WorldSpec
+    reviewers: pl.DataFrame
+    pairs: pl.DataFrame
+    judgments: pl.DataFrame
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def true_k(self) -> int:
+        """Schools a method should find: tastes are not schools, and a world without contested
+        pairs has nothing that tells schools apart."""
+        return self.spec.n_schools
+
+    def model_frame(self) -> pl.DataFrame:
+        """The annotator model's input: what a warehouse would hold (no truth, no tags)."""
+        return self.judgments.select(
+            "comparison_id", "reviewer_id", "pair_id", "prompt_id", "outcome",
+            pl.when(pl.col("first_shown_is_response_1")).then(1).otherwise(2)
+            .cast(pl.Int8).alias("first_shown"),
+            "response_1_id", "response_2_id",
+        )
+
+
+def _draw_workload(spec: WorldSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(reviewer index, pair index) of every judgment."""
+    n_r, n_j = spec.n_reviewers, spec.n_pairs
+    if spec.rate_every_pair:
+        return np.tile(np.arange(n_r), n_j), np.repeat(np.arange(n_j), n_r)
+    activity = rng.lognormal(0.0, spec.workload_sigma, n_r) if spec.workload_sigma else np.ones(n_r)
+    activity /= activity.sum()
+    lo, hi = spec.votes_per_pair
+    rows_r: list[np.ndarray] = []
+    rows_j: list[np.ndarray] = []
+    for j in range(n_j):
+        n_votes = min(int(rng.integers(lo, hi + 1)), n_r)
+        rows_r.append(rng.choice(n_r, size=n_votes, replace=False, p=activity))
+        rows_j.append(np.full(n_votes, j))
+    return np.concatenate(rows_r), np.concatenate(rows_j)
+
+
+def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
+    """Draw the world ``spec`` (or the suite's world of that name) with ``seed``."""
+    if isinstance(spec, str):
+        if spec not in WORLDS:
+            raise KeyError(f"unknown world {spec!r}; the suite has: {', '.join(WORLDS)}")
+        spec = WORLDS[spec]
+    if seed is not None:
+        spec = replace(spec, seed=seed)
+    rng = np.random.default_rng(spec.seed)
+    n_r, n_j, n_k = spec.n_reviewers, spec.n_pairs, spec.n_schools
+    shares = np.asarray(spec.school_shares, float) / np.sum(spec.school_shares)
+
+    # replies: a hidden content direction, a length and a model per reply (two per pair)
+    content = rng.normal(0.0, 1.0, (n_j, 2))
+    length = rng.lognormal(5.0, 0.5, (n_j, 2)).round()
+    model = rng.integers(0, 3, (n_j, 2))
+    d_content = content[:, 0] - content[:, 1]
+    longer = np.sign(length[:, 0] - length[:, 1])
+
+    # reviewers
+    school = rng.choice(n_k, size=n_r, p=shares)
+    rushed = rng.random(n_r) < spec.rushed_share
+    biased = (~rushed) & (rng.random(n_r) < spec.position_biased_share)
+    eps = np.where(rushed, rng.uniform(*spec.rushed_lapse, n_r),
+                   rng.uniform(*spec.careful_lapse, n_r))
+    beta = np.where(biased, rng.uniform(0.8, 1.5, n_r), 0.0)
+    taste = rng.normal(0.0, spec.taste_sd, n_r) if spec.taste_sd else np.zeros(n_r)
+    length_taste = (~rushed) & (rng.random(n_r) < spec.length_taste_share)
+
+    # pairs: consensus margins and each school's margin
+    u = rng.random(n_j)
+    consensus = rng.normal(0.0, spec.consensus_sd, n_j)
+    ambiguous = u < spec.ambiguous_share
+    consensus = np.where(ambiguous, rng.normal(0.0, 0.25, n_j), consensus)
+    margins = np.repeat(consensus[:, None], n_k, axis=1)
+    contested = np.zeros(n_j, bool)
+    if n_k > 1 and spec.school_mode == "contested":
+        contested = (~ambiguous) & (rng.random(n_j) < spec.contested_share)
+        sign = rng.choice([-1.0, 1.0], size=n_j)
+        for k in range(n_k):
+            side = [1.0, -1.0, 0.0][k % 3] if n_k == 3 else (1.0 if k % 2 == 0 else -1.0)
+            dev = sign * side * rng.uniform(1.5, 3.0, n_j) if side else rng.normal(0, 0.3, n_j)
+            margins[:, k] = np.where(contested, dev, margins[:, k])
+        consensus = np.where(contested, margins @ shares, consensus)
+    elif n_k > 1:  # content: school k weighs the hidden content direction with its own sign
+        directions = np.linspace(1.0, -1.0, n_k) * spec.content_strength
+        margins = consensus[:, None] * 0.5 + d_content[:, None] * directions[None, :]
+        consensus = margins @ shares
+        contested = np.sign(margins.max(axis=1)) != np.sign(margins.min(axis=1))
+        contested &= (margins.max(axis=1) - margins.min(axis=1)) > 1.5
+
+    # judgments
+    r_idx, j_idx = _draw_workload(spec, rng)
+    n = r_idx.size
+    s = np.where(rng.random(n) < 0.5, 1, -1)
+    eta = (margins[j_idx, school[r_idx]] + taste[r_idx] * d_content[j_idx]
+           + 1.5 * length_taste[r_idx] * longer[j_idx] + beta[r_idx] * s)
+    p_plus, p_minus = expit(eta - spec.tau), expit(-eta - spec.tau)
+    p_tie = np.clip(1.0 - p_plus - p_minus, 0.0, 1.0)
+    v = rng.random(n)
+    careful_y = np.where(v < p_plus, 1, np.where(v < p_plus + p_minus, -1, 0))
+
+    # a lapse's outcome distribution (P(+1), P(0), P(-1)) for each judgment's reviewer
+    lean, toward = spec.lapse_lean, np.zeros(n)
+    l_tie = np.zeros(n)
+    if spec.lapse_mode == "first":
+        toward = s.astype(float)
+    elif spec.lapse_mode == "longer":
+        toward = longer[j_idx]
+    elif spec.lapse_mode == "model":  # toward the reply of model 0
+        m1, m2 = model[j_idx, 0] == 0, model[j_idx, 1] == 0
+        toward = np.where(m1 & ~m2, 1.0, np.where(m2 & ~m1, -1.0, 0.0))
+    elif spec.lapse_mode == "tie":
+        l_tie = np.full(n, spec.lapse_tie_share)
+    l_plus = np.where(toward > 0, lean, np.where(toward < 0, 1 - lean, 0.5)) * (1 - l_tie)
+    l_minus = (1 - l_tie) - l_plus
+    w = rng.random(n)
+    lapse_y = np.where(w < l_plus, 1, np.where(w < l_plus + l_minus, -1, 0))
+    careful = rng.random(n) >= eps[r_idx]
+    y = np.where(careful, careful_y, lapse_y).astype(np.int8)
+    pick = {1: 0, 0: 1, -1: 2}
+    col = np.vectorize(pick.get)(y)
+    p_careful = np.stack([p_plus, p_tie, p_minus], 1)[np.arange(n), col]
+    p_lapse = np.stack([l_plus, l_tie, l_minus], 1)[np.arange(n), col]
+
+    order = np.argsort(j_idx, kind="stable")
+    reviewer_ids = np.array([f"r{i:04d}" for i in range(n_r)])
+    pair_ids = np.array([f"p{j:05d}" for j in range(n_j)])
+    judgments = pl.DataFrame({
+        "comparison_id": [f"c{i:06d}" for i in range(n)],
+        "reviewer_id": reviewer_ids[r_idx[order]],
+        "pair_id": pair_ids[j_idx[order]],
+        "prompt_id": [f"q{j:05d}" for j in j_idx[order]],
+        "response_1_id": [f"a{j:05d}" for j in j_idx[order]],
+        "response_2_id": [f"b{j:05d}" for j in j_idx[order]],
+        "careful": careful[order],
+        "first_shown_is_response_1": s[order] > 0,
+        "outcome": y[order],
+        "p_careful": p_careful[order],
+        "p_lapse": p_lapse[order],
+    })
+    counts = np.bincount(r_idx, minlength=n_r)
+    reviewers = pl.DataFrame({
+        "reviewer_id": reviewer_ids,
+        "school_index": school.astype(np.int64),
+        "lapse_rate": eps,
+        "position_bias": beta,
+        "taste": taste,
+        "length_taste": length_taste,
+        "is_rushed": rushed,
+        "is_position_biased": biased,
+        "n_comparisons": counts.astype(np.int64),
+    })
+    pairs = pl.DataFrame({
+        "pair_id": pair_ids,
+        "consensus_margin": consensus,
+        "contested": contested,
+        "ambiguous": ambiguous,
+        "response_1_length": length[:, 0],
+        "response_2_length": length[:, 1],
+        "response_1_model": [f"model_{m}" for m in model[:, 0]],
+        "response_2_model": [f"model_{m}" for m in model[:, 1]],
+        **{f"margin_{k}": margins[:, k] for k in range(n_k)},
+    })
+    return World(spec, reviewers, pairs, judgments)
+
+
+def oracle_reliability(world: World, grid_size: int = 400) -> pl.DataFrame:
+    """Each reviewer's exact lapse posterior, knowing every margin, taste and lapse habit.
+
+    ``p(eps | y_r) ∝ p(eps) prod_n [(1 - eps) p_careful_n + eps p_lapse_n]`` with ``p(eps)`` the
+    world's generating mixture (careful and rushed ranges mixed by the rushed share; a point mass
+    at 0 where careful reviewers never lapse). No method reading only the votes can rank reviewers
+    better. Returns ``reviewer_id, reliability, reliability_low, reliability_high`` (94%).
+    """
+    spec = world.spec
+    grid = np.linspace(0.0, 0.6, grid_size)
+    prior = np.zeros(grid_size)
+    for (lo, hi), mass in ((spec.careful_lapse, 1 - spec.rushed_share),
+                           (spec.rushed_lapse, spec.rushed_share)):
+        inside = (grid >= lo) & (grid <= hi)
+        if hi <= lo or not inside.any():
+            prior[np.argmin(np.abs(grid - lo))] += mass
+        else:
+            prior[inside] += mass / inside.sum()
+    j = world.judgments
+    ids = world.reviewers["reviewer_id"].to_list()
+    index = {r: i for i, r in enumerate(ids)}
+    r = np.array([index[x] for x in j["reviewer_id"].to_list()])
+    pc, pl_ = j["p_careful"].to_numpy(), j["p_lapse"].to_numpy()
+    loglik = np.zeros((len(ids), grid_size))
+    for g, e in enumerate(grid):
+        loglik[:, g] = np.bincount(r, np.log(np.maximum((1 - e) * pc + e * pl_, 1e-300)),
+                                   len(ids))
+    with np.errstate(divide="ignore"):
+        logpost = loglik + np.log(prior)[None, :]
+    logpost -= logpost.max(axis=1, keepdims=True)
+    post = np.exp(logpost)
+    post /= post.sum(axis=1, keepdims=True)
+    cdf = post.cumsum(axis=1)
+    lapse_mean = post @ grid
+    low_eps = grid[np.argmax(cdf >= 0.03, axis=1)]
+    high_eps = grid[np.argmax(cdf >= 0.97, axis=1)]
+    return pl.DataFrame({"reviewer_id": ids, "reliability": 1 - lapse_mean,
+                         "reliability_low": 1 - high_eps, "reliability_high": 1 - low_eps})
+
+
+def verdict_scores(world: World, estimates: pl.DataFrame, n_schools: int | None = None,
+                   ranking: str = "reliability") -> dict[str, float]:
+    """Score a method's reviewer verdicts against the world's truth.
+
+    ``estimates`` has ``reviewer_id`` and a ``ranking`` column (higher = more reliable); where it
+    also has ``flagged``, ``reliability_low`` / ``reliability_high`` and ``school``, the flags,
+    interval coverage and school recovery are scored too. Careful reviewers are those neither
+    rushed nor position-biased (a position-bias flag on a biased reviewer is right).
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    truth = world.reviewers.filter(pl.col("n_comparisons") > 0)
+    t = truth.join(estimates, on="reviewer_id", how="left")
+    score = t[ranking].fill_null(t[ranking].median()).to_numpy()
+    rushed = t["is_rushed"].to_numpy()
+    careful = ~rushed & ~t["is_position_biased"].to_numpy()
+    k = int(rushed.sum())
+    out: dict[str, float] = {"n_reviewers": float(t.height), "n_rushed": float(k)}
+    if k:
+        bottom = np.zeros(t.height, bool)
+        bottom[np.argsort(score, kind="stable")[:k]] = True
+        out["bottom_k_precision"] = float(bottom[rushed].mean())
+    if "flagged" in t.columns:
+        flagged = t["flagged"].fill_null(False).to_numpy()
+        if "flag_reason" in t.columns:  # lapse flags only: a position-bias flag is no lapse flag
+            flagged &= t["flag_reason"].str.contains("lapse rate").fill_null(False).to_numpy()
+        out["careful_flagged_share"] = float(flagged[careful].mean()) if careful.any() else 0.0
+        out["careful_flagged_n"] = float(flagged[careful].sum())
+        if k:
+            out["rushed_recall"] = float(flagged[rushed].mean())
+            out["rushed_precision"] = (float(flagged[rushed].sum() / flagged.sum())
+                                       if flagged.any() else float("nan"))
+        school = t["school_index"].to_numpy()
+        if world.spec.n_schools > 1:
+            majority = careful & (school == 0)
+            minority = careful & (school > 0)
+            if majority.any() and minority.any():
+                out["minority_gap_pts"] = 100 * float(flagged[minority].mean()
+                                                      - flagged[majority].mean())
+    if {"reliability_low", "reliability_high"} <= set(t.columns):
+        true_rel = 1 - t["lapse_rate"].to_numpy()
+        low, high = t["reliability_low"].to_numpy(), t["reliability_high"].to_numpy()
+        # a grid method cannot put an interval's end exactly on 0 or 1: half a typical grid
+        # cell (0.01) of slack
+        out["coverage"] = float(np.mean((true_rel >= low - 0.01) & (true_rel <= high + 0.01)))
+    if n_schools is not None:
+        out["k_chosen"] = float(n_schools)
+        out["k_right"] = float(n_schools == world.true_k)
+    if "school" in t.columns and world.spec.n_schools > 1:
+        c = t.filter(~pl.col("is_rushed"))
+        out["school_ari"] = float(adjusted_rand_score(c["school_index"], c["school"]))
+    return out

@@ -1,0 +1,100 @@
+"""The robustness worlds in small form: verdicts that must not come back on data the model's
+story does not fit (see benchmarks/robustness.py for the full suite and its figures)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dissensus.models.annotator import AnnotatorConfig, AnnotatorModel
+from dissensus.models.annotator.inference import lapse_bayes_factor
+from dissensus.models.annotator.priors import anchor_careful_majority
+from dissensus.models.annotator.worlds import (
+    WORLDS,
+    oracle_reliability,
+    simulate_world,
+    verdict_scores,
+)
+
+FAST = AnnotatorConfig(max_iter=60)
+
+
+def _fit(world, config: AnnotatorConfig = FAST) -> AnnotatorModel:
+    return AnnotatorModel(config).fit(world.model_frame())
+
+
+def test_every_world_draws_with_its_truth() -> None:
+    for name in WORLDS:
+        world = simulate_world(replace(WORLDS[name], n_pairs=60), seed=3)
+        j = world.judgments
+        assert j.height > 0 and set(j["outcome"].unique().to_list()) <= {-1, 0, 1}
+        assert (j["p_careful"] > 0).all() and (j["p_lapse"] >= 0).all()
+        assert world.model_frame().columns[:5] == [
+            "comparison_id", "reviewer_id", "pair_id", "prompt_id", "outcome"]
+
+
+def test_near_tie_world_flags_nobody_and_says_why() -> None:
+    world = simulate_world(replace(WORLDS["near_tie"], n_reviewers=40, n_pairs=300), seed=1)
+    model = _fit(world)
+    scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
+    assert scores["careful_flagged_share"] <= 0.05
+    assert scores["coverage"] >= 0.85
+    verdicts = model.pair_estimates_["verdict"].value_counts()
+    ambiguous = verdicts.filter(verdicts["verdict"] == "ambiguous")["count"].sum()
+    assert ambiguous >= 0.9 * model.pair_estimates_.height
+    notes = " ".join(model.fit_summary_["diagnostics"]["verdict_notes"])
+    assert "cannot tell careless reviewers from near-tie pairs" in notes
+
+
+def test_uniform_lapses_flag_few_careful_reviewers() -> None:
+    world = simulate_world(replace(WORLDS["lapse_uniform"], n_pairs=500), seed=2)
+    model = _fit(world)
+    scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
+    assert scores["careful_flagged_share"] <= 0.1
+    flagged = model.reviewer_estimates_.filter("flagged")
+    reasons = flagged["flag_reason"].to_list()
+    assert all("over careful" in r for r in reasons if "lapse rate" in r)
+
+
+def test_few_raters_get_one_school_and_a_note() -> None:
+    world = simulate_world(replace(WORLDS["few_raters"], n_pairs=150), seed=0)
+    model = _fit(world)
+    assert model.n_schools_ == 1
+    assert model.reviewer_estimates_["flagged"].sum() <= 1
+    assert any("Only 4 reviewers" in n
+               for n in model.fit_summary_["diagnostics"]["verdict_notes"])
+
+
+def test_oracle_ranks_rushed_reviewers_first() -> None:
+    world = simulate_world(WORLDS["lapse_uniform"], seed=0)
+    oracle = oracle_reliability(world)
+    scores = verdict_scores(world, oracle.drop("reliability_low", "reliability_high"))
+    assert scores["bottom_k_precision"] >= 0.6
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=10, max_size=40),
+       st.floats(0.0, 0.95), st.floats(0.05, 0.45))
+def test_anchor_keeps_at_least_the_careful_share(weights, share, limit) -> None:
+    w = np.asarray(weights) + 1e-9
+    grid = np.linspace(0.005, 0.495, w.size)
+    out = anchor_careful_majority(w / w.sum(), grid, limit, share)
+    inside = grid <= limit
+    assert np.isclose(out.sum(), 1.0)
+    if inside.any() and not inside.all():
+        assert out[inside].sum() >= share - 1e-9
+        if (w / w.sum())[inside].sum() >= share:  # already satisfied: unchanged
+            assert np.allclose(out, w / w.sum())
+
+
+def test_bayes_factor_is_one_when_the_votes_say_nothing() -> None:
+    grid = np.linspace(0.00625, 0.49375, 40)
+    pool = np.exp(-grid / 0.1)
+    post = np.tile(pool / pool.sum(), (3, 1))
+    post[2] = np.where(grid > 0.3, 1.0, 1e-6)  # votes that point to lapses
+    bf = lapse_bayes_factor(post, pool, grid, 0.1, 0.2)
+    assert np.allclose(bf[:2], 1.0)
+    assert bf[2] > 1000
