@@ -282,17 +282,22 @@ def demo(
     ] = "all-MiniLM-L6-v2",
 ) -> None:
     """Build the demo warehouse: simulate the healthcare world, ingest, fit, train reward models."""
+    from dissensus.warehouse.artefacts import (
+        artefact_folders,
+        demo_truth_folder,
+        warehouse_files,
+    )
     from dissensus.warehouse.demo import WorldConfig, simulate_world, write_world
 
     if fresh:
         import shutil
 
         # A fresh warehouse also starts without the artefacts (fits, reward runs) kept beside it.
-        for suffix in ("", ".wal"):
-            State.db.with_name(State.db.name + suffix).unlink(missing_ok=True)
-        for suffix in (".fits", ".reward_runs", ".embeddings"):
-            shutil.rmtree(State.db.with_name(State.db.name + suffix), ignore_errors=True)
-    truth_dir = State.db.with_name(State.db.stem + "_truth")
+        for path in warehouse_files(State.db):
+            path.unlink(missing_ok=True)
+        for folder in artefact_folders(State.db):
+            shutil.rmtree(folder, ignore_errors=True)
+    truth_dir = demo_truth_folder(State.db)
     truth_dir.mkdir(parents=True, exist_ok=True)
     with console.status(f"simulating the demo world ({n:,} comparisons)"):
         world = simulate_world(WorldConfig(n_comparisons=n, seed=seed))

@@ -21,6 +21,7 @@ import polars as pl
 
 from dissensus.models.annotator.config import AnnotatorConfig
 from dissensus.models.annotator.estimator import AnnotatorModel
+from dissensus.warehouse.artefacts import fits_folder
 from dissensus.warehouse.pair_votes import store_pair_school_votes
 from dissensus.warehouse.queries import model_frame
 
@@ -30,10 +31,6 @@ class FitOutcome:
     fit_id: str
     model: AnnotatorModel
     artefact: Path | None
-
-
-def artefact_folder(db_path: Path) -> Path:
-    return db_path.with_name(db_path.name + ".fits")
 
 
 def new_fit_id(now: datetime) -> str:
@@ -54,7 +51,7 @@ def run_fit(
     fit_id = new_fit_id(now)
     artefact: Path | None = None
     if db_path is not None:
-        folder = artefact_folder(db_path)
+        folder = fits_folder(db_path)
         folder.mkdir(parents=True, exist_ok=True)
         artefact = folder / fit_id
         model.save(artefact)

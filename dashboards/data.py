@@ -28,6 +28,7 @@ import streamlit as st
 
 from dissensus.analytics import tradeoffs as tr
 from dissensus.warehouse import queries
+from dissensus.warehouse.artefacts import warehouse_files
 from dissensus.warehouse.db import DB_ENV_VAR, connect, default_db_path
 from dissensus.warehouse.errors import DissensusError, EmptyDataError
 from dissensus.warehouse.fits import fit_record, latest_fit
@@ -66,7 +67,7 @@ def key(path: Path | None = None) -> Key:
     """The cache key of the warehouse: its path and a version that changes with its content."""
     p = Path(path) if path is not None else db_path()
     parts = []
-    for f in (p, p.with_name(p.name + ".wal")):
+    for f in warehouse_files(p):
         if f.exists():
             s = f.stat()
             parts.append(f"{s.st_mtime_ns}:{s.st_size}")

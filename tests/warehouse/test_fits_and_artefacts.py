@@ -1,10 +1,13 @@
-"""Which fit is the latest: one rule for every reader."""
+"""Which fit is the latest (one rule for every reader), and where artefacts live beside a file."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 
-from dissensus.warehouse.db import connect_memory
+from dissensus.warehouse import artefacts
+from dissensus.warehouse.db import connect, connect_memory, database_path
 from dissensus.warehouse.fits import fit_record, latest_fit
 
 
@@ -40,3 +43,20 @@ def test_a_file_without_output_tables_has_no_latest_fit() -> None:
     con = duckdb.connect(":memory:")
     assert latest_fit(con) is None
     assert latest_fit(con, having="reviewer_estimates") is None
+
+
+def test_artefact_folders_sit_beside_the_warehouse(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    assert artefacts.fits_folder(db) == tmp_path / "w.duckdb.fits"
+    assert artefacts.reward_runs_folder(db) == tmp_path / "w.duckdb.reward_runs"
+    assert artefacts.embeddings_folder(db) == tmp_path / "w.duckdb.embeddings"
+    assert artefacts.demo_truth_folder(db) == tmp_path / "w_truth"
+    assert artefacts.artefact_folders(db) == [
+        tmp_path / "w.duckdb.fits", tmp_path / "w.duckdb.reward_runs",
+        tmp_path / "w.duckdb.embeddings", tmp_path / "w_truth",
+    ]
+    assert artefacts.warehouse_files(db) == [db, tmp_path / "w.duckdb.wal"]
+    con = connect(db)
+    assert database_path(con) == db
+    con.close()
+    assert database_path(connect_memory()) is None
