@@ -320,8 +320,8 @@ def demo(
 
 def train_demo_models(encoder: str) -> None:
     """Train and score the weighted and multi-head reward models of the demo."""
+    from dissensus.analytics.jobs.reward import score_run, train_run
     from dissensus.analytics.reward_cli import embedding_progress
-    from dissensus.analytics.reward_jobs import score_run, train_run
     from dissensus.models.reward.config import make_config
 
     con = connect(State.db)
@@ -374,7 +374,7 @@ def fit(
 def run_fit_command(schools: str, method: str, seed: int, draws: int,
                     tie_per_reviewer: bool = False, pool_responses: bool = True,
                     tune: int = 500, chains: int = 2, response_features: bool = True) -> None:
-    from dissensus.analytics.fit_job import fit_report_lines, run_fit
+    from dissensus.analytics.jobs.fit import fit_report_lines, run_fit
     from dissensus.models.annotator.config import AnnotatorConfig
 
     try:

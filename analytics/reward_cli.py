@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train a reward model and record the run in reward_runs."""
         from dissensus.analytics.cli import State, console, fail
-        from dissensus.analytics.reward_jobs import train_run
+        from dissensus.analytics.jobs.reward import train_run
         from dissensus.models.reward.config import make_config
         from dissensus.warehouse.db import connect
         from dissensus.warehouse.errors import DissensusError
@@ -124,7 +124,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Held-out accuracy (consensus, per school), calibration and proxy probes of a run."""
         from dissensus.analytics.cli import State, console, fail
-        from dissensus.analytics.reward_jobs import evaluate_run
+        from dissensus.analytics.jobs.reward import evaluate_run
         from dissensus.warehouse.db import connect
         from dissensus.warehouse.errors import DissensusError
 
@@ -144,7 +144,7 @@ def register(app: typer.Typer) -> None:
     def score(run: Annotated[str, typer.Argument(help="Run id from `dissensus train`.")]) -> None:
         """Write reward_scores for every response and head of a run."""
         from dissensus.analytics.cli import State, console, fail
-        from dissensus.analytics.reward_jobs import score_run
+        from dissensus.analytics.jobs.reward import score_run
         from dissensus.warehouse.db import connect
         from dissensus.warehouse.errors import DissensusError
 

@@ -108,7 +108,8 @@ def train_run(
                             "texts_embedded": prepared.texts_embedded,
                             "texts": prepared.data.texts.height}
     con.execute(
-        "INSERT INTO reward_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO reward_runs (run_id, created_at, kind, fit_id, encoder, device, config, "
+        "metrics, checkpoint_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [run_id, created.replace(tzinfo=None), kind, prepared.data.fit_id, prepared.encoder_id,
          result.device, json.dumps(config.model_dump(mode="json")),
          json.dumps(_json_safe(metrics)), str(folder)],
@@ -210,7 +211,8 @@ def score_run(
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM reward_scores WHERE run_id = ?", [run_id])
-        con.execute("INSERT INTO reward_scores SELECT run_id, response_id, head, score FROM scores")
+        con.execute("INSERT INTO reward_scores (run_id, response_id, head, score) "
+                    "SELECT run_id, response_id, head, score FROM scores")
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
