@@ -100,15 +100,15 @@ def test_config_is_typed_and_used(tmp_path: Path) -> None:
 
 
 def test_cli_reviewers_and_reviewer(tmp_path: Path) -> None:
-    from dissensus.analytics import cli
-    from dissensus.analytics.audit_cli import register
+    from dissensus.analytics.cli import common
+    from dissensus.analytics.cli.audit import register
 
     crowd(tmp_path).close()
     app = typer.Typer()
 
     @app.callback()
     def main() -> None:
-        cli.State.db = tmp_path / "w.duckdb"
+        common.State.db = tmp_path / "w.duckdb"
 
     register(app)
     runner = CliRunner()
