@@ -18,26 +18,19 @@ from dissensus.analytics.audit_config import AuditConfig
 from dissensus.analytics.audit_drift import drift_from
 from dissensus.analytics.audit_reliability import loo_from, reliability_from
 from dissensus.analytics.audit_votes import Votes
+from dissensus.warehouse.fits import latest_fit
 
 
 def latest_fit_estimates(con: duckdb.DuckDBPyConnection) -> tuple[str | None, pl.DataFrame]:
-    """The newest fit's id and its ``reviewer_estimates`` (empty frame when there is no fit).
+    """The newest fit with reviewer estimates (:func:`dissensus.warehouse.fits.latest_fit`): its
+    id and its ``reviewer_estimates`` (empty frame when there is no such fit).
 
     Needs tables fits(fit_id, created_at) and reviewer_estimates(fit_id, reviewer_id,
     reliability, reliability_low, reliability_high, school, school_probability, position_bias).
     """
-    tables = {
-        r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-    }
-    if not {"fits", "reviewer_estimates"} <= tables:
+    fit_id = latest_fit(con, having="reviewer_estimates")
+    if fit_id is None:
         return None, pl.DataFrame()
-    rows = con.execute(
-        "SELECT fit_id FROM fits WHERE fit_id IN (SELECT fit_id FROM reviewer_estimates) "
-        "ORDER BY created_at DESC, fit_id DESC LIMIT 1"
-    ).fetchall()
-    if not rows:
-        return None, pl.DataFrame()
-    fit_id = str(rows[0][0])
     est = con.sql(
         """
         SELECT reviewer_id, reliability, reliability_low, reliability_high, school,

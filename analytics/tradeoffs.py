@@ -48,6 +48,7 @@ from dissensus.analytics.tradeoff_book import (
     school_sources_of,
     vote_schools,
 )
+from dissensus.warehouse.fits import latest_fit
 from dissensus.warehouse.pair_votes import has_pair_school_votes, n_schools, pair_school_votes_sql
 
 __all__ = ["ALL", "FLAGS", "REVIEWERS", "URGENT_CATEGORIES", "TradeoffBook", "WhatIf",
@@ -57,12 +58,9 @@ __all__ = ["ALL", "FLAGS", "REVIEWERS", "URGENT_CATEGORIES", "TradeoffBook", "Wh
 
 
 def latest_fit_id(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The newest fit that wrote comparison weights; ``None`` without one."""
-    rows = con.execute(
-        "SELECT fit_id FROM fits WHERE fit_id IN (SELECT DISTINCT fit_id FROM comparison_weights) "
-        "ORDER BY created_at DESC, fit_id DESC LIMIT 1"
-    ).fetchall()
-    return str(rows[0][0]) if rows else None
+    """The newest fit that wrote comparison weights; ``None`` without one (the rule is
+    :func:`dissensus.warehouse.fits.latest_fit`)."""
+    return latest_fit(con, having="comparison_weights")
 
 
 def responses_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:

@@ -53,7 +53,7 @@ def progress_lines(log: Callable[[str], None]) -> Callable[[int, int], None]:
 def fit_annotator_model(con) -> str:  # type: ignore[no-untyped-def]
     """Fit the annotator model (default settings) and store every output table, as
     ``dissensus fit`` does; returns the fit id."""
-    from dissensus.analytics.fit_job import run_fit
+    from dissensus.analytics.jobs.fit import run_fit
     from dissensus.models.annotator.config import AnnotatorConfig
 
     return run_fit(con, AnnotatorConfig()).fit_id

@@ -28,8 +28,10 @@ import streamlit as st
 
 from dissensus.analytics import tradeoffs as tr
 from dissensus.warehouse import queries
+from dissensus.warehouse.artefacts import warehouse_files
 from dissensus.warehouse.db import DB_ENV_VAR, connect, default_db_path
 from dissensus.warehouse.errors import DissensusError, EmptyDataError
+from dissensus.warehouse.fits import fit_record, latest_fit
 
 Key = tuple[str, str]
 SPINNER = "Querying the warehouse…"
@@ -65,7 +67,7 @@ def key(path: Path | None = None) -> Key:
     """The cache key of the warehouse: its path and a version that changes with its content."""
     p = Path(path) if path is not None else db_path()
     parts = []
-    for f in (p, p.with_name(p.name + ".wal")):
+    for f in warehouse_files(p):
         if f.exists():
             s = f.stat()
             parts.append(f"{s.st_mtime_ns}:{s.st_size}")
@@ -101,24 +103,12 @@ def health(k: Key) -> Health:
             if "comparisons" not in tables:
                 return Health(k[0], "The file holds no dissensus warehouse yet.", None, None, 0)
             c = queries.counts(con)
-            fit = _latest_fit(con) if "fits" in tables else None
+            fit = fit_record(con, latest_fit(con))
             n_runs = con.execute("SELECT count(*) FROM reward_runs").fetchall()[0][0] \
                 if "reward_runs" in tables else 0
             return Health(k[0], None, c, fit, int(n_runs))
     except DissensusError as error:
         return Health(k[0], error.render(), None, None, 0)
-
-
-def _latest_fit(con: duckdb.DuckDBPyConnection) -> dict | None:
-    rows = con.sql("SELECT * FROM fits ORDER BY created_at DESC, fit_id DESC LIMIT 1").pl()
-    if rows.height == 0:
-        return None
-    fit = rows.row(0, named=True)
-    try:
-        fit["diagnostics"] = json.loads(fit["diagnostics"] or "{}")
-    except (TypeError, ValueError):
-        fit["diagnostics"] = {}
-    return fit
 
 
 @st.cache_data(show_spinner=SPINNER, max_entries=16)

@@ -25,19 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TOP_FOLDERS = ("warehouse", "models", "analytics", "dashboards")
 NAMESPACE = "dissensus"
 
-KNOWN_ANALYTICS_CYCLES: list[frozenset[str]] = [
-    # the command modules take the shared state (State, console, fail) from cli.py, which
-    # imports them to register their commands
-    frozenset({
-        "dissensus.analytics.audit_cli",
-        "dissensus.analytics.cli",
-        "dissensus.analytics.reward_cli",
-        "dissensus.analytics.serve",
-    }),
-]
-"""Import circles inside analytics/ tolerated until the CLI's restructuring into a package
-lands (each entry: the exact set of modules of one circle). To be emptied; nothing else may be
-added here."""
+KNOWN_ANALYTICS_CYCLES: list[frozenset[str]] = []
+"""Import circles tolerated: none (kept as the one place to name one, with its reason)."""
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,14 @@ def connect(
     return con
 
 
+def database_path(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The file behind ``con``; ``None`` for an in-memory warehouse."""
+    rows = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchall()
+    return Path(rows[0][0]) if rows and rows[0][0] else None
+
+
 def connect_memory() -> duckdb.DuckDBPyConnection:
     """An in-memory warehouse with the full schema (tests, previews)."""
     con = duckdb.connect(":memory:")

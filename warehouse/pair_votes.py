@@ -53,7 +53,8 @@ def store_pair_school_votes(con: duckdb.DuckDBPyConnection, fit_id: str) -> int:
     con.execute("DELETE FROM pair_school_votes WHERE fit_id = ?", [fit_id])
     sql = pair_school_votes_sql(n_schools(con, fit_id))
     con.execute(
-        f"INSERT INTO pair_school_votes SELECT ?, pair_id, w, share_1 FROM ({sql})",
+        "INSERT INTO pair_school_votes (fit_id, pair_id, w, share_1) "
+        f"SELECT ?, pair_id, w, share_1 FROM ({sql})",
         [fit_id, fit_id],
     )
     return int(con.execute(

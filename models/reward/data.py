@@ -22,6 +22,7 @@ import numpy.typing as npt
 import polars as pl
 
 from dissensus.models.reward.errors import MissingFitError, RewardModelError
+from dissensus.warehouse.fits import latest_fit
 
 SPLITS = ("train", "validation", "test")
 
@@ -62,20 +63,10 @@ def split_groups(groups: pl.Series, seed: int, validation: float, test: float) -
     return groups.replace_strict(table, return_dtype=pl.String)
 
 
-def latest_fit(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The newest fit that has comparison weights, or ``None``."""
-    rows = con.execute("""
-        SELECT f.fit_id FROM fits f
-        WHERE EXISTS (SELECT 1 FROM comparison_weights w WHERE w.fit_id = f.fit_id)
-        ORDER BY f.created_at DESC LIMIT 1
-    """).fetchall()
-    return str(rows[0][0]) if rows else None
-
-
 def check_fit(con: duckdb.DuckDBPyConnection, fit_id: str | None, kind: str) -> str:
     """The fit to take weights from for ``kind``; fails in words when there is none."""
     if fit_id is None:
-        found = latest_fit(con)
+        found = latest_fit(con, having="comparison_weights")
         if found is None:
             raise MissingFitError(
                 f"The '{kind}' reward model needs comparison weights from an annotator-model "

@@ -7,7 +7,8 @@ bag-of-words feature hash (no model) for tests and quick looks. Nothing is fetch
 ``HF_HUB_OFFLINE=1`` is set before sentence-transformers is imported.
 
 Cache: one Parquet file set per encoder id, beside the warehouse file
-(``<db>.embeddings/<encoder id>/part-*.parquet`` with columns ``text_id``, ``embedding``).
+(``<db>.embeddings/<encoder id>/part-*.parquet`` with columns ``text_id``, ``embedding``; the
+folder is placed by :func:`dissensus.warehouse.artefacts.embeddings_folder`).
 Why beside and not in the warehouse: text ids are content hashes, so an embedding is valid for
 any warehouse holding that text; read-only commands (``evaluate``) can fill the cache without
 the warehouse's single write lock; and the public schema stays free of a large private table.
@@ -252,11 +253,3 @@ def with_length_features(embeddings: Floats, bodies: Sequence[str]) -> Floats:
     words = np.fromiter((len(b.split()) for b in bodies), dtype=np.float64, count=len(bodies))
     extra = np.stack([np.log1p(chars), np.log1p(words)], axis=1).astype(np.float32)
     return np.concatenate([np.asarray(embeddings, dtype=np.float32), extra], axis=1)
-
-
-def cache_folder_for(db_path: str | Path | None) -> Path | None:
-    """``<db>.embeddings`` beside a warehouse file; ``None`` (memory only) for in-memory ones."""
-    if db_path is None or str(db_path) in ("", ":memory:") or str(db_path).startswith(":memory"):
-        return None
-    path = Path(db_path)
-    return path.with_name(path.name + ".embeddings")

@@ -37,5 +37,6 @@ def write_oracle_fit(
         "diagnostics) VALUES (?, now(), 'oracle-truth', ?, ?, 0, ?)",
         [fit_id, n_schools, judgments.height, '{"note": "oracle weights from simulation truth"}'],
     )
-    con.execute("INSERT INTO comparison_weights SELECT * FROM rows")
+    con.execute("INSERT INTO comparison_weights (fit_id, comparison_id, weight, school_weights) "
+                "SELECT fit_id, comparison_id, weight, school_weights FROM rows")
     return fit_id

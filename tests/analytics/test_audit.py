@@ -87,15 +87,15 @@ def test_config_is_typed_and_used(warehouse, vote) -> None:
 
 
 def test_cli_reviewers_and_reviewer(tmp_path: Path, warehouse, vote) -> None:
-    from dissensus.analytics import cli
-    from dissensus.analytics.audit_cli import register
+    from dissensus.analytics.cli import common
+    from dissensus.analytics.cli.audit import register
 
     crowd(warehouse, vote).close()
     app = typer.Typer()
 
     @app.callback()
     def main() -> None:
-        cli.State.db = tmp_path / "w.duckdb"
+        common.State.db = tmp_path / "w.duckdb"
 
     register(app)
     runner = CliRunner()

@@ -26,12 +26,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 PAGES = [("", "Overview"), ("reviewer_audit", "Reviewer audit"),
          ("disagreement_explorer", "Disagreement explorer"), ("reward_models", "Reward models"),
          ("trade_offs", "Trade-offs")]
-LAUNCH = (
-    "import sys; from dissensus.analytics.cli import app; from analytics import serve\n"
-    "names = {c.name or c.callback.__name__ for c in app.registered_commands}\n"
-    "if 'serve' not in names: serve.register(app)\n"
-    "app(sys.argv[1:])"
-)
+LAUNCH = "import sys; from dissensus.analytics.cli import app; app(sys.argv[1:])"
 
 
 def _fixtures():

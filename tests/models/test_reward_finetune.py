@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dissensus.analytics.reward_jobs import score_run, train_run
+from dissensus.analytics.jobs.reward import score_run, train_run
 from dissensus.models.reward.encoder import load_encoder
 from dissensus.models.reward.errors import CheckpointMismatchError, RewardModelError
 from dissensus.models.reward.finetune import parameter_digest

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dissensus.analytics.reward_jobs import evaluate_run, score_run, train_run
+from dissensus.analytics.jobs.reward import evaluate_run, score_run, train_run
 from dissensus.models.reward.checkpoint import load_checkpoint, save_checkpoint, state_equal
 from dissensus.models.reward.config import PlainConfig, WeightedConfig, make_config
 from dissensus.models.reward.data import load_preferences

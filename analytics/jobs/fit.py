@@ -1,9 +1,10 @@
 """Fit the annotator model on the warehouse and write its public output tables.
 
 Tables written, one set per fit (see DESIGN.md): ``fits``, ``reviewer_estimates``,
-``pair_estimates`` (with the prompt text), ``comparison_weights``. The posterior is saved beside
-the warehouse as ``<db>.fits/<fit_id>.nc`` plus a JSON with the model type, version and config
-hash.
+``pair_estimates`` (with the prompt text), ``comparison_weights``, ``pair_school_votes``. The
+posterior is saved beside the warehouse as ``<db>.fits/<fit_id>.nc`` (see
+:func:`dissensus.warehouse.artefacts.fits_folder`) plus a JSON with the model type, version and
+config hash. :func:`fit_report_lines` is the printed summary of ``dissensus fit``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import polars as pl
 
 from dissensus.models.annotator.config import AnnotatorConfig
 from dissensus.models.annotator.estimator import AnnotatorModel
+from dissensus.warehouse.artefacts import fits_folder
 from dissensus.warehouse.pair_votes import store_pair_school_votes
 from dissensus.warehouse.queries import model_frame
 
@@ -30,10 +32,6 @@ class FitOutcome:
     fit_id: str
     model: AnnotatorModel
     artefact: Path | None
-
-
-def artefact_folder(db_path: Path) -> Path:
-    return db_path.with_name(db_path.name + ".fits")
 
 
 def new_fit_id(now: datetime) -> str:
@@ -54,7 +52,7 @@ def run_fit(
     fit_id = new_fit_id(now)
     artefact: Path | None = None
     if db_path is not None:
-        folder = artefact_folder(db_path)
+        folder = fits_folder(db_path)
         folder.mkdir(parents=True, exist_ok=True)
         artefact = folder / fit_id
         model.save(artefact)
@@ -65,14 +63,17 @@ def run_fit(
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(
-            "INSERT INTO fits VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO fits (fit_id, created_at, method, n_schools, n_comparisons, seconds, "
+            "diagnostics, config, artefact_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [fit_id, now, summary["method"], summary["n_schools"], summary["n_comparisons"],
              summary["seconds"], json.dumps(summary["diagnostics"], default=str),
              config.model_dump_json(), str(artefact) if artefact else None],
         )
         con.register("new_reviewers", reviewers.to_arrow())
         con.execute("""
-            INSERT INTO reviewer_estimates
+            INSERT INTO reviewer_estimates (fit_id, reviewer_id, n_comparisons, reliability,
+                reliability_low, reliability_high, position_bias, school, school_probability,
+                flagged, flag_reason)
             SELECT fit_id, reviewer_id, n_comparisons, reliability, reliability_low,
                    reliability_high, position_bias, school, school_probability, flagged,
                    flag_reason
@@ -80,14 +81,15 @@ def run_fit(
         """)
         con.register("new_pairs", pairs.to_arrow())
         con.execute("""
-            INSERT INTO pair_estimates
+            INSERT INTO pair_estimates (fit_id, pair_id, prompt_id, prompt, n_votes, p_first,
+                noise_share, pluralism_share, ambiguity_share, verdict)
             SELECT p.fit_id, p.pair_id, p.prompt_id, t.body, p.n_votes, p.p_first,
                    p.noise_share, p.pluralism_share, p.ambiguity_share, p.verdict
             FROM new_pairs p LEFT JOIN texts t ON t.text_id = p.prompt_id
         """)
         con.register("new_weights", weights.to_arrow())
         con.execute("""
-            INSERT INTO comparison_weights
+            INSERT INTO comparison_weights (fit_id, comparison_id, weight, school_weights)
             SELECT fit_id, comparison_id, weight, school_weights FROM new_weights
         """)
         store_pair_school_votes(con, fit_id)
@@ -134,6 +136,7 @@ def fit_report_lines(outcome: FitOutcome) -> list[str]:
             lines.append(f"    compared on: {diagnostics['loo_model']}")
     reviewers = outcome.model.reviewer_estimates_
     lines.append(f"  reviewers flagged: {int(reviewers['flagged'].sum())} of {reviewers.height}")
+    lines.extend(f"  [yellow]{note}[/]" for note in diagnostics.get("verdict_notes") or [])
     verdicts = diagnostics.get("verdicts", {})
     lines.append("  pairs by verdict: " + ", ".join(
         f"{name} {verdicts.get(name, 0):,}" for name in ("clear", "noise", "pluralism", "ambiguous")

@@ -1,8 +1,9 @@
 """Reward-model jobs behind `dissensus train / evaluate / score`.
 
 * :func:`train_run` trains one reward model, saves its checkpoint beside the warehouse
-  (``<db>.reward_runs/<run_id>/``) and records the run in ``reward_runs`` with its config and
-  held-out metrics.
+  (``<db>.reward_runs/<run_id>/``; the folders beside a warehouse are placed by
+  :mod:`dissensus.warehouse.artefacts`) and records the run in ``reward_runs`` with its config
+  and held-out metrics.
 * :func:`evaluate_run` reloads a run's checkpoint (checking encoder and config) and recomputes
   the held-out metrics on the same split.
 * :func:`score_run` writes ``reward_scores`` for every response in the warehouse and every head,
@@ -27,23 +28,17 @@ import torch
 from dissensus.models.reward.checkpoint import load_checkpoint, save_checkpoint
 from dissensus.models.reward.config import RewardConfig, make_config
 from dissensus.models.reward.data import response_table, text_bodies
-from dissensus.models.reward.encoder import Progress, SentenceEncoder, cache_folder_for
+from dissensus.models.reward.encoder import Progress, SentenceEncoder
 from dissensus.models.reward.errors import RewardModelError
 from dissensus.models.reward.evaluate import evaluate_model
 from dissensus.models.reward.finetune import load_finetuned_encoder
 from dissensus.models.reward.heads import head_names
 from dissensus.models.reward.pipeline import encoder_for, model_inputs, prepare, train_and_evaluate
 from dissensus.models.reward.train import response_outputs
+from dissensus.warehouse.artefacts import embeddings_folder, reward_runs_folder
+from dissensus.warehouse.db import database_path
 
 Log = Callable[[str], None]
-
-
-def database_path(con: duckdb.DuckDBPyConnection) -> Path | None:
-    """The file behind ``con``; ``None`` for an in-memory warehouse."""
-    rows = con.execute(
-        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
-    ).fetchall()
-    return Path(rows[0][0]) if rows and rows[0][0] else None
 
 
 def runs_folder(con: duckdb.DuckDBPyConnection) -> Path:
@@ -51,7 +46,18 @@ def runs_folder(con: duckdb.DuckDBPyConnection) -> Path:
     path = database_path(con)
     if path is None:
         return Path(tempfile.mkdtemp(prefix="dissensus-reward-runs-"))
-    return path.with_name(path.name + ".reward_runs")
+    return reward_runs_folder(path)
+
+
+def embedding_cache(
+    con: duckdb.DuckDBPyConnection, cache_folder: Path | None = None
+) -> Path | None:
+    """``cache_folder`` if given, else ``<db>.embeddings`` beside the warehouse; ``None`` (cache
+    in memory only) for an in-memory warehouse."""
+    if cache_folder is not None:
+        return cache_folder
+    path = database_path(con)
+    return None if path is None else embeddings_folder(path)
 
 
 def _json_safe(value: object) -> object:
@@ -77,7 +83,7 @@ def train_run(
     elif config.kind != kind:
         raise RewardModelError(f"The config is for kind '{config.kind}', not '{kind}'.",
                                fix="pass a config of the kind asked for")
-    cache = cache_folder if cache_folder is not None else cache_folder_for(database_path(con))
+    cache = embedding_cache(con, cache_folder)
     prepared = prepare(con, config, fit_id, cache, log, progress=progress)
     result, metrics = train_and_evaluate(prepared, config, response_table(con), log)
     created = datetime.now(UTC)
@@ -102,7 +108,8 @@ def train_run(
                             "texts_embedded": prepared.texts_embedded,
                             "texts": prepared.data.texts.height}
     con.execute(
-        "INSERT INTO reward_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO reward_runs (run_id, created_at, kind, fit_id, encoder, device, config, "
+        "metrics, checkpoint_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [run_id, created.replace(tzinfo=None), kind, prepared.data.fit_id, prepared.encoder_id,
          result.device, json.dumps(config.model_dump(mode="json")),
          json.dumps(_json_safe(metrics)), str(folder)],
@@ -149,7 +156,7 @@ def evaluate_run(
 ) -> dict[str, object]:
     """Held-out metrics of a saved run, recomputed from its checkpoint on the same split."""
     row, checkpoint, encoder = _load(con, run_id)
-    cache = cache_folder if cache_folder is not None else cache_folder_for(database_path(con))
+    cache = embedding_cache(con, cache_folder)
     config = checkpoint.config
     prepared = prepare(con, config, row["fit_id"], cache, log, encoder=encoder,  # type: ignore[arg-type]
                        progress=progress)
@@ -175,7 +182,7 @@ def score_run(
                                fix="ingest comparisons first")
     ids = pl.concat([responses["prompt_id"], responses["text_id"]]).unique(maintain_order=True)
     texts = text_bodies(con, ids.to_list())
-    cache = cache_folder if cache_folder is not None else cache_folder_for(database_path(con))
+    cache = embedding_cache(con, cache_folder)
     embeddings, _ = model_inputs(checkpoint.config, encoder, cache,  # type: ignore[arg-type]
                                  texts["text_id"].to_list(), texts["body"].to_list(), progress)
     index = {t: i for i, t in enumerate(texts["text_id"].to_list())}
@@ -204,7 +211,8 @@ def score_run(
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM reward_scores WHERE run_id = ?", [run_id])
-        con.execute("INSERT INTO reward_scores SELECT run_id, response_id, head, score FROM scores")
+        con.execute("INSERT INTO reward_scores (run_id, response_id, head, score) "
+                    "SELECT run_id, response_id, head, score FROM scores")
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

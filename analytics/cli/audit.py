@@ -1,0 +1,158 @@
+"""``dissensus reviewers`` and ``dissensus reviewer ID``: the reviewer audit on the command line.
+
+The work is :func:`dissensus.analytics.audit.reviewer_audit` and
+:func:`dissensus.analytics.audit.report_card` (checks in :mod:`dissensus.analytics.audit_flags`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import polars as pl
+import typer
+
+from dissensus.analytics.cli.common import (
+    console,
+    open_warehouse,
+    render_frame,
+    require_choice,
+    write_json,
+    write_records,
+)
+
+TABLE_COLUMNS = [
+    "rank",
+    "reviewer_id",
+    "verdict",
+    "n_votes",
+    "reliability",
+    "reliability_low",
+    "reliability_high",
+    "school",
+    "first_rate",
+    "tie_rate",
+    "consistency",
+    "gold_accuracy",
+    "median_seconds",
+    "reasons",
+]
+COMPACT_COLUMNS = ["rank", "reviewer_id", "verdict", "n_votes", "reliability", "school", "reasons"]
+
+
+def _emit(frame: pl.DataFrame, fmt: str, title: str, max_rows: int, compact: bool = True) -> None:
+    if fmt in ("csv", "json"):
+        write_records(frame, fmt)
+        return
+    shown = frame.with_columns(pl.col(pl.Float64).round(3))
+    if {"reliability", "reliability_low", "reliability_high"} <= set(frame.columns):
+        shown = shown.with_columns(
+            reliability=pl.format(
+                "{} ({}–{})",
+                *(pl.col(c).round(2)
+                  for c in ("reliability", "reliability_low", "reliability_high")),
+            )
+        ).drop("reliability_low", "reliability_high")
+    keep = [c for c in COMPACT_COLUMNS if c in shown.columns]
+    console.print(render_frame(shown.select(keep) if compact else shown, title, max_rows))
+
+
+def reviewers(
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    flagged: Annotated[bool, typer.Option("--flagged", help="Only flagged reviewers.")] = False,
+    verdict: Annotated[
+        str | None, typer.Option(help="Only reviewers whose verdict contains this text.")
+    ] = None,
+    school: Annotated[int | None, typer.Option(help="Only this school (needs a fit).")] = None,
+    min_votes: Annotated[int, typer.Option(help="Only reviewers with this many votes.")] = 1,
+    limit: Annotated[int, typer.Option(help="Rows to show (table format).")] = 40,
+    all_columns: Annotated[
+        bool, typer.Option("--all-columns", help="Every figure, not the summary columns.")
+    ] = False,
+) -> None:
+    """Ranked reviewer audit: verdict, reliability with interval, and the reasons."""
+    from dissensus.analytics.audit import reviewer_audit
+
+    require_choice(fmt, ("table", "csv", "json"), "format", "--format")
+    with open_warehouse(read_only=True) as con:
+        frame = reviewer_audit(con)
+    if flagged:
+        frame = frame.filter(pl.col("flagged"))
+    if verdict:
+        frame = frame.filter(pl.col("verdict").str.contains(verdict, literal=True))
+    if school is not None:
+        frame = frame.filter(pl.col("school") == school)
+    frame = frame.filter(pl.col("n_votes") >= min_votes)
+    if not all_columns:
+        frame = frame.select([c for c in TABLE_COLUMNS if c in frame.columns])
+    source = ""
+    if frame.height and "reliability_source" in frame.columns:
+        source = f" — reliability: {frame['reliability_source'][0]}"
+    _emit(frame, fmt, f"reviewers, most concerning first{source}", limit, not all_columns)
+
+
+def reviewer(
+    reviewer_id: Annotated[str, typer.Argument(help="The reviewer's id.")],
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    limit: Annotated[int, typer.Option(help="Disagreements and partners to show.")] = 10,
+) -> None:
+    """One reviewer's report card: every figure, verdicts, and disagreements with the texts."""
+    from dissensus.analytics.audit import report_card
+
+    with open_warehouse(read_only=True) as con:
+        card = report_card(con, reviewer_id, limit=limit)
+    s = card.summary
+    if fmt == "json":
+        write_json({
+            "summary": s,
+            "figures": card.figures.to_dicts(),
+            "partners": card.partners.to_dicts(),
+            "drift": card.drift.to_dicts(),
+            "disagreements": card.disagreements.to_dicts(),
+        })
+        return
+    console.print(
+        f"[bold]reviewer {reviewer_id}[/]: [bold]{s['verdict']}[/] "
+        f"(rank {s['rank']}, {s['n_votes']} votes)",
+        highlight=False,
+    )
+    if s["reasons"]:
+        console.print(f"  why: {s['reasons']}", highlight=False)
+    console.print(
+        render_frame(
+            card.figures.with_columns(pl.col(pl.Float64).round(3)), "figures (90% intervals)"
+        )
+    )
+    if card.partners.height:
+        console.print(
+            render_frame(
+                card.partners.with_columns(pl.col(pl.Float64).round(3)),
+                "agreement with reviewers sharing 3+ pairs",
+                limit,
+            )
+        )
+    if card.drift.height:
+        console.print(
+            render_frame(
+                card.drift.with_columns(pl.col(pl.Float64).round(3)),
+                "agreement per week (vs the pool)",
+            )
+        )
+    dis = card.disagreements
+    if dis.height == 0:
+        console.print("no votes against a clear consensus of the reviewer's school")
+    for row in dis.head(limit).iter_rows(named=True):
+        console.print(
+            f"\n[bold]pair {row['pair_id']}[/]: chose [red]{row['reviewer_answer']}[/], "
+            f"{row['consensus_share']:.0%} of {row['n_others']} others chose "
+            f"[green]{row['consensus']}[/]",
+            highlight=False,
+        )
+        console.print(f"  prompt:     {row['prompt']}", highlight=False)
+        console.print(f"  response_1: {row['response_1']}", highlight=False)
+        console.print(f"  response_2: {row['response_2']}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``reviewers`` and ``reviewer`` to ``app``."""
+    app.command("reviewers")(reviewers)
+    app.command("reviewer")(reviewer)

@@ -1,0 +1,130 @@
+"""``dissensus simulate`` and ``dissensus demo``: the simulated healthcare-scheduling world.
+
+``simulate`` writes a world to files (:mod:`dissensus.warehouse.demo`); ``demo`` builds a whole
+warehouse from one through the jobs: :mod:`dissensus.analytics.jobs.ingest`,
+:mod:`dissensus.analytics.jobs.fit` and :mod:`dissensus.analytics.jobs.reward`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from dissensus.analytics.cli.common import (
+    State,
+    console,
+    embedding_progress,
+    log,
+    open_warehouse,
+    print_ingest_report,
+    print_status,
+    require_choice,
+    row_progress,
+)
+from dissensus.warehouse.artefacts import artefact_folders, demo_truth_folder, warehouse_files
+
+if TYPE_CHECKING:
+    import duckdb
+
+DEMO_REWARD_KINDS = ("weighted", "multihead")
+
+
+def simulate(
+    out: Annotated[Path, typer.Argument(help="Folder to write the dataset and its truth into.")],
+    n: Annotated[int, typer.Option("--n", help="Number of comparisons.")] = 5_000,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet.")] = "jsonl",
+    compress: Annotated[bool, typer.Option(help="gzip the comparisons file.")] = False,
+    schools: Annotated[
+        int, typer.Option(help="Number of reviewer schools (1 = no pluralism).")
+    ] = 2,
+    rushed_share: Annotated[float, typer.Option(help="Share of rushed reviewers.")] = 0.15,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Write a demo-world dataset (comparisons plus ground truth) to files."""
+    from dissensus.warehouse.demo import WorldConfig, simulate_world, write_world
+
+    require_choice(fmt, ("jsonl", "csv", "parquet"), "format", "--format")
+    out.mkdir(parents=True, exist_ok=True)
+    with console.status(f"simulating {n:,} comparisons"):
+        world = simulate_world(WorldConfig(n_comparisons=n, n_schools=schools,
+                                           rushed_share=rushed_share, seed=seed))
+        paths = write_world(world, out, fmt=fmt, compress=compress)
+    for name, path in paths.items():
+        console.print(f"  {name}: {path}")
+
+
+def demo(
+    n: Annotated[int, typer.Option("--n", help="Number of comparisons in the demo world.")] = 6_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    fresh: Annotated[
+        bool, typer.Option(help="Delete the warehouse file and the folders kept beside it first.")
+    ] = True,
+    fit: Annotated[bool, typer.Option(help="Fit the annotator model after ingest.")] = True,
+    train: Annotated[
+        bool, typer.Option(help="Train and score weighted and multi-head reward models.")
+    ] = True,
+    encoder: Annotated[
+        str, typer.Option(help="Text encoder for the reward models: all-MiniLM-L6-v2 (offline "
+                          "default), a local model folder, or 'hashing' (fast, no model).")
+    ] = "all-MiniLM-L6-v2",
+) -> None:
+    """Build the demo warehouse: simulate the healthcare world, ingest, fit, train reward models."""
+    from dissensus.analytics.jobs.ingest import ingest_files
+    from dissensus.warehouse.demo import WorldConfig, simulate_world, write_world
+
+    if fresh:  # a fresh warehouse also starts without the artefacts (fits, runs) kept beside it
+        for path in warehouse_files(State.db):
+            path.unlink(missing_ok=True)
+        for folder in artefact_folders(State.db):
+            shutil.rmtree(folder, ignore_errors=True)
+    truth_dir = demo_truth_folder(State.db)
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    with console.status(f"simulating the demo world ({n:,} comparisons)"):
+        world = simulate_world(WorldConfig(n_comparisons=n, seed=seed))
+        paths = write_world(world, truth_dir, fmt="jsonl")
+    console.print(f"demo world written to {truth_dir} (ground truth beside the data)")
+    with open_warehouse() as con:
+        ingest_files(
+            con, [paths["comparisons"]], fmt="jsonl",
+            progress=lambda path: row_progress(f"ingest {path.name}"),
+            on_report=print_ingest_report,
+            indexing=lambda: console.status("indexing votes for the reviewer audit"),
+        )
+        print_status(con)
+        if fit:
+            fit_demo_model(con, seed)
+            if train:
+                train_demo_models(con, encoder)
+
+
+def fit_demo_model(con: duckdb.DuckDBPyConnection, seed: int) -> None:
+    """The annotator model with its default settings (K chosen by model comparison)."""
+    from dissensus.analytics.jobs.fit import fit_report_lines, run_fit
+    from dissensus.models.annotator.config import AnnotatorConfig
+
+    with console.status("fitting the annotator model"):
+        outcome = run_fit(con, AnnotatorConfig(seed=seed), db_path=State.db)
+    for line in fit_report_lines(outcome):
+        console.print(line, highlight=False)
+
+
+def train_demo_models(con: duckdb.DuckDBPyConnection, encoder: str) -> None:
+    """Train and score the weighted and multi-head reward models of the demo."""
+    from dissensus.analytics.jobs.reward import score_run, train_run
+    from dissensus.models.reward.config import make_config
+
+    for kind in DEMO_REWARD_KINDS:
+        console.print(f"training the {kind} reward model ({encoder})")
+        with embedding_progress() as progress:
+            run_id = train_run(con, kind, None, make_config(kind, encoder=encoder), log=log,
+                               progress=progress)
+        score_run(con, run_id, log=log)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``simulate`` and ``demo`` to ``app``."""
+    for command in (simulate, demo):
+        app.command()(command)

@@ -1,0 +1,109 @@
+"""``dissensus ingest``, ``status``, ``reindex`` and ``quarantine``: data in, and what became of it.
+
+The work is :func:`dissensus.analytics.jobs.ingest.ingest_files` (one batch per file, then the vote
+index) over :mod:`dissensus.warehouse.ingest`; the reads are :mod:`dissensus.warehouse.queries`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dissensus.analytics.cli.common import (
+    console,
+    fail,
+    open_warehouse,
+    print_ingest_report,
+    print_status,
+    render_frame,
+    row_progress,
+)
+from dissensus.warehouse.errors import DissensusError
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files (or dataset folders) to ingest.")],
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="auto, jsonl, csv, parquet, ukpconvarg1, hh-rlhf, ..."),
+    ] = "auto",
+    strict: Annotated[
+        bool, typer.Option(help="Store nothing from a file that has any invalid row.")
+    ] = False,
+    pseudonymise_salt: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DISSENSUS_SALT",
+            help="Replace reviewer ids by a salted hash (keep the salt secret and the same).",
+        ),
+    ] = None,
+) -> None:
+    """Ingest comparison files: each row is accepted, a duplicate, or quarantined with a reason."""
+    from dissensus.analytics.jobs.ingest import ingest_files
+
+    with open_warehouse() as con:
+        ingest_files(
+            con, paths, fmt=fmt, strict=strict, salt=pseudonymise_salt,
+            progress=lambda path: row_progress(f"ingest {path.name}"),
+            on_report=print_ingest_report,
+            indexing=lambda: console.status("indexing votes for the reviewer audit"),
+        )
+
+
+def status() -> None:
+    """Counts, ingest batches and a quarantine summary."""
+    with open_warehouse(read_only=True) as con:
+        print_status(con)
+
+
+def reindex() -> None:
+    """Rebuild the stored vote index the reviewer audit reads (ingest keeps it fresh)."""
+    from dissensus.warehouse.vote_index import index_status, refresh_vote_index
+
+    with open_warehouse() as con:
+        with console.status("indexing votes for the reviewer audit"):
+            seconds = refresh_vote_index(con)
+        console.print(f"vote index rebuilt in {seconds:.1f} s: {index_status(con)}")
+
+
+EXPORTS = (".csv", ".jsonl", ".ndjson", ".parquet")
+
+
+def quarantine(
+    batch: Annotated[int | None, typer.Option(help="Only this batch.")] = None,
+    export: Annotated[
+        Path | None, typer.Option(help="Write the rows to this file (.csv, .jsonl or .parquet).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Rows to print.")] = 20,
+) -> None:
+    """List or export rejected rows with file, line, field, reason and the raw text."""
+    from dissensus.warehouse import queries
+
+    with open_warehouse(read_only=True) as con:
+        frame = queries.quarantine_rows(con, batch)
+    if export is not None:
+        suffix = export.suffix.lower()
+        if suffix not in EXPORTS:
+            fail(DissensusError(f"Cannot export to '{export.name}'.",
+                                expected="a .csv, .jsonl or .parquet file name",
+                                fix="choose one of those endings"))
+        if suffix == ".csv":
+            frame.write_csv(export)
+        elif suffix == ".parquet":
+            frame.write_parquet(export)
+        else:
+            frame.write_ndjson(export)
+        console.print(f"wrote {frame.height:,} quarantined rows to {export}")
+        return
+    if frame.height == 0:
+        console.print("quarantine is empty: every row read was accepted or a duplicate")
+        return
+    console.print(render_frame(frame.drop("raw"), "quarantined rows", limit))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``ingest``, ``status``, ``reindex`` and ``quarantine`` to ``app``."""
+    for command in (ingest, status, reindex, quarantine):
+        app.command()(command)

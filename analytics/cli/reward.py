@@ -1,0 +1,91 @@
+"""``dissensus train``, ``evaluate`` and ``score``: reward models on the warehouse.
+
+The work is :mod:`dissensus.analytics.jobs.reward` (``train_run``, ``evaluate_run``,
+``score_run``) over :mod:`dissensus.models.reward` (``pipeline``, ``train``, ``evaluate``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from dissensus.analytics.cli.common import (
+    build_config,
+    console,
+    embedding_progress,
+    open_warehouse,
+    parse_settings,
+    require_choice,
+)
+from dissensus.models.reward.config import KINDS
+
+
+def train(
+    kind: Annotated[str, typer.Option(help="plain, weighted, multihead or distributional.")
+                    ] = "plain",
+    fit: Annotated[str | None, typer.Option(
+        "--fit", help="Annotator fit to take weights from (default: the newest).")] = None,
+    encoder: Annotated[str, typer.Option(
+        help="'all-MiniLM-L6-v2' (offline default), a local model folder, or 'hashing'.")
+    ] = "all-MiniLM-L6-v2",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping).")] = 60,
+    split_by: Annotated[str, typer.Option(help="Hold out whole 'pair's or 'prompt's.")
+                        ] = "pair",
+    ties: Annotated[str, typer.Option(help="'half' or 'davidson'.")] = "half",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    architecture: Annotated[str, typer.Option(
+        help="'mlp' (trunk over prompt and response) or 'linear' (ridge-regularised linear "
+        "reward on the response; set its strength with --set l2=0.0006).")] = "mlp",
+    length_features: Annotated[bool, typer.Option(
+        help="Append log character and word counts to each embedding.")] = False,
+    finetune_encoder: Annotated[bool, typer.Option(
+        help="Also fine-tune the encoder's top layers with the head (meant for a GPU; "
+        "see --set finetune_layers=, finetune_epochs=, finetune_lr=).")] = False,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Any other config field, as FIELD=JSON (e.g. --set lr=0.001).")] = None,
+) -> None:
+    """Train a reward model and record the run in reward_runs."""
+    from dissensus.analytics.jobs.reward import train_run
+    from dissensus.models.reward.config import CONFIG_CLASSES, make_config
+
+    require_choice(kind, KINDS, "kind", "--kind")
+    fields: dict[str, object] = {"encoder": encoder, "device": device, "epochs": epochs,
+                                 "split_by": split_by, "ties": ties, "seed": seed,
+                                 "finetune_encoder": finetune_encoder,
+                                 "architecture": architecture,
+                                 "length_features": length_features}
+    fields |= parse_settings(set_)
+    config = build_config(CONFIG_CLASSES[kind], lambda **f: make_config(kind, **f), fields,
+                          "train")
+    with open_warehouse() as con, embedding_progress() as progress:
+        run_id = train_run(con, kind, fit, config, log=console.print, progress=progress)
+    console.print(f"[bold green]run {run_id}[/]")
+
+
+def evaluate(
+    run: Annotated[str, typer.Argument(help="Run id from `dissensus train`.")],
+) -> None:
+    """Held-out accuracy (consensus, per school), calibration and proxy probes of a run."""
+    from dissensus.analytics.jobs.reward import evaluate_run
+
+    with open_warehouse(read_only=True) as con, embedding_progress() as progress:
+        metrics = evaluate_run(con, run, log=console.print, progress=progress)
+    console.print_json(json.dumps(metrics))
+
+
+def score(run: Annotated[str, typer.Argument(help="Run id from `dissensus train`.")]) -> None:
+    """Write reward_scores for every response and head of a run."""
+    from dissensus.analytics.jobs.reward import score_run
+
+    with open_warehouse() as con, embedding_progress() as progress:
+        n = score_run(con, run, log=console.print, progress=progress)
+    console.print(f"wrote {n:,} scores")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train``, ``evaluate`` and ``score`` to ``app``."""
+    for command in (train, evaluate, score):
+        app.command()(command)

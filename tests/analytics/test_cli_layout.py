@@ -1,0 +1,73 @@
+"""The CLI package: one-way imports, and ``dissensus fit`` options that are the config's own."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+import dissensus.analytics.cli as entry
+from dissensus.analytics.cli import fit as fit_cli
+from dissensus.models.annotator.config import AnnotatorConfig
+
+CLI = Path(entry.__file__).resolve().parent
+COMMAND_MODULES = sorted(p.stem for p in CLI.glob("*.py")
+                         if p.stem not in ("__init__", "__main__", "common"))
+
+
+def _imported(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_command_modules_import_only_common() -> None:
+    assert {"ingest", "demo", "fit", "audit", "reward", "serve"} <= set(COMMAND_MODULES)
+    for name in [*COMMAND_MODULES, "common"]:
+        cli_imports = {m for m in _imported(CLI / f"{name}.py")
+                       if m.startswith("dissensus.analytics.cli")}
+        assert cli_imports <= {"dissensus.analytics.cli.common"} | {
+            f"dissensus.analytics.cli.common.{n}" for n in dir(entry.common)
+        }, (name, cli_imports)
+
+
+def test_every_command_is_registered() -> None:
+    names = {c.name or c.callback.__name__ for c in entry.app.registered_commands}
+    assert names == {"ingest", "status", "reindex", "quarantine", "simulate", "demo", "fit",
+                     "reviewers", "reviewer", "train", "evaluate", "score", "serve"}
+
+
+def test_fit_options_are_config_fields_with_their_help() -> None:
+    fields = AnnotatorConfig.model_fields
+    assert set(fit_cli.OPTION_FIELDS.values()) <= set(fields)
+    result = CliRunner().invoke(entry.app, ["fit", "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert str(fields["draws"].description) in result.output
+    assert "k_selection_max_comparisons=250000" in " ".join(result.output.split())
+    command = typer.main.get_command(entry.app).commands["fit"]  # type: ignore[attr-defined]
+    assert {p.name for p in command.params} - {"set_"} == set(fit_cli.OPTION_FIELDS)
+    fit_cli.describe(command)
+    for param in command.params:
+        if param.name in fit_cli.OPTION_FIELDS:
+            field = fields[fit_cli.OPTION_FIELDS[param.name]]
+            assert str(param.help).startswith(str(field.description)), param.name
+            assert param.default == field.default, param.name
+
+
+def test_fit_set_refuses_unknown_fields_and_invalid_values(tmp_path: Path) -> None:
+    runner = CliRunner()
+    db = str(tmp_path / "w.duckdb")
+    unknown = runner.invoke(entry.app, ["--db", db, "fit", "--set", "max_iters=3"])
+    assert unknown.exit_code == 2
+    said = " ".join(unknown.output.split())
+    assert "max_iters" in said and "max_iter," in said and "n_schools" in said
+    invalid = runner.invoke(entry.app, ["--db", db, "fit", "--set", "max_iter=0"])
+    assert invalid.exit_code == 2 and "max_iter" in invalid.output
+    assert not (tmp_path / "w.duckdb").exists()  # refused before the warehouse was opened
