@@ -82,8 +82,7 @@ def run_world(name: str, seed: int, config: AnnotatorConfig) -> list[dict[str, A
         peer_seconds[peer] = time.perf_counter() - start
         rows.append({"world": name, "seed": seed, "method": peer, "seconds": peer_seconds[peer],
                      **verdict_scores(world, _series_frame(series))})
-    oracle = verdict_scores(world, oracle_reliability(world).drop("reliability_low",
-                                                                  "reliability_high"))
+    oracle = verdict_scores(world, oracle_reliability(world))
     rows.append({"world": name, "seed": seed, "method": "oracle", **oracle})
     for row in rows:
         if "bottom_k_precision" in row and oracle.get("bottom_k_precision"):

@@ -43,6 +43,8 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "careful_share": 0.0,
     "careful_lapse_limit": 0.1,
     "careful_share_strict": 0.0,
+    "lapse_ties": False,
+    "lapse_tie_concentration": 10.0,
     "flag_bayes_factor": 1.0,
     "min_reviewers_per_school": 0.0,
     "few_reviewers": 0,
@@ -183,6 +185,17 @@ class AnnotatorConfig(BaseModel):
         "comparisons (0: never skip). With them the EM needs about twice the iterations (the "
         "features' residual scale settles slowly): 1M comparisons ran past 45 minutes on 2 "
         "cores, against 27 without."
+    )
+    lapse_ties: Literal["auto"] | bool = Field(
+        "auto", description="EM: whether a lapse may be a tie, with a chance learned per "
+        "reviewer (shrunk toward the pool's by lapse_tie_concentration), so careless reviewers "
+        "who click 'equal' are seen. 'auto': only when that predicts the votes clearly better "
+        "(careful reviewers on near-tie pairs say 'equal' too); False: lapses never tie (the "
+        "model before this setting)."
+    )
+    lapse_tie_concentration: float = Field(
+        10.0, gt=0, description="EM: Beta-prior strength pulling a reviewer's chance of a tied "
+        "lapse toward the pool's."
     )
     tie_threshold_sd: float = Field(
         0.3, gt=0, description="EM: prior sd of a reviewer's tie threshold around the "

@@ -91,6 +91,14 @@ class GridState:
     tau_r: FloatArray | None = field(default=None, repr=False)  # (R,) per-reviewer thresholds
     pooling: ResponsePooling | None = field(default=None, repr=False)
     deviation_prior: DeviationPrior | None = field(default=None, repr=False)
+    lapse_tie: FloatArray | None = field(default=None, repr=False)  # (R,) P(tie | lapse)
+    lapse_tie_mean: float = 0.0  # the population's P(tie | lapse)
+
+    def reviewer_lapse_tie(self) -> FloatArray:
+        """Each reviewer's chance that a lapse is a tie (0 where lapse ties are off)."""
+        if self.lapse_tie is not None:
+            return self.lapse_tie
+        return np.zeros(self.gamma.shape[0])
 
     def reviewer_tau(self) -> FloatArray:
         """Each reviewer's tie threshold (the population's when not estimated per reviewer)."""
@@ -201,6 +209,17 @@ class GridEM:
         h_mu = np.zeros(lat.n_mu) if pooling is not None else prior.mu_log_density()
         return h_mu[lat.state_mu], mu_lp, deviation.log_prior(prior.dev_density())[0]
 
+    def _lapse_tie_step(self, lapse: FloatArray) -> tuple[FloatArray, float]:
+        """Each reviewer's P(tie | lapse): the lapse-weighted share of their ties, shrunk toward
+        the population's by a Beta prior of strength ``lapse_tie_concentration`` (the same
+        smoothed ratio as the lapse tilt)."""
+        d, conc = self.d, self.cfg.lapse_tie_concentration
+        tie = (d.y == 0).astype(float)
+        mean = float(np.clip((np.sum(lapse * tie) + 0.5) / (lapse.sum() + 5.0), 0.0, 0.9))
+        num = np.bincount(d.reviewer, lapse * tie, d.n_reviewers) + conc * mean
+        den = np.bincount(d.reviewer, lapse, d.n_reviewers) + conc
+        return np.clip(num / den, 1e-4, 0.95), mean
+
     def _tie_step(self, g: FloatArray, h: FloatArray, tau: float,
                   tau_r: FloatArray) -> tuple[float, FloatArray]:
         """One Newton step on the expected careful log-likelihood (log-concave in tau).
@@ -238,16 +257,24 @@ class GridEM:
         rng = np.random.default_rng(cfg.seed)
         if warm is not None:
             gamma, tau, tilt_mean = warm.gamma.copy(), warm.tau, warm.tilt_mean
+            lapse_tie, tie_mean = warm.reviewer_lapse_tie().copy(), warm.lapse_tie_mean
             tau_r = warm.reviewer_tau().copy() if cfg.tie_per_reviewer else np.full(r_n, tau)
             g_e = regrid(warm.lapse_prior, warm.lapse_grid, e)
             g_b = regrid(warm.bias_prior, warm.bias_grid, bias)
             ebar = warm.lapse_marginal() @ warm.lapse_grid
         else:
             gamma, tau, tilt_mean = np.full(r_n, 0.6), 0.3, 0.6
+            lapse_tie, tie_mean = np.zeros(r_n), 0.0
             tau_r = np.full(r_n, tau)
             g_e = smooth_grid(np.exp(-e / 0.08) + 0.05, 0.0)
             g_b = smooth_grid(np.exp(-0.5 * (bias / 0.3) ** 2) + 0.01, 0.0)
             ebar = np.full(r_n, float(g_e @ e))
+        ties = cfg.lapse_ties is True  # 'auto' is decided before a run (inference)
+        if not ties:
+            lapse_tie, tie_mean = np.zeros(r_n), 0.0
+        elif not lapse_tie.any():
+            # a start above 0: at 0 no tie could ever be read as a lapse, and EM would stay there
+            lapse_tie, tie_mean = np.full(r_n, 0.1), 0.1
         tau_used = np.rint(tau_r / TIE_STEP) * TIE_STEP if cfg.tie_per_reviewer else tau_r
         prior = PairPrior.initial(lat)
         pooling = None
@@ -265,7 +292,7 @@ class GridEM:
             school_init = (
                 rng.dirichlet(np.full(k_n, 5.0), size=r_n) if k_n > 1 else np.ones((r_n, 1))
             )
-        pl_ = lapse_prob(d.y, d.s, gamma[d.reviewer])
+        pl_ = lapse_prob(d.y, d.s, gamma[d.reviewer], lapse_tie[d.reviewer])
         a_msg = (school_init[d.reviewer] * (1 - ebar[d.reviewer])[:, None])[:, :, None] * g_b
         b_msg = pl_ * ebar[d.reviewer]
         prev: FloatArray | None = None
@@ -293,6 +320,8 @@ class GridEM:
             num = np.bincount(d.reviewer, lam_o * self.first, r_n) + conc * tilt_mean
             den = np.bincount(d.reviewer, lam_o, r_n) + conc
             gamma = np.clip(num / den, 0.02, 0.98)
+            if ties:
+                lapse_tie, tie_mean = self._lapse_tie_step(lapse)
             # pair prior: consensus-margin scale and deviation mixture weights
             if deviation is None:
                 prior = prior.update(st["post"].sum(axis=0))
@@ -308,7 +337,7 @@ class GridEM:
                 pooling = pooling.refit(st["mu_lik"], lat.mu_values, prior.mu_sd, search)
             priors = self._pair_priors(prior, pooling, deviation)
             # reviewer side
-            pl_ = lapse_prob(d.y, d.s, gamma[d.reviewer])
+            pl_ = lapse_prob(d.y, d.s, gamma[d.reviewer], lapse_tie[d.reviewer])
             log_prior_r = (
                 np.log(pi)[:, None, None] + np.log(g_e)[None, :, None] + np.log(g_b)[None, None, :]
             )
@@ -336,4 +365,5 @@ class GridEM:
             lapse_post=np.clip(b_msg / st["z"], 0.0, 1.0),
             loo=np.log(np.maximum(st["z"], 1e-300)), n_iter=it, converged=converged,
             tau_r=tau_used, pooling=pooling, deviation_prior=deviation,
+            lapse_tie=lapse_tie if ties else None, lapse_tie_mean=tie_mean,
         )

@@ -26,6 +26,7 @@ from .config import AnnotatorConfig
 from .data import EncodedFrame
 from .decomposition import Population, decompose_states
 from .grid_em import GridEM, GridState
+from .judgments import Judgments
 from .results import FitResult, Progress
 from .selection import choose_k, expand_state, initial_schools, loo_row, sample_pairs
 
@@ -100,6 +101,44 @@ def school_support(states: dict[int, GridState], config: AnnotatorConfig,
                      "individual views with so few, so more than one school needs "
                      f"{config.few_reviewers_gain_factor:g}x the usual LOO evidence")
     return kept, notes
+
+
+def choose_lapse_model(data: Judgments, config: AnnotatorConfig
+                       ) -> tuple[dict[str, Any], GridState, list[str]]:
+    """How much of the pool's randomness to read as lapses, with the one-school fit made so.
+
+    Each step keeps the simpler reading unless the richer one predicts the votes clearly better
+    by the K-selection rule of :func:`.selection.choose_k`:
+
+    1. the strict anchor (``careful_share_strict``: nearly everyone careful, disagreement read
+       as near-tie pairs) against the looser one (``careful_share``: some reviewers really lapse
+       more than the pool);
+    2. lapses that never tie against lapses that may tie (``lapse_ties``): careful reviewers on
+       near-tie pairs say "equal" too, so ties are read as lapses only when some reviewers tie
+       far more than the pool.
+
+    Returns the settings chosen (``careful_share``, ``lapse_ties``), the chosen one-school fit
+    and notes for the summary.
+    """
+    base = config.model_copy(update={"lapse_ties": config.lapse_ties is True})
+    strict = config.careful_share_strict
+    loose = GridEM(data, 1, base).run()
+    tight = GridEM(data, 1, base.model_copy(update={"careful_share": strict})).run()
+    notes: list[str] = []
+    if choose_k({1: tight.loo, 2: loose.loo}, config)[0] == 2:
+        chosen, best = {"careful_share": config.careful_share}, loose
+    else:
+        chosen, best = {"careful_share": strict}, tight
+        notes.append(f"careful share {strict:g}: treating more reviewers as lapsing did not "
+                     "predict the votes better, so their disagreement is read as near-tie pairs")
+    chosen["lapse_ties"] = config.lapse_ties is True
+    if config.lapse_ties == "auto":
+        tied = GridEM(data, 1, config.model_copy(update=chosen | {"lapse_ties": True})).run()
+        if choose_k({1: best.loo, 2: tied.loo}, config)[0] == 2:
+            chosen["lapse_ties"], best = True, tied
+            notes.append("some reviewers say 'equal' far more than the pool: their lapses may "
+                         "be ties (lapse_ties)")
+    return chosen, best, notes
 
 
 def selection_rule(config: AnnotatorConfig, n_reviewers: int) -> AnnotatorConfig:
@@ -257,30 +296,20 @@ def fit_em(
     timings: list[dict[str, Any]] = []
     warm: GridState | None = None
     on = "a sample, " if sampled else ""
-    strict = config.careful_share_strict
-    if strict > config.careful_share:
-        # How much of the pool's randomness to put on the pairs: the strict anchor (nearly
-        # everyone careful, disagreement read as near-ties) unless the looser one predicts the
-        # votes clearly better by the K-selection rule -- then some reviewers really lapse.
+    if config.careful_share_strict > config.careful_share:
         t_k = time.perf_counter()
-        loose_share = config.careful_share
-        strict_config = select_config.model_copy(update={"careful_share": strict})
-        loose = GridEM(select_data, 1, select_config).run()
-        tight = GridEM(select_data, 1, strict_config).run()
-        better, _ = choose_k({1: tight.loo, 2: loose.loo}, config)
-        share = config.careful_share if better == 2 else strict
-        config = config.model_copy(update={"careful_share": share})
-        select_config = select_config.model_copy(update={"careful_share": share})
-        if better != 2:
-            notes.append(f"careful share {strict:g}: treating more reviewers as lapsing did "
-                         "not predict the votes better, so their disagreement is read as "
-                         "near-tie pairs")
+        chosen, one_school, lapse_notes = choose_lapse_model(select_data, select_config)
+        notes.extend(lapse_notes)
+        config = config.model_copy(update=chosen)
+        select_config = select_config.model_copy(update=chosen)
         timings.append({"n_schools": 1, "seconds": round(time.perf_counter() - t_k, 2),
-                        "iterations": loose.n_iter + tight.n_iter,
-                        "data": "sample" if sampled else "all",
-                        "careful_share": f"{share:g} chosen over "
-                        f"{strict if share != strict else loose_share:g}"})
+                        "iterations": one_school.n_iter, "data": "sample" if sampled else "all",
+                        **chosen})
+        if 1 in ks:  # the chosen one-school fit is the K = 1 fit
+            states[1] = warm = one_school
     for k in ks:
+        if k in states:
+            continue
         if k == 3 and auto and 2 in states:
             two, _ = school_support({2: states[2]}, config, data.n_reviewers)
             ok = (choose_k({1: states[1].loo, 2: states[2].loo},

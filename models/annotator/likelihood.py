@@ -11,9 +11,10 @@ Careful judgment: a symmetric ordered logit (McCullagh 1980), the ordinal form o
     P(y = -1) = sigmoid(-eta - tau)
     P(y =  0) = sigmoid(tau - eta) - sigmoid(-tau - eta)          (tau > 0)
 
-Lapse (Dawid & Skene 1979 style "random" labeller, tilted toward the reply shown first): the
-first-shown reply wins with probability ``gamma``, the other with ``1 - gamma``, never a tie; a
-coin flip when the order is unknown.
+Lapse (Dawid & Skene 1979 style "random" labeller, tilted toward the reply shown first): a tie
+with probability ``t`` (careless reviewers who click "equal"; 0 gives the original model, whose
+lapses never tie), else the first-shown reply wins with probability ``gamma`` and the other with
+``1 - gamma``; a coin flip when the order is unknown.
 """
 
 from __future__ import annotations
@@ -97,12 +98,14 @@ def careful_derivatives(
     )
 
 
-def lapse_prob(y: NDArray, s: NDArray, gamma: FloatArray) -> FloatArray:
-    """Probability of ``y`` under a lapse: the first-shown reply wins with probability ``gamma``."""
+def lapse_prob(y: NDArray, s: NDArray, gamma: FloatArray,
+               tie: FloatArray | float = 0.0) -> FloatArray:
+    """Probability of ``y`` under a lapse: a tie with probability ``tie``, else the first-shown
+    reply wins with probability ``gamma``."""
     y = np.asarray(y)
     s = np.asarray(s)
     first = np.where(y == s, gamma, 1.0 - gamma)
-    return np.where(y == 0, 0.0, np.where(s == 0, 0.5, first))
+    return np.where(y == 0, tie, (1.0 - np.asarray(tie)) * np.where(s == 0, 0.5, first))
 
 
 def vote_value(p_plus: FloatArray, p_tie: FloatArray) -> tuple[FloatArray, FloatArray]:

@@ -118,9 +118,11 @@ def _grid_dataset(state: GridState) -> xr.Dataset:
             "state_margins": (("state", "school_fit"), lat.margins()),
             "school_weights": (("school_fit",), state.school_weights),
             "gamma": (("reviewer",), state.gamma),
+            "lapse_tie": (("reviewer",), state.reviewer_lapse_tie()),
             "tie_threshold": (("reviewer",), state.reviewer_tau()),
         },
         attrs={"tau": state.tau, "tilt_mean": state.tilt_mean, "n_iter": state.n_iter,
+               "lapse_tie_mean": state.lapse_tie_mean,
                "lattice_step": lat.step, "lattice_mu_limit": lat.mu_limit,
                "lattice_dev_limit": lat.dev_limit},
     )
@@ -204,6 +206,10 @@ def _predictive_state(idata: az.InferenceData, config: AnnotatorConfig,
         bias_prior=grid["bias_prior"].values,
         reviewer_post=grid["reviewer_post"].values,
         gamma=grid["gamma"].values,
+        # files saved before lapse ties existed: lapses never tie
+        lapse_tie=(grid["lapse_tie"].values if "lapse_tie" in grid
+                   else np.zeros(grid["gamma"].shape[0])),
+        lapse_tie_mean=float(attrs.get("lapse_tie_mean", 0.0)),
         reviewer_tau=grid["tie_threshold"].values,
         tau=float(attrs["tau"]),
         tilt_mean=float(attrs["tilt_mean"]),

@@ -69,6 +69,8 @@ class PredictiveState:
     bias_prior: FloatArray  # (B,)
     reviewer_post: FloatArray  # (R, K, G, B)
     gamma: FloatArray  # (R,) lapse tilt per reviewer
+    lapse_tie: FloatArray  # (R,) P(tie | lapse) per reviewer
+    lapse_tie_mean: float  # the population's P(tie | lapse)
     reviewer_tau: FloatArray  # (R,) tie threshold per reviewer
     tau: float  # the population's tie threshold
     tilt_mean: float  # the population's lapse tilt
@@ -81,6 +83,7 @@ class PredictiveState:
             lattice=state.lattice, lapse_grid=state.lapse_grid, bias_grid=state.bias_grid,
             school_weights=state.school_weights, lapse_prior=state.lapse_prior,
             bias_prior=state.bias_prior, reviewer_post=state.reviewer_post, gamma=state.gamma,
+            lapse_tie=state.reviewer_lapse_tie(), lapse_tie_mean=state.lapse_tie_mean,
             reviewer_tau=state.reviewer_tau(), tau=state.tau, tilt_mean=state.tilt_mean,
             pair_post=state.pair_post, pair_prior=state.pair_prior.state_prior(),
         )
@@ -146,6 +149,7 @@ def predict_grid(
     fitted reviewers (pairs) means unknown and uses the population prior.
     """
     careful_w, lapse_w, gamma = reviewer_weights(state)
+    ties = np.append(state.lapse_tie, state.lapse_tie_mean)
     # each reviewer's own tie threshold (the population's for an unknown reviewer)
     levels, level_of = tie_levels(np.append(state.reviewer_tau, state.tau))
     tables = [careful_tables(state, float(t)) for t in levels]
@@ -164,7 +168,7 @@ def predict_grid(
                 ec = np.einsum("nkm,mbc->nkbc", q[rows], table)
                 p[rows] = np.einsum("nkb,nkbc->nc", careful_w[r[rows]], ec)
         for c, y in enumerate((1, 0, -1)):
-            p[:, c] += lapse_w[r] * lapse_prob(np.full(r.size, y), sv, gamma[r])
+            p[:, c] += lapse_w[r] * lapse_prob(np.full(r.size, y), sv, gamma[r], ties[r])
         out[sl] = p / p.sum(axis=1, keepdims=True)
     return out
 

@@ -75,11 +75,8 @@ def anchor_careful_majority(weights: FloatArray, grid: FloatArray, careful_limit
     if min_share <= 0 or mass >= min_share or not inside.any() or inside.all():
         return w
     out = w.copy()
-    if mass <= 0:
-        out[inside] = 1.0 / inside.sum()
-        mass = 1.0
-    out[inside] *= min_share / out[inside].sum() if mass > 0 else 1.0
-    out[~inside] *= (1.0 - min_share) / max(float(w[~inside].sum()), 1e-300)
+    out[inside] = (out[inside] / mass if mass > 0 else 1.0 / inside.sum()) * min_share
+    out[~inside] *= (1.0 - min_share) / float(w[~inside].sum())
     return out / out.sum()
 
 

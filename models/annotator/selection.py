@@ -65,7 +65,10 @@ def expand_state(state: GridState, reviewers: IntArray, n_reviewers: int) -> Gri
     gamma[reviewers] = state.gamma
     tau_r = np.full(n_reviewers, state.tau)
     tau_r[reviewers] = state.reviewer_tau()
-    return replace(state, reviewer_post=post, gamma=gamma, tau_r=tau_r)
+    lapse_tie = np.full(n_reviewers, state.lapse_tie_mean)
+    lapse_tie[reviewers] = state.reviewer_lapse_tie()
+    return replace(state, reviewer_post=post, gamma=gamma, tau_r=tau_r,
+                   lapse_tie=lapse_tie if state.lapse_tie is not None else None)
 
 
 def initial_schools(state: GridState) -> FloatArray:

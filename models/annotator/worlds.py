@@ -275,13 +275,16 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
     return World(spec, reviewers, pairs, judgments)
 
 
-def oracle_reliability(world: World, grid_size: int = 400) -> pl.DataFrame:
+def oracle_reliability(world: World, grid_size: int = 400, lapse_from: float = 0.2,
+                       flag_probability: float = 0.9) -> pl.DataFrame:
     """Each reviewer's exact lapse posterior, knowing every margin, taste and lapse habit.
 
     ``p(eps | y_r) ∝ p(eps) prod_n [(1 - eps) p_careful_n + eps p_lapse_n]`` with ``p(eps)`` the
     world's generating mixture (careful and rushed ranges mixed by the rushed share; a point mass
     at 0 where careful reviewers never lapse). No method reading only the votes can rank reviewers
-    better. Returns ``reviewer_id, reliability, reliability_low, reliability_high`` (94%).
+    better. Returns ``reviewer_id, reliability, reliability_low, reliability_high`` (94%) and
+    ``flagged``: ``P(eps > lapse_from) >= flag_probability``, the flags no method can beat at
+    that threshold (the ceiling for flag precision and recall).
     """
     spec = world.spec
     grid = np.linspace(0.0, 0.6, grid_size)
@@ -312,7 +315,8 @@ def oracle_reliability(world: World, grid_size: int = 400) -> pl.DataFrame:
     low_eps = grid[np.argmax(cdf >= 0.03, axis=1)]
     high_eps = grid[np.argmax(cdf >= 0.97, axis=1)]
     return pl.DataFrame({"reviewer_id": ids, "reliability": 1 - lapse_mean,
-                         "reliability_low": 1 - high_eps, "reliability_high": 1 - low_eps})
+                         "reliability_low": 1 - high_eps, "reliability_high": 1 - low_eps,
+                         "flagged": post[:, grid > lapse_from].sum(axis=1) >= flag_probability})
 
 
 def verdict_scores(world: World, estimates: pl.DataFrame, n_schools: int | None = None,

@@ -64,7 +64,7 @@ def test_auto_k_on_a_sample_still_finds_the_schools() -> None:
     sample = d["k_selection_sample"]
     assert sample is not None and 1500 < sample["comparisons"] < 3500
     assert d["n_schools_chosen"] == 2
-    assert [f["data"] for f in d["fits"]] == ["sample", "sample", "sample", "sample",
+    assert [f["data"] for f in d["fits"]] == ["sample", "sample", "sample",
                                              "all, pooled responses"]
     table = model.reviewer_estimates_.join(
         world.reviewers.select("reviewer_id", "is_rushed", "school_index"), on="reviewer_id")

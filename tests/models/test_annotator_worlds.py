@@ -98,3 +98,12 @@ def test_bayes_factor_is_one_when_the_votes_say_nothing() -> None:
     bf = lapse_bayes_factor(post, pool, grid, 0.1, 0.2)
     assert np.allclose(bf[:2], 1.0)
     assert bf[2] > 1000
+
+
+def test_careless_tie_sayers_are_seen() -> None:
+    world = simulate_world(replace(WORLDS["tie_sayers"], n_pairs=500), seed=1)
+    model = _fit(world)
+    scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
+    assert scores["bottom_k_precision"] >= 0.7
+    assert scores["rushed_recall"] >= 0.5 and scores["careful_flagged_share"] <= 0.05
+    assert any("lapse_ties" in n for n in model.fit_summary_["diagnostics"]["warnings"])
