@@ -6,7 +6,9 @@ Combines the annotator model's ``reviewer_estimates`` (latest fit, when there is
 majority is not automatically a bad reviewer. A careful member of a minority school is reported as
 "minority view, consistent"; a rushed reviewer as "fast and inconsistent". Without a fit,
 disagreement and carelessness are told apart by the evidence that does not depend on the majority
-(repeats, gold questions, display order, speed).
+(repeats, gold questions, display order, speed). With a fit, "unreliable: frequent lapses" is
+the fit's own lapse flag, which needs evidence from the reviewer's votes against the pool (see
+the annotator model); :func:`fit_notes` gives the fit's words on what the data cannot support.
 
 All thresholds live in :class:`AuditConfig`. The work is split by task: the config in
 :mod:`analytics.audit_config`, the vote table every check shares in :mod:`analytics.audit_votes`,
@@ -21,7 +23,12 @@ import polars as pl
 
 from dissensus.analytics import consistency as cs
 from dissensus.analytics.audit_config import AuditConfig
-from dissensus.analytics.audit_flags import audit_checks, audit_from, latest_fit_estimates
+from dissensus.analytics.audit_flags import (
+    audit_checks,
+    audit_from,
+    fit_notes,
+    latest_fit_estimates,
+)
 from dissensus.analytics.audit_reliability import reliability_from
 from dissensus.analytics.audit_votes import load_votes, require_reviewers
 from dissensus.analytics.report_card import (
@@ -36,6 +43,7 @@ __all__ = [
     "ReportCard",
     "audit_checks",
     "audit_from",
+    "fit_notes",
     "latest_fit_estimates",
     "report_card",
     "reviewer_audit",

@@ -17,14 +17,6 @@ class AuditConfig(BaseModel):
         description="Reviewers with fewer votes are listed, not "
         "flagged: too little evidence either way.",
     )
-    min_model_reliability: float = Field(
-        0.8,
-        ge=0,
-        le=1,
-        description="Annotator-model "
-        "reliability (1 - lapse rate) below which, with the whole "
-        "interval below, a reviewer is unreliable.",
-    )
     relative_reliability: float = Field(
         0.85,
         gt=0,

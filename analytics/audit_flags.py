@@ -5,6 +5,7 @@ See :mod:`dissensus.analytics.audit` (which re-exports the public names) for wha
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,9 @@ def latest_fit_estimates(con: duckdb.DuckDBPyConnection) -> tuple[str | None, pl
     id and its ``reviewer_estimates`` (empty frame when there is no such fit).
 
     Needs tables fits(fit_id, created_at) and reviewer_estimates(fit_id, reviewer_id,
-    reliability, reliability_low, reliability_high, school, school_probability, position_bias).
+    reliability, reliability_low, reliability_high, school, school_probability, position_bias,
+    flagged, flag_reason). ``model_lapse_flag`` is the fit's own lapse flag (flagged for
+    anything but position bias alone, which the audit checks from the votes itself).
     """
     fit_id = latest_fit(con, having="reviewer_estimates")
     if fit_id is None:
@@ -34,11 +37,29 @@ def latest_fit_estimates(con: duckdb.DuckDBPyConnection) -> tuple[str | None, pl
     est = con.sql(
         """
         SELECT reviewer_id, reliability, reliability_low, reliability_high, school,
-               school_probability, position_bias AS model_position_bias
+               school_probability, position_bias AS model_position_bias,
+               coalesce(flagged AND NOT coalesce(flag_reason LIKE 'strong position bias%'
+                                                 AND flag_reason NOT LIKE '%;%', false),
+                        false) AS model_lapse_flag,
+               flag_reason AS model_flag_reason
         FROM reviewer_estimates WHERE fit_id = ?""",
         params=[fit_id],
     ).pl()
     return fit_id, est
+
+
+def fit_notes(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The latest fit's notes on what its data cannot support (``verdict_notes`` in its
+    diagnostics: e.g. near-chance agreement, too few reviewers for schools); empty without."""
+    fit_id = latest_fit(con, having="reviewer_estimates")
+    if fit_id is None:
+        return []
+    raw = con.execute("SELECT diagnostics FROM fits WHERE fit_id = ?", [fit_id]).fetchone()
+    try:
+        notes = json.loads(raw[0]).get("verdict_notes") if raw and raw[0] else None
+    except (TypeError, ValueError, AttributeError):
+        return []
+    return [str(n) for n in notes] if isinstance(notes, list) else []
 
 
 def audit_checks(votes: Votes, cfg: AuditConfig) -> dict[str, pl.DataFrame]:
@@ -141,15 +162,16 @@ def _judge(
     if row["n_votes"] < cfg.min_votes:
         return "too few votes", False, [f"only {row['n_votes']} votes"]
     rel, high = row["reliability"], row["reliability_high"]
-    if model:
-        unreliable = high is not None and high < cfg.min_model_reliability
+    if model:  # the fit's own verdict, with its evidence against the pool (one home)
+        unreliable = bool(row.get("model_lapse_flag"))
+        if unreliable:
+            reasons.append(f"annotator model: {row.get('model_flag_reason') or 'lapses'}")
     else:
         unreliable = high is not None and high < cfg.relative_reliability * pool_rel
-    if unreliable:
-        reasons.append(
-            f"reliability {_f(rel)} ({_f(row['reliability_low'])}–{_f(high)})"
-            f" below {'the threshold' if model else 'the pool'}"
-        )
+        if unreliable:
+            reasons.append(
+                f"reliability {_f(rel)} ({_f(row['reliability_low'])}–{_f(high)}) below the pool"
+            )
     biased = bool(row.get("position_biased"))
     if biased:
         reasons.append(
@@ -247,10 +269,11 @@ def audit_from(
         majority_school = df["school"].drop_nulls().mode().sort()[0]
     # a reviewer with none of these is "ok" with no reasons (see _judge); only the others
     # are judged one by one
-    threshold = cfg.min_model_reliability if model else cfg.relative_reliability * pool_rel
+    unreliable = (pl.col("model_lapse_flag") if model
+                  else pl.col("reliability_high") < cfg.relative_reliability * pool_rel)
     needs = (
         (pl.col("n_votes") < cfg.min_votes)
-        | (pl.col("reliability_high") < threshold)
+        | unreliable
         | pl.any_horizontal(
             pl.col(c).fill_null(False)
             for c in (

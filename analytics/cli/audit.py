@@ -13,6 +13,7 @@ import typer
 
 from dissensus.analytics.cli.common import (
     console,
+    errors,
     open_warehouse,
     render_frame,
     require_choice,
@@ -70,11 +71,12 @@ def reviewers(
     ] = False,
 ) -> None:
     """Ranked reviewer audit: verdict, reliability with interval, and the reasons."""
-    from dissensus.analytics.audit import reviewer_audit
+    from dissensus.analytics.audit import fit_notes, reviewer_audit
 
     require_choice(fmt, ("table", "csv", "json"), "format", "--format")
     with open_warehouse(read_only=True) as con:
         frame = reviewer_audit(con)
+        notes = fit_notes(con)
     if flagged:
         frame = frame.filter(pl.col("flagged"))
     if verdict:
@@ -88,6 +90,9 @@ def reviewers(
     if frame.height and "reliability_source" in frame.columns:
         source = f" — reliability: {frame['reliability_source'][0]}"
     _emit(frame, fmt, f"reviewers, most concerning first{source}", limit, not all_columns)
+    for note in notes:  # on stderr for csv / json, so the data stay machine-readable
+        (console if fmt == "table" else errors).print(f"[yellow]note:[/] {note}",
+                                                      highlight=False)
 
 
 def reviewer(

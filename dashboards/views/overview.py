@@ -41,6 +41,8 @@ else:
             f"school {i}: {w:.0%}" for i, w in enumerate(d["school_weights"])))
     if d.get("verdicts"):
         st.write("Pairs by verdict: " + ", ".join(f"{n} {v:,}" for n, v in d["verdicts"].items()))
+    for note in d.get("verdict_notes") or []:  # what the data cannot support, in words
+        st.info(note)
     for warning in d.get("warnings") or []:
         st.warning(warning)
     bad = [f"{name} = {d[name]}" for name, bad_if in (

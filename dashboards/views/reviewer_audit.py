@@ -18,6 +18,9 @@ st.caption(f"Reliability from the {audit['reliability_source'][0]}. Intervals co
 if h.fit is None:
     st.info(NO_FIT + " Until then reliability is model-free: a careful minority view can look "
             "like noise.")
+else:
+    for note in h.fit["diagnostics"].get("verdict_notes") or []:
+        st.info(note)
 
 n_flagged = int(audit["flagged"].sum())
 cols = st.columns(4)

@@ -61,6 +61,34 @@ def test_audit_with_model_fit(warehouse, vote, fake_fit) -> None:
     assert out["reliability_source"][0].startswith("annotator model")
 
 
+def test_model_lapses_are_the_fits_own_flags_and_its_notes_are_read(warehouse, vote,
+                                                                     fake_fit) -> None:
+    con = crowd(warehouse, vote)
+    schools = {**{f"major{j}": 0 for j in range(6)}, "minor0": 1, "minor1": 1, "rushed": 0}
+    # major0 has a low reliability the fit did not flag (no evidence against the pool), major1
+    # a flag with the fit's reason
+    rel = {"major0": 0.6, "major1": 0.6}
+    note = "Agreement is near chance on many pairs (test)."
+    fake_fit(con, "fit-2", created_at=datetime(2026, 2, 2), method="test", n_schools=2,
+             n_comparisons=360, seconds=1.0,
+             diagnostics=json.dumps({"verdict_notes": [note]}),
+             reviewers=pl.DataFrame({
+                 "reviewer_id": list(schools), "n_comparisons": 40,
+                 "reliability": [rel.get(r, 0.97) for r in schools],
+                 "reliability_low": [rel.get(r, 0.97) - 0.1 for r in schools],
+                 "reliability_high": [rel.get(r, 0.97) + 0.02 for r in schools],
+                 "position_bias": 0.0, "school": list(schools.values()),
+                 "school_probability": 0.95, "flagged": [r == "major1" for r in schools],
+                 "flag_reason": ["lapse rate ~40% (test)" if r == "major1" else None
+                                 for r in schools]}))
+    out = audit.reviewer_audit(con)
+    v = verdicts(out)
+    assert v["major0"] == "ok"
+    assert v["major1"] == "unreliable: frequent lapses"
+    assert "lapse rate ~40% (test)" in out.filter(reviewer_id="major1")["reasons"][0]
+    assert audit.fit_notes(con) == [note]
+
+
 def test_audit_without_fit_and_report_card(warehouse, vote) -> None:
     con = crowd(warehouse, vote)
     out = audit.reviewer_audit(con)

@@ -20,6 +20,7 @@ from dissensus.analytics import tradeoffs as tr
 from dissensus.warehouse.db import connect
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboards" / "app.py")
+NOTE = "Agreement is near chance on many pairs (fake fit)."
 PAGES = ["views/overview.py", "views/reviewer_audit.py", "views/disagreement_explorer.py",
          "views/reward_models.py", "views/trade_offs.py"]
 FAKE_FIT = "fit-FAKE-for-tests"
@@ -71,6 +72,7 @@ def insert_fake_fit(path: Path, fake_fit) -> str:
             con, FAKE_FIT, created_at=datetime(2026, 1, 1), method="fake", n_schools=2,
             n_comparisons=int(reviewers["n"].sum()), seconds=0.1,
             diagnostics=json.dumps({"school_weights": [0.67, 0.33], "warnings": [], "fake": True,
+                                    "verdict_notes": [NOTE],
                                     "school_contrasts": [{"feature": "escalation|urgent_symptoms",
                                                           "weights": [-1.2, 1.2]}]}),
             config="{}",
@@ -126,6 +128,12 @@ def fit_warehouse(tmp_path_factory: pytest.TempPathFactory, fake_fit) -> Path:
     insert_fake_fit(path, fake_fit)
     insert_fake_reward_run(path)
     return path
+
+
+def test_what_the_fit_cannot_support_is_said_on_the_pages(fit_warehouse: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    for page in PAGES[:2]:
+        assert NOTE in texts(run_page(fit_warehouse, page, monkeypatch))
 
 
 def run_page(db: Path, page: str, monkeypatch: pytest.MonkeyPatch) -> AppTest:
