@@ -178,9 +178,7 @@ def real_gold(config: AnnotatorConfig, workdir: Path) -> pl.DataFrame:
         db.unlink(missing_ok=True)
         con = connect(db)
         ingest_file(con, DATA / folder, fmt=fmt)
-        base = model_frame(con).select("comparison_id", "reviewer_id", "pair_id", "prompt_id",
-                                       "outcome", "first_shown", "response_1_id",
-                                       "response_2_id")
+        base = model_frame(con)
         gold = con.sql("SELECT comparison_id, gold_outcome FROM comparisons").pl()
         con.close()
         for variant, frame in (("as is", base), ("60% over-call", over_call(base, 0.6, 0.5, 0))):

@@ -76,6 +76,31 @@ def lapse_bayes_factor(post: FloatArray, pool: FloatArray, grid: FloatArray,
     return own / prior
 
 
+def _flags_robust_to_schools(result: FitResult, two: GridState,
+                             config: AnnotatorConfig) -> list[str]:
+    """Keep a lapse flag of a one-school fit only where the two-school fit agrees.
+
+    When K = 1 wins narrowly, a careful minority's consistent disagreement can look like lapses;
+    under the two-school fit it is a school. A verdict about a person should not hang on a
+    close model choice, so the evidence taken is the weaker of the two fits'.
+    """
+    lapse, grid = two.lapse_marginal(), two.lapse_grid
+    evidence = lapse_bayes_factor(lapse, two.lapse_prior, grid, config.careful_lapse_limit,
+                                  1 - config.flag_min_reliability)
+    p_two = prob_above(lapse, grid, 1 - config.flag_min_reliability)
+    before = (result.lapse_evidence >= config.flag_bayes_factor) & (
+        result.p_unreliable >= config.flag_probability)
+    result.lapse_evidence = np.minimum(result.lapse_evidence, evidence)
+    result.p_unreliable = np.minimum(result.p_unreliable, p_two)
+    after = (result.lapse_evidence >= config.flag_bayes_factor) & (
+        result.p_unreliable >= config.flag_probability)
+    dropped = int(np.sum(before & ~after))
+    if not dropped:
+        return []
+    return [f"{dropped} reviewer(s) not flagged: their disagreement looks like lapses under one "
+            "school but like a school of their own under two (K = 1 was chosen, not by much)"]
+
+
 def school_support(states: dict[int, GridState], config: AnnotatorConfig,
                    n_reviewers: int) -> tuple[dict[int, GridState], list[str]]:
     """The candidate K that the reviewers can fill, and notes on those dropped.
@@ -357,6 +382,8 @@ def fit_em(
                         "data": "all" + (", pooled responses" if pooled else "")
                         + (", response features" if featured else "")})
     result = summarise_grid(final, enc, config, time.perf_counter() - start)
+    if chosen == 1 and not sampled and 2 in states:
+        notes.extend(_flags_robust_to_schools(result, states[2], config))
     warnings = list(enc.warnings) + notes
     if not final.converged:
         warnings.append(

@@ -107,3 +107,22 @@ def test_careless_tie_sayers_are_seen() -> None:
     assert scores["bottom_k_precision"] >= 0.7
     assert scores["rushed_recall"] >= 0.5 and scores["careful_flagged_share"] <= 0.05
     assert any("lapse_ties" in n for n in model.fit_summary_["diagnostics"]["warnings"])
+
+
+def test_a_one_school_flag_stands_only_where_two_schools_agree() -> None:
+    from dissensus.models.annotator.data import encode_frame
+    from dissensus.models.annotator.grid_em import GridEM
+    from dissensus.models.annotator.inference import _flags_robust_to_schools, summarise_grid
+
+    world = simulate_world(replace(WORLDS["minority_10"], n_pairs=300), seed=0)
+    enc = encode_frame(world.model_frame())
+    config = AnnotatorConfig(max_iter=40, flag_bayes_factor=2.0, flag_probability=0.6)
+    one = summarise_grid(GridEM(enc.judgments, 1, config).run(), enc, config, 0.0)
+    two = GridEM(enc.judgments, 2, config).run()
+    before = one.lapse_evidence.copy()
+    flagged_before = (one.lapse_evidence >= 2.0) & (one.p_unreliable >= 0.6)
+    notes = _flags_robust_to_schools(one, two, config)
+    flagged_after = (one.lapse_evidence >= 2.0) & (one.p_unreliable >= 0.6)
+    assert np.all(one.lapse_evidence <= before + 1e-12)
+    assert not np.any(flagged_after & ~flagged_before)
+    assert bool(notes) == bool(np.any(flagged_before & ~flagged_after))
