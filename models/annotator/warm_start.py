@@ -24,8 +24,13 @@ from .data import EncodedFrame
 from .grid_em import GridEM, GridState
 from .model import DEVIATION_SPREAD_PRIOR, FeatureBasis
 
-EPS_LOC, EPS_SCALE, BIAS_SCALE, TILT_SCALE = -2.0, 1.5, 0.5, 0.5
-"""Hyper-parameter values the start uses; the non-centred offsets are set to match them."""
+EPS_LOC, EPS_SCALE, BIAS_SCALE, TILT_SCALE = -2.0, 1.5, 0.51, 0.51
+"""Hyper-parameter values the start uses; the non-centred offsets are set to match them. The
+scales sit just off their priors' modes (0.5), and the tilt's location just off 0, because
+where no vote informs a parameter (no display order anywhere: neither position bias nor lapse
+tilt act) its gradient at the prior's mode is exactly 0, and nutpie refuses such a start ("All
+initialization points failed")."""
+TILT_LOC_OFFSET = 0.02
 
 
 def _point(state: GridState) -> dict[str, Any]:
@@ -36,7 +41,7 @@ def _point(state: GridState) -> dict[str, Any]:
     eps = np.clip(state.lapse_marginal() @ state.lapse_grid, 0.005, 0.49)
     bias = state.bias_marginal() @ state.bias_grid
     gamma = np.clip(state.gamma, 0.02, 0.98)
-    tilt_loc = float(logit(np.clip(state.tilt_mean, 0.05, 0.95)))
+    tilt_loc = float(logit(np.clip(state.tilt_mean, 0.05, 0.95))) + TILT_LOC_OFFSET
     point: dict[str, Any] = {
         "sigma_mu": float(max(mu.std(), 0.5)), "mu": mu,
         "eps_loc": EPS_LOC, "eps_scale": EPS_SCALE,

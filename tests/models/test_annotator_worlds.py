@@ -126,3 +126,13 @@ def test_a_one_school_flag_stands_only_where_two_schools_agree() -> None:
     assert np.all(one.lapse_evidence <= before + 1e-12)
     assert not np.any(flagged_after & ~flagged_before)
     assert bool(notes) == bool(np.any(flagged_before & ~flagged_after))
+
+
+def test_nuts_starts_where_no_vote_has_a_display_order() -> None:
+    # no display order anywhere: the position bias and lapse tilt get no gradient from the
+    # votes, which used to stop nutpie at its first step ("All initialization points failed")
+    world = simulate_world(replace(WORLDS["lapse_uniform"], n_reviewers=12, n_pairs=40), seed=0)
+    frame = world.model_frame().with_columns(first_shown=None)
+    model = AnnotatorModel(method="nuts", n_schools=1, draws=10, tune=10, chains=1).fit(frame)
+    assert model.reviewer_estimates_.height == 12
+    assert model.fit_summary_["method"] == "nuts"
