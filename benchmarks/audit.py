@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import polars as pl
+from gold_sets import gold_warehouses
 from scipy.stats import spearmanr
 
 from dissensus.analytics import agreement as ag
@@ -25,8 +26,6 @@ from dissensus.analytics import audit
 from dissensus.analytics import consistency as cs
 from dissensus.warehouse.db import connect
 from dissensus.warehouse.ingest import ingest_file
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def demo_db(workdir: Path, n: int) -> Path:
@@ -105,21 +104,13 @@ def dawid_skene_accuracy(votes: pl.DataFrame) -> pl.DataFrame:
 
 def gold_table(workdir: Path) -> pl.DataFrame:
     rows = []
-    for folder, fmt in (("snow2008_mturk", "snow2008-rte"), ("bluebirds", "bluebirds")):
-        if not (DATA / folder).is_dir():
-            print(f"skip {folder}: {DATA / folder} absent")
-            continue
-        db = workdir / f"{fmt}.duckdb"
-        db.unlink(missing_ok=True)
-        con = connect(db)
-        ingest_file(con, DATA / folder, fmt=fmt)
+    for fmt, con in gold_warehouses(workdir):
         acc = con.sql("SELECT reviewer_id, avg((outcome = gold_outcome)::DOUBLE) AS accuracy "
                       "FROM comparisons WHERE gold_outcome IS NOT NULL GROUP BY ALL").pl()
         votes = con.sql(f"SELECT reviewer_id, pair_id, outcome FROM ({ag.VOTES_SQL})").pl()
         j = (acc.join(ag.model_free_reliability(con), on="reviewer_id")
              .join(ag.leave_one_out_agreement(con), on="reviewer_id")
              .join(dawid_skene_accuracy(votes), on="reviewer_id"))
-        con.close()
         for name, col in (("dissensus model-free reliability", "reliability"),
                           ("agreement with majority", "majority_agreement"),
                           ("leave-one-out agreement", "loo_agreement"),

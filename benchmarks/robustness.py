@@ -143,8 +143,6 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
 
 
 # ---------------------------------------------------------------- real labels with gold
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-REAL_SETS = (("snow2008_mturk", "snow2008-rte"), ("bluebirds", "bluebirds"))
 
 
 def over_call(frame: pl.DataFrame, share: float, rate: float, seed: int) -> pl.DataFrame:
@@ -163,24 +161,15 @@ def real_gold(config: AnnotatorConfig, workdir: Path) -> pl.DataFrame:
     """Spearman of each method's reliability with accuracy against gold, on RTE and bluebirds
     as they are and with 60% of the workers over-calling one label (half their votes for the
     other label turned)."""
+    from gold_sets import gold_warehouses
     from scipy.stats import spearmanr
 
-    from dissensus.warehouse.db import connect
-    from dissensus.warehouse.ingest import ingest_file
     from dissensus.warehouse.queries import model_frame
 
     rows = []
-    for folder, fmt in REAL_SETS:
-        if not (DATA / folder).is_dir():
-            print(f"skip {folder}: not in the shared data")
-            continue
-        db = workdir / f"{fmt}.duckdb"
-        db.unlink(missing_ok=True)
-        con = connect(db)
-        ingest_file(con, DATA / folder, fmt=fmt)
+    for fmt, con in gold_warehouses(workdir):
         base = model_frame(con)
         gold = con.sql("SELECT comparison_id, gold_outcome FROM comparisons").pl()
-        con.close()
         for variant, frame in (("as is", base), ("60% over-call", over_call(base, 0.6, 0.5, 0))):
             acc = (frame.join(gold, on="comparison_id")
                    .filter(pl.col("gold_outcome").is_not_null())
