@@ -1,6 +1,6 @@
 """Annotator-model benchmark: accuracy on the demo world against the peers and the oracles.
 
-Run ``python -m benchmarks.annotators`` (``--help`` for options). It simulates the issue-3 world
+Run ``python benchmarks/annotators.py`` (``--help`` for options). It simulates the issue-3 world
 (2 schools about 65/35, 15% rushed reviewers, 20% contested pairs, 3-8 votes per pair, skewed
 workloads), fits the annotator model and the peers on the same comparisons, and prints:
 

@@ -2,12 +2,12 @@
 
 Two modes:
 
-* ``python -m benchmarks.annotators_methods --comparisons 100000`` simulates the issue-3 world
+* ``python benchmarks/annotators_methods.py --comparisons 100000`` simulates the issue-3 world
   (2,000 reviewers from 100k comparisons up), fits K = 2 with each method and prints, against
   the simulator's truth: precision at k (k = number of rushed reviewers), Spearman of
   reliability against 1 - lapse rate, interval coverage, ARI of the careful reviewers' schools,
   and seconds.
-* ``python -m benchmarks.annotators_methods --db W.duckdb --truth DIR`` scores every fit stored in
+* ``python benchmarks/annotators_methods.py --db W.duckdb --truth DIR`` scores every fit stored in
   a warehouse against the truth files written with it (``dissensus simulate`` or the audit
   benchmark's world folder); used for the 1M runs, which take too long to repeat here. With
   ``--glad`` it also times crowd-kit GLAD on the same comparisons and prints each fit's time
