@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 from annotators import dawid_skene, glad, mace, majority_agreement
+from pydantic import ValidationError
 
 from dissensus.models.annotator import AnnotatorConfig, AnnotatorModel
 from dissensus.models.annotator.worlds import (
@@ -115,11 +116,18 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
                         help="also score RTE and bluebirds against their gold")
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out/robustness"))
     args = parser.parse_args(argv)
+    unknown = [w for w in args.worlds.split(",") if w and w not in WORLDS]
+    if unknown:
+        parser.error(f"unknown world(s) {', '.join(unknown)}; the suite has: {', '.join(WORLDS)}")
     overrides = {}
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = json.loads(value) if value[:1] in "0123456789-[{tf\"" else value
-    config = AnnotatorConfig(**overrides)
+    try:
+        config = AnnotatorConfig(**overrides)
+    except ValidationError as error:
+        parser.error("--set: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                           for e in error.errors()))
     rows: list[dict[str, Any]] = []
     for name in [w for w in args.worlds.split(",") if w]:
         for seed in range(args.seeds):
