@@ -29,28 +29,35 @@ from .config import AnnotatorConfig
 from .data import EncodedFrame, encode_frame
 from .decomposition import verdicts
 from .errors import NotFittedError, PredictionUnavailableError
-from .inference import fit, vote_disagreement
+from .inference import fit, vote_disagreement, vote_kappa
 from .predict import PredictiveState, predict_frame
 from .results import FitResult, Progress
 
+NEAR_CHANCE_KAPPA = 0.1
+"""Fleiss' kappa of the votes below which agreement is called near chance (Landis & Koch 1977
+call 0-0.2 "slight")."""
 
-def verdict_notes(reviewers: pl.DataFrame, res: FitResult,
-                  diagnostics: dict[str, Any]) -> list[str]:
+
+def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
+                  diagnostics: dict[str, Any], config: AnnotatorConfig) -> list[str]:
     """What the data cannot support, in words a labeling lead can act on."""
     notes: list[str] = []
     lapse_flags = int(reviewers["flag_reason"].str.contains("lapse rate").fill_null(False).sum())
-    if diagnostics.get("careful_share_binds"):
+    kappa = diagnostics.get("vote_kappa")
+    plural = float((pairs["verdict"] == "pluralism").mean()) if pairs.height else 0.0
+    if kappa is not None and kappa < NEAR_CHANCE_KAPPA and plural < 0.1:
         notes.append(
-            "Agreement is near chance on many pairs: the votes cannot tell careless reviewers "
-            "from near-tie pairs, so the randomness every reviewer shows is read as ambiguity "
-            "and only reviewers whose own votes stand out from the pool can be flagged"
+            f"Agreement is near chance (Fleiss' kappa {kappa:.2f}) and no schools explain it: "
+            "the votes cannot tell careless reviewers from near-tie pairs, so the randomness "
+            "every reviewer shows is read as ambiguity and only reviewers whose own votes "
+            "stand out from the pool can be flagged"
             + ("; nobody is flagged for lapses." if lapse_flags == 0 else
                f"; {lapse_flags} reviewer{'s' if lapse_flags != 1 else ''} stand out."))
     elif lapse_flags == 0 and float(np.max(res.lapse_evidence, initial=0.0)) < 3.0:
         notes.append("No reviewer's votes set them apart from the pool: nobody is flagged for "
                      "lapses.")
     n_rev = reviewers.height
-    if n_rev and n_rev < 8:
+    if n_rev and n_rev < config.few_reviewers:
         notes.append(f"Only {n_rev} reviewers: schools (consistent minority views) cannot be "
                      "told apart from individual views with so few, so one school is assumed "
                      "unless the evidence is overwhelming.")
@@ -112,7 +119,9 @@ class AnnotatorModel:
             v: int(n) for v, n in self.pair_estimates_["verdict"].value_counts().iter_rows()
         }
         diagnostics["config_hash"] = cfg.config_hash()
-        diagnostics["verdict_notes"] = verdict_notes(self.reviewer_estimates_, res, diagnostics)
+        diagnostics["vote_kappa"] = vote_kappa(d)
+        diagnostics["verdict_notes"] = verdict_notes(self.reviewer_estimates_,
+                                                     self.pair_estimates_, res, diagnostics, cfg)
         self.fit_summary_ = {
             "method": res.method,
             "n_schools": int(res.n_schools),

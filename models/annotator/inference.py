@@ -176,6 +176,21 @@ def selection_rule(config: AnnotatorConfig, n_reviewers: int) -> AnnotatorConfig
         "k_selection_min_gain": config.k_selection_min_gain * factor})
 
 
+def vote_kappa(d: Judgments) -> float | None:
+    """Fleiss' kappa of the votes (outcomes +1 / 0 / -1) over pairs with two or more votes:
+    agreement beyond what the overall outcome shares give by chance (1: all agree, 0: chance).
+    None when no pair has two votes."""
+    counts = np.zeros((d.n_pairs, 3))
+    np.add.at(counts, (d.pair, d.y + 1), 1.0)
+    n = counts.sum(axis=1)
+    c, n = counts[n >= 2], n[n >= 2]
+    if c.shape[0] == 0:
+        return None
+    observed = float(np.mean((c * (c - 1)).sum(axis=1) / (n * (n - 1))))
+    expected = float(np.sum((c.sum(axis=0) / c.sum()) ** 2))
+    return (observed - expected) / (1 - expected) if expected < 1 else 1.0
+
+
 def vote_disagreement(enc: EncodedFrame) -> NDArray[np.bool_]:
     d = enc.judgments
     lo = np.full(d.n_pairs, 2)

@@ -136,3 +136,26 @@ def test_nuts_starts_where_no_vote_has_a_display_order() -> None:
     model = AnnotatorModel(method="nuts", n_schools=1, draws=10, tune=10, chains=1).fit(frame)
     assert model.reviewer_estimates_.height == 12
     assert model.fit_summary_["method"] == "nuts"
+
+
+def test_vote_kappa_reads_chance_and_agreement() -> None:
+    from dissensus.models.annotator.inference import vote_kappa
+    from dissensus.models.annotator.judgments import Judgments
+
+    def judgments(y: list[int], pair: list[int]) -> Judgments:
+        n = len(y)
+        return Judgments(reviewer=np.arange(n) % 3, pair=np.asarray(pair), y=np.asarray(y),
+                         s=np.zeros(n, np.int64), n_reviewers=3, n_pairs=max(pair) + 1)
+
+    assert vote_kappa(judgments([1, 1, -1, -1], [0, 0, 1, 1])) == 1.0
+    assert vote_kappa(judgments([1, -1, 1, -1], [0, 0, 1, 1])) < 0
+    assert vote_kappa(judgments([1], [0])) is None
+    near_tie = simulate_world(replace(WORLDS["near_tie"], n_pairs=200), seed=0)
+    story = simulate_world(replace(WORLDS["story"], n_pairs=200), seed=0)
+    assert vote_kappa(_encoded(near_tie)) < 0.1 < vote_kappa(_encoded(story))
+
+
+def _encoded(world):
+    from dissensus.models.annotator.data import encode_frame
+
+    return encode_frame(world.model_frame()).judgments
