@@ -139,8 +139,9 @@ def choose_lapse_model(data: Judgments, config: AnnotatorConfig
        as near-tie pairs) against the looser one (``careful_share``: some reviewers really lapse
        more than the pool);
     2. lapses that never tie against lapses that may tie (``lapse_ties``): careful reviewers on
-       near-tie pairs say "equal" too, so ties are read as lapses only when some reviewers tie
-       far more than the pool.
+       near-tie pairs say "equal" too, and some careful reviewers simply say it more often (a
+       taste: a tie threshold of their own), so ties are read as lapses only when that beats
+       the plain model clearly and the tie-taste one (``tie_per_reviewer``) at all.
 
     Returns the settings chosen (``careful_share``, ``lapse_ties``), the chosen one-school fit
     and notes for the summary.
@@ -159,7 +160,10 @@ def choose_lapse_model(data: Judgments, config: AnnotatorConfig
     chosen["lapse_ties"] = config.lapse_ties is True
     if config.lapse_ties == "auto":
         tied = GridEM(data, 1, config.model_copy(update=chosen | {"lapse_ties": True})).run()
-        if choose_k({1: best.loo, 2: tied.loo}, config)[0] == 2:
+        taste = (best if config.tie_per_reviewer else GridEM(
+            data, 1, config.model_copy(update=chosen | {"tie_per_reviewer": True})).run())
+        if (choose_k({1: best.loo, 2: tied.loo}, config)[0] == 2
+                and float(tied.loo.sum()) > float(taste.loo.sum())):
             chosen["lapse_ties"], best = True, tied
             notes.append("some reviewers say 'equal' far more than the pool: their lapses may "
                          "be ties (lapse_ties)")
