@@ -29,6 +29,7 @@ from .config import AnnotatorConfig
 from .data import EncodedFrame, encode_frame
 from .decomposition import verdicts
 from .errors import NotFittedError, PredictionUnavailableError
+from .evidence import lapse_flagged
 from .inference import fit, vote_disagreement, vote_kappa
 from .predict import PredictiveState, predict_frame
 from .results import FitResult, Progress
@@ -134,8 +135,7 @@ class AnnotatorModel:
         cfg = self.config
         mass = f"{round(cfg.interval_mass * 100)}%"
         counts = enc.reviewer_counts
-        lapse_flag = ((res.p_unreliable >= cfg.flag_probability)
-                      & (res.lapse_evidence >= cfg.flag_bayes_factor) & (counts >= 2))
+        lapse_flag = lapse_flagged(res, cfg) & (counts >= 2)
         bias_flag = (res.p_strong_bias >= cfg.flag_probability) & (counts >= 2)
         reasons: list[str | None] = []
         for i in range(len(enc.reviewer_ids)):

@@ -25,10 +25,20 @@ from numpy.typing import NDArray
 from .config import AnnotatorConfig
 from .data import EncodedFrame
 from .decomposition import Population, decompose_states
+from .evidence import flags_robust_to_schools, lapse_bayes_factor, prob_above
 from .grid_em import GridEM, GridState
 from .judgments import Judgments
 from .results import FitResult, Progress
-from .selection import choose_k, expand_state, initial_schools, loo_row, sample_pairs
+from .selection import (
+    choose_k,
+    choose_lapse_model,
+    expand_state,
+    initial_schools,
+    loo_row,
+    sample_pairs,
+    school_support,
+    selection_rule,
+)
 
 FloatArray = NDArray[np.float64]
 
@@ -46,138 +56,6 @@ def grid_quantiles(post: FloatArray, grid: FloatArray, qs: tuple[float, ...]) ->
         frac = np.where(hi > lo, (q - lo) / np.maximum(hi - lo, 1e-300), 0.5)
         out[:, i] = edges[idx] + np.clip(frac, 0, 1) * step
     return out
-
-
-def prob_above(post: FloatArray, grid: FloatArray, threshold: float) -> FloatArray:
-    """``P(x > threshold)`` for distributions on a regular grid (mass even within cells)."""
-    step = grid[1] - grid[0] if grid.size > 1 else 1.0
-    frac = np.clip((grid + step / 2 - threshold) / step, 0.0, 1.0)
-    return post @ frac / post.sum(axis=1)
-
-
-def lapse_bayes_factor(post: FloatArray, pool: FloatArray, grid: FloatArray,
-                       careful_limit: float, lapse_from: float) -> FloatArray:
-    """How much a reviewer's own votes move the odds "lapses" : "careful" away from the pool's.
-
-    ``BF_r = [P(eps_r > lapse_from | y_r) / P(eps_r <= careful_limit | y_r)] /
-    [P(eps > lapse_from) / P(eps <= careful_limit)]`` with the second odds under the pool's
-    lapse distribution ``pool`` (the population prior). A reviewer whose votes say nothing about
-    them keeps the pool's odds (BF ~ 1) however high the pool's lapse rate; Kass & Raftery (1995)
-    call BF > 10 strong evidence.
-    """
-    step = grid[1] - grid[0] if grid.size > 1 else 1.0
-    above = np.clip((grid + step / 2 - lapse_from) / step, 0.0, 1.0)
-    below = np.clip((careful_limit - (grid - step / 2)) / step, 0.0, 1.0)
-    tiny = 1e-12
-    post = post / post.sum(axis=1, keepdims=True)
-    pool = pool / pool.sum()
-    own = (post @ above + tiny) / (post @ below + tiny)
-    prior = (pool @ above + tiny) / (pool @ below + tiny)
-    return own / prior
-
-
-def _flags_robust_to_schools(result: FitResult, two: GridState,
-                             config: AnnotatorConfig) -> list[str]:
-    """Keep a lapse flag of a one-school fit only where the two-school fit agrees.
-
-    When K = 1 wins narrowly, a careful minority's consistent disagreement can look like lapses;
-    under the two-school fit it is a school. A verdict about a person should not hang on a
-    close model choice, so the evidence taken is the weaker of the two fits'.
-    """
-    lapse, grid = two.lapse_marginal(), two.lapse_grid
-    evidence = lapse_bayes_factor(lapse, two.lapse_prior, grid, config.careful_lapse_limit,
-                                  1 - config.flag_min_reliability)
-    p_two = prob_above(lapse, grid, 1 - config.flag_min_reliability)
-    before = (result.lapse_evidence >= config.flag_bayes_factor) & (
-        result.p_unreliable >= config.flag_probability)
-    result.lapse_evidence = np.minimum(result.lapse_evidence, evidence)
-    result.p_unreliable = np.minimum(result.p_unreliable, p_two)
-    after = (result.lapse_evidence >= config.flag_bayes_factor) & (
-        result.p_unreliable >= config.flag_probability)
-    dropped = int(np.sum(before & ~after))
-    if not dropped:
-        return []
-    return [f"{dropped} reviewer(s) not flagged: their disagreement looks like lapses under one "
-            "school but like a school of their own under two (K = 1 was chosen, not by much)"]
-
-
-def school_support(states: dict[int, GridState], config: AnnotatorConfig,
-                   n_reviewers: int) -> tuple[dict[int, GridState], list[str]]:
-    """The candidate K that the reviewers can fill, and notes on those dropped.
-
-    K schools need at least ``min_reviewers_per_school`` reviewers' worth of membership in each
-    school (the column sums of the school probabilities): three reviewers split into three
-    schools is not pluralism, it is three people. With fewer than ``few_reviewers`` reviewers,
-    more than one school must also win the LOO comparison by ``few_reviewers_gain_factor`` times
-    the usual margins (see :func:`.selection.choose_k`).
-    """
-    kept: dict[int, GridState] = {}
-    notes: list[str] = []
-    for k, state in states.items():
-        filled = state.school_probs().sum(axis=0)
-        if k > 1 and filled.min() < config.min_reviewers_per_school:
-            notes.append(f"{k} schools not considered: the smallest would hold "
-                         f"{filled.min():.1f} reviewers (min_reviewers_per_school="
-                         f"{config.min_reviewers_per_school:g})")
-            continue
-        kept[k] = state
-    if n_reviewers < config.few_reviewers and len(kept) > 1:
-        notes.append(f"only {n_reviewers} reviewers: schools cannot be told apart from "
-                     "individual views with so few, so more than one school needs "
-                     f"{config.few_reviewers_gain_factor:g}x the usual LOO evidence")
-    return kept, notes
-
-
-def choose_lapse_model(data: Judgments, config: AnnotatorConfig
-                       ) -> tuple[dict[str, Any], GridState, list[str]]:
-    """How much of the pool's randomness to read as lapses, with the one-school fit made so.
-
-    Each step keeps the simpler reading unless the richer one predicts the votes clearly better
-    by the K-selection rule of :func:`.selection.choose_k`:
-
-    1. the strict anchor (``careful_share_strict``: nearly everyone careful, disagreement read
-       as near-tie pairs) against the looser one (``careful_share``: some reviewers really lapse
-       more than the pool);
-    2. lapses that never tie against lapses that may tie (``lapse_ties``): careful reviewers on
-       near-tie pairs say "equal" too, and some careful reviewers simply say it more often (a
-       taste: a tie threshold of their own), so ties are read as lapses only when that beats
-       the plain model clearly and the tie-taste one (``tie_per_reviewer``) at all.
-
-    Returns the settings chosen (``careful_share``, ``lapse_ties``), the chosen one-school fit
-    and notes for the summary.
-    """
-    base = config.model_copy(update={"lapse_ties": config.lapse_ties is True})
-    strict = config.careful_share_strict
-    loose = GridEM(data, 1, base).run()
-    tight = GridEM(data, 1, base.model_copy(update={"careful_share": strict})).run()
-    notes: list[str] = []
-    if choose_k({1: tight.loo, 2: loose.loo}, config)[0] == 2:
-        chosen, best = {"careful_share": config.careful_share}, loose
-    else:
-        chosen, best = {"careful_share": strict}, tight
-        notes.append(f"careful share {strict:g}: treating more reviewers as lapsing did not "
-                     "predict the votes better, so their disagreement is read as near-tie pairs")
-    chosen["lapse_ties"] = config.lapse_ties is True
-    if config.lapse_ties == "auto":
-        tied = GridEM(data, 1, config.model_copy(update=chosen | {"lapse_ties": True})).run()
-        taste = (best if config.tie_per_reviewer else GridEM(
-            data, 1, config.model_copy(update=chosen | {"tie_per_reviewer": True})).run())
-        if (choose_k({1: best.loo, 2: tied.loo}, config)[0] == 2
-                and float(tied.loo.sum()) > float(taste.loo.sum())):
-            chosen["lapse_ties"], best = True, tied
-            notes.append("some reviewers say 'equal' far more than the pool: their lapses may "
-                         "be ties (lapse_ties)")
-    return chosen, best, notes
-
-
-def selection_rule(config: AnnotatorConfig, n_reviewers: int) -> AnnotatorConfig:
-    """The K-selection margins in force: stronger with fewer than ``few_reviewers``."""
-    if n_reviewers >= config.few_reviewers:
-        return config
-    factor = config.few_reviewers_gain_factor
-    return config.model_copy(update={
-        "k_selection_se": config.k_selection_se * factor,
-        "k_selection_min_gain": config.k_selection_min_gain * factor})
 
 
 def vote_kappa(d: Judgments) -> float | None:
@@ -402,7 +280,7 @@ def fit_em(
                         + (", response features" if featured else "")})
     result = summarise_grid(final, enc, config, time.perf_counter() - start)
     if chosen == 1 and not sampled and 2 in states:
-        notes.extend(_flags_robust_to_schools(result, states[2], config))
+        notes.extend(flags_robust_to_schools(result, states[2], config))
     warnings = list(enc.warnings) + notes
     if not final.converged:
         warnings.append(

@@ -245,7 +245,7 @@ def summarise_draws(
 
 
 def _draws_bayes_factor(eps: np.ndarray, config: AnnotatorConfig) -> np.ndarray:
-    """:func:`.inference.lapse_bayes_factor` from posterior draws ``(draws, R)`` of the lapse
+    """:func:`.evidence.lapse_bayes_factor` from posterior draws ``(draws, R)`` of the lapse
     rates; the pool's odds are those of all reviewers' draws together."""
     hi, lo = eps > 1 - config.flag_min_reliability, eps <= config.careful_lapse_limit
     tiny = 1e-3

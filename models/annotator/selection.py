@@ -20,12 +20,13 @@ from the population.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .config import AnnotatorConfig
-from .grid_em import GridState
+from .grid_em import GridEM, GridState
 from .judgments import Judgments
 
 FloatArray = NDArray[np.float64]
@@ -106,3 +107,82 @@ def choose_k(pointwise: dict[int, FloatArray], config: AnnotatorConfig) -> tuple
     for row in table:
         row["chosen"] = bool(row["n_schools"] == chosen)
     return chosen, table
+
+
+def school_support(states: dict[int, GridState], config: AnnotatorConfig,
+                   n_reviewers: int) -> tuple[dict[int, GridState], list[str]]:
+    """The candidate K that the reviewers can fill, and notes on those dropped.
+
+    K schools need at least ``min_reviewers_per_school`` reviewers' worth of membership in each
+    school (the column sums of the school probabilities): three reviewers split into three
+    schools is not pluralism, it is three people. With fewer than ``few_reviewers`` reviewers,
+    more than one school must also win the LOO comparison by ``few_reviewers_gain_factor`` times
+    the usual margins (see :func:`.selection.choose_k`).
+    """
+    kept: dict[int, GridState] = {}
+    notes: list[str] = []
+    for k, state in states.items():
+        filled = state.school_probs().sum(axis=0)
+        if k > 1 and filled.min() < config.min_reviewers_per_school:
+            notes.append(f"{k} schools not considered: the smallest would hold "
+                         f"{filled.min():.1f} reviewers (min_reviewers_per_school="
+                         f"{config.min_reviewers_per_school:g})")
+            continue
+        kept[k] = state
+    if n_reviewers < config.few_reviewers and len(kept) > 1:
+        notes.append(f"only {n_reviewers} reviewers: schools cannot be told apart from "
+                     "individual views with so few, so more than one school needs "
+                     f"{config.few_reviewers_gain_factor:g}x the usual LOO evidence")
+    return kept, notes
+
+
+def selection_rule(config: AnnotatorConfig, n_reviewers: int) -> AnnotatorConfig:
+    """The K-selection margins in force: stronger with fewer than ``few_reviewers``."""
+    if n_reviewers >= config.few_reviewers:
+        return config
+    factor = config.few_reviewers_gain_factor
+    return config.model_copy(update={
+        "k_selection_se": config.k_selection_se * factor,
+        "k_selection_min_gain": config.k_selection_min_gain * factor})
+
+
+def choose_lapse_model(data: Judgments, config: AnnotatorConfig
+                       ) -> tuple[dict[str, Any], GridState, list[str]]:
+    """How much of the pool's randomness to read as lapses, with the one-school fit made so.
+
+    Each step keeps the simpler reading unless the richer one predicts the votes clearly better
+    by the K-selection rule of :func:`.selection.choose_k`:
+
+    1. the strict anchor (``careful_share_strict``: nearly everyone careful, disagreement read
+       as near-tie pairs) against the looser one (``careful_share``: some reviewers really lapse
+       more than the pool);
+    2. lapses that never tie against lapses that may tie (``lapse_ties``): careful reviewers on
+       near-tie pairs say "equal" too, and some careful reviewers simply say it more often (a
+       taste: a tie threshold of their own), so ties are read as lapses only when that beats
+       the plain model clearly and the tie-taste one (``tie_per_reviewer``) at all.
+
+    Returns the settings chosen (``careful_share``, ``lapse_ties``), the chosen one-school fit
+    and notes for the summary.
+    """
+    base = config.model_copy(update={"lapse_ties": config.lapse_ties is True})
+    strict = config.careful_share_strict
+    loose = GridEM(data, 1, base).run()
+    tight = GridEM(data, 1, base.model_copy(update={"careful_share": strict})).run()
+    notes: list[str] = []
+    if choose_k({1: tight.loo, 2: loose.loo}, config)[0] == 2:
+        chosen, best = {"careful_share": config.careful_share}, loose
+    else:
+        chosen, best = {"careful_share": strict}, tight
+        notes.append(f"careful share {strict:g}: treating more reviewers as lapsing did not "
+                     "predict the votes better, so their disagreement is read as near-tie pairs")
+    chosen["lapse_ties"] = config.lapse_ties is True
+    if config.lapse_ties == "auto":
+        tied = GridEM(data, 1, config.model_copy(update=chosen | {"lapse_ties": True})).run()
+        taste = (best if config.tie_per_reviewer else GridEM(
+            data, 1, config.model_copy(update=chosen | {"tie_per_reviewer": True})).run())
+        if (choose_k({1: best.loo, 2: tied.loo}, config)[0] == 2
+                and float(tied.loo.sum()) > float(taste.loo.sum())):
+            chosen["lapse_ties"], best = True, tied
+            notes.append("some reviewers say 'equal' far more than the pool: their lapses may "
+                         "be ties (lapse_ties)")
+    return chosen, best, notes

@@ -14,7 +14,8 @@ from dissensus.models.annotator.decomposition import (
     decompose_draws,
     decompose_states,
 )
-from dissensus.models.annotator.inference import grid_quantiles, prob_above
+from dissensus.models.annotator.evidence import prob_above
+from dissensus.models.annotator.inference import grid_quantiles
 from dissensus.models.annotator.lattice import make_lattice
 from dissensus.models.annotator.likelihood import (
     careful_derivatives,

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dissensus.models.annotator import AnnotatorConfig, AnnotatorModel
-from dissensus.models.annotator.inference import lapse_bayes_factor
+from dissensus.models.annotator.evidence import lapse_bayes_factor
 from dissensus.models.annotator.priors import anchor_careful_majority
 from dissensus.models.annotator.worlds import (
     WORLDS,
@@ -111,8 +111,9 @@ def test_careless_tie_sayers_are_seen() -> None:
 
 def test_a_one_school_flag_stands_only_where_two_schools_agree() -> None:
     from dissensus.models.annotator.data import encode_frame
+    from dissensus.models.annotator.evidence import flags_robust_to_schools
     from dissensus.models.annotator.grid_em import GridEM
-    from dissensus.models.annotator.inference import _flags_robust_to_schools, summarise_grid
+    from dissensus.models.annotator.inference import summarise_grid
 
     world = simulate_world(replace(WORLDS["minority_10"], n_pairs=300), seed=0)
     enc = encode_frame(world.model_frame())
@@ -121,7 +122,7 @@ def test_a_one_school_flag_stands_only_where_two_schools_agree() -> None:
     two = GridEM(enc.judgments, 2, config).run()
     before = one.lapse_evidence.copy()
     flagged_before = (one.lapse_evidence >= 2.0) & (one.p_unreliable >= 0.6)
-    notes = _flags_robust_to_schools(one, two, config)
+    notes = flags_robust_to_schools(one, two, config)
     flagged_after = (one.lapse_evidence >= 2.0) & (one.p_unreliable >= 0.6)
     assert np.all(one.lapse_evidence <= before + 1e-12)
     assert not np.any(flagged_after & ~flagged_before)

@@ -1,0 +1,77 @@
+"""The evidence behind a verdict about a person: lapse flags measured against the pool.
+
+A reviewer is flagged for lapses when the posterior probability of a lapse rate above
+``1 - flag_min_reliability`` reaches ``flag_probability`` *and* the reviewer's own votes move the
+odds of lapsing against the pool's by the Bayes factor ``flag_bayes_factor``
+(:func:`lapse_bayes_factor`); when one school was chosen over two, the weaker evidence of the two
+fits counts (:func:`flags_robust_to_schools`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .config import AnnotatorConfig
+from .grid_em import GridState
+from .results import FitResult
+
+FloatArray = NDArray[np.float64]
+
+
+def prob_above(post: FloatArray, grid: FloatArray, threshold: float) -> FloatArray:
+    """``P(x > threshold)`` for distributions on a regular grid (mass even within cells)."""
+    step = grid[1] - grid[0] if grid.size > 1 else 1.0
+    frac = np.clip((grid + step / 2 - threshold) / step, 0.0, 1.0)
+    return post @ frac / post.sum(axis=1)
+
+
+def lapse_bayes_factor(post: FloatArray, pool: FloatArray, grid: FloatArray,
+                       careful_limit: float, lapse_from: float) -> FloatArray:
+    """How much a reviewer's own votes move the odds "lapses" : "careful" away from the pool's.
+
+    ``BF_r = [P(eps_r > lapse_from | y_r) / P(eps_r <= careful_limit | y_r)] /
+    [P(eps > lapse_from) / P(eps <= careful_limit)]`` with the second odds under the pool's
+    lapse distribution ``pool`` (the population prior). A reviewer whose votes say nothing about
+    them keeps the pool's odds (BF ~ 1) however high the pool's lapse rate; Kass & Raftery (1995)
+    call BF > 10 strong evidence.
+    """
+    step = grid[1] - grid[0] if grid.size > 1 else 1.0
+    above = np.clip((grid + step / 2 - lapse_from) / step, 0.0, 1.0)
+    below = np.clip((careful_limit - (grid - step / 2)) / step, 0.0, 1.0)
+    tiny = 1e-12
+    post = post / post.sum(axis=1, keepdims=True)
+    pool = pool / pool.sum()
+    own = (post @ above + tiny) / (post @ below + tiny)
+    prior = (pool @ above + tiny) / (pool @ below + tiny)
+    return own / prior
+
+
+def lapse_flagged(result: FitResult, config: AnnotatorConfig) -> NDArray[np.bool_]:
+    """Reviewers whose lapses are both probable and evidenced against the pool (no vote count
+    rule: the estimator adds that)."""
+    return ((result.p_unreliable >= config.flag_probability)
+            & (result.lapse_evidence >= config.flag_bayes_factor))
+
+
+def flags_robust_to_schools(result: FitResult, two: GridState,
+                             config: AnnotatorConfig) -> list[str]:
+    """Keep a lapse flag of a one-school fit only where the two-school fit agrees.
+
+    When K = 1 wins narrowly, a careful minority's consistent disagreement can look like lapses;
+    under the two-school fit it is a school. A verdict about a person should not hang on a
+    close model choice, so the evidence taken is the weaker of the two fits'.
+    """
+    lapse, grid = two.lapse_marginal(), two.lapse_grid
+    evidence = lapse_bayes_factor(lapse, two.lapse_prior, grid, config.careful_lapse_limit,
+                                  1 - config.flag_min_reliability)
+    p_two = prob_above(lapse, grid, 1 - config.flag_min_reliability)
+    before = lapse_flagged(result, config)
+    result.lapse_evidence = np.minimum(result.lapse_evidence, evidence)
+    result.p_unreliable = np.minimum(result.p_unreliable, p_two)
+    after = lapse_flagged(result, config)
+    dropped = int(np.sum(before & ~after))
+    if not dropped:
+        return []
+    return [f"{dropped} reviewer(s) not flagged: their disagreement looks like lapses under one "
+            "school but like a school of their own under two (K = 1 was chosen, not by much)"]
