@@ -125,7 +125,7 @@ def school_support(states: dict[int, GridState], config: AnnotatorConfig,
         filled = state.school_probs().sum(axis=0)
         if k > 1 and filled.min() < config.min_reviewers_per_school:
             notes.append(f"{k} schools not considered: the smallest would hold "
-                         f"{filled.min():.1f} reviewers (min_reviewers_per_school="
+                         f"{filled.min():.2f} reviewers (min_reviewers_per_school="
                          f"{config.min_reviewers_per_school:g})")
             continue
         kept[k] = state
