@@ -9,6 +9,9 @@ disagreement and carelessness are told apart by the evidence that does not depen
 (repeats, gold questions, display order, speed). With a fit, "unreliable: frequent lapses" is
 the fit's own lapse flag, which needs evidence from the reviewer's votes against the pool (see
 the annotator model); :func:`fit_notes` gives the fit's words on what the data cannot support.
+A careful reviewer whose departures from a clear consensus consistently favour one kind of reply
+(the longer, one model's, the first shown) is reported as "consistent lean (a taste, not
+lapses)", with the counts (the fit's ``lean``).
 
 All thresholds live in :class:`AuditConfig`. The work is split by task: the config in
 :mod:`analytics.audit_config`, the vote table every check shares in :mod:`analytics.audit_votes`,

@@ -28,7 +28,7 @@ def latest_fit_estimates(con: duckdb.DuckDBPyConnection) -> tuple[str | None, pl
 
     Needs tables fits(fit_id, created_at) and reviewer_estimates(fit_id, reviewer_id,
     reliability, reliability_low, reliability_high, school, school_probability, position_bias,
-    flagged, flag_reason). ``model_lapse_flag`` is the fit's own lapse flag (flagged for
+    flagged, flag_reason, lean). ``model_lapse_flag`` is the fit's own lapse flag (flagged for
     anything but position bias alone, which the audit checks from the votes itself).
     """
     fit_id = latest_fit(con, having="reviewer_estimates")
@@ -41,7 +41,7 @@ def latest_fit_estimates(con: duckdb.DuckDBPyConnection) -> tuple[str | None, pl
                coalesce(flagged AND NOT coalesce(flag_reason LIKE 'strong position bias%'
                                                  AND flag_reason NOT LIKE '%;%', false),
                         false) AS model_lapse_flag,
-               flag_reason AS model_flag_reason
+               flag_reason AS model_flag_reason, lean AS model_lean
         FROM reviewer_estimates WHERE fit_id = ?""",
         params=[fit_id],
     ).pl()
@@ -224,6 +224,9 @@ def _judge(
         return "fails gold questions", True, reasons
     if inconsistent:
         return "inconsistent on repeats", True, reasons
+    lean = row.get("model_lean") if model else None
+    if lean:  # evidence a lead can check: what the reviewer's departures favour
+        reasons.append(lean)
     if unreliable and model:
         return "unreliable: frequent lapses", True, reasons
     if unreliable and careful_evidence:
@@ -247,6 +250,8 @@ def _judge(
         return "minority view, consistent", False, reasons
     if fast:
         return "fast, but reliable", False, reasons
+    if lean:
+        return "consistent lean (a taste, not lapses)", False, reasons
     return "ok", False, reasons
 
 
@@ -288,6 +293,8 @@ def audit_from(
     ).fill_null(False)
     if model and majority_school is not None:
         needs = needs | (pl.col("school").is_not_null() & (pl.col("school") != majority_school))
+    if model and "model_lean" in df.columns:
+        needs = needs | pl.col("model_lean").is_not_null()
     mask = df.select(needs.fill_null(False)).to_series().to_numpy()
     verdict = np.full(df.height, "ok", dtype=object)
     flagged = np.zeros(df.height, dtype=bool)

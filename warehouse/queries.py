@@ -85,8 +85,9 @@ def model_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     Columns: comparison_id, reviewer_id, pair_id, prompt_id, outcome (+1 response_1 preferred,
     -1 response_2, 0 tie), first_shown (1 or 2, null when unknown), response_1_id and
     response_2_id (the pair's canonical responses), response_1_tags and response_2_tags (their
-    tags) and category (the prompt's). Rows without a reviewer id are left out: the annotator
-    model cannot judge anonymous reviewers.
+    tags) and category (the prompt's), response_1_length / response_2_length (characters) and
+    response_1_model / response_2_model (null when unknown). Rows without a reviewer id are left
+    out: the annotator model cannot judge anonymous reviewers.
     """
     judgments = frame(con, """
         WITH judged AS (
@@ -97,10 +98,14 @@ def model_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
                        AS response_2_id
             FROM comparisons WHERE has_reviewer
         )
-        SELECT j.*, r1.tags AS response_1_tags, r2.tags AS response_2_tags, p.category
+        SELECT j.*, r1.tags AS response_1_tags, r2.tags AS response_2_tags, p.category,
+               t1.n_chars AS response_1_length, t2.n_chars AS response_2_length,
+               r1.model AS response_1_model, r2.model AS response_2_model
         FROM judged j
         LEFT JOIN responses r1 ON r1.response_id = j.response_1_id
         LEFT JOIN responses r2 ON r2.response_id = j.response_2_id
+        LEFT JOIN texts t1 ON t1.text_id = r1.text_id
+        LEFT JOIN texts t2 ON t2.text_id = r2.text_id
         LEFT JOIN prompts p ON p.prompt_id = j.prompt_id
         ORDER BY j.pair_id, j.reviewer_id, j.comparison_id
     """)

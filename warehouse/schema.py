@@ -277,6 +277,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         3, "vote index: reviewer-named comparisons, integer-coded, in time order", _V3_VOTE_INDEX
     ),
     Migration(4, "per-pair votes by school, stored with each fit", _V4_PAIR_SCHOOL_VOTES),
+    Migration(5, "what each reviewer's departures from the consensus favour",
+              ("ALTER TABLE reviewer_estimates ADD COLUMN lean VARCHAR",)),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

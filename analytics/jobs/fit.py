@@ -73,10 +73,10 @@ def run_fit(
         con.execute("""
             INSERT INTO reviewer_estimates (fit_id, reviewer_id, n_comparisons, reliability,
                 reliability_low, reliability_high, position_bias, school, school_probability,
-                flagged, flag_reason)
+                flagged, flag_reason, lean)
             SELECT fit_id, reviewer_id, n_comparisons, reliability, reliability_low,
                    reliability_high, position_bias, school, school_probability, flagged,
-                   flag_reason
+                   flag_reason, lean
             FROM new_reviewers
         """)
         con.register("new_pairs", pairs.to_arrow())

@@ -45,6 +45,8 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "careful_share_strict": 0.0,
     "lapse_ties": False,
     "lapse_tie_concentration": 10.0,
+    "lapse_cues": False,
+    "lapse_lean_sd": None,
     "flag_bayes_factor": 1.0,
     "min_reviewers_per_school": 0.0,
     "few_reviewers": 0,
@@ -196,6 +198,17 @@ class AnnotatorConfig(BaseModel):
     lapse_tie_concentration: float = Field(
         10.0, gt=0, description="EM: Beta-prior strength pulling a reviewer's chance of a tied "
         "lapse toward the pool's."
+    )
+    lapse_cues: bool = Field(
+        True, description="EM: lapses may lean toward the longer reply or one model's reply, "
+        "learned per reviewer, when the data carry reply lengths or models (see "
+        "models/annotator/lapse_cues.py); False: lapses lean only toward the reply shown first."
+    )
+    lapse_lean_sd: float | None = Field(
+        None, gt=0, description="EM: None (default): every reviewer's lapses lean as the pool's "
+        "do; a number: each reviewer also gets a lean of their own, with this prior sd (logit "
+        "scale) around the pool's. A point estimate used only by lapses, it makes lapses look "
+        "likelier than they are where votes are near coin flips (see lapse_cues.py)."
     )
     tie_threshold_sd: float = Field(
         0.3, gt=0, description="EM: prior sd of a reviewer's tie threshold around the "

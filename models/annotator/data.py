@@ -19,6 +19,7 @@ import polars as pl
 from .errors import AnnotatorDataError
 from .features import CATEGORY_COLUMN, TAG_COLUMNS, PairFeatures, pair_features
 from .judgments import Judgments
+from .lapse_cues import NO_CUES, CueSpec, choose_cues, cue_matrix
 
 REQUIRED_COLUMNS = ("comparison_id", "reviewer_id", "pair_id", "prompt_id", "outcome",
                     "first_shown")
@@ -38,6 +39,7 @@ class EncodedFrame:
     pair_counts: np.ndarray  # judgments per pair
     warnings: list[str]
     features: PairFeatures | None = None
+    cues: CueSpec = NO_CUES  # what lapses may lean toward (besides the first-shown reply)
 
 
 def _pair_responses(sorted_frame: pl.DataFrame) -> tuple[np.ndarray | None, int]:
@@ -67,8 +69,12 @@ def _pair_responses(sorted_frame: pl.DataFrame) -> tuple[np.ndarray | None, int]
     return codes.reshape(2, -1).T.astype(np.int64).copy(), int(ids.size)
 
 
-def encode_frame(frame: pl.DataFrame) -> EncodedFrame:
-    """Check the frame and code it; raises :class:`AnnotatorDataError` with a fix."""
+def encode_frame(frame: pl.DataFrame, cues: CueSpec | None = None) -> EncodedFrame:
+    """Check the frame and code it; raises :class:`AnnotatorDataError` with a fix.
+
+    ``cues``: the lapse cues to code (see :mod:`.lapse_cues`); by default the ones the frame's
+    reply lengths and models support.
+    """
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise AnnotatorDataError(
@@ -131,6 +137,7 @@ def encode_frame(frame: pl.DataFrame) -> EncodedFrame:
         keep = ["pair_id", *TAG_COLUMNS] + ([CATEGORY_COLUMN] if CATEGORY_COLUMN in f.columns
                                             else [])
         features = pair_features(f.select(keep).unique("pair_id", keep="first").sort("pair_id"))
+    cue_spec = choose_cues(f) if cues is None else cues
     judgments = Judgments(
         reviewer=r_idx.astype(np.int64),
         pair=p_idx.astype(np.int64),
@@ -141,6 +148,7 @@ def encode_frame(frame: pl.DataFrame) -> EncodedFrame:
         pair_responses=pair_responses,
         n_responses=n_responses,
         pair_features=None if features is None else features.diff,
+        lapse_cues=cue_matrix(cue_spec, f),
     )
     prompt = (
         f.group_by("pair_id").agg(pl.col("prompt_id").first()).sort("pair_id")["prompt_id"]
@@ -181,4 +189,5 @@ def encode_frame(frame: pl.DataFrame) -> EncodedFrame:
         pair_counts=p_counts,
         warnings=warnings,
         features=features,
+        cues=cue_spec,
     )

@@ -28,9 +28,11 @@ import polars as pl
 from .config import AnnotatorConfig
 from .data import EncodedFrame, encode_frame
 from .decomposition import verdicts
+from .departures import departure_leans
 from .errors import NotFittedError, PredictionUnavailableError
 from .evidence import lapse_flagged
 from .inference import fit, vote_disagreement, vote_kappa
+from .lapse_cues import NO_CUES, describe_lean
 from .predict import PredictiveState, predict_frame
 from .results import FitResult, Progress
 
@@ -62,6 +64,10 @@ def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
         notes.append(f"Only {n_rev} reviewers: schools (consistent minority views) cannot be "
                      "told apart from individual views with so few, so one school is assumed "
                      "unless the evidence is overwhelming.")
+    lean = describe_lean(diagnostics.get("lapse_lean") or {})
+    if lean:
+        notes.append(f"Lapses in this pool lean {lean}; the model reads such votes as lapses, "
+                     "so the reply property alone does not make a vote careful.")
     return notes
 
 
@@ -71,7 +77,7 @@ def _evidence(bayes_factor: float) -> str:
 
 REVIEWER_COLUMNS = (
     "reviewer_id", "n_comparisons", "reliability", "reliability_low", "reliability_high",
-    "position_bias", "school", "school_probability", "flagged", "flag_reason",
+    "position_bias", "school", "school_probability", "flagged", "flag_reason", "lean",
 )
 PAIR_COLUMNS = (
     "pair_id", "prompt_id", "n_votes", "p_first", "noise_share", "pluralism_share",
@@ -90,7 +96,8 @@ class AnnotatorModel:
     # ------------------------------------------------------------------ fitting
     def fit(self, frame: pl.DataFrame, progress: Progress | None = None) -> AnnotatorModel:
         """Fit to the model frame; sets the ``*_`` attributes and returns ``self``."""
-        enc = encode_frame(frame)
+        enc = encode_frame(frame, None if self.config.lapse_cues else NO_CUES)
+        self.cues_ = enc.cues
         result = fit(enc, self.config, progress)
         self._set_outputs(enc, result)
         return self
@@ -98,7 +105,8 @@ class AnnotatorModel:
     def _set_outputs(self, enc: EncodedFrame, res: FitResult) -> None:
         cfg = self.config
         self.result_ = res
-        self.predictive_ = None if res.grid_state is None else PredictiveState.of(res.grid_state)
+        self.predictive_ = (None if res.grid_state is None
+                            else PredictiveState.of(res.grid_state, enc.cues))
         self.n_schools_ = res.n_schools
         self.school_weights_ = res.school_weights
         self.reviewer_estimates_ = self._reviewer_table(enc, res)
@@ -167,8 +175,9 @@ class AnnotatorModel:
                 "school_probability": res.school_probs.max(axis=1),
                 "flagged": lapse_flag | bias_flag,
                 "flag_reason": reasons,
+                "lean": departure_leans(enc, res.pairs.p_first, cfg.flag_bayes_factor),
             },
-            schema_overrides={"flag_reason": pl.String},
+            schema_overrides={"flag_reason": pl.String, "lean": pl.String},
         ).select(REVIEWER_COLUMNS)
 
     def _pair_tables(self, enc: EncodedFrame, res: FitResult) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -244,7 +253,7 @@ class AnnotatorModel:
 
         self._check_fitted("save")
         if hasattr(self, "result_"):
-            posterior = fit_posterior(self.result_.idata, self.result_.grid_state)
+            posterior = fit_posterior(self.result_.idata, self.result_.grid_state, self.cues_)
         else:  # loaded from a file: its posterior groups as read
             posterior = saved_posterior(self.idata_)
         return save_fit(path, self.config, self._tables(), self.fit_summary_, posterior)
@@ -267,4 +276,5 @@ class AnnotatorModel:
         model.school_weights_ = np.asarray(saved.fit_summary["diagnostics"]["school_weights"])
         model.idata_ = saved.idata
         model.predictive_ = saved.predictive
+        model.cues_ = saved.predictive.cues if saved.predictive is not None else NO_CUES
         return model

@@ -44,6 +44,7 @@ from ._kernels import careful_table, pair_pass, reviewer_pass
 from .config import AnnotatorConfig
 from .deviation_prior import DeviationPrior
 from .judgments import Judgments
+from .lapse_cues import lean_offsets, lean_step
 from .lattice import Lattice, make_lattice
 from .likelihood import lapse_prob
 from .pooling import ResponsePooling
@@ -93,6 +94,8 @@ class GridState:
     deviation_prior: DeviationPrior | None = field(default=None, repr=False)
     lapse_tie: FloatArray | None = field(default=None, repr=False)  # (R,) P(tie | lapse)
     lapse_tie_mean: float = 0.0  # the population's P(tie | lapse)
+    lean: FloatArray | None = field(default=None, repr=False)  # (R, C) lapse lean per cue
+    lean_mean: FloatArray | None = field(default=None, repr=False)  # (C,) the pool's lean
 
     def reviewer_lapse_tie(self) -> FloatArray:
         """Each reviewer's chance that a lapse is a tie (0 where lapse ties are off)."""
@@ -276,6 +279,13 @@ class GridEM:
             # a start above 0: at 0 no tie could ever be read as a lapse, and EM would stay there
             lapse_tie, tie_mean = np.full(r_n, 0.1), 0.1
         tau_used = np.rint(tau_r / TIE_STEP) * TIE_STEP if cfg.tie_per_reviewer else tau_r
+        cues = d.lapse_cues if cfg.lapse_cues and d.lapse_cues is not None else None
+        lean = lean_mean = None
+        if cues is not None:
+            n_c = cues.shape[1]
+            fits = warm is not None and warm.lean is not None and warm.lean.shape[1] == n_c
+            lean = warm.lean.copy() if fits else np.zeros((r_n, n_c))  # type: ignore[union-attr]
+            lean_mean = warm.lean_mean.copy() if fits else np.zeros(n_c)  # type: ignore[union-attr]
         prior = PairPrior.initial(lat)
         pooling = None
         if cfg.pool_responses and d.pair_responses is not None:
@@ -292,7 +302,8 @@ class GridEM:
             school_init = (
                 rng.dirichlet(np.full(k_n, 5.0), size=r_n) if k_n > 1 else np.ones((r_n, 1))
             )
-        pl_ = lapse_prob(d.y, d.s, gamma[d.reviewer], lapse_tie[d.reviewer])
+        pl_ = lapse_prob(d.y, d.s, gamma[d.reviewer], lapse_tie[d.reviewer],
+                         lean_offsets(cues, lean, d.reviewer))
         a_msg = (school_init[d.reviewer] * (1 - ebar[d.reviewer])[:, None])[:, :, None] * g_b
         b_msg = pl_ * ebar[d.reviewer]
         prev: FloatArray | None = None
@@ -320,6 +331,11 @@ class GridEM:
             num = np.bincount(d.reviewer, lam_o * self.first, r_n) + conc * tilt_mean
             den = np.bincount(d.reviewer, lam_o, r_n) + conc
             gamma = np.clip(num / den, 0.02, 0.98)
+            if cues is not None and lean is not None:
+                g = gamma[d.reviewer]
+                lean, lean_mean = lean_step(
+                    cues, d.y, d.reviewer, r_n, lapse, np.log(g / (1.0 - g)) * d.s, lean,
+                    lean_mean, cfg.lapse_lean_sd)
             if ties:
                 lapse_tie, tie_mean = self._lapse_tie_step(lapse)
             # pair prior: consensus-margin scale and deviation mixture weights
@@ -337,7 +353,8 @@ class GridEM:
                 pooling = pooling.refit(st["mu_lik"], lat.mu_values, prior.mu_sd, search)
             priors = self._pair_priors(prior, pooling, deviation)
             # reviewer side
-            pl_ = lapse_prob(d.y, d.s, gamma[d.reviewer], lapse_tie[d.reviewer])
+            pl_ = lapse_prob(d.y, d.s, gamma[d.reviewer], lapse_tie[d.reviewer],
+                             lean_offsets(cues, lean, d.reviewer))
             log_prior_r = (
                 np.log(pi)[:, None, None] + np.log(g_e)[None, :, None] + np.log(g_b)[None, None, :]
             )
@@ -366,4 +383,5 @@ class GridEM:
             loo=np.log(np.maximum(st["z"], 1e-300)), n_iter=it, converged=converged,
             tau_r=tau_used, pooling=pooling, deviation_prior=deviation,
             lapse_tie=lapse_tie if ties else None, lapse_tie_mean=tie_mean,
+            lean=lean, lean_mean=lean_mean,
         )

@@ -148,6 +148,8 @@ def summarise_grid(
                 <= config.careful_share + 1e-3),
             **_pooling_diagnostics(state),
             **_feature_diagnostics(state, enc, order),
+            "lapse_lean": ({} if state.lean_mean is None else
+                           dict(zip(enc.cues.names, map(float, state.lean_mean), strict=True))),
         },
         grid_state=state,
     )
@@ -186,6 +188,28 @@ def _feature_diagnostics(state: GridState, enc: EncodedFrame,
     }
 
 
+LEAN_PENALTY = 2.0
+"""Nats charged per lean coefficient when lapse cues are weighed (see _choose_lapse_cues)."""
+
+
+def _choose_lapse_cues(data: Judgments, k: int, plain: GridState, select_config: AnnotatorConfig,
+                       config: AnnotatorConfig, notes: list[str]) -> tuple[GridState, bool]:
+    """Lapses that lean toward the longer reply or one model's (:mod:`.lapse_cues`) at the
+    chosen K, kept only when they predict the votes clearly better (the K-selection rule): a
+    school or a taste that favours longer replies must not be read as lapses leaning that way."""
+    cued = GridEM(data, k, select_config.model_copy(update={"lapse_cues": True})).run(
+        school_init=initial_schools(plain) if k > 1 else None, warm=plain)
+    # the pool's lean is a point estimate fitted on these votes, which the cavity LOO does not
+    # leave out: each coefficient is charged LEAN_PENALTY nats (AIC charges 1) before comparing
+    n_c = 0 if data.lapse_cues is None else data.lapse_cues.shape[1]
+    charged = cued.loo - LEAN_PENALTY * n_c / max(cued.loo.size, 1)
+    if choose_k({1: plain.loo, 2: charged}, config)[0] != 2:
+        return plain, False
+    notes.append("lapses lean toward a reply property (see lapse_lean): reading them so "
+                 "predicts the votes clearly better")
+    return cued, True
+
+
 def fit_em(
     enc: EncodedFrame, config: AnnotatorConfig, progress: Progress | None = None
 ) -> FitResult:
@@ -214,6 +238,9 @@ def fit_em(
     select_config = (config.model_copy(update={"pool_responses": False,
                                                "response_features": False})
                      if auto else config)
+    # K and the lapse model are chosen with lapses that lean on nothing but the display order;
+    # a lean toward a reply property is weighed at the chosen K (see _choose_lapse_cues)
+    select_config = select_config.model_copy(update={"lapse_cues": False})
     states: dict[int, GridState] = {}
     timings: list[dict[str, Any]] = []
     warm: GridState | None = None
@@ -258,6 +285,13 @@ def fit_em(
     else:
         chosen = ks[0]
         table = [loo_row(states[chosen].loo, chosen, None)]
+    if config.lapse_cues and data.lapse_cues is not None:
+        t_k = time.perf_counter()
+        states[chosen], use_cues = _choose_lapse_cues(select_data, chosen, states[chosen],
+                                                      select_config, config, notes)
+        config = config.model_copy(update={"lapse_cues": use_cues})
+        timings.append({"n_schools": chosen, "seconds": round(time.perf_counter() - t_k, 2),
+                        "data": "sample" if sampled else "all", "lapse_cues": use_cues})
     final = states[chosen]
     featured = featured and chosen > 1
     if (sampled and reviewers is not None) or (auto and (pooled or featured)):

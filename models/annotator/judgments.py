@@ -29,6 +29,7 @@ class Judgments:
     pair_responses: IntArray | None = None  # (n_pairs, 2) response indices, when known
     n_responses: int = 0
     pair_features: FloatArray | None = None  # (n_pairs, F) response-feature differences
+    lapse_cues: FloatArray | None = None  # (n, C) what a lapse may lean toward (.lapse_cues)
 
     def __post_init__(self) -> None:
         problem = None
@@ -38,6 +39,8 @@ class Judgments:
             problem = "pair_responses does not have one (response 1, response 2) row per pair"
         elif self.pair_features is not None and self.pair_features.shape[0] != self.n_pairs:
             problem = "pair_features does not have one row per pair"
+        elif self.lapse_cues is not None and self.lapse_cues.shape[0] != self.y.shape[0]:
+            problem = "lapse_cues does not have one row per judgment"
         if problem is not None:
             raise AnnotatorDataError(
                 problem, where="annotator model input (coded judgments)",

@@ -14,7 +14,8 @@ Careful judgment: a symmetric ordered logit (McCullagh 1980), the ordinal form o
 Lapse (Dawid & Skene 1979 style "random" labeller, tilted toward the reply shown first): a tie
 with probability ``t`` (careless reviewers who click "equal"; 0 gives the original model, whose
 lapses never tie), else the first-shown reply wins with probability ``gamma`` and the other with
-``1 - gamma``; a coin flip when the order is unknown.
+``1 - gamma``; a coin flip when the order is unknown. A lapse may also lean toward a reply
+property (the longer reply, one model's): see :mod:`.lapse_cues`.
 """
 
 from __future__ import annotations
@@ -99,13 +100,24 @@ def careful_derivatives(
 
 
 def lapse_prob(y: NDArray, s: NDArray, gamma: FloatArray,
-               tie: FloatArray | float = 0.0) -> FloatArray:
+               tie: FloatArray | float = 0.0,
+               offset: FloatArray | float = 0.0) -> FloatArray:
     """Probability of ``y`` under a lapse: a tie with probability ``tie``, else the first-shown
-    reply wins with probability ``gamma``."""
+    reply wins with probability ``gamma``.
+
+    ``offset`` (per judgment) adds a lean toward response 1 on the logit scale (see
+    :mod:`.lapse_cues`): response 1 then wins with ``sigmoid(logit(gamma) s + offset)``.
+    """
     y = np.asarray(y)
     s = np.asarray(s)
-    first = np.where(y == s, gamma, 1.0 - gamma)
-    return np.where(y == 0, tie, (1.0 - np.asarray(tie)) * np.where(s == 0, 0.5, first))
+    if np.isscalar(offset) and offset == 0.0:
+        first = np.where(y == s, gamma, 1.0 - gamma)
+        directed = np.where(s == 0, 0.5, first)
+    else:
+        g = np.clip(np.asarray(gamma, dtype=float), 1e-9, 1 - 1e-9)
+        p1 = expit(np.log(g / (1.0 - g)) * s + offset)
+        directed = np.where(y > 0, p1, 1.0 - p1)
+    return np.where(y == 0, tie, (1.0 - np.asarray(tie)) * directed)
 
 
 def vote_value(p_plus: FloatArray, p_tie: FloatArray) -> tuple[FloatArray, FloatArray]:

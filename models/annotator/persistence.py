@@ -42,6 +42,7 @@ from .config import (
 )
 from .errors import FitMismatchError
 from .grid_em import GridState, lattice_for
+from .lapse_cues import NO_CUES, CueSpec
 from .lattice import make_lattice
 from .predict import PredictiveState
 
@@ -102,8 +103,12 @@ def _dataset_to_table(ds: xr.Dataset, columns: list[str]) -> pl.DataFrame:
     return pl.DataFrame(out)
 
 
-def _grid_dataset(state: GridState) -> xr.Dataset:
+def _grid_dataset(state: GridState, cues: CueSpec) -> xr.Dataset:
     lat = state.lattice
+    lean: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
+    if state.lean is not None and state.lean_mean is not None:
+        lean = {"lapse_lean": (("reviewer", "lapse_cue"), state.lean),
+                "lapse_lean_mean": (("lapse_cue",), state.lean_mean)}
     return xr.Dataset(
         {
             "reviewer_post": (("reviewer", "school_fit", "lapse", "bias"), state.reviewer_post),
@@ -120,22 +125,26 @@ def _grid_dataset(state: GridState) -> xr.Dataset:
             "gamma": (("reviewer",), state.gamma),
             "lapse_tie": (("reviewer",), state.reviewer_lapse_tie()),
             "tie_threshold": (("reviewer",), state.reviewer_tau()),
+            **lean,
         },
         attrs={"tau": state.tau, "tilt_mean": state.tilt_mean, "n_iter": state.n_iter,
+               "lapse_cues": json.dumps(cues.to_json() if lean else {}),
                "lapse_tie_mean": state.lapse_tie_mean,
                "lattice_step": lat.step, "lattice_mu_limit": lat.mu_limit,
                "lattice_dev_limit": lat.dev_limit},
     )
 
 
-def fit_posterior(idata: az.InferenceData | None, state: GridState | None) -> dict[str, xr.Dataset]:
-    """The posterior groups of a fresh fit: the samplers' draws and / or the grid EM's state."""
+def fit_posterior(idata: az.InferenceData | None, state: GridState | None,
+                  cues: CueSpec = NO_CUES) -> dict[str, xr.Dataset]:
+    """The posterior groups of a fresh fit: the samplers' draws and / or the grid EM's state
+    (``cues``: what the state's lapse leans refer to)."""
     groups: dict[str, xr.Dataset] = {}
     if idata is not None:
         for name in idata.groups():
             groups[name] = getattr(idata, name)
     if state is not None:
-        groups[GRID_GROUP] = _grid_dataset(state)
+        groups[GRID_GROUP] = _grid_dataset(state, cues)
     return groups
 
 
@@ -215,6 +224,10 @@ def _predictive_state(idata: az.InferenceData, config: AnnotatorConfig,
         tilt_mean=float(attrs["tilt_mean"]),
         pair_post=grid["pair_post"].values,
         pair_prior=grid["pair_prior"].values,
+        # files saved before lapse leans existed: lapses lean only toward the first-shown reply
+        lean=grid["lapse_lean"].values if "lapse_lean" in grid else None,
+        lean_mean=grid["lapse_lean_mean"].values if "lapse_lean_mean" in grid else None,
+        cues=CueSpec.from_json(json.loads(str(attrs.get("lapse_cues", "{}")))),
     )
 
 

@@ -12,8 +12,10 @@ population's ``tau`` when thresholds are shared, or for an unknown reviewer)::
     P_c(+1) = sigmoid(eta - tau),  P_c(-1) = sigmoid(-eta - tau),
     P_c(0)  = sigmoid(tau - eta) - sigmoid(-tau - eta)
 
-and ``P_l`` the lapse: the first-shown reply wins with probability ``gamma_r``, never a tie (a
-coin flip when ``s = 0``). The predictive distribution integrates the reviewer's posterior
+and ``P_l`` the lapse: a tie with the reviewer's chance of a tied lapse, else the first-shown
+reply wins with probability ``gamma_r`` (a coin flip when ``s = 0``), tilted by the reviewer's
+lean toward the longer reply or one model's (:mod:`.lapse_cues`) when the fit learned one.
+The predictive distribution integrates the reviewer's posterior
 ``q_r(k, eps, beta)`` and the pair's posterior ``q_j(state)`` over the lattice of school margins
 ``m_{j, .}`` -- both are the beliefs of the grid EM after the fit, so they come from the training
 judgments only::
@@ -43,6 +45,7 @@ from numpy.typing import NDArray
 
 from .errors import AnnotatorDataError
 from .grid_em import GridState, tie_levels
+from .lapse_cues import NO_CUES, CueSpec, cue_matrix
 from .lattice import Lattice
 from .likelihood import careful_probs, lapse_prob
 
@@ -76,9 +79,12 @@ class PredictiveState:
     tilt_mean: float  # the population's lapse tilt
     pair_post: FloatArray  # (J, S)
     pair_prior: FloatArray  # (S,) the learned population prior of pair states
+    lean: FloatArray | None = None  # (R, C) lapse lean per cue (None: lapses lean on nothing)
+    lean_mean: FloatArray | None = None  # (C,) the pool's lean
+    cues: CueSpec = NO_CUES  # what the lean columns mean
 
     @classmethod
-    def of(cls, state: GridState) -> PredictiveState:
+    def of(cls, state: GridState, cues: CueSpec = NO_CUES) -> PredictiveState:
         return cls(
             lattice=state.lattice, lapse_grid=state.lapse_grid, bias_grid=state.bias_grid,
             school_weights=state.school_weights, lapse_prior=state.lapse_prior,
@@ -86,7 +92,20 @@ class PredictiveState:
             lapse_tie=state.reviewer_lapse_tie(), lapse_tie_mean=state.lapse_tie_mean,
             reviewer_tau=state.reviewer_tau(), tau=state.tau, tilt_mean=state.tilt_mean,
             pair_post=state.pair_post, pair_prior=state.pair_prior.state_prior(),
+            lean=state.lean, lean_mean=state.lean_mean,
+            cues=cues if state.lean is not None else CueSpec(),
         )
+
+    def lean_offset(self, reviewer: IntArray, frame: pl.DataFrame) -> FloatArray | float:
+        """``w_r . x`` for each row of ``frame`` (its reply lengths / models give the cues);
+        ``reviewer`` indexes the fit's reviewers, the prior slot taking the pool's lean."""
+        if self.lean is None or self.lean_mean is None:
+            return 0.0
+        x = cue_matrix(self.cues, frame)
+        if x is None:
+            return 0.0
+        lean = np.vstack([self.lean, self.lean_mean[None]])
+        return np.einsum("nc,nc->n", x, lean[reviewer])
 
 
 def _index(ids: list[str], wanted: NDArray) -> IntArray:
@@ -141,12 +160,14 @@ def careful_tables(state: PredictiveState, tau: float) -> dict[int, FloatArray]:
 
 
 def predict_grid(
-    state: PredictiveState, reviewer: IntArray, pair: IntArray, s: IntArray
+    state: PredictiveState, reviewer: IntArray, pair: IntArray, s: IntArray,
+    lean_offset: FloatArray | float = 0.0,
 ) -> FloatArray:
     """``(n, 3)`` predictive probabilities (response 1 wins, tie, response 2 wins).
 
     ``reviewer`` / ``pair`` index the fit's reviewers / pairs; an index equal to the number of
-    fitted reviewers (pairs) means unknown and uses the population prior.
+    fitted reviewers (pairs) means unknown and uses the population prior. ``lean_offset``: each
+    row's lapse lean toward response 1 (:meth:`PredictiveState.lean_offset`).
     """
     careful_w, lapse_w, gamma = reviewer_weights(state)
     ties = np.append(state.lapse_tie, state.lapse_tie_mean)
@@ -157,6 +178,7 @@ def predict_grid(
     for lo in range(0, reviewer.size, _CHUNK):
         sl = slice(lo, lo + _CHUNK)
         r, j, sv = reviewer[sl], pair[sl], s[sl]
+        off = lean_offset if np.isscalar(lean_offset) else np.asarray(lean_offset)[sl]
         q = pair_margins(state, j)
         p = np.empty((r.size, 3))
         lev = level_of[r]
@@ -168,7 +190,7 @@ def predict_grid(
                 ec = np.einsum("nkm,mbc->nkbc", q[rows], table)
                 p[rows] = np.einsum("nkb,nkbc->nc", careful_w[r[rows]], ec)
         for c, y in enumerate((1, 0, -1)):
-            p[:, c] += lapse_w[r] * lapse_prob(np.full(r.size, y), sv, gamma[r], ties[r])
+            p[:, c] += lapse_w[r] * lapse_prob(np.full(r.size, y), sv, gamma[r], ties[r], off)
         out[sl] = p / p.sum(axis=1, keepdims=True)
     return out
 
@@ -193,4 +215,4 @@ def predict_frame(
     pair = _index(pair_ids, frame["pair_id"].cast(pl.String).to_numpy())
     first = frame["first_shown"].to_numpy()
     s = np.where(first == 1, 1, np.where(first == 2, -1, 0)).astype(np.int64)
-    return predict_grid(state, reviewer, pair, s)
+    return predict_grid(state, reviewer, pair, s, state.lean_offset(reviewer, frame))

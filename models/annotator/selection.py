@@ -50,6 +50,7 @@ def sample_pairs(data: Judgments, max_comparisons: int,
         n_pairs=int(keep_pair.sum()),
         pair_responses=None if data.pair_responses is None else data.pair_responses[keep_pair],
         n_responses=data.n_responses,
+        lapse_cues=None if data.lapse_cues is None else data.lapse_cues[rows],
     )
     return sample, reviewers.astype(np.int64)
 
@@ -68,8 +69,12 @@ def expand_state(state: GridState, reviewers: IntArray, n_reviewers: int) -> Gri
     tau_r[reviewers] = state.reviewer_tau()
     lapse_tie = np.full(n_reviewers, state.lapse_tie_mean)
     lapse_tie[reviewers] = state.reviewer_lapse_tie()
+    lean = None
+    if state.lean is not None:
+        lean = np.broadcast_to(state.lean_mean, (n_reviewers, state.lean.shape[1])).copy()
+        lean[reviewers] = state.lean
     return replace(state, reviewer_post=post, gamma=gamma, tau_r=tau_r,
-                   lapse_tie=lapse_tie if state.lapse_tie is not None else None)
+                   lapse_tie=lapse_tie if state.lapse_tie is not None else None, lean=lean)
 
 
 def initial_schools(state: GridState) -> FloatArray:

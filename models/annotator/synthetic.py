@@ -172,7 +172,8 @@ def model_frame_from_judgments(judgments: pl.DataFrame) -> pl.DataFrame:
 def model_frame_from_world(judgments: pl.DataFrame, pairs: pl.DataFrame,
                            responses: pl.DataFrame | None = None) -> pl.DataFrame:
     """The model frame of a simulated world, with each pair's ``prompt_id`` from ``pairs`` and,
-    given the world's ``responses``, each reply's tags and the prompt's category."""
+    given the world's ``responses``, each reply's tags, length and model and the prompt's
+    category."""
     frame = model_frame_from_judgments(judgments.drop("prompt_id", strict=False))
     if "prompt_id" in pairs.columns:
         frame = frame.drop("prompt_id").join(
@@ -196,4 +197,17 @@ def model_frame_from_world(judgments: pl.DataFrame, pairs: pl.DataFrame,
             )
             if "category" in pairs.columns:
                 frame = frame.join(pairs.select("pair_id", "category"), on="pair_id", how="left")
+        if responses is not None:
+            # the replies' lengths and models, as the warehouse's model frame carries them
+            props = [pl.col("response_id").cast(pl.String)]
+            if "text" in responses.columns:
+                props.append(pl.col("text").str.len_chars().alias("length"))
+            if "model" in responses.columns:
+                props.append(pl.col("model").cast(pl.String))
+            table = responses.select(props)
+            for side in ("1", "2"):
+                frame = frame.join(
+                    table.rename({c: f"response_{side}_{c}" if c != "response_id"
+                                  else f"response_{side}_id" for c in table.columns}),
+                    on=f"response_{side}_id", how="left")
     return frame

@@ -122,13 +122,16 @@ class World:
         return self.spec.n_schools
 
     def model_frame(self) -> pl.DataFrame:
-        """The annotator model's input: what a warehouse would hold (no truth, no tags)."""
+        """The annotator model's input: what a warehouse would hold (no truth, no tags; the
+        replies' lengths and models, as the warehouse's model frame carries them)."""
+        replies = self.pairs.select("pair_id", "response_1_length", "response_2_length",
+                                    "response_1_model", "response_2_model")
         return self.judgments.select(
             "comparison_id", "reviewer_id", "pair_id", "prompt_id", "outcome",
             pl.when(pl.col("first_shown_is_response_1")).then(1).otherwise(2)
             .cast(pl.Int8).alias("first_shown"),
             "response_1_id", "response_2_id",
-        )
+        ).join(replies, on="pair_id", how="left", maintain_order="left")
 
 
 def _draw_workload(spec: WorldSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -80,12 +80,18 @@ def test_model_lapses_are_the_fits_own_flags_and_its_notes_are_read(warehouse, v
                  "position_bias": 0.0, "school": list(schools.values()),
                  "school_probability": 0.95, "flagged": [r == "major1" for r in schools],
                  "flag_reason": ["lapse rate ~40% (test)" if r == "major1" else None
-                                 for r in schools]}))
+                                 for r in schools],
+                 "lean": ["departures from a clear consensus favour the longer reply in 9 of 10"
+                          if r in ("major1", "major2") else None for r in schools]}))
     out = audit.reviewer_audit(con)
     v = verdicts(out)
     assert v["major0"] == "ok"
     assert v["major1"] == "unreliable: frequent lapses"
     assert "lapse rate ~40% (test)" in out.filter(reviewer_id="major1")["reasons"][0]
+    # a careful reviewer with a consistent lean: a taste, reported with its counts, not flagged
+    assert v["major2"] == "consistent lean (a taste, not lapses)"
+    assert "longer reply in 9 of 10" in out.filter(reviewer_id="major2")["reasons"][0]
+    assert not out.filter(reviewer_id="major2")["flagged"][0]
     assert audit.fit_notes(con) == [note]
 
 

@@ -114,6 +114,7 @@ def test_an_upgraded_warehouse_gets_its_index(tmp_path: Path) -> None:
     con.execute("DROP TABLE vote_index_reviewers")
     con.execute("DROP TABLE vote_index_state")
     con.execute("DROP TABLE pair_school_votes")
+    con.execute("ALTER TABLE reviewer_estimates DROP COLUMN lean")
     con.execute("DELETE FROM schema_version WHERE version >= 3")
     con.close()
     ro = connect(db, read_only=True)
