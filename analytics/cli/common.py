@@ -8,6 +8,7 @@ The command modules (:mod:`.ingest`, :mod:`.demo`, :mod:`.fit`, :mod:`.audit`, :
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -241,9 +242,22 @@ def render_frame(frame: pl.DataFrame, title: str | None = None, max_rows: int = 
     return table
 
 
+def _finite(value: object) -> object:
+    """``value`` with NaN and infinities as null: JSON has no NaN (``NaN`` breaks parsers), and
+    an unknown figure is what they mean here."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_json(payload: object) -> None:
-    """``payload`` as indented JSON on stdout (values JSON cannot hold written as text)."""
-    sys.stdout.write(json.dumps(payload, default=str, indent=1) + "\n")
+    """``payload`` as indented JSON on stdout (values JSON cannot hold written as text, NaN
+    as null)."""
+    sys.stdout.write(json.dumps(_finite(payload), default=str, indent=1) + "\n")
 
 
 def write_records(frame: pl.DataFrame, fmt: str) -> None:
