@@ -259,6 +259,8 @@ def ingest_file(
             report.accepted = report.quarantined = 0
             report.duplicates = report.rows_read
             report.reasons.clear()
+            if refresh_index and index_is_stale(con):  # a re-ingest after a crash repairs it
+                report.index_seconds = refresh_vote_index(con)
             report.seconds = perf_counter() - started
             return report
         if strict and report.quarantined:

@@ -146,3 +146,15 @@ def test_reviewers_school_names_the_schools_of_the_fit(
     con.close()
     result = cli("--db", str(db), "reviewers", "--school", "9")
     assert result.exit_code == 2 and "schools 0, 1" in result.output
+
+
+def test_reingesting_the_same_file_repairs_a_stale_index(tmp_path: Path) -> None:
+    from dissensus.warehouse.ingest import ingest_file
+
+    source = write_jsonl(tmp_path / "in.jsonl", [good_row(i) for i in range(6)])
+    con = connect(tmp_path / "w.duckdb")
+    ingest_file(con, source)
+    con.execute("UPDATE vote_index_state SET n_votes = 0, n_comparisons = 0")
+    report = ingest_file(con, source)
+    assert report.skipped and not index_is_stale(con)
+    con.close()
