@@ -29,6 +29,9 @@ LOCK_WAIT_ENV_VAR = "DISSENSUS_LOCK_WAIT"
 #: Seconds a command waits for another process to let go of the file. Readers (status, the
 #: dashboards) hold it only while one query runs, so a writer waits them out instead of failing.
 DEFAULT_LOCK_WAIT = 15.0
+#: A reader waits at most this long: only a writer can keep it out, and a writer usually holds
+#: the file for a whole command, so a dashboard page says so soon instead of hanging.
+READ_LOCK_WAIT = 2.0
 
 
 def lock_wait_seconds() -> float:
@@ -119,8 +122,7 @@ def _translate_open_error(
                 f"{waited:.0f} s.",
                 where=str(path),
                 expected="no command writing to this file while it is read",
-                fix="run this again when the writing command has finished (or set "
-                f"{LOCK_WAIT_ENV_VAR} to wait longer)",
+                fix="run this again when the writing command has finished",
             )
         return DatabaseBusyError(
             f"The database is busy: {holder} has {path} open and did not let go within "
@@ -148,7 +150,7 @@ def _translate_open_error(
 
 def _open_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     """``duckdb.connect``, retried while another process holds a conflicting lock."""
-    wait = lock_wait_seconds()
+    wait = min(lock_wait_seconds(), READ_LOCK_WAIT) if read_only else lock_wait_seconds()
     started = monotonic()
     pause = 0.05
     while True:

@@ -80,9 +80,9 @@ def demo(
     from dissensus.analytics.jobs.ingest import ingest_files
     from dissensus.warehouse.demo import WorldConfig, simulate_world, write_world
 
+    if not force:
+        refuse_foreign_targets(State.db, fresh)
     if fresh:  # a fresh warehouse also starts without the artefacts (fits, runs) kept beside it
-        if not force:
-            refuse_foreign_targets(State.db)
         for path in warehouse_files(State.db):
             path.unlink(missing_ok=True)
         for folder in artefact_folders(State.db):
@@ -129,10 +129,12 @@ def made_by_demo(db: Path) -> bool:
     return bool(files) and all(file.resolve().is_relative_to(truth) for file in files)
 
 
-def refuse_foreign_targets(db: Path) -> None:
+def refuse_foreign_targets(db: Path, fresh: bool = True) -> None:
     """Fail in words, deleting nothing, when ``demo`` would delete or overwrite a file or folder
-    it did not make (the user's data named by --db, or a folder of theirs beside it)."""
-    present = [p for p in (*warehouse_files(db), *artefact_folders(db)) if p.exists()]
+    it did not make (the user's data named by --db, or a folder of theirs beside it). Without
+    ``fresh`` only the demo-world folder is written into (the warehouse is added to)."""
+    targets = (*warehouse_files(db), *artefact_folders(db)) if fresh else (demo_truth_folder(db),)
+    present = [p for p in targets if p.exists()]
     if not present or made_by_demo(db):
         return
     fail(DissensusError(

@@ -186,3 +186,14 @@ def test_a_repeated_csv_column_refuses_the_file_in_words(tmp_path: Path) -> None
     assert result.exit_code == 2 and "'choice' more than once" in result.output
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     assert con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0] == 0
+
+
+def test_demo_does_not_write_into_a_folder_of_the_user(tmp_path: Path) -> None:
+    folder = tmp_path / "study_truth"  # what the demo would name its world beside study.duckdb
+    folder.mkdir()
+    (folder / "comparisons.jsonl").write_text("mine\n")
+    for extra in ([], ["--no-fresh"]):
+        result = cli("--db", str(tmp_path / "study.duckdb"), "demo", "--n", "200", "--no-fit",
+                     *extra)
+        assert result.exit_code == 2 and "--force" in result.output
+    assert (folder / "comparisons.jsonl").read_text() == "mine\n"
