@@ -9,8 +9,10 @@ per case:
   ``error:`` sentence on stderr;
 * ``read / acc / dup / quar``: the ingest batches' counts (``-`` when nothing was ingested);
 * ``lost``: rows of the input neither accepted, counted as duplicates nor quarantined (a file
-  refused as a whole with an error counts as refused, not lost), plus rows stored wrongly where
-  the case checks that (e.g. reviewer ids dropped by a byte-order mark).
+  refused as a whole with an error counts as refused, not lost), plus rows stored wrongly or
+  with a field dropped unreported, where the case checks that (reviewer ids lost to a
+  byte-order mark, NaN stored, a white-space text stored, a guess between two values of one
+  key, a column dropped without a word, a raw reviewer id kept in a pseudonymised quarantine).
 
 Usage::
 
@@ -68,6 +70,14 @@ class Case:
     db: Callable[[Path], Path] | None = None
     file_limit: int | None = None
     before: Callable[[Path, Path], None] | None = None
+    #: the command must fail with a sentence (exit 0 is then not a clear answer)
+    expect_error: bool = False
+    #: text whose presence on stdout means the answer was wrong (e.g. "NaN")
+    bad_output: str | None = None
+    #: rows in a data file named by --db: lost if the command changes that file
+    db_rows: int = 0
+    #: a command that only reads must not leave a new (empty) warehouse behind
+    must_not_create: bool = False
 
 
 @dataclass
@@ -112,6 +122,24 @@ def raw_ids(con: duckdb.DuckDBPyConnection) -> int:
                .fetchall()[0][0])
 
 
+def blank_texts(con: duckdb.DuckDBPyConnection) -> int:
+    """Texts stored although they are only white space (tabs, newlines, no-break spaces)."""
+    return int(con.execute(r"SELECT count(*) FROM texts WHERE regexp_full_match(body, "
+                           r"'[\s\pZ\x{feff}]*')").fetchall()[0][0])
+
+
+def any_stored(con: duckdb.DuckDBPyConnection) -> int:
+    """Rows stored where none should be (a guess between two values of one key)."""
+    return int(con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0])
+
+
+def unreported_mood(con: duckdb.DuckDBPyConnection) -> int:
+    """Rows whose column 'mood' was dropped without the batch saying so."""
+    notes = con.execute("SELECT string_agg(coalesce(notes, ''), ' ') FROM ingest_batches"
+                        ).fetchall()[0][0] or ""
+    return 0 if "mood" in notes else any_stored(con)
+
+
 def gz(data: bytes) -> bytes:
     return gzip.compress(data)
 
@@ -132,7 +160,7 @@ def catalogue() -> list[Case]:
                                                              if k != "choice"}])), 3),
         Case("jsonl: empty and white-space texts", ingest("a.jsonl", jsonl(
             [row(1, prompt=""), row(2, prompt="\t\n"), row(3, response_a="\u00a0"),
-             row(4, response_b=" \u2003 "), row(5, prompt="\ufeff")])), 5),
+             row(4, response_b=" \u2003 "), row(5, prompt="\ufeff")])), 5, blank_texts),
         Case("jsonl: NaN / Infinity strings", ingest("a.jsonl", jsonl(
             [row(1, strength="NaN"), row(2, seconds_spent="Infinity"),
              row(3, strength="-Infinity"), row(4, seconds_spent="nan")])), 4, non_finite),
@@ -143,7 +171,7 @@ def catalogue() -> list[Case]:
             [row(1, seconds_spent=-3), row(2, created_at="soon"), row(3, shown_first="left"),
              row(4, gold_choice="maybe"), row(5, strength="lots")])), 5),
         Case("jsonl: duplicate key, different values", ingest("a.jsonl", jsonl(
-            [json.dumps(row(2))[:-1] + ', "choice": "b"}'])), 1),  # row 2 chose a
+            [json.dumps(row(2))[:-1] + ', "choice": "b"}'])), 1, any_stored),  # chose a
         Case("jsonl: duplicate key, same value", ingest("a.jsonl", jsonl(
             [json.dumps(row(1))[:-1] + ', "choice": "b"}'])), 1),  # row 1 chose b
         Case("jsonl: reviewer_ key with a quote", ingest("a.jsonl", jsonl(
@@ -161,16 +189,17 @@ def catalogue() -> list[Case]:
             [row(1, comparison_id="c1"), row(2, comparison_id="c1")])), 2),
         Case("jsonl: unknown text id", ingest("a.jsonl", jsonl(
             [{**row(1), "prompt": None, "prompt_id": "never"}])), 1),
-        Case("jsonl: unknown columns", ingest("a.jsonl", jsonl([row(1, mood="calm")])), 1),
+        Case("jsonl: unknown columns", ingest("a.jsonl", jsonl([row(1, mood="calm")])), 1,
+             unreported_mood),
         Case("jsonl: exact duplicate rows", ingest("a.jsonl", jsonl([row(1), row(1)])), 2),
         Case("csv: byte-order mark", ingest("a.csv", b"\xef\xbb\xbf" + (
             HEADER + "\nalice,a,p,x,y\nbob,b,q,x,y\n").encode()), 2, null_reviewers),
         Case("csv: ragged row", ingest("a.csv", (
             HEADER + "\nr1,a,p,x,y\nr1,a,p,x\nr2,b,q,x,y,extra\n").encode()), 3),
         Case("csv: unknown column", ingest("a.csv", (
-            HEADER + ",mood\nr1,a,p,x,y,calm\n").encode()), 1),
+            HEADER + ",mood\nr1,a,p,x,y,calm\n").encode()), 1, unreported_mood),
         Case("csv: repeated column", ingest("a.csv", (
-            HEADER + ",choice\nr1,a,p,x,y,b\n").encode()), 1),
+            HEADER + ",choice\nr1,a,p,x,y,b\n").encode()), 1, any_stored, expect_error=True),
         Case("csv: nan and inf", ingest("a.csv", (
             HEADER + ",strength,seconds_spent\nr1,a,p,x,y,nan,\nr2,b,q,x,y,,inf\n").encode()),
              2, non_finite),
@@ -205,36 +234,39 @@ def catalogue() -> list[Case]:
                                               ["ingest", str(f / "l")])[1], 0),
         Case("file: dangling symlink", lambda f: ((f / "d").symlink_to(f / "gone"),
                                                   ["ingest", str(f / "d")])[1], 0),
-        Case("file: unknown format name", ingest("a.jsonl", jsonl([row(1)]), "--format", "xml")),
+        Case("file: unknown format name", ingest("a.jsonl", jsonl([row(1)]), "--format", "xml"),
+             expect_error=True),
         Case("file: unknown content", ingest("a.dat", b"hello world\n"), 0),
         Case("salt: quarantine keeps no raw id", ingest("a.jsonl", jsonl(
             [row(1, reviewer_id="alice"), row(2, reviewer_id="alice", choice="?"),
              '{"reviewer_id": "alice", ']), "--pseudonymise-salt", "s"), 3, raw_ids),
         Case("db: --db is a data file", lambda f: [
-            "ingest", write(f, "a.jsonl", jsonl([row(1)]))],
-             db=lambda f: Path(write(f, "data.jsonl", GOOD))),
+            "ingest", write(f, "a.jsonl", jsonl([row(1)]))], 1,
+             db=lambda f: Path(write(f, "data.jsonl", GOOD)), expect_error=True, db_rows=200),
         Case("db: empty 0-byte file", lambda f: ["ingest", write(f, "a.jsonl", jsonl([row(1)]))],
              1, db=lambda f: Path(write(f, "w.duckdb", b""))),
         Case("db: demo over a data file", lambda f: ["demo", "--n", "100", "--no-fit"],
-             db=lambda f: Path(write(f, "data.jsonl", GOOD))),
-        Case("db: status on a missing warehouse", lambda f: ["status"]),
-        Case("db: fit on a missing warehouse", lambda f: ["fit"]),
+             db=lambda f: Path(write(f, "data.jsonl", GOOD)), expect_error=True, db_rows=200),
+        Case("db: status on a missing warehouse", lambda f: ["status"], expect_error=True,
+             must_not_create=True),
+        Case("db: fit on a missing warehouse", lambda f: ["fit"], expect_error=True,
+             must_not_create=True),
         Case("db: full disk during ingest", lambda f: ["ingest", write(f, "big.jsonl", jsonl(
             [row(i, prompt=f"p{i} " + "x" * 400, response_a="a" * 400 + str(i))
              for i in range(20_000)]))], 0, file_limit=400_000),
         Case("args: reviewers --limit -1", lambda f: ["reviewers", "--limit", "-1"],
-             before=lambda f, db: _seed(f, db)),
+             before=lambda f, db: _seed(f, db), expect_error=True),
         Case("args: reviewers --school 9", lambda f: ["reviewers", "--school", "9"],
-             before=lambda f, db: _seed(f, db)),
+             before=lambda f, db: _seed(f, db), expect_error=True),
         Case("args: quarantine export to a missing folder", lambda f: [
             "quarantine", "--export", str(f / "none" / "q.csv")],
              before=lambda f, db: _seed(f, db)),
         Case("args: serve --host 0.0.0.0 without sign-in", lambda f: [
-            "serve", "--host", "0.0.0.0"]),
+            "serve", "--host", "0.0.0.0", "--port", "18599"], expect_error=True),
         Case("one reviewer: audit", lambda f: ["reviewers", "--format", "json"],
-             before=lambda f, db: _seed(f, db, one=True)),
+             before=lambda f, db: _seed(f, db, one=True), bad_output='"verdict": "ok"'),
         Case("only ties: train", lambda f: ["train", "--encoder", "hashing"],
-             before=lambda f, db: _seed(f, db, ties=True)),
+             before=lambda f, db: _seed(f, db, ties=True), expect_error=True),
     ]
     return cases
 
@@ -269,13 +301,17 @@ def run_case(case: Case) -> Outcome:
         if case.before:
             case.before(folder, db)
         before = _batches(db)
+        db_bytes = db.read_bytes() if case.db_rows and db.exists() else None
+        existed = db.exists()
         args = case.make(folder)
         result = _run(db, args, folder, case.file_limit)
         if result is None:
             return Outcome(case, False, None, case.rows, "hung")
         clean = "Traceback" not in result.stderr + result.stdout
-        worded = result.returncode == 0 or "error:" in result.stderr \
-            or "Invalid value" in result.stderr
+        worded = (result.returncode == 0 and not case.expect_error) \
+            or "error:" in result.stderr or "Invalid value" in result.stderr
+        if case.bad_output and case.bad_output in result.stdout:
+            worded = False
         counts = _batches(db)
         if counts is not None and before is not None:
             counts = tuple(a - b for a, b in zip(counts, before, strict=True))  # type: ignore[assignment]
@@ -286,12 +322,19 @@ def run_case(case: Case) -> Outcome:
             if case.check is not None:
                 wrong = _check(db, case.check)
                 lost += wrong
-                note = f"{wrong} stored wrongly" if wrong else ""
+                note = f"{wrong} stored wrongly or dropped unreported" if wrong else ""
         elif case.rows and result.returncode == 0:
             lost = case.rows  # "accepted" yet nothing stored: the worst kind of loss
             note = "exit 0 but nothing stored"
+            worded = False
         elif result.returncode != 0:
             note = "refused with an error"
+        if case.must_not_create and not existed and db.exists():
+            worded = False
+            note = "created an empty warehouse"
+        if db_bytes is not None and (not db.exists() or db.read_bytes() != db_bytes):
+            lost += case.db_rows
+            note = f"the data file named by --db was replaced ({case.db_rows} rows)"
         return Outcome(case, clean and worded, counts if counts and any(counts) else None,
                        lost, note, result.stderr)
 
