@@ -162,6 +162,10 @@ def _judge(
     if row["n_votes"] < cfg.min_votes:
         return "too few votes", False, [f"only {row['n_votes']} votes"]
     rel, high = row["reliability"], row["reliability_high"]
+    if rel is None and not model:
+        return "cannot judge: no shared pairs", False, [
+            f"none of the {row['n_votes']} votes is on a pair another reviewer also judged, so "
+            "agreement (and reliability) cannot be measured"]
     if model:  # the fit's own verdict, with its evidence against the pool (one home)
         unreliable = bool(row.get("model_lapse_flag"))
         if unreliable:
@@ -278,6 +282,7 @@ def audit_from(
                   else pl.col("reliability_high") < cfg.relative_reliability * pool_rel)
     needs = (
         (pl.col("n_votes") < cfg.min_votes)
+        | pl.col("reliability").is_null()
         | unreliable
         | pl.any_horizontal(
             pl.col(c).fill_null(False)

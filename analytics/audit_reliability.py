@@ -190,12 +190,17 @@ def reliability_from(
     k = max(prior_strength, 1e-6)
     tail = (1 - level) / 2
     a_post, b_post = s + k * pool, n_cmp - s + k * (1 - pool)
+    # A reviewer who shares no pair with another has no evidence either way: their figures are
+    # unknown (null), not the pool's prior (with one reviewer the pool itself is 0 of 0).
+    unknown = n_cmp == 0
+    with np.errstate(invalid="ignore"):
+        low, high = betaincinv(a_post, b_post, tail), betaincinv(a_post, b_post, 1 - tail)
     return pl.DataFrame(
         {
             "reviewer_id": votes.reviewer_ids,
             "n_votes": n_r.astype(np.int64),
-            "reliability": q,
-            "reliability_low": betaincinv(a_post, b_post, tail),
-            "reliability_high": betaincinv(a_post, b_post, 1 - tail),
+            "reliability": np.where(unknown, np.nan, q),
+            "reliability_low": np.where(unknown, np.nan, low),
+            "reliability_high": np.where(unknown, np.nan, high),
         }
-    )
+    ).with_columns(pl.col("reliability", "reliability_low", "reliability_high").fill_nan(None))

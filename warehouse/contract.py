@@ -60,3 +60,19 @@ CHOICE_ALIASES: Final = {
 SHOWN_FIRST_VALUES: Final = ("a", "b")
 #: Response tags are given as a list, or as one string separated by these characters.
 TAG_SEPARATORS: Final = ",;|"
+
+#: A ``reviewer_*`` attribute key must name something after the prefix, in characters that need
+#: no quoting in a JSON path (letters, digits, ``_ - .`` and ``@`` for a scope).
+_ATTRIBUTE_CHARS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.@"
+)
+
+
+def is_attribute_key(name: str) -> bool:
+    """Whether ``name`` is a reviewer attribute the warehouse keeps (``reviewer_team``,
+    ``reviewer_level@2026``); other ``reviewer_*`` names are reported as not stored."""
+    rest = name.removeprefix("reviewer_")
+    return (
+        name.startswith("reviewer_") and name not in CONTRACT_COLUMNS and bool(rest)
+        and set(rest) <= _ATTRIBUTE_CHARS
+    )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
+from time import monotonic, sleep
 
 import duckdb
 
@@ -20,15 +23,115 @@ def default_db_path() -> Path:
     return Path(os.environ.get(DB_ENV_VAR, DEFAULT_DB_PATH))
 
 
-def _translate_open_error(path: Path, error: Exception, read_only: bool) -> Exception:
-    message = str(error)
-    if "lock" in message.lower() or "Conflicting lock" in message:
-        return DatabaseBusyError(
-            f"The database is busy: another process has {path} open for writing.",
+#: Bytes 8-11 of every DuckDB database file (after an 8-byte checksum).
+DUCKDB_MAGIC = b"DUCK"
+LOCK_WAIT_ENV_VAR = "DISSENSUS_LOCK_WAIT"
+#: Seconds a command waits for another process to let go of the file. Readers (status, the
+#: dashboards) hold it only while one query runs, so a writer waits them out instead of failing.
+DEFAULT_LOCK_WAIT = 15.0
+#: A reader waits at most this long: only a writer can keep it out, and a writer usually holds
+#: the file for a whole command, so a dashboard page says so soon instead of hanging.
+READ_LOCK_WAIT = 2.0
+
+
+def lock_wait_seconds() -> float:
+    """``$DISSENSUS_LOCK_WAIT`` seconds (default :data:`DEFAULT_LOCK_WAIT`)."""
+    try:
+        return max(0.0, float(os.environ.get(LOCK_WAIT_ENV_VAR, DEFAULT_LOCK_WAIT)))
+    except ValueError:
+        return DEFAULT_LOCK_WAIT
+
+
+def is_duckdb_file(path: Path) -> bool:
+    """Whether ``path`` starts like a DuckDB database file (checked by its magic bytes)."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(12)[8:12] == DUCKDB_MAGIC
+    except OSError:
+        return False
+
+
+def check_warehouse_path(path: Path, *, must_exist: bool = False) -> None:
+    """Refuse a ``--db`` that would lose or hide data, before DuckDB touches it.
+
+    DuckDB opens some files that are not databases (a ``.jsonl``, for one) as an empty
+    *in-memory* database: an ingest then reports rows accepted and stores nothing. So an
+    existing file must carry DuckDB's magic bytes. ``must_exist``: commands that only read or
+    add to a warehouse (status, fit, train, ...) must not create an empty one by accident.
+    """
+    if path.is_dir():
+        raise WarehouseWriteError(
+            f"--db names a folder, not a warehouse file: {path}",
             where=str(path),
-            expected="no other dissensus command (ingest, fit, demo) writing to this file",
-            fix="wait for the other command to finish, or point --db at another file; "
-            "dashboards and read-only queries can keep running",
+            expected="a DuckDB file made by dissensus, or a new file path",
+            fix=f"pass a file path, e.g. --db {path / 'dissensus.duckdb'}",
+        )
+    if not path.exists():
+        if must_exist:
+            raise WarehouseWriteError(
+                f"There is no warehouse at {path}.",
+                where=str(path),
+                expected="a DuckDB file made by `dissensus ingest` or `dissensus demo`",
+                fix="create one with `dissensus --db PATH ingest FILE` (or `dissensus demo`), "
+                "or pass --db (or set $DISSENSUS_DB) to the warehouse you meant",
+            )
+        return
+    size = path.stat().st_size
+    if size == 0:
+        if must_exist:
+            raise WarehouseWriteError(
+                f"{path} is an empty file, not a warehouse (an earlier create that failed, "
+                "e.g. on a full disk, can leave one).",
+                where=str(path),
+                expected="a DuckDB file made by `dissensus ingest` or `dissensus demo`",
+                fix=f"remove it (rm {path}) and ingest again, or pass another --db",
+            )
+        return  # a writer creates the warehouse in it: there is nothing to lose
+    if not is_duckdb_file(path):
+        raise WarehouseWriteError(
+            f"{path} is not a DuckDB warehouse file (it does not start with DuckDB's "
+            "signature); dissensus will not open, overwrite or replace it.",
+            where=str(path),
+            expected="a DuckDB file made by dissensus, or a path that does not exist yet",
+            fix="pass --db a .duckdb path (a data file to load goes after `dissensus ingest`)",
+        )
+
+
+def _holder(message: str) -> str:
+    """'process 123' from DuckDB's lock message, else 'another process'."""
+    match = re.search(r"\(PID (\d+)\)", message)
+    return f"another process (PID {match.group(1)})" if match else "another process"
+
+
+def _is_lock_error(error: Exception) -> bool:
+    return "lock" in str(error).lower()
+
+
+def _translate_open_error(
+    path: Path, error: Exception, read_only: bool, waited: float
+) -> Exception:
+    message = str(error)
+    if _is_lock_error(error):
+        holder = _holder(message)
+        if read_only:
+            # A read lock is refused only while a writer holds the file: say so, and do not
+            # promise that read-only commands keep running, for DuckDB admits none then.
+            return DatabaseBusyError(
+                f"The warehouse {path} is being written by {holder} (an ingest, fit, train or "
+                f"demo); DuckDB lets no other process read a file while one writes it. Waited "
+                f"{waited:.0f} s.",
+                where=str(path),
+                expected="no command writing to this file while it is read",
+                fix="run this again when the writing command has finished",
+            )
+        return DatabaseBusyError(
+            f"The database is busy: {holder} has {path} open and did not let go within "
+            f"{waited:.0f} s.",
+            where=str(path),
+            expected="no other command writing to this file; readers (status, dashboards) "
+            "hold it only while a query runs",
+            fix="wait for the other command to finish and run this again, set "
+            f"{LOCK_WAIT_ENV_VAR} to wait longer, or point --db at another file",
         )
     if read_only and not path.exists():
         return WarehouseWriteError(
@@ -43,6 +146,22 @@ def _translate_open_error(path: Path, error: Exception, read_only: bool) -> Exce
         expected="a writable DuckDB file made by dissensus (or a new path)",
         fix="check the path, its folder's permissions and free disk space",
     )
+
+
+def _open_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect``, retried while another process holds a conflicting lock."""
+    wait = min(lock_wait_seconds(), READ_LOCK_WAIT) if read_only else lock_wait_seconds()
+    started = monotonic()
+    pause = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except (duckdb.IOException, duckdb.Error) as error:
+            waited = monotonic() - started
+            if not _is_lock_error(error) or waited >= wait:
+                raise _translate_open_error(path, error, read_only, waited) from error
+        sleep(min(pause, max(0.0, wait - (monotonic() - started))))
+        pause = min(pause * 2, 0.5)
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
@@ -100,25 +219,34 @@ def migrate(con: duckdb.DuckDBPyConnection, path: Path | str = "<memory>") -> in
 
 
 def connect(
-    path: Path | str | None = None, *, read_only: bool = False
+    path: Path | str | None = None, *, read_only: bool = False, create: bool = True
 ) -> duckdb.DuckDBPyConnection:
     """Open (and for writers, create or upgrade) the warehouse at ``path``.
 
     Read-only connections never migrate; they refuse files newer than this dissensus and
-    files that need an upgrade (open them once for writing to upgrade).
+    files that need an upgrade (open them once for writing to upgrade). An existing file that
+    is not a DuckDB database is refused (:func:`check_warehouse_path`); with ``create=False`` a
+    missing warehouse is too. While another process holds the file, the open is retried for
+    :func:`lock_wait_seconds`. A create that fails (a full disk) leaves no file behind.
     """
     db_path = Path(path) if path is not None else default_db_path()
-    if not read_only and db_path.parent and not db_path.parent.exists():
+    if not read_only and db_path.parent and not db_path.parent.is_dir():
         raise WarehouseWriteError(
             f"The folder for the warehouse does not exist: {db_path.parent}",
             where=str(db_path),
             expected="an existing folder",
             fix=f"create it (mkdir -p {db_path.parent}) or choose another --db",
         )
+    check_warehouse_path(db_path, must_exist=read_only or not create)
+    new_file = not db_path.exists() or db_path.stat().st_size == 0
+    if new_file and not read_only:
+        db_path.unlink(missing_ok=True)  # empty: DuckDB cannot open it, and it holds nothing
     try:
-        con = duckdb.connect(str(db_path), read_only=read_only)
-    except (duckdb.IOException, duckdb.Error) as error:
-        raise _translate_open_error(db_path, error, read_only) from error
+        con = _open_with_retry(db_path, read_only)
+    except WarehouseWriteError:
+        if new_file and not read_only:
+            _remove_failed_create(db_path)
+        raise
     if read_only:
         version = schema_version(con)
         if version > LATEST_VERSION:
@@ -132,14 +260,34 @@ def connect(
         return con
     try:
         migrate(con, db_path)
+        _repair_stale_index(con)
     except duckdb.Error as error:
         con.close()
+        if new_file:
+            _remove_failed_create(db_path)
         raise WarehouseWriteError(
             f"Could not prepare the warehouse {db_path}: {error}",
             where=str(db_path),
             fix="check free disk space and that the file is writable",
         ) from error
     return con
+
+
+def _remove_failed_create(path: Path) -> None:
+    """Remove what a failed create left (an empty or partial file and its log): later runs
+    would otherwise call the path 'not a valid DuckDB database file'."""
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        with contextlib.suppress(OSError):
+            leftover.unlink(missing_ok=True)
+
+
+def _repair_stale_index(con: duckdb.DuckDBPyConnection) -> None:
+    """Rebuild the vote index when a writer finds it stale: a crash between a batch's commit
+    and the rebuild (the index is rebuilt after the last file of a command) leaves it so."""
+    from dissensus.warehouse.vote_index import index_is_stale, refresh_vote_index
+
+    if index_is_stale(con):
+        refresh_vote_index(con)
 
 
 def database_path(con: duckdb.DuckDBPyConnection) -> Path | None:

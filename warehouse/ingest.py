@@ -15,13 +15,9 @@ quarantined with the place where the first version was seen.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
-import queue
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,19 +27,32 @@ import duckdb
 import pyarrow as pa
 
 from dissensus.warehouse import readers, staging, store
-from dissensus.warehouse.contract import CONTRACT_COLUMNS
+from dissensus.warehouse.contract import CONTRACT_COLUMNS, is_attribute_key
 from dissensus.warehouse.errors import (
     DissensusError,
     InputFileError,
-    PseudonymisationError,
     StrictModeError,
     WarehouseWriteError,
 )
+from dissensus.warehouse.json_checks import json_error_detail, mark_duplicate_keys
 from dissensus.warehouse.readers import StagedChunk
-from dissensus.warehouse.vote_index import refresh_vote_index
+from dissensus.warehouse.salting import check_pseudonymisation, salt_literal
+from dissensus.warehouse.sources import (
+    CANONICAL_FORMATS,
+    check_input_path,
+    chunks_for,
+    prefetched,
+    resolve_format,
+)
+from dissensus.warehouse.vote_index import index_is_stale, refresh_vote_index
+
+__all__ = ["CANONICAL_FORMATS", "BatchReport", "ProgressCallback", "ingest_file",
+           "resolve_format"]
 
 ProgressCallback = Callable[[int], None]
-CANONICAL_FORMATS = ("jsonl", "csv", "parquet")
+#: Errors DuckDB raises when it cannot write (a full disk at commit invalidates the database).
+_WRITE_ERRORS = (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.FatalException,
+                 duckdb.TransactionException)
 #: DuckDB's memory budget during ingest; it spills to disk beyond it (env DISSENSUS_INGEST_MEMORY).
 INGEST_MEMORY_LIMIT = os.environ.get("DISSENSUS_INGEST_MEMORY", "1GB")
 
@@ -67,47 +76,8 @@ class BatchReport:
     reasons: Counter[str] = field(default_factory=Counter)
 
 
-def _salt_fingerprint(salt: str) -> str:
-    return hashlib.sha256(f"dissensus-salt-check:{salt}".encode()).hexdigest()[:16]
-
-
-def _check_pseudonymisation(con: duckdb.DuckDBPyConnection, salt: str | None) -> None:
-    rows = con.execute("SELECT value FROM settings WHERE key = 'pseudonymisation'").fetchall()
-    stored = rows[0][0] if rows else None
-    has_rows = con.execute("SELECT count(*) FROM reviewers").fetchall()[0][0] > 0  # type: ignore[index]
-    wanted = _salt_fingerprint(salt) if salt else "off"
-    if stored is None:
-        if has_rows and wanted != "off":
-            raise PseudonymisationError(
-                "This warehouse already holds raw reviewer ids; pseudonymising new ones would "
-                "split the same reviewer in two.",
-                expected="the same pseudonymisation setting for every batch of a warehouse",
-                fix="ingest without --pseudonymise-salt, or start a new warehouse (--db)",
-            )
-        con.execute("INSERT OR REPLACE INTO settings VALUES ('pseudonymisation', ?)", [wanted])
-        return
-    if stored != wanted:
-        raise PseudonymisationError(
-            "The reviewer-id pseudonymisation does not match this warehouse: it was built "
-            + ("with raw ids" if stored == "off" else "with a salt")
-            + (" and this ingest has no salt" if wanted == "off" else " and this ingest uses "
-               + ("a salt" if stored == "off" else "a different salt")),
-            expected="the same salt (or none) for every batch of a warehouse",
-            fix="pass the salt used before (--pseudonymise-salt or DISSENSUS_SALT), "
-            "or ingest into a new warehouse",
-        )
-
-
 def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(con.execute(sql).fetchall()[0][0])
-
-
-def _json_error_detail(raw: str) -> str:
-    try:
-        json.loads(raw)
-    except json.JSONDecodeError as error:
-        return f"not valid JSON: {error.msg} at column {error.colno}; fix or remove this line"
-    return "not valid JSON; fix or remove this line"
 
 
 def _process_chunk(
@@ -135,13 +105,17 @@ def _process_registered(
     report: BatchReport,
 ) -> None:
     if chunk.kind == "json_lines":
-        keys = [row[0] for row in con.execute(staging.keys_sql()).fetchall()]
+        con.execute(f"CREATE OR REPLACE TEMP TABLE chunk_keys AS {staging.keys_sql()}")
+        keys = [row[0] for row in con.execute(
+            "SELECT DISTINCT unnest(keys) FROM chunk_keys").fetchall()]
         foreign = [k for k in keys if k not in CONTRACT_COLUMNS]
-        extra = sorted(k for k in foreign if k.startswith("reviewer_"))
-        unknown = [k for k in foreign if not k.startswith("reviewer_")]
+        extra = sorted(k for k in foreign if is_attribute_key(k))
+        unknown = [k for k in foreign if not is_attribute_key(k)]
         report.unknown_columns = sorted(set(report.unknown_columns) | set(unknown))
         con.execute(f"CREATE OR REPLACE TEMP TABLE fields AS {staging.extract_sql(extra)}")
+        mark_duplicate_keys(con)
     else:
+        report.unknown_columns = sorted(set(report.unknown_columns) | set(chunk.unknown_columns))
         con.execute("CREATE OR REPLACE TEMP TABLE fields AS SELECT * EXCLUDE (_raw) FROM chunk")
     uses_ids = con.execute(
         "SELECT count(*) FROM fields WHERE _error IS NULL AND (trim(prompt_id) <> '' "
@@ -149,8 +123,7 @@ def _process_registered(
     ).fetchall()[0][0] > 0
     if uses_ids:
         _build_chunk_aliases(con)
-    salt_sql = "'" + salt.replace("'", "''") + "'" if salt else None
-    checked = staging.checked_sql(salt_sql, uses_ids)
+    checked = staging.checked_sql(salt_literal(salt), uses_ids)
     con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {checked}")
     bad_json = con.execute(
         "SELECT c._line, r._raw FROM checked c JOIN chunk r ON r._line = c._line "
@@ -159,7 +132,7 @@ def _process_registered(
     if bad_json:
         details = pa.table({
             "line": pa.array([line for line, _ in bad_json], pa.int64()),
-            "detail": pa.array([_json_error_detail(raw) for _, raw in bad_json], pa.string()),
+            "detail": pa.array([json_error_detail(raw) for _, raw in bad_json], pa.string()),
         })
         con.register("json_details", details)
         con.execute("""
@@ -175,7 +148,7 @@ def _process_registered(
     if _count(con, "SELECT count(*) FROM checked WHERE _reason IS NOT NULL") or _count(
         con, "SELECT count(*) FROM final WHERE _status = 'conflict'"
     ):
-        store.store_quarantine(con, batch_id, file_path, now)
+        store.store_quarantine(con, batch_id, file_path, now, salted=bool(salt))
     counts = con.execute("""
         SELECT (SELECT count(*) FROM fields),
                (SELECT count(*) FROM final WHERE _status = 'new'),
@@ -231,100 +204,6 @@ def _build_chunk_aliases(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
-def _hash_path(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    total = 0
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        with file.open("rb") as handle:
-            while block := handle.read(8 * 1024 * 1024):
-                digest.update(block)
-                total += len(block)
-    return digest.hexdigest(), total
-
-
-def _chunks_for(
-    path: Path, fmt: str, chunk_rows: int
-) -> tuple[Iterator[StagedChunk], Callable[[], tuple[str, int]]]:
-    """The chunk stream of a file and a function giving (sha256, bytes) once it is consumed."""
-    if fmt in ("jsonl", "csv"):
-        hashing = readers.HashingReader(readers.open_maybe_gzip(path))
-        if fmt == "jsonl":
-            stream: Iterator[StagedChunk] = readers.read_jsonl(hashing)  # type: ignore[arg-type]
-        else:
-            stream = readers.read_csv(hashing, chunk_rows)  # type: ignore[arg-type]
-
-        def finished() -> tuple[str, int]:
-            while hashing.read(8 * 1024 * 1024):
-                pass
-            return hashing.sha256.hexdigest(), hashing.bytes_read
-
-        return stream, finished
-    if not path.exists():
-        readers.open_maybe_gzip(path)  # raises the missing-file error
-    digest = _hash_path(path)
-    if fmt == "parquet":
-        return readers.read_parquet(path, chunk_rows), lambda: digest
-    from dissensus.warehouse.adapters import ADAPTERS
-
-    adapter = ADAPTERS[fmt]
-    return (
-        (StagedChunk(table, "columns") for table in adapter.read(path, chunk_rows)),
-        lambda: digest,
-    )
-
-
-def _prefetched(chunks: Iterator[StagedChunk]) -> Iterator[StagedChunk]:
-    """Read the next chunk in a thread while DuckDB works on the current one.
-
-    Both the reader (numpy, Arrow, file I/O) and DuckDB release the GIL, so on two cores this
-    hides most of the reading time. Errors in the reader are re-raised here, in order.
-    """
-    pending: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def put(message: tuple[str, object]) -> bool:
-        while not stop.is_set():
-            try:
-                pending.put(message, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for chunk in chunks:
-                if not put(("chunk", chunk)):
-                    return
-            put(("done", None))
-        except BaseException as error:  # handed to the consumer, which re-raises it
-            put(("error", error))
-
-    thread = threading.Thread(target=produce, name="dissensus-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, item = pending.get()
-            if kind == "done":
-                break
-            if kind == "error":
-                raise item  # type: ignore[misc]
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        thread.join()
-
-
-def resolve_format(path: Path, fmt: str) -> tuple[str, str]:
-    """(format, why): the format asked for, or the detected one with the reason."""
-    if fmt != "auto":
-        return fmt, "as requested with --format"
-    from dissensus.warehouse.adapters.detect import detect_format
-
-    return detect_format(path)
-
-
 def ingest_file(
     con: duckdb.DuckDBPyConnection,
     path: Path | str,
@@ -343,19 +222,18 @@ def ingest_file(
     :func:`dissensus.warehouse.vote_index.refresh_vote_index` once after the last.
     """
     path = Path(path)
-    if not path.exists():
-        readers.open_maybe_gzip(path)
+    check_input_path(path)
     fmt, reason = resolve_format(path, fmt)
     report = BatchReport(file=str(path), format=fmt, format_reason=reason)
     started = perf_counter()
-    chunks, finished = _chunks_for(path, fmt, chunk_rows)
+    chunks, finished = chunks_for(path, fmt, chunk_rows)
     con.execute("SET TimeZone = 'UTC'")
     # Bounded memory: DuckDB spills to disk beyond this instead of growing with the file.
     con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
     con.execute("SET preserve_insertion_order = false")
     con.execute("BEGIN TRANSACTION")
     try:
-        _check_pseudonymisation(con, salt)
+        check_pseudonymisation(con, salt)
         batch_id = int(con.execute(
             "SELECT coalesce(max(batch_id), 0) + 1 FROM ingest_batches").fetchall()[0][0])  # type: ignore[index]
         report.batch_id = batch_id
@@ -365,7 +243,7 @@ def ingest_file(
             [batch_id, str(path.resolve()), path.name, fmt,
              datetime.now(UTC).replace(tzinfo=None), bool(salt)],
         )
-        for chunk in _prefetched(chunks):
+        for chunk in prefetched(chunks):
             _process_chunk(con, chunk, batch_id, str(path), salt, report)
             if progress:
                 progress(chunk.table.num_rows)
@@ -381,6 +259,8 @@ def ingest_file(
             report.accepted = report.quarantined = 0
             report.duplicates = report.rows_read
             report.reasons.clear()
+            if refresh_index and index_is_stale(con):  # a re-ingest after a crash repairs it
+                report.index_seconds = refresh_vote_index(con)
             report.seconds = perf_counter() - started
             return report
         if strict and report.quarantined:
@@ -406,18 +286,24 @@ def ingest_file(
              report.rows_read, report.accepted, report.quarantined, report.duplicates, notes,
              batch_id],
         )
-        if refresh_index and report.accepted:
+        # Also when nothing was added: a crash after an earlier batch's commit can have left the
+        # index stale, and a writer that finds it so repairs it.
+        if refresh_index and (report.accepted or index_is_stale(con)):
             con.execute("SET preserve_insertion_order = true")
             report.index_seconds = refresh_vote_index(con, in_transaction=True)
         con.execute("COMMIT")
     except BaseException as error:
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
-        if isinstance(error, duckdb.IOException | duckdb.OutOfMemoryException):
+        if isinstance(error, _WRITE_ERRORS):
             raise WarehouseWriteError(
-                f"Writing the warehouse failed: {error}. The batch was rolled back.",
+                f"Writing the warehouse failed: {_first_line(error)}. Nothing from this file "
+                "was stored: the batch was rolled back (the warehouse keeps what it held "
+                "before).",
                 where=str(path),
-                fix="free disk space or memory, or check that the database file is writable",
+                expected="free disk space and memory, and a writable database file",
+                fix="free disk space or memory (or check the file's permissions), then run "
+                "the same ingest again",
             ) from error
         if isinstance(error, UnicodeDecodeError):
             raise InputFileError(
@@ -428,6 +314,11 @@ def ingest_file(
             ) from error
         raise
     return report
+
+
+def _first_line(error: BaseException) -> str:
+    """DuckDB's message without its trailing advice lines."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def csv_unknown_columns(path: Path) -> list[str]:

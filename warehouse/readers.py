@@ -29,11 +29,14 @@ from dissensus.warehouse.contract import (
     LINE_COLUMN,
     RAW_COLUMN,
     REVIEWER_ATTRIBUTES_COLUMN,
+    is_attribute_key,
 )
 from dissensus.warehouse.errors import InputFileError
 
 ChunkKind = Literal["json_lines", "columns"]
 GZIP_MAGIC = b"\x1f\x8b"
+#: The UTF-8 byte-order mark some tools (Excel, PowerShell) put before the first line: not data.
+UTF8_BOM = b"\xef\xbb\xbf"
 BLOCK_BYTES = 64 * 1024 * 1024
 
 
@@ -43,6 +46,9 @@ class StagedChunk:
 
     table: pa.Table
     kind: ChunkKind
+    #: Source columns that are neither in the contract nor kept reviewer attributes: reported
+    #: to the user (JSON lines find theirs in SQL, per chunk).
+    unknown_columns: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -143,10 +149,14 @@ def read_jsonl(stream: IO[bytes], chunk_bytes: int = BLOCK_BYTES) -> Iterator[St
     """Yield chunks of whole JSON lines; blank lines are not rows and are skipped."""
     pending = b""
     next_line = 1
+    first = True
     while True:
         block = stream.read(chunk_bytes)
         if not block:
             break
+        if first:
+            block = block.removeprefix(UTF8_BOM)
+            first = False
         block = pending + block
         cut = block.rfind(b"\n")
         if cut < 0:
@@ -175,27 +185,44 @@ def _columns_table(rows: list[dict[str, str | None]]) -> pa.Table:
 def _split_header(header: list[str]) -> tuple[list[str], list[str]]:
     """Contract columns and reviewer attributes of a header; the rest is reported, not kept."""
     known = [name for name in header if name in CONTRACT_COLUMNS]
-    attributes = [
-        name for name in header if name.startswith("reviewer_") and name not in CONTRACT_COLUMNS
-    ]
+    attributes = [name for name in header if is_attribute_key(name)]
     return known, attributes
 
 
 def unknown_columns(header: list[str]) -> list[str]:
-    """Source columns that are neither contract columns nor reviewer attributes."""
+    """Source columns that are neither contract columns nor kept reviewer attributes (an empty
+    header cell is reported as '(unnamed)')."""
     return [
-        name for name in header
-        if name not in CONTRACT_COLUMNS and not name.startswith("reviewer_") and name
+        name or "(unnamed)" for name in header
+        if name not in CONTRACT_COLUMNS and not is_attribute_key(name)
     ]
+
+
+def _refuse_repeated_columns(header: list[str], path: str) -> None:
+    """A column named twice: which value a row means is unknown, so the file is refused."""
+    repeated = sorted({name for name in header if name and header.count(name) > 1})
+    if repeated:
+        raise InputFileError(
+            "The header names " + ", ".join(f"'{name}'" for name in repeated)
+            + " more than once, so which value each row means is unknown; nothing was stored.",
+            where=f"{path}, line 1 (the header)",
+            expected="each column named once",
+            fix="rename or remove the repeated column and ingest again",
+        )
 
 
 def _has_surrogates(value: str) -> bool:
     return any("\udc80" <= char <= "\udcff" for char in value)
 
 
-def read_csv(stream: IO[bytes], chunk_rows: int = 100_000) -> Iterator[StagedChunk]:
-    """Yield chunks of CSV (or TSV) rows as string columns, with exact line numbers."""
-    data = stream.read()
+def read_csv(
+    stream: IO[bytes], chunk_rows: int = 100_000, source: str = "the CSV file"
+) -> Iterator[StagedChunk]:
+    """Yield chunks of CSV (or TSV) rows as string columns, with exact line numbers.
+
+    A UTF-8 byte-order mark is not data (it would rename the first column); ``source`` names
+    the file in errors."""
+    data = stream.read().removeprefix(UTF8_BOM)
     try:
         text = data.decode("utf-8")
         bad_encoding = False
@@ -210,7 +237,9 @@ def read_csv(stream: IO[bytes], chunk_rows: int = 100_000) -> Iterator[StagedChu
         header = next(reader)
     except StopIteration:
         return
+    _refuse_repeated_columns(header, source)
     _, attribute_names = _split_header(header)
+    unknown = unknown_columns(header)
     width = len(header)
     rows: list[dict[str, str | None]] = []
     previous_end = reader.line_num
@@ -244,29 +273,66 @@ def read_csv(stream: IO[bytes], chunk_rows: int = 100_000) -> Iterator[StagedChu
                 row[REVIEWER_ATTRIBUTES_COLUMN] = json.dumps(attributes)
             rows.append(row)
         if len(rows) >= chunk_rows:
-            yield StagedChunk(_columns_table(rows), "columns")
+            yield StagedChunk(_columns_table(rows), "columns", unknown)
             rows = []
     if rows:
-        yield StagedChunk(_columns_table(rows), "columns")
+        yield StagedChunk(_columns_table(rows), "columns", unknown)
 
 
 def csv_header(path: Path) -> list[str]:
     """The header row of a CSV/TSV file (for reporting unknown columns)."""
     with open_maybe_gzip(path) as stream:
-        first = io.TextIOWrapper(stream, encoding="utf-8", errors="replace").readline()
+        first = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace").readline()
     delimiter = "\t" if first.count("\t") > first.count(",") else ","
     return next(csv.reader([first], delimiter=delimiter), [])
 
 
-def _arrow_to_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+def _is_nested(kind: pa.DataType) -> bool:
+    return (pa.types.is_struct(kind) or pa.types.is_map(kind) or pa.types.is_union(kind)
+            or ((pa.types.is_list(kind) or pa.types.is_large_list(kind))
+                and _is_nested(kind.value_type)))
+
+
+def _arrow_to_strings(name: str, column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.Array]:
+    """A column as strings and, per row, an error for values that cannot be one (a struct)."""
+    kind = column.type
+    no_errors = pa.nulls(len(column), pa.string())
+    if _is_nested(kind):
+        # Parquet structs and maps have no string form; the value is kept (as JSON) for the
+        # quarantine and the row is rejected, as a JSON object in that field would be.
+        values = column.to_pylist()
+        label = "struct" if pa.types.is_struct(kind) else str(kind).split("<")[0]
+        return (
+            pa.chunked_array([pa.array(
+                [None if v is None else json.dumps(v, default=str) for v in values],
+                pa.string())]),
+            pa.array([None if v is None else f"{name}: expected a string or number, found a "
+                      f"Parquet {label}" for v in values], pa.string()),
+        )
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return pa.chunked_array(
             [pc.binary_join(chunk.cast(pa.list_(pa.string())), ",") for chunk in column.chunks],
             pa.string(),
-        )
-    if pa.types.is_timestamp(column.type):
-        return pc.strftime(column, format="%Y-%m-%dT%H:%M:%S")
-    return column.cast(pa.string())
+        ), no_errors
+    if pa.types.is_timestamp(kind):
+        return pc.strftime(column, format="%Y-%m-%dT%H:%M:%S"), no_errors
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        decoded: list[str | None] = []
+        bad: list[str | None] = []
+        for value in column.to_pylist():
+            try:
+                decoded.append(None if value is None else value.decode("utf-8"))
+                bad.append(None)
+            except UnicodeDecodeError:
+                decoded.append(value.decode("utf-8", "replace"))
+                bad.append(f"{name}: the value is not valid UTF-8 text")
+        return pa.chunked_array([pa.array(decoded, pa.string())]), pa.array(bad, pa.string())
+    try:
+        return column.cast(pa.string()), no_errors
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        values = column.to_pylist()
+        return pa.chunked_array([pa.array([None if v is None else str(v) for v in values],
+                                          pa.string())]), no_errors
 
 
 def read_parquet(path: Path, chunk_rows: int = 100_000) -> Iterator[StagedChunk]:
@@ -282,6 +348,7 @@ def read_parquet(path: Path, chunk_rows: int = 100_000) -> Iterator[StagedChunk]
         ) from error
     names = parquet.schema_arrow.names
     _, attribute_names = _split_header(names)
+    unknown = unknown_columns(names)
     first_row = 1
     for batch in parquet.iter_batches(batch_size=chunk_rows):
         table = pa.Table.from_batches([batch])
@@ -291,10 +358,15 @@ def read_parquet(path: Path, chunk_rows: int = 100_000) -> Iterator[StagedChunk]
             RAW_COLUMN: pa.nulls(n, pa.string()),
             "_error": pa.nulls(n, pa.string()),
         }
+        row_errors: list[pa.Array] = []
         for name in CONTRACT_COLUMNS:
-            columns[name] = (
-                _arrow_to_strings(table.column(name)) if name in names else pa.nulls(n, pa.string())
-            )
+            if name in names:
+                columns[name], bad = _arrow_to_strings(name, table.column(name))
+                row_errors.append(bad)
+            else:
+                columns[name] = pa.nulls(n, pa.string())
+        if row_errors:  # the first field that cannot be a string names the row's error
+            columns["_error"] = pc.coalesce(*row_errors)
         if attribute_names:
             records = table.select(attribute_names).to_pylist()
             columns[REVIEWER_ATTRIBUTES_COLUMN] = pa.array(
@@ -303,4 +375,4 @@ def read_parquet(path: Path, chunk_rows: int = 100_000) -> Iterator[StagedChunk]
         else:
             columns[REVIEWER_ATTRIBUTES_COLUMN] = pa.nulls(n, pa.string())
         first_row += n
-        yield StagedChunk(pa.table(columns), "columns")
+        yield StagedChunk(pa.table(columns), "columns", unknown)

@@ -19,10 +19,14 @@ from typing import Final
 
 from dissensus.warehouse.contract import CONTRACT_COLUMNS, REVIEWER_ATTRIBUTES_COLUMN
 from dissensus.warehouse.ids import sql_pair_id, sql_response_id, sql_text_id
+from dissensus.warehouse.salting import pseudonym_sql
 
 #: Fields whose JSON value may be an array (joined with commas).
 LIST_FIELDS: Final = ("response_a_tags", "response_b_tags")
 TEXT_FIELDS: Final = ("prompt", "response_a", "response_b")
+#: White space a text may not consist of only: ASCII white space, the Unicode space separators
+#: (non-breaking, em, ideographic, ...), line and paragraph separators, zero-width space and BOM.
+WHITE_SPACE: Final = r"[\s\x{0b}\pZ\x{85}\x{200b}\x{feff}]"
 
 
 def _quote(value: str) -> str:
@@ -34,9 +38,10 @@ def _path(key: str) -> str:
 
 
 def keys_sql() -> str:
-    """Distinct top-level keys of the JSON objects in ``chunk``."""
+    """``_line, keys``: the top-level keys of each JSON object in ``chunk``, a key given twice
+    listed twice (:mod:`dissensus.warehouse.json_checks` reports those)."""
     return """
-    SELECT DISTINCT unnest(json_keys(_raw)) AS key FROM chunk
+    SELECT _line, json_keys(_raw) AS keys FROM chunk
     WHERE _error IS NULL AND left(ltrim(_raw), 1) = '{' AND json_valid(_raw)
     """
 
@@ -120,19 +125,18 @@ def checked_sql(salt_sql: str | None, uses_ids: bool) -> str:
     ``salt_sql`` is a SQL string literal holding the pseudonymisation salt, or None. With
     ``uses_ids`` the temp table ``chunk_aliases(kind, external_id, text_id)`` must exist.
     """
-    reviewer = "nullif(trim(reviewer_id), '')"
+    reviewer = (f"CASE WHEN regexp_full_match(reviewer_id, '{WHITE_SPACE}*') THEN NULL "
+                "ELSE trim(reviewer_id) END")
     if salt_sql is not None:
-        reviewer = (
-            f"CASE WHEN {reviewer} IS NOT NULL THEN "
-            f"'r-' || left(sha256({salt_sql} || ':' || {reviewer}), 16) END"
-        )
+        reviewer = pseudonym_sql(f"({reviewer})", salt_sql)
 
     def has_text(text: str) -> str:
-        # trim() copies the string; only texts that start with white space need it.
+        # The full match runs only on texts that start with white space (few); trim() alone
+        # would keep tabs, newlines and non-breaking spaces.
         return (
             f"CASE WHEN {text} IS NULL OR {text} = '' THEN false "
-            f"WHEN NOT regexp_matches(left({text}, 1), '\\s') THEN true "
-            f"ELSE trim({text}) <> '' END"
+            f"WHEN NOT regexp_matches(left({text}, 1), '{WHITE_SPACE}') THEN true "
+            f"ELSE NOT regexp_full_match({text}, '{WHITE_SPACE}*') END"
         )
 
     def hashed(text: str) -> str:
@@ -198,19 +202,19 @@ def checked_sql(salt_sql: str | None, uses_ids: bool) -> str:
                 'choice: expected a, b or tie (also accepted: equal, draw), got '''
                 || left(choice, 40) || ''''
             WHEN _prompt_missing THEN
-                CASE WHEN _prompt_given THEN 'prompt: the text is empty'
+                CASE WHEN _prompt_given THEN 'prompt: the text is empty or only white space'
                 ELSE 'prompt: missing; give the prompt text (or prompt_id of a text '
                      || 'ingested before)' END
             WHEN _prompt_tid IS NULL THEN
                 'prompt_id: ''' || _prompt_ext || ''' is not a text ingested before; '
                 || 'include the prompt text, or ingest the file that defines it first'
             WHEN _a_missing THEN
-                CASE WHEN _a_given THEN 'response_a: the text is empty'
+                CASE WHEN _a_given THEN 'response_a: the text is empty or only white space'
                 ELSE 'response_a: missing; give the reply text (or response_a_id)' END
             WHEN _a_tid IS NULL THEN
                 'response_a_id: ''' || _a_ext || ''' is not a text ingested before'
             WHEN _b_missing THEN
-                CASE WHEN _b_given THEN 'response_b: the text is empty'
+                CASE WHEN _b_given THEN 'response_b: the text is empty or only white space'
                 ELSE 'response_b: missing; give the reply text (or response_b_id)' END
             WHEN _b_tid IS NULL THEN
                 'response_b_id: ''' || _b_ext || ''' is not a text ingested before'
@@ -229,8 +233,14 @@ def checked_sql(salt_sql: str | None, uses_ids: bool) -> str:
                 || left(shown_first, 40) || ''''
             WHEN {given_bad("strength", "_strength")} THEN
                 'strength: expected a number, got ''' || left(strength, 40) || ''''
+            WHEN NOT isfinite(_strength) THEN
+                'strength: expected a finite number, got ''' || left(strength, 40)
+                || ''' (NaN and infinity are not strengths; leave the field out if unknown)'
             WHEN {given_bad("seconds_spent", "_seconds")} OR _seconds < 0 THEN
                 'seconds_spent: expected a number >= 0, got ''' || left(seconds_spent, 40) || ''''
+            WHEN NOT isfinite(_seconds) THEN
+                'seconds_spent: expected a finite number >= 0, got ''' || left(seconds_spent, 40)
+                || ''' (NaN and infinity are not durations; leave the field out if unknown)'
             WHEN {given_bad("created_at", "_created_at")} THEN
                 'created_at: expected an ISO-8601 timestamp such as 2026-03-01T14:05:00Z, '
                 || 'got ''' || left(created_at, 40) || ''''

@@ -10,7 +10,8 @@ from typing import Final
 
 import duckdb
 
-from dissensus.warehouse.contract import CONTRACT_COLUMNS
+from dissensus.warehouse.contract import CONTRACT_COLUMNS, REVIEWER_ATTRIBUTES_COLUMN
+from dissensus.warehouse.salting import WITHHELD_RAW
 
 _NEW: Final = "FROM final WHERE _status = 'new'"
 
@@ -134,26 +135,49 @@ def store_new_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> None:
     """)
 
 
-def raw_row_sql() -> str:
+def raw_row_sql(salted: bool = False) -> str:
     """The source row as text: the original line (``chunk r``), or a JSON object of its fields
-    (``fields f``) for sources that have no line text."""
+    (``fields f``) for sources that have no line text.
+
+    ``salted``: the row was pseudonymised, so no raw reviewer id may be stored. The text is then
+    rebuilt from the parsed fields with the pseudonym (``c._reviewer``) as ``reviewer_id``; a row
+    that could not be parsed into fields (its ``_error`` names no field) is withheld.
+    """
+    if salted:
+        pairs = ", ".join(
+            f"'{name}', {'c._reviewer' if name == 'reviewer_id' else 'f.' + name}"
+            for name in CONTRACT_COLUMNS
+        )
+        rebuilt = (
+            f"CAST(json_object({pairs}, 'reviewer_attributes', "
+            f"CAST(f.{REVIEWER_ATTRIBUTES_COLUMN} AS JSON)) AS VARCHAR)"
+        )
+        parsed = "(f._error IS NULL OR regexp_matches(f._error, '^[a-z_]+: '))"
+        return f"CASE WHEN {parsed} THEN {rebuilt} ELSE {_quote(WITHHELD_RAW)} END"
     pairs = ", ".join(f"'{name}', f.{name}" for name in CONTRACT_COLUMNS)
     return f"coalesce(rtrim(r._raw, chr(13) || chr(10)), CAST(json_object({pairs}) AS VARCHAR))"
 
 
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 def store_quarantine(
-    con: duckdb.DuckDBPyConnection, batch_id: int, file_path: str, now: str
+    con: duckdb.DuckDBPyConnection, batch_id: int, file_path: str, now: str,
+    *, salted: bool = False,
 ) -> None:
-    """Insert the rows that failed validation and the comparison-id conflicts."""
+    """Insert the rows that failed validation and the comparison-id conflicts (``salted``: see
+    :func:`raw_row_sql`)."""
     field = "nullif(regexp_extract(_reason, '^([a-z_, ]+):', 1), '')"
+    raw = raw_row_sql(salted)
     con.execute(
         f"""
         INSERT INTO quarantine
-        SELECT {batch_id}, ?, c._line, {field}, _reason, {raw_row_sql()}, CAST(? AS TIMESTAMP)
+        SELECT {batch_id}, ?, c._line, {field}, _reason, {raw}, CAST(? AS TIMESTAMP)
         FROM checked c JOIN fields f ON f._line = c._line JOIN chunk r ON r._line = c._line
         WHERE _reason IS NOT NULL
         UNION ALL
-        SELECT {batch_id}, ?, c._line, 'comparison_id', _conflict, {raw_row_sql()},
+        SELECT {batch_id}, ?, c._line, 'comparison_id', _conflict, {raw},
                CAST(? AS TIMESTAMP)
         FROM final c JOIN fields f ON f._line = c._line JOIN chunk r ON r._line = c._line
         WHERE _status = 'conflict'

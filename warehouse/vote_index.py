@@ -227,6 +227,18 @@ def has_index_tables(con: duckdb.DuckDBPyConnection) -> bool:
     return {"vote_index", "vote_index_reviewers", "vote_index_state"} <= tables
 
 
+def index_is_stale(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the stored index exists but does not match ``comparisons`` (or was never built
+    although comparisons exist): a writer that finds this rebuilds it."""
+    if not has_index_tables(con):
+        return False
+    state = con.execute("SELECT n_votes, n_comparisons FROM vote_index_state").fetchall()
+    source = _source_state(con)
+    if len(state) != 1:
+        return source[1] > 0
+    return (int(state[0][0]), int(state[0][1])) != source
+
+
 def refresh_vote_index(con: duckdb.DuckDBPyConnection, *, in_transaction: bool = False) -> float:
     """Rebuild the stored vote index from ``comparisons``; return the seconds it took.
 

@@ -14,12 +14,14 @@ import typer
 from dissensus.analytics.cli.common import (
     console,
     errors,
+    fail,
     open_warehouse,
     render_frame,
     require_choice,
     write_json,
     write_records,
 )
+from dissensus.warehouse.errors import DissensusError
 
 TABLE_COLUMNS = [
     "rank",
@@ -57,6 +59,26 @@ def _emit(frame: pl.DataFrame, fmt: str, title: str, max_rows: int, compact: boo
     console.print(render_frame(shown.select(keep) if compact else shown, title, max_rows))
 
 
+def _require_school(frame: pl.DataFrame, school: int) -> None:
+    """Fail in words when no reviewer is in ``school`` (an empty table would not say why)."""
+    known = sorted(frame["school"].drop_nulls().unique().to_list()) if "school" in frame.columns \
+        else []
+    if school in known:
+        return
+    if not known:
+        fail(DissensusError(
+            f"No reviewer has a school yet, so none is in school {school}.",
+            expected="an annotator-model fit (schools come from it)",
+            fix="run `dissensus fit` first, then `dissensus reviewers --school N`",
+        ))
+    fail(DissensusError(
+        f"No reviewer is in school {school}: the newest fit has school"
+        f"{'s' if len(known) > 1 else ''} " + ", ".join(str(k) for k in known) + ".",
+        expected="one of " + ", ".join(str(k) for k in known),
+        fix=f"pass --school {known[0]}, or leave --school out to see every reviewer",
+    ))
+
+
 def reviewers(
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     flagged: Annotated[bool, typer.Option("--flagged", help="Only flagged reviewers.")] = False,
@@ -64,8 +86,9 @@ def reviewers(
         str | None, typer.Option(help="Only reviewers whose verdict contains this text.")
     ] = None,
     school: Annotated[int | None, typer.Option(help="Only this school (needs a fit).")] = None,
-    min_votes: Annotated[int, typer.Option(help="Only reviewers with this many votes.")] = 1,
-    limit: Annotated[int, typer.Option(help="Rows to show (table format).")] = 40,
+    min_votes: Annotated[int, typer.Option(min=0, help="Only reviewers with this many votes.")
+                         ] = 1,
+    limit: Annotated[int, typer.Option(min=1, help="Rows to show (table format).")] = 40,
     all_columns: Annotated[
         bool, typer.Option("--all-columns", help="Every figure, not the summary columns.")
     ] = False,
@@ -82,6 +105,7 @@ def reviewers(
     if verdict:
         frame = frame.filter(pl.col("verdict").str.contains(verdict, literal=True))
     if school is not None:
+        _require_school(frame, school)
         frame = frame.filter(pl.col("school") == school)
     frame = frame.filter(pl.col("n_votes") >= min_votes)
     if not all_columns:
@@ -98,7 +122,8 @@ def reviewers(
 def reviewer(
     reviewer_id: Annotated[str, typer.Argument(help="The reviewer's id.")],
     fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
-    limit: Annotated[int, typer.Option(help="Disagreements and partners to show.")] = 10,
+    limit: Annotated[int, typer.Option(min=1, help="Disagreements and partners to show.")
+                     ] = 10,
 ) -> None:
     """One reviewer's report card: every figure, verdicts, and disagreements with the texts."""
     from dissensus.analytics.audit import report_card

@@ -8,6 +8,7 @@ The command modules (:mod:`.ingest`, :mod:`.demo`, :mod:`.fit`, :mod:`.audit`, :
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -55,25 +57,53 @@ class State:
 
 def fail(error: DissensusError) -> NoReturn:
     """Print ``error`` in words on stderr and end the command with exit code 2."""
-    errors.print(f"[bold red]error:[/] {error.render()}", highlight=False)
+    # escaped: a path or value in the message ("[auth]", "data[1].csv") is text, not markup
+    errors.print(f"[bold red]error:[/] {escape(error.render())}", highlight=False)
     raise typer.Exit(code=2)
 
 
 @contextmanager
 def errors_in_words() -> Iterator[None]:
-    """End the command with :func:`fail` on a :class:`DissensusError` raised in the block."""
+    """End the command with :func:`fail` on a :class:`DissensusError` raised in the block, and
+    put a DuckDB or file-system failure (a full disk, a file that vanished) in words too: the
+    command line shows sentences, never a traceback."""
+    import duckdb
+
     try:
         yield
     except DissensusError as error:
         fail(error)
+    except duckdb.Error as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        fail(DissensusError(
+            f"The warehouse could not be read or written: {first}",
+            where=str(State.db),
+            expected="a writable DuckDB warehouse and free disk space",
+            fix="free disk space or memory and run the command again; `dissensus status` says "
+            "what the warehouse holds (a failed write stores nothing)",
+        ))
+    except OSError as error:
+        fail(DissensusError(
+            f"Could not read or write {error.filename or 'a file'}: "
+            f"{error.strerror or error}.",
+            where=str(error.filename) if error.filename else None,
+            fix="check the path, its permissions and free disk space",
+        ))
 
 
 @contextmanager
-def open_warehouse(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_warehouse(
+    read_only: bool = False, create: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """The warehouse of ``--db``, closed after the block. A failure to open it, or a
-    :class:`DissensusError` in the block, ends the command with the error in words."""
+    :class:`DissensusError` in the block, ends the command with the error in words.
+
+    Every command opens the warehouse here, so every command refuses a ``--db`` that is not a
+    DuckDB file (:func:`dissensus.warehouse.db.check_warehouse_path`). Only ``create`` commands
+    (ingest, demo) make a new warehouse; the others say there is none and how to make one.
+    """
     with errors_in_words():
-        con = connect(State.db, read_only=read_only)
+        con = connect(State.db, read_only=read_only, create=create)
         try:
             yield con
         finally:
@@ -200,6 +230,8 @@ def log(message: str) -> None:
 
 def render_frame(frame: pl.DataFrame, title: str | None = None, max_rows: int = 30) -> Table:
     """A rich table of the first ``max_rows`` rows of ``frame``, saying how many were left out."""
+    if max_rows < 1:
+        raise ValueError("max_rows must be at least 1")  # the commands' options refuse it first
     table = Table(title=title, show_lines=False)
     for name in frame.columns:
         table.add_column(name, overflow="fold")
@@ -210,9 +242,22 @@ def render_frame(frame: pl.DataFrame, title: str | None = None, max_rows: int = 
     return table
 
 
+def _finite(value: object) -> object:
+    """``value`` with NaN and infinities as null: JSON has no NaN (``NaN`` breaks parsers), and
+    an unknown figure is what they mean here."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_json(payload: object) -> None:
-    """``payload`` as indented JSON on stdout (values JSON cannot hold written as text)."""
-    sys.stdout.write(json.dumps(payload, default=str, indent=1) + "\n")
+    """``payload`` as indented JSON on stdout (values JSON cannot hold written as text, NaN
+    as null)."""
+    sys.stdout.write(json.dumps(_finite(payload), default=str, indent=1) + "\n")
 
 
 def write_records(frame: pl.DataFrame, fmt: str) -> None:

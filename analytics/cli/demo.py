@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
+import duckdb
 import typer
 
 from dissensus.analytics.cli.common import (
     State,
     console,
     embedding_progress,
+    fail,
     log,
     open_warehouse,
     print_ingest_report,
@@ -25,9 +27,7 @@ from dissensus.analytics.cli.common import (
     row_progress,
 )
 from dissensus.warehouse.artefacts import artefact_folders, demo_truth_folder, warehouse_files
-
-if TYPE_CHECKING:
-    import duckdb
+from dissensus.warehouse.errors import DissensusError
 
 DEMO_REWARD_KINDS = ("weighted", "multihead")
 
@@ -60,8 +60,13 @@ def demo(
     n: Annotated[int, typer.Option("--n", help="Number of comparisons in the demo world.")] = 6_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     fresh: Annotated[
-        bool, typer.Option(help="Delete the warehouse file and the folders kept beside it first.")
+        bool, typer.Option(help="Delete the warehouse file and the folders kept beside it first "
+                           "(only a warehouse the demo built, unless --force).")
     ] = True,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the --db file and the folders kept beside "
+                           "it even when the demo did not make them (their data are lost).")
+    ] = False,
     fit: Annotated[bool, typer.Option(help="Fit the annotator model after ingest.")] = True,
     train: Annotated[
         bool, typer.Option(help="Train and score weighted and multi-head reward models.")
@@ -75,6 +80,8 @@ def demo(
     from dissensus.analytics.jobs.ingest import ingest_files
     from dissensus.warehouse.demo import WorldConfig, simulate_world, write_world
 
+    if not force:
+        refuse_foreign_targets(State.db, fresh)
     if fresh:  # a fresh warehouse also starts without the artefacts (fits, runs) kept beside it
         for path in warehouse_files(State.db):
             path.unlink(missing_ok=True)
@@ -86,7 +93,7 @@ def demo(
         world = simulate_world(WorldConfig(n_comparisons=n, seed=seed))
         paths = write_world(world, truth_dir, fmt="jsonl")
     console.print(f"demo world written to {truth_dir} (ground truth beside the data)")
-    with open_warehouse() as con:
+    with open_warehouse(create=True) as con:
         ingest_files(
             con, [paths["comparisons"]], fmt="jsonl",
             progress=lambda path: row_progress(f"ingest {path.name}"),
@@ -98,6 +105,46 @@ def demo(
             fit_demo_model(con, seed)
             if train:
                 train_demo_models(con, encoder)
+
+
+def made_by_demo(db: Path) -> bool:
+    """Whether ``db`` is a warehouse the demo built: a DuckDB file whose every ingest batch
+    came from the demo world written beside it (data a user ingested there is theirs)."""
+    from dissensus.warehouse.db import connect, is_duckdb_file
+
+    if not is_duckdb_file(db):
+        return False
+    truth = demo_truth_folder(db).resolve()
+    try:
+        con = connect(db, read_only=True)
+    except DissensusError:
+        return False
+    try:
+        files = [Path(row[0]) for row in con.execute(
+            "SELECT file_path FROM ingest_batches").fetchall()]
+    except duckdb.Error:  # not a dissensus warehouse
+        return False
+    finally:
+        con.close()
+    return bool(files) and all(file.resolve().is_relative_to(truth) for file in files)
+
+
+def refuse_foreign_targets(db: Path, fresh: bool = True) -> None:
+    """Fail in words, deleting nothing, when ``demo`` would delete or overwrite a file or folder
+    it did not make (the user's data named by --db, or a folder of theirs beside it). Without
+    ``fresh`` only the demo-world folder is written into (the warehouse is added to)."""
+    targets = (*warehouse_files(db), *artefact_folders(db)) if fresh else (demo_truth_folder(db),)
+    present = [p for p in targets if p.exists()]
+    if not present or made_by_demo(db):
+        return
+    fail(DissensusError(
+        "dissensus demo builds a new warehouse and would delete or overwrite "
+        + ", ".join(str(p) for p in present) + ", which the demo did not make.",
+        where=str(db),
+        expected="a --db path that does not exist yet, or a warehouse an earlier demo built",
+        fix="pass another --db (e.g. --db demo.duckdb), or add --force to replace them "
+        "(what they hold is lost)",
+    ))
 
 
 def fit_demo_model(con: duckdb.DuckDBPyConnection, seed: int) -> None:

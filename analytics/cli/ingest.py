@@ -10,14 +10,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from dissensus.analytics.cli.common import (
     console,
+    errors,
+    errors_in_words,
     fail,
     open_warehouse,
     print_ingest_report,
     print_status,
     render_frame,
+    require_choice,
     row_progress,
 )
 from dissensus.warehouse.errors import DissensusError
@@ -40,16 +44,33 @@ def ingest(
         ),
     ] = None,
 ) -> None:
-    """Ingest comparison files: each row is accepted, a duplicate, or quarantined with a reason."""
-    from dissensus.analytics.jobs.ingest import ingest_files
+    """Ingest comparison files: each row is accepted, a duplicate, or quarantined with a reason.
 
-    with open_warehouse() as con:
+    A file that cannot be read (missing, damaged, refused by --strict) is reported and the
+    other files are still ingested; the command then exits with code 2."""
+    from dissensus.analytics.jobs.ingest import ingest_files
+    from dissensus.warehouse.sources import known_formats
+
+    require_choice(fmt, known_formats(), "format", "--format")
+    failed: list[DissensusError] = []
+
+    def report_error(path: Path, error: DissensusError) -> None:
+        errors.print(f"[bold red]error:[/] {escape(error.render())}", highlight=False)
+        failed.append(error)
+
+    with open_warehouse(create=True) as con:
         ingest_files(
             con, paths, fmt=fmt, strict=strict, salt=pseudonymise_salt,
             progress=lambda path: row_progress(f"ingest {path.name}"),
             on_report=print_ingest_report,
             indexing=lambda: console.status("indexing votes for the reviewer audit"),
+            on_error=report_error,
         )
+    if failed:
+        rest = "; the others were" if len(failed) < len(paths) else ""
+        errors.print(f"{len(failed)} of {len(paths)} files were not ingested (see above){rest}.",
+                     highlight=False)
+        raise typer.Exit(code=2)
 
 
 def status() -> None:
@@ -76,7 +97,7 @@ def quarantine(
     export: Annotated[
         Path | None, typer.Option(help="Write the rows to this file (.csv, .jsonl or .parquet).")
     ] = None,
-    limit: Annotated[int, typer.Option(help="Rows to print.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="Rows to print.")] = 20,
 ) -> None:
     """List or export rejected rows with file, line, field, reason and the raw text."""
     from dissensus.warehouse import queries
@@ -89,12 +110,18 @@ def quarantine(
             fail(DissensusError(f"Cannot export to '{export.name}'.",
                                 expected="a .csv, .jsonl or .parquet file name",
                                 fix="choose one of those endings"))
-        if suffix == ".csv":
-            frame.write_csv(export)
-        elif suffix == ".parquet":
-            frame.write_parquet(export)
-        else:
-            frame.write_ndjson(export)
+        if not export.parent.is_dir():
+            fail(DissensusError(f"The folder for the export does not exist: {export.parent}",
+                                where=str(export), expected="an existing folder",
+                                fix=f"create it (mkdir -p {export.parent}) or choose another "
+                                "path"))
+        with errors_in_words():
+            if suffix == ".csv":
+                frame.write_csv(export)
+            elif suffix == ".parquet":
+                frame.write_parquet(export)
+            else:
+                frame.write_ndjson(export)
         console.print(f"wrote {frame.height:,} quarantined rows to {export}")
         return
     if frame.height == 0:

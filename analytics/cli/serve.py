@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import os
 import sys
+import tomllib
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dissensus.analytics.cli.common import State, console
+from dissensus.analytics.cli.common import State, console, errors_in_words, fail
+from dissensus.warehouse.db import check_warehouse_path
+from dissensus.warehouse.errors import DissensusError
 
 # found, not imported: the dashboards run as a program of their own (Streamlit's)
 APP = Path(str(find_spec("dissensus.dashboards").origin)).resolve().parent / "app.py"  # type: ignore[union-attr]
@@ -27,23 +30,66 @@ def streamlit_command(db: Path, port: int, host: str) -> list[str]:
     ]
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def secrets_files() -> list[Path]:
+    """Where Streamlit reads secrets: the folder it is started in, then the user's home."""
+    return [Path.cwd() / ".streamlit" / "secrets.toml", Path.home() / ".streamlit" / "secrets.toml"]
+
+
+def sign_in_configured() -> bool:
+    """Whether a Streamlit secrets file has an ``[auth]`` section (the dashboards then make
+    every visitor log in; see dashboards/app.py)."""
+    for path in secrets_files():
+        try:
+            if "auth" in tomllib.loads(path.read_text(encoding="utf-8")):
+                return True
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            continue
+    return False
+
+
+def refuse_open_network(host: str, insecure_no_auth: bool) -> None:
+    """Fail in words when ``host`` would serve the network with no sign-in, unless the user
+    said so explicitly with ``--insecure-no-auth``."""
+    if host in LOOPBACK or insecure_no_auth or sign_in_configured():
+        return
+    fail(DissensusError(
+        f"Refusing to serve the dashboards on {host} without sign-in: anyone who can reach "
+        "the port could read the warehouse (reviewer ids, texts, verdicts about people).",
+        expected="sign-in configured (an auth section in .streamlit/secrets.toml), or "
+        "--host 127.0.0.1",
+        fix="configure sign-in (see dashboards/app.py), serve on 127.0.0.1 and tunnel to it "
+        "(ssh -L), or pass --insecure-no-auth if the network is trusted",
+    ))
+
+
 def serve(
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8501,
     host: Annotated[str, typer.Option(
-        help="Address to bind. The default, 127.0.0.1, serves this machine only; use "
-             "0.0.0.0 to serve others (configure sign-in first).")] = "127.0.0.1",
+        help="Address to bind. The default, 127.0.0.1, serves this machine only; another "
+             "address needs sign-in configured, or --insecure-no-auth.")] = "127.0.0.1",
+    insecure_no_auth: Annotated[bool, typer.Option(
+        "--insecure-no-auth", help="Serve a non-loopback --host without sign-in (anyone who "
+        "can reach the port reads the warehouse).")] = False,
 ) -> None:
     """Serve the dashboards: overview, reviewers, disagreements, rewards, trade-offs."""
     db = State.db.resolve()
+    with errors_in_words():
+        check_warehouse_path(db)
+    refuse_open_network(host, insecure_no_auth)
     if not db.exists():
         console.print(f"[yellow]warning:[/] there is no warehouse at {db} yet; the "
                       "dashboards will say how to make one.")
-    if host in ("127.0.0.1", "localhost", "::1"):
+    if host in LOOPBACK:
         console.print(f"binding to {host}: only this machine can open the dashboards "
-                      "(pass --host 0.0.0.0 to serve others; set up sign-in first)")
+                      "(to serve others, configure sign-in and pass --host 0.0.0.0)")
+    elif sign_in_configured():
+        console.print(f"binding to {host}: visitors must sign in (auth in secrets.toml)")
     else:
-        console.print(f"[yellow]binding to {host}: anyone who can reach this port can read "
-                      "the warehouse unless sign-in is configured[/]")
+        console.print(f"[yellow]binding to {host} with --insecure-no-auth: anyone who can "
+                      "reach this port can read the warehouse[/]")
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
     console.print(f"dashboards for {db} at [bold]http://{shown}:{port}[/]  (Ctrl-C stops)")
     env = dict(os.environ, DISSENSUS_DB=str(db))

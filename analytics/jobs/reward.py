@@ -70,6 +70,20 @@ def _json_safe(value: object) -> object:
     return value
 
 
+def _require_preferences(con: duckdb.DuckDBPyConnection) -> None:
+    """Refuse, in words, a warehouse whose comparisons are all ties: a reward model learns from
+    which reply was preferred, and a tie prefers neither."""
+    n_all, n_pref = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE outcome <> 0) FROM comparisons").fetchall()[0]
+    if n_all and not n_pref:
+        raise RewardModelError(
+            f"All {n_all:,} comparisons are ties, so there is no preference to learn from "
+            "(and no held-out accuracy to measure).",
+            expected="comparisons where a reviewer chose reply a or b",
+            fix="ingest comparisons with a preference, then train again",
+        )
+
+
 def train_run(
     con: duckdb.DuckDBPyConnection, kind: str, fit_id: str | None = None,
     config: RewardConfig | dict[str, object] | None = None, *, log: Log = print,
@@ -83,6 +97,7 @@ def train_run(
     elif config.kind != kind:
         raise RewardModelError(f"The config is for kind '{config.kind}', not '{kind}'.",
                                fix="pass a config of the kind asked for")
+    _require_preferences(con)
     cache = embedding_cache(con, cache_folder)
     prepared = prepare(con, config, fit_id, cache, log, progress=progress)
     result, metrics = train_and_evaluate(prepared, config, response_table(con), log)
@@ -114,6 +129,10 @@ def train_run(
          result.device, json.dumps(config.model_dump(mode="json")),
          json.dumps(_json_safe(metrics)), str(folder)],
     )
+    if not metrics.get("n_labelled_pairs"):
+        log("warning: no held-out pair has a clear consensus (every held-out pair is a tie or "
+            "evenly split), so the accuracy below cannot be measured; hold out more pairs "
+            "(--set test_share=0.3) or add comparisons with a preference")
     log(f"run {run_id}: accuracy vs consensus {metrics.get('accuracy_consensus', float('nan')):.3f}"
         f" on {metrics.get('n_labelled_pairs', 0)} held-out pairs; checkpoint {folder}")
     return run_id

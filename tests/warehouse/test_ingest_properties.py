@@ -1,7 +1,14 @@
-"""Property: whatever the input, ingest never loses or duplicates a row."""
+"""Property: whatever the input, ingest never loses or duplicates a row.
+
+The inputs include what a red-team run found hard: byte-order marks, NaN and infinity (as JSON
+numbers, the strings "NaN" / "Infinity", and numbers too large for a double), texts of only
+tabs, newlines or non-breaking spaces, and keys given twice in one object. Nothing non-finite
+and no white-space-only text may be stored.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 import tempfile
 from pathlib import Path
@@ -12,7 +19,9 @@ from hypothesis import strategies as st
 from dissensus.warehouse.db import connect
 from dissensus.warehouse.ingest import ingest_file
 
-texts = st.sampled_from(["Book me in", "Thursday 9:00", "Call 911 now", "", "  ", "Héllo ✓"])
+texts = st.sampled_from(["Book me in", "Thursday 9:00", "Call 911 now", "", "  ", "Héllo ✓",
+                         "\t\n", "\u00a0", " \u2003\r\n", "\ufeff"])
+non_finite = st.sampled_from(["NaN", "Infinity", "-Infinity", "nan", "inf", 1e400, -1e400])
 maybe = lambda strategy: st.one_of(st.none(), strategy)  # noqa: E731
 rows = st.fixed_dictionaries(
     {
@@ -25,29 +34,44 @@ rows = st.fixed_dictionaries(
     optional={
         "comparison_id": st.sampled_from(["c1", "c2", "c3"]),
         "shown_first": st.sampled_from(["a", "b", "left"]),
-        "strength": st.one_of(st.integers(-1, 3), st.sampled_from(["2", "lots"])),
+        "strength": st.one_of(st.integers(-1, 3), st.sampled_from(["2", "lots"]), non_finite),
         "created_at": st.sampled_from(["2026-01-01T00:00:00Z", "soon"]),
-        "seconds_spent": st.one_of(st.floats(-5, 500, allow_nan=False), st.just("n/a")),
+        "seconds_spent": st.one_of(st.floats(-5, 500, allow_nan=False), st.just("n/a"),
+                                   non_finite),
         "reviewer_locale": st.sampled_from(["en-GB", "de-DE"]),
     },
 )
+
+
+def with_repeated_key(row: dict, key: str, value: str) -> str:
+    """``row`` as a JSON line with ``key`` given once more at the end (DuckDB keeps the first)."""
+    return json.dumps(row)[:-1] + (", " if row else "") + json.dumps(key) + ": " \
+        + json.dumps(value) + "}"
+
+
+repeated = st.builds(with_repeated_key, rows, st.sampled_from(["choice", "reviewer_id",
+                                                               "prompt"]),
+                     st.sampled_from(["a", "b", "r1", "Book me in"]))
 lines = st.lists(
-    st.one_of(rows.map(json.dumps), st.sampled_from(["{", "[]", "null", '"text"', "{}"])),
+    st.one_of(rows.map(json.dumps), repeated,
+              st.sampled_from(["{", "[]", "null", '"text"', "{}", '{"strength": NaN}'])),
     min_size=1,
     max_size=25,
 )
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(first=lines, second=lines)
-def test_ingest_accounts_for_every_row(first: list[str], second: list[str]) -> None:
+@given(first=lines, second=lines, bom=st.booleans())
+def test_ingest_accounts_for_every_row(first: list[str], second: list[str], bom: bool) -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         con = connect(root / "w.duckdb")
         total_accepted = 0
         for name, content in [("a.jsonl", first), ("b.jsonl", second), ("c.jsonl", first + second)]:
             path = root / name
-            path.write_text("\n".join(content) + "\n", encoding="utf-8")
+            # A byte-order mark before the first line is not data: it must not cost that row.
+            path.write_bytes((b"\xef\xbb\xbf" if bom else b"")
+                             + ("\n".join(content) + "\n").encode("utf-8"))
             report = ingest_file(con, path, fmt="jsonl")
             assert report.accepted + report.quarantined + report.duplicates == report.rows_read
             assert report.rows_read == len(content)
@@ -57,7 +81,45 @@ def test_ingest_accounts_for_every_row(first: list[str], second: list[str]) -> N
             distinct = con.execute(
                 "SELECT count(DISTINCT comparison_id) FROM comparisons").fetchall()[0][0]
             assert distinct == stored
+            assert con.execute(
+                "SELECT count(*) FROM comparisons WHERE NOT isfinite(strength) "
+                "OR NOT isfinite(seconds_spent)").fetchall()[0][0] == 0
+            assert con.execute(
+                r"SELECT count(*) FROM texts WHERE regexp_full_match(body, "
+                r"'[\s\pZ\x{feff}]*')").fetchall()[0][0] == 0
         # The union file repeats rows of the first two: nothing new may be accepted twice.
         again = ingest_file(con, root / "c.jsonl", fmt="jsonl")
         assert again.skipped
         con.close()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(content=st.lists(rows, min_size=1, max_size=15))
+def test_a_csv_byte_order_mark_changes_nothing(content: list[dict]) -> None:
+    """The same CSV with and without a UTF-8 BOM: the same counts and the same stored rows."""
+    names = ["reviewer_id", "choice", "prompt", "response_a", "response_b", "strength",
+             "seconds_spent"]
+    stored = []
+    with tempfile.TemporaryDirectory() as folder:
+        for bom in (False, True):
+            path = Path(folder) / f"in{int(bom)}.csv"
+            with path.open("w", encoding="utf-8-sig" if bom else "utf-8", newline="") as out:
+                writer = csv.writer(out)
+                writer.writerow(names)
+                for row in content:
+                    writer.writerow(["" if row.get(n) is None else str(row.get(n))
+                                     for n in names])
+            con = connect(Path(folder) / f"w{int(bom)}.duckdb")
+            report = ingest_file(con, path, fmt="csv")
+            assert report.accepted + report.quarantined + report.duplicates == report.rows_read
+            assert report.unknown_columns == []
+            assert con.execute(
+                "SELECT count(*) FROM comparisons WHERE NOT isfinite(strength) "
+                "OR NOT isfinite(seconds_spent)").fetchall()[0][0] == 0
+            stored.append((
+                (report.rows_read, report.accepted, report.quarantined, report.duplicates),
+                con.execute("SELECT reviewer_id, pair_id, choice, strength, seconds_spent "
+                            "FROM comparisons ORDER BY ALL").fetchall(),
+            ))
+            con.close()
+    assert stored[0] == stored[1]
