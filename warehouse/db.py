@@ -10,6 +10,7 @@ import duckdb
 
 from dissensus.warehouse.errors import DatabaseBusyError, SchemaVersionError, WarehouseWriteError
 from dissensus.warehouse.schema import LATEST_VERSION, MIGRATIONS
+from dissensus.warehouse.server_info import held_by_server_error
 
 DEFAULT_DB_PATH = "dissensus.duckdb"
 DB_ENV_VAR = "DISSENSUS_DB"
@@ -23,6 +24,9 @@ def default_db_path() -> Path:
 def _translate_open_error(path: Path, error: Exception, read_only: bool) -> Exception:
     message = str(error)
     if "lock" in message.lower() or "Conflicting lock" in message:
+        held = held_by_server_error(path)  # the API holds it: name its URL and what to do
+        if held is not None:
+            return held
         return DatabaseBusyError(
             f"The database is busy: another process has {path} open for writing.",
             where=str(path),
