@@ -26,6 +26,8 @@ from dissensus.analytics.api.tokens import TokenStore
 
 log = logging.getLogger("dissensus.api")
 MIB = 1024 * 1024
+DRAIN_CAP = 1024 * MIB
+"""Most of a refused body read and dropped before the 413 (beyond it the connection is cut)."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,8 @@ def _too_large(limit: int, path: str) -> ApiError:
 
 
 class BodyLimit:
-    """Refuse bodies over the limit: at once by Content-Length, or as they stream in (chunked
-    bodies have none), before the endpoint has read them whole."""
+    """Refuse bodies over the limit: by Content-Length before the endpoint runs, or as they
+    stream in (chunked bodies have none), before anything of them is parsed or stored."""
 
     def __init__(self, app: ASGIApp, settings: ApiSettings) -> None:
         self.app = app
@@ -74,9 +76,9 @@ class BodyLimit:
             return
         path = scope["path"]
         limit = self.limit(path)
-        headers = dict(scope["headers"])
-        declared = headers.get(b"content-length")
+        declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _drain(receive, more=True)
             await _too_large(limit, path).response()(scope, receive, send)
             return
         received = 0
@@ -87,10 +89,23 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    await _drain(receive, more=message.get("more_body", False))
                     raise _too_large(limit, path)  # answered by the ApiError handler
             return message
 
         await self.app(scope, limited, send)
+
+
+async def _drain(receive: Receive, more: bool, cap: int = DRAIN_CAP) -> None:
+    """Read and drop the rest of a refused body (up to ``cap`` bytes), so that a client that
+    sends the whole body before reading the answer gets the 413 rather than a broken pipe."""
+    dropped = 0
+    while more and dropped < cap:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        dropped += len(message.get("body", b""))
+        more = message.get("more_body", False)
 
 
 def create_app(warehouse: Warehouse, settings: ApiSettings) -> FastAPI:

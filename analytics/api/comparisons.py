@@ -57,8 +57,8 @@ def to_jsonl(raw: bytes, content_type: str) -> Body:
                        expected="application/json (an array of comparison objects) or "
                        "application/x-ndjson (one object per line)",
                        fix="send the matching Content-Type header; nothing was stored")
-    try:
-        parsed = json.loads(raw)
+    try:  # decoded first: json.loads(bytes) would guess UTF-16/32 from the first bytes
+        parsed = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as error:
         raise ApiError(400, "body_not_utf8", "The body is not UTF-8 text.",
                        expected="a UTF-8 JSON array of comparison objects",
