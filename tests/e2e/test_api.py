@@ -234,3 +234,65 @@ def test_concurrent_overlapping_posts_store_every_row_once(
     reposted = concurrent_server.post_rows([r for b in batches for r in b
                                             if r["choice"] != "sideways"]).body
     assert reposted["accepted"] == 0
+
+
+def _finished(server: Server, job: dict, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = server.get(job["poll"]).body
+        if state["state"] in ("succeeded", "failed"):
+            return state
+        time.sleep(0.3)
+    raise AssertionError(f"job {job['job_id']} did not finish: {state}")
+
+
+@pytest.mark.slow
+def test_fit_train_and_score_jobs(tmp_path: Path) -> None:
+    data = tmp_path / "world"
+    assert dissensus(tmp_path / "unused.duckdb", "simulate", str(data), "--n", "900"
+                     ).returncode == 0
+    running = start_server(tmp_path / "w.duckdb")
+    try:
+        body = (data / "comparisons.jsonl").read_bytes()
+        posted = running.request("POST", "/v1/comparisons", body,
+                                 content_type="application/x-ndjson").body
+        assert posted["accepted"] > 800
+        fit = running.request("POST", "/v1/jobs/fit", b'{"settings": {"n_schools": 1}}')
+        assert fit.status == 202 and fit.body["state"] in ("queued", "running")
+        train = running.request("POST", "/v1/jobs/train", json.dumps(
+            {"kind": "weighted", "settings": {"encoder": "hashing", "epochs": 2}}).encode())
+        queued = running.get(train.body["poll"]).body
+        assert queued["state"] == "queued" and queued["queue_position"] == 1  # one at a time
+        # reads and posts do not wait for the running job
+        started = time.monotonic()
+        assert running.get("/v1/fits").status == 200
+        assert running.post_rows([row(1)]).body["accepted"] == 1
+        assert time.monotonic() - started < 5
+        done = _finished(running, fit.body)
+        assert done["state"] == "succeeded", done
+        fit_id = done["result"]["fit_id"]
+        assert running.get("/v1/fits").body["items"][0]["fit_id"] == fit_id
+        pairs = running.get("/v1/pairs?limit=5&category=billing").body
+        assert pairs["fit_id"] == fit_id and pairs["total"] > 0
+        assert all(p["category"] == "billing" for p in pairs["items"])
+        verdict = pairs["items"][0]["verdict"]
+        same = running.get(f"/v1/pairs?verdict={verdict}&limit=1000").body
+        assert {p["verdict"] for p in same["items"]} == {verdict}
+        weights = running.get(f"/v1/weights?fit={fit_id}&limit=10").body
+        assert weights["total"] >= 800 and len(weights["items"]) == 10
+        assert running.get("/v1/reviewers?limit=3").body["items"][0]["school"] is not None
+        trained = _finished(running, train.body)
+        assert trained["state"] == "succeeded", trained
+        run_id = trained["result"]["run_id"]
+        assert running.get("/v1/runs").body["items"][0]["run_id"] == run_id
+        scored = running.request("POST", "/v1/score", json.dumps({"pairs": [
+            {"prompt": "Can I move my appointment?", "response": "Yes, to Friday."},
+            {"prompt": "Can I move my appointment?", "response": "Call us."}]}).encode()).body
+        assert scored["run_id"] == run_id and len(scored["scores"]) == 2
+        assert all(set(s) == set(scored["heads"]) for s in scored["scores"])
+        failed = _finished(running, running.request(
+            "POST", "/v1/jobs/train", b'{"kind": "weighted", "fit": "fit-nope", '
+            b'"settings": {"encoder": "hashing"}}').body)
+        assert failed["state"] == "failed" and failed["error"]["message"]
+    finally:
+        running.stop()
