@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dissensus.analytics.api import errors, reads, writes
 from dissensus.analytics.api.access import check_bind, is_loopback
-from dissensus.analytics.api.comparisons import clear_spool
+from dissensus.analytics.api.comparisons import PostQueue, clear_spool
 from dissensus.analytics.api.errors import ApiError
 from dissensus.analytics.api.jobs import JobRunner
 from dissensus.analytics.api.service import Warehouse
@@ -121,7 +121,7 @@ def create_app(warehouse: Warehouse, settings: ApiSettings) -> FastAPI:
     app.state.warehouse = warehouse
     app.state.tokens = TokenStore(settings.db_path)
     app.state.public = not is_loopback(settings.host)
-    app.state.salt = settings.salt
+    app.state.posts = PostQueue(warehouse, settings.salt)
     app.state.jobs = JobRunner(warehouse)
     errors.install(app)
     app.add_middleware(BodyLimit, settings=settings)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from dissensus.analytics.api.access import require
-from dissensus.analytics.api.comparisons import queue_body, to_jsonl
+from dissensus.analytics.api.comparisons import to_jsonl
 from dissensus.analytics.api.errors import ApiError
 from dissensus.analytics.api.jobs import JobRunner
 from dissensus.analytics.api.reads import warehouse_of
@@ -44,8 +44,7 @@ async def post_comparisons(
     rejected line with its field and reason. Bodies over the size limit get 413."""
     raw = await request.body()  # the size limit is enforced while it streams in (app.py)
     body = await run_in_threadpool(to_jsonl, raw, request.headers.get("content-type", ""))
-    future = await run_in_threadpool(queue_body, warehouse_of(request), body, strict=strict,
-                                     salt=request.app.state.salt)
+    future = request.app.state.posts.submit(body, strict)
     return await asyncio.wrap_future(future)
 
 

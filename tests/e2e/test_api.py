@@ -226,6 +226,13 @@ def test_concurrent_overlapping_posts_store_every_row_once(
         assert answer.status == 200, answer.body
         counts = answer.body
         assert counts["accepted"] + counts["duplicates"] + counts["quarantined"] == len(sent)
+        # rejected lines are numbered within the request, also when it shared a batch
+        if counts["skipped"] is None:
+            lines = {r["line"]: r for r in counts["rejected"]}
+            invalid = {n for n, r in enumerate(sent, 1) if r["choice"] == "sideways"}
+            assert invalid <= set(lines)
+            for n in set(lines) - invalid:  # the rest: a choice other than the stored one
+                assert "comparison_id" in lines[n]["reason"], lines[n]
     gained = concurrent_server.comparisons() - before
     assert gained == sum(a.body["accepted"] for a in answers)
     valid_ids = {r["comparison_id"] for b in batches for r in b if r["choice"] != "sideways"}
