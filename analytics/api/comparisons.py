@@ -187,6 +187,7 @@ class PostQueue:
             spooled.unlink(missing_ok=True)  # its rows live in the warehouse (or nowhere)
         if report.accepted:
             self.warehouse.mark_index_dirty()
+            self.warehouse.changed()  # before the answers go out: a read after them sees the rows
         # line ranges: request i holds the batch's physical lines starts[i] + 1 .. starts[i + 1]
         starts = np.cumsum([0] + [p.body.jsonl.count(b"\n") for p in group])
         accepted = np.zeros(len(group), dtype=np.int64)

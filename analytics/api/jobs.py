@@ -111,6 +111,7 @@ class JobRunner:
             cursor = self.warehouse.cursor()
             try:
                 job.result = work(cursor, progress)
+                self.warehouse.changed()  # before "succeeded": a poller then reads the outputs
                 job.state, job.progress = "succeeded", 1.0
             except DissensusError as error:
                 job.state = "failed"
@@ -124,7 +125,6 @@ class JobRunner:
             finally:
                 cursor.close()
                 job.finished_at = _now()
-                self.warehouse.changed()
 
     def close(self) -> None:
         """Stop after the running job; queued jobs are dropped (nothing of them was stored)."""

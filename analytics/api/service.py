@@ -13,7 +13,8 @@ the file. Inside the process:
 * **The vote index** (what the reviewer audit reads) is rebuilt once the queue runs dry, not after
   every batch: under a stream of posts it is rebuilt once per burst. Until then readers compute
   the votes in memory (correct, slower), exactly as the index module promises for a stale index.
-* :attr:`Warehouse.version` counts committed changes; the read caches key on it.
+* :attr:`Warehouse.version` counts committed changes of what readers see (new comparisons, a
+  job's outputs); the read caches key on it, so a stream of duplicate posts keeps them warm.
 """
 
 from __future__ import annotations
@@ -53,11 +54,12 @@ class Warehouse:
 
     @property
     def version(self) -> int:
-        """Incremented after every committed change (a batch, the index, a job's outputs)."""
+        """Incremented after every committed change readers see (see :meth:`changed`)."""
         return self._version
 
     def changed(self) -> None:
-        """Note a committed change made outside the write queue (a job's output tables)."""
+        """Note a committed change that readers must see: called by whoever committed it, before
+        telling its client (a client that reads right after its post then sees its rows)."""
         with self._version_lock:
             self._version += 1
 
@@ -96,7 +98,6 @@ class Warehouse:
                     future.set_result(task(self._writer_con))
                 except BaseException as error:  # handed to the request that queued it
                     future.set_exception(error)
-            self.changed()
             if self._tasks.empty():
                 self._refresh_index_if_needed()
 
@@ -109,8 +110,7 @@ class Warehouse:
             return
         try:
             seconds = refresh_vote_index(self._writer_con)
-            self._index_dirty = False
-            self.changed()
+            self._index_dirty = False  # no version change: the index caches the same data
             log.info("vote index rebuilt in %.1f s", seconds)
         except duckdb.Error as error:  # the audit computes the votes in memory meanwhile
             log.warning("vote index rebuild failed (will retry after the next batch): %s", error)
