@@ -118,7 +118,7 @@ def reviewers(request: Request, limit: Limit = 100, offset: Offset = 0,
     return page(request, records(frame.slice(offset, limit)), frame.height, limit, offset)
 
 
-@router.get("/reviewers/{reviewer_id}")
+@router.get("/reviewers/{reviewer_id:path}")
 def reviewer(request: Request, reviewer_id: str) -> dict[str, Any]:
     """One reviewer's report card (what `dissensus reviewer ID` shows)."""
     from dissensus.analytics.report_card import report_card
@@ -129,7 +129,7 @@ def reviewer(request: Request, reviewer_id: str) -> dict[str, Any]:
         raise ApiError(404, "unknown_reviewer", f"There is no reviewer {reviewer_id!r:.120}.",
                        where="GET /v1/reviewers/{id}",
                        expected="an id listed by GET /v1/reviewers (ids are case-sensitive)",
-                       fix="check the spelling; URL-encode ids with '/' or spaces")
+                       fix="check the spelling; URL-encode spaces and other special characters")
 
     def compute() -> dict[str, Any]:
         with warehouse.reader() as con:

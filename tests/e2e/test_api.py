@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,32 +37,35 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def test_post_then_query(server: Server) -> None:
-    rows = [row(1), row(2, "r2", "b"), row(3, "r2", "sideways"), {"choice": "a"}]
+    rows = [row(1), row(2, "r2", "b"), row(3, "r2", "sideways"), {"choice": "a"},
+            row(5, "team/ünï code")]
     first = server.post_rows(rows)
     assert first.status == 200, first.body
     answer = first.body
-    assert (answer["accepted"], answer["duplicates"], answer["quarantined"]) == (2, 0, 2)
-    assert answer["rows"] == 4
+    assert (answer["accepted"], answer["duplicates"], answer["quarantined"]) == (3, 0, 2)
+    assert answer["rows"] == 5
     rejected = {r["line"]: r for r in answer["rejected"]}
     assert rejected[3]["field"] == "choice" and "sideways" in rejected[3]["reason"]
     assert 4 in rejected and rejected[4]["reason"]
     # the same body again adds nothing; a new body with a row seen before counts it a duplicate
     again = server.post_rows(rows).body
-    assert again["accepted"] == 0 and again["duplicates"] == 4 and again["skipped"]
+    assert again["accepted"] == 0 and again["duplicates"] == 5 and again["skipped"]
     ndjson = (json.dumps(row(2, "r2", "b")) + "\n" + json.dumps(row(4, "r3")) + "\n").encode()
     mixed = server.request("POST", "/v1/comparisons", ndjson,
                            content_type="application/x-ndjson").body
     assert (mixed["accepted"], mixed["duplicates"], mixed["quarantined"]) == (1, 1, 0)
-    assert server.comparisons() == 3
+    assert server.comparisons() == 4
 
     listed = server.get("/v1/reviewers?limit=1").body
-    assert listed["total"] == 3 and len(listed["items"]) == 1
+    assert listed["total"] == 4 and len(listed["items"]) == 1
     assert listed["next"] and "offset=1" in listed["next"]
     second = server.get("/v1/reviewers?limit=1&offset=1").body
     assert second["items"][0]["reviewer_id"] != listed["items"][0]["reviewer_id"]
     card = server.get("/v1/reviewers/r2").body
     assert card["reviewer_id"] == "r2" and card["summary"]["n_votes"] == 1
     assert {f["figure"] for f in card["figures"]} >= {"reliability", "tie rate"}
+    odd = server.get("/v1/reviewers/" + urllib.parse.quote("team/ünï code", safe="")).body
+    assert odd["reviewer_id"] == "team/ünï code"
     quarantined = server.get("/v1/quarantine?batch=" + str(answer["batch_id"])).body
     assert quarantined["total"] == 2 and "sideways" in quarantined["items"][0]["raw"]
 
@@ -89,6 +93,7 @@ def test_docs_and_health(server: Server) -> None:
     ("GET", "/v1/reviewers?limit=100000", None, None, 422, "invalid_request"),
     ("GET", "/v1/reviewers?offset=-1", None, None, 422, "invalid_request"),
     ("GET", "/v1/reviewers/nobody", None, None, 404, "unknown_reviewer"),
+    ("GET", "/v1/reviewers/team%2Fnobody", None, None, 404, "unknown_reviewer"),
     ("GET", "/v1/reviewers/x'%3B%20DROP%20TABLE%20comparisons%3B--", None, None, 404,
      "unknown_reviewer"),
     ("GET", "/v1/pairs?fit=x'%20OR%20'1'%3D'1", None, None, 404, "unknown_fit"),
