@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from dissensus.warehouse.adapters import (
+    argilla,
     bluebirds,
     hh_rlhf,
     label_studio,
@@ -67,6 +68,7 @@ ADAPTERS: dict[str, Adapter] = {
             label_studio.read_label_studio,
             label_studio.sniff_label_studio,
         ),
+        Adapter(argilla.NAME, argilla.DESCRIPTION, argilla.read_argilla, argilla.sniff_argilla),
     )
 }
 

@@ -1,4 +1,4 @@
-"""Label Studio pairwise exports: detected by --format auto, one comparison per annotation."""
+"""Labeling-platform exports (Label Studio pairwise, Argilla ranking), detected by --format auto."""
 
 from __future__ import annotations
 
@@ -69,3 +69,37 @@ def test_other_json_is_not_taken_for_label_studio(tmp_path: Path) -> None:
     path.write_text(json.dumps({"reviewer_id": "r1", "choice": "a", "prompt": "p",
                                 "response_a": "x", "response_b": "y"}) + "\n")
     assert detect_format(path)[0] == "jsonl"
+
+
+def ranking(user: str, ranks: dict[str, int], status: str = "submitted") -> dict:
+    return {"user_id": user, "status": status,
+            "value": [{"rank": r, "value": name} for name, r in ranks.items()]}
+
+
+def test_argilla_ranking_export_is_detected_and_ingested(tmp_path: Path) -> None:
+    records = [
+        {"prompt": "Is this chest pain urgent?", "reply_1": "Go to urgent care now.",
+         "reply_2": "Book the earliest slot.", "reply_3": "I cannot help with that.",
+         "reply-ranking": [ranking("u1", {"reply_1": 1, "reply_2": 2, "reply_3": 3}),
+                           ranking("u2", {"reply_2": 1, "reply_1": 1, "reply_3": 2}),
+                           ranking("u3", {"reply_1": 2, "reply_2": 1}, status="draft")],
+         "reply-ranking-suggestion": None, "external_id": "rec-1", "metadata": "{}"},
+        {"prompt": "Hello", "reply_1": "Hi!", "reply_2": "Good day.",
+         "reply-ranking": [ranking("u1", {"reply_1": 2, "reply_4": 1})], "external_id": None},
+    ]
+    path = tmp_path / "argilla-export.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    fmt, reason = detect_format(path)
+    assert fmt == "argilla" and "reply-ranking" in reason
+    con = connect(tmp_path / "w.duckdb")
+    report = ingest_file(con, path)
+    assert (report.rows_read, report.accepted, report.quarantined) == (8, 6, 2)
+    choices = dict(con.execute(
+        "SELECT comparison_id, choice FROM comparisons").fetchall())
+    assert choices["argilla:rec-1:u1:reply_1:reply_3"] == "a"
+    assert choices["argilla:rec-1:u2:reply_1:reply_2"] == "tie"
+    assert choices["argilla:rec-1:u2:reply_2:reply_3"] == "a"
+    reasons = " ".join(r for (r,) in con.execute("SELECT reason FROM quarantine").fetchall())
+    assert "draft" in reasons and "reply_4" in reasons
+    assert ingest_file(con, path).accepted == 0
+    con.close()
