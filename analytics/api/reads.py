@@ -33,24 +33,46 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require("read"))], tags=[
 
 
 class VersionCache:
-    """Values computed from the warehouse, kept while its version does not change."""
+    """Values computed from the warehouse, kept while its version does not change.
+
+    One computation per key: concurrent first requests for the same key wait for the one that
+    computes (32 clients asking for a cold audit compute it once, not 32 times in parallel)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._items: OrderedDict[tuple, Any] = OrderedDict()
+        self._computing: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: tuple, compute: Callable[[], Any]) -> Any:
-        """The cached value of ``key`` or ``compute()`` (stored, the oldest dropped)."""
+    def _cached(self, key: tuple) -> tuple[bool, Any]:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
-                return self._items[key]
-        value = compute()  # outside the lock: two first readers may both compute, none waits
+                return True, self._items[key]
+            return False, None
+
+    def get(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """The cached value of ``key`` or ``compute()`` (stored, the oldest dropped)."""
+        found, value = self._cached(key)
+        if found:
+            return value
         with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            gate = self._computing.setdefault(key, threading.Lock())
+        with gate:
+            found, value = self._cached(key)  # computed by the request we waited for
+            if found:
+                return value
+            try:
+                value = compute()
+            except BaseException:
+                with self._lock:
+                    self._computing.pop(key, None)
+                raise
+            with self._lock:  # stored before the gate goes: no later request computes again
+                self._items[key] = value
+                self._computing.pop(key, None)
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
         return value
 
 

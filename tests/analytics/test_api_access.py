@@ -71,3 +71,27 @@ def test_server_note_names_the_holder_while_its_process_lives(tmp_path: Path) ->
     write_server_info(db, "http://127.0.0.1:9999")
     clear_server_info(db)
     assert not note.exists()
+
+
+def test_version_cache_computes_once_for_concurrent_first_requests() -> None:
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dissensus.analytics.api.reads import VersionCache
+
+    cache = VersionCache(2)
+    calls = []
+    lock = threading.Lock()
+
+    def compute() -> int:
+        with lock:
+            calls.append(1)
+        time.sleep(0.2)
+        return 42
+
+    with ThreadPoolExecutor(8) as pool:
+        values = list(pool.map(lambda _: cache.get(("audit", 1), compute), range(8)))
+    assert values == [42] * 8 and len(calls) == 1
+    assert cache.get(("audit", 2), lambda: 7) == 7 and cache.get(("audit", 3), lambda: 8) == 8
+    assert cache.get(("audit", 1), lambda: 0) == 0  # the oldest was dropped (size 2)
