@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from dissensus.analytics.api.access import check_bind, is_loopback
+from dissensus.analytics.api.reads import VersionCache
 from dissensus.analytics.api.tokens import TokenStore, scope_allows
 from dissensus.warehouse.errors import DatabaseBusyError, DissensusError
 from dissensus.warehouse.server_info import (
@@ -74,12 +78,6 @@ def test_server_note_names_the_holder_while_its_process_lives(tmp_path: Path) ->
 
 
 def test_version_cache_computes_once_for_concurrent_first_requests() -> None:
-    import threading
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-
-    from dissensus.analytics.api.reads import VersionCache
-
     cache = VersionCache(2)
     calls = []
     lock = threading.Lock()
