@@ -10,9 +10,11 @@ the file. Inside the process:
 * **Reads** get a fresh cursor of the same database per request. DuckDB's MVCC gives each a
   snapshot of committed data, so a read never waits for a write task or a job, and never sees
   half a batch.
-* **The vote index** (what the reviewer audit reads) is rebuilt once the queue runs dry, not after
-  every batch: under a stream of posts it is rebuilt once per burst. Until then readers compute
-  the votes in memory (correct, slower), exactly as the index module promises for a stale index.
+* **The vote index** (what the reviewer audit reads) is a full rebuild (about a second per million
+  comparisons), so it is not redone after every batch: the writer rebuilds it once the writes
+  have paused for :data:`INDEX_IDLE_SECONDS`, or during a steady stream of posts once it has been
+  stale for :data:`INDEX_MAX_STALE_SECONDS`. Until then readers compute the votes in memory
+  (correct, slower), exactly as the index module promises for a stale index.
 * :attr:`Warehouse.version` counts committed changes of what readers see (new comparisons, a
   job's outputs); the read caches key on it, so a stream of duplicate posts keeps them warm.
 """
@@ -26,6 +28,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
+from time import monotonic
 from typing import Any, TypeVar
 
 import duckdb
@@ -34,6 +37,10 @@ from dissensus.warehouse.db import connect
 from dissensus.warehouse.vote_index import index_status, refresh_vote_index
 
 T = TypeVar("T")
+INDEX_IDLE_SECONDS = 1.0
+"""Rebuild the vote index after the write queue has been empty this long."""
+INDEX_MAX_STALE_SECONDS = 30.0
+"""Rebuild it at the latest this long after the first unindexed batch, even while posts go on."""
 log = logging.getLogger("dissensus.api")
 
 
@@ -49,6 +56,7 @@ class Warehouse:
         self._version = 0
         self._version_lock = threading.Lock()
         self._index_dirty = not index_status(self._con).startswith("fresh")
+        self._dirty_since = monotonic()
         self._thread = threading.Thread(target=self._work, name="dissensus-writer", daemon=True)
         self._thread.start()
 
@@ -89,7 +97,11 @@ class Warehouse:
     def _work(self) -> None:
         self._refresh_index_if_needed()  # e.g. after a server killed between batch and rebuild
         while True:
-            item = self._tasks.get()
+            try:
+                item = self._tasks.get(timeout=INDEX_IDLE_SECONDS)
+            except queue.Empty:  # the writes have paused: now the rebuild delays nobody
+                self._refresh_index_if_needed()
+                continue
             if item is None:
                 return
             task, future = item
@@ -98,12 +110,13 @@ class Warehouse:
                     future.set_result(task(self._writer_con))
                 except BaseException as error:  # handed to the request that queued it
                     future.set_exception(error)
-            if self._tasks.empty():
-                self._refresh_index_if_needed()
+            if self._index_dirty and monotonic() - self._dirty_since > INDEX_MAX_STALE_SECONDS:
+                self._refresh_index_if_needed()  # a steady stream of posts: rebuild now and then
 
     def mark_index_dirty(self) -> None:
         """Called by a write task that added comparisons (the index is rebuilt when idle)."""
-        self._index_dirty = True
+        if not self._index_dirty:
+            self._index_dirty, self._dirty_since = True, monotonic()
 
     def _refresh_index_if_needed(self) -> None:
         if not self._index_dirty:
