@@ -54,8 +54,9 @@ def _too_large(limit: int, path: str) -> ApiError:
     return ApiError(
         413, "body_too_large", f"The request body is over {limit // MIB} MiB.",
         where=path, expected=f"at most {limit // MIB} MiB per request",
-        fix="split the rows into several requests (each is its own batch; a retry of one adds "
-        "nothing twice), or start the server with a larger --max-body-mb; nothing was stored")
+        fix="split the rows into several requests (each is stored whole or not at all, and a "
+        "retry adds nothing twice), or start the server with a larger --max-body-mb; nothing "
+        "was stored")
 
 
 class BodyLimit:

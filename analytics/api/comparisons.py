@@ -1,4 +1,4 @@
-"""``POST /v1/comparisons``: a request body becomes one ingest batch, through the write queue.
+"""``POST /v1/comparisons``: posted bodies become ingest batches, through the write queue.
 
 The body is spooled to a JSONL file beside the warehouse and handed to the same
 :func:`dissensus.warehouse.ingest.ingest_file` that ``dissensus ingest`` uses, so validation,
@@ -173,9 +173,10 @@ class PostQueue:
     def _linger(self) -> None:
         """With concurrent posters, wait briefly until as many bodies wait as joined the last
         batch: their clients resend within milliseconds of their answers, and one batch of all
-        of them costs one batch's fixed cost instead of several (a lone client never waits)."""
+        of them costs one batch's fixed cost instead of several. A lone client never waits, nor
+        does a drain that finds nothing waiting."""
         deadline = monotonic() + MERGE_LINGER_SECONDS
-        while (self._last_group > 1 and len(self._waiting) < self._last_group
+        while (self._last_group > 1 and 0 < len(self._waiting) < self._last_group
                and monotonic() < deadline):
             sleep(0.002)
 
