@@ -8,6 +8,7 @@ the library's errors, FastAPI's validation errors and anything unexpected into t
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -55,9 +56,10 @@ def _status_of(error: DissensusError) -> int:
 
 def from_dissensus(error: DissensusError) -> ApiError:
     """A library error (what / where / expected / fix) as an API error."""
-    return ApiError(_status_of(error), type(error).__name__.removesuffix("Error").lower() or
-                    "error", error.what, where=error.where, expected=error.expected,
-                    fix=error.fix)
+    name = type(error).__name__.removesuffix("Error") or "Dissensus"
+    code = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()  # EmptyData -> empty_data
+    return ApiError(_status_of(error), code, error.what, where=error.where,
+                    expected=error.expected, fix=error.fix)
 
 
 def install(app: FastAPI) -> None:

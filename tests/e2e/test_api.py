@@ -150,6 +150,8 @@ def test_tokens_scopes_and_binding(tmp_path: Path) -> None:
         read_only = running.post_rows(rows, token=tokens["read"])
         assert read_only.status == 403 and "scope 'write'" in read_only.body["error"]["message"]
         assert running.comparisons() == 0
+        empty = running.get("/v1/reviewers", token=tokens["read"])
+        assert empty.status == 404 and empty.body["error"]["code"] == "empty_data"
         assert running.post_rows(rows, token=tokens["write"]).body["accepted"] == 1
         assert running.get("/v1/reviewers", token=tokens["read"]).status == 200
         assert running.get("/v1/reviewers", token="").status == 401
