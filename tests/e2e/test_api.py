@@ -167,6 +167,9 @@ def test_tokens_scopes_and_binding(tmp_path: Path) -> None:
         blocked = dissensus(db, "ingest", str(source))
         assert blocked.returncode == 2
         assert running.url in blocked.stderr and "/v1/comparisons" in blocked.stderr
+        reading = dissensus(db, "reviewers")  # DuckDB lets no reader beside the writing process
+        assert reading.returncode == 2 and running.url in reading.stderr
+        assert "Traceback" not in blocked.stderr + reading.stderr
     finally:
         assert running.stop() == 0
     assert not (tmp_path / "w.duckdb.api" / "server.json").exists()
