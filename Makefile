@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DB ?= dissensus.duckdb
 
-.PHONY: demo test test-all lint bench-ingest clean
+.PHONY: demo api test test-all lint bench-ingest clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml $(PY)
 demo: $(STAMP)
 	$(VENV)/bin/dissensus --db $(DB) demo
 	$(VENV)/bin/dissensus --db $(DB) serve
+
+# Serves the HTTP API on the warehouse (after `make demo`: the demo warehouse); docs at /docs.
+api: $(STAMP)
+	$(VENV)/bin/dissensus --db $(DB) api
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not gpu" -n 2 --dist loadfile

@@ -5,7 +5,8 @@ A warehouse ``path/name.duckdb`` keeps, next to it:
 * ``name.duckdb.fits/``: saved annotator-model fits (``dissensus fit``);
 * ``name.duckdb.reward_runs/``: reward-model checkpoints (``dissensus train``);
 * ``name.duckdb.embeddings/``: the text-embedding cache of the reward models;
-* ``name_truth/``: the demo world's data and ground truth (``dissensus demo``).
+* ``name_truth/``: the demo world's data and ground truth (``dissensus demo``);
+* ``name.duckdb.api/``: the HTTP API's token hashes and, while it runs, who holds the file.
 
 Every module that reads or writes one of them asks this module for its place;
 :func:`artefact_folders` lists them all (``dissensus demo --fresh`` removes them).
@@ -39,6 +40,14 @@ def demo_truth_folder(db_path: str | Path) -> Path:
     """``<stem>_truth``: the demo world's comparisons and its ground truth."""
     path = Path(db_path)
     return path.with_name(path.stem + "_truth")
+
+
+def api_folder(db_path: str | Path) -> Path:
+    """``<db>.api``: the API's token hashes (``tokens.json``) and, while ``dissensus api`` runs,
+    ``server.json`` saying which URL and process hold the warehouse. Not in
+    :data:`ARTEFACT_FOLDERS`: tokens outlive a ``demo --fresh`` rebuild of the data."""
+    path = Path(db_path)
+    return path.with_name(path.name + ".api")
 
 
 ARTEFACT_FOLDERS: tuple[Callable[[str | Path], Path], ...] = (

@@ -13,6 +13,7 @@ import duckdb
 
 from dissensus.warehouse.errors import DatabaseBusyError, SchemaVersionError, WarehouseWriteError
 from dissensus.warehouse.schema import LATEST_VERSION, MIGRATIONS
+from dissensus.warehouse.server_info import held_by_server_error
 
 DEFAULT_DB_PATH = "dissensus.duckdb"
 DB_ENV_VAR = "DISSENSUS_DB"
@@ -112,6 +113,9 @@ def _translate_open_error(
 ) -> Exception:
     message = str(error)
     if _is_lock_error(error):
+        held = held_by_server_error(path)  # the API holds it: name its URL and what to do
+        if held is not None:
+            return held
         holder = _holder(message)
         if read_only:
             # A read lock is refused only while a writer holds the file: say so, and do not

@@ -307,7 +307,8 @@ def test_bluebirds_bad_rows(tmp_path: Path) -> None:
 
 
 def test_registry() -> None:
-    assert list(ADAPTERS) == ["ukpconvarg1", "hh-rlhf", "snow2008-rte", "bluebirds"]
+    assert list(ADAPTERS) == ["ukpconvarg1", "hh-rlhf", "snow2008-rte", "bluebirds",
+                              "label-studio", "argilla"]
     for name, adapter in ADAPTERS.items():
         assert isinstance(adapter, Adapter) and adapter.name == name and adapter.description
     with pytest.raises(AttributeError):

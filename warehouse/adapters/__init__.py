@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from dissensus.warehouse.adapters import bluebirds, hh_rlhf, snow2008_rte, ukpconvarg1
+from dissensus.warehouse.adapters import (
+    argilla,
+    bluebirds,
+    hh_rlhf,
+    label_studio,
+    snow2008_rte,
+    ukpconvarg1,
+)
 from dissensus.warehouse.adapters._common import (
     ERROR_COLUMN,
     SOURCE_COLUMN,
@@ -55,6 +62,13 @@ ADAPTERS: dict[str, Adapter] = {
             bluebirds.read_bluebirds,
             bluebirds.sniff_bluebirds,
         ),
+        Adapter(
+            label_studio.NAME,
+            label_studio.DESCRIPTION,
+            label_studio.read_label_studio,
+            label_studio.sniff_label_studio,
+        ),
+        Adapter(argilla.NAME, argilla.DESCRIPTION, argilla.read_argilla, argilla.sniff_argilla),
     )
 }
 
