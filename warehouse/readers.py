@@ -163,8 +163,10 @@ def read_jsonl(stream: IO[bytes], chunk_bytes: int = BLOCK_BYTES) -> Iterator[St
             yield StagedChunk(table, "json_lines")
 
 
-def _columns_table(rows: list[dict[str, str | None]]) -> pa.Table:
-    names = [LINE_COLUMN, RAW_COLUMN, "_error", *CONTRACT_COLUMNS, REVIEWER_ATTRIBUTES_COLUMN]
+def _columns_table(
+    rows: list[dict[str, str | None]], columns: tuple[str, ...] = CONTRACT_COLUMNS
+) -> pa.Table:
+    names = [LINE_COLUMN, RAW_COLUMN, "_error", *columns, REVIEWER_ATTRIBUTES_COLUMN]
     types = {LINE_COLUMN: pa.int64()}
     return pa.table(
         {name: pa.array([row.get(name) for row in rows], types.get(name, pa.string()))
@@ -172,12 +174,15 @@ def _columns_table(rows: list[dict[str, str | None]]) -> pa.Table:
     )
 
 
-def _split_header(header: list[str]) -> tuple[list[str], list[str]]:
-    """Contract columns and reviewer attributes of a header; the rest is reported, not kept."""
-    known = [name for name in header if name in CONTRACT_COLUMNS]
+def _split_header(
+    header: list[str], columns: tuple[str, ...] = CONTRACT_COLUMNS
+) -> tuple[list[str], list[str]]:
+    """Contract columns and reviewer attributes of a header; the rest is reported, not kept.
+    Reviewer attributes exist only in the comparison contract (``columns`` left as default)."""
+    known = [name for name in header if name in columns]
     attributes = [
-        name for name in header if name.startswith("reviewer_") and name not in CONTRACT_COLUMNS
-    ]
+        name for name in header if name.startswith("reviewer_") and name not in columns
+    ] if columns is CONTRACT_COLUMNS else []
     return known, attributes
 
 
@@ -193,8 +198,11 @@ def _has_surrogates(value: str) -> bool:
     return any("\udc80" <= char <= "\udcff" for char in value)
 
 
-def read_csv(stream: IO[bytes], chunk_rows: int = 100_000) -> Iterator[StagedChunk]:
-    """Yield chunks of CSV (or TSV) rows as string columns, with exact line numbers."""
+def read_csv(
+    stream: IO[bytes], chunk_rows: int = 100_000, columns: tuple[str, ...] = CONTRACT_COLUMNS
+) -> Iterator[StagedChunk]:
+    """Yield chunks of CSV (or TSV) rows as string columns, with exact line numbers.
+    ``columns``: the contract whose columns are kept (comparisons unless told otherwise)."""
     data = stream.read()
     try:
         text = data.decode("utf-8")
@@ -210,7 +218,7 @@ def read_csv(stream: IO[bytes], chunk_rows: int = 100_000) -> Iterator[StagedChu
         header = next(reader)
     except StopIteration:
         return
-    _, attribute_names = _split_header(header)
+    _, attribute_names = _split_header(header, columns)
     width = len(header)
     rows: list[dict[str, str | None]] = []
     previous_end = reader.line_num
@@ -236,7 +244,7 @@ def read_csv(stream: IO[bytes], chunk_rows: int = 100_000) -> Iterator[StagedChu
             row: dict[str, str | None] = {LINE_COLUMN: line, RAW_COLUMN: raw}  # type: ignore[dict-item]
             attributes: dict[str, str] = {}
             for name, value in zip(header, fields, strict=True):
-                if name in CONTRACT_COLUMNS:
+                if name in columns:
                     row[name] = value if value != "" else None
                 elif name in attribute_names and value != "":
                     attributes[name.removeprefix("reviewer_")] = value
@@ -244,10 +252,10 @@ def read_csv(stream: IO[bytes], chunk_rows: int = 100_000) -> Iterator[StagedChu
                 row[REVIEWER_ATTRIBUTES_COLUMN] = json.dumps(attributes)
             rows.append(row)
         if len(rows) >= chunk_rows:
-            yield StagedChunk(_columns_table(rows), "columns")
+            yield StagedChunk(_columns_table(rows, columns), "columns")
             rows = []
     if rows:
-        yield StagedChunk(_columns_table(rows), "columns")
+        yield StagedChunk(_columns_table(rows, columns), "columns")
 
 
 def csv_header(path: Path) -> list[str]:
@@ -269,8 +277,11 @@ def _arrow_to_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column.cast(pa.string())
 
 
-def read_parquet(path: Path, chunk_rows: int = 100_000) -> Iterator[StagedChunk]:
-    """Yield Parquet record batches as string columns; ``_line`` is the 1-based row number."""
+def read_parquet(
+    path: Path, chunk_rows: int = 100_000, columns: tuple[str, ...] = CONTRACT_COLUMNS
+) -> Iterator[StagedChunk]:
+    """Yield Parquet record batches as string columns; ``_line`` is the 1-based row number.
+    ``columns``: the contract whose columns are kept (comparisons unless told otherwise)."""
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as error:
@@ -281,7 +292,8 @@ def read_parquet(path: Path, chunk_rows: int = 100_000) -> Iterator[StagedChunk]
             fix="check the file, or pass --format jsonl/csv if it is text",
         ) from error
     names = parquet.schema_arrow.names
-    _, attribute_names = _split_header(names)
+    wanted = columns
+    _, attribute_names = _split_header(names, columns)
     first_row = 1
     for batch in parquet.iter_batches(batch_size=chunk_rows):
         table = pa.Table.from_batches([batch])
@@ -291,7 +303,7 @@ def read_parquet(path: Path, chunk_rows: int = 100_000) -> Iterator[StagedChunk]
             RAW_COLUMN: pa.nulls(n, pa.string()),
             "_error": pa.nulls(n, pa.string()),
         }
-        for name in CONTRACT_COLUMNS:
+        for name in wanted:
             columns[name] = (
                 _arrow_to_strings(table.column(name)) if name in names else pa.nulls(n, pa.string())
             )
