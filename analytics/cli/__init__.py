@@ -10,6 +10,7 @@ module nor another command module:
 * :mod:`.audit`: ``reviewers``, ``reviewer``
 * :mod:`.reward`: ``train``, ``evaluate``, ``score``
 * :mod:`.serve`: ``serve``
+* :mod:`.traffic`: ``traffic ingest``, ``drift``, ``audit-sample``
 
 The work itself is done by the jobs (:mod:`dissensus.analytics.jobs`) and the library modules
 they call; the README's "Where things are" maps every command to them.
@@ -22,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from dissensus.analytics.cli import audit, common, demo, fit, ingest, reward, serve
+from dissensus.analytics.cli import audit, common, demo, fit, ingest, reward, serve, traffic
 from dissensus.warehouse.db import DB_ENV_VAR, default_db_path
 
 __all__ = ["app"]
@@ -48,5 +49,5 @@ def main(
     common.State.db = db if db is not None else default_db_path()
 
 
-for _module in (ingest, demo, fit, audit, reward, serve):
+for _module in (ingest, demo, fit, audit, reward, serve, traffic):
     _module.register(app)
