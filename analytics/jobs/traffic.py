@@ -30,7 +30,6 @@ from dissensus.models.reward.data import load_preferences
 from dissensus.models.reward.encoder import Progress, TextEncoder
 from dissensus.models.reward.errors import RewardModelError
 from dissensus.models.reward.pipeline import model_inputs
-from dissensus.models.reward.train import response_outputs
 
 Log = Callable[[str], None]
 #: Two schools disagree on a reply when their standardised rewards have opposite signs and
@@ -87,15 +86,14 @@ def score_embedded(checkpoint: Checkpoint, reference: Reference, prompts: np.nda
                    replies: np.ndarray, batch: int = 65_536) -> dict[str, np.ndarray]:
     """Heads' scores, ``distance``, ``percentile``, ``spread``, ``contested`` and
     ``projection`` for rows of prompt and reply embeddings (the throughput benchmark's path)."""
-    model = checkpoint.model
+    model = checkpoint.model.eval()
     device = next(model.parameters()).device
     outputs = []
-    for start in range(0, len(prompts), batch):
-        p = torch.as_tensor(prompts[start:start + batch], device=device)
-        r = torch.as_tensor(replies[start:start + batch], device=device)
-        both = torch.cat([p, r])
-        rows = torch.arange(len(p), device=device)
-        outputs.append(response_outputs(model, both, rows, rows + len(p)).cpu().numpy())
+    with torch.inference_mode():  # no autograd bookkeeping: about twice as fast on a CPU
+        for start in range(0, len(prompts), batch):
+            p = torch.as_tensor(prompts[start:start + batch], device=device)
+            r = torch.as_tensor(replies[start:start + batch], device=device)
+            outputs.append(model(p, r).float().cpu().numpy())
     out = np.concatenate(outputs) if outputs else np.zeros((0, len(checkpoint.heads)))
     result: dict[str, np.ndarray] = dict(standardised_scores(checkpoint, out))
     features = joint_features(prompts, replies)
@@ -151,8 +149,9 @@ def load_scorer(
     # one reply per prompt, like live traffic (training prompts carry several judged replies)
     rows = rows.sample(fraction=1.0, shuffle=True, seed=config.seed).unique(
         "prompt_id", keep="first", maintain_order=True)
-    log(f"reference: {int((~held).sum()):,} training replies indexed, {int(held.sum()):,} "
-        f"held out; 99th percentile of held-out distances {reference.p99:.3f}")
+    log(f"reference: {int(reference.index.n_samples_fit_):,} training replies indexed, "
+        f"{int(held.sum()):,} held out; 99th percentile of held-out distances "
+        f"{reference.p99:.3f}; the kNN space keeps {reference.variance_kept:.0%} of the variance")
     return Scorer(run_id, checkpoint, encoder, cache, reference, rows, features)
 
 
