@@ -268,6 +268,8 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=None,
                         help="work folder (reused: its embedding cache makes reruns fast)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--alarms-only", action="store_true",
+                        help="skip the speed and extrapolation parts")
     args = parser.parse_args()
     torch.manual_seed(0)
     folder = args.folder or Path(tempfile.mkdtemp(prefix="dissensus-drift-bench-"))
@@ -298,10 +300,12 @@ def main() -> None:
                                           if o["category"] == c])) for c in CATEGORIES},
         "sims": args.sims, "windows": args.windows, "per_cell": args.per_cell,
         "drift_share": args.drift_share}
-    results["scoring_turns_per_second"] = scoring_speed(scorer, pool, 200_000)
-    results["drift_report"] = drift_speed(scorer, pool, args.rows, folder)
+    if not args.alarms_only:
+        results["scoring_turns_per_second"] = scoring_speed(scorer, pool, 200_000)
+        results["drift_report"] = drift_speed(scorer, pool, args.rows, folder)
     con.close()
-    results["extrapolation"] = extrapolation(folder, args)
+    if not args.alarms_only:
+        results["extrapolation"] = extrapolation(folder, args)
     text = json.dumps(results, indent=1, default=str)
     print(text)
     if args.out:
