@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from dissensus.warehouse.db import connect
 from dissensus.warehouse.ingest import ingest_file
+from dissensus.warehouse.schema import MIGRATIONS
 from dissensus.warehouse.vote_index import (
     GROUP_COLUMNS,
     compute_votes,
@@ -110,10 +112,12 @@ def test_an_upgraded_warehouse_gets_its_index(tmp_path: Path) -> None:
     con = connect(db)
     ingest_file(con, write(tmp_path / "a.jsonl", rows(5, 200)))
     # make the file look like one written before the index existed (schema version 2)
-    con.execute("DROP TABLE vote_index")
-    con.execute("DROP TABLE vote_index_reviewers")
-    con.execute("DROP TABLE vote_index_state")
-    con.execute("DROP TABLE pair_school_votes")
+    for migration in MIGRATIONS:  # every table a later migration made
+        if migration.version >= 3:
+            for statement in migration.statements:
+                table = re.search(r"CREATE TABLE (\w+)", statement)
+                if table:
+                    con.execute(f"DROP TABLE {table.group(1)}")
     con.execute("DELETE FROM schema_version WHERE version >= 3")
     con.close()
     ro = connect(db, read_only=True)
