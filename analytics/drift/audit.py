@@ -62,14 +62,15 @@ def _turns(con: duckdb.DuckDBPyConnection, run_id: str) -> pl.DataFrame:
 
 
 def _reason(row: dict[str, object], strategy: str) -> str:
-    where = f"the {row['knn_percentile']:.1f}th percentile of held-out training distances"
+    where = ("beyond every held-out training distance" if row["knn_percentile"] >= 100  # type: ignore[operator]
+             else f"at the {row['knn_percentile']:.1f}th percentile of held-out training distances")
     if strategy == "contested" and row["school_spread"] is not None:
         text = f"school heads spread {row['school_spread']:.2f} sd"
         return text + (" (the schools would disagree)" if row["contested"] else "") + \
-            f"; distance at {where}"
+            f"; distance {where}"
     if strategy == "stratified":
-        return f"stratified: {row['week']} x {row['category']}; distance at {where}"
-    return f"far from the training data: distance at {where}"
+        return f"stratified: {row['week']} x {row['category']}; distance {where}"
+    return f"far from the training data: distance {where}"
 
 
 def audit_sample(con: duckdb.DuckDBPyConnection, run_id: str, n: int = 200,

@@ -123,7 +123,8 @@ def test_audit_sample_picks_the_extrapolated_turns_with_reasons(scored, tmp_path
     assert sample.batch.startswith("audit-")
     categories = pl.concat([sample.pairs["category"], sample.singles["category"]])
     assert (categories == "prescription_refill").mean() > 0.8
-    assert all("percentile" in r for r in sample.singles["audit_reason"].to_list())
+    reasons = sample.singles["audit_reason"].to_list()
+    assert all("distance" in r and "training" in r for r in reasons)
     paths = write_audit_sample(sample, tmp_path / "audit.jsonl")
     first = json.loads(paths["singles"].read_text().splitlines()[0])
     assert {"prompt", "response", "batch", "audit_reason", "traffic_id"} <= set(first)
