@@ -137,9 +137,9 @@ def warehouse_for(scorer: Scorer, signals: dict[str, np.ndarray], windows: np.nd
     for table, frame in (("traffic", traffic), ("traffic_signals", ref),
                          ("traffic_signals", rows)):
         con.register("_f", frame.to_arrow())
-        con.execute(f"INSERT INTO {table} SELECT * FROM _f")
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _f")
         con.unregister("_f")
-    con.execute("INSERT INTO traffic_runs VALUES ('bench', now(), ?, ?, ?, ?, ?, ?, NULL)",
+    con.execute("INSERT INTO traffic_runs VALUES ('bench', now(), ?, ?, ?, ?, ?, ?, NULL, NULL)",
                 [heads, n, int(scorer.reference.index.n_samples_fit_),
                  len(scorer.reference.calibration), scorer.reference.k, scorer.reference.p99])
     return con

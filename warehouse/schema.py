@@ -299,7 +299,8 @@ _V5_TRAFFIC: Final = (
         n_calibration BIGINT NOT NULL,    -- held-out training replies giving the percentiles
         k INTEGER NOT NULL,
         distance_p99 DOUBLE NOT NULL,     -- 99th percentile of the held-out kNN distances
-        school_rule VARCHAR
+        school_rule VARCHAR,
+        tag_model JSON                    -- the tag classifier's held-out accuracy per tag
     )
     """,
     """
@@ -321,7 +322,8 @@ _V5_TRAFFIC: Final = (
         school_spread DOUBLE,             -- sd of the school heads (or the distributional sd)
         contested BOOLEAN,                -- the schools would disagree on this reply
         scores DOUBLE[],                  -- per head, in traffic_runs.heads order
-        projection FLOAT[]                -- a few principal components, for two-sample tests
+        projection FLOAT[],               -- a few principal components, for two-sample tests
+        predicted_tags VARCHAR[]          -- from the tag classifier (for traffic without tags)
     )
     """,
 )

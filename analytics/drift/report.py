@@ -91,7 +91,7 @@ def _run(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[list[str], int, f
         fix="train one with `dissensus train`, then `dissensus score RUN --traffic`")
 
 
-def _cells_sql(heads: list[str], window_format: str) -> str:
+def _cells_sql(heads: list[str], window_format: str, tags: str = "tr.tags") -> str:
     means = ", ".join(f"avg(scores[{i + 1}]) AS \"mean_{h}\"" for i, h in enumerate(heads))
     rates = ", ".join(
         f"avg(coalesce(list_contains(tags, '{tag}'), false)::INT) AS {tag}_rate"
@@ -101,7 +101,7 @@ def _cells_sql(heads: list[str], window_format: str) -> str:
             SELECT s.traffic_id, coalesce(s.category, '(none)') AS category,
                    strftime(tr.created_at, '{window_format}') AS "window",
                    s.knn_distance > ? AS beyond, s.knn_percentile, s.contested, s.scores,
-                   tr.tags, tr.user_feedback
+                   {tags} AS tags, tr.user_feedback
             FROM traffic_signals s JOIN traffic tr USING (traffic_id)
             WHERE s.run_id = ? AND s.source = 'traffic'
         )
@@ -182,7 +182,9 @@ def drift_report(con: duckdb.DuckDBPyConnection, run_id: str,
                              fix="pass --window week (or day)")
     heads, n_cal, p99 = _run(con, run_id)
     fmt = WINDOW_FORMATS[settings.window]
-    cells = con.sql(_cells_sql(heads, fmt), params=[p99, run_id]).pl()
+    tagged = int(con.execute("SELECT count(tags) FROM traffic").fetchall()[0][0])  # type: ignore[index]
+    cells = con.sql(_cells_sql(heads, fmt, "tr.tags" if tagged else "s.predicted_tags"),
+                    params=[p99, run_id]).pl()
     if cells.height == 0:
         raise EmptyDataError(f"Run '{run_id}' scored no traffic turns.",
                              fix=f"ingest traffic, then `dissensus score {run_id} --traffic`")
@@ -248,7 +250,7 @@ def drift_report(con: duckdb.DuckDBPyConnection, run_id: str,
         pl.Series("alarm_support", rejected[n_cells:]),
         pl.Series("alarm_mmd", rejected[:n_cells]),
     ).with_columns((pl.col("alarm_support") | pl.col("alarm_mmd")).alias("alarm"))
-    notes = []
+    notes = [] if tagged else [_tag_note(con, run_id)]
     if int(cells["n"].min()) < settings.min_turns:  # type: ignore[arg-type]
         notes.append(f"cells with fewer than {settings.min_turns} turns are shown, not tested")
     if cells["contested_share"].null_count() == cells.height:
@@ -266,6 +268,21 @@ def drift_report(con: duckdb.DuckDBPyConnection, run_id: str,
     report.alarms = [alarm_words(row, heads, against) for row in
                      cells.filter(pl.col("alarm")).iter_rows(named=True)]
     return report
+
+
+def _tag_note(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
+    """What the rates rest on when the traffic carries no tags."""
+    import json
+
+    row = con.execute("SELECT tag_model FROM traffic_runs WHERE run_id = ?", [run_id]).fetchall()
+    accuracy = json.loads(row[0][0]) if row and row[0][0] else {}
+    if not accuracy:
+        return ("the traffic has no tags and the training replies too few to learn them from: "
+                "the rates are not available")
+    return ("the traffic has no tags: the rates come from a tag classifier trained on the "
+            "warehouse's tagged replies (held-out accuracy " + ", ".join(
+                f"{tag} {a['held_out_accuracy']:.2f} vs {1 - a['held_out_base_rate']:.2f} "
+                "always-no" for tag, a in accuracy.items()) + ")")
 
 
 def alarm_words(row: dict[str, object], heads: list[str], against: str) -> str:

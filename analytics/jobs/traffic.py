@@ -13,6 +13,7 @@ the encoder runs on CUDA when present. Scores are computed in batches of ``batch
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ import polars as pl
 import torch
 
 from dissensus.analytics.drift.reference import Reference, build_reference, joint_features
+from dissensus.analytics.drift.tags import TagModel, fit_tag_model
 from dissensus.analytics.jobs.reward import embedding_cache, load_run, standardised_scores
 from dissensus.models.reward.checkpoint import Checkpoint
 from dissensus.models.reward.data import load_preferences
@@ -50,6 +52,8 @@ class Scorer:
     """One training reply per prompt: response_id, category, source, distance, scores...;
     ``_item`` indexes :attr:`reference_features`."""
     reference_features: np.ndarray | None = None
+    tags: TagModel | None = None
+    """Tag classifiers fitted on the training replies (for traffic without tags)."""
 
     def embed(self, text_ids: list[str], bodies: list[str],
               progress: Progress | None = None) -> np.ndarray:
@@ -152,7 +156,10 @@ def load_scorer(
     log(f"reference: {int(reference.index.n_samples_fit_):,} training replies indexed, "
         f"{int(held.sum()):,} held out; 99th percentile of held-out distances "
         f"{reference.p99:.3f}; the kNN space keeps {reference.variance_kept:.0%} of the variance")
-    return Scorer(run_id, checkpoint, encoder, cache, reference, rows, features)
+    tagged = replies.join(con.sql("SELECT response_id AS rid, tags FROM responses").pl(),
+                          on="rid", how="left", maintain_order="left")
+    tag_model = fit_tag_model(features, tagged["tags"].to_list(), held, seed=config.seed)
+    return Scorer(run_id, checkpoint, encoder, cache, reference, rows, features, tag_model)
 
 
 def _signal_columns(checkpoint: Checkpoint, scored: dict[str, np.ndarray]) -> list[pl.Series]:
@@ -239,7 +246,9 @@ def score_traffic(
                 pl.Series("knn_percentile", scored["percentile"]),
                 *[s.alias(n) for s, n in zip(_signal_columns(scorer.checkpoint, scored),
                                              ("school_spread", "contested", "scores",
-                                              "projection"), strict=True)])
+                                              "projection"), strict=True)],
+                pl.Series("predicted_tags", scored.get("predicted_tags", [None] * turns.height),
+                          pl.List(pl.String)))
             _insert(con, "traffic_scores", heads_frame)
             _insert(con, "traffic_signals", signals)
             if turns_done:
@@ -249,10 +258,11 @@ def score_traffic(
                 scorer.reference_rows["contested"].null_count() < scorer.reference_rows.height:
             rule = (f"school rewards of opposite sign, at least {CONTESTED_GAP:g} sd apart")
         con.execute(
-            "INSERT INTO traffic_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO traffic_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [run_id, datetime.now(UTC).replace(tzinfo=None), heads, n_turns,
              int(scorer.reference.index.n_samples_fit_), len(scorer.reference.calibration),
-             scorer.reference.k, scorer.reference.p99, rule])
+             scorer.reference.k, scorer.reference.p99, rule,
+             json.dumps(scorer.tags.accuracy if scorer.tags else {})])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -265,7 +275,7 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> 
     """Bulk-insert ``frame`` (columns in the table's order) through Arrow."""
     con.register("_frame", frame.to_arrow())
     try:
-        con.execute(f"INSERT INTO {table} SELECT * FROM _frame")
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _frame")
     finally:
         con.unregister("_frame")
 
@@ -278,7 +288,11 @@ def _score_frame(scorer: Scorer, rows: pl.DataFrame,
     bodies = rows["prompt"].to_list() + rows["response"].to_list()
     embeddings = scorer.embed(ids, bodies, progress)
     n = rows.height
-    return scorer.score(embeddings[:n], embeddings[n:])
+    scored = scorer.score(embeddings[:n], embeddings[n:])
+    if scorer.tags is not None and scorer.tags.models:
+        scored["predicted_tags"] = scorer.tags.predict(  # type: ignore[assignment]
+            joint_features(embeddings[:n], embeddings[n:]))
+    return scored
 
 
 def score_rows(scorer: Scorer, rows: pl.DataFrame, progress: Progress | None = None,

@@ -163,3 +163,23 @@ def test_scoring_a_file_keeps_its_columns(scored) -> None:  # type: ignore[no-un
     assert out["id"].to_list() == [1, 2]
     assert {"score_consensus", "score_school_0", "knn_percentile", "extrapolating",
             "schools_disagree"} <= set(out.columns)
+
+
+def test_untagged_traffic_gets_its_rates_from_the_tag_classifier(scored) -> None:  # type: ignore[no-untyped-def]
+    con, run, _, drifted, _, _ = scored
+    assert drifted.cells["refusal_rate"].null_count() == 0  # the demo traffic is tagged
+    accuracy = json.loads(con.execute("SELECT tag_model FROM traffic_runs WHERE run_id = ?",
+                                      [run]).fetchall()[0][0])
+    assert accuracy["refusal"]["held_out_accuracy"] > 0.8
+    observed = drifted.cells["refusal_rate"].mean()
+    con.execute("CREATE TEMP TABLE kept AS SELECT traffic_id, tags FROM traffic")
+    con.execute("UPDATE traffic SET tags = NULL")
+    try:
+        untagged = drift_report(con, run)
+    finally:
+        con.execute("UPDATE traffic SET tags = k.tags FROM kept k "
+                    "WHERE traffic.traffic_id = k.traffic_id")
+    assert any("tag classifier" in note and "refusal" in note for note in untagged.notes)
+    predicted = untagged.cells["refusal_rate"].mean()
+    assert abs(predicted - observed) < 0.1
+    assert untagged.alarms == drifted.alarms  # the alarms do not read the tags
