@@ -46,6 +46,8 @@ pages = [
     st.Page(HERE / "views" / "reward_models.py", title="Reward models",
             icon=":material/model_training:"),
     st.Page(HERE / "views" / "trade_offs.py", title="Trade-offs", icon=":material/balance:"),
+    st.Page(HERE / "views" / "deployment_drift.py", title="Deployment drift",
+            icon=":material/trending_up:"),
 ]
 nav = st.navigation(pages)
 with st.sidebar:

@@ -173,8 +173,10 @@ def read_jsonl(stream: IO[bytes], chunk_bytes: int = BLOCK_BYTES) -> Iterator[St
             yield StagedChunk(table, "json_lines")
 
 
-def _columns_table(rows: list[dict[str, str | None]]) -> pa.Table:
-    names = [LINE_COLUMN, RAW_COLUMN, "_error", *CONTRACT_COLUMNS, REVIEWER_ATTRIBUTES_COLUMN]
+def _columns_table(
+    rows: list[dict[str, str | None]], columns: tuple[str, ...] = CONTRACT_COLUMNS
+) -> pa.Table:
+    names = [LINE_COLUMN, RAW_COLUMN, "_error", *columns, REVIEWER_ATTRIBUTES_COLUMN]
     types = {LINE_COLUMN: pa.int64()}
     return pa.table(
         {name: pa.array([row.get(name) for row in rows], types.get(name, pa.string()))
@@ -182,19 +184,25 @@ def _columns_table(rows: list[dict[str, str | None]]) -> pa.Table:
     )
 
 
-def _split_header(header: list[str]) -> tuple[list[str], list[str]]:
-    """Contract columns and reviewer attributes of a header; the rest is reported, not kept."""
-    known = [name for name in header if name in CONTRACT_COLUMNS]
-    attributes = [name for name in header if is_attribute_key(name)]
+def _split_header(
+    header: list[str], columns: tuple[str, ...] = CONTRACT_COLUMNS
+) -> tuple[list[str], list[str]]:
+    """Contract columns and reviewer attributes of a header; the rest is reported, not kept.
+    Reviewer attributes exist only in the comparison contract (``columns`` left as default)."""
+    known = [name for name in header if name in columns]
+    attributes = ([name for name in header if is_attribute_key(name)]
+                  if columns is CONTRACT_COLUMNS else [])
     return known, attributes
 
 
-def unknown_columns(header: list[str]) -> list[str]:
+def unknown_columns(header: list[str], columns: tuple[str, ...] = CONTRACT_COLUMNS) -> list[str]:
     """Source columns that are neither contract columns nor kept reviewer attributes (an empty
-    header cell is reported as '(unnamed)')."""
+    header cell is reported as '(unnamed)'); ``columns``: the contract (comparisons by default,
+    whose reviewer_* attributes are kept)."""
+    attributes = columns is CONTRACT_COLUMNS
     return [
         name or "(unnamed)" for name in header
-        if name not in CONTRACT_COLUMNS and not is_attribute_key(name)
+        if name not in columns and not (attributes and is_attribute_key(name))
     ]
 
 
@@ -216,12 +224,14 @@ def _has_surrogates(value: str) -> bool:
 
 
 def read_csv(
-    stream: IO[bytes], chunk_rows: int = 100_000, source: str = "the CSV file"
+    stream: IO[bytes], chunk_rows: int = 100_000, source: str = "the CSV file",
+    columns: tuple[str, ...] = CONTRACT_COLUMNS,
 ) -> Iterator[StagedChunk]:
     """Yield chunks of CSV (or TSV) rows as string columns, with exact line numbers.
 
     A UTF-8 byte-order mark is not data (it would rename the first column); ``source`` names
-    the file in errors."""
+    the file in errors; ``columns``: the contract whose columns are kept (comparisons unless
+    told otherwise)."""
     data = stream.read().removeprefix(UTF8_BOM)
     try:
         text = data.decode("utf-8")
@@ -238,8 +248,8 @@ def read_csv(
     except StopIteration:
         return
     _refuse_repeated_columns(header, source)
-    _, attribute_names = _split_header(header)
-    unknown = unknown_columns(header)
+    _, attribute_names = _split_header(header, columns)
+    unknown = unknown_columns(header, columns)
     width = len(header)
     rows: list[dict[str, str | None]] = []
     previous_end = reader.line_num
@@ -265,7 +275,7 @@ def read_csv(
             row: dict[str, str | None] = {LINE_COLUMN: line, RAW_COLUMN: raw}  # type: ignore[dict-item]
             attributes: dict[str, str] = {}
             for name, value in zip(header, fields, strict=True):
-                if name in CONTRACT_COLUMNS:
+                if name in columns:
                     row[name] = value if value != "" else None
                 elif name in attribute_names and value != "":
                     attributes[name.removeprefix("reviewer_")] = value
@@ -273,10 +283,10 @@ def read_csv(
                 row[REVIEWER_ATTRIBUTES_COLUMN] = json.dumps(attributes)
             rows.append(row)
         if len(rows) >= chunk_rows:
-            yield StagedChunk(_columns_table(rows), "columns", unknown)
+            yield StagedChunk(_columns_table(rows, columns), "columns", unknown)
             rows = []
     if rows:
-        yield StagedChunk(_columns_table(rows), "columns", unknown)
+        yield StagedChunk(_columns_table(rows, columns), "columns", unknown)
 
 
 def csv_header(path: Path) -> list[str]:
@@ -335,8 +345,11 @@ def _arrow_to_strings(name: str, column: pa.ChunkedArray) -> tuple[pa.ChunkedArr
                                           pa.string())]), no_errors
 
 
-def read_parquet(path: Path, chunk_rows: int = 100_000) -> Iterator[StagedChunk]:
-    """Yield Parquet record batches as string columns; ``_line`` is the 1-based row number."""
+def read_parquet(
+    path: Path, chunk_rows: int = 100_000, columns: tuple[str, ...] = CONTRACT_COLUMNS
+) -> Iterator[StagedChunk]:
+    """Yield Parquet record batches as string columns; ``_line`` is the 1-based row number.
+    ``columns``: the contract whose columns are kept (comparisons unless told otherwise)."""
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as error:
@@ -347,8 +360,9 @@ def read_parquet(path: Path, chunk_rows: int = 100_000) -> Iterator[StagedChunk]
             fix="check the file, or pass --format jsonl/csv if it is text",
         ) from error
     names = parquet.schema_arrow.names
-    _, attribute_names = _split_header(names)
-    unknown = unknown_columns(names)
+    wanted = columns
+    _, attribute_names = _split_header(names, columns)
+    unknown = unknown_columns(names, columns)
     first_row = 1
     for batch in parquet.iter_batches(batch_size=chunk_rows):
         table = pa.Table.from_batches([batch])
@@ -359,7 +373,7 @@ def read_parquet(path: Path, chunk_rows: int = 100_000) -> Iterator[StagedChunk]
             "_error": pa.nulls(n, pa.string()),
         }
         row_errors: list[pa.Array] = []
-        for name in CONTRACT_COLUMNS:
+        for name in wanted:
             if name in names:
                 columns[name], bad = _arrow_to_strings(name, table.column(name))
                 row_errors.append(bad)

@@ -270,6 +270,64 @@ _V4_PAIR_SCHOOL_VOTES: Final = (
     """,
 )
 
+_V6_TRAFFIC: Final = (
+    """
+    CREATE TABLE traffic (
+        traffic_id VARCHAR NOT NULL,
+        id_given BOOLEAN NOT NULL,        -- false: derived from the row content
+        row_hash VARCHAR NOT NULL,
+        batch_id INTEGER NOT NULL,
+        source_line BIGINT NOT NULL,
+        created_at TIMESTAMP NOT NULL,    -- when the reply was served (UTC)
+        prompt_id VARCHAR NOT NULL,       -- text_id of the prompt
+        response_text_id VARCHAR NOT NULL,
+        category VARCHAR,
+        model VARCHAR,
+        tags VARCHAR[],
+        user_feedback VARCHAR,
+        escalated BOOLEAN,
+        conversation_id VARCHAR
+    )
+    """,
+    """
+    CREATE TABLE traffic_runs (
+        run_id VARCHAR PRIMARY KEY,       -- the reward run that scored the traffic
+        scored_at TIMESTAMP NOT NULL,
+        heads VARCHAR[] NOT NULL,
+        n_turns BIGINT NOT NULL,
+        n_reference BIGINT NOT NULL,      -- training replies the kNN index holds
+        n_calibration BIGINT NOT NULL,    -- held-out training replies giving the percentiles
+        k INTEGER NOT NULL,
+        distance_p99 DOUBLE NOT NULL,     -- 99th percentile of the held-out kNN distances
+        school_rule VARCHAR,
+        tag_model JSON                    -- the tag classifier's held-out accuracy per tag
+    )
+    """,
+    """
+    CREATE TABLE traffic_scores (
+        run_id VARCHAR NOT NULL,
+        traffic_id VARCHAR NOT NULL,
+        head VARCHAR NOT NULL,
+        score DOUBLE NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE traffic_signals (
+        run_id VARCHAR NOT NULL,
+        traffic_id VARCHAR NOT NULL,      -- or a response_id for the training reference rows
+        source VARCHAR NOT NULL,          -- 'traffic', 'reference' or 'calibration'
+        category VARCHAR,
+        knn_distance DOUBLE NOT NULL,
+        knn_percentile DOUBLE NOT NULL,   -- among held-out training distances, 0-100
+        school_spread DOUBLE,             -- sd of the school heads (or the distributional sd)
+        contested BOOLEAN,                -- the schools would disagree on this reply
+        scores DOUBLE[],                  -- per head, in traffic_runs.heads order
+        projection FLOAT[],               -- a few principal components, for two-sample tests
+        predicted_tags VARCHAR[]          -- from the tag classifier (for traffic without tags)
+    )
+    """,
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "raw comparisons, texts, reviewers, batches, quarantine", _V1),
     Migration(2, "public output tables: fits, estimates, weights, reward runs", _V2_OUTPUTS),
@@ -279,6 +337,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(4, "per-pair votes by school, stored with each fit", _V4_PAIR_SCHOOL_VOTES),
     Migration(5, "what each reviewer's departures from the consensus favour",
               ("ALTER TABLE reviewer_estimates ADD COLUMN lean VARCHAR",)),
+    Migration(6, "logged assistant turns (traffic), their scores and drift signals", _V6_TRAFFIC),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

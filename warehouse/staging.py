@@ -46,20 +46,25 @@ def keys_sql() -> str:
     """
 
 
-def extract_sql(extra_reviewer_keys: list[str]) -> str:
+def extract_sql(
+    extra_reviewer_keys: list[str],
+    contract: tuple[str, ...] = CONTRACT_COLUMNS,
+    list_fields: tuple[str, ...] = LIST_FIELDS,
+) -> str:
     """SELECT over ``chunk`` (json_lines) giving ``_line, _error``, the contract columns and
     ``_reviewer_attributes`` (a JSON object of the extra ``reviewer_*`` keys, which the caller
     finds first with :func:`keys_sql`).
 
+    ``contract`` and ``list_fields`` name another contract's columns (traffic) when given.
     Each line is parsed once, into a struct of strings (objects and arrays come back as compact
     JSON text, numbers as their digits), so a prefix test finds the values that need a type probe.
     """
     columns = []
     type_checks = []
-    for name in CONTRACT_COLUMNS:
+    for name in contract:
         value = f"_s.{name}"
         looks_nested = f"(starts_with({value}, '{{') OR starts_with({value}, '['))"
-        if name in LIST_FIELDS:
+        if name in list_fields:
             columns.append(
                 f"CASE WHEN {looks_nested} AND json_type(_raw, {_path(name)}) = 'ARRAY' THEN "
                 f"array_to_string(from_json({value}, '[\"VARCHAR\"]'), ',') "
@@ -73,7 +78,7 @@ def extract_sql(extra_reviewer_keys: list[str]) -> str:
                 f"|| lower(json_type(_raw, {_path(name)}))"
             )
     # Extra reviewer keys ride in the same struct, so each line is still parsed once.
-    struct = json.dumps({name: "VARCHAR" for name in (*CONTRACT_COLUMNS, *extra_reviewer_keys)})
+    struct = json.dumps({name: "VARCHAR" for name in (*contract, *extra_reviewer_keys)})
     if extra_reviewer_keys:
         attributes = "CASE WHEN _s IS NOT NULL THEN json_object(" + ", ".join(
             f"{_quote(key.removeprefix('reviewer_'))}, struct_extract(_s, {_quote(key)})"

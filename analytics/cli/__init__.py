@@ -11,6 +11,7 @@ module nor another command module:
 * :mod:`.reward`: ``train``, ``evaluate``, ``score``
 * :mod:`.serve`: ``serve``
 * :mod:`.api`: ``api`` (the HTTP API) and ``api token create / list / revoke``
+* :mod:`.traffic`: ``traffic ingest``, ``drift``, ``audit-sample``
 
 The work itself is done by the jobs (:mod:`dissensus.analytics.jobs`) and the library modules
 they call; the README's "Where things are" maps every command to them.
@@ -23,7 +24,17 @@ from typing import Annotated
 
 import typer
 
-from dissensus.analytics.cli import api, audit, common, demo, fit, ingest, reward, serve
+from dissensus.analytics.cli import (
+    api,
+    audit,
+    common,
+    demo,
+    fit,
+    ingest,
+    reward,
+    serve,
+    traffic,
+)
 from dissensus.warehouse.db import DB_ENV_VAR, default_db_path
 
 __all__ = ["app"]
@@ -49,5 +60,5 @@ def main(
     common.State.db = db if db is not None else default_db_path()
 
 
-for _module in (ingest, demo, fit, audit, reward, serve, api):
+for _module in (ingest, demo, fit, audit, reward, serve, api, traffic):
     _module.register(app)

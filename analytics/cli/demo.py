@@ -75,6 +75,9 @@ def demo(
         str, typer.Option(help="Text encoder for the reward models: all-MiniLM-L6-v2 (offline "
                           "default), a local model folder, or 'hashing' (fast, no model).")
     ] = "all-MiniLM-L6-v2",
+    traffic: Annotated[bool, typer.Option(
+        help="Also simulate live traffic (a baseline period, then drift), ingest and score it "
+        "with the multi-head model, and show the drift alarms.")] = True,
 ) -> None:
     """Build the demo warehouse: simulate the healthcare world, ingest, fit, train reward models."""
     from dissensus.analytics.jobs.ingest import ingest_files
@@ -104,7 +107,9 @@ def demo(
         if fit:
             fit_demo_model(con, seed)
             if train:
-                train_demo_models(con, encoder)
+                runs = train_demo_models(con, encoder)
+                if traffic:
+                    demo_traffic(con, runs["multihead"], seed)
 
 
 def made_by_demo(db: Path) -> bool:
@@ -158,17 +163,43 @@ def fit_demo_model(con: duckdb.DuckDBPyConnection, seed: int) -> None:
         console.print(line, highlight=False)
 
 
-def train_demo_models(con: duckdb.DuckDBPyConnection, encoder: str) -> None:
-    """Train and score the weighted and multi-head reward models of the demo."""
+def train_demo_models(con: duckdb.DuckDBPyConnection, encoder: str) -> dict[str, str]:
+    """Train and score the weighted and multi-head reward models of the demo; run ids by kind."""
     from dissensus.analytics.jobs.reward import score_run, train_run
     from dissensus.models.reward.config import make_config
 
+    runs = {}
     for kind in DEMO_REWARD_KINDS:
         console.print(f"training the {kind} reward model ({encoder})")
         with embedding_progress() as progress:
             run_id = train_run(con, kind, None, make_config(kind, encoder=encoder), log=log,
                                progress=progress)
         score_run(con, run_id, log=log)
+        runs[kind] = run_id
+    return runs
+
+
+def demo_traffic(con: duckdb.DuckDBPyConnection, run_id: str, seed: int) -> None:
+    """Simulate live traffic (baseline, then drift), ingest and score it, print the alarms."""
+    from dissensus.analytics.drift.report import drift_report
+    from dissensus.analytics.jobs.traffic import score_traffic
+    from dissensus.warehouse.demo.traffic import TrafficConfig, simulate_traffic, write_traffic
+    from dissensus.warehouse.traffic import ingest_traffic_file
+
+    config = TrafficConfig(seed=seed)
+    rows, truth = simulate_traffic(config)
+    paths = write_traffic(rows, truth, demo_truth_folder(State.db))
+    print_ingest_report(paths["traffic"], ingest_traffic_file(con, paths["traffic"]))
+    console.print(f"scoring the traffic with {run_id} (drift from week "
+                  f"{config.drift_from_week} of {config.n_weeks})")
+    with embedding_progress() as progress:
+        score_traffic(con, run_id, progress=progress, log=log)
+    report = drift_report(con, run_id)
+    for alarm in report.alarms:
+        console.print(f"[bold red]ALARM[/] {alarm}", highlight=False)
+    if not report.alarms:
+        console.print("no drift alarm")
+    console.print(f"  see `dissensus drift --run {run_id}` and the Deployment drift page")
 
 
 def register(app: typer.Typer) -> None:

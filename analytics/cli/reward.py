@@ -7,6 +7,7 @@ The work is :mod:`dissensus.analytics.jobs.reward` (``train_run``, ``evaluate_ru
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,9 +16,12 @@ from dissensus.analytics.cli.common import (
     build_config,
     console,
     embedding_progress,
+    fail,
+    log,
     open_warehouse,
     parse_settings,
     require_choice,
+    row_progress,
 )
 from dissensus.models.reward.config import KINDS
 
@@ -76,13 +80,47 @@ def evaluate(
     console.print_json(json.dumps(metrics))
 
 
-def score(run: Annotated[str, typer.Argument(help="Run id from `dissensus train`.")]) -> None:
-    """Write reward_scores for every response and head of a run."""
+def score(
+    run: Annotated[str, typer.Argument(help="Run id from `dissensus train`.")],
+    traffic: Annotated[bool, typer.Option(
+        "--traffic", help="Score every traffic turn (stored with drift signals).")] = False,
+    input_file: Annotated[Path | None, typer.Option(
+        "--input", help="Score a file of prompt/response rows without storing it.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", help="Where --input's scores go (.jsonl, .csv or .parquet).")] = None,
+) -> None:
+    """Write reward_scores for every response and head of a run (or score traffic / a file)."""
     from dissensus.analytics.jobs.reward import score_run
 
+    if traffic or input_file is not None:
+        _score_live(run, traffic, input_file, output)
+        return
     with open_warehouse() as con, embedding_progress() as progress:
         n = score_run(con, run, log=console.print, progress=progress)
     console.print(f"wrote {n:,} scores")
+
+
+def _score_live(run: str, traffic: bool, input_file: Path | None, output: Path | None) -> None:
+    """``score --traffic`` (stored) or ``score --input FILE --output FILE`` (not stored)."""
+    from dissensus.analytics.jobs import traffic as jobs
+    from dissensus.warehouse.errors import DissensusError
+
+    if input_file is not None and output is None:
+        fail(DissensusError("--input needs --output: where should the scores go?",
+                            expected="--output FILE (.jsonl, .csv or .parquet)",
+                            fix=f"dissensus score {run} --input {input_file} "
+                            "--output scores.jsonl"))
+    if traffic:
+        with open_warehouse() as con, embedding_progress() as progress, \
+                row_progress("scoring traffic") as advance:
+            jobs.score_traffic(con, run, progress=progress, turns_done=advance, log=log)
+    if input_file is not None and output is not None:
+        with open_warehouse(read_only=True) as con, embedding_progress() as progress:
+            rows = jobs.read_rows(input_file)
+            scorer = jobs.load_scorer(con, run, progress=progress, log=log)
+            scored = jobs.score_rows(scorer, rows, progress)
+            jobs.write_rows(scored, output)
+        console.print(f"scored {scored.height:,} rows -> {output}")
 
 
 def register(app: typer.Typer) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from dissensus.models.reward.checkpoint import load_checkpoint, save_checkpoint
+from dissensus.models.reward.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from dissensus.models.reward.config import RewardConfig, make_config
 from dissensus.models.reward.data import response_table, text_bodies
 from dissensus.models.reward.encoder import Progress, SentenceEncoder
@@ -155,7 +155,9 @@ def _run_row(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, object]:
     return rows.row(0, named=True)
 
 
-def _load(con: duckdb.DuckDBPyConnection, run_id: str):  # type: ignore[no-untyped-def]
+def load_run(con: duckdb.DuckDBPyConnection, run_id: str):  # type: ignore[no-untyped-def]
+    """``(reward_runs row, checkpoint, encoder)`` of a run; an unknown run, a missing
+    checkpoint or a missing encoder fails in words."""
     row = _run_row(con, run_id)
     meta_path = Path(str(row["checkpoint_path"]))
     meta = json.loads((meta_path / "reward_model.json").read_text()) \
@@ -174,7 +176,7 @@ def evaluate_run(
     cache_folder: Path | None = None, progress: Progress | None = None,
 ) -> dict[str, object]:
     """Held-out metrics of a saved run, recomputed from its checkpoint on the same split."""
-    row, checkpoint, encoder = _load(con, run_id)
+    row, checkpoint, encoder = load_run(con, run_id)
     cache = embedding_cache(con, cache_folder)
     config = checkpoint.config
     prepared = prepare(con, config, row["fit_id"], cache, log, encoder=encoder,  # type: ignore[arg-type]
@@ -189,12 +191,31 @@ def evaluate_run(
     return _json_safe(metrics)  # type: ignore[return-value]
 
 
+def standardised_scores(checkpoint: Checkpoint, out: np.ndarray) -> dict[str, np.ndarray]:
+    """Raw head outputs (rows x heads) as scores per head name, standardised by the reward
+    mean / std on the validation set (distributional runs: ``mean`` and ``sd``)."""
+    mean = np.asarray(checkpoint.meta["reward_mean"], dtype=float)
+    std = np.asarray(checkpoint.meta["reward_std"], dtype=float)
+    columns: dict[str, np.ndarray] = {}
+    if checkpoint.config.kind == "distributional":
+        min_log_var = getattr(checkpoint.config, "min_log_var", -6.0)
+        columns["mean"] = (out[:, 0] - mean[0]) / std[0]
+        # the spread in the mean's standardised units: |lean| (between-school sd) or sigma
+        spread = (np.abs(out[:, 1]) if getattr(checkpoint.config, "spread_from", "votes")
+                  == "schools" else np.exp(np.maximum(out[:, 1], min_log_var) / 2))
+        columns["sd"] = spread / std[0]
+    else:
+        for k, head in enumerate(checkpoint.heads):
+            columns[head] = (out[:, k] - mean[k]) / std[k]
+    return columns
+
+
 def score_run(
     con: duckdb.DuckDBPyConnection, run_id: str, *, log: Log = print,
     cache_folder: Path | None = None, progress: Progress | None = None,
 ) -> int:
     """Write ``reward_scores`` for every response and head of a run; the number of rows."""
-    _, checkpoint, encoder = _load(con, run_id)
+    _, checkpoint, encoder = load_run(con, run_id)
     responses = response_table(con)
     if responses.height == 0:
         raise RewardModelError("The warehouse holds no responses to score.",
@@ -208,20 +229,7 @@ def score_run(
     prompt = torch.as_tensor([index[t] for t in responses["prompt_id"].to_list()])
     response = torch.as_tensor([index[t] for t in responses["text_id"].to_list()])
     out = response_outputs(checkpoint.model, torch.as_tensor(embeddings), prompt, response).numpy()
-    mean = np.asarray(checkpoint.meta["reward_mean"], dtype=float)
-    std = np.asarray(checkpoint.meta["reward_std"], dtype=float)
-    heads = checkpoint.heads
-    columns: dict[str, np.ndarray] = {}
-    if checkpoint.config.kind == "distributional":
-        min_log_var = getattr(checkpoint.config, "min_log_var", -6.0)
-        columns["mean"] = (out[:, 0] - mean[0]) / std[0]
-        # the spread in the mean's standardised units: |lean| (between-school sd) or sigma
-        spread = (np.abs(out[:, 1]) if getattr(checkpoint.config, "spread_from", "votes")
-                  == "schools" else np.exp(np.maximum(out[:, 1], min_log_var) / 2))
-        columns["sd"] = spread / std[0]
-    else:
-        for k, head in enumerate(heads):
-            columns[head] = (out[:, k] - mean[k]) / std[k]
+    columns = standardised_scores(checkpoint, out)
     scores = pl.concat([
         pl.DataFrame({"run_id": run_id, "response_id": responses["response_id"],
                       "head": head, "score": values.astype(float)})

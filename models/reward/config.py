@@ -23,7 +23,10 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 # fields added after 1.0, with the default that reproduces the earlier behaviour
 FIELDS_ADDED_WITH_DEFAULTS: dict[str, object] = {
     "architecture": "mlp", "length_features": False, "l2": 0.0, "spread_from": "votes",
+    "audit_batch_cap": 1.0,
 }
+#: Comparisons whose ``batch`` starts with this came back from an audit sample.
+AUDIT_BATCH_PREFIX = "audit-"
 
 Kind = Literal["plain", "weighted", "multihead", "distributional"]
 KINDS: tuple[str, ...] = ("plain", "weighted", "multihead", "distributional")
@@ -78,6 +81,13 @@ class RewardConfig(BaseModel):
     )
     test_share: float = Field(
         0.2, ge=0.0, lt=0.5, description="Share of pairs/prompts held out for evaluation."
+    )
+    audit_batch_cap: float = Field(
+        1.0, gt=0.0,
+        description="The most training weight any one audit batch (comparisons whose `batch` "
+        "starts with 'audit-', as `dissensus audit-sample` names them) may carry, as a share of "
+        "the weight of all non-audit comparisons: a batch above it is scaled down to it, so a "
+        "burst of reviewed incidents cannot dominate the next run (e.g. 0.1).",
     )
     ties: Literal["half", "davidson"] = Field(
         "half",

@@ -100,8 +100,13 @@ def load_preferences(
     validation_share: float = 0.15,
     test_share: float = 0.2,
     min_weight: float = 0.0,
+    audit_batch_cap: float = 1.0,
 ) -> PreferenceData:
-    """Comparisons joined with their texts (and weights when ``fit_id`` is given), split."""
+    """Comparisons joined with their texts (and weights when ``fit_id`` is given), split.
+
+    ``cap`` (a column, 1 for most rows) scales down audit batches: with ``W_b`` the weight of
+    audit batch ``b`` and ``W_0`` that of all non-audit comparisons, ``cap = min(1, c W_0 /
+    W_b)`` for ``c = audit_batch_cap``, so no batch carries more than ``c W_0``."""
     params: list[object] = [fit_id] if fit_id is not None else []
     join = (
         "LEFT JOIN comparison_weights w ON w.comparison_id = c.comparison_id AND w.fit_id = ?"
@@ -114,7 +119,7 @@ def load_preferences(
         SELECT c.comparison_id, c.pair_id, c.prompt_id, p.response_1_id, p.response_2_id,
                c.prompt_id AS prompt_text_id, r1.text_id AS text_1_id, r2.text_id AS text_2_id,
                c.outcome::INTEGER AS outcome, coalesce(w.weight, 1.0) AS weight,
-               w.weight IS NULL AS weight_missing, w.school_weights
+               w.weight IS NULL AS weight_missing, w.school_weights, c.batch
         FROM comparisons c JOIN pairs p USING (pair_id)
         JOIN responses r1 ON r1.response_id = p.response_1_id
         JOIN responses r2 ON r2.response_id = p.response_2_id
@@ -136,6 +141,7 @@ def load_preferences(
                 fix="refit the annotator model on this warehouse (`dissensus fit`)",
             )
     rows = rows.filter(pl.col("weight") >= min_weight) if min_weight > 0 else rows
+    rows = _cap_audit_batches(rows, audit_batch_cap)
     n_schools = 0
     if fit_id is not None:
         lengths = rows["school_weights"].list.len().drop_nulls()
@@ -160,6 +166,18 @@ def load_preferences(
                            params=[fit_id]).pl()
     return PreferenceData(comparisons, texts, n_schools, fit_id,
                           verdicts if verdicts is not None and verdicts.height else None)
+
+
+def _cap_audit_batches(rows: pl.DataFrame, cap: float) -> pl.DataFrame:
+    """Add the ``cap`` factor column (see :func:`load_preferences`)."""
+    from dissensus.models.reward.config import AUDIT_BATCH_PREFIX
+
+    audit = pl.col("batch").fill_null("").str.starts_with(AUDIT_BATCH_PREFIX)
+    base = float(rows.filter(~audit)["weight"].sum())
+    per_batch = pl.col("weight").sum().over("batch")
+    return rows.with_columns(
+        pl.when(audit).then(pl.min_horizontal(pl.lit(1.0), cap * base / per_batch))
+        .otherwise(1.0).alias("cap"))
 
 
 def text_bodies(con: duckdb.DuckDBPyConnection, text_ids: list[str]) -> pl.DataFrame:

@@ -78,6 +78,7 @@ def prepare(
         con, fit_id, split_by=config.split_by, seed=config.seed,
         validation_share=config.validation_share, test_share=config.test_share,
         min_weight=config.min_weight if isinstance(config, WeightedConfig) else 0.0,
+        audit_batch_cap=config.audit_batch_cap,
     )
     if config.kind == "multihead" and data.n_schools < 2:
         raise MissingFitError(

@@ -72,6 +72,8 @@ class Tensors:
     def build(cls, data: PreferenceData, embeddings: np.ndarray, use_weights: bool) -> Tensors:
         c = data.comparisons
         weight = c["weight"].to_numpy() if use_weights else np.ones(c.height)
+        if "cap" in c.columns:  # audit batches scaled down to their cap
+            weight = weight * c["cap"].to_numpy()
         codes = {"train": 0, "validation": 1, "test": 2}
         return cls(
             embeddings=torch.as_tensor(embeddings, dtype=torch.float32),

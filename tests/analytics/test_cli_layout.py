@@ -41,7 +41,9 @@ def test_command_modules_import_only_common() -> None:
 def test_every_command_is_registered() -> None:
     names = {c.name or c.callback.__name__ for c in entry.app.registered_commands}
     assert names == {"ingest", "status", "reindex", "quarantine", "simulate", "demo", "fit",
-                     "reviewers", "reviewer", "train", "evaluate", "score", "serve"}
+                     "reviewers", "reviewer", "train", "evaluate", "score", "serve", "drift",
+                     "audit-sample"}
+    assert {g.name for g in entry.app.registered_groups} == {"traffic"}
 
 
 def test_fit_options_are_config_fields_with_their_help() -> None:

@@ -25,7 +25,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PAGES = [("", "Overview"), ("reviewer_audit", "Reviewer audit"),
          ("disagreement_explorer", "Disagreement explorer"), ("reward_models", "Reward models"),
-         ("trade_offs", "Trade-offs")]
+         ("trade_offs", "Trade-offs"), ("deployment_drift", "Deployment drift")]
 LAUNCH = "import sys; from dissensus.analytics.cli import app; app(sys.argv[1:])"
 
 
@@ -44,6 +44,11 @@ def fit_warehouse(tmp_path_factory: pytest.TempPathFactory, fake_fit) -> Path:
     path = helpers.build_demo_warehouse(tmp_path_factory.mktemp("browser") / "w.duckdb")
     helpers.insert_fake_fit(path, fake_fit)
     helpers.insert_fake_reward_run(path)
+    drift = Path(__file__).resolve().parents[1] / "dashboards" / "test_drift_page.py"
+    spec = importlib.util.spec_from_file_location("dashboards_test_drift_page", drift)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    module.add_scored_traffic(path)  # a real run scoring the demo traffic
     return path
 
 
@@ -157,6 +162,9 @@ def test_every_page_in_a_browser(server: str, tmp_path: Path) -> None:
                 assert page.get_by_text("Votes on this pair").count() >= 0
             if slug == "overview":
                 assert page.get_by_text("Comparisons").first.is_visible()
+            if slug == "deployment_drift":
+                assert page.get_by_text("prescription_refill").first.is_visible()
+                assert page.get_by_text("Audit sample").first.is_visible()
             _shoot(page, shots / f"{slug or 'overview'}.png")
             assert page.locator(".vega-embed, [data-testid='stDataFrame'], "
                                 "[data-testid='stMetric']").count() > 0, title

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from dissensus.warehouse.db import connect
 from dissensus.warehouse.ingest import ingest_file
+from dissensus.warehouse.schema import MIGRATIONS
 from dissensus.warehouse.vote_index import (
     GROUP_COLUMNS,
     compute_votes,
@@ -110,11 +112,15 @@ def test_an_upgraded_warehouse_gets_its_index(tmp_path: Path) -> None:
     con = connect(db)
     ingest_file(con, write(tmp_path / "a.jsonl", rows(5, 200)))
     # make the file look like one written before the index existed (schema version 2)
-    con.execute("DROP TABLE vote_index")
-    con.execute("DROP TABLE vote_index_reviewers")
-    con.execute("DROP TABLE vote_index_state")
-    con.execute("DROP TABLE pair_school_votes")
-    con.execute("ALTER TABLE reviewer_estimates DROP COLUMN lean")
+    for migration in MIGRATIONS:  # undo everything a later migration made
+        if migration.version >= 3:
+            for statement in migration.statements:
+                table = re.search(r"CREATE TABLE (\w+)", statement)
+                column = re.search(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", statement)
+                if table:
+                    con.execute(f"DROP TABLE {table.group(1)}")
+                elif column:
+                    con.execute(f"ALTER TABLE {column.group(1)} DROP COLUMN {column.group(2)}")
     con.execute("DELETE FROM schema_version WHERE version >= 3")
     con.close()
     ro = connect(db, read_only=True)
