@@ -29,8 +29,10 @@ import duckdb
 from dissensus.warehouse import readers, staging
 from dissensus.warehouse.errors import DissensusError, InputFileError, StrictModeError
 from dissensus.warehouse.ids import sql_text_id
-from dissensus.warehouse.ingest import BatchReport, _json_error_detail, _prefetched
+from dissensus.warehouse.ingest import BatchReport
+from dissensus.warehouse.json_checks import json_error_detail
 from dissensus.warehouse.readers import StagedChunk
+from dissensus.warehouse.sources import prefetched
 
 REQUIRED: Final = ("prompt", "response", "created_at")
 OPTIONAL: Final = ("traffic_id", "category", "model", "response_tags", "user_feedback",
@@ -201,7 +203,8 @@ def _process(con: duckdb.DuckDBPyConnection, chunk: StagedChunk, batch_id: int, 
     con.register("chunk", chunk.table)
     try:
         if chunk.kind == "json_lines":
-            keys = [row[0] for row in con.execute(staging.keys_sql()).fetchall()]
+            keys = [row[0] for row in con.execute(
+                f"SELECT DISTINCT unnest(keys) FROM ({staging.keys_sql()})").fetchall()]
             unknown = [k for k in keys if k not in TRAFFIC_COLUMNS]
             report.unknown_columns = sorted(set(report.unknown_columns) | set(unknown))
             extract = staging.extract_sql([], TRAFFIC_COLUMNS, LIST_FIELDS)
@@ -214,7 +217,7 @@ def _process(con: duckdb.DuckDBPyConnection, chunk: StagedChunk, batch_id: int, 
             "WHERE c._reason = 'not valid JSON'"
         ).fetchall():
             con.execute("UPDATE checked SET _reason = ? WHERE _line = ?",
-                        [_json_error_detail(raw), line])
+                        [json_error_detail(raw), line])
         con.execute(f"CREATE OR REPLACE TEMP TABLE final AS {_final_sql()}")
         _store(con, batch_id, file_path)
         read, new, duplicate, bad = (int(v) for v in con.execute("""
@@ -274,7 +277,7 @@ def ingest_traffic_file(
             "format, started_at, pseudonymised) VALUES (?, ?, ?, '', 0, ?, ?, false)",
             [batch_id, str(path.resolve()), path.name, report.format,
              datetime.now(UTC).replace(tzinfo=None)])
-        for chunk in _prefetched(chunks):
+        for chunk in prefetched(chunks):
             _process(con, chunk, batch_id, str(path), report)
             if progress:
                 progress(chunk.table.num_rows)

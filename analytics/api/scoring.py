@@ -20,7 +20,7 @@ import torch
 from dissensus.analytics.api.errors import ApiError
 
 # the loader behind `dissensus evaluate` and `score` (checkpoint, encoder and their checks)
-from dissensus.analytics.jobs.reward import _load as load_run
+from dissensus.analytics.jobs.reward import load_run
 from dissensus.models.reward.pipeline import model_inputs
 from dissensus.models.reward.train import response_outputs
 

@@ -43,7 +43,7 @@ def test_every_command_is_registered() -> None:
     assert names == {"ingest", "status", "reindex", "quarantine", "simulate", "demo", "fit",
                      "reviewers", "reviewer", "train", "evaluate", "score", "serve", "drift",
                      "audit-sample"}
-    assert {g.name for g in entry.app.registered_groups} == {"traffic"}
+    assert {g.name for g in entry.app.registered_groups} == {"api", "traffic"}
 
 
 def test_fit_options_are_config_fields_with_their_help() -> None:

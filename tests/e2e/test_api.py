@@ -248,9 +248,10 @@ def test_concurrent_overlapping_posts_store_every_row_once(
     valid_ids = {r["comparison_id"] for b in batches for r in b if r["choice"] != "sideways"}
     assert gained <= len(valid_ids)
     # every valid id posted is stored now (by this round or an earlier one), exactly once
-    reposted = concurrent_server.post_rows([r for b in batches for r in b
-                                            if r["choice"] != "sideways"]).body
-    assert reposted["accepted"] == 0
+    valid = [r for b in batches for r in b if r["choice"] != "sideways"]
+    if valid:  # an empty post is refused in words (see the bad-input test), not counted
+        reposted = concurrent_server.post_rows(valid).body
+        assert reposted["accepted"] == 0
 
 
 def _finished(server: Server, job: dict, timeout: float = 300) -> dict:
