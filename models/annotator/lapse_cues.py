@@ -36,6 +36,8 @@ LENGTH_RATIO = 1.15
 MIN_MODEL_SHARE = 0.05
 """A model gets a cue only when it is on one side of at least this share of the pairs."""
 MAX_MODEL_CUES = 4
+MIN_DISTINCT_LENGTHS = 10
+"""Below this many distinct reply lengths the replies are fixed labels: no ``longer`` cue."""
 LENGTH_COLUMNS = ("response_1_length", "response_2_length")
 MODEL_COLUMNS = ("response_1_model", "response_2_model")
 
@@ -77,7 +79,11 @@ def choose_cues(frame: pl.DataFrame) -> CueSpec:
     length = False
     if all(c in frame.columns for c in LENGTH_COLUMNS):
         x = _length_cue(frame)
-        length = bool(np.mean(x != 0) >= MIN_MODEL_SHARE)
+        lengths = np.unique(np.concatenate([
+            frame[c].cast(pl.Float64).drop_nulls().to_numpy() for c in LENGTH_COLUMNS]))
+        # a label task reuses a few fixed replies ("Yes, ..." / "No, ..."): there "longer"
+        # would name a label, not a property of free replies
+        length = bool(np.mean(x != 0) >= MIN_MODEL_SHARE and lengths.size >= MIN_DISTINCT_LENGTHS)
     models: tuple[str, ...] = ()
     if all(c in frame.columns for c in MODEL_COLUMNS):
         m1 = frame[MODEL_COLUMNS[0]].cast(pl.String).to_numpy()

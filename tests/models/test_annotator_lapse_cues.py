@@ -30,16 +30,19 @@ def _frame(l1: list[float | None], l2: list[float | None], m1: list[str | None],
 
 
 def test_cues_read_clear_length_differences_and_models() -> None:
-    frame = _frame([100, 100, 300, None], [300, 105, 100, 50], ["a", "a", "b", None],
-                   ["b", "a", "a", "a"])
+    # four rows to read, then twelve pairs of equal-length free replies (no cue)
+    free = [200.0 + i for i in range(12)]
+    frame = _frame([100, 100, 300, None, *free], [300, 105, 100, 50, *free],
+                   ["a", "a", "b", None, *["a"] * 12], ["b", "a", "a", "a", *["a"] * 12])
     spec = choose_cues(frame)
     # two models: one cue says everything
     assert spec == CueSpec(length=True, models=("a",))
     x = cue_matrix(spec, frame)
     assert x is not None
     # within 15% is the same length; an unknown length gives no cue
-    np.testing.assert_array_equal(x[:, 0], [-1, 0, 1, 0])
-    np.testing.assert_array_equal(x[:, 1], [1, 0, -1, -1])
+    np.testing.assert_array_equal(x[:4, 0], [-1, 0, 1, 0])
+    np.testing.assert_array_equal(x[:4, 1], [1, 0, -1, -1])
+    assert not x[4:].any()
     # the spec survives a round trip, and a frame without the columns gives zeros
     assert CueSpec.from_json(spec.to_json()) == spec
     bare = cue_matrix(spec, pl.DataFrame({"x": [1, 2]}))
@@ -128,3 +131,10 @@ def test_departures_name_a_taste_and_nothing_on_careful_reviewers() -> None:
     assert any("favour the longer reply in" in text for text in tasters)
     biased = table.filter(pl.col("is_position_biased"))["lean"].drop_nulls().to_list()
     assert any("the reply shown first" in text for text in biased)
+
+
+def test_a_label_task_gets_no_length_cue() -> None:
+    # every pair offers the same two fixed replies: "longer" would name a label
+    yes, no = "Yes, the text entails it.", "No, the text does not entail it."
+    frame = _frame([len(yes), len(no)] * 50, [len(no), len(yes)] * 50, [None] * 100, [None] * 100)
+    assert choose_cues(frame) == CueSpec()
