@@ -12,6 +12,7 @@ module nor another command module:
 * :mod:`.serve`: ``serve``
 * :mod:`.api`: ``api`` (the HTTP API) and ``api token create / list / revoke``
 * :mod:`.traffic`: ``traffic ingest``, ``drift``, ``audit-sample``
+* :mod:`.export`: ``export`` (preferences for reward-model trainers)
 
 The work itself is done by the jobs (:mod:`dissensus.analytics.jobs`) and the library modules
 they call; the README's "Where things are" maps every command to them.
@@ -29,6 +30,7 @@ from dissensus.analytics.cli import (
     audit,
     common,
     demo,
+    export,
     fit,
     ingest,
     reward,
@@ -60,5 +62,5 @@ def main(
     common.State.db = db if db is not None else default_db_path()
 
 
-for _module in (ingest, demo, fit, audit, reward, serve, api, traffic):
+for _module in (ingest, demo, fit, audit, reward, serve, api, traffic, export):
     _module.register(app)
