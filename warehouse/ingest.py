@@ -149,6 +149,14 @@ def _process_registered(
         con, "SELECT count(*) FROM final WHERE _status = 'conflict'"
     ):
         store.store_quarantine(con, batch_id, file_path, now, salted=bool(salt))
+    tally_chunk(con, report, file_path, "comparison_id")
+
+
+def tally_chunk(con: duckdb.DuckDBPyConnection, report: BatchReport, file_path: str,
+                id_column: str) -> None:
+    """Add one staged chunk's counts and quarantine reasons (from the ``fields``, ``checked``
+    and ``final`` temp tables) to ``report``; rows that balance nowhere stop the batch, which is
+    rolled back. ``id_column`` names the id whose conflicting content quarantines a row."""
     counts = con.execute("""
         SELECT (SELECT count(*) FROM fields),
                (SELECT count(*) FROM final WHERE _status = 'new'),
@@ -164,10 +172,10 @@ def _process_registered(
             where=file_path,
             fix="the batch was rolled back; please report this with the file",
         )
-    for reason, count in con.execute("""
+    for reason, count in con.execute(f"""
         SELECT regexp_replace(_reason, '''[^'']*''', '''…''', 'g'), count(*) FROM checked
         WHERE _reason IS NOT NULL GROUP BY 1
-        UNION ALL SELECT 'comparison_id: conflicting content', count(*) FROM final
+        UNION ALL SELECT '{id_column}: conflicting content', count(*) FROM final
         WHERE _status = 'conflict' GROUP BY 1
     """).fetchall():
         report.reasons[reason] += int(count)

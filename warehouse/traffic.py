@@ -27,9 +27,9 @@ from typing import Final
 import duckdb
 
 from dissensus.warehouse import readers, staging
-from dissensus.warehouse.errors import DissensusError, InputFileError, StrictModeError
+from dissensus.warehouse.errors import InputFileError, StrictModeError
 from dissensus.warehouse.ids import sql_text_id
-from dissensus.warehouse.ingest import BatchReport
+from dissensus.warehouse.ingest import BatchReport, tally_chunk
 from dissensus.warehouse.json_checks import json_error_detail
 from dissensus.warehouse.readers import StagedChunk
 from dissensus.warehouse.sources import prefetched
@@ -220,29 +220,7 @@ def _process(con: duckdb.DuckDBPyConnection, chunk: StagedChunk, batch_id: int, 
                         [json_error_detail(raw), line])
         con.execute(f"CREATE OR REPLACE TEMP TABLE final AS {_final_sql()}")
         _store(con, batch_id, file_path)
-        read, new, duplicate, bad = (int(v) for v in con.execute("""
-            SELECT (SELECT count(*) FROM fields),
-                   (SELECT count(*) FROM final WHERE _status = 'new'),
-                   (SELECT count(*) FROM final WHERE _status = 'duplicate'),
-                   (SELECT count(*) FROM checked WHERE _reason IS NOT NULL)
-                     + (SELECT count(*) FROM final WHERE _status = 'conflict')
-        """).fetchall()[0])
-        if new + duplicate + bad != read:
-            raise DissensusError(
-                f"Internal accounting error: {read} rows read but {new} accepted + {duplicate} "
-                f"duplicates + {bad} quarantined.", where=file_path,
-                fix="the batch was rolled back; please report this with the file")
-        for reason, count in con.execute("""
-            SELECT regexp_replace(_reason, '''[^'']*''', '''…''', 'g'), count(*) FROM checked
-            WHERE _reason IS NOT NULL GROUP BY 1
-            UNION ALL SELECT 'traffic_id: conflicting content', count(*) FROM final
-            WHERE _status = 'conflict' GROUP BY 1
-        """).fetchall():
-            report.reasons[reason] += int(count)
-        report.rows_read += read
-        report.accepted += new
-        report.duplicates += duplicate
-        report.quarantined += bad
+        tally_chunk(con, report, file_path, "traffic_id")
     finally:
         con.unregister("chunk")
 

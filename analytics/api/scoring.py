@@ -14,13 +14,12 @@ import threading
 from typing import Any
 
 import duckdb
-import numpy as np
 import torch
 
 from dissensus.analytics.api.errors import ApiError
 
 # the loader behind `dissensus evaluate` and `score` (checkpoint, encoder and their checks)
-from dissensus.analytics.jobs.reward import load_run
+from dissensus.analytics.jobs.reward import load_run, standardised_scores
 from dissensus.models.reward.pipeline import model_inputs
 from dissensus.models.reward.train import response_outputs
 
@@ -67,18 +66,7 @@ def score_pairs(con: duckdb.DuckDBPyConnection, run_id: str | None,
         with torch.no_grad():
             out = response_outputs(checkpoint.model, torch.as_tensor(embeddings), prompt,
                                    response).numpy()
-    mean = np.asarray(checkpoint.meta["reward_mean"], dtype=float)
-    std = np.asarray(checkpoint.meta["reward_std"], dtype=float)
-    columns: dict[str, np.ndarray] = {}
-    if checkpoint.config.kind == "distributional":  # the same two columns score_run writes
-        min_log_var = getattr(checkpoint.config, "min_log_var", -6.0)
-        columns["mean"] = (out[:, 0] - mean[0]) / std[0]
-        spread = (np.abs(out[:, 1]) if getattr(checkpoint.config, "spread_from", "votes")
-                  == "schools" else np.exp(np.maximum(out[:, 1], min_log_var) / 2))
-        columns["sd"] = spread / std[0]
-    else:
-        for k, head in enumerate(checkpoint.heads):
-            columns[head] = (out[:, k] - mean[k]) / std[k]
+    columns = standardised_scores(checkpoint, out)  # as score_run writes them
     heads = list(columns)
     scores = [{h: float(columns[h][i]) for h in heads} for i in range(len(pairs))]
     return {"run_id": run_id, "kind": checkpoint.config.kind, "heads": heads, "scores": scores}
