@@ -294,23 +294,38 @@ def final_sql() -> str:
              WHEN 'b' THEN CASE WHEN _a_is_1 THEN -1 ELSE 1 END END AS _gold_outcome,
         CASE _shown WHEN 'a' THEN CASE WHEN _a_is_1 THEN 1 ELSE 2 END
              WHEN 'b' THEN CASE WHEN _a_is_1 THEN 2 ELSE 1 END END AS _first_shown,
-        CASE WHEN c.comparison_id IS NOT NULL AND c.row_hash = i._row_hash THEN 'duplicate'
-             WHEN c.comparison_id IS NOT NULL THEN 'conflict'
-             WHEN r.id IS NOT NULL AND i._line > r.first_line AND i._row_hash = r.first_hash
-                 THEN 'duplicate'
-             WHEN r.id IS NOT NULL AND i._line > r.first_line THEN 'conflict'
-             ELSE 'new' END AS _status,
-        CASE WHEN c.comparison_id IS NOT NULL AND c.row_hash <> i._row_hash THEN
-                'comparison_id: ''' || i._comparison_id || ''' is already stored (batch '
-                || c.batch_id || ', line ' || c.source_line || ') with different content; '
-                || 'give each judgment its own id, or correct this row'
-             WHEN c.comparison_id IS NULL AND r.id IS NOT NULL AND i._line > r.first_line
-                  AND i._row_hash <> r.first_hash THEN
-                'comparison_id: ''' || i._comparison_id || ''' appears earlier in this file '
-                || '(line ' || r.first_line || ') with different content; give each '
-                || 'judgment its own id, or correct this row'
-        END AS _conflict
+        {status_sql("c", "comparison_id")},
+        {conflict_sql("c", "comparison_id", "judgment", ", or correct this row")}
     FROM identified i
     LEFT JOIN repeated r ON r.id = i._comparison_id
     LEFT JOIN comparisons c ON c.comparison_id = i._comparison_id
     """
+
+
+def status_sql(stored: str, id_column: str) -> str:
+    """``_status`` of a checked row ``i``: 'duplicate' or 'conflict' against the stored row
+    ``stored`` with the same id (joined) or an earlier line of the file with it (``r``, the
+    ``repeated`` CTE), else 'new'. Same content is a duplicate; other content a conflict."""
+    return f"""CASE WHEN {stored}.{id_column} IS NOT NULL AND {stored}.row_hash = i._row_hash
+                 THEN 'duplicate'
+             WHEN {stored}.{id_column} IS NOT NULL THEN 'conflict'
+             WHEN r.id IS NOT NULL AND i._line > r.first_line AND i._row_hash = r.first_hash
+                 THEN 'duplicate'
+             WHEN r.id IS NOT NULL AND i._line > r.first_line THEN 'conflict'
+             ELSE 'new' END AS _status"""
+
+
+def conflict_sql(stored: str, id_column: str, thing: str, earlier_fix: str = "") -> str:
+    """``_conflict``: the quarantine reason of a row :func:`status_sql` calls a conflict
+    (``thing``: what one row is, e.g. 'judgment')."""
+    new_id = f"i._{id_column}"
+    return f"""CASE WHEN {stored}.{id_column} IS NOT NULL AND {stored}.row_hash <> i._row_hash THEN
+                '{id_column}: ''' || {new_id} || ''' is already stored (batch '
+                || {stored}.batch_id || ', line ' || {stored}.source_line || ') with different '
+                || 'content; give each {thing} its own id, or correct this row'
+             WHEN {stored}.{id_column} IS NULL AND r.id IS NOT NULL AND i._line > r.first_line
+                  AND i._row_hash <> r.first_hash THEN
+                '{id_column}: ''' || {new_id} || ''' appears earlier in this file (line '
+                || r.first_line || ') with different content; give each {thing} its own '
+                || 'id{earlier_fix}'
+        END AS _conflict"""

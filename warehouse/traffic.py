@@ -140,21 +140,8 @@ def _final_sql() -> str:
         FROM identified GROUP BY 1 HAVING count(*) > 1
     )
     SELECT i.*,
-        CASE WHEN t.traffic_id IS NOT NULL AND t.row_hash = i._row_hash THEN 'duplicate'
-             WHEN t.traffic_id IS NOT NULL THEN 'conflict'
-             WHEN r.id IS NOT NULL AND i._line > r.first_line AND i._row_hash = r.first_hash
-                 THEN 'duplicate'
-             WHEN r.id IS NOT NULL AND i._line > r.first_line THEN 'conflict'
-             ELSE 'new' END AS _status,
-        CASE WHEN t.traffic_id IS NOT NULL AND t.row_hash <> i._row_hash THEN
-                'traffic_id: ''' || i._traffic_id || ''' is already stored (batch '
-                || t.batch_id || ', line ' || t.source_line || ') with different content; '
-                || 'give each turn its own id, or correct this row'
-             WHEN t.traffic_id IS NULL AND r.id IS NOT NULL AND i._line > r.first_line
-                  AND i._row_hash <> r.first_hash THEN
-                'traffic_id: ''' || i._traffic_id || ''' appears earlier in this file (line '
-                || r.first_line || ') with different content; give each turn its own id'
-        END AS _conflict
+        {staging.status_sql("t", "traffic_id")},
+        {staging.conflict_sql("t", "traffic_id", "turn")}
     FROM identified i
     LEFT JOIN repeated r ON r.id = i._traffic_id
     LEFT JOIN (SELECT DISTINCT ON (traffic_id) traffic_id, row_hash, batch_id, source_line
