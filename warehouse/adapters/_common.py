@@ -13,7 +13,7 @@ import gzip
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final
 
 import polars as pl
 import pyarrow as pa
@@ -69,6 +69,14 @@ def finish(frame: pl.DataFrame) -> pl.DataFrame:
 def to_staged(frame: pl.DataFrame) -> pa.Table:
     """The finished frame as an Arrow table with exactly :data:`STAGED_SCHEMA`."""
     return finish(frame).to_arrow().cast(STAGED_SCHEMA)
+
+
+def rows_to_staged(rows: list[dict[str, Any]], columns: Sequence[str]) -> pa.Table:
+    """Row dicts (``columns`` as keys, missing keys null) as a staged Arrow table: the line
+    number an integer, every other column a string."""
+    data = {name: [row.get(name) for row in rows] for name in columns}
+    schema = {name: (pl.Int64 if name == LINE_COLUMN else pl.String) for name in columns}
+    return to_staged(pl.DataFrame(data, schema=schema))
 
 
 def iter_staged(frame: pl.DataFrame, chunk_rows: int) -> Iterator[pa.Table]:

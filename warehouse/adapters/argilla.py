@@ -34,7 +34,6 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Final
 
-import polars as pl
 import pyarrow as pa
 
 from dissensus.warehouse.adapters._common import (
@@ -43,7 +42,7 @@ from dissensus.warehouse.adapters._common import (
     check_chunk_rows,
     first_line,
     open_bytes,
-    to_staged,
+    rows_to_staged,
 )
 from dissensus.warehouse.contract import LINE_COLUMN, RAW_COLUMN
 
@@ -144,13 +143,7 @@ def read_argilla(path: Path, chunk_rows: int = 100_000) -> Iterator[pa.Table]:
             rows.append({LINE_COLUMN: staged, SOURCE_COLUMN: str(path),
                          RAW_COLUMN: f"line {number}: {text}", **fields})
         if len(rows) >= chunk_rows:
-            yield _chunk(rows)
+            yield rows_to_staged(rows, COLUMNS)
             rows = []
     if rows:
-        yield _chunk(rows)
-
-
-def _chunk(rows: list[dict[str, Any]]) -> pa.Table:
-    data = {name: [row.get(name) for row in rows] for name in COLUMNS}
-    schema = {name: (pl.Int64 if name == LINE_COLUMN else pl.String) for name in COLUMNS}
-    return to_staged(pl.DataFrame(data, schema=schema))
+        yield rows_to_staged(rows, COLUMNS)

@@ -36,14 +36,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-import polars as pl
 import pyarrow as pa
 
 from dissensus.warehouse.adapters._common import (
     ERROR_COLUMN,
     SOURCE_COLUMN,
     check_chunk_rows,
-    to_staged,
+    rows_to_staged,
 )
 from dissensus.warehouse.contract import LINE_COLUMN, RAW_COLUMN
 from dissensus.warehouse.errors import InputFileError
@@ -162,13 +161,7 @@ def read_label_studio(path: Path, chunk_rows: int = 100_000) -> Iterator[pa.Tabl
                               "annotation": annotation}, ensure_ascii=False, default=str)
             rows.append({LINE_COLUMN: line, SOURCE_COLUMN: str(path), RAW_COLUMN: raw, **fields})
             if len(rows) >= chunk_rows:
-                yield _chunk(rows)
+                yield rows_to_staged(rows, COLUMNS)
                 rows = []
     if rows:
-        yield _chunk(rows)
-
-
-def _chunk(rows: list[dict[str, Any]]) -> pa.Table:
-    data = {name: [row.get(name) for row in rows] for name in COLUMNS}
-    schema = {name: (pl.Int64 if name == LINE_COLUMN else pl.String) for name in COLUMNS}
-    return to_staged(pl.DataFrame(data, schema=schema))
+        yield rows_to_staged(rows, COLUMNS)
