@@ -49,6 +49,7 @@ from dissensus.models.reward.config import RewardConfig, make_config
 from dissensus.models.reward.encoder import EmbeddingCache, load_encoder, with_length_features
 from dissensus.models.reward.evaluate import binary_metrics, pair_probabilities
 from dissensus.models.reward.pipeline import prepare, train_and_evaluate
+from dissensus.models.reward.selection import select_architecture
 from dissensus.models.reward.train import Tensors, describe_device, resolve_device, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,9 +170,12 @@ def ukp_config(variant: str, args: argparse.Namespace) -> RewardConfig:
     Bradley-Terry model, trained longer at a higher learning rate (it has few parameters).
     """
     architecture, _, extra = variant.partition("+")
+    if architecture == "auto" and not extra:  # the library default: chosen by validation
+        return make_config("plain", encoder=args.encoder, device=args.device, seed=args.seed,
+                           batch_size=256, hidden=256, epochs=args.epochs)
     if architecture not in ("mlp", "linear") or extra not in ("", "length"):
-        raise SystemExit(f"unknown UKP variant {variant!r}: use mlp, linear, mlp+length or "
-                         "linear+length")
+        raise SystemExit(f"unknown UKP variant {variant!r}: use auto, mlp, linear, mlp+length "
+                         "or linear+length")
     fields: dict[str, object] = {"epochs": args.epochs}
     if architecture == "linear":
         fields = {"l2": args.l2, "lr": args.linear_lr, "epochs": args.linear_epochs}
@@ -217,7 +221,7 @@ def ukp_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: ignor
     n_chars = texts["text"].str.len_chars().to_numpy().astype(float)
     emb_t = torch.as_tensor(emb)
     emb_len = (torch.as_tensor(with_length_features(emb, texts["text"].to_list()))
-               if "length" in args.ukp_variants else emb_t)
+               if "length" in args.ukp_variants or "auto" in args.ukp_variants else emb_t)
     topics = sorted(agg["topic"].unique().to_list())[: args.folds]
     variants = [v.strip() for v in args.ukp_variants.split(",") if v.strip()]
     per_variant: dict[str, list[dict[str, object]]] = {v: [] for v in variants}
@@ -236,22 +240,36 @@ def ukp_part(args: argparse.Namespace, log) -> dict[str, object]:  # type: ignor
         line = [f"ukp fold {topic}: length-only {binary_metrics(length_p, y)['accuracy']:.3f}"]
         for variant in variants:
             config = ukp_config(variant, args)
-            emb_v = emb_len if config.length_features else emb_t
             n = train.height
-            t = Tensors(emb_v, torch.tensor(train["prompt"].to_numpy()),
-                        torch.tensor(train["r1"].to_numpy()), torch.tensor(train["r2"].to_numpy()),
-                        torch.tensor(train["y"].to_numpy(), dtype=torch.float32),
-                        torch.zeros(n, dtype=torch.bool),
-                        torch.tensor(train["n"].to_numpy(), dtype=torch.float32),
-                        torch.ones(n, 1), torch.tensor(split))
-            result = train_model(t, config, 0, lambda _: None)
+
+            def fold_tensors(length: bool, n: int = n, train: pl.DataFrame = train,
+                             split: np.ndarray = split) -> Tensors:
+                return Tensors(emb_len if length else emb_t,
+                               torch.tensor(train["prompt"].to_numpy()),
+                               torch.tensor(train["r1"].to_numpy()),
+                               torch.tensor(train["r2"].to_numpy()),
+                               torch.tensor(train["y"].to_numpy(), dtype=torch.float32),
+                               torch.zeros(n, dtype=torch.bool),
+                               torch.tensor(train["n"].to_numpy(), dtype=torch.float32),
+                               torch.ones(n, 1), torch.tensor(split))
+
+            chosen = ""
+            if config.architecture == "auto":
+                config, result, _, table = select_architecture(config, fold_tensors, 0,
+                                                               lambda _: None)
+                chosen = next(str(r["candidate"]) for r in table if r["chosen"])
+            else:
+                result = train_model(fold_tensors(bool(config.length_features)), config, 0,
+                                     lambda _: None)
+            emb_v = emb_len if config.length_features else emb_t
             speed.append(result.pairs_per_second)
             device = next(result.model.parameters()).device
             p = pair_probabilities(result.model, "plain", emb_v.to(device), test)[:, 0]
-            fold = {"topic": topic, **binary_metrics(p, y), "epochs": len(result.history)}
+            fold = {"topic": topic, **binary_metrics(p, y), "epochs": len(result.history),
+                    **({"chosen": chosen} if chosen else {})}
             per_variant[variant].append(fold)
             pooled[variant].append(p)
-            line.append(f"{variant} {fold['accuracy']:.3f}")
+            line.append(f"{variant} {fold['accuracy']:.3f}" + (f" ({chosen})" if chosen else ""))
         log(", ".join(line))
     y_all = np.concatenate(pooled["y"])
     length_folds = [binary_metrics(p, y) for p, y in zip(pooled["length-only"], pooled["y"],

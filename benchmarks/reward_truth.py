@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from dissensus.models.reward.config import SCHOOL_HEAD_KINDS
 from dissensus.models.reward.evaluate import pair_probabilities, pair_table
 
 
@@ -72,7 +73,7 @@ class HeldOut:
     @property
     def main(self) -> np.ndarray:
         """P(response 1 wins) of the consensus head (the only head of single-head kinds)."""
-        return self.probs[:, -1] if self.kind == "multihead" else self.probs[:, 0]
+        return self.probs[:, -1] if self.kind in SCHOOL_HEAD_KINDS else self.probs[:, 0]
 
 
 def held_out(prepared, model, kind: str, truth: pl.DataFrame) -> HeldOut:  # type: ignore[no-untyped-def]
@@ -105,7 +106,7 @@ def score_on_truth(held: HeldOut, schools: list[str]) -> dict[str, object]:
     per_school, contested = {}, {}
     is_contested = pairs["contested"].to_numpy()
     for k, name in enumerate(schools):
-        p_k = probs[:, k] if kind == "multihead" else main
+        p_k = probs[:, k] if kind in SCHOOL_HEAD_KINDS else main
         lab = pairs[f"margin_{name}"].to_numpy() > 0
         per_school[name] = float(((p_k > 0.5) == lab).mean())
         if is_contested.any():

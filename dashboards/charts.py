@@ -140,17 +140,17 @@ def accuracy_by_head(df: pl.DataFrame) -> alt.Chart:
     ).properties(title="Accuracy against the consensus and against each school", height=260)
 
 
-def calibration(df: pl.DataFrame) -> alt.Chart:
+def calibration(df: pl.DataFrame, what: str = "P(reply 1 preferred)",
+                seen: str = "observed share preferring reply 1",
+                title: str = "Calibration (dashed = perfect)") -> alt.Chart:
     diag = alt.Chart(alt.Data(values=[{"x": 0, "y": 0}, {"x": 1, "y": 1}])).mark_line(
         strokeDash=[4, 4], color="gray").encode(x="x:Q", y="y:Q")
     line = alt.Chart(_frame(df)).mark_line(point=True).encode(
-        x=alt.X("mean_predicted:Q", title="predicted P(reply 1 preferred)",
-                scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y("observed:Q", title="observed share preferring reply 1",
-                scale=alt.Scale(domain=[0, 1])),
+        x=alt.X("mean_predicted:Q", title=f"predicted {what}", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("observed:Q", title=seen, scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("run:N", title="run"), tooltip=["run", "n",
                                                         alt.Tooltip("observed:Q", format=".2f")])
-    return (diag + line).properties(title="Calibration (dashed = perfect)", height=300)
+    return (diag + line).properties(title=title, height=300)
 
 
 def reward_vs_length(df: pl.DataFrame) -> alt.Chart:

@@ -320,12 +320,36 @@ def reward_calibration(runs: pl.DataFrame) -> pl.DataFrame:
                 "n": pl.Int64})
 
 
+def disagreement_calibration(runs: pl.DataFrame) -> pl.DataFrame:
+    """run, bin, n, mean_predicted, observed: the predicted P(schools disagree) of runs with
+    school heads against how often held-out votes from different schools disagreed."""
+    rows = [{"run": f"{kind} · {run[-6:]}", **b} for run, kind, m in _metrics(runs)
+            for b in ((m.get("disagreement") or {}).get("calibration") or {})
+            .get("reliability") or []]
+    return pl.DataFrame(rows) if rows else pl.DataFrame(
+        schema={"run": pl.String, "mean_predicted": pl.Float64, "observed": pl.Float64,
+                "n": pl.Int64})
+
+
+def mixture_summary(runs: pl.DataFrame) -> pl.DataFrame:
+    """run, start, schools, shares, EM rounds: what each mixture run learned."""
+    rows = [{"run": f"{kind} · {run[-6:]}", "started from": m["mixture"]["initialised_from"],
+             "schools": m["mixture"]["n_schools"],
+             "shares": ", ".join(f"{x:.0%}" for x in m["mixture"]["shares"]),
+             "EM rounds": len(m["mixture"]["rounds"])}
+            for run, kind, m in _metrics(runs) if m.get("mixture")]
+    return pl.DataFrame(rows)
+
+
 def reward_metric_table(runs: pl.DataFrame) -> pl.DataFrame:
     """One row per headline metric, one column per run: for side-by-side comparison."""
     names = ("accuracy_consensus", "worst_school_accuracy", "ece", "contested_auc",
-             "length_baseline_accuracy", "reward_length_spearman", "n_labelled_pairs")
+             "disagreement_ece", "length_baseline_accuracy", "reward_length_spearman",
+             "n_labelled_pairs")
     table: dict[str, list] = {"metric": list(names)}
     for run, kind, m in _metrics(runs):
+        m = {**m, "disagreement_ece": ((m.get("disagreement") or {}).get("calibration")
+                                       or {}).get("ece")}
         table[f"{kind} · {run[-6:]}"] = [
             float(m[n]) if isinstance(m.get(n), int | float) else None for n in names]
     return pl.DataFrame(table)

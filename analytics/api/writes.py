@@ -74,7 +74,8 @@ class FitJob(BaseModel):
 
 
 class TrainJob(BaseModel):
-    kind: str = Field("weighted", description="plain, weighted, multihead or distributional.")
+    kind: str = Field("weighted",
+                      description="plain, weighted, multihead, distributional or mixture.")
     fit: str | None = Field(None, description="Fit id whose weights to use; default the latest.")
     settings: dict[str, Any] = Field(
         default_factory=dict, description="RewardConfig fields, as `dissensus train --set`.")

@@ -22,6 +22,7 @@ from dissensus.analytics.cli.common import (
     State,
     build_config,
     console,
+    embedding_progress,
     fail,
     open_warehouse,
     parse_settings,
@@ -38,6 +39,7 @@ OPTION_FIELDS: dict[str, str] = {
     "tie_per_reviewer": "tie_per_reviewer",
     "pool_responses": "pool_responses",
     "response_features": "response_features",
+    "features": "features",
 }
 """Each explicit option of ``dissensus fit`` (parameter name) and the config field it sets."""
 
@@ -85,6 +87,8 @@ def fit(
     tie_per_reviewer: Annotated[bool | None, typer.Option()] = None,
     pool_responses: Annotated[bool | None, typer.Option()] = None,
     response_features: Annotated[bool | None, typer.Option()] = None,
+    features: Annotated[str | None, typer.Option(
+        metavar="auto|tags|embeddings|both|none")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", metavar="FIELD=VALUE")] = None,
 ) -> None:
     """Fit the annotator model: reliability, schools, noise / pluralism / ambiguity per pair."""
@@ -93,7 +97,8 @@ def fit(
 
     given = {"schools": schools, "method": method, "seed": seed, "draws": draws, "tune": tune,
              "chains": chains, "tie_per_reviewer": tie_per_reviewer,
-             "pool_responses": pool_responses, "response_features": response_features}
+             "pool_responses": pool_responses, "response_features": response_features,
+             "features": features}
     fields: dict[str, object] = {OPTION_FIELDS[k]: v for k, v in given.items() if v is not None}
     if schools is not None and schools != "auto":
         try:
@@ -103,8 +108,9 @@ def fit(
                                 expected="auto, 1, 2 or 3", fix="pass --schools auto"))
     fields |= parse_settings(set_)
     config = build_config(AnnotatorConfig, AnnotatorConfig, fields, "fit")
-    with open_warehouse() as con, console.status("fitting the annotator model"):
-        outcome = run_fit(con, config, db_path=State.db)
+    with (open_warehouse() as con, embedding_progress() as embed,
+          console.status("fitting the annotator model")):
+        outcome = run_fit(con, config, db_path=State.db, embed_progress=embed)
     for line in fit_report_lines(outcome):
         console.print(line, highlight=False)
 

@@ -27,8 +27,9 @@ from dissensus.models.reward.config import KINDS
 
 
 def train(
-    kind: Annotated[str, typer.Option(help="plain, weighted, multihead or distributional.")
-                    ] = "plain",
+    kind: Annotated[str, typer.Option(
+        help="plain, weighted, multihead, distributional or mixture (schools learned with the "
+        "heads; see --set n_schools=, em_rounds=).")] = "plain",
     fit: Annotated[str | None, typer.Option(
         "--fit", help="Annotator fit to take weights from (default: the newest).")] = None,
     encoder: Annotated[str, typer.Option(
@@ -41,8 +42,10 @@ def train(
     ties: Annotated[str, typer.Option(help="'half' or 'davidson'.")] = "half",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     architecture: Annotated[str, typer.Option(
-        help="'mlp' (trunk over prompt and response) or 'linear' (ridge-regularised linear "
-        "reward on the response; set its strength with --set l2=0.0006).")] = "mlp",
+        help="'auto' (the MLP and the linear head with length features at three ridge "
+        "strengths, the lowest validation loss kept), 'mlp' (trunk over prompt and response) or "
+        "'linear' (ridge-regularised linear reward on the response; set its strength with "
+        "--set l2=0.0006).")] = "auto",
     length_features: Annotated[bool, typer.Option(
         help="Append log character and word counts to each embedding.")] = False,
     finetune_encoder: Annotated[bool, typer.Option(

@@ -20,9 +20,11 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from dissensus.analytics.jobs.content import attach_content, content_lines
 from dissensus.models.annotator.config import AnnotatorConfig
 from dissensus.models.annotator.estimator import AnnotatorModel
-from dissensus.warehouse.artefacts import fits_folder
+from dissensus.warehouse.artefacts import embeddings_folder, fits_folder
+from dissensus.warehouse.db import database_path
 from dissensus.warehouse.pair_votes import store_pair_school_votes
 from dissensus.warehouse.queries import model_frame
 
@@ -44,10 +46,27 @@ def run_fit(
     *,
     db_path: Path | None = None,
     progress: Callable[..., None] | None = None,
+    embed_progress: Callable[[int, int], None] | None = None,
 ) -> FitOutcome:
-    """Fit on every judgment with a reviewer id and store the results in one transaction."""
+    """Fit on every judgment with a reviewer id and store the results in one transaction.
+
+    When the configuration uses reply content (see :mod:`.content`), the replies are embedded
+    first (cached beside the warehouse; ``embed_progress(done, total)`` follows the texts not
+    cached yet)."""
     frame = model_frame(con)
+    where = db_path if db_path is not None else database_path(con)
+    frame, content, notes = attach_content(
+        con, frame, config, None if where is None else embeddings_folder(where), embed_progress)
     model = AnnotatorModel(config).fit(frame, progress=progress)
+    diagnostics = model.fit_summary_["diagnostics"]
+    diagnostics["warnings"] = [*diagnostics.get("warnings", []), *notes]
+    if content is not None:
+        diagnostics["content"] = {
+            "encoder": content.encoder_id, "replies": len(content.response_ids),
+            "embedded_now": content.n_embedded, "seconds": round(content.seconds, 2),
+            "components": int(content.coords.shape[1]),
+        }
+        diagnostics["content_schools"] = content_lines(diagnostics, content)
     now = datetime.now(UTC).replace(tzinfo=None)
     fit_id = new_fit_id(now)
     artefact: Path | None = None
@@ -148,8 +167,11 @@ def fit_report_lines(outcome: FitOutcome) -> list[str]:
             f"{diagnostics['margin_residual_sd']:.2f}"
         )
     if diagnostics.get("response_features"):
+        made_of = {"tags": "tag", "embeddings": "reply-content", "both": "tag and content"}
         lines.append(
-            f"  response features: {diagnostics['n_features']} tag features explain the "
+            f"  response features: {diagnostics['n_features']} "
+            f"{made_of.get(str(diagnostics.get('feature_source', 'tags')), 'tag')} features "
+            "explain the "
             f"deviations of {diagnostics['feature_share']:.0%} of pairs "
             f"(residual sd {diagnostics['feature_deviation_sd']:.2f})"
         )
@@ -161,6 +183,7 @@ def fit_report_lines(outcome: FitOutcome) -> list[str]:
                 f"    {c['feature']}: " + ", ".join(f"{w:+.2f}" for w in c["weights"])
                 for c in contrasts
             )
+        lines.extend(f"  {line}" for line in diagnostics.get("content_schools") or [])
     if diagnostics.get("r_hat_max") is not None:
         lines.append(
             f"  r_hat max {diagnostics['r_hat_max']:.3f} (in {diagnostics.get('r_hat_worst')}), "

@@ -101,6 +101,7 @@ def train_run(
     cache = embedding_cache(con, cache_folder)
     prepared = prepare(con, config, fit_id, cache, log, progress=progress)
     result, metrics = train_and_evaluate(prepared, config, response_table(con), log)
+    config = result.config or config  # 'auto' settings resolved to the ones chosen
     created = datetime.now(UTC)
     digest = hashlib.sha256(f"{config.config_hash()}{created.isoformat()}".encode()).hexdigest()
     run_id = f"{kind}-{created:%Y%m%d-%H%M%S}-{digest[:6]}"

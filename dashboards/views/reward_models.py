@@ -11,14 +11,15 @@ k, h = warehouse()
 runs = data.reward_runs(k)
 if runs.height == 0:
     st.info("**No reward runs yet.** Train one with `dissensus train --kind plain` (and "
-            "`--kind weighted` / `--kind multihead` after `dissensus fit`), then "
+            "`--kind weighted` / `--kind multihead` after `dissensus fit`, or `--kind "
+            "mixture`, which learns its schools with the heads), then "
             "`dissensus score RUN_ID` for the reward plots.")
     st.stop()
 st.dataframe(runs.drop("metrics"), hide_index=True, width="stretch")
 download(runs, "reward_runs")
 ids = runs["run_id"].to_list()
 default = []
-for kind in ("weighted", "plain", "multihead"):
+for kind in ("weighted", "plain", "multihead", "mixture"):
     match = runs.filter(pl.col("kind") == kind)
     if match.height and len(default) < 2:
         default.append(match["run_id"][0])
@@ -39,6 +40,25 @@ if acc.height:
 cal = data.reward_calibration(picked)
 if cal.height:
     right.altair_chart(charts.calibration(cal), width="stretch")
+
+st.subheader("Where the schools would disagree")
+mixtures = data.mixture_summary(picked)
+if mixtures.height:
+    st.dataframe(mixtures, hide_index=True, width="stretch")
+    st.caption("Mixture runs learn each reviewer's school with the heads (EM), starting from "
+               "the annotator fit's schools when there is one.")
+dis = data.disagreement_calibration(picked)
+if dis.height:
+    st.altair_chart(charts.calibration(
+        dis, "P(schools disagree)", "observed: held-out votes of two schools differ",
+        "Contested-pair prediction on held-out prompts (dashed = perfect)"), width="stretch")
+    st.caption("For any pair of replies, runs with school heads predict the chance that a "
+               "reviewer of one school and a reviewer of another pick different replies. "
+               "Checked here against the held-out votes from different schools on the same "
+               "pair.")
+else:
+    st.info("Runs with school heads (`--kind multihead` or `--kind mixture`) predict, for any "
+            "pair of replies, how likely the schools are to disagree; none is selected.")
 
 st.subheader("Proxy traps")
 run = st.selectbox("Run", chosen, key="proxy_run")

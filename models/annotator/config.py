@@ -51,6 +51,9 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "min_reviewers_per_school": 0.0,
     "few_reviewers": 0,
     "few_reviewers_gain_factor": 4.0,
+    "features": "auto",
+    "content_dims": 32,
+    "content_encoder": "all-MiniLM-L6-v2",
 }
 """Settings added after fits were first saved, with the value that reproduces those fits."""
 
@@ -181,6 +184,23 @@ class AnnotatorConfig(BaseModel):
         "get no weight). K is still chosen without them. The consensus margins get the "
         "features too, through response pooling (NUTS and ADVI: a fixed part of the consensus "
         "margin)."
+    )
+    features: Literal["auto", "tags", "embeddings", "both", "none"] = Field(
+        "auto", description="Which response features inform the school deviations (with "
+        "response_features on): 'tags' (response_*_tags, by category), 'embeddings' (what the "
+        "replies say: each reply's sentence embedding reduced to content_dims principal "
+        "components), 'both', 'none', or 'auto': the tags where they tell replies apart, "
+        "else the embeddings. `dissensus fit` embeds the replies (cached beside the warehouse) "
+        "when the choice needs them and the encoder is installed."
+    )
+    content_dims: int = Field(
+        32, ge=1, le=256, description="Embedding features: principal components kept of the "
+        "replies' embeddings (standardised), fitted on the warehouse's replies. 8 found the "
+        "demo world's schools no better than the votes alone; 32 did (see RESULTS)."
+    )
+    content_encoder: str = Field(
+        "all-MiniLM-L6-v2", description="Embedding features: the sentence encoder (as "
+        "`dissensus train --encoder`: the offline MiniLM, a local model folder, or 'hashing')."
     )
     response_features_max_comparisons: int = Field(
         250_000, ge=0, description="EM: skip the response features (and say so) above this many "

@@ -6,7 +6,9 @@ response was displayed first; null when unknown, which the model reads as ``s = 
 Optional: ``response_1_id`` and ``response_2_id`` (strings): with them, pairs that share a
 response pool their consensus margins (see :mod:`.pooling`); ``response_1_tags`` and
 ``response_2_tags`` (lists of strings) and ``category`` (the prompt's): response features that
-inform the school deviations (see :mod:`.features`).
+inform the school deviations (see :mod:`.features`); ``response_1_content`` and
+``response_2_content`` (lists of floats: each reply's reduced embedding, see :mod:`.content`),
+the same for data without tags.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ import numpy as np
 import polars as pl
 
 from .errors import AnnotatorDataError
-from .features import CATEGORY_COLUMN, TAG_COLUMNS, PairFeatures, pair_features
+from .features import (
+    CATEGORY_COLUMN,
+    CONTENT_COLUMNS,
+    TAG_COLUMNS,
+    FeatureSource,
+    PairFeatures,
+    pair_features,
+)
 from .judgments import Judgments
 from .lapse_cues import NO_CUES, CueSpec, choose_cues, cue_matrix
 
@@ -69,11 +78,13 @@ def _pair_responses(sorted_frame: pl.DataFrame) -> tuple[np.ndarray | None, int]
     return codes.reshape(2, -1).T.astype(np.int64).copy(), int(ids.size)
 
 
-def encode_frame(frame: pl.DataFrame, cues: CueSpec | None = None) -> EncodedFrame:
+def encode_frame(frame: pl.DataFrame, cues: CueSpec | None = None,
+                 feature_source: FeatureSource = "auto") -> EncodedFrame:
     """Check the frame and code it; raises :class:`AnnotatorDataError` with a fix.
 
     ``cues``: the lapse cues to code (see :mod:`.lapse_cues`); by default the ones the frame's
-    reply lengths and models support.
+    reply lengths and models support. ``feature_source``: which response features to code (tags,
+    reply content or both, see :func:`.features.pair_features`).
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -133,10 +144,10 @@ def encode_frame(frame: pl.DataFrame, cues: CueSpec | None = None) -> EncodedFra
     s = np.where(first == 1, 1, np.where(first == 2, -1, 0)).astype(np.int64)
     pair_responses, n_responses = _pair_responses(f)
     features = None
-    if all(c in f.columns for c in TAG_COLUMNS):
-        keep = ["pair_id", *TAG_COLUMNS] + ([CATEGORY_COLUMN] if CATEGORY_COLUMN in f.columns
-                                            else [])
-        features = pair_features(f.select(keep).unique("pair_id", keep="first").sort("pair_id"))
+    keep = [c for c in (*TAG_COLUMNS, CATEGORY_COLUMN, *CONTENT_COLUMNS) if c in f.columns]
+    if any(c in keep for c in (*TAG_COLUMNS, *CONTENT_COLUMNS)):
+        per_pair = f.select("pair_id", *keep).unique("pair_id", keep="first").sort("pair_id")
+        features = pair_features(per_pair, feature_source)
     cue_spec = choose_cues(f) if cues is None else cues
     judgments = Judgments(
         reviewer=r_idx.astype(np.int64),

@@ -96,7 +96,8 @@ class AnnotatorModel:
     # ------------------------------------------------------------------ fitting
     def fit(self, frame: pl.DataFrame, progress: Progress | None = None) -> AnnotatorModel:
         """Fit to the model frame; sets the ``*_`` attributes and returns ``self``."""
-        enc = encode_frame(frame, None if self.config.lapse_cues else NO_CUES)
+        enc = encode_frame(frame, None if self.config.lapse_cues else NO_CUES,
+                           self.config.features)
         self.cues_ = enc.cues
         result = fit(enc, self.config, progress)
         self._set_outputs(enc, result)

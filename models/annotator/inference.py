@@ -174,10 +174,16 @@ def _feature_diagnostics(state: GridState, enc: EncodedFrame,
     if prior is None or enc.features is None:
         return {"response_features": False}
     coef = prior.coef[order]
+    tags = [i for i in range(enc.features.n_features) if i not in enc.features.content_index]
     spread = coef.max(axis=0) - coef.min(axis=0)
-    ranked = np.argsort(-spread, kind="stable")[:top]
+    ranked = [int(f) for f in np.argsort(-spread, kind="stable") if f in tags][:top]
+    content = enc.features.content_index
     return {
         "response_features": True,
+        "feature_source": enc.features.source,
+        # each school's pull along the reply-content components (see .content.school_examples)
+        "content_directions": [[round(float(w), 4) for w in row] for row in coef[:, content]]
+        if content else [],
         "n_features": enc.features.n_features,
         "feature_share": prior.share,
         "feature_deviation_sd": prior.sd,

@@ -28,8 +28,10 @@ FIELDS_ADDED_WITH_DEFAULTS: dict[str, object] = {
 #: Comparisons whose ``batch`` starts with this came back from an audit sample.
 AUDIT_BATCH_PREFIX = "audit-"
 
-Kind = Literal["plain", "weighted", "multihead", "distributional"]
-KINDS: tuple[str, ...] = ("plain", "weighted", "multihead", "distributional")
+Kind = Literal["plain", "weighted", "multihead", "distributional", "mixture"]
+KINDS: tuple[str, ...] = ("plain", "weighted", "multihead", "distributional", "mixture")
+SCHOOL_HEAD_KINDS: tuple[str, ...] = ("multihead", "mixture")
+"""Kinds with one head per school and a consensus head (the consensus is the last output)."""
 Device = Literal["auto", "cpu", "cuda"]
 
 
@@ -38,7 +40,8 @@ class RewardConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Kind = Field("plain", description="Trainer: plain, weighted, multihead, distributional.")
+    kind: Kind = Field(
+        "plain", description="Trainer: plain, weighted, multihead, distributional, mixture.")
 
     # --- encoder -------------------------------------------------------------------------
     encoder: str = Field(
@@ -96,11 +99,14 @@ class RewardConfig(BaseModel):
     )
 
     # --- model ---------------------------------------------------------------------------
-    architecture: Literal["mlp", "linear"] = Field(
-        "mlp",
+    architecture: Literal["auto", "mlp", "linear"] = Field(
+        "auto",
         description="'mlp': a two-layer trunk over the prompt and response embeddings and their "
         "product; 'linear': reward linear in the response's features (a regularised linear "
-        "Bradley-Terry model; transfers better to unseen prompts when data are few).",
+        "Bradley-Terry model; transfers better to unseen prompts when data are few); 'auto': "
+        "train the MLP and the linear head with length features at three ridge strengths, keep "
+        "the lowest validation loss (inside the training data; the choice is stored as the "
+        "run's configuration). The mixture kind resolves 'auto' to 'mlp'.",
     )
     hidden: int = Field(256, ge=4, description="Width of the two-layer trunk over embeddings.")
     dropout: float = Field(0.1, ge=0.0, lt=0.9, description="Dropout in the trunk.")
@@ -194,6 +200,37 @@ class MultiHeadConfig(RewardConfig):
         return True
 
 
+class MixtureConfig(RewardConfig):
+    """A latent-class Bradley-Terry mixture over reviewers: schools learned with the heads."""
+
+    kind: Literal["mixture"] = "mixture"
+    n_schools: int = Field(
+        0, ge=0, le=5, description="Schools (latent classes of reviewers); 0: the annotator "
+        "fit's number when it has 2 or more, else 2.",
+    )
+    em_rounds: int = Field(
+        8, ge=1, description="EM rounds: each re-reads every reviewer's school from how well "
+        "each school head predicts their training votes (E), then trains the heads on the "
+        "votes weighted by those memberships (M).",
+    )
+    round_epochs: int = Field(
+        8, ge=1, description="Passes over the training comparisons per M-step (early stopping "
+        "on validation within the round).",
+    )
+    consensus_weight: float = Field(
+        1.0, ge=0.0, description="Weight of the consensus head's loss next to the school heads."
+    )
+    start_from: Literal["fit", "random"] = Field(
+        "fit", description="Where the reviewers' memberships start: the annotator fit's "
+        "schools when the run has a fit with n_schools schools, else (or with 'random') a "
+        "seeded random draw.",
+    )
+    min_share: float = Field(
+        0.02, gt=0.0, lt=0.5, description="Floor of each school's share in the E-step, so a "
+        "school that loses its reviewers in one round can win them back.",
+    )
+
+
 class DistributionalConfig(RewardConfig):
     """Mean and log-variance per response (Siththaranjan et al. 2023)."""
 
@@ -220,7 +257,7 @@ class DistributionalConfig(RewardConfig):
 
 
 AnyRewardConfig = Annotated[
-    PlainConfig | WeightedConfig | MultiHeadConfig | DistributionalConfig,
+    PlainConfig | WeightedConfig | MultiHeadConfig | DistributionalConfig | MixtureConfig,
     Field(discriminator="kind"),
 ]
 
@@ -229,6 +266,7 @@ CONFIG_CLASSES: dict[str, type[RewardConfig]] = {
     "weighted": WeightedConfig,
     "multihead": MultiHeadConfig,
     "distributional": DistributionalConfig,
+    "mixture": MixtureConfig,
 }
 
 

@@ -32,7 +32,8 @@ class PreferenceData:
     """Comparisons with text indices, targets, weights and split; and the texts they use."""
 
     comparisons: pl.DataFrame
-    """comparison_id, pair_id, prompt_id, response_1_id, response_2_id, prompt_idx, r1_idx,
+    """comparison_id, pair_id, prompt_id, reviewer_id, response_1_id, response_2_id, prompt_idx,
+    r1_idx,
     r2_idx, outcome, y, tie, weight, school_weights (list), split."""
     texts: pl.DataFrame
     """text_id, body, n_chars; row i is text index i."""
@@ -116,7 +117,8 @@ def load_preferences(
     )
     rows = con.sql(
         f"""
-        SELECT c.comparison_id, c.pair_id, c.prompt_id, p.response_1_id, p.response_2_id,
+        SELECT c.comparison_id, c.pair_id, c.prompt_id, c.reviewer_id, p.response_1_id,
+               p.response_2_id,
                c.prompt_id AS prompt_text_id, r1.text_id AS text_1_id, r2.text_id AS text_2_id,
                c.outcome::INTEGER AS outcome, coalesce(w.weight, 1.0) AS weight,
                w.weight IS NULL AS weight_missing, w.school_weights, c.batch

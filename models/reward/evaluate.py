@@ -32,11 +32,13 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import roc_auc_score
 
+from dissensus.models.reward.config import SCHOOL_HEAD_KINDS
 from dissensus.models.reward.data import PreferenceData
 from dissensus.models.reward.heads import RewardNet, head_names, win_probability
 from dissensus.models.reward.train import response_outputs
 
 Array = npt.NDArray[np.float64]
+NDArrayF = npt.NDArray[np.float64]
 
 
 def binary_metrics(p: Array, label: Array) -> dict[str, float]:
@@ -133,7 +135,7 @@ def contested_signal(
     min_log_var: float = -6.0,
 ) -> Array:
     """Per pair, how contested the model says it is (higher: more; see the module doc)."""
-    if kind == "multihead":
+    if kind in SCHOOL_HEAD_KINDS:
         school_p = np.clip(probs[:, :-1], 1e-9, 1 - 1e-9)
         return np.ptp(np.log(school_p / (1 - school_p)), axis=1)
     if kind != "distributional":
@@ -143,6 +145,64 @@ def contested_signal(
         return np.abs((second_1 - second_2).cpu().numpy()).astype(float)
     var = second_1.clamp_min(min_log_var).exp() + second_2.clamp_min(min_log_var).exp()
     return np.sqrt(var.cpu().numpy().astype(float))
+
+
+def disagreement_probability(school_p: Array, shares: Array) -> Array:
+    """Per pair, P(a reviewer of one school and a reviewer of another school pick different
+    replies): with school heads' win probabilities p_k and school shares pi_k,
+
+        sum_{k != l} pi_k pi_l [p_k (1 - p_l) + p_l (1 - p_k)] / 2  /  sum_{k < l} pi_k pi_l.
+
+    Two schools: p_0 (1 - p_1) + p_1 (1 - p_0). Near 0 on a clear pair, near 1 on a pair the
+    schools firmly split on, about 1/2 where each school is itself split (ambiguous)."""
+    p = np.clip(np.asarray(school_p, float), 0.0, 1.0)
+    pi = np.asarray(shares, float) / np.sum(shares)
+    k = p.shape[1]
+    num, den = np.zeros(p.shape[0]), 0.0
+    for a in range(k):
+        for b in range(a + 1, k):
+            w = pi[a] * pi[b]
+            num += w * (p[:, a] * (1 - p[:, b]) + p[:, b] * (1 - p[:, a]))
+            den += w
+    return num / max(den, 1e-12)
+
+
+def disagreement_calibration(predicted: Array, pairs: pl.DataFrame, data: PreferenceData,
+                             split: str = "test", min_cross: float = 0.5) -> dict[str, object]:
+    """How often held-out votes from different schools really disagree, against
+    :func:`disagreement_probability`. For each held-out pair, every two decisive votes by
+    different reviewers count with the chance that they come from different schools (from the
+    memberships, times both votes' P(careful)); a pair enters with its observed rate when those
+    chances sum to at least ``min_cross``. Returns the ECE and reliability table over pairs."""
+    mask = data.comparisons["split"].to_numpy() == split
+    c = data.comparisons.filter(pl.col("split") == split)
+    member = data.school_matrix()[mask].astype(float)
+    index = {j: i for i, j in enumerate(pairs["pair_id"].to_list())}
+    votes: dict[int, list[tuple[str, float, NDArrayF, float]]] = {}
+    for n, (pair, reviewer, y, tie, w) in enumerate(c.select(
+            "pair_id", "reviewer_id", "y", "tie", "weight").iter_rows()):
+        if not tie:
+            votes.setdefault(index[pair], []).append((str(reviewer), float(y), member[n],
+                                                      float(w)))
+    predicted_kept, observed = [], []
+    for j, vs in votes.items():
+        cross = differ = 0.0
+        for a in range(len(vs)):
+            for b in range(a + 1, len(vs)):
+                if vs[a][0] == vs[b][0]:
+                    continue
+                chance = (1.0 - float(vs[a][2] @ vs[b][2])) * vs[a][3] * vs[b][3]
+                cross += chance
+                differ += chance * (vs[a][1] != vs[b][1])
+        if cross >= min_cross:
+            predicted_kept.append(predicted[j])
+            observed.append(differ / cross)
+    if not observed:
+        return {"n_pairs": 0, "ece": float("nan"), "reliability": []}
+    ece, table = reliability(np.array(predicted_kept), np.array(observed))
+    return {"n_pairs": len(observed), "ece": ece, "reliability": table,
+            "mean_predicted": float(np.mean(predicted_kept)),
+            "mean_observed": float(np.mean(observed))}
 
 
 def contested_detection(
@@ -185,13 +245,13 @@ def evaluate_model(
         return {"split": split, "n_pairs": 0}
     names = head_names(kind, data.n_schools, getattr(model, "spread_from", "votes"))
     probs = pair_probabilities(model, kind, embeddings, pairs, link, min_log_var)
-    main = probs[:, -1] if kind == "multihead" else probs[:, 0]
+    main = probs[:, -1] if kind in SCHOOL_HEAD_KINDS else probs[:, 0]
     acc, n_labelled = labelled_accuracy(main, pairs["consensus_share"].to_numpy())
     metrics: dict[str, object] = {"split": split, "n_pairs": pairs.height,
                                   "n_labelled_pairs": n_labelled, "accuracy_consensus": acc}
     per_school: dict[str, float] = {}
     for k in range(data.n_schools):
-        p_k = probs[:, k] if kind == "multihead" else main
+        p_k = probs[:, k] if kind in SCHOOL_HEAD_KINDS else main
         per_school[f"school_{k}"] = labelled_accuracy(p_k, pairs[f"school_share_{k}"].to_numpy())[0]
     if per_school:
         metrics["accuracy_per_school"] = per_school
@@ -202,6 +262,15 @@ def evaluate_model(
         metrics["contested_detection"] = contested_detection(signal, pairs, data.n_schools,
                                                              data.pair_verdicts)
         metrics["contested_auc"] = metrics["contested_detection"]["roc_auc"]  # type: ignore[index]
+    if kind in SCHOOL_HEAD_KINDS and data.n_schools >= 2:
+        train = data.comparisons["split"].to_numpy() == "train"
+        weight = data.comparisons["weight"].to_numpy()[train, None]
+        shares = (data.school_matrix()[train] * weight).sum(axis=0) + 1e-9
+        p_dis = disagreement_probability(probs[:, :-1], shares)
+        metrics["disagreement"] = {
+            "school_shares": (shares / shares.sum()).tolist(),
+            "calibration": disagreement_calibration(p_dis, pairs, data, split),
+        }
 
     # Calibration on individual held-out decisive comparisons.
     c = data.comparisons.filter((pl.col("split") == split) & ~pl.col("tie"))
@@ -227,7 +296,7 @@ def evaluate_model(
     out = response_outputs(
         model, embeddings, torch.tensor(resp["prompt_idx"].to_numpy(), device=embeddings.device),
         torch.tensor(resp["idx"].to_numpy(), device=embeddings.device)).cpu().numpy()
-    col = names.index("consensus") if kind == "multihead" else 0
+    col = names.index("consensus") if kind in SCHOOL_HEAD_KINDS else 0
     mean = (reward_mean or [0.0] * len(names))[col]
     std = (reward_std or [1.0] * len(names))[col]
     reward = (out[:, col] - mean) / std

@@ -20,6 +20,9 @@ weight w (all means are w-weighted: sum w * l / sum w):
 * **Multi-head**: K school heads and a consensus head; head k's loss weights comparison n by
   w_n * s_{n,k} (its reviewer's posterior membership of school k), the consensus head by w_n;
   total = sum_k L_k + lambda * L_consensus.
+* **Mixture** (a latent-class Bradley-Terry mixture over reviewers): the multi-head loss with
+  s_{n,k} the membership of comparison n's reviewer learned by EM alongside the heads (see
+  :mod:`.mixture`), not taken from the annotator fit.
 * **Distributional** (Siththaranjan et al. 2023, "Distributional preference learning", the
   mean-and-variance model): each response has a utility distribution N(mu, sigma^2) over the
   reviewer population, two heads give mu and log sigma^2, and
@@ -47,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dissensus.models.reward.config import SCHOOL_HEAD_KINDS
 from dissensus.models.reward.errors import RewardInputError
 
 Architecture = Literal["mlp", "linear"]
@@ -86,7 +90,7 @@ class RewardNet(nn.Module):
 
 def head_names(kind: str, n_schools: int, spread_from: str = "votes") -> list[str]:
     """Names of the network's outputs for ``kind``."""
-    if kind == "multihead":
+    if kind in SCHOOL_HEAD_KINDS:
         return [f"school_{k}" for k in range(n_schools)] + ["consensus"]
     if kind == "distributional":
         return ["mean", "lean"] if spread_from == "schools" else ["mean", "log_var"]
@@ -180,7 +184,7 @@ def preference_loss(
         z = distributional_z(out_1, out_2, min_log_var)
         return _wmean(distributional_nll(z, y, link), weight)
     d = out_1 - out_2
-    if kind == "multihead":
+    if kind in SCHOOL_HEAD_KINDS:
         k = schools.shape[1]
         total = consensus_weight * _wmean(bt_nll(d[:, k], y, tie, log_nu), weight)
         for school in range(k):

@@ -12,7 +12,12 @@ import numpy as np
 import polars as pl
 import torch
 
-from dissensus.models.reward.config import DistributionalConfig, RewardConfig, WeightedConfig
+from dissensus.models.reward.config import (
+    DistributionalConfig,
+    MixtureConfig,
+    RewardConfig,
+    WeightedConfig,
+)
 from dissensus.models.reward.data import PreferenceData, check_fit, load_preferences
 from dissensus.models.reward.encoder import (
     EmbeddingCache,
@@ -25,6 +30,8 @@ from dissensus.models.reward.errors import MissingFitError, RewardModelError
 from dissensus.models.reward.evaluate import evaluate_model
 from dissensus.models.reward.finetune import finetune_encoder
 from dissensus.models.reward.heads import head_names
+from dissensus.models.reward.mixture import n_mixture_schools, train_mixture
+from dissensus.models.reward.selection import select_architecture
 from dissensus.models.reward.train import (
     Tensors,
     TrainResult,
@@ -32,6 +39,7 @@ from dissensus.models.reward.train import (
     reward_stats,
     train_model,
 )
+from dissensus.warehouse.fits import latest_fit
 
 Log = Callable[[str], None]
 
@@ -74,6 +82,8 @@ def prepare(
     ``progress(done, total)`` follows the embedding of texts not in the cache yet."""
     if config.needs_fit or fit_id is not None:
         fit_id = check_fit(con, fit_id, config.kind)
+    elif config.kind == "mixture":  # started from the latest fit's schools when there is one
+        fit_id = latest_fit(con, having="comparison_weights")
     data = load_preferences(
         con, fit_id, split_by=config.split_by, seed=config.seed,
         validation_share=config.validation_share, test_share=config.test_share,
@@ -111,6 +121,8 @@ def uses_weights(config: RewardConfig, data: PreferenceData) -> bool:
     """Whether the loss weights comparisons by P(careful)."""
     if config.kind in ("weighted", "multihead"):
         return True
+    if config.kind == "mixture":
+        return data.fit_id is not None
     return (isinstance(config, DistributionalConfig)
             and (config.use_weights or config.spread_from == "schools")
             and data.fit_id is not None)
@@ -120,10 +132,37 @@ def train_and_evaluate(
     prepared: Prepared, config: RewardConfig, responses: pl.DataFrame | None = None,
     log: Log = print,
 ) -> tuple[TrainResult, dict[str, object]]:
-    """Train on the train split (early stopping on validation), evaluate on test."""
+    """Train on the train split (early stopping on validation), evaluate on test. The config
+    the model was trained under (``architecture='auto'`` resolved) is ``result.config``."""
     data = prepared.data
-    tensors = Tensors.build(data, prepared.embeddings, uses_weights(config, data))
-    result = train_model(tensors, config, data.n_schools, log)
+    mixture, selection = None, None
+    if isinstance(config, MixtureConfig) and config.architecture == "auto":
+        config = config.model_copy(update={"architecture": "mlp"})
+    if config.architecture == "auto":
+        weighted = uses_weights(config, data)
+        bodies = data.texts["body"].to_list()
+        base, has_length = prepared.embeddings, config.length_features
+
+        def inputs(length: bool) -> np.ndarray:
+            return with_length_features(base, bodies) if length and not has_length else base
+
+        config, result, tensors, selection = select_architecture(
+            config, lambda length: Tensors.build(data, inputs(length), weighted),
+            data.n_schools, log)
+        prepared.embeddings = inputs(bool(config.length_features))
+    elif isinstance(config, MixtureConfig):
+        tensors = Tensors.build(data, prepared.embeddings, uses_weights(config, data))
+        k = n_mixture_schools(config, data)
+        if data.n_schools != k:  # no fit, or another K: memberships start at random
+            data.fit_id, data.n_schools, data.pair_verdicts = None, k, None
+        result, mixture = train_mixture(tensors, data, config, log)
+        # evaluation reads the schools the mixture learned, not the fit's
+        data.comparisons = data.comparisons.with_columns(pl.Series(
+            "school_weights", mixture.comparison_weights(
+                data.comparisons["reviewer_id"].cast(pl.String).to_list()).tolist()))
+    else:
+        tensors = Tensors.build(data, prepared.embeddings, uses_weights(config, data))
+        result = train_model(tensors, config, data.n_schools, log)
     finetuned = None
     if config.finetune_encoder:
         if prepared.encoder is None:
@@ -160,6 +199,18 @@ def train_and_evaluate(
         "n_test": int((data.comparisons["split"] == "test").sum()),
         "heads": head_names(config.kind, data.n_schools, getattr(config, "spread_from", "votes")),
     }
+    result.config = config
+    if selection is not None:
+        metrics["architecture_selection"] = selection
+    if mixture is not None:
+        metrics["mixture"] = {
+            "n_schools": int(mixture.memberships.shape[1]),
+            "shares": [float(x) for x in mixture.shares],
+            "initialised_from": mixture.initialised_from, "rounds": mixture.rounds,
+            "reviewers": {"reviewer_id": mixture.reviewer_ids,
+                          "school": mixture.memberships.argmax(axis=1).tolist(),
+                          "probability": mixture.memberships.max(axis=1).round(4).tolist()},
+        }
     if finetuned is not None:
         metrics["finetune"] = {
             "encoder": prepared.encoder_id, "trainable_tensors": len(finetuned.trainable),

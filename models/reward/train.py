@@ -21,7 +21,12 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
-from dissensus.models.reward.config import DistributionalConfig, MultiHeadConfig, RewardConfig
+from dissensus.models.reward.config import (
+    DistributionalConfig,
+    MixtureConfig,
+    MultiHeadConfig,
+    RewardConfig,
+)
 from dissensus.models.reward.data import PreferenceData
 from dissensus.models.reward.errors import DeviceUnavailableError
 from dissensus.models.reward.heads import RewardNet, n_outputs, preference_loss, school_lean_offsets
@@ -105,11 +110,13 @@ class TrainResult:
     pairs_per_second: float = 0.0
     reward_mean: list[float] = field(default_factory=list)
     reward_std: list[float] = field(default_factory=list)
+    config: RewardConfig | None = None
+    """The settings the model was trained under (``architecture='auto'`` resolved)."""
 
 
 def _loss_kwargs(config: RewardConfig) -> dict[str, object]:
     kwargs: dict[str, object] = {}
-    if isinstance(config, MultiHeadConfig):
+    if isinstance(config, MultiHeadConfig | MixtureConfig):
         kwargs["consensus_weight"] = config.consensus_weight
     if isinstance(config, DistributionalConfig):
         kwargs["link"], kwargs["min_log_var"] = config.link, config.min_log_var
@@ -161,9 +168,11 @@ def reward_stats(model: RewardNet, embeddings: Tensor, t: Tensors) -> tuple[list
 
 
 def train_model(
-    tensors: Tensors, config: RewardConfig, n_schools: int = 0, log: Log = print
+    tensors: Tensors, config: RewardConfig, n_schools: int = 0, log: Log = print,
+    init: RewardNet | None = None,
 ) -> TrainResult:
-    """Train a fresh network on ``tensors`` under ``config``; returns the best (early-stopped)."""
+    """Train a fresh network (or go on training ``init``) on ``tensors`` under ``config``;
+    returns the best (early-stopped)."""
     device = resolve_device(config.device)
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
@@ -173,7 +182,7 @@ def train_model(
         log(f"device: {describe_device(device)}" + (f", DDP x{world}" if distributed else ""))
     torch.manual_seed(config.seed)
     t = tensors.to(device)
-    core = RewardNet(
+    core = init.to(device) if init is not None else RewardNet(
         t.embeddings.shape[1], config.hidden, n_outputs(config.kind, n_schools),
         config.dropout, davidson=config.ties == "davidson" and config.kind != "distributional",
         architecture=config.architecture, spread_from=getattr(config, "spread_from", "votes"),

@@ -149,3 +149,42 @@ def test_train_a_linear_head_with_length_features(tmp_path: Path) -> None:
     bad = dissensus("train", "--encoder", "hashing", "--architecture", "deep", db=db,
                     check=False)
     assert bad.returncode == 2 and "architecture" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_schools_from_reply_content_then_a_mixture_reward_model(tmp_path: Path) -> None:
+    """A warehouse without tags: `fit` embeds the replies (the real MiniLM, cached beside the
+    warehouse), finds the schools from what they say and names them by example replies; a
+    mixture reward model then learns its schools from the same cache."""
+    import polars as pl
+
+    data = tmp_path / "demo"
+    dissensus("simulate", str(data), "--n", "1500", "--format", "parquet",
+              db=tmp_path / "unused.duckdb")
+    untagged = tmp_path / "untagged.parquet"
+    pl.read_parquet(data / "comparisons.parquet").drop(
+        "response_a_tags", "response_b_tags").write_parquet(untagged)
+    db = tmp_path / "w.duckdb"
+    dissensus("ingest", str(untagged), db=db)
+    out = dissensus("fit", "--schools", "2", db=db)
+    assert "reply-content features" in out.stdout, out.stdout
+    assert out.stdout.count("prefers replies close to") == 2
+    assert (tmp_path / "w.duckdb.embeddings").is_dir()
+    con = duckdb.connect(str(db), read_only=True)
+    diagnostics = json.loads(con.execute("SELECT diagnostics FROM fits").fetchall()[0][0])
+    con.close()
+    assert diagnostics["feature_source"] == "embeddings"
+    assert diagnostics["content"]["components"] == 32
+    tags_only = dissensus("fit", "--schools", "2", "--features", "tags", db=db)
+    assert "reply-content" not in tags_only.stdout  # no tags: nothing to explain the schools
+    bad = dissensus("fit", "--features", "words", db=db, check=False)
+    assert bad.returncode != 0 and "features" in bad.stderr and "Traceback" not in bad.stderr
+    mixture = dissensus("train", "--kind", "mixture", "--split-by", "prompt", "--set",
+                        "em_rounds=2", "--set", "round_epochs=3", db=db)
+    assert "mixture round 1" in mixture.stdout and "run mixture-" in mixture.stdout
+    con = duckdb.connect(str(db), read_only=True)
+    metrics = json.loads(con.execute(
+        "SELECT metrics FROM reward_runs WHERE kind = 'mixture'").fetchall()[0][0])
+    con.close()
+    assert metrics["mixture"]["initialised_from"].startswith("fit ")
+    assert metrics["mixture"]["n_schools"] == 2
+    assert 0 <= metrics["disagreement"]["calibration"]["ece"] <= 1

@@ -46,7 +46,8 @@ from dissensus.warehouse.errors import DissensusError
 from dissensus.warehouse.ingest import ingest_file
 
 torch.set_num_threads(1)
-QUICK = {"encoder": "hashing", "epochs": 12, "patience": 4, "hidden": 64, "batch_size": 256}
+QUICK = {"encoder": "hashing", "epochs": 12, "patience": 4, "hidden": 64, "batch_size": 256,
+         "architecture": "mlp"}
 
 
 @pytest.fixture(scope="module")
@@ -260,9 +261,12 @@ def test_ridge_penalty_shrinks_the_head() -> None:
 
 def test_new_fields_keep_earlier_hashes_and_refuse_bad_combinations() -> None:
     # hashes of configs written before architecture / length_features / l2 existed
-    assert PlainConfig().config_hash() == "59f696fa4df91a50"
-    assert make_config("multihead", encoder="hashing").config_hash() == "937332def9ccb6de"
-    assert PlainConfig(architecture="linear").config_hash() != PlainConfig().config_hash()
+    # (the MLP was the only head then; the default is now 'auto', resolved before saving)
+    assert PlainConfig(architecture="mlp").config_hash() == "59f696fa4df91a50"
+    assert make_config("multihead", encoder="hashing",
+                       architecture="mlp").config_hash() == "937332def9ccb6de"
+    assert PlainConfig(architecture="linear").config_hash() != \
+        PlainConfig(architecture="mlp").config_hash()
     with pytest.raises(ValueError, match="length_features and finetune_encoder"):
         PlainConfig(length_features=True, finetune_encoder=True)
 

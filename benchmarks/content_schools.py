@@ -1,0 +1,151 @@
+"""Schools found from what the replies say: the demo world with its response tags removed.
+
+Run ``python benchmarks/content_schools.py`` (``--help`` for options). The demo world's two
+schools differ over what the replies do (escalating an urgent symptom, offering an appointment,
+hedging); its tags name those acts, and with the tags removed only the reply texts say them.
+Per seed, on the same comparisons, the annotator model is fitted
+
+* with reply-content features (``features='embeddings'``: the replies' sentence embeddings,
+  reduced to ``--dims`` principal components);
+* on the votes alone (``features='none'``);
+* with the tags put back (``features='tags'``, what a tagged warehouse gets);
+
+and prints the adjusted Rand index of the careful reviewers' schools (against the school
+oracle's, which knows every true margin), the K chosen, the pluralism AUC and the fit times.
+``--speed N`` also times the content fit against the tag fit on one world of N comparisons,
+and the one-time embedding (texts/s) beside sentence-transformers' own ``encode`` of the same
+texts (the floor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.metrics import roc_auc_score
+
+from dissensus.models.annotator.config import AnnotatorConfig
+from dissensus.models.annotator.content import ContentBasis, with_content
+from dissensus.models.annotator.estimator import AnnotatorModel
+from dissensus.models.annotator.oracle import oracle_inputs, school_oracle
+from dissensus.models.annotator.synthetic import model_frame_from_world
+from dissensus.models.reward.encoder import EmbeddingCache, load_encoder
+from dissensus.warehouse.demo import WorldConfig, simulate_world
+from dissensus.warehouse.demo.schools import school_shares
+
+sys.path.insert(0, str(Path(__file__).parent))
+from annotators import careful_ari
+
+TAGS = ("response_1_tags", "response_2_tags")
+
+
+def content_frame(world: Any, encoder: Any, cache: Path | None,
+                  dims: int) -> tuple[pl.DataFrame, pl.DataFrame, float, int]:
+    """(frame without tags but with content, frame with tags, embedding seconds, texts)."""
+    tagged = model_frame_from_world(world.judgments, world.pairs, world.responses)
+    replies = world.responses.select(pl.col("response_id").cast(pl.String), "text_id", "text")
+    started = time.perf_counter()
+    embeddings, _ = EmbeddingCache(cache).embed(encoder, replies["text_id"].cast(pl.String)
+                                                .to_list(), replies["text"].to_list())
+    seconds = time.perf_counter() - started
+    coords = ContentBasis.fit(embeddings, dims).transform(embeddings)
+    plain = tagged.drop(*TAGS)
+    return (with_content(plain, replies["response_id"].to_list(), coords), tagged, seconds,
+            replies.height)
+
+
+def one_world(seed: int, n: int, encoder: Any, cache: Path | None, dims: int) -> dict[str, Any]:
+    world = simulate_world(WorldConfig(n_comparisons=n, seed=seed))
+    frame, tagged, _, _ = content_frame(world, encoder, cache, dims)
+    cfg = world.config
+    truth = oracle_inputs(world.judgments, world.reviewers.filter(pl.col("n_comparisons") > 0),
+                          world.pairs)
+    oracle = school_oracle(truth, cfg.tie_threshold, school_shares(cfg.n_schools,
+                                                                   cfg.minority_share))
+    out: dict[str, Any] = {"seed": seed,
+                           "ari_oracle": careful_ari(oracle, world.reviewers)}
+    for name, features, data in (("content", "embeddings", frame), ("votes", "none", frame),
+                                 ("tags", "tags", tagged)):
+        started = time.perf_counter()
+        model = AnnotatorModel(AnnotatorConfig(features=features)).fit(data)
+        pairs = model.pair_estimates_.join(world.pairs.select("pair_id", "contested"),
+                                           on="pair_id")
+        out[name] = {
+            "ari": careful_ari(model.reviewer_estimates_, world.reviewers),
+            "k": model.n_schools_,
+            "pluralism_auc": float(roc_auc_score(pairs["contested"], pairs["pluralism_share"])),
+            "seconds": time.perf_counter() - started,
+            "feature_share": model.fit_summary_["diagnostics"].get("feature_share"),
+        }
+        print(f"seed {seed} {name:<8} ARI {out[name]['ari']:.3f} K={out[name]['k']} pluralism "
+              f"AUC {out[name]['pluralism_auc']:.3f} ({out[name]['seconds']:.1f} s)",
+              file=sys.stderr, flush=True)
+    return out
+
+
+def speed(n: int, encoder: Any, dims: int) -> dict[str, float]:
+    """Content fit vs tag fit on one world of ``n`` comparisons; embedding texts/s vs the
+    encoder's own ``encode`` of the same texts (no cache)."""
+    world = simulate_world(WorldConfig(n_comparisons=n, n_reviewers=2000 if n >= 100_000
+                                       else None, seed=0))
+    frame, tagged, embed_s, n_texts = content_frame(world, encoder, None, dims)
+    floor = float("nan")
+    if hasattr(encoder, "model"):
+        texts = world.responses["text"].to_list()
+        started = time.perf_counter()
+        encoder.model.encode(texts, batch_size=64, normalize_embeddings=True,
+                             show_progress_bar=False)
+        floor = n_texts / (time.perf_counter() - started)
+    times = {}
+    for name, features, data in (("content", "embeddings", frame), ("tags", "tags", tagged)):
+        started = time.perf_counter()
+        AnnotatorModel(AnnotatorConfig(features=features)).fit(data)
+        times[name] = time.perf_counter() - started
+    return {"comparisons": n, "texts": n_texts, "embed_texts_per_s": n_texts / embed_s,
+            "encode_floor_texts_per_s": floor, "content_fit_s": times["content"],
+            "tag_fit_s": times["tags"], "ratio": times["content"] / times["tags"]}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--comparisons", type=int, default=10_000)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--dims", type=int, default=AnnotatorConfig().content_dims)
+    parser.add_argument("--encoder", default=AnnotatorConfig().content_encoder)
+    parser.add_argument("--cache", type=Path, default=None, help="embedding cache folder")
+    parser.add_argument("--speed", nargs="*", type=int, default=[],
+                        help="comparison counts for the content-vs-tags fit time (e.g. 100000)")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    encoder = load_encoder(args.encoder)
+    results = [one_world(s, args.comparisons, encoder, args.cache, args.dims)
+               for s in range(args.seeds)]
+    print(f"{'features':<10}{'ARI':>8}{'K':>14}{'pluralism AUC':>16}{'seconds':>10}")
+    for name in ("content", "votes", "tags"):
+        rows = [r[name] for r in results]
+        print(f"{name:<10}{np.mean([r['ari'] for r in rows]):>8.3f}"
+              f"{[r['k'] for r in rows]!s:>14}"
+              f"{np.mean([r['pluralism_auc'] for r in rows]):>16.3f}"
+              f"{np.mean([r['seconds'] for r in rows]):>10.1f}")
+    print(f"school oracle ARI {np.mean([r['ari_oracle'] for r in results]):.3f}; per seed, "
+          f"content: {[round(r['content']['ari'], 3) for r in results]}")
+    speeds = [speed(n, encoder, args.dims) for n in args.speed]
+    for s in speeds:
+        print(f"{s['comparisons']:,} comparisons: content fit {s['content_fit_s']:.1f} s, tag "
+              f"fit {s['tag_fit_s']:.1f} s, ratio {s['ratio']:.2f}; embedding {s['texts']:,} "
+              f"texts at {s['embed_texts_per_s']:.0f} texts/s (encode floor "
+              f"{s['encode_floor_texts_per_s']:.0f} texts/s)")
+    out = {"worlds": results, "speed": speeds}
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2, default=float))
+    return out
+
+
+if __name__ == "__main__":
+    main()
