@@ -32,10 +32,14 @@ import numpy as np
 import polars as pl
 import torch
 
-from dissensus.analytics.drift.reference import joint_features
 from dissensus.analytics.drift.report import drift_report
 from dissensus.analytics.jobs.reward import train_run
-from dissensus.analytics.jobs.traffic import Scorer, load_scorer, standardised_head_names
+from dissensus.analytics.jobs.traffic import (
+    Scorer,
+    load_scorer,
+    standardised_head_names,
+    turn_features,
+)
 from dissensus.models.reward.config import make_config
 from dissensus.models.reward.oracle import write_oracle_fit
 from dissensus.warehouse.db import connect, connect_memory
@@ -94,7 +98,8 @@ def pools(scorer: Scorer, seed: int) -> dict[str, dict[str, np.ndarray]]:
         emb = embedded_pool(scorer, rows)
         log(f"pool {name}: {rows.height} turns embedded in {time.perf_counter() - started:.0f} s")
         out[name] = {**emb, "category": rows["category"].to_numpy()}
-    live = np.concatenate([joint_features(p["prompt"], p["reply"]) for p in out.values()])
+    live = np.concatenate([turn_features(scorer.checkpoint, p["prompt"], p["reply"])
+                           for p in out.values()])
     scorer.reference.refit_projection(np.concatenate([scorer.reference_features, live]))
     rows = scorer.reference_rows
     scorer.reference_rows = rows.with_columns(pl.Series("projection", scorer.reference.project(

@@ -9,6 +9,7 @@ replies' content); reward models are trained with whole prompts held out (``spli
 * ``mixture``: the latent-class mixture, its schools started from the fit's and re-learned
   with the heads (EM);
 * ``mixture_random``: the same from a random start (no fit needed);
+* ``mixture_linear``: the mixture with linear heads (ridge), started from the fit;
 * ``probe_true_schools``: the ceiling, linear school heads on the same embeddings trained on
   the true schools of the truly careful votes.
 
@@ -45,6 +46,7 @@ RUNS: tuple[tuple[str, str, dict[str, object]], ...] = (
     ("multihead", "multihead", {}),
     ("mixture", "mixture", {}),
     ("mixture_random", "mixture", {"start_from": "random"}),
+    ("mixture_linear", "mixture", {"architecture": "linear", "l2": 1e-3, "lr": 0.01}),
     ("probe_true_schools", "multihead", {"architecture": "linear", "l2": 1e-3, "lr": 0.01}),
 )
 
@@ -100,6 +102,8 @@ def one_seed(seed: int, args: argparse.Namespace, log: Any) -> dict[str, Any]:
     log(f"seed {seed}: fit K={out['fit_schools']}, ARI {out['fit_ari']:.3f}")
     cache = Path(args.cache) if args.cache else folder / "cache"
     for name, kind, extra in RUNS:
+        if args.runs and name not in args.runs:
+            continue
         config = make_config(kind, encoder=args.encoder, device=args.device, seed=seed,
                              epochs=args.epochs, split_by="prompt", **extra)
         prepared = prepare(con, config, fit.fit_id, cache, log)
@@ -134,12 +138,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=6000)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--runs", nargs="*", default=[], help="only these runs (default: all)")
     args = parser.parse_args()
     log = start(args)
     results = [one_seed(s, args, log) for s in range(args.seeds)]
     print(f"{'run':<20}{'contested: school 0 / 1':>26}{'consensus':>11}{'contested AUC':>15}"
           f"{'ECE':>7}")
     for name, _, _ in RUNS:
+        if name not in results[0]:
+            continue
         rows = [r[name] for r in results]
         per = [np.mean([list(r["contested_accuracy_per_school"].values())[k] for r in rows])
                for k in range(2)]
@@ -150,9 +157,9 @@ def main() -> None:
               f"{np.mean([r['contested_auc_truth'] for r in rows]):>15.3f}"
               f"{np.mean(ece) if ece else float('nan'):>7.3f}")
     print(f"annotator fit ARI (content features): {np.mean([r['fit_ari'] for r in results]):.3f}"
-          "; mixture ARI: "
-          f"{np.mean([r['mixture']['mixture_ari'] for r in results]):.3f} (from the fit), "
-          f"{np.mean([r['mixture_random']['mixture_ari'] for r in results]):.3f} (random start)")
+          "; mixture ARI: " + ", ".join(
+              f"{name} {np.mean([r[name]['mixture_ari'] for r in results]):.3f}"
+              for name, kind, _ in RUNS if kind == "mixture" and name in results[0]))
     if args.out:
         args.out.write_text(json.dumps(results, indent=2, default=float))
 

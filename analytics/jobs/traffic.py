@@ -29,7 +29,7 @@ from dissensus.analytics.drift.tags import TagModel, fit_tag_model
 from dissensus.analytics.jobs.reward import embedding_cache, load_run, standardised_scores
 from dissensus.models.reward.checkpoint import Checkpoint
 from dissensus.models.reward.data import load_preferences
-from dissensus.models.reward.encoder import Progress, TextEncoder
+from dissensus.models.reward.encoder import LENGTH_COLUMNS, Progress, TextEncoder
 from dissensus.models.reward.errors import RewardModelError
 from dissensus.models.reward.pipeline import model_inputs
 
@@ -66,6 +66,17 @@ class Scorer:
         return score_embedded(self.checkpoint, self.reference, prompts, replies)
 
 
+def turn_features(checkpoint: Checkpoint, prompts: np.ndarray,
+                  replies: np.ndarray) -> np.ndarray:
+    """The drift space of (prompt, reply) rows: the encoder's embeddings only. A run trained
+    with ``length_features`` feeds its head two log-length columns as well; they are left out
+    here, or their scale (log characters ~ 5 against unit-length embeddings) would make the
+    nearest training reply the one of nearest length."""
+    if getattr(checkpoint.config, "length_features", False):
+        prompts, replies = prompts[:, :-LENGTH_COLUMNS], replies[:, :-LENGTH_COLUMNS]
+    return joint_features(prompts, replies)
+
+
 def school_signals(checkpoint: Checkpoint, scores: dict[str, np.ndarray]
                    ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``(spread, contested)`` per row, or ``(None, None)`` for runs without schools.
@@ -100,7 +111,7 @@ def score_embedded(checkpoint: Checkpoint, reference: Reference, prompts: np.nda
             outputs.append(model(p, r).float().cpu().numpy())
     out = np.concatenate(outputs) if outputs else np.zeros((0, len(checkpoint.heads)))
     result: dict[str, np.ndarray] = dict(standardised_scores(checkpoint, out))
-    features = joint_features(prompts, replies)
+    features = turn_features(checkpoint, prompts, replies)
     result["distance"] = reference.distance(features)
     result["percentile"] = reference.percentile(result["distance"])
     spread, contested = school_signals(checkpoint, result)
@@ -140,7 +151,7 @@ def load_scorer(
         texts["text_id"].to_list(), texts["body"].to_list(), progress)
     prompt_emb = embeddings[replies["prompt_idx"].to_numpy()]
     reply_emb = embeddings[replies["ridx"].to_numpy()]
-    features = joint_features(prompt_emb, reply_emb)
+    features = turn_features(checkpoint, prompt_emb, reply_emb)
     reference, held, distances = build_reference(
         features, replies["prompt_id"].to_list(), seed=config.seed)
     scored = score_embedded(checkpoint, reference, prompt_emb, reply_emb)
@@ -188,7 +199,7 @@ def _refit_projection(con: duckdb.DuckDBPyConnection, scorer: Scorer,
     ids = turns["prompt_id"].to_list() + turns["response_text_id"].to_list()
     embedded = scorer.embed(ids, turns["prompt"].to_list() + turns["response"].to_list(),
                             progress)
-    live = joint_features(embedded[: turns.height], embedded[turns.height:])
+    live = turn_features(scorer.checkpoint, embedded[: turns.height], embedded[turns.height:])
     training = scorer.reference_features
     scorer.reference.refit_projection(np.concatenate([training, live]))
     rows = scorer.reference_rows
@@ -291,7 +302,7 @@ def _score_frame(scorer: Scorer, rows: pl.DataFrame,
     scored = scorer.score(embeddings[:n], embeddings[n:])
     if scorer.tags is not None and scorer.tags.models:
         scored["predicted_tags"] = scorer.tags.predict(  # type: ignore[assignment]
-            joint_features(embeddings[:n], embeddings[n:]))
+            turn_features(scorer.checkpoint, embeddings[:n], embeddings[n:]))
     return scored
 
 

@@ -247,6 +247,10 @@ class EmbeddingCache:
         return np.stack([table[t] for t in text_ids]).astype(np.float32), len(missing)
 
 
+LENGTH_COLUMNS = 2
+"""Columns :func:`with_length_features` appends."""
+
+
 def with_length_features(embeddings: Floats, bodies: Sequence[str]) -> Floats:
     """``embeddings`` with two columns appended: log(1 + characters), log(1 + words)."""
     chars = np.fromiter((len(b) for b in bodies), dtype=np.float64, count=len(bodies))

@@ -30,7 +30,7 @@ from dissensus.models.reward.errors import MissingFitError, RewardModelError
 from dissensus.models.reward.evaluate import evaluate_model
 from dissensus.models.reward.finetune import finetune_encoder
 from dissensus.models.reward.heads import head_names
-from dissensus.models.reward.mixture import n_mixture_schools, train_mixture
+from dissensus.models.reward.mixture import MIXTURE_AUTO, n_mixture_schools, train_mixture
 from dissensus.models.reward.selection import select_architecture
 from dissensus.models.reward.train import (
     Tensors,
@@ -137,7 +137,9 @@ def train_and_evaluate(
     data = prepared.data
     mixture, selection = None, None
     if isinstance(config, MixtureConfig) and config.architecture == "auto":
-        config = config.model_copy(update={"architecture": "mlp"})
+        # EM would have to run once per candidate; linear heads (the ridge of the UKP choice)
+        # gave the best school heads on unseen prompts (benchmarks/reward_schools.py)
+        config = config.model_copy(update=MIXTURE_AUTO)
     if config.architecture == "auto":
         weighted = uses_weights(config, data)
         bodies = data.texts["body"].to_list()

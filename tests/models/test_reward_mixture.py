@@ -87,8 +87,8 @@ def test_the_e_step_weighs_a_reviewers_votes_against_the_shares() -> None:
     gamma, shares = memberships(ll, np.array([0, 0, 1]), 2, np.array([0.5, 0.5]), 0.02)
     assert gamma[0, 0] > 0.95 and gamma[1, 1] > 0.9
     assert np.allclose(gamma.sum(axis=1), 1) and np.isclose(shares.sum(), 1)
-    lonely, floored = memberships(np.zeros((1, 2)) + [[0.0, -50.0]], np.array([0]), 1,
-                                  np.array([0.5, 0.5]), 0.05)
+    _, floored = memberships(np.array([[0.0, -50.0]]), np.array([0]), 1,
+                             np.array([0.5, 0.5]), 0.05)
     assert floored.min() >= 0.05 - 1e-12  # a school that lost everyone can come back
 
 
@@ -121,7 +121,7 @@ def test_auto_architecture_is_chosen_by_validation_and_stored(world_con) -> None
         "SELECT config, metrics FROM reward_runs WHERE run_id = ?", [run]).fetchone())
     table = metrics["architecture_selection"]
     assert len(table) == len(CANDIDATES) and sum(r["chosen"] for r in table) == 1
-    best = min(table, key=lambda r: r["validation_loss"])
+    best = min(table, key=lambda r: r["selection_loss"])
     assert best["chosen"]
     assert config["architecture"] in ("mlp", "linear")  # resolved, never 'auto'
     assert best["candidate"].startswith(config["architecture"])
@@ -136,7 +136,7 @@ def test_a_mixture_run_without_a_fit_starts_at_random(world_con) -> None:  # typ
     kind, config, metrics = con.execute(
         "SELECT kind, config, metrics FROM reward_runs WHERE run_id = ?", [run]).fetchone()
     metrics = json.loads(metrics)
-    assert kind == "mixture" and json.loads(config)["architecture"] == "mlp"
+    assert kind == "mixture" and json.loads(config)["architecture"] == "linear"
     assert metrics["mixture"]["initialised_from"] == "random"
     assert metrics["training"]["heads"] == ["school_0", "school_1", "consensus"]
     assert len(metrics["mixture"]["reviewers"]["reviewer_id"]) > 10
