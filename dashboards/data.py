@@ -248,6 +248,15 @@ def reward_vs_length(k: Key, run_id: str) -> pl.DataFrame:
         """, params=[run_id]).pl()
 
 
+@st.cache_data(show_spinner=SPINNER, max_entries=16)
+def predicted_disagreements(k: Key, run_id: str, limit: int = 50) -> pl.DataFrame:
+    """The pairs a run's school heads most expect the schools to split on."""
+    from dissensus.analytics.jobs.reward import predicted_disagreements as predict
+
+    with _open(k) as con:
+        return predict(con, run_id, limit)
+
+
 @st.cache_resource(show_spinner="Weighing the votes by school…", max_entries=4)
 def book(k: Key, fit_id: str | None) -> tr.TradeoffBook:
     """The trade-off inputs of a fit, coded once (kept, not copied: every caller only reads)."""

@@ -211,6 +211,54 @@ def standardised_scores(checkpoint: Checkpoint, out: np.ndarray) -> dict[str, np
     return columns
 
 
+def predicted_disagreements(con: duckdb.DuckDBPyConnection, run_id: str,
+                            limit: int = 50) -> pl.DataFrame:
+    """The warehouse's pairs the run's school heads most expect the schools to split on:
+    pair_id, prompt, both replies, each school head's P(reply 1 preferred) and
+    ``p_disagree`` (:func:`~dissensus.models.reward.evaluate.disagreement_probability`), from
+    the run's stored scores (``dissensus score RUN``). Empty for runs without school heads,
+    without scores, or trained before the reward scale was kept with the metrics."""
+    from dissensus.models.reward.evaluate import disagreement_probability
+
+    rows = con.execute("SELECT metrics FROM reward_runs WHERE run_id = ?", [run_id]).fetchall()
+    metrics = json.loads(rows[0][0]) if rows and rows[0][0] else {}
+    scale = metrics.get("reward_scale") or {}
+    heads = (metrics.get("training") or {}).get("heads") or []
+    schools = [h for h in heads if h.startswith("school_")]
+    shares = (metrics.get("disagreement") or {}).get("school_shares")
+    if len(schools) < 2 or not scale.get("std") or not shares:
+        return pl.DataFrame()
+    scores = con.sql("""
+        SELECT p.pair_id, p.prompt_id, s1.head, s1.score AS s1, s2.score AS s2
+        FROM pairs p
+        JOIN reward_scores s1 ON s1.response_id = p.response_1_id AND s1.run_id = ?
+        JOIN reward_scores s2 ON s2.response_id = p.response_2_id AND s2.run_id = ?
+                             AND s2.head = s1.head
+        WHERE s1.head LIKE 'school_%'
+    """, params=[run_id, run_id]).pl()
+    if scores.height == 0:
+        return pl.DataFrame()
+    wide = scores.pivot(on="head", index=["pair_id", "prompt_id"],
+                        values=["s1", "s2"]).drop_nulls()
+    probs = np.column_stack([
+        1 / (1 + np.exp(-scale["std"][heads.index(h)]
+                        * (wide[f"s1_{h}"].to_numpy() - wide[f"s2_{h}"].to_numpy())))
+        for h in schools])
+    out = wide.select("pair_id", "prompt_id").with_columns(
+        *[pl.Series(f"p_{h}", probs[:, k]) for k, h in enumerate(schools)],
+        pl.Series("p_disagree", disagreement_probability(probs, np.asarray(shares))),
+    ).sort("p_disagree", descending=True).head(limit)
+    texts = con.sql("""
+        SELECT p.pair_id, tp.body AS prompt, t1.body AS response_1, t2.body AS response_2
+        FROM pairs p JOIN texts tp ON tp.text_id = p.prompt_id
+        JOIN responses r1 ON r1.response_id = p.response_1_id
+        JOIN responses r2 ON r2.response_id = p.response_2_id
+        JOIN texts t1 ON t1.text_id = r1.text_id JOIN texts t2 ON t2.text_id = r2.text_id
+        WHERE p.pair_id IN (SELECT unnest(?::VARCHAR[]))
+    """, params=[out["pair_id"].to_list()]).pl()
+    return out.join(texts, on="pair_id", how="left", maintain_order="left").drop("prompt_id")
+
+
 def score_run(
     con: duckdb.DuckDBPyConnection, run_id: str, *, log: Log = print,
     cache_folder: Path | None = None, progress: Progress | None = None,

@@ -59,6 +59,18 @@ if dis.height:
 else:
     st.info("Runs with school heads (`--kind multihead` or `--kind mixture`) predict, for any "
             "pair of replies, how likely the schools are to disagree; none is selected.")
+with_schools = picked.filter(pl.col("kind").is_in(["multihead", "mixture"]))["run_id"].to_list()
+if with_schools:
+    pick = st.selectbox("Pairs the schools are predicted to split on, by run", with_schools,
+                        key="contest_run")
+    predicted = data.predicted_disagreements(k, pick)
+    if predicted.height:
+        st.dataframe(predicted, hide_index=True, width="stretch", column_config={
+            "p_disagree": st.column_config.ProgressColumn(
+                "P(schools disagree)", min_value=0.0, max_value=1.0, format="%.2f")})
+    else:
+        st.info(f"No predictions for `{pick}` yet: it needs its scores (`dissensus score "
+                f"{pick}`), and runs trained before this view need training again.")
 
 st.subheader("Proxy traps")
 run = st.selectbox("Run", chosen, key="proxy_run")

@@ -192,6 +192,8 @@ def train_and_evaluate(
         responses, link=link, min_log_var=min_log_var,
         reward_mean=result.reward_mean, reward_std=result.reward_std,
     )
+    # scores are stored standardised; this undoes it (e.g. for the schools' disagreement)
+    metrics["reward_scale"] = {"mean": list(result.reward_mean), "std": list(result.reward_std)}
     metrics["training"] = {
         "epochs": len(result.history), "best_epoch": result.best_epoch,
         "best_validation_loss": result.best_validation_loss, "seconds": result.seconds,

@@ -11,7 +11,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
-from dissensus.analytics.jobs.reward import train_run
+from dissensus.analytics.jobs.reward import predicted_disagreements, score_run, train_run
 from dissensus.models.reward.config import MixtureConfig, make_config
 from dissensus.models.reward.data import PreferenceData
 from dissensus.models.reward.evaluate import disagreement_probability
@@ -118,7 +118,7 @@ def test_auto_architecture_is_chosen_by_validation_and_stored(world_con) -> None
                     log=lambda _m: None, cache_folder=folder / "cache",
                     checkpoint_folder=folder / "runs")
     config, metrics = (json.loads(v) for v in con.execute(
-        "SELECT config, metrics FROM reward_runs WHERE run_id = ?", [run]).fetchone())
+        "SELECT config, metrics FROM reward_runs WHERE run_id = ?", [run]).fetchall()[0])
     table = metrics["architecture_selection"]
     assert len(table) == len(CANDIDATES) and sum(r["chosen"] for r in table) == 1
     best = min(table, key=lambda r: r["selection_loss"])
@@ -134,9 +134,18 @@ def test_a_mixture_run_without_a_fit_starts_at_random(world_con) -> None:  # typ
                     log=lambda _m: None, cache_folder=folder / "cache",
                     checkpoint_folder=folder / "runs")
     kind, config, metrics = con.execute(
-        "SELECT kind, config, metrics FROM reward_runs WHERE run_id = ?", [run]).fetchone()
+        "SELECT kind, config, metrics FROM reward_runs WHERE run_id = ?", [run]).fetchall()[0]
     metrics = json.loads(metrics)
     assert kind == "mixture" and json.loads(config)["architecture"] == "linear"
     assert metrics["mixture"]["initialised_from"] == "random"
     assert metrics["training"]["heads"] == ["school_0", "school_1", "consensus"]
     assert len(metrics["mixture"]["reviewers"]["reviewer_id"]) > 10
+    # the pairs its school heads most expect the schools to split on, from the stored scores
+    score_run(con, run, log=lambda _m: None, cache_folder=folder / "cache")
+    top = predicted_disagreements(con, run, limit=10)
+    assert top.height == 10 and {"prompt", "response_1", "response_2"} <= set(top.columns)
+    p = top["p_disagree"].to_numpy()
+    assert ((p >= 0) & (p <= 1)).all() and (np.diff(p) <= 1e-12).all()
+    heads = np.column_stack([top["p_school_0"].to_numpy(), top["p_school_1"].to_numpy()])
+    shares = metrics["disagreement"]["school_shares"]
+    assert np.allclose(p, disagreement_probability(heads, np.asarray(shares)))
