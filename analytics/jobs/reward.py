@@ -33,7 +33,13 @@ from dissensus.models.reward.errors import RewardModelError
 from dissensus.models.reward.evaluate import evaluate_model
 from dissensus.models.reward.finetune import load_finetuned_encoder
 from dissensus.models.reward.heads import head_names
-from dissensus.models.reward.pipeline import encoder_for, model_inputs, prepare, train_and_evaluate
+from dissensus.models.reward.pipeline import (
+    encoder_for,
+    model_inputs,
+    prepare,
+    train_and_evaluate,
+    use_mixture_schools,
+)
 from dissensus.models.reward.train import response_outputs
 from dissensus.warehouse.artefacts import embeddings_folder, reward_runs_folder
 from dissensus.warehouse.db import database_path
@@ -182,6 +188,10 @@ def evaluate_run(
     config = checkpoint.config
     prepared = prepare(con, config, row["fit_id"], cache, log, encoder=encoder,  # type: ignore[arg-type]
                        progress=progress)
+    if config.kind == "mixture":
+        stored = con.execute("SELECT metrics FROM reward_runs WHERE run_id = ?",
+                             [run_id]).fetchall()
+        use_mixture_schools(prepared.data, json.loads(stored[0][0] or "{}"))
     metrics = evaluate_model(
         checkpoint.model, config.kind, prepared.data, torch.as_tensor(prepared.embeddings),
         response_table(con), link=getattr(config, "link", "probit"),

@@ -30,7 +30,12 @@ from dissensus.models.reward.errors import MissingFitError, RewardModelError
 from dissensus.models.reward.evaluate import evaluate_model
 from dissensus.models.reward.finetune import finetune_encoder
 from dissensus.models.reward.heads import head_names
-from dissensus.models.reward.mixture import MIXTURE_AUTO, n_mixture_schools, train_mixture
+from dissensus.models.reward.mixture import (
+    MIXTURE_AUTO,
+    MixtureState,
+    n_mixture_schools,
+    train_mixture,
+)
 from dissensus.models.reward.selection import select_architecture
 from dissensus.models.reward.train import (
     Tensors,
@@ -115,6 +120,20 @@ def prepare(
     log(f"encoder {encoder.encoder_id}: {len(texts):,} texts, {n_new:,} embedded now "
         f"({seconds:.1f} s), the rest from the cache")
     return Prepared(data, embeddings, encoder.encoder_id, seconds, n_new, encoder, cache_folder)
+
+
+def use_mixture_schools(data: PreferenceData, metrics: dict[str, object]) -> None:
+    """Give ``data`` the reviewer schools a mixture run learned (stored in its metrics), so a
+    later evaluation scores its heads against their own schools, not the fit's."""
+    stored = (metrics.get("mixture") or {}).get("reviewers") or {}  # type: ignore[union-attr]
+    if not stored.get("memberships"):
+        return
+    state = MixtureState(list(stored["reviewer_id"]), np.asarray(stored["memberships"]),
+                         np.zeros(0), [], "stored")
+    data.n_schools = state.memberships.shape[1]
+    data.comparisons = data.comparisons.with_columns(pl.Series(
+        "school_weights", state.comparison_weights(
+            data.comparisons["reviewer_id"].cast(pl.String).to_list()).tolist()))
 
 
 def uses_weights(config: RewardConfig, data: PreferenceData) -> bool:
@@ -213,7 +232,8 @@ def train_and_evaluate(
             "initialised_from": mixture.initialised_from, "rounds": mixture.rounds,
             "reviewers": {"reviewer_id": mixture.reviewer_ids,
                           "school": mixture.memberships.argmax(axis=1).tolist(),
-                          "probability": mixture.memberships.max(axis=1).round(4).tolist()},
+                          "probability": mixture.memberships.max(axis=1).round(4).tolist(),
+                          "memberships": mixture.memberships.round(4).tolist()},
         }
     if finetuned is not None:
         metrics["finetune"] = {

@@ -11,7 +11,12 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
-from dissensus.analytics.jobs.reward import predicted_disagreements, score_run, train_run
+from dissensus.analytics.jobs.reward import (
+    evaluate_run,
+    predicted_disagreements,
+    score_run,
+    train_run,
+)
 from dissensus.models.reward.config import MixtureConfig, make_config
 from dissensus.models.reward.data import PreferenceData
 from dissensus.models.reward.evaluate import disagreement_probability
@@ -140,6 +145,10 @@ def test_a_mixture_run_without_a_fit_starts_at_random(world_con) -> None:  # typ
     assert metrics["mixture"]["initialised_from"] == "random"
     assert metrics["training"]["heads"] == ["school_0", "school_1", "consensus"]
     assert len(metrics["mixture"]["reviewers"]["reviewer_id"]) > 10
+    # evaluated again later, the run is scored against its own schools, as at training time
+    again = evaluate_run(con, run, log=lambda _m: None, cache_folder=folder / "cache")
+    assert set(again["accuracy_per_school"]) == {"school_0", "school_1"}
+    assert again["accuracy_per_school"] == pytest.approx(metrics["accuracy_per_school"])
     # the pairs its school heads most expect the schools to split on, from the stored scores
     score_run(con, run, log=lambda _m: None, cache_folder=folder / "cache")
     top = predicted_disagreements(con, run, limit=10)
