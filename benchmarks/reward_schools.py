@@ -47,6 +47,8 @@ RUNS: tuple[tuple[str, str, dict[str, object]], ...] = (
     ("mixture", "mixture", {}),
     ("mixture_random", "mixture", {"start_from": "random"}),
     ("mixture_linear", "mixture", {"architecture": "linear", "l2": 1e-3, "lr": 0.01}),
+    ("mixture_linear_heldout_estep", "mixture", {"architecture": "linear", "l2": 1e-3,
+                                                 "lr": 0.01, "estep_votes": "train+validation"}),
     ("probe_true_schools", "multihead", {"architecture": "linear", "l2": 1e-3, "lr": 0.01}),
 )
 

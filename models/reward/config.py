@@ -226,6 +226,12 @@ class MixtureConfig(RewardConfig):
         "schools when the run has a fit with n_schools schools, else (or with 'random') a "
         "seeded random draw.",
     )
+    estep_votes: Literal["train", "train+validation"] = Field(
+        "train+validation", description="Votes the E-step reads a reviewer's school from: the "
+        "training votes alone (the heads were fitted to them, so they flatter the school a "
+        "reviewer already has), or those plus the validation votes (pairs the heads were not "
+        "trained on).",
+    )
     min_share: float = Field(
         0.02, gt=0.0, lt=0.5, description="Floor of each school's share in the E-step, so a "
         "school that loses its reviewers in one round can win them back.",

@@ -12,7 +12,9 @@ types). With reviewer i in school z_i ~ Categorical(pi) and head k's reward r_k,
 (``w_n`` = P(careful) when an annotator fit exists, else 1), fitted by EM:
 
 * **E-step** (:func:`memberships`): gamma_{ik} proportional to pi_k p(votes of i | k) over
-  the training votes; pi_k = mean_i gamma_{ik}, floored at ``min_share``;
+  the reviewer's training and validation votes (``estep_votes``: the validation votes are
+  pairs the heads were not fitted to, which keeps the heads from flattering the school a
+  reviewer already has); pi_k = mean_i gamma_{ik}, floored at ``min_share``;
 * **M-step**: the heads are trained (``round_epochs`` passes, early stopping on validation)
   on the multi-head loss with school weights s_{n,k} = gamma_{i(n),k}, plus the consensus
   head on every vote.
@@ -139,6 +141,8 @@ def train_mixture(tensors: Tensors, data: PreferenceData, config: MixtureConfig,
                                         config.start_from == "fit")
     shares = floored_shares(gamma.mean(axis=0), config.min_share)
     train_rows = tensors.rows(0)
+    if config.estep_votes == "train+validation":
+        train_rows = torch.cat([train_rows, tensors.rows(1)])
     round_config = config.model_copy(update={"epochs": config.round_epochs})
     result: TrainResult | None = None
     rounds: list[dict[str, object]] = []
