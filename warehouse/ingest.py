@@ -75,6 +75,15 @@ class BatchReport:
     unknown_columns: list[str] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
 
+    def seen_before(self, batch_id: int) -> None:
+        """Report the whole file as a repeat of batch ``batch_id`` (its content was ingested
+        then): every row read is a duplicate, nothing is added."""
+        self.skipped = f"the same file content was ingested before as batch {batch_id}"
+        self.batch_id = batch_id
+        self.accepted = self.quarantined = 0
+        self.duplicates = self.rows_read
+        self.reasons.clear()
+
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(con.execute(sql).fetchall()[0][0])
@@ -262,11 +271,7 @@ def ingest_file(
         ).fetchall()
         if earlier:
             con.execute("ROLLBACK")
-            report.skipped = f"the same file content was ingested before as batch {earlier[0][0]}"
-            report.batch_id = int(earlier[0][0])
-            report.accepted = report.quarantined = 0
-            report.duplicates = report.rows_read
-            report.reasons.clear()
+            report.seen_before(int(earlier[0][0]))
             if refresh_index and index_is_stale(con):  # a re-ingest after a crash repairs it
                 report.index_seconds = refresh_vote_index(con)
             report.seconds = perf_counter() - started

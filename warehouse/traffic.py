@@ -252,11 +252,7 @@ def ingest_traffic_file(
             "AND format LIKE 'traffic-%'", [sha256, batch_id]).fetchall()
         if earlier:
             con.execute("ROLLBACK")
-            report.skipped = f"the same file content was ingested before as batch {earlier[0][0]}"
-            report.batch_id = int(earlier[0][0])
-            report.accepted = report.quarantined = 0
-            report.duplicates = report.rows_read
-            report.reasons.clear()
+            report.seen_before(int(earlier[0][0]))
             report.seconds = perf_counter() - started
             return report
         if report.rows_read and report.quarantined == report.rows_read \

@@ -96,6 +96,8 @@ def test_the_whole_loop_with_errors_in_words(built: tuple[Path, str], tmp_path: 
 
 def test_a_run_whose_encoder_is_gone_fails_in_words(built: tuple[Path, str]) -> None:
     db, run = built
+    # on its own (another worker, or -k) the traffic is not in yet; a second ingest is a no-op
+    run_cli(db, "traffic", "ingest", str(db.parent / "traffic.jsonl"))
     folder = Path(duckdb.connect(str(db), read_only=True).execute(
         "SELECT checkpoint_path FROM reward_runs WHERE run_id = ?", [run]).fetchall()[0][0])
     meta_path = folder / "reward_model.json"
