@@ -54,6 +54,7 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "features": "auto",
     "content_dims": 32,
     "content_encoder": "all-MiniLM-L6-v2",
+    "lapse_prior_reviewers": 0.0,
 }
 """Settings added after fits were first saved, with the value that reproduces those fits."""
 
@@ -143,6 +144,11 @@ class AnnotatorConfig(BaseModel):
     tol: float = Field(1e-3, gt=0, description="EM: stop when reviewer marginals move less.")
     lapse_grid_size: int = Field(
         40, ge=10, le=400, description="EM: grid points for each reviewer's lapse rate in (0, 0.5)."
+    )
+    lapse_prior_reviewers: float = Field(
+        2.0, ge=0.0, description="EM: the pool's lapse distribution is the posterior mean under a "
+        "Dirichlet prior worth this many reviewers, centred on the starting shape (with few "
+        "reviewers a plug-in makes every lapse interval too narrow; 0: the plain EM estimate)."
     )
     margin_step: float = Field(
         0.4, gt=0.05, le=1.0, description="EM: lattice step of pair margins (logit scale), K <= 2."

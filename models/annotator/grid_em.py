@@ -56,6 +56,12 @@ TIE_STEP = 0.02
 """Per-reviewer tie thresholds are used at this resolution (one careful table per value)."""
 
 
+def initial_lapse_prior(grid: FloatArray) -> FloatArray:
+    """The lapse-rate distribution a fit starts from (most reviewers careful, a long tail), and
+    the centre of the Dirichlet prior on the pool's distribution."""
+    return smooth_grid(np.exp(-grid / 0.08) + 0.05, 0.0)
+
+
 def tie_levels(tau_r: FloatArray) -> tuple[FloatArray, IntArray]:
     """The distinct thresholds and each reviewer's index among them."""
     levels, level_of = np.unique(np.asarray(tau_r, dtype=float), return_inverse=True)
@@ -269,7 +275,7 @@ class GridEM:
             gamma, tau, tilt_mean = np.full(r_n, 0.6), 0.3, 0.6
             lapse_tie, tie_mean = np.zeros(r_n), 0.0
             tau_r = np.full(r_n, tau)
-            g_e = smooth_grid(np.exp(-e / 0.08) + 0.05, 0.0)
+            g_e = initial_lapse_prior(e)
             g_b = smooth_grid(np.exp(-0.5 * (bias / 0.3) ** 2) + 0.01, 0.0)
             ebar = np.full(r_n, float(g_e @ e))
         ties = cfg.lapse_ties is True  # 'auto' is decided before a run (inference)
@@ -278,6 +284,7 @@ class GridEM:
         elif not lapse_tie.any():
             # a start above 0: at 0 no tie could ever be read as a lapse, and EM would stay there
             lapse_tie, tie_mean = np.full(r_n, 0.1), 0.1
+        g_start = initial_lapse_prior(e)
         tau_used = np.rint(tau_r / TIE_STEP) * TIE_STEP if cfg.tie_per_reviewer else tau_r
         cues = d.lapse_cues if cfg.lapse_cues and d.lapse_cues is not None else None
         lean = lean_mean = None
@@ -361,8 +368,13 @@ class GridEM:
             rev_post, a_msg, b_msg = self._reviewer_pass(st["ec"], pl_, log_prior_r)
             school_marg = rev_post.sum(axis=(2, 3))
             pi = (school_marg.sum(axis=0) + 0.5) / (r_n + 0.5 * k_n)
+            # the pool's lapse distribution is learned from r_n reviewers: its posterior mean
+            # under a Dirichlet centred on the starting shape and worth lapse_prior_reviewers,
+            # not a plug-in that a handful of reviewers would make far too sure
+            n0 = cfg.lapse_prior_reviewers
             g_e = anchor_careful_majority(
-                smooth_grid(rev_post.sum(axis=(0, 1, 3)) / r_n, cfg.smoothing), e,
+                smooth_grid((rev_post.sum(axis=(0, 1, 3)) + n0 * g_start) / (r_n + n0),
+                            cfg.smoothing), e,
                 cfg.careful_lapse_limit, cfg.careful_share)
             g_b = smooth_grid(rev_post.sum(axis=(0, 1, 2)) / r_n, cfg.smoothing)
             summary = np.concatenate([

@@ -64,6 +64,9 @@ def test_few_raters_get_one_school_and_a_note() -> None:
     model = _fit(world)
     assert model.n_schools_ == 1
     assert model.reviewer_estimates_["flagged"].sum() <= 1
+    # four reviewers barely tell the pool's lapse distribution: the intervals must say so
+    # (a plug-in learned from the four left 1 of 4 true lapse rates outside its interval)
+    assert verdict_scores(world, model.reviewer_estimates_, 1)["coverage"] == 1.0
     assert any("Only 4 reviewers" in n
                for n in model.fit_summary_["diagnostics"]["verdict_notes"])
 
