@@ -1,6 +1,7 @@
 """Deployment drift: alarms, extrapolation and speed, side by side in one run.
 
     .venv/bin/python benchmarks/drift.py [--sims 20] [--rows 1000000] [--encoder all-MiniLM-L6-v2]
+        [--ensemble 5] [--extrapolation-only]
 
 1. **Alarms.** A multi-head run is trained on the demo world (oracle fit, the real encoder).
    Pools of live turns are embedded and scored once: the baseline traffic, urgent-symptom
@@ -14,7 +15,10 @@
 2. **Extrapolation.** A plain run trained without the billing category scores held-out pairs of
    a fresh world (billing is the new request type); pairs are cut into deciles of their
    extrapolation distance (the larger of the two replies') and the error against the world's
-   consensus margin is reported per decile.
+   consensus margin is reported per decile. The run is trained with ``--ensemble N`` members
+   (default 5), and the same table is made for the ensemble spread (the larger of the two
+   replies'), and for the members' spread of the pair's margin; training time with and
+   without the ensemble is reported beside it.
 3. **Speed.** Scoring from cached embeddings (heads, kNN distance, projection) in turns per
    second; ``drift_report`` on a traffic table of ``--rows`` scored turns.
 """
@@ -144,7 +148,8 @@ def warehouse_for(scorer: Scorer, signals: dict[str, np.ndarray], windows: np.nd
         con.register("_f", frame.to_arrow())
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _f")
         con.unregister("_f")
-    con.execute("INSERT INTO traffic_runs VALUES ('bench', now(), ?, ?, ?, ?, ?, ?, NULL, NULL)",
+    con.execute("INSERT INTO traffic_runs (run_id, scored_at, heads, n_turns, n_reference, "
+                "n_calibration, k, distance_p99) VALUES ('bench', now(), ?, ?, ?, ?, ?, ?)",
                 [heads, n, int(scorer.reference.index.n_samples_fit_),
                  len(scorer.reference.calibration), scorer.reference.k, scorer.reference.p99])
     return con
@@ -193,11 +198,51 @@ def simulate(scorer: Scorer, pool: dict, seed: int, drift: str | None, args) -> 
     }
 
 
+def by_decile(score: np.ndarray, wrong: np.ndarray, billing: np.ndarray) -> dict:
+    """Error and billing share per decile of ``score``; top / bottom error ratio; ROC AUCs."""
+    from sklearn.metrics import roc_auc_score
+
+    decile = np.minimum((pl.Series(score).rank("ordinal").to_numpy() - 1) * 10
+                        // len(score), 9)
+    table = [{"decile": d + 1, "pairs": int((decile == d).sum()),
+              "error": float(wrong[decile == d].mean()),
+              "billing_share": float(billing[decile == d].mean())} for d in range(10)]
+    return {"deciles": table,
+            "ratio_top_bottom": table[9]["error"] / max(table[0]["error"], 1e-9),
+            "auc_error": float(roc_auc_score(wrong, score)),
+            "auc_billing": float(roc_auc_score(billing, score))}
+
+
+def timed_train(con, config: dict, folder: Path) -> tuple[str, float, dict]:  # type: ignore[no-untyped-def, type-arg]
+    """Train a plain run on an open warehouse whose texts are cached and whose encoder is
+    loaded; (run id, wall seconds, metrics)."""
+    started = time.perf_counter()
+    run = train_run(con, "plain", None, make_config("plain", **config), log=lambda _: None,
+                    cache_folder=folder / "embeddings")
+    seconds = time.perf_counter() - started
+    metrics = json.loads(con.execute("SELECT metrics FROM reward_runs WHERE run_id = ?",
+                                     [run]).fetchall()[0][0])
+    return run, seconds, metrics
+
+
 def extrapolation(folder: Path, args) -> dict:  # type: ignore[no-untyped-def]
-    """Error by decile of extrapolation distance on held-out pairs (billing never trained)."""
+    """Error by decile of extrapolation distance and of ensemble spread on held-out pairs
+    (billing never trained)."""
     world = simulate_world(WorldConfig(n_comparisons=args.comparisons, seed=11))
     train = world.comparisons.filter(pl.col("category") != "billing")
-    con, run = build_run(folder, train, "nobilling", "plain", {"encoder": args.encoder})
+    config = {"encoder": args.encoder, "architecture": args.architecture}
+    # the first run embeds the texts and loads the encoder; the timed runs find both ready
+    con, _ = build_run(folder, train, "nobilling", "plain", config)
+    _, seconds_single, _ = timed_train(con, config, folder)
+    run, seconds, metrics = timed_train(con, {**config, "ensemble": args.ensemble}, folder)
+    timing = {"train_seconds_without_ensemble": seconds_single,
+              "train_seconds_with_ensemble": seconds, "ensemble": args.ensemble,
+              "members_seconds": metrics.get("ensemble", {}).get("seconds"),
+              "architecture": json.loads(con.execute(
+                  "SELECT config FROM reward_runs WHERE run_id = ?", [run]).fetchall()[0][0]
+              )["architecture"]}
+    log(f"training without the ensemble {seconds_single:.1f} s, with {args.ensemble} members "
+        f"{seconds:.1f} s")
     scorer = load_scorer(con, run, cache_folder=folder / "embeddings", log=log)
     fresh = simulate_world(WorldConfig(n_comparisons=args.comparisons, seed=12))
     pairs = fresh.pairs.filter(pl.col("kind") != "ambiguous").join(
@@ -209,25 +254,34 @@ def extrapolation(folder: Path, args) -> dict:  # type: ignore[no-untyped-def]
     prompt_text = dict(zip([text_id(p) for p in prompts["prompt"]], prompts["prompt"],
                            strict=True))
     p_texts = [prompt_text[p] for p in pairs["prompt_id"]]
-    result = {}
+    result, members = {}, {}
+    ensemble = scorer.checkpoint.ensemble
     for side in ("1", "2"):
         rows = pl.DataFrame({"prompt": p_texts, "response": pairs[f"text_{side}"]})
         emb = embedded_pool(scorer, rows)
         result[side] = scorer.score(emb["prompt"], emb["reply"])
+        if ensemble is not None:  # every member's standardised reward, member 0 first
+            members[side] = np.column_stack([result[side]["reward"], ensemble.scores(
+                torch.as_tensor(emb["prompt"]), torch.as_tensor(emb["reply"]))])
     margin = result["1"]["reward"] - result["2"]["reward"]
     wrong = np.sign(margin) != np.sign(pairs["consensus_margin"].to_numpy())
-    distance = np.maximum(result["1"]["distance"], result["2"]["distance"])
-    decile = np.minimum((pl.Series(distance).rank("ordinal").to_numpy() - 1) * 10
-                        // len(distance), 9)
     billing = (pairs["category"] == "billing").to_numpy()
-    table = [{"decile": d + 1, "pairs": int((decile == d).sum()),
-              "error": float(wrong[decile == d].mean()),
-              "billing_share": float(billing[decile == d].mean())} for d in range(10)]
+    distance = np.maximum(result["1"]["distance"], result["2"]["distance"])
+    out = {**by_decile(distance, wrong, billing),
+           "error_billing": float(wrong[billing].mean()),
+           "error_seen": float(wrong[~billing].mean()), "timing": timing}
+    if ensemble is not None:
+        spread = np.maximum(result["1"]["ensemble_spread"], result["2"]["ensemble_spread"])
+        out["ensemble_spread"] = by_decile(spread, wrong, billing)
+        # the members' disagreement about the pair itself: sd of their standardised margins
+        out["ensemble_margin_spread"] = by_decile((members["1"] - members["2"]).std(axis=1),
+                                                  wrong, billing)
+        from scipy.stats import spearmanr
+
+        out["spearman_spread_distance"] = float(spearmanr(spread, distance).statistic)
+        out["ensemble_p99"] = scorer.ensemble_p99
     con.close()
-    return {"deciles": table, "ratio_top_bottom": table[9]["error"] / max(table[0]["error"],
-                                                                           1e-9),
-            "error_billing": float(wrong[billing].mean()),
-            "error_seen": float(wrong[~billing].mean())}
+    return out
 
 
 def scoring_speed(scorer: Scorer, pool: dict, n: int) -> float:
@@ -275,11 +329,24 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--alarms-only", action="store_true",
                         help="skip the speed and extrapolation parts")
+    parser.add_argument("--ensemble", type=int, default=5,
+                        help="members of the extrapolation run's deep ensemble (1: none)")
+    parser.add_argument("--architecture", default="auto",
+                        help="the extrapolation run's head: auto (the default), mlp or linear")
+    parser.add_argument("--extrapolation-only", action="store_true",
+                        help="run only the extrapolation part")
     args = parser.parse_args()
     torch.manual_seed(0)
     folder = args.folder or Path(tempfile.mkdtemp(prefix="dissensus-drift-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {"encoder": args.encoder, "threads": torch.get_num_threads()}
+    if args.extrapolation_only:
+        results["extrapolation"] = extrapolation(folder, args)
+        text = json.dumps(results, indent=1, default=str)
+        print(text)
+        if args.out:
+            args.out.write_text(text + "\n")
+        return
     world = simulate_world(WorldConfig(n_comparisons=args.comparisons, seed=0))
     started = time.perf_counter()
     con, run = build_run(folder, world.comparisons, "world", "multihead",

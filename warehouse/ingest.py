@@ -9,7 +9,10 @@ Identity rules: a row with a ``comparison_id`` is that judgment; a row without o
 by its content (reviewer, the two replies, choice, display order, strength, time, and the other
 fields), so an identical row seen again is a duplicate. Give ids (or ``created_at``) to keep
 deliberate repeats apart. The same ``comparison_id`` with different content is a conflict and is
-quarantined with the place where the first version was seen.
+quarantined with the place where the first version was seen, unless the ingest is told that
+its rows are revisions (``revise``, the Label Studio webhook's updates): the stored row is then
+replaced and kept in ``comparison_withdrawals`` (:mod:`dissensus.warehouse.withdrawals`). A
+comparison withdrawn as deleted is never stored again under its id.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from time import perf_counter
 import duckdb
 import pyarrow as pa
 
-from dissensus.warehouse import readers, staging, store
+from dissensus.warehouse import readers, staging, store, withdrawals
 from dissensus.warehouse.contract import CONTRACT_COLUMNS, is_attribute_key
 from dissensus.warehouse.errors import (
     DissensusError,
@@ -69,6 +72,8 @@ class BatchReport:
     accepted: int = 0
     quarantined: int = 0
     duplicates: int = 0
+    revised: int = 0
+    """Of ``accepted``: new versions that replaced a stored row (``revise``)."""
     seconds: float = 0.0
     index_seconds: float = 0.0
     skipped: str | None = None
@@ -96,11 +101,12 @@ def _process_chunk(
     file_path: str,
     salt: str | None,
     report: BatchReport,
+    revise: str | None = None,
 ) -> None:
     """Validate and store one chunk; the Arrow table stays registered as ``chunk`` meanwhile."""
     con.register("chunk", chunk.table)
     try:
-        _process_registered(con, chunk, batch_id, file_path, salt, report)
+        _process_registered(con, chunk, batch_id, file_path, salt, report, revise)
     finally:
         con.unregister("chunk")
 
@@ -112,6 +118,7 @@ def _process_registered(
     file_path: str,
     salt: str | None,
     report: BatchReport,
+    revise: str | None,
 ) -> None:
     if chunk.kind == "json_lines":
         con.execute(f"CREATE OR REPLACE TEMP TABLE chunk_keys AS {staging.keys_sql()}")
@@ -148,11 +155,15 @@ def _process_registered(
             UPDATE checked SET _reason = d.detail FROM json_details d WHERE checked._line = d.line
         """)
         con.unregister("json_details")
+    withdrawals.refuse_withdrawn(con)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE final AS SELECT *, {bool(salt)} AS _pseudonymised "
         f"FROM ({staging.final_sql()})"
     )
-    now = datetime.now(UTC).replace(tzinfo=None).isoformat()
+    moment = datetime.now(UTC).replace(tzinfo=None)
+    now = moment.isoformat()
+    if revise is not None:
+        report.revised += withdrawals.revise_stored(con, batch_id, revise, moment)
     store.store_new_rows(con, batch_id)
     if _count(con, "SELECT count(*) FROM checked WHERE _reason IS NOT NULL") or _count(
         con, "SELECT count(*) FROM final WHERE _status = 'conflict'"
@@ -231,12 +242,19 @@ def ingest_file(
     chunk_rows: int = 100_000,
     progress: ProgressCallback | None = None,
     refresh_index: bool = True,
+    revise: str | None = None,
+    skip_seen_file: bool = True,
 ) -> BatchReport:
     """Ingest one file as one batch (one transaction). See the module docstring for the rules.
 
     ``refresh_index``: rebuild the vote index (:mod:`dissensus.warehouse.vote_index`) in the batch's
     transaction. Turn it off when ingesting many files in a row and call
     :func:`dissensus.warehouse.vote_index.refresh_vote_index` once after the last.
+    ``revise``: the rows are revisions; one whose ``comparison_id`` is stored with other content
+    replaces the stored row, which is kept as withdrawn with this text as its source.
+    ``skip_seen_file``: a file whose bytes were ingested before is reported as all duplicates
+    without judging its rows. Webhook deliveries turn it off: the same event bytes can follow a
+    different one ("changed back"), and each delivery's answer must say what became of its rows.
     """
     path = Path(path)
     check_input_path(path)
@@ -261,7 +279,7 @@ def ingest_file(
              datetime.now(UTC).replace(tzinfo=None), bool(salt)],
         )
         for chunk in prefetched(chunks):
-            _process_chunk(con, chunk, batch_id, str(path), salt, report)
+            _process_chunk(con, chunk, batch_id, str(path), salt, report, revise)
             if progress:
                 progress(chunk.table.num_rows)
         sha256, size = finished()
@@ -269,7 +287,7 @@ def ingest_file(
             "SELECT batch_id FROM ingest_batches WHERE file_sha256 = ? AND batch_id <> ?",
             [sha256, batch_id],
         ).fetchall()
-        if earlier:
+        if earlier and skip_seen_file:
             con.execute("ROLLBACK")
             report.seen_before(int(earlier[0][0]))
             if refresh_index and index_is_stale(con):  # a re-ingest after a crash repairs it

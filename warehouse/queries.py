@@ -87,7 +87,9 @@ def model_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     response_2_id (the pair's canonical responses), response_1_tags and response_2_tags (their
     tags) and category (the prompt's), response_1_length / response_2_length (characters) and
     response_1_model / response_2_model (null when unknown). Rows without a reviewer id are left
-    out: the annotator model cannot judge anonymous reviewers.
+    out: the annotator model cannot judge anonymous reviewers. Withdrawn comparisons (deleted at
+    their source, or the old versions of revised ones) are not in ``comparisons`` but in
+    ``comparison_withdrawals`` (:mod:`dissensus.warehouse.withdrawals`), so none is read here.
     """
     judgments = frame(con, """
         WITH judged AS (

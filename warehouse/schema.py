@@ -328,6 +328,49 @@ _V6_TRAFFIC: Final = (
     """,
 )
 
+_V8_WITHDRAWALS: Final = (
+    # A comparison that is no longer current (deleted at its source, or replaced by a revised
+    # version under the same id) moves here whole, so ``comparisons`` holds current judgments
+    # only and every reader (model frame, vote index, training, export) needs no filter.
+    # The columns after ``replaced_in_batch`` are those of ``comparisons``; rows are copied BY
+    # NAME, so a migration that adds a column to ``comparisons`` must add it here too.
+    """
+    CREATE TABLE comparison_withdrawals (
+        withdrawal_id BIGINT NOT NULL,    -- 1, 2, ... in the order of withdrawal
+        withdrawn_at TIMESTAMP NOT NULL,  -- UTC
+        reason VARCHAR NOT NULL,          -- 'deleted' (gone) or 'revised' (a newer version is
+                                          -- current under the same comparison_id)
+        source VARCHAR NOT NULL,          -- what asked for it, e.g. a Label Studio webhook event
+        replaced_in_batch INTEGER,        -- 'revised': the ingest batch holding the new version
+        comparison_id VARCHAR NOT NULL,
+        id_given BOOLEAN NOT NULL,
+        row_hash VARCHAR NOT NULL,
+        batch_id INTEGER NOT NULL,
+        source_line BIGINT NOT NULL,
+        reviewer_id VARCHAR,
+        has_reviewer BOOLEAN NOT NULL,
+        pair_id VARCHAR NOT NULL,
+        prompt_id VARCHAR NOT NULL,
+        response_a_id VARCHAR NOT NULL,
+        response_b_id VARCHAR NOT NULL,
+        a_is_response_1 BOOLEAN NOT NULL,
+        choice VARCHAR NOT NULL,
+        outcome TINYINT NOT NULL,
+        shown_first VARCHAR,
+        first_shown TINYINT,
+        strength DOUBLE,
+        created_at TIMESTAMP,
+        seconds_spent DOUBLE,
+        category VARCHAR,
+        guideline_version VARCHAR,
+        batch VARCHAR,
+        rationale VARCHAR,
+        gold_choice VARCHAR,
+        gold_outcome TINYINT
+    )
+    """,
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "raw comparisons, texts, reviewers, batches, quarantine", _V1),
     Migration(2, "public output tables: fits, estimates, weights, reward runs", _V2_OUTPUTS),
@@ -338,6 +381,13 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(5, "what each reviewer's departures from the consensus favour",
               ("ALTER TABLE reviewer_estimates ADD COLUMN lean VARCHAR",)),
     Migration(6, "logged assistant turns (traffic), their scores and drift signals", _V6_TRAFFIC),
+    Migration(7, "the spread of a reward run's deep ensemble, per scored turn", (
+        # NULL for runs trained without an ensemble and for turns scored before it existed
+        "ALTER TABLE traffic_signals ADD COLUMN ensemble_spread DOUBLE",
+        # 99th percentile of the spread on held-out training replies (the drift report's bar)
+        "ALTER TABLE traffic_runs ADD COLUMN ensemble_spread_p99 DOUBLE",
+    )),
+    Migration(8, "withdrawn and revised comparisons, kept whole", _V8_WITHDRAWALS),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

@@ -9,7 +9,9 @@ reading those rows' ids), and each row's repeat index ``k`` within its (reviewer
 outcome and display order of the first judgment beside it.
 
 Building it costs about a second per million comparisons, and it only changes when comparisons
-are added. So a writer stores it in the warehouse (:func:`refresh_vote_index`, run by ingest in
+are added or withdrawn (a withdrawal, :mod:`dissensus.warehouse.withdrawals`, deletes the
+``vote_index_state`` row in its own transaction, so the index reads as not built until the next
+rebuild). So a writer stores it in the warehouse (:func:`refresh_vote_index`, run by ingest in
 the batch's own transaction) as the tables ``vote_index`` (rows in order, with their position
 ``i``), ``vote_index_reviewers`` (code -> id) and ``vote_index_state`` (what it was built from).
 :func:`read_vote_index` returns it when it is fresh (the same numbers of comparisons, with and
@@ -211,8 +213,9 @@ def compute_votes(
 def _source_state(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     """(reviewer-named comparisons, all comparisons): what a fresh index was built from.
 
-    Comparisons are only ever appended (ingest never updates or deletes one), so equal counts
-    mean equal content.
+    Ingest only ever appends comparisons; the one way a stored comparison changes or goes is a
+    withdrawal, which deletes the state row in the same transaction (the index then reads as not
+    built). So equal counts mean equal content.
     """
     row = con.execute(
         "SELECT count(*) FILTER (WHERE has_reviewer), count(*) FROM comparisons"

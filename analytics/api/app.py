@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dissensus.analytics.api import errors, reads, writes
+from dissensus.analytics.api import errors, label_studio, reads, writes
 from dissensus.analytics.api.access import check_bind, is_loopback
 from dissensus.analytics.api.comparisons import PostQueue, clear_spool
 from dissensus.analytics.api.errors import ApiError
@@ -26,6 +26,8 @@ from dissensus.analytics.api.tokens import TokenStore
 
 log = logging.getLogger("dissensus.api")
 MIB = 1024 * 1024
+BIG_BODY_PATHS = ("/v1/comparisons", "/v1/webhooks/label-studio")
+"""Paths that take rows in bulk (a bulk ANNOTATIONS_CREATED event can be large)."""
 DRAIN_CAP = 1024 * MIB
 """Most of a refused body read and dropped before the 413 (beyond it the connection is cut)."""
 
@@ -38,7 +40,8 @@ class ApiSettings:
     host: str = "127.0.0.1"
     port: int = 8765
     max_body_mb: int = 64
-    """Largest ``POST /v1/comparisons`` body; larger batches are split by the client."""
+    """Largest ``POST /v1/comparisons`` (or Label Studio webhook) body; larger batches are split
+    by the client."""
     max_other_body_mb: int = 4
     """Largest body of any other endpoint (score and job requests are small)."""
     salt: str | None = None
@@ -68,7 +71,7 @@ class BodyLimit:
         self.settings = settings
 
     def limit(self, path: str) -> int:
-        big = path.rstrip("/") == "/v1/comparisons"
+        big = path.rstrip("/") in BIG_BODY_PATHS
         return (self.settings.max_body_mb if big else self.settings.max_other_body_mb) * MIB
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -128,6 +131,7 @@ def create_app(warehouse: Warehouse, settings: ApiSettings) -> FastAPI:
     app.add_middleware(BodyLimit, settings=settings)
     app.include_router(reads.router)
     app.include_router(writes.router)
+    app.include_router(label_studio.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(request: Request) -> dict[str, Any]:

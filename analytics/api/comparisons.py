@@ -97,7 +97,9 @@ def clear_spool(db_path: Path) -> int:
     """Remove bodies left by a server that was killed mid-request; how many. Their batch either
     committed before the kill or rolled back with it, so the client's retry decides."""
     folder = api_folder(db_path) / "incoming"
-    stale = list(folder.glob("post-*.jsonl")) if folder.is_dir() else []
+    # .json: webhook events spooled as Label Studio exports (analytics/api/label_studio.py)
+    stale = [p for pattern in ("post-*.jsonl", "post-*.json") for p in folder.glob(pattern)
+             ] if folder.is_dir() else []
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)

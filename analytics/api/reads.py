@@ -1,4 +1,5 @@
-"""The read endpoints: reviewers, report cards, pairs, fits, runs, weights, quarantine.
+"""The read endpoints: reviewers, report cards, pairs, fits, runs, weights, quarantine,
+withdrawals.
 
 Each reads on a cursor of its own (a snapshot; never waiting for a write or a job) through the
 same library functions as the command line and the dashboards: the reviewer audit
@@ -229,15 +230,19 @@ def runs(request: Request, limit: Limit = 100, offset: Offset = 0) -> dict[str, 
 @router.get("/weights")
 def weights(request: Request, limit: Limit = 1000, offset: Offset = 0,
             fit: str | None = None) -> dict[str, Any]:
-    """Comparison weights of a fit (default: the latest) for a training pipeline."""
+    """Comparison weights of a fit (default: the latest) for a training pipeline; comparisons
+    withdrawn as deleted since the fit are left out (GET /v1/withdrawals lists them)."""
     warehouse = warehouse_of(request)
     fit_id = _fit_or_latest(warehouse, fit, "comparison_weights")
+    # a pipeline joins these to the comparisons it trains on: a deleted one must not come back
+    sql = ("FROM comparison_weights w WHERE fit_id = ? AND NOT EXISTS (SELECT 1 FROM "
+           "comparison_withdrawals d WHERE d.reason = 'deleted' "
+           "AND d.comparison_id = w.comparison_id)")
     with warehouse.reader() as con:
-        total = int(con.execute("SELECT count(*) FROM comparison_weights WHERE fit_id = ?",
-                                [fit_id]).fetchall()[0][0])
+        total = int(con.execute(f"SELECT count(*) {sql}", [fit_id]).fetchall()[0][0])
         frame = con.sql(
-            "SELECT comparison_id, weight, school_weights FROM comparison_weights "
-            "WHERE fit_id = ? ORDER BY comparison_id LIMIT ? OFFSET ?",
+            f"SELECT comparison_id, weight, school_weights {sql} "
+            "ORDER BY comparison_id LIMIT ? OFFSET ?",
             params=[fit_id, limit, offset]).pl()
     return page(request, records(frame), total, limit, offset) | {"fit_id": fit_id}
 
@@ -253,4 +258,17 @@ def quarantine(request: Request, limit: Limit = 100, offset: Offset = 0,
         frame = con.sql(
             f"SELECT batch_id, file_path, line, field, reason, raw FROM quarantine {where} "
             "ORDER BY batch_id, line LIMIT ? OFFSET ?", params=[*params, limit, offset]).pl()
+    return page(request, records(frame), total, limit, offset)
+
+
+@router.get("/withdrawals")
+def withdrawals(request: Request, limit: Limit = 100, offset: Offset = 0,
+                reason: Literal["deleted", "revised"] | None = None) -> dict[str, Any]:
+    """Comparisons no longer current, newest first: deleted at the source (e.g. a Label Studio
+    annotation deleted), or revised (`current_choice` is the choice now stored). The full
+    rows stay in the warehouse table `comparison_withdrawals`."""
+    from dissensus.warehouse.withdrawals import withdrawal_rows
+
+    with warehouse_of(request).reader() as con:
+        total, frame = withdrawal_rows(con, reason=reason, limit=limit, offset=offset)
     return page(request, records(frame), total, limit, offset)

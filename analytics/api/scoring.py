@@ -5,6 +5,8 @@ that they match) and kept for the next request. Scores are standardised exactly 
 :func:`dissensus.analytics.jobs.reward.score_run` writes ``reward_scores`` (by the reward mean and
 sd on the run's validation set), so a score from the API and one in the warehouse compare.
 Posted texts are embedded in memory only: they are not added to the warehouse's embedding cache.
+Runs trained with ``ensemble`` > 1 also get ``ensemble_spread``, one value per pair, as
+``dissensus score --traffic`` computes it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 from dissensus.analytics.api.errors import ApiError
 
 # the loader behind `dissensus evaluate` and `score` (checkpoint, encoder and their checks)
-from dissensus.analytics.jobs.reward import load_run, standardised_scores
+from dissensus.analytics.jobs.reward import ensemble_spread, load_run, standardised_scores
 from dissensus.models.reward.pipeline import model_inputs
 from dissensus.models.reward.train import response_outputs
 
@@ -44,7 +46,8 @@ def _text_id(body: str) -> str:
 
 def score_pairs(con: duckdb.DuckDBPyConnection, run_id: str | None,
                 pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    """``{"run_id", "heads", "scores": [{head: score}, ...]}`` for (prompt, response) pairs."""
+    """``{"run_id", "heads", "scores": [{head: score}, ...]}`` for (prompt, response) pairs,
+    and ``"ensemble_spread": [...]`` (one per pair) for runs with ensemble members."""
     run_id = run_id or latest_run(con)
     with _lock:
         if run_id not in _loaded:
@@ -63,10 +66,14 @@ def score_pairs(con: duckdb.DuckDBPyConnection, run_id: str | None,
                                      [_text_id(b) for b in bodies], bodies)
         prompt = torch.as_tensor([index[p] for p, _ in pairs])
         response = torch.as_tensor([index[r] for _, r in pairs])
+        rows = torch.as_tensor(embeddings)
         with torch.no_grad():
-            out = response_outputs(checkpoint.model, torch.as_tensor(embeddings), prompt,
-                                   response).numpy()
-    columns = standardised_scores(checkpoint, out)  # as score_run writes them
+            out = response_outputs(checkpoint.model, rows, prompt, response).numpy()
+        columns = standardised_scores(checkpoint, out)  # as score_run writes them
+        spread = ensemble_spread(checkpoint, columns, rows[prompt], rows[response])
     heads = list(columns)
     scores = [{h: float(columns[h][i]) for h in heads} for i in range(len(pairs))]
-    return {"run_id": run_id, "kind": checkpoint.config.kind, "heads": heads, "scores": scores}
+    answer = {"run_id": run_id, "kind": checkpoint.config.kind, "heads": heads, "scores": scores}
+    if spread is not None:
+        answer["ensemble_spread"] = [float(x) for x in spread]
+    return answer

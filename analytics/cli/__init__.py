@@ -4,7 +4,7 @@ This entry module only builds the typer :data:`app` (the global ``--db`` option)
 the command modules. Each command module imports :mod:`.common` and library code, never this
 module nor another command module:
 
-* :mod:`.ingest`: ``ingest``, ``status``, ``reindex``, ``quarantine``
+* :mod:`.ingest`: ``ingest``, ``status``, ``reindex``, ``quarantine``, ``withdrawals``
 * :mod:`.demo`: ``simulate``, ``demo``
 * :mod:`.fit`: ``fit``
 * :mod:`.audit`: ``reviewers``, ``reviewer``

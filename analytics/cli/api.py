@@ -30,7 +30,8 @@ def api(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8765,
     max_body_mb: Annotated[int, typer.Option(
-        min=1, help="Largest POST /v1/comparisons body in MiB (larger: split it).")] = 64,
+        min=1, help="Largest POST /v1/comparisons (or Label Studio webhook) body in MiB "
+        "(larger: split it).")] = 64,
     pseudonymise_salt: Annotated[str | None, typer.Option(
         envvar="DISSENSUS_SALT",
         help="Replace posted reviewer ids by a salted hash (as `dissensus ingest`).")] = None,

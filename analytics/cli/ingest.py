@@ -1,4 +1,5 @@
-"""``dissensus ingest``, ``status``, ``reindex`` and ``quarantine``: data in, and what became of it.
+"""``dissensus ingest``, ``status``, ``reindex``, ``quarantine`` and ``withdrawals``: data in, and
+what became of it.
 
 The work is :func:`dissensus.analytics.jobs.ingest.ingest_files` (one batch per file, then the vote
 index) over :mod:`dissensus.warehouse.ingest`; the reads are :mod:`dissensus.warehouse.queries`.
@@ -130,7 +131,39 @@ def quarantine(
     console.print(render_frame(frame.drop("raw"), "quarantined rows", limit))
 
 
+def withdrawals(
+    reason: Annotated[
+        str | None, typer.Option(help="Only 'deleted' or only 'revised' comparisons.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Rows to print.")] = 20,
+) -> None:
+    """List comparisons no longer current: deleted at the source, or revised (the old version;
+    the new one is current). Models, the audit and export read current comparisons only."""
+    import polars as pl
+
+    from dissensus.warehouse.vote_index import table_columns
+    from dissensus.warehouse.withdrawals import DELETED, REVISED, withdrawal_rows
+
+    if reason is not None:
+        require_choice(reason, (DELETED, REVISED), "reason", "--reason")
+    with open_warehouse(read_only=True) as con:
+        if not table_columns(con, "comparison_withdrawals"):  # a file not yet upgraded
+            console.print("no withdrawals: this warehouse predates them (any write upgrades it)")
+            return
+        total, frame = withdrawal_rows(con, reason=reason, limit=limit)
+    if total == 0:
+        console.print(f"no {reason} comparisons" if reason else
+                      "no withdrawals: every comparison stored is current")
+        return
+    shown = frame.select(  # the full rows stay in the table comparison_withdrawals
+        pl.col("withdrawal_id").alias("id"),
+        pl.col("withdrawn_at").dt.strftime("%Y-%m-%d %H:%M"), "reason", "comparison_id",
+        pl.col("reviewer_id").alias("reviewer"), "choice",
+        pl.col("current_choice").alias("now"), "source")
+    console.print(render_frame(shown, f"{total:,} withdrawn comparisons", limit))
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``ingest``, ``status``, ``reindex`` and ``quarantine`` to ``app``."""
-    for command in (ingest, status, reindex, quarantine):
+    """Add ``ingest``, ``status``, ``reindex``, ``quarantine`` and ``withdrawals`` to ``app``."""
+    for command in (ingest, status, reindex, quarantine, withdrawals):
         app.command()(command)

@@ -51,6 +51,10 @@ def train(
     finetune_encoder: Annotated[bool, typer.Option(
         help="Also fine-tune the encoder's top layers with the head (meant for a GPU; "
         "see --set finetune_layers=, finetune_epochs=, finetune_lr=).")] = False,
+    ensemble: Annotated[int, typer.Option(
+        help="Members of a small deep ensemble of the main reward head (1: none; 2-16: also "
+        "train N-1 copies on bootstrap resamples, so scoring reports their spread as "
+        "`ensemble_spread`; training takes about N times as long).")] = 1,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Any other config field, as FIELD=JSON (e.g. --set lr=0.001).")] = None,
 ) -> None:
@@ -63,7 +67,7 @@ def train(
                                  "split_by": split_by, "ties": ties, "seed": seed,
                                  "finetune_encoder": finetune_encoder,
                                  "architecture": architecture,
-                                 "length_features": length_features}
+                                 "length_features": length_features, "ensemble": ensemble}
     fields |= parse_settings(set_)
     config = build_config(CONFIG_CLASSES[kind], lambda **f: make_config(kind, **f), fields,
                           "train")

@@ -65,12 +65,15 @@ def drift(
     import polars as pl
 
     heads = [c for c in report.cells.columns if c.startswith("shift_")]
+    # the ensemble column only for runs trained with an ensemble (null everywhere otherwise)
+    ensemble = [c for c in ("share_ensemble_extrapolating",)
+                if report.cells[c].null_count() < report.cells.height]
     shown = report.cells.select(
         "window", "category", "n", "share_extrapolating", "baseline_share", "p_support",
-        "p_mmd", "contested_share", *heads, "alarm",
+        "p_mmd", "contested_share", *ensemble, *heads, "alarm",
     ).with_columns(
         [(pl.col(c) * 100).round(1).alias(c)
-         for c in ("share_extrapolating", "baseline_share", "contested_share")]
+         for c in ("share_extrapolating", "baseline_share", "contested_share", *ensemble)]
         + [pl.col(c).round(4) for c in ("p_support", "p_mmd")]
         + [pl.col(c).round(2) for c in heads])
     console.print(render_frame(shown, f"drift of run {run} (shares in %)", 60))

@@ -10,6 +10,9 @@ a chosen baseline window of the traffic:
   test against a baseline window);
 * **reward shift** per head: the window's mean minus the reference mean, in reference sd;
 * **school-contested share**: turns on which the school heads would disagree;
+* **ensemble share** (runs trained with ``ensemble`` > 1): turns whose ensemble spread lies
+  beyond the 99th percentile of the spread on held-out training replies (1% there by
+  construction, like the distances); shown, not tested;
 * **observability rates** from the traffic's tags: refusal, hallucination, escalation on urgent
   symptoms, false refusals (where tagged), thumbs-down feedback.
 
@@ -70,11 +73,23 @@ class DriftReport:
     notes: list[str] = field(default_factory=list)
 
 
-def _run(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[list[str], int, float]:
-    row = con.execute("SELECT heads, n_calibration, distance_p99 FROM traffic_runs "
-                      "WHERE run_id = ?", [run_id]).fetchall()
+def has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    """Whether ``table`` has ``column`` (a warehouse opened read-only is not upgraded)."""
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = ? "
+        "AND column_name = ?", [table, column]).fetchall()[0][0])
+
+
+def _run(con: duckdb.DuckDBPyConnection, run_id: str
+         ) -> tuple[list[str], int, float, float | None]:
+    """Heads, held-out count, distance and ensemble-spread bars of a run that scored traffic."""
+    spread_p99 = ("ensemble_spread_p99" if has_column(con, "traffic_runs", "ensemble_spread_p99")
+                  else "NULL")
+    row = con.execute(f"SELECT heads, n_calibration, distance_p99, {spread_p99} "
+                      "FROM traffic_runs WHERE run_id = ?", [run_id]).fetchall()
     if row:
-        return list(row[0][0]), int(row[0][1]), float(row[0][2])
+        return (list(row[0][0]), int(row[0][1]), float(row[0][2]),
+                None if row[0][3] is None else float(row[0][3]))
     scored = [r[0] for r in con.execute("SELECT run_id FROM traffic_runs ORDER BY scored_at "
                                         "DESC LIMIT 5").fetchall()]
     known = con.execute("SELECT count(*) FROM reward_runs WHERE run_id = ?",
@@ -91,7 +106,8 @@ def _run(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[list[str], int, f
         fix="train one with `dissensus train`, then `dissensus score RUN --traffic`")
 
 
-def _cells_sql(heads: list[str], window_format: str, tags: str = "tr.tags") -> str:
+def _cells_sql(heads: list[str], window_format: str, tags: str = "tr.tags",
+               ensemble: str = "s.ensemble_spread") -> str:
     means = ", ".join(f"avg(scores[{i + 1}]) AS \"mean_{h}\"" for i, h in enumerate(heads))
     rates = ", ".join(
         f"avg(coalesce(list_contains(tags, '{tag}'), false)::INT) AS {tag}_rate"
@@ -100,13 +116,15 @@ def _cells_sql(heads: list[str], window_format: str, tags: str = "tr.tags") -> s
         WITH t AS (
             SELECT s.traffic_id, coalesce(s.category, '(none)') AS category,
                    strftime(tr.created_at, '{window_format}') AS "window",
-                   s.knn_distance > ? AS beyond, s.knn_percentile, s.contested, s.scores,
+                   s.knn_distance > ? AS beyond, {ensemble} > ? AS ensemble_beyond,
+                   s.knn_percentile, s.contested, s.scores,
                    {tags} AS tags, tr.user_feedback
             FROM traffic_signals s JOIN traffic tr USING (traffic_id)
             WHERE s.run_id = ? AND s.source = 'traffic'
         )
         SELECT "window", category, count(*) AS n, sum(beyond::INT)::BIGINT AS beyond,
                avg(knn_percentile) AS mean_percentile, avg(contested::INT) AS contested_share,
+               avg(ensemble_beyond::INT) AS share_ensemble_extrapolating,
                {means}, {rates},
                avg(CASE WHEN category LIKE '%urgent%'
                         THEN coalesce(list_contains(tags, 'escalation'), false)::INT END)
@@ -180,11 +198,13 @@ def drift_report(con: duckdb.DuckDBPyConnection, run_id: str,
     if settings.window not in WINDOW_FORMATS:
         raise DissensusError(f"Unknown window '{settings.window}'.", expected="day or week",
                              fix="pass --window week (or day)")
-    heads, n_cal, p99 = _run(con, run_id)
+    heads, n_cal, p99, spread_p99 = _run(con, run_id)
     fmt = WINDOW_FORMATS[settings.window]
     tagged = int(con.execute("SELECT count(tags) FROM traffic").fetchall()[0][0])  # type: ignore[index]
-    cells = con.sql(_cells_sql(heads, fmt, "tr.tags" if tagged else "s.predicted_tags"),
-                    params=[p99, run_id]).pl()
+    ensemble = ("s.ensemble_spread" if has_column(con, "traffic_signals", "ensemble_spread")
+                else "NULL::DOUBLE")
+    cells = con.sql(_cells_sql(heads, fmt, "tr.tags" if tagged else "s.predicted_tags",
+                               ensemble), params=[p99, spread_p99, run_id]).pl()
     if cells.height == 0:
         raise EmptyDataError(f"Run '{run_id}' scored no traffic turns.",
                              fix=f"ingest traffic, then `dissensus score {run_id} --traffic`")
@@ -255,6 +275,9 @@ def drift_report(con: duckdb.DuckDBPyConnection, run_id: str,
         notes.append(f"cells with fewer than {settings.min_turns} turns are shown, not tested")
     if cells["contested_share"].null_count() == cells.height:
         notes.append("this run has no school heads: the contested share is not available")
+    if spread_p99 is not None:
+        notes.append(f"ensemble share: turns whose ensemble spread exceeds {spread_p99:.3f}, "
+                     "its 99th percentile on held-out training replies (1% there); not tested")
     against = "the training data" if baseline == TRAINING else f"the window {baseline}"
     support_against = ("the held-out training distances" if settings.baseline in
                        (None, TRAINING) else f"the window {baseline}")

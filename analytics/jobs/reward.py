@@ -9,6 +9,8 @@
 * :func:`score_run` writes ``reward_scores`` for every response in the warehouse and every head,
   standardised by the reward mean / std on the validation set (distributional runs write
   ``mean`` and ``sd``; ``sd`` is on the same standardised scale).
+* :func:`ensemble_spread`: for runs trained with ``ensemble`` > 1, the members' spread, which
+  traffic scoring and the API report beside the heads.
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def train_run(
     save_checkpoint(
         folder, result.model, config, encoder_id=prepared.encoder_id, heads=heads,
         reward_mean=result.reward_mean, reward_std=result.reward_std,
-        fit_id=prepared.data.fit_id, extra=extra,
+        fit_id=prepared.data.fit_id, extra=extra, ensemble=prepared.ensemble,
     )
     metrics["embedding"] = {"seconds": prepared.embed_seconds,
                             "texts_embedded": prepared.texts_embedded,
@@ -219,6 +221,15 @@ def standardised_scores(checkpoint: Checkpoint, out: np.ndarray) -> dict[str, np
         for k, head in enumerate(checkpoint.heads):
             columns[head] = (out[:, k] - mean[k]) / std[k]
     return columns
+
+
+def ensemble_spread(checkpoint: Checkpoint, columns: dict[str, np.ndarray],
+                    prompts: torch.Tensor, replies: torch.Tensor) -> np.ndarray | None:
+    """The ensemble's spread per row (:mod:`dissensus.models.reward.ensemble`) from the run's
+    standardised ``columns`` and the rows' prompt and reply inputs; None without members."""
+    if checkpoint.ensemble is None:
+        return None
+    return checkpoint.ensemble.spread(columns[checkpoint.ensemble.head], prompts, replies)
 
 
 def predicted_disagreements(con: duckdb.DuckDBPyConnection, run_id: str,

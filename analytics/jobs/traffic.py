@@ -3,7 +3,9 @@
 For every turn: each head's standardised reward (as ``reward_scores``), the extrapolation
 distance to the run's training replies and its percentile among held-out training distances
 (:mod:`dissensus.analytics.drift.reference`), the school heads' spread and whether the schools
-would disagree (:func:`school_signals`), and a PCA projection for the drift tests. A sample of
+would disagree (:func:`school_signals`), for runs trained with ``ensemble`` > 1 the spread of
+their deep ensemble (``ensemble_spread``; its 99th percentile on the held-out training replies
+is the bar, as for the distances), and a PCA projection for the drift tests. A sample of
 training replies (one per prompt) is stored beside them with the same signals, as the
 reference the drift report compares windows with.
 
@@ -26,7 +28,12 @@ import torch
 
 from dissensus.analytics.drift.reference import Reference, build_reference, joint_features
 from dissensus.analytics.drift.tags import TagModel, fit_tag_model
-from dissensus.analytics.jobs.reward import embedding_cache, load_run, standardised_scores
+from dissensus.analytics.jobs.reward import (
+    embedding_cache,
+    ensemble_spread,
+    load_run,
+    standardised_scores,
+)
 from dissensus.models.reward.checkpoint import Checkpoint
 from dissensus.models.reward.data import load_preferences
 from dissensus.models.reward.encoder import LENGTH_COLUMNS, Progress, TextEncoder
@@ -54,6 +61,8 @@ class Scorer:
     reference_features: np.ndarray | None = None
     tags: TagModel | None = None
     """Tag classifiers fitted on the training replies (for traffic without tags)."""
+    ensemble_p99: float | None = None
+    """99th percentile of the ensemble spread on held-out training replies (None: no members)."""
 
     def embed(self, text_ids: list[str], bodies: list[str],
               progress: Progress | None = None) -> np.ndarray:
@@ -99,8 +108,9 @@ def school_signals(checkpoint: Checkpoint, scores: dict[str, np.ndarray]
 
 def score_embedded(checkpoint: Checkpoint, reference: Reference, prompts: np.ndarray,
                    replies: np.ndarray, batch: int = 65_536) -> dict[str, np.ndarray]:
-    """Heads' scores, ``distance``, ``percentile``, ``spread``, ``contested`` and
-    ``projection`` for rows of prompt and reply embeddings (the throughput benchmark's path)."""
+    """Heads' scores, ``distance``, ``percentile``, ``spread``, ``contested``,
+    ``ensemble_spread`` (runs with members) and ``projection`` for rows of prompt and reply
+    embeddings (the throughput benchmark's path)."""
     model = checkpoint.model.eval()
     device = next(model.parameters()).device
     outputs = []
@@ -111,6 +121,10 @@ def score_embedded(checkpoint: Checkpoint, reference: Reference, prompts: np.nda
             outputs.append(model(p, r).float().cpu().numpy())
     out = np.concatenate(outputs) if outputs else np.zeros((0, len(checkpoint.heads)))
     result: dict[str, np.ndarray] = dict(standardised_scores(checkpoint, out))
+    members = ensemble_spread(checkpoint, result, torch.as_tensor(prompts),
+                              torch.as_tensor(replies))
+    if members is not None:
+        result["ensemble_spread"] = members
     features = turn_features(checkpoint, prompts, replies)
     result["distance"] = reference.distance(features)
     result["percentile"] = reference.percentile(result["distance"])
@@ -129,6 +143,8 @@ def load_scorer(
     _, checkpoint, encoder = load_run(con, run_id)
     if torch.cuda.is_available():
         checkpoint.model.to("cuda")
+        if checkpoint.ensemble is not None:
+            checkpoint.ensemble.to("cuda")
         model = getattr(encoder, "model", None)
         if model is not None:
             model.to("cuda")
@@ -161,16 +177,21 @@ def load_scorer(
         pl.Series("percentile", reference.percentile(distances)),
         *_signal_columns(checkpoint, scored),
     )
+    ensemble_p99 = (float(np.quantile(scored["ensemble_spread"][held], 0.99))
+                    if "ensemble_spread" in scored and held.any() else None)
     # one reply per prompt, like live traffic (training prompts carry several judged replies)
     rows = rows.sample(fraction=1.0, shuffle=True, seed=config.seed).unique(
         "prompt_id", keep="first", maintain_order=True)
     log(f"reference: {int(reference.index.n_samples_fit_):,} training replies indexed, "
         f"{int(held.sum()):,} held out; 99th percentile of held-out distances "
-        f"{reference.p99:.3f}; the kNN space keeps {reference.variance_kept:.0%} of the variance")
+        f"{reference.p99:.3f}; the kNN space keeps {reference.variance_kept:.0%} of the variance"
+        + ("" if ensemble_p99 is None else f"; 99th percentile of the held-out ensemble spread "
+           f"{ensemble_p99:.3f}"))
     tagged = replies.join(con.sql("SELECT response_id AS rid, tags FROM responses").pl(),
                           on="rid", how="left", maintain_order="left")
     tag_model = fit_tag_model(features, tagged["tags"].to_list(), held, seed=config.seed)
-    return Scorer(run_id, checkpoint, encoder, cache, reference, rows, features, tag_model)
+    return Scorer(run_id, checkpoint, encoder, cache, reference, rows, features, tag_model,
+                  ensemble_p99)
 
 
 def _signal_columns(checkpoint: Checkpoint, scored: dict[str, np.ndarray]) -> list[pl.Series]:
@@ -183,6 +204,8 @@ def _signal_columns(checkpoint: Checkpoint, scored: dict[str, np.ndarray]) -> li
         pl.Series("scores", np.stack([scored[h] for h in heads], axis=1).tolist(),
                   pl.List(pl.Float64)),
         pl.Series("projection", scored["projection"].tolist(), pl.List(pl.Float32)),
+        # null for runs without ensemble members
+        pl.Series("ensemble_spread", scored.get("ensemble_spread", [None] * n), pl.Float64),
     ]
 
 
@@ -237,7 +260,7 @@ def score_traffic(
             pl.lit(run_id).alias("run_id"), pl.col("rid").alias("traffic_id"), "source",
             "category", pl.col("distance").alias("knn_distance"),
             pl.col("percentile").alias("knn_percentile"), pl.col("spread").alias("school_spread"),
-            "contested", "scores", "projection")
+            "contested", "scores", "projection", "ensemble_spread")
         _insert(con, "traffic_signals", ref)
         for offset in range(0, n_turns, batch_turns):
             turns = con.sql(
@@ -257,7 +280,7 @@ def score_traffic(
                 pl.Series("knn_percentile", scored["percentile"]),
                 *[s.alias(n) for s, n in zip(_signal_columns(scorer.checkpoint, scored),
                                              ("school_spread", "contested", "scores",
-                                              "projection"), strict=True)],
+                                              "projection", "ensemble_spread"), strict=True)],
                 pl.Series("predicted_tags", scored.get("predicted_tags", [None] * turns.height),
                           pl.List(pl.String)))
             _insert(con, "traffic_scores", heads_frame)
@@ -269,11 +292,13 @@ def score_traffic(
                 scorer.reference_rows["contested"].null_count() < scorer.reference_rows.height:
             rule = (f"school rewards of opposite sign, at least {CONTESTED_GAP:g} sd apart")
         con.execute(
-            "INSERT INTO traffic_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO traffic_runs (run_id, scored_at, heads, n_turns, n_reference, "
+            "n_calibration, k, distance_p99, school_rule, tag_model, ensemble_spread_p99) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [run_id, datetime.now(UTC).replace(tzinfo=None), heads, n_turns,
              int(scorer.reference.index.n_samples_fit_), len(scorer.reference.calibration),
              scorer.reference.k, scorer.reference.p99, rule,
-             json.dumps(scorer.tags.accuracy if scorer.tags else {})])
+             json.dumps(scorer.tags.accuracy if scorer.tags else {}), scorer.ensemble_p99])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -309,7 +334,8 @@ def _score_frame(scorer: Scorer, rows: pl.DataFrame,
 def score_rows(scorer: Scorer, rows: pl.DataFrame, progress: Progress | None = None,
                batch_turns: int = 50_000) -> pl.DataFrame:
     """``rows`` (with ``prompt`` and ``response`` texts) plus a score column per head,
-    ``knn_percentile``, ``extrapolating`` and, for runs with schools, the school signals."""
+    ``knn_percentile``, ``extrapolating``, for runs with schools the school signals and for
+    runs with ensemble members ``ensemble_spread``."""
     from dissensus.warehouse.ids import text_id
 
     heads = standardised_head_names(scorer.checkpoint)
@@ -327,6 +353,8 @@ def score_rows(scorer: Scorer, rows: pl.DataFrame, progress: Progress | None = N
         if "spread" in scored:
             extra += [pl.Series("school_spread", scored["spread"]),
                       pl.Series("schools_disagree", scored["contested"])]
+        if "ensemble_spread" in scored:
+            extra.append(pl.Series("ensemble_spread", scored["ensemble_spread"]))
         parts.append(chunk.with_columns(extra))
     return pl.concat(parts) if parts else rows
 

@@ -3,9 +3,13 @@
 ``<dir>/model.safetensors`` holds the network's tensors; ``<dir>/reward_model.json`` holds
 the model type and version, the trainer kind, the encoder id, the full config and its hash, the
 network's shape, the head names, the fit id and the reward mean / std per head on the
-validation set. Loading checks each of these and fails loudly on any mismatch: a checkpoint of
-another type or version, another encoder than the one expected, a config whose hash is not the
-one recorded (or not the one expected), or tensors that do not fit the network described.
+validation set. A run trained with ``ensemble = M > 1`` also has ``<dir>/ensemble.safetensors``
+(the M - 1 extra members' tensors, keys prefixed ``0.``, ``1.``, ...) and an ``ensemble`` entry
+in the JSON (size, head, seeds, resample, the members' reward mean / std, their network's
+shape); checkpoints without that entry load with no members. Loading checks each of these
+and fails loudly on any mismatch: a checkpoint of another type or version, another encoder
+than the one expected, a config whose hash is not the one recorded (or not the one expected),
+or tensors that do not fit the network described.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dissensus.models.reward.config import MODEL_TYPE, MODEL_VERSION, RewardConfig, config_from_json
+from dissensus.models.reward.ensemble import Ensemble, load_members, save_members
 from dissensus.models.reward.errors import CheckpointMismatchError
 from dissensus.models.reward.heads import RewardNet
 
@@ -30,6 +35,8 @@ class Checkpoint:
     model: RewardNet
     config: RewardConfig
     meta: dict[str, object]
+    ensemble: Ensemble | None = None
+    """The run's extra ensemble members (None for runs trained without ``ensemble``)."""
 
     @property
     def heads(self) -> list[str]:
@@ -39,12 +46,13 @@ class Checkpoint:
 def save_checkpoint(
     folder: Path, model: RewardNet, config: RewardConfig, *, encoder_id: str, heads: list[str],
     reward_mean: list[float], reward_std: list[float], fit_id: str | None = None,
-    extra: dict[str, object] | None = None,
+    extra: dict[str, object] | None = None, ensemble: Ensemble | None = None,
 ) -> Path:
     """Write the checkpoint folder; returns it."""
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(folder / WEIGHTS))
+    members = save_members(folder, ensemble) if ensemble is not None else None
     meta = {
         "model_type": MODEL_TYPE,
         "version": MODEL_VERSION,
@@ -61,6 +69,7 @@ def save_checkpoint(
         "reward_mean": reward_mean,
         "reward_std": reward_std,
         **(extra or {}),
+        **({"ensemble": members} if members is not None else {}),
     }
     (folder / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return folder
@@ -111,7 +120,10 @@ def load_checkpoint(
         raise _mismatch(f"The checkpoint's tensors do not fit the network: {error}", folder,
                         "tensors written by save_checkpoint for this network", "retrain") from error
     model.eval()
-    return Checkpoint(model=model, config=config, meta=meta)
+    ensemble = None
+    if isinstance(meta.get("ensemble"), dict):
+        ensemble = load_members(folder, meta["ensemble"], float(config.dropout), map_location)
+    return Checkpoint(model=model, config=config, meta=meta, ensemble=ensemble)
 
 
 def state_equal(a: RewardNet, b: RewardNet) -> bool:

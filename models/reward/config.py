@@ -23,7 +23,7 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 # fields added after 1.0, with the default that reproduces the earlier behaviour
 FIELDS_ADDED_WITH_DEFAULTS: dict[str, object] = {
     "architecture": "mlp", "length_features": False, "l2": 0.0, "spread_from": "votes",
-    "audit_batch_cap": 1.0,
+    "audit_batch_cap": 1.0, "ensemble": 1,
 }
 #: Comparisons whose ``batch`` starts with this came back from an audit sample.
 AUDIT_BATCH_PREFIX = "audit-"
@@ -117,6 +117,16 @@ class RewardConfig(BaseModel):
         "(sentence embeddings are normalised and truncated, so they hide length). Length can "
         "be real signal or a costume; the evaluation's length probes show how much the model "
         "leans on it. Not combinable with encoder fine-tuning.",
+    )
+
+    ensemble: int = Field(
+        1, ge=1, le=16,
+        description="Members of a small deep ensemble of the main reward head (the consensus "
+        "head; 'reward' or 'mean' for one-head kinds): 1 is no ensemble; N > 1 also trains N-1 "
+        "copies of that head, each with its own seed on a bootstrap resample of the training "
+        "comparisons, and stores them with the run. Scoring reports their spread "
+        "(`ensemble_spread`), a sign that the reward is extrapolated. Training takes about N "
+        "times as long; the run's own heads are unchanged.",
     )
 
     # --- optimisation and early stopping -------------------------------------------------

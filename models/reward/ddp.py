@@ -22,6 +22,7 @@ import torch.distributed as dist
 
 from dissensus.models.reward.checkpoint import save_checkpoint
 from dissensus.models.reward.config import config_from_json
+from dissensus.models.reward.ensemble import train_ensemble
 from dissensus.models.reward.heads import head_names
 from dissensus.models.reward.train import Tensors, resolve_device, train_model
 
@@ -46,12 +47,16 @@ def main(argv: list[str] | None = None) -> None:
         tensors = Tensors(**payload["tensors"])
         n_schools = int(payload["n_schools"])
         result = train_model(tensors, config, n_schools)
+        # every rank trains each member (under DDP, as the main model); rank 0 says so
+        ensemble = train_ensemble(tensors, config,
+                                  print if dist.get_rank() == 0 else lambda _m: None)
         if dist.get_rank() == 0:
             save_checkpoint(
                 args.out, result.model, config, encoder_id=str(payload["encoder_id"]),
                 heads=head_names(config.kind, n_schools, getattr(config, "spread_from", "votes")),
                 reward_mean=result.reward_mean, reward_std=result.reward_std,
                 extra={"world_size": dist.get_world_size(), "epochs": len(result.history)},
+                ensemble=ensemble,
             )
         dist.barrier()
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -26,6 +26,7 @@ from dissensus.models.reward.encoder import (
     load_encoder,
     with_length_features,
 )
+from dissensus.models.reward.ensemble import Ensemble, train_ensemble
 from dissensus.models.reward.errors import MissingFitError, RewardModelError
 from dissensus.models.reward.evaluate import evaluate_model
 from dissensus.models.reward.finetune import finetune_encoder
@@ -58,6 +59,8 @@ class Prepared:
     texts_embedded: int
     encoder: TextEncoder | None = None
     cache_folder: Path | None = None
+    ensemble: Ensemble | None = None
+    """The extra ensemble members :func:`train_and_evaluate` trained (``ensemble`` > 1)."""
 
 
 def encoder_for(config: RewardConfig, device: str = "cpu") -> TextEncoder:
@@ -152,7 +155,8 @@ def train_and_evaluate(
     log: Log = print,
 ) -> tuple[TrainResult, dict[str, object]]:
     """Train on the train split (early stopping on validation), evaluate on test. The config
-    the model was trained under (``architecture='auto'`` resolved) is ``result.config``."""
+    the model was trained under (``architecture='auto'`` resolved) is ``result.config``; the
+    extra ensemble members, when ``config.ensemble`` > 1, are ``prepared.ensemble``."""
     data = prepared.data
     mixture, selection = None, None
     if isinstance(config, MixtureConfig) and config.architecture == "auto":
@@ -223,6 +227,14 @@ def train_and_evaluate(
         "heads": head_names(config.kind, data.n_schools, getattr(config, "spread_from", "votes")),
     }
     result.config = config
+    # trained after the evaluation, so the run's own heads and metrics are those of a run
+    # without an ensemble; on the embeddings the run scores with (fine-tuned ones included)
+    ensemble = prepared.ensemble = train_ensemble(
+        replace(tensors, embeddings=torch.as_tensor(prepared.embeddings, dtype=torch.float32)),
+        config, log)
+    if ensemble is not None:
+        metrics["ensemble"] = {"size": ensemble.size, "head": ensemble.head,
+                               "seconds": ensemble.seconds, "best_epochs": ensemble.best_epochs}
     if selection is not None:
         metrics["architecture_selection"] = selection
     if mixture is not None:

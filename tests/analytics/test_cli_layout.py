@@ -40,7 +40,8 @@ def test_command_modules_import_only_common() -> None:
 
 def test_every_command_is_registered() -> None:
     names = {c.name or c.callback.__name__ for c in entry.app.registered_commands}
-    assert names == {"ingest", "status", "reindex", "quarantine", "simulate", "demo", "fit",
+    assert names == {"ingest", "status", "reindex", "quarantine", "withdrawals", "simulate",
+                     "demo", "fit",
                      "reviewers", "reviewer", "train", "evaluate", "score", "serve", "drift",
                      "audit-sample", "export"}
     assert {g.name for g in entry.app.registered_groups} == {"api", "traffic"}

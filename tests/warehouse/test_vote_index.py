@@ -112,7 +112,7 @@ def test_an_upgraded_warehouse_gets_its_index(tmp_path: Path) -> None:
     con = connect(db)
     ingest_file(con, write(tmp_path / "a.jsonl", rows(5, 200)))
     # make the file look like one written before the index existed (schema version 2)
-    for migration in MIGRATIONS:  # undo everything a later migration made
+    for migration in reversed(MIGRATIONS):  # undo everything a later migration made, newest first
         if migration.version >= 3:
             for statement in migration.statements:
                 table = re.search(r"CREATE TABLE (\w+)", statement)

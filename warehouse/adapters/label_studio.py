@@ -59,6 +59,22 @@ COLUMNS: Final = (LINE_COLUMN, SOURCE_COLUMN, RAW_COLUMN, ERROR_COLUMN, "prompt"
                   "response_b", "choice", "shown_first", "reviewer_id", "created_at",
                   "seconds_spent", "category", "comparison_id")
 SNIFF_BYTES: Final = 1 << 16
+ID_PARTS: Final = {"project": 2, "task": 3, "annotation": 4}
+"""Position of each part in a comparison id ``label-studio:<project>:<task>:<annotation>``."""
+
+
+def comparison_id(project: object, task: object, annotation: object) -> str:
+    """The comparison id of one annotation. Exports and the webhook
+    (:mod:`dissensus.analytics.api.label_studio`) build it alike, so either can follow the other
+    without storing a judgment twice."""
+    return f"{NAME}:{project}:{task}:{annotation}"
+
+
+def id_part_sql(column: str, part: str) -> str:
+    """SQL for one part (a key of :data:`ID_PARTS`) of the Label Studio comparison id in
+    ``column``; NULL for other ids."""
+    return (f"CASE WHEN starts_with({column}, '{NAME}:') "
+            f"THEN split_part({column}, ':', {ID_PARTS[part]}) END")
 
 
 def sniff_label_studio(path: Path) -> str | None:
@@ -124,8 +140,8 @@ def map_annotation(task: dict[str, Any], annotation: dict[str, Any]) -> dict[str
         "created_at": annotation.get("created_at"),
         "seconds_spent": None if lead is None else str(lead),
         "category": data.get("category") if isinstance(data.get("category"), str) else None,
-        "comparison_id": f"label-studio:{task.get('project', '')}:{task.get('id')}:"
-                         f"{annotation.get('id')}",
+        "comparison_id": comparison_id(task.get("project", ""), task.get("id"),
+                                       annotation.get("id")),
     }
 
 
