@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dissensus.dashboards import data
+from dissensus.dashboards import data, source
 
 HERE = Path(__file__).resolve().parent
 
@@ -51,7 +51,7 @@ pages = [
 ]
 nav = st.navigation(pages)
 with st.sidebar:
-    st.caption(f"Warehouse: `{data.db_path()}` (read-only)")
+    st.caption(f"Warehouse: `{source.db_path()}` (read-only)")
     st.toggle("Pseudonymise reviewer ids", key="pseudonymise",
               help="Show a stable salted hash instead of each reviewer id.")
     if not _auth_configured():

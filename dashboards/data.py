@@ -5,8 +5,8 @@ Every query opens the DuckDB file read-only, runs, and closes it again, so that 
 ``st.cache_data`` under a :data:`Key` = (path, version); the version changes whenever the file (or
 its WAL) changes, so a new fit shows up on the next page load without a restart.
 
-The database path comes from ``--db PATH`` after ``--`` on the ``streamlit run`` command line
-(what ``dissensus serve`` passes), else ``$DISSENSUS_DB``, else ``./dissensus.duckdb``.
+While `dissensus api` holds the file, the queries read the server's snapshot instead
+(:mod:`.source`: which file a key reads and how it is opened).
 """
 
 from __future__ import annotations
@@ -15,25 +15,19 @@ import hashlib
 import importlib
 import json
 import os
-import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
-import duckdb
 import polars as pl
 import streamlit as st
 
 from dissensus.analytics import tradeoffs as tr
+from dissensus.dashboards.source import Key
+from dissensus.dashboards.source import open_read as _open
 from dissensus.warehouse import queries
-from dissensus.warehouse.artefacts import warehouse_files
-from dissensus.warehouse.db import DB_ENV_VAR, connect, default_db_path
 from dissensus.warehouse.errors import DissensusError, EmptyDataError
 from dissensus.warehouse.fits import fit_record, latest_fit
 
-Key = tuple[str, str]
 SPINNER = "Querying the warehouse…"
 PRELOAD_MODULES: tuple[str, ...] = ("dissensus.analytics.audit", "dissensus.analytics.consistency")
 _preload_lock = threading.Lock()
@@ -51,36 +45,6 @@ def start_preload() -> threading.Thread:
                 name="dissensus-preload", daemon=True)
             _preload.start()
         return _preload
-
-
-def db_path() -> Path:
-    """``--db PATH`` from the script arguments, else ``$DISSENSUS_DB``, else the default."""
-    argv = sys.argv[1:]
-    if "--db" in argv and argv.index("--db") + 1 < len(argv):
-        return Path(argv[argv.index("--db") + 1])
-    if os.environ.get(DB_ENV_VAR):
-        return Path(os.environ[DB_ENV_VAR])
-    return default_db_path()
-
-
-def key(path: Path | None = None) -> Key:
-    """The cache key of the warehouse: its path and a version that changes with its content."""
-    p = Path(path) if path is not None else db_path()
-    parts = []
-    for f in warehouse_files(p):
-        if f.exists():
-            s = f.stat()
-            parts.append(f"{s.st_mtime_ns}:{s.st_size}")
-    return str(p), "|".join(parts) or "missing"
-
-
-@contextmanager
-def _open(k: Key) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(k[0], read_only=True)
-    try:
-        yield con
-    finally:
-        con.close()
 
 
 @dataclass(frozen=True)

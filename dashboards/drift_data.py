@@ -11,7 +11,9 @@ import streamlit as st
 
 from dissensus.analytics.drift.audit import audit_sample as _audit_sample
 from dissensus.analytics.drift.report import DriftSettings, drift_report
-from dissensus.dashboards.data import SPINNER, Key, _open
+from dissensus.dashboards.data import SPINNER
+from dissensus.dashboards.source import Key
+from dissensus.dashboards.source import open_read as _open
 
 
 @st.cache_data(show_spinner=SPINNER, max_entries=16)

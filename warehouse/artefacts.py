@@ -6,7 +6,8 @@ A warehouse ``path/name.duckdb`` keeps, next to it:
 * ``name.duckdb.reward_runs/``: reward-model checkpoints (``dissensus train``);
 * ``name.duckdb.embeddings/``: the text-embedding cache of the reward models;
 * ``name_truth/``: the demo world's data and ground truth (``dissensus demo``);
-* ``name.duckdb.api/``: the HTTP API's token hashes and, while it runs, who holds the file.
+* ``name.duckdb.api/``: the HTTP API's token hashes and, while it runs, who holds the file and
+  the read snapshot it keeps for the dashboards (:func:`snapshot_file`).
 
 Every module that reads or writes one of them asks this module for its place;
 :func:`artefact_folders` lists them all (``dissensus demo --fresh`` removes them).
@@ -48,6 +49,14 @@ def api_folder(db_path: str | Path) -> Path:
     :data:`ARTEFACT_FOLDERS`: tokens outlive a ``demo --fresh`` rebuild of the data."""
     path = Path(db_path)
     return path.with_name(path.name + ".api")
+
+
+def snapshot_file(db_path: str | Path) -> Path:
+    """``<db>.api/snapshot.duckdb``: the read-only copy of the warehouse that a running
+    ``dissensus api`` keeps fresh (:mod:`dissensus.warehouse.snapshot`), so the dashboards and
+    read commands can read while the server holds the file. It lives in the API's folder since
+    it exists only while a server runs (the server removes it when it stops)."""
+    return api_folder(db_path) / "snapshot.duckdb"
 
 
 ARTEFACT_FOLDERS: tuple[Callable[[str | Path], Path], ...] = (

@@ -2,7 +2,8 @@
 
 :func:`create_app` takes an already open :class:`~dissensus.analytics.api.service.Warehouse` (the
 command opens it first, so a held or broken file is reported in words before anything listens)
-and the settings; :func:`serve` runs it with uvicorn and holds the server note beside the file.
+and the settings; :func:`serve` runs it with uvicorn, holds the server note beside the file and
+keeps the read snapshot that the dashboards open meanwhile (:mod:`.snapshot_keeper`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dissensus.analytics.api.comparisons import PostQueue, clear_spool
 from dissensus.analytics.api.errors import ApiError
 from dissensus.analytics.api.jobs import JobRunner
 from dissensus.analytics.api.service import Warehouse
+from dissensus.analytics.api.snapshot_keeper import DEFAULT_INTERVAL_SECONDS, SnapshotKeeper
 from dissensus.analytics.api.tokens import TokenStore
 
 log = logging.getLogger("dissensus.api")
@@ -46,6 +48,9 @@ class ApiSettings:
     """Largest body of any other endpoint (score and job requests are small)."""
     salt: str | None = None
     """Reviewer-id pseudonymisation salt, as ``dissensus ingest --pseudonymise-salt``."""
+    snapshot_interval: float = DEFAULT_INTERVAL_SECONDS
+    """Fewest seconds between refreshes of the read snapshot for the dashboards; 0 keeps
+    none (the dashboards then only say which server holds the file)."""
 
     @property
     def url(self) -> str:
@@ -112,8 +117,10 @@ async def _drain(receive: Receive, more: bool, cap: int = DRAIN_CAP) -> None:
         more = message.get("more_body", False)
 
 
-def create_app(warehouse: Warehouse, settings: ApiSettings) -> FastAPI:
-    """The application over an open warehouse."""
+def create_app(warehouse: Warehouse, settings: ApiSettings,
+               snapshots: SnapshotKeeper | None = None) -> FastAPI:
+    """The application over an open warehouse (``snapshots``: the keeper of its read snapshot,
+    reported by ``/healthz``)."""
     app = FastAPI(
         title="dissensus",
         version="1",
@@ -127,6 +134,7 @@ def create_app(warehouse: Warehouse, settings: ApiSettings) -> FastAPI:
     app.state.public = not is_loopback(settings.host)
     app.state.posts = PostQueue(warehouse, settings.salt)
     app.state.jobs = JobRunner(warehouse)
+    app.state.snapshots = snapshots
     errors.install(app)
     app.add_middleware(BodyLimit, settings=settings)
     app.include_router(reads.router)
@@ -135,12 +143,16 @@ def create_app(warehouse: Warehouse, settings: ApiSettings) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     def healthz(request: Request) -> dict[str, Any]:
-        """Liveness and the warehouse's state; needs no token."""
+        """Liveness and the warehouse's state; needs no token. ``snapshot``: the data
+        ``version`` the dashboards' read snapshot holds and when it was taken (null when the
+        server keeps none)."""
         w: Warehouse = request.app.state.warehouse
         with w.reader() as con:
             comparisons = int(con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0])
+        keeper: SnapshotKeeper | None = request.app.state.snapshots
         return {"status": "ok", "comparisons": comparisons, "version": w.version,
-                "write_queue": w.queue_length()}
+                "write_queue": w.queue_length(),
+                "snapshot": None if keeper is None else keeper.status()}
 
     return app
 
@@ -154,10 +166,12 @@ def serve(settings: ApiSettings, on_ready: Any = None) -> None:
     import uvicorn
 
     from dissensus.warehouse.server_info import clear_server_info, write_server_info
+    from dissensus.warehouse.snapshot import remove_snapshot
 
     check_bind(settings.host, TokenStore(settings.db_path))
     warehouse = Warehouse(settings.db_path)
     app: FastAPI | None = None
+    keeper: SnapshotKeeper | None = None
     # uvicorn shuts down gracefully on SIGTERM and then re-raises it; with the default handler
     # that would end the process before the warehouse is closed and the note removed
     previous = signal.signal(signal.SIGTERM, _exit_quietly)
@@ -166,7 +180,11 @@ def serve(settings: ApiSettings, on_ready: Any = None) -> None:
         if cleared:
             log.warning("removed %d request bodies left by a server that was stopped "
                         "mid-request (nothing of them is half-stored)", cleared)
-        app = create_app(warehouse, settings)
+        # a snapshot left by a server that was killed is older than the file: never show it
+        remove_snapshot(settings.db_path)
+        if settings.snapshot_interval > 0:
+            keeper = SnapshotKeeper(warehouse, settings.snapshot_interval)
+        app = create_app(warehouse, settings, keeper)
         write_server_info(settings.db_path, settings.url)
         if on_ready is not None:
             on_ready(settings)
@@ -178,5 +196,10 @@ def serve(settings: ApiSettings, on_ready: Any = None) -> None:
         signal.signal(signal.SIGTERM, previous)
         if app is not None:
             app.state.jobs.close()
+        if keeper is not None:
+            keeper.close()
         warehouse.close()
         clear_server_info(settings.db_path)
+        # after the note: a reader that still finds the note finds the snapshot too, and one
+        # that finds neither opens the warehouse, which is free by now
+        remove_snapshot(settings.db_path)

@@ -84,6 +84,22 @@ class Server:
         """Rows stored, from /healthz."""
         return int(self.get("/healthz").body["comparisons"])
 
+    def wait_for_snapshot(self, timeout: float = 60) -> dict[str, Any]:
+        """Wait until the read snapshot (what the dashboards read meanwhile) holds every change
+        made so far: ``/healthz`` reports its data version at or past the current one. The
+        health answer; ``TimeoutError`` if it does not catch up in ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        target: int | None = None
+        while True:
+            health = self.get("/healthz").body
+            target = health["version"] if target is None else target
+            copied = (health.get("snapshot") or {}).get("version")
+            if copied is not None and copied >= target:
+                return health
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the snapshot did not catch up in {timeout:.0f} s: {health}")
+            time.sleep(0.1)
+
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Stop the server (SIGTERM: graceful; SIGKILL: as a crash); its exit code."""
         if self.process.poll() is None:

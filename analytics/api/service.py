@@ -17,6 +17,8 @@ the file. Inside the process:
   (correct, slower), exactly as the index module promises for a stale index.
 * :attr:`Warehouse.version` counts committed changes of what readers see (new comparisons, a
   job's outputs); the read caches key on it, so a stream of duplicate posts keeps them warm.
+  :attr:`Warehouse.index_builds` counts vote-index rebuilds; the read snapshot for the
+  dashboards (:mod:`.snapshot_keeper`) is refreshed when either has moved.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Warehouse:
         self._tasks = queue.Queue()
         self._version = 0
         self._version_lock = threading.Lock()
+        self._index_builds = 0
         self._index_dirty = not index_status(self._con).startswith("fresh")
         self._dirty_since = monotonic()
         self._thread = threading.Thread(target=self._work, name="dissensus-writer", daemon=True)
@@ -64,6 +67,11 @@ class Warehouse:
     def version(self) -> int:
         """Incremented after every committed change readers see (see :meth:`changed`)."""
         return self._version
+
+    @property
+    def index_builds(self) -> int:
+        """Vote-index rebuilds so far (no :attr:`version` change: same data, faster reads)."""
+        return self._index_builds
 
     def changed(self) -> None:
         """Note a committed change that readers must see: called by whoever committed it, before
@@ -124,6 +132,7 @@ class Warehouse:
         try:
             seconds = refresh_vote_index(self._writer_con)
             self._index_dirty = False  # no version change: the index caches the same data
+            self._index_builds += 1
             log.info("vote index rebuilt in %.1f s", seconds)
         except duckdb.Error as error:  # the audit computes the votes in memory meanwhile
             log.warning("vote index rebuild failed (will retry after the next batch): %s", error)

@@ -7,6 +7,7 @@ made while the server runs and take effect on its next request.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -35,6 +36,11 @@ def api(
     pseudonymise_salt: Annotated[str | None, typer.Option(
         envvar="DISSENSUS_SALT",
         help="Replace posted reviewer ids by a salted hash (as `dissensus ingest`).")] = None,
+    snapshot_interval: Annotated[float | None, typer.Option(
+        min=0, show_default=False,
+        help="Refresh the read snapshot (what the dashboards and read commands open while the "
+        "server holds the file) after writes, at most every this many seconds; default 5, 0 "
+        "keeps none.")] = None,
 ) -> None:
     """Serve the JSON API (docs at /docs). While it runs it is the warehouse's only writer."""
     if ctx.invoked_subcommand is not None:
@@ -43,6 +49,8 @@ def api(
 
     settings = ApiSettings(db_path=State.db, host=host, port=port, max_body_mb=max_body_mb,
                            salt=pseudonymise_salt)
+    if snapshot_interval is not None:  # else ApiSettings' default: one home for it
+        settings = replace(settings, snapshot_interval=snapshot_interval)
 
     def ready(s: ApiSettings) -> None:
         console.print(f"serving {s.db_path} at [bold]{s.url}[/] (docs: {s.url}/docs); "

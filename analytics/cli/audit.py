@@ -97,7 +97,7 @@ def reviewers(
     from dissensus.analytics.audit import fit_notes, reviewer_audit
 
     require_choice(fmt, ("table", "csv", "json"), "format", "--format")
-    with open_warehouse(read_only=True) as con:
+    with open_warehouse(read_only=True, snapshot_ok=True) as con:
         frame = reviewer_audit(con)
         notes = fit_notes(con)
     if flagged:
@@ -128,7 +128,7 @@ def reviewer(
     """One reviewer's report card: every figure, verdicts, and disagreements with the texts."""
     from dissensus.analytics.audit import report_card
 
-    with open_warehouse(read_only=True) as con:
+    with open_warehouse(read_only=True, snapshot_ok=True) as con:
         card = report_card(con, reviewer_id, limit=limit)
     s = card.summary
     if fmt == "json":

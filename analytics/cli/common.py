@@ -32,6 +32,7 @@ from rich.table import Table
 
 from dissensus.warehouse.db import connect, default_db_path
 from dissensus.warehouse.errors import DissensusError
+from dissensus.warehouse.snapshot import connect_reader
 
 if TYPE_CHECKING:
     import duckdb
@@ -93,7 +94,7 @@ def errors_in_words() -> Iterator[None]:
 
 @contextmanager
 def open_warehouse(
-    read_only: bool = False, create: bool = False
+    read_only: bool = False, create: bool = False, snapshot_ok: bool = False
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """The warehouse of ``--db``, closed after the block. A failure to open it, or a
     :class:`DissensusError` in the block, ends the command with the error in words.
@@ -101,9 +102,19 @@ def open_warehouse(
     Every command opens the warehouse here, so every command refuses a ``--db`` that is not a
     DuckDB file (:func:`dissensus.warehouse.db.check_warehouse_path`). Only ``create`` commands
     (ingest, demo) make a new warehouse; the others say there is none and how to make one.
+
+    ``snapshot_ok`` (with ``read_only``): while ``dissensus api`` holds the file, read the
+    server's snapshot instead, with a one-line note on stderr. Only for commands that read
+    tables alone: one that reads the artefacts beside the file (checkpoints, saved fits) would
+    look for them beside the snapshot.
     """
     with errors_in_words():
-        con = connect(State.db, read_only=read_only, create=create)
+        if read_only and snapshot_ok:
+            con, snapshot = connect_reader(State.db)
+            if snapshot is not None:  # stderr: csv / json output stays machine-readable
+                errors.print(f"[yellow]note:[/] {escape(snapshot.note())}", highlight=False)
+        else:
+            con = connect(State.db, read_only=read_only, create=create)
         try:
             yield con
         finally:

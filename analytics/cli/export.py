@@ -43,7 +43,7 @@ def export(
     if not output.parent.is_dir():
         fail(DissensusError(f"The folder {output.parent} does not exist.", where=str(output),
                             fix="create it first, or pass a path in an existing folder"))
-    with open_warehouse(read_only=True) as con:
+    with open_warehouse(read_only=True, snapshot_ok=True) as con:
         report = export_preferences(con, output, fmt, fit, school, min_weight, not no_fit)
     console.print(
         f"{report.rows:,} preferences written to {report.path} ({fmt}); "

@@ -76,7 +76,7 @@ def ingest(
 
 def status() -> None:
     """Counts, ingest batches and a quarantine summary."""
-    with open_warehouse(read_only=True) as con:
+    with open_warehouse(read_only=True, snapshot_ok=True) as con:
         print_status(con)
 
 
@@ -103,7 +103,7 @@ def quarantine(
     """List or export rejected rows with file, line, field, reason and the raw text."""
     from dissensus.warehouse import queries
 
-    with open_warehouse(read_only=True) as con:
+    with open_warehouse(read_only=True, snapshot_ok=True) as con:
         frame = queries.quarantine_rows(con, batch)
     if export is not None:
         suffix = export.suffix.lower()
@@ -146,7 +146,7 @@ def withdrawals(
 
     if reason is not None:
         require_choice(reason, (DELETED, REVISED), "reason", "--reason")
-    with open_warehouse(read_only=True) as con:
+    with open_warehouse(read_only=True, snapshot_ok=True) as con:
         if not table_columns(con, "comparison_withdrawals"):  # a file not yet upgraded
             console.print("no withdrawals: this warehouse predates them (any write upgrades it)")
             return

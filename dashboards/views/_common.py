@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dissensus.dashboards import data
+from dissensus.dashboards import data, source
 
 NO_FIT = (
     "**No annotator fit yet.** Reliability, schools and the causes of disagreement come from the "
@@ -13,14 +13,23 @@ NO_FIT = (
 )
 
 
-def warehouse(need_comparisons: bool = True) -> tuple[data.Key, data.Health]:
-    """The cache key and health of the warehouse; stops the page with a helpful message."""
-    k = data.key()
+def warehouse(need_comparisons: bool = True) -> tuple[source.Key, data.Health]:
+    """The cache key and health of the warehouse; stops the page with a helpful message.
+    While an API server holds the warehouse, the page reads its snapshot and says so on top."""
+    k = source.key()
+    snapshot = source.snapshot_of(k)
+    if snapshot is not None:
+        st.info(snapshot.note(), icon=":material/photo_camera:")
     h = data.health(k)
     if h.problem:
         st.error(h.problem)
-        st.info("Build one with `dissensus demo`, or `dissensus ingest FILE`, then point the "
-                "dashboard at it with `dissensus --db PATH serve`.")
+        if source.held_by_server(k):  # held, and no snapshot (yet, or the server keeps none)
+            st.info("A running server writes a read snapshot for the dashboards a moment after "
+                    "it starts (unless it runs with `--snapshot-interval 0`): reload this page "
+                    "in a few seconds.")
+        else:
+            st.info("Build one with `dissensus demo`, or `dissensus ingest FILE`, then point "
+                    "the dashboard at it with `dissensus --db PATH serve`.")
         st.stop()
     if need_comparisons and (h.counts is None or h.counts.comparisons == 0):
         st.info("**The warehouse holds no comparisons yet.** Ingest some with "

@@ -3,13 +3,15 @@
 import polars as pl
 import streamlit as st
 
-from dissensus.dashboards import data
+from dissensus.dashboards import data, source
 from dissensus.dashboards.views._common import NO_FIT, download, warehouse
 
 st.title("Overview")
 k, h = warehouse(need_comparisons=False)
 c = h.counts
-st.caption(f"Warehouse `{h.path}`, opened read-only.")
+snapshot = source.snapshot_of(k)
+st.caption(f"Warehouse `{h.path}`, opened read-only." if snapshot is None else
+           f"Warehouse `{h.path}`, read through the API server's snapshot `{snapshot.path}`.")
 cols = st.columns(6)
 for col, (label, value) in zip(cols, (
     ("Comparisons", c.comparisons), ("Pairs", c.pairs), ("Prompts", c.prompts),
