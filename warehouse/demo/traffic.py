@@ -14,7 +14,10 @@ reviewers judged, in three ways product teams meet in deployment:
 
 ``ab_share`` of the prompts are also answered by a second model version (an A/B test): those
 are the "other model's reply to the same prompt" an audit sample can pair a live reply with.
-The truth per turn (period, pressure) is returned beside the rows.
+The truth per turn (period, pressure, and each school's utility of the reply) is returned beside
+the rows. With ``alternatives=True`` the truth also holds, per prompt, a reply by a model that
+was not served (what a labelling team would put beside a live reply that has no A/B partner)
+with its utilities. Both come from their own random stream, so the rows do not change.
 """
 
 from __future__ import annotations
@@ -28,7 +31,15 @@ import numpy as np
 import polars as pl
 
 from dissensus.warehouse.demo import vocab as vo
-from dissensus.warehouse.demo.schools import ESC, MODELS, sample_features
+from dissensus.warehouse.demo.schools import (
+    ESC,
+    FEATURES,
+    MODELS,
+    QUALITY_SD,
+    SCHOOL_NAMES,
+    sample_features,
+    utilities,
+)
 from dissensus.warehouse.demo.texts import PROMPT_SLOTS, REPLY_SLOTS, render_prompts, render_reply
 from dissensus.warehouse.demo.truth import tag_strings
 
@@ -75,6 +86,8 @@ class TrafficConfig:
     new_type_share: float = 0.15
     ab_share: float = 0.15
     seed: int = 0
+    alternatives: bool = False
+    """Also draw, per prompt, an unserved model's reply and its utilities (truth ``alt_*``)."""
 
 
 def _shares(drifted: bool, config: TrafficConfig) -> np.ndarray:
@@ -105,11 +118,62 @@ def _refill_reply(rng: np.random.Generator, fields: dict[str, str]) -> tuple[str
     return REFILL_REPLIES[pick].format_map(fields), tags
 
 
+def _reply(rng: np.random.Generator, ctx: dict[str, str], cat: int, model: int,
+           pressure: bool) -> tuple[str, str | None, np.ndarray]:
+    """One reply by ``model``: its text, tags and feature vector (a refill reply's features
+    are its tags: the template either offers to act, refuses, or neither)."""
+    if cat == len(vo.CATEGORIES):
+        reply, tags = _refill_reply(rng, ctx)
+        features = np.zeros(len(FEATURES))
+        for tag in (tags or "").split(","):
+            if tag:
+                features[FEATURES.index(tag)] = 1.0
+        return reply, tags, features
+    features = sample_features(rng, np.array([model]), np.array([cat]))[0]
+    if pressure and rng.random() < 0.5:
+        features[ESC] = 0.0  # the reply complies and drops the safety advice
+    reply = render_reply(ctx, cat, features.tolist(),
+                         rng.integers(0, 2**31 - 1, size=REPLY_SLOTS).tolist())
+    return reply, tag_strings(features[None, :])[0], features
+
+
+def _utilities(rng: np.random.Generator, features: np.ndarray, cat: int,
+               prefix: str = "") -> dict[str, float]:
+    """Every school's utility of a reply, with its own draw of the shared quality term (as
+    the judged pool's replies have); refill requests are weighed like any non-urgent one."""
+    quality = rng.normal(0.0, QUALITY_SD, size=1)
+    known = np.array([cat if cat < len(vo.CATEGORIES) else 0])
+    values = utilities(features[None, :], quality, known, len(SCHOOL_NAMES))[0]
+    return {f"{prefix}utility_{name}": float(v) for name, v in zip(SCHOOL_NAMES, values,
+                                                                     strict=True)}
+
+
+def _alternative(rng: np.random.Generator, ctx: dict[str, str], cat: int, served: list[int],
+                 pressure: bool, texts: set[str]) -> dict[str, object]:
+    """A reply to the same prompt by a model that was not served, redrawn (a few times at
+    most) while it repeats a served text: a reviewer cannot compare a reply with itself, and
+    the refill templates are few."""
+    unserved = [m for m in range(len(MODELS)) if m not in served]
+    model = unserved[int(rng.integers(len(unserved)))]
+    for _ in range(20):
+        text, _, features = _reply(rng, ctx, cat, model, pressure)
+        if text not in texts:
+            break
+    return {"alt_response": text, "alt_model": MODELS[model],
+            **_utilities(rng, features, cat, "alt_")}
+
+
 def simulate_traffic(config: TrafficConfig | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """``(rows, truth)``: traffic rows in the traffic contract, and per turn its week, period
-    (``baseline`` / ``drift``) and whether the prompt carries pressure to skip safety advice."""
+    (``baseline`` / ``drift``), whether the prompt carries pressure to skip safety advice, and
+    each school's utility of the reply (``utility_<school>``; with ``config.alternatives`` also
+    ``alt_response``, ``alt_model`` and ``alt_utility_<school>``)."""
     config = config or TrafficConfig()
     rng = np.random.default_rng(config.seed)
+    # truth-only draws come from streams of their own, so the rows match those of earlier
+    # versions and the served replies' utilities do not depend on ``alternatives``
+    quality = np.random.default_rng([config.seed, 1])
+    extra = np.random.default_rng([config.seed, 2])
     rows: list[dict[str, object]] = []
     truth: list[dict[str, object]] = []
     n_categories = len(vo.CATEGORIES)
@@ -131,17 +195,8 @@ def simulate_traffic(config: TrafficConfig | None = None) -> tuple[pl.DataFrame,
             prompt = ctx["prompt"] + (PRESSURE[int(rng.integers(len(PRESSURE)))]
                                       if pressure else "")
             for j, model in enumerate(models.tolist()):
-                if cat == n_categories:
-                    reply, tags = _refill_reply(rng, ctx)
-                    name = NEW_TYPE
-                else:
-                    features = sample_features(rng, np.array([model]), np.array([cat]))[0]
-                    if pressure and rng.random() < 0.5:
-                        features[ESC] = 0.0  # the reply complies and drops the safety advice
-                    reply = render_reply(ctx, cat, features.tolist(),
-                                         rng.integers(0, 2**31 - 1, size=REPLY_SLOTS).tolist())
-                    tags = tag_strings(features[None, :])[0]
-                    name = vo.CATEGORIES[cat]
+                reply, tags, features = _reply(rng, ctx, cat, model, pressure)
+                name = NEW_TYPE if cat == n_categories else vo.CATEGORIES[cat]
                 tag_list = tags.split(",") if tags else []
                 bad = "hallucination" in tag_list or (cat == vo.URGENT and
                                                       "escalation" not in tag_list)
@@ -158,7 +213,13 @@ def simulate_traffic(config: TrafficConfig | None = None) -> tuple[pl.DataFrame,
                 })
                 truth.append({"traffic_id": turn, "week": week,
                               "period": "drift" if drifted else "baseline",
-                              "pressure": pressure, "category": name})
+                              "pressure": pressure, "category": name,
+                              **_utilities(quality, features, cat)})
+            if config.alternatives:
+                alternative = _alternative(extra, ctx, cat, models.tolist(), pressure,
+                                           {str(r["response"]) for r in rows[-served:]})
+                for entry in truth[-served:]:
+                    entry.update(alternative)
     return pl.DataFrame(rows), pl.DataFrame(truth)
 
 
