@@ -1,7 +1,7 @@
 """Deployment drift: alarms, extrapolation and speed, side by side in one run.
 
     .venv/bin/python benchmarks/drift.py [--sims 20] [--rows 1000000] [--encoder all-MiniLM-L6-v2]
-        [--ensemble 5] [--extrapolation-only]
+        [--ensemble 5] [--extrapolation-only] [--speed-only]
 
 1. **Alarms.** A multi-head run is trained on the demo world (oracle fit, the real encoder).
    Pools of live turns are embedded and scored once: the baseline traffic, urgent-symptom
@@ -335,7 +335,12 @@ def main() -> None:
                         help="the extrapolation run's head: auto (the default), mlp or linear")
     parser.add_argument("--extrapolation-only", action="store_true",
                         help="run only the extrapolation part")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="run only the speed part (train, embed the pools, time scoring and "
+                             "drift_report)")
     args = parser.parse_args()
+    if sum((args.alarms_only, args.extrapolation_only, args.speed_only)) > 1:
+        parser.error("choose one of --alarms-only, --extrapolation-only, --speed-only")
     torch.manual_seed(0)
     folder = args.folder or Path(tempfile.mkdtemp(prefix="dissensus-drift-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -356,7 +361,7 @@ def main() -> None:
     log(f"trained {run} in {time.perf_counter() - started:.0f} s")
     pool = pools(scorer, seed=100)
     outcomes = {"none": [], "drift": []}
-    for s in range(args.sims):
+    for s in range(0 if args.speed_only else args.sims):
         outcomes["none"].append(simulate(scorer, pool, 1000 + s, None, args))
         drifted = CATEGORIES[s % len(CATEGORIES)]
         outcomes["drift"].append({**simulate(scorer, pool, 2000 + s, drifted, args),
@@ -364,7 +369,23 @@ def main() -> None:
         log(f"simulation {s + 1}/{args.sims}: no-drift alarm "
             f"{outcomes['none'][-1]['any_alarm']}, drift in {drifted} detected "
             f"{outcomes['drift'][-1]['detected']}")
-    results["alarms"] = {
+    if not args.speed_only:
+        results["alarms"] = alarm_rates(outcomes, args)
+    if not args.alarms_only:
+        results["scoring_turns_per_second"] = scoring_speed(scorer, pool, 200_000)
+        results["drift_report"] = drift_speed(scorer, pool, args.rows, folder)
+    con.close()
+    if not (args.alarms_only or args.speed_only):
+        results["extrapolation"] = extrapolation(folder, args)
+    text = json.dumps(results, indent=1, default=str)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+def alarm_rates(outcomes: dict[str, list[dict]], args) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    """False-alarm, detection and naming rates of the simulations."""
+    return {
         "false_alarm_rate": float(np.mean([o["any_alarm"] for o in outcomes["none"]])),
         "detection_rate": float(np.mean([o["detected"] for o in outcomes["drift"]])),
         "named_rate": float(np.mean([o["named"] for o in outcomes["drift"]])),
@@ -372,16 +393,6 @@ def main() -> None:
                                           if o["category"] == c])) for c in CATEGORIES},
         "sims": args.sims, "windows": args.windows, "per_cell": args.per_cell,
         "drift_share": args.drift_share}
-    if not args.alarms_only:
-        results["scoring_turns_per_second"] = scoring_speed(scorer, pool, 200_000)
-        results["drift_report"] = drift_speed(scorer, pool, args.rows, folder)
-    con.close()
-    if not args.alarms_only:
-        results["extrapolation"] = extrapolation(folder, args)
-    text = json.dumps(results, indent=1, default=str)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

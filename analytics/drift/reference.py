@@ -34,8 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import torch
 from sklearn.decomposition import PCA
-from sklearn.neighbors import NearestNeighbors
+
+from dissensus.analytics.drift.knn import KnnIndex
 
 Floats = npt.NDArray[np.float32]
 
@@ -57,11 +59,29 @@ def holdout_mask(groups: list[str], share: float, seed: int) -> npt.NDArray[np.b
     return np.array([draws[g] < share for g in groups], dtype=bool)
 
 
+def search_coordinates(space: PCA | None, features: Floats) -> Floats:
+    """The principal coordinates plus one more: the norm of what they leave out (``space``
+    None: the features themselves).
+
+    Novelty often lies exactly in the directions the training replies do not use (a new
+    request type's words); without the residual coordinate such a turn would project near
+    the training mean and look typical. With it, ``|x - y|^2 ~ |P(x - y)|^2 +
+    (|r_x| - |r_y|)^2``, a lower bound of the full distance that keeps both parts.
+    """
+    if space is None:
+        return features
+    coords = space.transform(features).astype(np.float32)
+    centred = features - space.mean_.astype(np.float32)
+    total = np.einsum("ij,ij->i", centred, centred)
+    residual = np.sqrt(np.maximum(total - np.einsum("ij,ij->i", coords, coords), 0.0))
+    return np.concatenate([coords, residual[:, None].astype(np.float32)], axis=1)
+
+
 @dataclass
 class Reference:
     """A fitted reference: the kNN index, the sorted held-out distances and the projection."""
 
-    index: NearestNeighbors
+    index: KnnIndex
     calibration: npt.NDArray[np.float64]
     pca: PCA
     k: int
@@ -69,20 +89,8 @@ class Reference:
     """The principal directions the kNN search runs in (None: the full features)."""
 
     def _space(self, features: Floats) -> Floats:
-        """The principal coordinates plus one more: the norm of what they leave out.
-
-        Novelty often lies exactly in the directions the training replies do not use (a new
-        request type's words); without the residual coordinate such a turn would project near
-        the training mean and look typical. With it, ``|x - y|^2 ~ |P(x - y)|^2 +
-        (|r_x| - |r_y|)^2``, a lower bound of the full distance that keeps both parts.
-        """
-        if self.space is None:
-            return features
-        coords = self.space.transform(features).astype(np.float32)
-        centred = features - self.space.mean_.astype(np.float32)
-        total = np.einsum("ij,ij->i", centred, centred)
-        residual = np.sqrt(np.maximum(total - np.einsum("ij,ij->i", coords, coords), 0.0))
-        return np.concatenate([coords, residual[:, None].astype(np.float32)], axis=1)
+        """The coordinates the kNN search runs in (:func:`search_coordinates`)."""
+        return search_coordinates(self.space, features)
 
     @property
     def variance_kept(self) -> float:
@@ -114,8 +122,14 @@ class Reference:
         self.pca = PCA(n_components=components, random_state=seed).fit(features)
 
     def project(self, features: Floats) -> Floats:
-        """The first principal components of ``features`` (float32)."""
-        return self.pca.transform(features).astype(np.float32)
+        """The first principal components of ``features`` (float32): ``PCA.transform``'s
+        ``x C' - mean C'``, as one torch product without its input checks and copies (this
+        runs on every scored turn)."""
+        components = torch.as_tensor(self.pca.components_, dtype=torch.float32)
+        offset = torch.as_tensor(self.pca.mean_ @ self.pca.components_.T, dtype=torch.float32)
+        x = torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32))
+        with torch.inference_mode():
+            return (x @ components.T).sub_(offset).numpy()
 
 
 def build_reference(
@@ -147,12 +161,16 @@ def build_reference(
         if dims < features.shape[1] and indexed.sum() >= exact_below else None
     components = min(n_components, features.shape[1], int(indexed.sum()) - 1)
     pca = PCA(n_components=components, random_state=seed).fit(features[indexed])
-    reference = Reference(NearestNeighbors(n_neighbors=k), np.array([]), pca, k, space)
-    reference.index.fit(reference._space(features[indexed]))
+    searched = search_coordinates(space, features[indexed])
+    # in the full space the halves are the prompt's and the reply's embeddings: a prompt's
+    # replies share its half, which the index multiplies once (:class:`KnnIndex`)
+    half = features.shape[1] // 2
+    halves = [(0, half), (half, features.shape[1])] if space is None and half else None
+    reference = Reference(KnnIndex(searched, blocks=halves), np.array([]), pca, k, space)
     distances = np.empty(len(features))
     outside = ~indexed
     distances[outside] = reference.distance(features[outside])
-    own, _ = reference.index.kneighbors(reference._space(features[indexed]), n_neighbors=k + 1)
+    own, _ = reference.index.kneighbors(searched, n_neighbors=k + 1)
     distances[indexed] = own[:, 1:].mean(axis=1)  # the nearest is the item itself
     reference.calibration = np.sort(distances[held])
     return reference, held, distances

@@ -35,6 +35,7 @@ from dissensus.analytics.drift.twosample import (
     fisher_greater,
     mmd_permutation_test,
 )
+from dissensus.analytics.drift.workers import map_on_workers
 from dissensus.warehouse.errors import DissensusError, EmptyDataError
 
 WINDOW_FORMATS = {"week": "%G-W%V", "day": "%Y-%m-%d"}
@@ -140,7 +141,9 @@ def _samples(con: duckdb.DuckDBPyConnection, run_id: str, settings: DriftSetting
     """Up to ``settings.sample`` projections per traffic cell (a seeded hash order)."""
     # one turn per prompt (A/B tests serve a prompt twice: repeated points would break the
     # exchangeability the permutation test rests on); ids first, projections joined after,
-    # so only the sampled rows' projections are read
+    # so only the sampled rows' projections are read. The rows come in the seeded hash order:
+    # the permutation test relabels rows by position, so a join's arbitrary order would make
+    # its p-value vary from one run to the next
     rows = con.sql(f"""
         WITH keyed AS (
             SELECT s.traffic_id, strftime(tr.created_at, '{window_format}') AS "window",
@@ -157,9 +160,10 @@ def _samples(con: duckdb.DuckDBPyConnection, run_id: str, settings: DriftSetting
         SELECT p."window", p.category, s.projection FROM picked p
         JOIN traffic_signals s ON s.traffic_id = p.traffic_id AND s.run_id = $run
             AND s.source = 'traffic'
+        ORDER BY p."window", p.category, hash(p.traffic_id || $seed), p.traffic_id
     """, params={"run": run_id, "seed": str(settings.seed), "n": settings.sample}).pl()
     out: dict[tuple[str, str], np.ndarray] = {}
-    for (window, category), part in rows.group_by("window", "category"):
+    for (window, category), part in rows.group_by("window", "category"):  # keeps row order
         out[(str(window), str(category))] = np.asarray(part["projection"].to_list(), np.float64)
     return out
 
@@ -174,10 +178,11 @@ def _reference(con: duckdb.DuckDBPyConnection, run_id: str, heads: list[str],
     return frame, np.asarray(frame["projection"].to_list(), np.float64)
 
 
-def _test_cell(row: dict, x: np.ndarray, y: np.ndarray, b: dict | None, settings: DriftSettings,
-               calibration: tuple[int, int], seed: int) -> tuple[float, float, float]:
-    """``(MMD^2, p_mmd, p_support)`` of one cell; ``b`` is the baseline window's cell (None:
-    the support test is against the held-out training distances)."""
+def _support_test(row: dict, b: dict | None, settings: DriftSettings,
+                  calibration: tuple[int, int]) -> tuple[float, bool]:
+    """``(p_support, enough)`` of one cell: ``b`` is the baseline window's cell (None: the
+    support test is against the held-out training distances); ``enough``: both sides have
+    ``min_turns`` turns, so the cell is tested at all."""
     n_cal, j_above = calibration
     enough = row["n"] >= settings.min_turns
     if b is None:
@@ -185,10 +190,7 @@ def _test_cell(row: dict, x: np.ndarray, y: np.ndarray, b: dict | None, settings
     else:
         enough = enough and b["n"] >= settings.min_turns
         support = fisher_greater(row["beyond"], row["n"], b["beyond"], b["n"]) if enough else 1.0
-    if not enough or len(y) < settings.min_turns:
-        return float("nan"), 1.0, support
-    stat, p = mmd_permutation_test(x, y, permutations=settings.permutations, seed=seed)
-    return stat, p, support
+    return support, enough
 
 
 def drift_report(con: duckdb.DuckDBPyConnection, run_id: str,
@@ -227,6 +229,7 @@ def drift_report(con: duckdb.DuckDBPyConnection, run_id: str,
         k: [] for k in ("mmd", "p_mmd", "p_support", "base", "base_contested")}
     ref_contested = ref_rows["contested"].cast(pl.Float64).to_numpy()
     shifts: dict[str, list[float]] = {h: [] for h in heads}
+    mmd_tests: list[tuple[int, np.ndarray, np.ndarray, int]] = []  # (cell, x, y, seed)
     for seed, row in enumerate(cells.iter_rows(named=True), start=settings.seed):
         x = samples.get((row["window"], row["category"]), np.zeros((0, 1)))
         mask = ref_cat == row["category"]
@@ -244,13 +247,15 @@ def drift_report(con: duckdb.DuckDBPyConnection, run_id: str,
         sds = {h: float(ref_scores[mask, i].std()) or 1.0 for i, h in enumerate(heads)}
         versus = b if settings.baseline not in (None, TRAINING) else None
         if versus is not None and row["window"] == baseline:
-            stat, p, support = float("nan"), 1.0, 1.0
+            support = 1.0
         elif settings.baseline not in (None, TRAINING) and versus is None:
-            stat, p, support = float("nan"), 1.0, 1.0  # the baseline lacks this category
+            support = 1.0  # the baseline lacks this category
         else:
-            stat, p, support = _test_cell(row, x, y, versus, settings, (n_cal, j_above), seed)
-        results["mmd"].append(stat)
-        results["p_mmd"].append(p)
+            support, enough = _support_test(row, versus, settings, (n_cal, j_above))
+            if enough and len(y) >= settings.min_turns:  # its MMD test runs below
+                mmd_tests.append((len(results["mmd"]), x, y, seed))
+        results["mmd"].append(float("nan"))
+        results["p_mmd"].append(1.0)
         results["p_support"].append(support)
         results["base"].append(versus["beyond"] / versus["n"] if versus else j_above / n_cal)
         results["base_contested"].append(
@@ -258,6 +263,14 @@ def drift_report(con: duckdb.DuckDBPyConnection, run_id: str,
              else None) if baseline == TRAINING or b is None else b["contested_share"])
         for h in heads:
             shifts[h].append((row[f"mean_{h}"] - means[h]) / sds[h])
+
+    def mmd(test: tuple[int, np.ndarray, np.ndarray, int]) -> tuple[float, float]:
+        _, x, y, seed = test
+        return mmd_permutation_test(x, y, permutations=settings.permutations, seed=seed)
+
+    # the cells' permutation tests are independent (each has its own seed): on worker threads
+    for (cell, *_), (stat, p) in zip(mmd_tests, map_on_workers(mmd, mmd_tests), strict=True):
+        results["mmd"][cell], results["p_mmd"][cell] = stat, p
     n_cells = cells.height
     rejected = benjamini_hochberg(np.array(results["p_mmd"] + results["p_support"]), settings.q)
     cells = cells.with_columns(

@@ -52,7 +52,11 @@ def mmd_permutation_test(
     weights = np.concatenate([np.full(n, 1.0 / n), np.full(m, -1.0 / m)])
     observed = float(weights @ kernel @ weights)
     rng = np.random.default_rng(seed)
-    shuffled = np.stack([rng.permutation(weights) for _ in range(permutations)], axis=1)
+    # column b is rng.permutation(weights) of the b-th draw: permuted() shuffles each row in
+    # turn with the same Fisher-Yates draws, in one call instead of a Python loop of 2,000
+    # (laid out as the loop's np.stack(..., axis=1) was, so the sums run in the same order)
+    shuffled = np.ascontiguousarray(
+        rng.permuted(np.broadcast_to(weights, (permutations, n + m)), axis=1).T)
     null = np.einsum("ip,ip->p", shuffled, kernel @ shuffled)
     p = (1.0 + float((null >= observed - 1e-12).sum())) / (1.0 + permutations)
     return observed, p

@@ -3,14 +3,17 @@
 For every turn: each head's standardised reward (as ``reward_scores``), the extrapolation
 distance to the run's training replies and its percentile among held-out training distances
 (:mod:`dissensus.analytics.drift.reference`), the school heads' spread and whether the schools
-would disagree (:func:`school_signals`), for runs trained with ``ensemble`` > 1 the spread of
-their deep ensemble (``ensemble_spread``; its 99th percentile on the held-out training replies
-is the bar, as for the distances), and a PCA projection for the drift tests. A sample of
+would disagree (:func:`~dissensus.analytics.jobs.turn_scores.school_signals`), for runs
+trained with ``ensemble`` > 1 the spread of their deep ensemble (``ensemble_spread``; its 99th
+percentile on the held-out training replies is the bar, as for the distances), and a PCA
+projection for the drift tests. A sample of
 training replies (one per prompt) is stored beside them with the same signals, as the
 reference the drift report compares windows with.
 
 Embeddings come from the run's encoder through the embedding cache, so a text is embedded once;
-the encoder runs on CUDA when present. Scores are computed in batches of ``batch_turns``.
+the encoder runs on CUDA when present. Scores are computed in batches of ``batch_turns``, each
+by :func:`~dissensus.analytics.jobs.turn_scores.score_embedded` (blocks of rows on worker
+threads).
 """
 
 from __future__ import annotations
@@ -26,24 +29,21 @@ import numpy as np
 import polars as pl
 import torch
 
-from dissensus.analytics.drift.reference import Reference, build_reference, joint_features
+from dissensus.analytics.drift.reference import Reference, build_reference
 from dissensus.analytics.drift.tags import TagModel, fit_tag_model
-from dissensus.analytics.jobs.reward import (
-    embedding_cache,
-    ensemble_spread,
-    load_run,
-    standardised_scores,
+from dissensus.analytics.jobs.reward import embedding_cache, load_run
+from dissensus.analytics.jobs.turn_scores import (  # the scoring of embedded rows; re-exported
+    CONTESTED_GAP,
+    score_embedded,
+    turn_features,
 )
 from dissensus.models.reward.checkpoint import Checkpoint
 from dissensus.models.reward.data import load_preferences
-from dissensus.models.reward.encoder import LENGTH_COLUMNS, Progress, TextEncoder
+from dissensus.models.reward.encoder import Progress, TextEncoder
 from dissensus.models.reward.errors import RewardModelError
 from dissensus.models.reward.pipeline import model_inputs
 
 Log = Callable[[str], None]
-#: Two schools disagree on a reply when their standardised rewards have opposite signs and
-#: lie at least this far apart (one reward standard deviation).
-CONTESTED_GAP = 1.0
 
 
 @dataclass
@@ -73,66 +73,6 @@ class Scorer:
     def score(self, prompts: np.ndarray, replies: np.ndarray) -> dict[str, np.ndarray]:
         """Scores per head, signals and projection for embedded (prompt, reply) rows."""
         return score_embedded(self.checkpoint, self.reference, prompts, replies)
-
-
-def turn_features(checkpoint: Checkpoint, prompts: np.ndarray,
-                  replies: np.ndarray) -> np.ndarray:
-    """The drift space of (prompt, reply) rows: the encoder's embeddings only. A run trained
-    with ``length_features`` feeds its head two log-length columns as well; they are left out
-    here, or their scale (log characters ~ 5 against unit-length embeddings) would make the
-    nearest training reply the one of nearest length."""
-    if getattr(checkpoint.config, "length_features", False):
-        prompts, replies = prompts[:, :-LENGTH_COLUMNS], replies[:, :-LENGTH_COLUMNS]
-    return joint_features(prompts, replies)
-
-
-def school_signals(checkpoint: Checkpoint, scores: dict[str, np.ndarray]
-                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """``(spread, contested)`` per row, or ``(None, None)`` for runs without schools.
-
-    Multi-head: spread = the standard deviation of the school heads' standardised rewards;
-    contested when the highest and lowest school reward differ in sign and by at least
-    :data:`CONTESTED_GAP`. Distributional with the spread from schools: the two schools sit at
-    ``mean +- sd``, so spread = ``sd`` and contested when ``sd > |mean|`` and ``2 sd >= gap``.
-    """
-    schools = [h for h in scores if h.startswith("school_")]
-    if len(schools) >= 2:
-        matrix = np.stack([scores[h] for h in schools], axis=1)
-        high, low = matrix.max(axis=1), matrix.min(axis=1)
-        return matrix.std(axis=1), (high > 0) & (low < 0) & (high - low >= CONTESTED_GAP)
-    if "sd" in scores and getattr(checkpoint.config, "spread_from", "votes") == "schools":
-        sd, mean = scores["sd"], scores["mean"]
-        return sd, (sd > np.abs(mean)) & (2 * sd >= CONTESTED_GAP)
-    return None, None
-
-
-def score_embedded(checkpoint: Checkpoint, reference: Reference, prompts: np.ndarray,
-                   replies: np.ndarray, batch: int = 65_536) -> dict[str, np.ndarray]:
-    """Heads' scores, ``distance``, ``percentile``, ``spread``, ``contested``,
-    ``ensemble_spread`` (runs with members) and ``projection`` for rows of prompt and reply
-    embeddings (the throughput benchmark's path)."""
-    model = checkpoint.model.eval()
-    device = next(model.parameters()).device
-    outputs = []
-    with torch.inference_mode():  # no autograd bookkeeping: about twice as fast on a CPU
-        for start in range(0, len(prompts), batch):
-            p = torch.as_tensor(prompts[start:start + batch], device=device)
-            r = torch.as_tensor(replies[start:start + batch], device=device)
-            outputs.append(model(p, r).float().cpu().numpy())
-    out = np.concatenate(outputs) if outputs else np.zeros((0, len(checkpoint.heads)))
-    result: dict[str, np.ndarray] = dict(standardised_scores(checkpoint, out))
-    members = ensemble_spread(checkpoint, result, torch.as_tensor(prompts),
-                              torch.as_tensor(replies))
-    if members is not None:
-        result["ensemble_spread"] = members
-    features = turn_features(checkpoint, prompts, replies)
-    result["distance"] = reference.distance(features)
-    result["percentile"] = reference.percentile(result["distance"])
-    spread, contested = school_signals(checkpoint, result)
-    if spread is not None:
-        result["spread"], result["contested"] = spread, contested
-    result["projection"] = reference.project(features)
-    return result
 
 
 def load_scorer(
