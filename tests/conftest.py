@@ -128,3 +128,30 @@ def write_fake_fit(
 def fake_fit() -> Callable[..., str]:
     """:func:`write_fake_fit` (session-scoped: usable from fixtures of any scope)."""
     return write_fake_fit
+
+
+def undo_migrations(con: duckdb.DuckDBPyConnection, since: int) -> None:
+    """Make a warehouse look like one written before schema version ``since``: what every
+    migration from ``since`` on created is dropped, newest first (a later one may build on an
+    earlier one), and their versions are forgotten."""
+    import re
+
+    from dissensus.warehouse.schema import MIGRATIONS
+
+    for migration in reversed(MIGRATIONS):
+        if migration.version < since:
+            continue
+        for statement in migration.statements:
+            table = re.search(r"CREATE TABLE (\w+)", statement)
+            column = re.search(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", statement)
+            if table:
+                con.execute(f"DROP TABLE {table.group(1)}")
+            elif column:
+                con.execute(f"ALTER TABLE {column.group(1)} DROP COLUMN {column.group(2)}")
+    con.execute("DELETE FROM schema_version WHERE version >= ?", [since])
+
+
+@pytest.fixture(scope="session")
+def schema_before() -> Callable[[duckdb.DuckDBPyConnection, int], None]:
+    """:func:`undo_migrations`."""
+    return undo_migrations

@@ -6,7 +6,6 @@ is encoder-agnostic); tests/models/test_reward_ensemble.py trains with the real 
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from dissensus.warehouse.db import connect, schema_version
 from dissensus.warehouse.demo import WorldConfig, simulate_world
 from dissensus.warehouse.demo.traffic import TrafficConfig, simulate_traffic, write_traffic
 from dissensus.warehouse.ingest import ingest_file
-from dissensus.warehouse.schema import LATEST_VERSION, MIGRATIONS
+from dissensus.warehouse.schema import LATEST_VERSION
 from dissensus.warehouse.traffic import ingest_traffic_file
 
 torch.set_num_threads(1)
@@ -86,21 +85,14 @@ def test_the_drift_report_shows_the_share_beyond_the_spread_bar(scored) -> None:
     assert not any("ensemble share" in note for note in plain.notes)
 
 
-def test_a_warehouse_from_before_the_ensemble_reads_and_upgrades(scored, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_warehouse_from_before_the_ensemble_reads_and_upgrades(  # type: ignore[no-untyped-def]
+        scored, tmp_path: Path, schema_before) -> None:
     con, db, _, without = scored
     con.execute("CHECKPOINT")  # everything in the file, so a copy of it is complete
     old = tmp_path / "old.duckdb"
     shutil.copyfile(db, old)
     legacy = connect(old)  # then made to look like schema version 6 (before the columns)
-    for migration in reversed(MIGRATIONS):  # undo what versions 7 and later made, newest first
-        for statement in migration.statements if migration.version >= 7 else ():
-            table = re.search(r"CREATE TABLE (\w+)", statement)
-            column = re.search(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", statement)
-            if table:
-                legacy.execute(f"DROP TABLE {table.group(1)}")
-            elif column:
-                legacy.execute(f"ALTER TABLE {column.group(1)} DROP COLUMN {column.group(2)}")
-    legacy.execute("DELETE FROM schema_version WHERE version >= 7")
+    schema_before(legacy, 7)
     legacy.close()
     reader = connect(old, read_only=True)  # read-only never migrates: the report still works
     try:

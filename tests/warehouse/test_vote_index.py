@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from dissensus.warehouse.db import connect
 from dissensus.warehouse.ingest import ingest_file
-from dissensus.warehouse.schema import MIGRATIONS
 from dissensus.warehouse.vote_index import (
     GROUP_COLUMNS,
     compute_votes,
@@ -107,21 +106,12 @@ def test_a_failed_batch_leaves_the_index_as_it_was(tmp_path: Path) -> None:
     assert after is not None and after.frame.equals(before.frame)
 
 
-def test_an_upgraded_warehouse_gets_its_index(tmp_path: Path) -> None:
+def test_an_upgraded_warehouse_gets_its_index(tmp_path: Path, schema_before: Callable) -> None:
     db = tmp_path / "w.duckdb"
     con = connect(db)
     ingest_file(con, write(tmp_path / "a.jsonl", rows(5, 200)))
     # make the file look like one written before the index existed (schema version 2)
-    for migration in reversed(MIGRATIONS):  # undo everything a later migration made, newest first
-        if migration.version >= 3:
-            for statement in migration.statements:
-                table = re.search(r"CREATE TABLE (\w+)", statement)
-                column = re.search(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", statement)
-                if table:
-                    con.execute(f"DROP TABLE {table.group(1)}")
-                elif column:
-                    con.execute(f"ALTER TABLE {column.group(1)} DROP COLUMN {column.group(2)}")
-    con.execute("DELETE FROM schema_version WHERE version >= 3")
+    schema_before(con, 3)
     con.close()
     ro = connect(db, read_only=True)
     assert read_vote_index(ro) is None  # read-only never migrates: computed instead

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,7 +88,9 @@ def test_a_deleted_comparison_is_not_stored_again(
     assert "c2" not in model_frame(con)["comparison_id"].to_list()
 
 
-def test_an_existing_warehouse_gets_the_withdrawal_table(tmp_path: Path, vote: Callable) -> None:
+def test_an_existing_warehouse_gets_the_withdrawal_table(
+    tmp_path: Path, vote: Callable, schema_before: Callable
+) -> None:
     db = tmp_path / "w.duckdb"
     con = connect(db)
     ingest_file(con, write(tmp_path / "a.jsonl", rows(vote)))
@@ -97,16 +98,7 @@ def test_an_existing_warehouse_gets_the_withdrawal_table(tmp_path: Path, vote: C
     # any later one, newest first
     added = next(m.version for m in MIGRATIONS
                  if any("CREATE TABLE comparison_withdrawals" in s for s in m.statements))
-    for migration in reversed(MIGRATIONS):
-        if migration.version >= added:
-            for statement in migration.statements:
-                table = re.search(r"CREATE TABLE (\w+)", statement)
-                column = re.search(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", statement)
-                if table:
-                    con.execute(f"DROP TABLE {table.group(1)}")
-                elif column:
-                    con.execute(f"ALTER TABLE {column.group(1)} DROP COLUMN {column.group(2)}")
-    con.execute("DELETE FROM schema_version WHERE version >= ?", [added])
+    schema_before(con, added)
     con.close()
     reader = connect(db, read_only=True)  # an older file is read as it is
     assert read_vote_index(reader) is not None and not index_is_stale(reader)
