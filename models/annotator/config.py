@@ -45,6 +45,8 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "careful_share_strict": 0.0,
     "lapse_ties": False,
     "lapse_tie_concentration": 10.0,
+    "lapse_tie_excess": None,
+    "school_start": "random",
     "lapse_cues": False,
     "lapse_lean_sd": None,
     "flag_bayes_factor": 1.0,
@@ -89,6 +91,13 @@ class AnnotatorConfig(BaseModel):
         "'auto' picks NUTS for small data and EM otherwise, and says which.",
     )
     seed: int = Field(0, description="Random seed for initialisation and samplers.")
+    school_start: Literal["lapse", "random"] = Field(
+        "lapse", description="EM, auto K: how a fit with one more school starts. 'lapse': the "
+        "fit with one school fewer, its most careless-looking reviewers moved to the new school "
+        "(a careful minority looks careless until it has a school of its own); 'random': a "
+        "seeded symmetric random split (the model before), which can settle in an even split "
+        "that explains nothing."
+    )
     nuts_max_comparisons: int = Field(
         0,
         ge=0,
@@ -224,6 +233,15 @@ class AnnotatorConfig(BaseModel):
     lapse_tie_concentration: float = Field(
         10.0, gt=0, description="EM: Beta-prior strength pulling a reviewer's chance of a tied "
         "lapse toward the pool's."
+    )
+    lapse_tie_excess: float | None = Field(
+        2.0, gt=1.0, description="EM, lapse_ties='auto': ties are also read as lapses when "
+        "lapses that may tie predict the votes clearly better than lapses that never do and "
+        "the fitted share of ties among lapses is at least this many times the share of ties "
+        "among all votes, even where a tie threshold per reviewer predicts the votes as well. "
+        "Careless 'equal' clicks land on clear pairs, a tie taste on close ones; the threshold "
+        "per reviewer is a point estimate the leave-one-out comparison does not leave out, so "
+        "on its own it wins too often. None: the LOO comparison alone (the model before)."
     )
     lapse_cues: bool = Field(
         True, description="EM: lapses may lean toward the longer reply or one model's reply, "

@@ -34,6 +34,7 @@ from .selection import (
     choose_lapse_model,
     expand_state,
     initial_schools,
+    lapse_seeded_schools,
     loo_row,
     sample_pairs,
     school_support,
@@ -278,9 +279,13 @@ def fit_em(
                 progress(label, it / total)
 
         t_k = time.perf_counter()
-        states[k] = GridEM(select_data, k, select_config).run(warm=warm, callback=cb)
+        seeded = (lapse_seeded_schools(states[k - 1], k)
+                  if config.school_start == "lapse" and k - 1 in states else None)
+        states[k] = GridEM(select_data, k, select_config).run(school_init=seeded, warm=warm,
+                                                              callback=cb)
         timings.append({"n_schools": k, "seconds": round(time.perf_counter() - t_k, 2),
-                        "iterations": states[k].n_iter, "data": "sample" if sampled else "all"})
+                        "iterations": states[k].n_iter, "data": "sample" if sampled else "all",
+                        "start": "random" if seeded is None else "lapse-seeded"})
         if k == 1:
             warm = states[1]
     if len(states) > 1:

@@ -84,6 +84,25 @@ def initial_schools(state: GridState) -> FloatArray:
     return probs / probs.sum(axis=1, keepdims=True)
 
 
+def lapse_seeded_schools(fewer: GridState, k: int) -> FloatArray:
+    """(R, k) school probabilities to start a k-school fit from the fit with one school fewer:
+    its schools kept, and the half of the reviewers (a third for k = 3) who look most careless
+    there start 0.8 in the new school.
+
+    A careful minority that K - 1 schools cannot hold looks careless there: its departures
+    from the consensus read as lapses. A symmetric random start instead tends to settle in an
+    even split that explains nothing (the demo story's world, seed 0: a LOO gain of 3 nats and
+    ARI 0.0 from four random starts, against 22.5 nats and ARI 0.46 from this one). Rushed
+    reviewers who start in the new school leave it again: their departures share no pattern.
+    """
+    lapse = fewer.lapse_marginal() @ fewer.lapse_grid
+    new = lapse >= np.quantile(lapse, 1.0 - 1.0 / k)
+    base = fewer.school_probs()
+    probs = np.concatenate([base * np.where(new, 0.2, 0.8)[:, None],
+                            np.where(new, 0.8, 0.2)[:, None]], axis=1)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
 def loo_row(pointwise: FloatArray, k: int, best: FloatArray | None) -> dict[str, float]:
     """One row of the LOO table: elpd, its standard error, and the difference to ``best``."""
     n = pointwise.size
@@ -164,7 +183,9 @@ def choose_lapse_model(data: Judgments, config: AnnotatorConfig
     2. lapses that never tie against lapses that may tie (``lapse_ties``): careful reviewers on
        near-tie pairs say "equal" too, and some careful reviewers simply say it more often (a
        taste: a tie threshold of their own), so ties are read as lapses only when that beats
-       the plain model clearly and the tie-taste one (``tie_per_reviewer``) at all.
+       the plain model clearly, and either beats the tie-taste one (``tie_per_reviewer``) at
+       all or leaves lapses tying far more often than votes do (``lapse_tie_excess``): the
+       taste model's per-reviewer thresholds are point estimates its LOO does not leave out.
 
     Returns the settings chosen (``careful_share``, ``lapse_ties``), the chosen one-school fit
     and notes for the summary.
@@ -185,9 +206,14 @@ def choose_lapse_model(data: Judgments, config: AnnotatorConfig
         tied = GridEM(data, 1, config.model_copy(update=chosen | {"lapse_ties": True})).run()
         taste = (best if config.tie_per_reviewer else GridEM(
             data, 1, config.model_copy(update=chosen | {"tie_per_reviewer": True})).run())
+        excess = config.lapse_tie_excess
+        tie_share = float(np.mean(data.y == 0)) if data.n else 0.0
+        ties_stand_out = (excess is not None and tie_share > 0
+                          and tied.lapse_tie_mean >= excess * tie_share)
         if (choose_k({1: best.loo, 2: tied.loo}, config)[0] == 2
-                and float(tied.loo.sum()) > float(taste.loo.sum())):
+                and (float(tied.loo.sum()) > float(taste.loo.sum()) or ties_stand_out)):
             chosen["lapse_ties"], best = True, tied
             notes.append("some reviewers say 'equal' far more than the pool: their lapses may "
-                         "be ties (lapse_ties)")
+                         f"be ties (lapse_ties; {tied.lapse_tie_mean:.0%} of lapses are ties, "
+                         f"against {tie_share:.0%} of all votes)")
     return chosen, best, notes
