@@ -57,6 +57,9 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "content_dims": 32,
     "content_encoder": "all-MiniLM-L6-v2",
     "lapse_prior_reviewers": 0.0,
+    "settle_elpd": None,
+    "swing_elpd": None,
+    "swing_after": 50,
 }
 """Settings added after fits were first saved, with the value that reproduces those fits."""
 
@@ -151,6 +154,22 @@ class AnnotatorConfig(BaseModel):
     )
     max_iter: int = Field(150, ge=1, description="EM: maximum iterations.")
     tol: float = Field(1e-3, gt=0, description="EM: stop when reviewer marginals move less.")
+    settle_elpd: float | None = Field(
+        0.25, gt=0, description="EM: also stop once the cavity elpd (the fit's leave-one-out "
+        "log predictive density) has moved less than this many nats, highest minus lowest, over "
+        "the last 10 sweeps (after at least 20): the predictions have settled even where a few "
+        "reviewers' tie thresholds still step back and forth (None: only tol)."
+    )
+    swing_elpd: float | None = Field(
+        20.0, gt=0, description="EM: stop a fit whose elpd still goes back and forth by more "
+        "than this many nats in all (its path's length beyond the net change) over the last 20 "
+        "sweeps after swing_after sweeps. Its schools do not "
+        "settle: reviewers hop from school to school each sweep because the votes do not pin "
+        "the split down, so with n_schools='auto' such a K > 1 is not chosen (None: off)."
+    )
+    swing_after: int = Field(
+        50, ge=20, description="EM: sweeps before a swinging fit is stopped (see swing_elpd)."
+    )
     lapse_grid_size: int = Field(
         40, ge=10, le=400, description="EM: grid points for each reviewer's lapse rate in (0, 0.5)."
     )

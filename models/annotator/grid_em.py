@@ -68,6 +68,36 @@ def tie_levels(tau_r: FloatArray) -> tuple[FloatArray, IntArray]:
     return np.maximum(levels, 1e-3), level_of.reshape(-1).astype(np.int64)
 
 
+SETTLE_WINDOW, SETTLE_MIN_SWEEPS, SWING_WINDOW = 10, 20, 20
+"""Sweeps over which the elpd must have settled, the least sweeps before it may count as
+settled, and the sweeps over which a swing is measured."""
+
+
+def settled_or_swinging(elpd: list[float], cfg: AnnotatorConfig) -> tuple[bool, bool]:
+    """``(settled, swinging)`` from the cavity elpd of each sweep so far.
+
+    Settled: past SETTLE_MIN_SWEEPS, the last SETTLE_WINDOW values lie within ``settle_elpd``
+    nats; the parameter rule (``tol``) can take long when a few reviewers' tie thresholds step
+    to and fro on the hysteresis band while the predictions no longer change. Swinging: past
+    ``swing_after`` sweeps the last SWING_WINDOW values still go back and forth by more than
+    ``swing_elpd`` nats in all (the path's length beyond the net change: a slow steady climb
+    is progress, not a swing). Synchronous message passing on the reviewer-pair graph need not
+    converge: with schools the votes do not pin down, whole groups of reviewers hop between
+    schools each sweep and the elpd swings by tens of nats, so where it stops would decide K by
+    chance.
+    """
+    n = len(elpd)
+    if cfg.settle_elpd is not None and n >= max(SETTLE_MIN_SWEEPS, SETTLE_WINDOW):
+        tail = elpd[-SETTLE_WINDOW:]
+        if max(tail) - min(tail) < cfg.settle_elpd:
+            return True, False
+    if cfg.swing_elpd is not None and n >= max(cfg.swing_after, SWING_WINDOW):
+        steps = np.diff(elpd[-SWING_WINDOW:])
+        if float(np.abs(steps).sum() - abs(steps.sum())) > cfg.swing_elpd:
+            return False, True
+    return False, False
+
+
 def lattice_for(config: AnnotatorConfig, n_schools: int) -> Lattice:
     """The pair-state lattice of a grid-EM run with ``n_schools`` schools under ``config``
     (K = 3 has a coarser step: its lattice grows with the square of the deviations' range)."""
@@ -95,6 +125,7 @@ class GridState:
     loo: FloatArray = field(repr=False)  # (N,) log p(y_n | y_-n), cavity approximation
     n_iter: int = 0
     converged: bool = False
+    swinging: bool = False  # stopped with its elpd still swinging (see AnnotatorConfig.swing_elpd)
     tau_r: FloatArray | None = field(default=None, repr=False)  # (R,) per-reviewer thresholds
     pooling: ResponsePooling | None = field(default=None, repr=False)
     deviation_prior: DeviationPrior | None = field(default=None, repr=False)
@@ -314,7 +345,8 @@ class GridEM:
         a_msg = (school_init[d.reviewer] * (1 - ebar[d.reviewer])[:, None])[:, :, None] * g_b
         b_msg = pl_ * ebar[d.reviewer]
         prev: FloatArray | None = None
-        converged = False
+        converged = swinging = False
+        elpd_trace: list[float] = []
         it = 0
         rev_post = np.zeros((r_n, k_n, e.size, bias.size))
         for it in range(1, cfg.max_iter + 1):
@@ -386,6 +418,10 @@ class GridEM:
                 converged = True
                 break
             prev = summary
+            elpd_trace.append(float(np.log(np.maximum(st["z"], 1e-300)).sum()))
+            converged, swinging = settled_or_swinging(elpd_trace, cfg)
+            if converged or swinging:
+                break
         st = self._pair_pass(a_msg, b_msg, tau_used, priors)
         return GridState(
             lattice=lat, lapse_grid=e, bias_grid=bias, school_weights=pi, lapse_prior=g_e,
@@ -393,6 +429,7 @@ class GridEM:
             reviewer_post=rev_post, pair_post=st["post"],
             lapse_post=np.clip(b_msg / st["z"], 0.0, 1.0),
             loo=np.log(np.maximum(st["z"], 1e-300)), n_iter=it, converged=converged,
+            swinging=swinging,
             tau_r=tau_used, pooling=pooling, deviation_prior=deviation,
             lapse_tie=lapse_tie if ties else None, lapse_tie_mean=tie_mean,
             lean=lean, lean_mean=lean_mean,

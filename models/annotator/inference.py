@@ -217,6 +217,18 @@ def _choose_lapse_cues(data: Judgments, k: int, plain: GridState, select_config:
     return cued, True
 
 
+def settled_states(states: dict[int, GridState], notes: list[str]) -> dict[int, GridState]:
+    """The fits a K may be chosen from: a fit with schools whose predictions never settled
+    (reviewers hopping between schools each sweep, see ``AnnotatorConfig.swing_elpd``) has a
+    split the votes do not pin down, and where it stopped would decide K by chance."""
+    kept = {k: s for k, s in states.items() if k == 1 or not s.swinging}
+    for k in sorted(set(states) - set(kept)):
+        notes.append(f"{k} schools not considered: that fit never settled (its reviewers kept "
+                     "moving between schools from one sweep to the next), so the votes do not "
+                     "support a split into that many schools")
+    return kept
+
+
 def fit_em(
     enc: EncodedFrame, config: AnnotatorConfig, progress: Progress | None = None
 ) -> FitResult:
@@ -269,7 +281,8 @@ def fit_em(
         if k == 3 and auto and 2 in states:
             two, _ = school_support({2: states[2]}, config, data.n_reviewers)
             ok = (choose_k({1: states[1].loo, 2: states[2].loo},
-                           selection_rule(config, data.n_reviewers))[0] if two else 1)
+                           selection_rule(config, data.n_reviewers))[0]
+                  if two and not states[2].swinging else 1)
             if ok == 1:
                 break  # two schools did not beat one: three will not be needed
 
@@ -289,7 +302,8 @@ def fit_em(
         if k == 1:
             warm = states[1]
     if len(states) > 1:
-        supported, support_notes = school_support(states, config, data.n_reviewers)
+        supported, support_notes = school_support(settled_states(states, notes), config,
+                                                  data.n_reviewers)
         notes.extend(support_notes)
         chosen, table = choose_k({k: s.loo for k, s in supported.items()},
                                  selection_rule(config, data.n_reviewers))
@@ -327,7 +341,12 @@ def fit_em(
     if chosen == 1 and not sampled and 2 in states:
         notes.extend(flags_robust_to_schools(result, states[2], config))
     warnings = list(enc.warnings) + notes
-    if not final.converged:
+    if final.swinging:
+        warnings.append(
+            f"EM stopped after {final.n_iter} iterations with its predictions still swinging "
+            "from sweep to sweep: the votes do not pin this fit down; read its schools and "
+            "intervals with care")
+    elif not final.converged:
         warnings.append(
             f"EM stopped after {final.n_iter} iterations before converging "
             f"(tol {config.tol}); raise max_iter"

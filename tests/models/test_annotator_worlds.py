@@ -179,3 +179,37 @@ def test_a_careful_minority_gets_a_school_of_its_own() -> None:
     scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
     assert model.n_schools_ == 2
     assert scores["careful_flagged_n"] <= 1 and scores["school_ari"] >= 0.3
+
+
+@pytest.mark.parametrize(
+    ("trace", "settled", "swinging"),
+    [
+        ([-100.0 - 50 / (i + 1) for i in range(15)], False, False),  # too few sweeps to tell
+        ([-100.0 - 50 / (i + 1) ** 2 for i in range(25)], True, False),  # flat for 10 sweeps
+        ([-100.0 + 0.1 * i for i in range(60)], False, False),  # still climbing: keep going
+        ([-100.0 + 1.0 * i for i in range(60)], False, False),  # climbing fast: no swing
+        ([-100.0 + (15 if i % 3 else -15) for i in range(49)], False, False),  # not yet
+        ([-100.0 + (15 if i % 3 else -15) for i in range(50)], False, True),  # swinging
+    ],
+)
+def test_a_fit_stops_when_its_predictions_settle_or_keep_swinging(
+    trace: list[float], settled: bool, swinging: bool
+) -> None:
+    from dissensus.models.annotator.grid_em import settled_or_swinging
+
+    assert settled_or_swinging(trace, AnnotatorConfig()) == (settled, swinging)
+    off = AnnotatorConfig(settle_elpd=None, swing_elpd=None)
+    assert settled_or_swinging(trace, off) == (False, False)
+
+
+def test_schools_that_never_settle_are_not_chosen() -> None:
+    # tie_sayers seed 2 has one school; its two-school fit never settles (groups of reviewers
+    # hop between the schools each sweep and the elpd swings by ~10 nats), and where the EM
+    # ran out of sweeps used to decide K: K = 2 was chosen, 21 s
+    world = simulate_world("tie_sayers", seed=2)
+    model = AnnotatorModel(AnnotatorConfig()).fit(world.model_frame())
+    diagnostics = model.fit_summary_["diagnostics"]
+    assert model.n_schools_ == 1
+    assert any("2 schools not considered" in n for n in diagnostics["warnings"])
+    two = [f for f in diagnostics["fits"] if f["n_schools"] == 2]
+    assert two and two[0]["iterations"] <= AnnotatorConfig().swing_after
