@@ -17,7 +17,8 @@ One table is printed, one row per world and method (means over seeds):
 * ``seconds`` and ``x_glad`` -- fit time and its ratio to GLAD's on the same votes (target <= 5).
 
 Peers rank reviewers only (they have no flags or intervals); crowd-kit is the ``bench`` extra.
-``--json PATH`` writes every per-seed figure.
+``--json PATH`` writes every per-seed figure. ``--truth-start`` instead asks, for the worlds with
+schools, whether the model can hold the true schools at all (:func:`truth_start`).
 """
 
 from __future__ import annotations
@@ -93,6 +94,41 @@ def run_world(name: str, seed: int, config: AnnotatorConfig) -> list[dict[str, A
     return rows
 
 
+def truth_start(name: str, seed: int, config: AnnotatorConfig) -> dict[str, Any]:
+    """Can the model hold the world's true schools at all? The K-school EM started from the
+    true memberships against the fit with one school fewer (both as ``n_schools='auto'`` runs
+    them: no pooling, no features, no cues): where even this start gains little and its schools
+    dissolve, the votes do not carry K schools for this model, whatever the search."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from dissensus.models.annotator.data import encode_frame
+    from dissensus.models.annotator.grid_em import GridEM
+
+    world = simulate_world(name, seed=seed)
+    k = world.true_k
+    enc = encode_frame(world.model_frame())
+    cfg = config.model_copy(update={"pool_responses": False, "response_features": False,
+                                    "lapse_cues": False})
+    truth = world.reviewers
+    school = dict(zip(truth["reviewer_id"], truth["school_index"], strict=True))
+    rushed = dict(zip(truth["reviewer_id"], truth["is_rushed"], strict=True))
+    true_school = np.array([school[r] for r in enc.reviewer_ids])
+    careful = ~np.array([rushed[r] for r in enc.reviewer_ids])
+    init = np.full((true_school.size, k), 0.05)
+    init[np.arange(true_school.size), true_school] = 1.0
+    one = GridEM(enc.judgments, 1, cfg).run()
+    fewer = one if k == 2 else GridEM(enc.judgments, k - 1, cfg).run(warm=one)
+    held = GridEM(enc.judgments, k, cfg).run(school_init=init / init.sum(1, keepdims=True),
+                                             warm=one)
+    found = held.school_probs().argmax(axis=1)
+    return {"world": name, "seed": seed, "k": k,
+            "elpd_gain_vs_fewer": round(float(held.loo.sum() - fewer.loo.sum()), 1),
+            "elpd_gain_vs_one": round(float(held.loo.sum() - one.loo.sum()), 1),
+            "ari_after_truth_start": round(float(adjusted_rand_score(true_school[careful],
+                                                                     found[careful])), 2),
+            "sweeps": held.n_iter, "swinging": held.swinging}
+
+
 def summarise(rows: list[dict[str, Any]]) -> pl.DataFrame:
     """Means over seeds, one row per world and method, in the order of the suite."""
     frame = pl.DataFrame([{RENAME.get(k, k): v for k, v in r.items() if k != "summary"}
@@ -115,6 +151,9 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
     parser.add_argument("--real", action=argparse.BooleanOptionalAction, default=True,
                         help="also score RTE and bluebirds against their gold")
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out/robustness"))
+    parser.add_argument("--truth-start", action="store_true",
+                        help="only: for worlds with schools, start the true K from the true "
+                             "schools and compare with one school fewer (see truth_start)")
     args = parser.parse_args(argv)
     unknown = [w for w in args.worlds.split(",") if w and w not in WORLDS]
     if unknown:
@@ -128,6 +167,13 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
     except ValidationError as error:
         parser.error("--set: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                            for e in error.errors()))
+    if args.truth_start:
+        held = [truth_start(name, seed, config)
+                for name in args.worlds.split(",") if name and WORLDS[name].n_schools > 1
+                for seed in range(args.seeds)]
+        with pl.Config(tbl_rows=100, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
+            print(pl.DataFrame(held))
+        return pl.DataFrame(held)
     rows: list[dict[str, Any]] = []
     for name in [w for w in args.worlds.split(",") if w]:
         for seed in range(args.seeds):
