@@ -41,7 +41,7 @@ def latest_fit_estimates(con: duckdb.DuckDBPyConnection) -> tuple[str | None, pl
                coalesce(flagged AND NOT coalesce(flag_reason LIKE 'strong position bias%'
                                                  AND flag_reason NOT LIKE '%;%', false),
                         false) AS model_lapse_flag,
-               flag_reason AS model_flag_reason, lean AS model_lean
+               flag_reason AS model_flag_reason, lean AS model_lean, agreement
         FROM reviewer_estimates WHERE fit_id = ?""",
         params=[fit_id],
     ).pl()
@@ -326,7 +326,9 @@ def audit_from(
         "reliability",
         "reliability_low",
         "reliability_high",
+        "agreement",
         "school",
         "school_probability",
     ]
+    first = [c for c in first if c in df.columns]
     return df.select(first + [c for c in df.columns if c not in first])

@@ -199,22 +199,35 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
 # ---------------------------------------------------------------- real labels with gold
 
 
-def over_call(frame: pl.DataFrame, share: float, rate: float, seed: int) -> pl.DataFrame:
-    """Make ``share`` of the workers over-call one label: each of their votes for response 2
-    becomes a vote for response 1 with probability ``rate`` (gold unchanged)."""
+def over_callers(frame: pl.DataFrame, share: float, seed: int) -> set[str]:
+    """The workers :func:`over_call` makes over-call (the same draw)."""
     rng = np.random.default_rng(seed)
     workers = frame["reviewer_id"].unique().sort().to_list()
-    chosen = set(rng.choice(workers, size=round(share * len(workers)), replace=False).tolist())
-    flip = (frame["reviewer_id"].is_in(list(chosen)) & (frame["outcome"] == -1)).to_numpy()
+    return set(rng.choice(workers, size=round(share * len(workers)), replace=False).tolist())
+
+
+def over_call(frame: pl.DataFrame, share: float, rate: float, seed: int) -> pl.DataFrame:
+    """Make ``share`` of the workers over-call one label: each of their votes for the other
+    label becomes a vote for it with probability ``rate`` (gold unchanged).
+
+    The two labels of RTE and bluebirds are fixed replies of different lengths; which one is
+    response 1 is the pair's canonical order, a coin flip per item, so "the longer label" is one
+    label and "response 1" is not."""
+    chosen = over_callers(frame, share, seed)
+    rng = np.random.default_rng(seed + 1)
+    favoured = np.where(frame["response_1_length"] > frame["response_2_length"], 1, -1)
+    other = frame["outcome"].to_numpy() == -favoured
+    flip = frame["reviewer_id"].is_in(list(chosen)).to_numpy() & other
     flip &= rng.random(frame.height) < rate
-    return frame.with_columns(pl.Series("outcome", np.where(flip, 1, frame["outcome"]),
+    return frame.with_columns(pl.Series("outcome", np.where(flip, favoured, frame["outcome"]),
                                         dtype=pl.Int8))
 
 
 def real_gold(config: AnnotatorConfig, workdir: Path) -> pl.DataFrame:
     """Spearman of each method's reliability with accuracy against gold, on RTE and bluebirds
     as they are and with 60% of the workers over-calling one label (half their votes for the
-    other label turned)."""
+    other label turned); there also the precision and recall of the fit's flags for the
+    over-callers."""
     from gold_sets import gold_warehouses
     from scipy.stats import spearmanr
 
@@ -230,17 +243,30 @@ def real_gold(config: AnnotatorConfig, workdir: Path) -> pl.DataFrame:
                    .group_by("reviewer_id")
                    .agg(accuracy=(pl.col("outcome") == pl.col("gold_outcome")).mean()))
             model = AnnotatorModel(config).fit(frame)
-            methods = {"dissensus": model.reviewer_estimates_.select("reviewer_id",
-                                                                       "reliability")}
-            votes = frame.select("reviewer_id", "pair_id", "outcome")
+            fitted = model.reviewer_estimates_
+            methods = {"dissensus": fitted.select("reviewer_id", "reliability"),
+                       "dissensus agreement": fitted.select("reviewer_id",
+                                                            reliability=pl.col("agreement"))}
+            # the peers see each vote as the label it names (their classes are labels, and a
+            # lean toward one label is what Dawid-Skene's confusion matrices are for); the
+            # warehouse's canonical order would hide it behind a coin flip per item
+            votes = frame.select("reviewer_id", "pair_id", outcome=pl.col("outcome") * pl.when(
+                pl.col("response_1_length") > pl.col("response_2_length")).then(1).otherwise(-1))
             for peer in ("majority", "dawid_skene"):
                 methods[peer] = _series_frame(PEERS[peer](votes))
+            flagged = set(fitted.filter(pl.col("flagged"))["reviewer_id"].to_list())
+            leaners = over_callers(base, 0.6, 0) if variant != "as is" else set()
+            found = len(flagged & leaners)
             for method, est in methods.items():
                 j = acc.join(est, on="reviewer_id")
+                ours = method == "dissensus"
                 rows.append({"data": f"{fmt} ({variant})", "method": method,
                              "workers": j.height,
-                             "flagged": (int(model.reviewer_estimates_["flagged"].sum())
-                                         if method == "dissensus" else None),
+                             "flagged": len(flagged) if ours else None,
+                             "over_callers_prec": (round(found / max(len(flagged), 1), 2)
+                                                   if ours and leaners else None),
+                             "over_callers_rec": (round(found / len(leaners), 2)
+                                                  if ours and leaners else None),
                              "spearman_vs_gold": round(float(
                                  spearmanr(j["reliability"], j["accuracy"])[0]), 3)})
     return pl.DataFrame(rows)

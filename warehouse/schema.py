@@ -388,6 +388,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         "ALTER TABLE traffic_runs ADD COLUMN ensemble_spread_p99 DOUBLE",
     )),
     Migration(8, "withdrawn and revised comparisons, kept whole", _V8_WITHDRAWALS),
+    Migration(9, "each reviewer's expected agreement with the consensus (lapses and leans)",
+              # NULL for fits made before it existed and for fits without the grid EM's beliefs
+              ("ALTER TABLE reviewer_estimates ADD COLUMN agreement DOUBLE",)),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

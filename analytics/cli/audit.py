@@ -31,6 +31,7 @@ TABLE_COLUMNS = [
     "reliability",
     "reliability_low",
     "reliability_high",
+    "agreement",
     "school",
     "first_rate",
     "tie_rate",

@@ -60,6 +60,7 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "settle_elpd": None,
     "swing_elpd": None,
     "swing_after": 50,
+    "label_order": False,
 }
 """Settings added after fits were first saved, with the value that reproduces those fits."""
 
@@ -266,6 +267,13 @@ class AnnotatorConfig(BaseModel):
         True, description="EM: lapses may lean toward the longer reply or one model's reply, "
         "learned per reviewer, when the data carry reply lengths or models (see "
         "models/annotator/lapse_cues.py); False: lapses lean only toward the reply shown first."
+    )
+    label_order: bool = Field(
+        True, description="A label task (the replies are a few fixed labels, as in RTE or "
+        "bluebirds) without display order: read each vote in label order, so position bias "
+        "and lapse tilt measure a reviewer's lean toward one label, as Dawid & Skene's "
+        "confusion matrices do (the warehouse's reply order is a coin flip per item and names "
+        "no label). False: such votes carry no order."
     )
     lapse_lean_sd: float | None = Field(
         None, gt=0, description="EM: None (default): every reviewer's lapses lean as the pool's "

@@ -13,10 +13,11 @@ the same for data without tags.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
 from .errors import AnnotatorDataError
 from .features import (
@@ -28,7 +29,7 @@ from .features import (
     pair_features,
 )
 from .judgments import Judgments
-from .lapse_cues import NO_CUES, CueSpec, choose_cues, cue_matrix
+from .lapse_cues import NO_CUES, CueSpec, choose_cues, cue_matrix, label_side, label_task
 
 REQUIRED_COLUMNS = ("comparison_id", "reviewer_id", "pair_id", "prompt_id", "outcome",
                     "first_shown")
@@ -78,13 +79,28 @@ def _pair_responses(sorted_frame: pl.DataFrame) -> tuple[np.ndarray | None, int]
     return codes.reshape(2, -1).T.astype(np.int64).copy(), int(ids.size)
 
 
+def vote_order(frame: pl.DataFrame, label_order: bool) -> NDArray[np.int64]:
+    """``s`` per row: ``+1`` when response 1 was shown first, ``-1`` when second, ``0`` when
+    unknown. With ``label_order``, a row without a display order in a label task gets which
+    label response 1 is instead (:func:`.lapse_cues.label_side`): the position terms then read
+    a reviewer's lean toward one label, as Dawid & Skene's confusion matrices do."""
+    first = frame["first_shown"].to_numpy()
+    s = np.where(first == 1, 1, np.where(first == 2, -1, 0)).astype(np.int64)
+    if label_order:
+        s = np.where(s == 0, label_side(frame), s)
+    return s
+
+
 def encode_frame(frame: pl.DataFrame, cues: CueSpec | None = None,
-                 feature_source: FeatureSource = "auto") -> EncodedFrame:
+                 feature_source: FeatureSource = "auto",
+                 label_order: bool = False) -> EncodedFrame:
     """Check the frame and code it; raises :class:`AnnotatorDataError` with a fix.
 
     ``cues``: the lapse cues to code (see :mod:`.lapse_cues`); by default the ones the frame's
     reply lengths and models support. ``feature_source``: which response features to code (tags,
-    reply content or both, see :func:`.features.pair_features`).
+    reply content or both, see :func:`.features.pair_features`). ``label_order``: in a label
+    task, read votes without a display order in label order (:func:`vote_order`); a ``cues``
+    spec that says so (a loaded fit's) does the same.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -140,15 +156,16 @@ def encode_frame(frame: pl.DataFrame, cues: CueSpec | None = None,
     f = frame.sort(["pair_id", "comparison_id"])
     reviewer_ids, r_idx = np.unique(f["reviewer_id"].to_numpy().astype(str), return_inverse=True)
     pair_ids, p_idx = np.unique(f["pair_id"].to_numpy().astype(str), return_inverse=True)
-    first = f["first_shown"].to_numpy()
-    s = np.where(first == 1, 1, np.where(first == 2, -1, 0)).astype(np.int64)
+    cue_spec = choose_cues(f) if cues is None else cues
+    if label_order and not cue_spec.label_order and f["first_shown"].null_count():
+        cue_spec = replace(cue_spec, label_order=label_task(f))
+    s = vote_order(f, cue_spec.label_order)
     pair_responses, n_responses = _pair_responses(f)
     features = None
     keep = [c for c in (*TAG_COLUMNS, CATEGORY_COLUMN, *CONTENT_COLUMNS) if c in f.columns]
     if any(c in keep for c in (*TAG_COLUMNS, *CONTENT_COLUMNS)):
         per_pair = f.select("pair_id", *keep).unique("pair_id", keep="first").sort("pair_id")
         features = pair_features(per_pair, feature_source)
-    cue_spec = choose_cues(f) if cues is None else cues
     judgments = Judgments(
         reviewer=r_idx.astype(np.int64),
         pair=p_idx.astype(np.int64),
@@ -189,6 +206,12 @@ def encode_frame(frame: pl.DataFrame, cues: CueSpec | None = None,
     if unknown:
         warnings.append(
             f"{unknown} judgment(s) have no display order: position bias cannot act on them"
+        )
+    if cue_spec.label_order:
+        warnings.append(
+            "a label task without display order: position bias and lapse tilt are read in "
+            "label order (positive: toward the longer label text), so a lean toward one label "
+            "is seen"
         )
     return EncodedFrame(
         judgments=judgments,

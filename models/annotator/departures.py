@@ -35,6 +35,8 @@ MIN_DEPARTURES = 5
 def _cue_label(name: str) -> str:
     if name == "first":
         return "the reply shown first"
+    if name == "label":
+        return "the longer label text"
     if name == "longer":
         return "the longer reply"
     return f"{name.split(':', 1)[-1]}'s reply"
@@ -46,7 +48,7 @@ def departure_leans(enc: EncodedFrame, p_first: FloatArray, bayes_factor: float 
     (``None`` where nothing stands out); ``p_first`` is each pair's consensus probability that
     response 1 is better."""
     d = enc.judgments
-    cues = [("first", d.s.astype(float))]
+    cues = [("label" if enc.cues.label_order else "first", d.s.astype(float))]
     if d.lapse_cues is not None:
         cues += [(name, d.lapse_cues[:, i]) for i, name in enumerate(enc.cues.names)]
     p = np.asarray(p_first, dtype=float)[d.pair]

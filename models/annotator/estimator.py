@@ -33,7 +33,7 @@ from .errors import NotFittedError, PredictionUnavailableError
 from .evidence import lapse_flagged
 from .inference import fit, vote_disagreement, vote_kappa
 from .lapse_cues import NO_CUES, describe_lean
-from .predict import PredictiveState, predict_frame
+from .predict import PredictiveState, expected_agreement, predict_frame
 from .results import FitResult, Progress
 
 NEAR_CHANCE_KAPPA = 0.1
@@ -78,6 +78,7 @@ def _evidence(bayes_factor: float) -> str:
 REVIEWER_COLUMNS = (
     "reviewer_id", "n_comparisons", "reliability", "reliability_low", "reliability_high",
     "position_bias", "school", "school_probability", "flagged", "flag_reason", "lean",
+    "agreement",
 )
 PAIR_COLUMNS = (
     "pair_id", "prompt_id", "n_votes", "p_first", "noise_share", "pluralism_share",
@@ -97,7 +98,7 @@ class AnnotatorModel:
     def fit(self, frame: pl.DataFrame, progress: Progress | None = None) -> AnnotatorModel:
         """Fit to the model frame; sets the ``*_`` attributes and returns ``self``."""
         enc = encode_frame(frame, None if self.config.lapse_cues else NO_CUES,
-                           self.config.features)
+                           self.config.features, label_order=self.config.label_order)
         self.cues_ = enc.cues
         result = fit(enc, self.config, progress)
         self._set_outputs(enc, result)
@@ -155,7 +156,14 @@ class AnnotatorModel:
                     f"{1 - res.reliability_high[i]:.0%}–{1 - res.reliability_low[i]:.0%}; "
                     f"the votes favour it {_evidence(res.lapse_evidence[i])} over careful)"
                 )
-            if bias_flag[i]:
+            if bias_flag[i] and enc.cues.label_order:
+                side = "longer" if res.bias_mean[i] > 0 else "shorter"
+                parts.append(
+                    f"strong lean toward one label (β ≈ {res.bias_mean[i]:+.2f}, {mass} "
+                    f"interval {res.bias_low[i]:+.2f} to {res.bias_high[i]:+.2f}): favours the "
+                    f"{side} label text"
+                )
+            elif bias_flag[i]:
                 side = "first" if res.bias_mean[i] > 0 else "second"
                 parts.append(
                     f"strong position bias (β ≈ {res.bias_mean[i]:+.2f}, {mass} interval "
@@ -177,6 +185,8 @@ class AnnotatorModel:
                 "flagged": lapse_flag | bias_flag,
                 "flag_reason": reasons,
                 "lean": departure_leans(enc, res.pairs.p_first, cfg.flag_bayes_factor),
+                "agreement": (np.full(len(enc.reviewer_ids), np.nan) if self.predictive_ is None
+                              else expected_agreement(self.predictive_, enc, res.pairs.p_first)),
             },
             schema_overrides={"flag_reason": pl.String, "lean": pl.String},
         ).select(REVIEWER_COLUMNS)

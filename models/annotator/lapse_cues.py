@@ -49,6 +49,7 @@ class CueSpec:
 
     length: bool = False
     models: tuple[str, ...] = ()
+    label_order: bool = False  # votes without a display order are read in label order
 
     @property
     def names(self) -> list[str]:
@@ -59,14 +60,16 @@ class CueSpec:
         return len(self.names)
 
     def to_json(self) -> dict[str, object]:
-        return {"length": self.length, "models": list(self.models)}
+        return {"length": self.length, "models": list(self.models),
+                "label_order": self.label_order}
 
     @classmethod
     def from_json(cls, data: dict[str, object] | None) -> CueSpec:
         if not data:
             return cls()
         models = data.get("models") or []
-        return cls(length=bool(data.get("length")), models=tuple(str(m) for m in models))  # type: ignore[union-attr]
+        return cls(length=bool(data.get("length")), models=tuple(str(m) for m in models),  # type: ignore[union-attr]
+                   label_order=bool(data.get("label_order", False)))
 
 
 NO_CUES = CueSpec()
@@ -100,6 +103,29 @@ def choose_cues(frame: pl.DataFrame) -> CueSpec:
         limit = min(MAX_MODEL_CUES, max(n_models - 1, 0))
         models = tuple(sorted(keep[:limit]))
     return CueSpec(length=length, models=models)
+
+
+def label_task(frame: pl.DataFrame) -> bool:
+    """Are the replies a few fixed labels ("Yes, ..." / "No, ...")? Every row's reply lengths
+    known, fewer than :data:`MIN_DISTINCT_LENGTHS` distinct ones and at least two."""
+    if not all(c in frame.columns for c in LENGTH_COLUMNS) or frame.height == 0:
+        return False
+    lengths = frame.select(pl.concat_list(LENGTH_COLUMNS).alias("l")).explode("l")["l"]
+    if lengths.null_count():
+        return False
+    return 2 <= lengths.n_unique() < MIN_DISTINCT_LENGTHS
+
+
+def label_side(frame: pl.DataFrame) -> NDArray[np.int64]:
+    """Per row, which label is response 1 in a label task: ``+1`` the longer label text, ``-1``
+    the shorter, ``0`` where the two have the same length (they cannot be told apart here).
+    The warehouse orders a pair's replies by a hash, a coin flip per item, so response 1 names
+    no label; the label's length does."""
+    if not all(c in frame.columns for c in LENGTH_COLUMNS):
+        return np.zeros(frame.height, dtype=np.int64)
+    l1 = frame[LENGTH_COLUMNS[0]].cast(pl.Int64).fill_null(0).to_numpy()
+    l2 = frame[LENGTH_COLUMNS[1]].cast(pl.Int64).fill_null(0).to_numpy()
+    return np.sign(l1 - l2).astype(np.int64)
 
 
 def _length_cue(frame: pl.DataFrame) -> FloatArray:

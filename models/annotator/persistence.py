@@ -128,7 +128,10 @@ def _grid_dataset(state: GridState, cues: CueSpec) -> xr.Dataset:
             **lean,
         },
         attrs={"tau": state.tau, "tilt_mean": state.tilt_mean, "n_iter": state.n_iter,
-               "lapse_cues": json.dumps(cues.to_json() if lean else {}),
+               # without leans only the vote order is kept: a loaded fit reads new votes the
+               # way it was fitted (display order, or label order in a label task)
+               "lapse_cues": json.dumps((cues if lean else
+                                         CueSpec(label_order=cues.label_order)).to_json()),
                "lapse_tie_mean": state.lapse_tie_mean,
                "lattice_step": lat.step, "lattice_mu_limit": lat.mu_limit,
                "lattice_dev_limit": lat.dev_limit},

@@ -43,9 +43,10 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from .data import EncodedFrame, vote_order
 from .errors import AnnotatorDataError
 from .grid_em import GridState, tie_levels
-from .lapse_cues import NO_CUES, CueSpec, cue_matrix
+from .lapse_cues import NO_CUES, CueSpec, cue_matrix, lean_offsets
 from .lattice import Lattice
 from .likelihood import careful_probs, lapse_prob
 
@@ -93,7 +94,7 @@ class PredictiveState:
             reviewer_tau=state.reviewer_tau(), tau=state.tau, tilt_mean=state.tilt_mean,
             pair_post=state.pair_post, pair_prior=state.pair_prior.state_prior(),
             lean=state.lean, lean_mean=state.lean_mean,
-            cues=cues if state.lean is not None else CueSpec(),
+            cues=cues if state.lean is not None else CueSpec(label_order=cues.label_order),
         )
 
     def lean_offset(self, reviewer: IntArray, frame: pl.DataFrame) -> FloatArray | float:
@@ -213,6 +214,30 @@ def predict_frame(
         )
     reviewer = _index(reviewer_ids, frame["reviewer_id"].cast(pl.String).to_numpy())
     pair = _index(pair_ids, frame["pair_id"].cast(pl.String).to_numpy())
-    first = frame["first_shown"].to_numpy()
-    s = np.where(first == 1, 1, np.where(first == 2, -1, 0)).astype(np.int64)
+    s = vote_order(frame, state.cues.label_order)
     return predict_grid(state, reviewer, pair, s, state.lean_offset(reviewer, frame))
+
+
+def expected_agreement(state: PredictiveState, enc: EncodedFrame,
+                       p_first: FloatArray) -> FloatArray:
+    """Each reviewer's chance that a vote of theirs names the consensus side of the pair.
+
+    ``A_r = mean_n P_r(y_n = side_j | y_n != tie)`` over the reviewer's own judgments, ``side_j``
+    the reply the pair's consensus favours (``p_first`` above or below 0.5; pairs at exactly
+    0.5 left out) and ``P_r`` the fit's predictive for that reviewer (their lapse rate, lapse
+    tilt and lean, position bias or lean toward one label, school and tie threshold). Lapses
+    alone miss a reviewer who is careful but leans: a rater who calls most items "unsafe"
+    lapses rarely and still agrees with the consensus less. NaN for a reviewer with no such
+    judgment.
+    """
+    d = enc.judgments
+    offset = lean_offsets(d.lapse_cues, state.lean, d.reviewer) if state.lean is not None else 0.0
+    probs = predict_grid(state, d.reviewer, d.pair, d.s, offset)
+    p = np.asarray(p_first, dtype=float)[d.pair]
+    decided = p != 0.5
+    named = np.where(p > 0.5, probs[:, 0], probs[:, 2]) / np.maximum(probs[:, 0] + probs[:, 2],
+                                                                      1e-12)
+    total = np.bincount(d.reviewer, np.where(decided, named, 0.0), d.n_reviewers)
+    count = np.bincount(d.reviewer, decided.astype(float), d.n_reviewers)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
