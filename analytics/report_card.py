@@ -158,6 +158,14 @@ def report_card(
                 s["reliability_source"],
             ),
             (
+                "expected agreement with the consensus",
+                s.get("agreement"),
+                None,
+                None,
+                "the fit's chance that a vote of theirs names the side the consensus favours "
+                "(lapses and leans together)",
+            ),
+            (
                 "leave-one-out agreement",
                 s["loo_agreement"],
                 None,

@@ -40,7 +40,8 @@ TABLE_COLUMNS = [
     "median_seconds",
     "reasons",
 ]
-COMPACT_COLUMNS = ["rank", "reviewer_id", "verdict", "n_votes", "reliability", "school", "reasons"]
+COMPACT_COLUMNS = ["rank", "reviewer_id", "verdict", "n_votes", "reliability", "agreement",
+                   "school", "reasons"]
 
 
 def _emit(frame: pl.DataFrame, fmt: str, title: str, max_rows: int, compact: bool = True) -> None:
