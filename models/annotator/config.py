@@ -61,6 +61,7 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "swing_elpd": None,
     "swing_after": 50,
     "label_order": False,
+    "lapse_cue_score_p": None,
 }
 """Settings added after fits were first saved, with the value that reproduces those fits."""
 
@@ -267,6 +268,13 @@ class AnnotatorConfig(BaseModel):
         True, description="EM: lapses may lean toward the longer reply or one model's reply, "
         "learned per reviewer, when the data carry reply lengths or models (see "
         "models/annotator/lapse_cues.py); False: lapses lean only toward the reply shown first."
+    )
+    lapse_cue_score_p: float | None = Field(
+        0.5, gt=0.0, le=1.0, description="EM: fit the model whose lapses lean toward reply "
+        "properties (lapse_cues) only when a score test of the plain fit's lapses against those "
+        "cues has a p-value below this; above it the lean cannot win the comparison and the "
+        "costly fit is skipped (None: always fit it). On the robustness worlds every kept lean "
+        "scored p <= 0.20, and no fit scoring above 0.35 kept one."
     )
     label_order: bool = Field(
         True, description="A label task (the replies are a few fixed labels, as in RTE or "

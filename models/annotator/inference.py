@@ -28,6 +28,7 @@ from .decomposition import Population, decompose_states
 from .evidence import flags_robust_to_schools, lapse_bayes_factor, prob_above
 from .grid_em import GridEM, GridState
 from .judgments import Judgments
+from .lapse_cues import lean_score_test
 from .results import FitResult, Progress
 from .selection import (
     choose_k,
@@ -204,6 +205,12 @@ def _choose_lapse_cues(data: Judgments, k: int, plain: GridState, select_config:
     """Lapses that lean toward the longer reply or one model's (:mod:`.lapse_cues`) at the
     chosen K, kept only when they predict the votes clearly better (the K-selection rule): a
     school or a taste that favours longer replies must not be read as lapses leaning that way."""
+    cues = data.lapse_cues
+    if config.lapse_cue_score_p is not None and cues is not None and cues.shape[1]:
+        _, p_value = lean_score_test(cues, data.y, data.s, plain.lapse_post,
+                                     plain.gamma[data.reviewer])
+        if p_value > config.lapse_cue_score_p:
+            return plain, False  # the plain fit's lapses show no lean worth a fit
     cued = GridEM(data, k, select_config.model_copy(update={"lapse_cues": True})).run(
         school_init=initial_schools(plain) if k > 1 else None, warm=plain)
     # the pool's lean is a point estimate fitted on these votes, which the cavity LOO does not

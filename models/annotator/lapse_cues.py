@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 from scipy.special import expit
+from scipy.stats import chi2
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -237,3 +238,23 @@ def lean_step(
             hess_r[:, a, b] = hess_r[:, b, a] = v
     hess_r += prec * np.eye(n_c)[None]
     return _newton(grad_r, hess_r, lean), pool
+
+
+def lean_score_test(cues: FloatArray, y: IntArray, s: IntArray, lapse: FloatArray,
+                    gamma: FloatArray) -> tuple[float, float]:
+    """Rao's score test of "lapses lean toward the cues" at no lean: ``(statistic, p-value)``.
+
+    With ``lambda_n`` a judgment's posterior probability of being a lapse under the fit without
+    cues, the lapse-weighted Bernoulli log-likelihood of :func:`lean_step` has at ``w = 0`` the
+    score ``U = X' (lambda (t - p))`` and information ``I = X' diag(lambda p (1 - p)) X``;
+    ``U' I^-1 U`` is about chi-square with one degree of freedom per cue when lapses do not lean.
+    Half of it is about what fitting the lean would add to the log-likelihood, so a small
+    statistic says the costly fit with cues cannot win the comparison it is run for.
+    """
+    weight = lapse * (y != 0)
+    target = (y > 0).astype(float)
+    p = expit(np.log(gamma / (1.0 - gamma)) * s)
+    score = cues.T @ (weight * (target - p))
+    info = (cues * (weight * p * (1.0 - p))[:, None]).T @ cues
+    stat = float(score @ np.linalg.lstsq(info, score, rcond=None)[0])
+    return stat, float(chi2.sf(stat, cues.shape[1]))

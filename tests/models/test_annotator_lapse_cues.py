@@ -14,6 +14,7 @@ from dissensus.models.annotator.lapse_cues import (
     choose_cues,
     cue_matrix,
     describe_lean,
+    lean_score_test,
     lean_step,
 )
 from dissensus.models.annotator.worlds import WORLDS, simulate_world, verdict_scores
@@ -69,6 +70,24 @@ def test_the_pool_lean_is_learned_from_lapse_weighted_votes() -> None:
     assert np.allclose(lean, pool)  # by default every reviewer leans as the pool does
     assert "the longer reply (picked in 8" in describe_lean({"longer": float(pool[0])})
     assert describe_lean({"longer": 0.1}) == ""
+
+
+def test_the_score_test_sees_a_lean_and_passes_coin_flips() -> None:
+    rng = np.random.default_rng(1)
+    n = 3000
+    x = rng.choice([-1.0, 0.0, 1.0], size=(n, 2))
+    lapse = (rng.random(n) < 0.3).astype(float)
+    s = rng.choice([-1, 1], size=n)
+    gamma = np.full(n, 0.5)
+    coin = rng.choice([-1, 1], size=n)
+    leaning = np.where((lapse > 0) & (x[:, 0] != 0) & (rng.random(n) < 0.8),
+                       x[:, 0], coin).astype(np.int64)
+    stat, p = lean_score_test(x, leaning, s, lapse, gamma)
+    assert p < 1e-6 and stat > 30
+    stat, p = lean_score_test(x, coin.astype(np.int64), s, lapse, gamma)
+    assert p > 0.05 and stat < 6
+    # where no judgment looks like a lapse there is nothing to test: no lean is claimed
+    assert lean_score_test(x, leaning, s, np.zeros(n), gamma)[1] == 1.0
 
 
 @pytest.fixture(scope="module")
