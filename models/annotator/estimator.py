@@ -156,19 +156,15 @@ class AnnotatorModel:
                     f"{1 - res.reliability_high[i]:.0%}–{1 - res.reliability_low[i]:.0%}; "
                     f"the votes favour it {_evidence(res.lapse_evidence[i])} over careful)"
                 )
-            if bias_flag[i] and enc.cues.label_order:
-                side = "longer" if res.bias_mean[i] > 0 else "shorter"
+            if bias_flag[i]:
+                ahead = res.bias_mean[i] > 0
+                what, favoured = (
+                    ("lean toward one label", f"the {'longer' if ahead else 'shorter'} label text")
+                    if enc.cues.label_order else
+                    ("position bias", f"the reply shown {'first' if ahead else 'second'}"))
                 parts.append(
-                    f"strong lean toward one label (β ≈ {res.bias_mean[i]:+.2f}, {mass} "
-                    f"interval {res.bias_low[i]:+.2f} to {res.bias_high[i]:+.2f}): favours the "
-                    f"{side} label text"
-                )
-            elif bias_flag[i]:
-                side = "first" if res.bias_mean[i] > 0 else "second"
-                parts.append(
-                    f"strong position bias (β ≈ {res.bias_mean[i]:+.2f}, {mass} interval "
-                    f"{res.bias_low[i]:+.2f} to {res.bias_high[i]:+.2f}): favours the reply "
-                    f"shown {side}"
+                    f"strong {what} (β ≈ {res.bias_mean[i]:+.2f}, {mass} interval "
+                    f"{res.bias_low[i]:+.2f} to {res.bias_high[i]:+.2f}): favours {favoured}"
                 )
             reasons.append("; ".join(parts) if parts else None)
         school = res.school_probs.argmax(axis=1)

@@ -231,8 +231,8 @@ def expected_agreement(state: PredictiveState, enc: EncodedFrame,
     judgment.
     """
     d = enc.judgments
-    offset = lean_offsets(d.lapse_cues, state.lean, d.reviewer) if state.lean is not None else 0.0
-    probs = predict_grid(state, d.reviewer, d.pair, d.s, offset)
+    probs = predict_grid(state, d.reviewer, d.pair, d.s,
+                         lean_offsets(d.lapse_cues, state.lean, d.reviewer))
     p = np.asarray(p_first, dtype=float)[d.pair]
     decided = p != 0.5
     named = np.where(p > 0.5, probs[:, 0], probs[:, 2]) / np.maximum(probs[:, 0] + probs[:, 2],
