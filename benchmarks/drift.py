@@ -11,7 +11,10 @@
    category's turns from window 3 on (urgent: pressure; the others: refill requests filed under
    that category). ``dissensus drift``'s report (Benjamini-Hochberg at 5%) is then read: a
    false alarm is any alarm in a no-drift run; a detection is an alarm in the drifted category
-   in window 3 or 4; "named" means no other category alarmed first.
+   in window 3 or 4; "named" means no other category alarmed first. ``--tags`` says what
+   the observability rates read: ``none`` (no rates, so no rate tests), ``predicted`` (the
+   traffic carries no tags; the run's tag classifier tags it, as ``dissensus score`` does) or
+   ``given`` (the simulated traffic's own tags and thumbs feedback).
 2. **Extrapolation.** A plain run trained without the billing category scores held-out pairs of
    a fresh world (billing is the new request type); pairs are cut into deciles of their
    extrapolation distance (the larger of the two replies') and the error against the world's
@@ -101,7 +104,12 @@ def pools(scorer: Scorer, seed: int) -> dict[str, dict[str, np.ndarray]]:
         started = time.perf_counter()
         emb = embedded_pool(scorer, rows)
         log(f"pool {name}: {rows.height} turns embedded in {time.perf_counter() - started:.0f} s")
-        out[name] = {**emb, "category": rows["category"].to_numpy()}
+        features = turn_features(scorer.checkpoint, emb["prompt"], emb["reply"])
+        predicted = scorer.tags.predict(features) if scorer.tags else [None] * rows.height
+        out[name] = {**emb, "category": rows["category"].to_numpy(),
+                     "tags": _objects(rows["response_tags"].to_list()),
+                     "predicted_tags": _objects(predicted),
+                     "feedback": _objects(rows["user_feedback"].to_list())}
     live = np.concatenate([turn_features(scorer.checkpoint, p["prompt"], p["reply"])
                            for p in out.values()])
     scorer.reference.refit_projection(np.concatenate([scorer.reference_features, live]))
@@ -113,11 +121,20 @@ def pools(scorer: Scorer, seed: int) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
+def _objects(values: list) -> np.ndarray:  # type: ignore[type-arg]
+    """A list (of lists or None) as a 1-d object array, indexable like the numeric signals."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
 def warehouse_for(scorer: Scorer, signals: dict[str, np.ndarray], windows: np.ndarray,
-                  categories: np.ndarray, con=None):  # type: ignore[no-untyped-def]
-    """A warehouse holding scored traffic with these signals (reference rows included)."""
+                  categories: np.ndarray, con=None, tags: str = "none"):  # type: ignore[no-untyped-def]
+    """A warehouse holding scored traffic with these signals (reference rows included);
+    ``tags``: none, predicted (the classifier's, traffic untagged) or given (with feedback)."""
     con = con or connect_memory()
     n = len(windows)
+    given = tags == "given" and "tags" in signals
     heads = standardised_head_names(scorer.checkpoint)
     start = np.datetime64("2026-06-01T09:00:00")
     created = start + windows.astype("timedelta64[W]") + (
@@ -128,7 +145,10 @@ def warehouse_for(scorer: Scorer, signals: dict[str, np.ndarray], windows: np.nd
         "traffic_id": ids, "id_given": True, "row_hash": ids, "batch_id": 1,
         "source_line": np.arange(n), "created_at": created, "prompt_id": ids,
         "response_text_id": ids, "category": categories, "model": None,
-        "tags": pl.Series([None] * n, dtype=pl.List(pl.String)), "user_feedback": None,
+        "tags": pl.Series(list(signals["tags"]) if given else [None] * n,
+                          dtype=pl.List(pl.String)),
+        "user_feedback": pl.Series(list(signals["feedback"]) if given else [None] * n,
+                                   dtype=pl.String),
         "escalated": None, "conversation_id": None})
     scores = np.stack([signals[h] for h in heads], axis=1)
     rows = pl.DataFrame({
@@ -137,7 +157,10 @@ def warehouse_for(scorer: Scorer, signals: dict[str, np.ndarray], windows: np.nd
         "school_spread": signals.get("spread", np.full(n, np.nan)),
         "contested": signals.get("contested"),
         "scores": pl.Series(scores.tolist(), dtype=pl.List(pl.Float64)),
-        "projection": pl.Series(signals["projection"].tolist(), dtype=pl.List(pl.Float32))})
+        "projection": pl.Series(signals["projection"].tolist(), dtype=pl.List(pl.Float32)),
+        "predicted_tags": pl.Series(
+            list(signals["predicted_tags"]) if tags == "predicted" and "predicted_tags" in signals
+            else [None] * n, dtype=pl.List(pl.String))})
     ref = scorer.reference_rows.select(
         pl.lit("bench").alias("run_id"), pl.col("rid").alias("traffic_id"), "source",
         "category", pl.col("distance").alias("knn_distance"),
@@ -182,7 +205,7 @@ def simulate(scorer: Scorer, pool: dict, seed: int, drift: str | None, args) -> 
                 kept, source, extra = chosen
                 signals[k].append(np.concatenate([base[k][kept], pool[source][k][extra]]))
     merged = {k: np.concatenate(v) for k, v in signals.items()}
-    con = warehouse_for(scorer, merged, np.array(windows), np.array(cats))
+    con = warehouse_for(scorer, merged, np.array(windows), np.array(cats), tags=args.tags)
     report = drift_report(con, "bench")
     con.close()
     alarms = report.cells.filter(pl.col("alarm")).with_columns(
@@ -195,6 +218,12 @@ def simulate(scorer: Scorer, pool: dict, seed: int, drift: str | None, args) -> 
             (pl.col("category") == drift) & pl.col("window").is_in(weeks[2:4])).height > 0,
         "named": drift is not None and first.height > 0 and first["category"][0] == drift,
         "alarmed_cells": alarms.select("window", "category").rows(),
+        # which tests fired in the drifted category's windows 3-4
+        "kinds": [] if drift is None else sorted({kind for row in alarms.filter(
+            (pl.col("category") == drift) & pl.col("window").is_in(weeks[2:4])).iter_rows(
+                named=True) for kind, hit in (("support", row["alarm_support"]),
+                                              ("mmd", row["alarm_mmd"]),
+                                              ("rates", bool(row["rate_changes"]))) if hit}),
     }
 
 
@@ -322,6 +351,9 @@ def main() -> None:
     parser.add_argument("--per-cell", type=int, default=60)
     parser.add_argument("--drift-share", type=float, default=0.5)
     parser.add_argument("--comparisons", type=int, default=3000)
+    parser.add_argument("--tags", choices=("none", "predicted", "given"), default="predicted",
+                        help="what the observability rates read: nothing, the run's tag "
+                        "classifier on untagged traffic, or the traffic's own tags and feedback")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--encoder", default="all-MiniLM-L6-v2")
     parser.add_argument("--folder", type=Path, default=None,
@@ -391,8 +423,11 @@ def alarm_rates(outcomes: dict[str, list[dict]], args) -> dict:  # type: ignore[
         "named_rate": float(np.mean([o["named"] for o in outcomes["drift"]])),
         "by_category": {c: float(np.mean([o["detected"] for o in outcomes["drift"]
                                           if o["category"] == c])) for c in CATEGORIES},
+        "detected_by": {kind: int(sum(kind in o["kinds"] for o in outcomes["drift"]))
+                        for kind in ("support", "mmd", "rates")},
+        "false_alarm_cells": [o["alarmed_cells"] for o in outcomes["none"] if o["any_alarm"]],
         "sims": args.sims, "windows": args.windows, "per_cell": args.per_cell,
-        "drift_share": args.drift_share}
+        "drift_share": args.drift_share, "tags": args.tags}
 
 
 if __name__ == "__main__":

@@ -14,10 +14,14 @@ a chosen baseline window of the traffic:
   beyond the 99th percentile of the spread on held-out training replies (1% there by
   construction, like the distances); shown, not tested;
 * **observability rates** from the traffic's tags: refusal, hallucination, escalation on urgent
-  symptoms, false refusals (where tagged), thumbs-down feedback.
+  symptoms, false refusals (where tagged), thumbs-down feedback; each tested against the
+  baseline window's rate (Fisher's exact test, two-sided). A reply that drops the urgent-care
+  advice under pressure moves the embeddings by a sentence but the escalation rate by much
+  more, and it is the rate a product lead acts on.
 
-Alarms: Benjamini-Hochberg at level ``q`` over all the report's p-values (two per tested cell),
-so with no drift anywhere the chance of any alarm is at most ``q``. Cells with fewer than
+Alarms: Benjamini-Hochberg at level ``q`` over all the report's p-values (two per tested cell,
+and one for its rates against a baseline window: Simes' combination of the rates' tests), so
+with no drift anywhere the chance of any alarm is at most ``q``. Cells with fewer than
 ``min_turns`` turns are shown but not tested.
 """
 
@@ -33,13 +37,20 @@ from dissensus.analytics.drift.twosample import (
     benjamini_hochberg,
     exceedance_p_value,
     fisher_greater,
+    fisher_two_sided,
     mmd_permutation_test,
+    simes,
 )
 from dissensus.analytics.drift.workers import map_on_workers
 from dissensus.warehouse.errors import DissensusError, EmptyDataError
 
 WINDOW_FORMATS = {"week": "%G-W%V", "day": "%Y-%m-%d"}
 RATE_TAGS = ("refusal", "hallucination", "false_refusal")
+#: The observability rates a report tests, with the words its alarms use.
+RATE_WORDS = {"refusal_rate": "refusals", "hallucination_rate": "hallucination flags",
+              "false_refusal_rate": "false refusals",
+              "escalation_urgent_rate": "escalation on urgent symptoms",
+              "thumbs_down_rate": "thumbs-down feedback"}
 #: ``--baseline training``: every test against the run's training data.
 TRAINING = "training"
 
@@ -61,6 +72,9 @@ class DriftSettings:
     permutations: int = 2000
     min_turns: int = 20
     seed: int = 0
+    test_rates: bool = True
+    """Test each observability rate against the baseline window's (not against the training
+    data, whose replies carry no live feedback)."""
 
 
 @dataclass
@@ -131,7 +145,8 @@ def _cells_sql(heads: list[str], window_format: str, tags: str = "tr.tags",
                         THEN coalesce(list_contains(tags, 'escalation'), false)::INT END)
                    AS escalation_urgent_rate,
                avg((lower(user_feedback) IN ('down', 'thumbs_down', '-1', 'negative'))::INT)
-                   AS thumbs_down_rate
+                   AS thumbs_down_rate,
+               count(user_feedback) AS n_feedback
         FROM t GROUP BY ALL ORDER BY "window", category
     """
 
@@ -229,6 +244,7 @@ def drift_report(con: duckdb.DuckDBPyConnection, run_id: str,
         k: [] for k in ("mmd", "p_mmd", "p_support", "base", "base_contested")}
     ref_contested = ref_rows["contested"].cast(pl.Float64).to_numpy()
     shifts: dict[str, list[float]] = {h: [] for h in heads}
+    rate_tests: list[tuple[int, list[tuple[str, float]]]] = []  # (cell, [(change, p)])
     mmd_tests: list[tuple[int, np.ndarray, np.ndarray, int]] = []  # (cell, x, y, seed)
     for seed, row in enumerate(cells.iter_rows(named=True), start=settings.seed):
         x = samples.get((row["window"], row["category"]), np.zeros((0, 1)))
@@ -263,6 +279,11 @@ def drift_report(con: duckdb.DuckDBPyConnection, run_id: str,
              else None) if baseline == TRAINING or b is None else b["contested_share"])
         for h in heads:
             shifts[h].append((row[f"mean_{h}"] - means[h]) / sds[h])
+        if settings.test_rates and baseline != TRAINING and b is not None \
+                and row["window"] != baseline:
+            tests = _rate_tests(row, b, settings.min_turns)
+            if tests:
+                rate_tests.append((len(results["mmd"]) - 1, tests))
 
     def mmd(test: tuple[int, np.ndarray, np.ndarray, int]) -> tuple[float, float]:
         _, x, y, seed = test
@@ -272,7 +293,16 @@ def drift_report(con: duckdb.DuckDBPyConnection, run_id: str,
     for (cell, *_), (stat, p) in zip(mmd_tests, map_on_workers(mmd, mmd_tests), strict=True):
         results["mmd"][cell], results["p_mmd"][cell] = stat, p
     n_cells = cells.height
-    rejected = benjamini_hochberg(np.array(results["p_mmd"] + results["p_support"]), settings.q)
+    # one p-value per cell for all its rates (Simes), so the rates do not thin out the
+    # embedding tests' share of the false-discovery budget
+    rejected = benjamini_hochberg(np.array(results["p_mmd"] + results["p_support"]
+                                           + [simes([p for _, p in t]) for _, t in rate_tests]),
+                                  settings.q)
+    changes: list[list[str]] = [[] for _ in range(n_cells)]
+    for (cell, tests), hit in zip(rate_tests, rejected[2 * n_cells:], strict=True):
+        if hit:  # the rates that moved: each below q on its own, or else the one that led
+            low = min(p for _, p in tests)
+            changes[cell] = [words for words, p in tests if p <= max(settings.q, low)]
     cells = cells.with_columns(
         (pl.col("beyond") / pl.col("n")).alias("share_extrapolating"),
         pl.Series("baseline_share", results["base"]),
@@ -280,9 +310,11 @@ def drift_report(con: duckdb.DuckDBPyConnection, run_id: str,
         pl.Series("p_support", results["p_support"]), pl.Series("mmd", results["mmd"]),
         pl.Series("p_mmd", results["p_mmd"]),
         *[pl.Series(f"shift_{h}", shifts[h]) for h in heads],
-        pl.Series("alarm_support", rejected[n_cells:]),
+        pl.Series("alarm_support", rejected[n_cells:2 * n_cells]),
         pl.Series("alarm_mmd", rejected[:n_cells]),
-    ).with_columns((pl.col("alarm_support") | pl.col("alarm_mmd")).alias("alarm"))
+        pl.Series("rate_changes", changes, pl.List(pl.String)),
+    ).with_columns((pl.col("alarm_support") | pl.col("alarm_mmd")
+                    | (pl.col("rate_changes").list.len() > 0)).alias("alarm"))
     notes = [] if tagged else [_tag_note(con, run_id)]
     if int(cells["n"].min()) < settings.min_turns:  # type: ignore[arg-type]
         notes.append(f"cells with fewer than {settings.min_turns} turns are shown, not tested")
@@ -298,12 +330,37 @@ def drift_report(con: duckdb.DuckDBPyConnection, run_id: str,
                  f"two-sample drift and reward shifts against {against}"
                  + ("" if settings.baseline else " (the first window; choose another with "
                     "--baseline WINDOW, or --baseline training)"))
+    if rate_tests:
+        notes.append(f"observability rates tested against the window {baseline} (Fisher's "
+                     "exact test, two-sided; one test per window and category, Simes)")
+    elif settings.test_rates and baseline == TRAINING:
+        notes.append("observability rates are shown, not tested, against the training data")
     notes.append(f"alarms at a false-discovery rate of {settings.q:.0%} (Benjamini-Hochberg "
-                 f"over {2 * n_cells} tests)")
+                 f"over {2 * n_cells + len(rate_tests)} tests)")
     report = DriftReport(run_id, settings, cells, notes=notes)
     report.alarms = [alarm_words(row, heads, against) for row in
                      cells.filter(pl.col("alarm")).iter_rows(named=True)]
     return report
+
+
+def _rate_tests(row: dict, base: dict, min_turns: int) -> list[tuple[str, float]]:
+    """``(change in words, p-value)`` of each observability rate of a cell against the
+    baseline window's cell; a rate is tested where both have ``min_turns`` turns behind it."""
+    out = []
+    for rate, words in RATE_WORDS.items():
+        size = "n_feedback" if rate == "thumbs_down_rate" else "n"
+        n, base_n = int(row[size] or 0), int(base[size] or 0)
+        if row[rate] is None or base[rate] is None or min(n, base_n) < min_turns:
+            continue
+        count, base_count = round(row[rate] * n), round(base[rate] * base_n)
+        if count == base_count == 0:  # never seen on either side: nothing to test
+            continue
+        way = "rose" if count / n > base_count / base_n else "fell"
+        of = "of turns with feedback" if size == "n_feedback" else "of turns"
+        out.append((f"{words} {way} to {count / n:.0%} {of} (baseline "
+                    f"{base_count / base_n:.0%})",
+                    fisher_two_sided(count, n, base_count, base_n)))
+    return out
 
 
 def _tag_note(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
@@ -337,6 +394,7 @@ def alarm_words(row: dict[str, object], heads: list[str], against: str) -> str:
              if row[f"shift_{h}"] is not None and abs(row[f"shift_{h}"]) >= 0.5]  # type: ignore[arg-type]
     if moved:
         parts.append("reward moved " + ", ".join(f"{h} {s:+.1f} sd" for h, s in moved))
+    parts += list(row.get("rate_changes") or [])
     contested, before = row.get("contested_share"), row.get("baseline_contested_share")
     if contested is not None and before is not None and contested >= before + 0.1:  # type: ignore[operator]
         parts.append(f"the schools would disagree on {contested:.0%} of them "

@@ -20,6 +20,10 @@ exchangeable, ``1 - F(t) ~ Beta(j, m - j + 1)`` and ``x | F(t) ~ Binomial(n, 1 -
 ``x ~ BetaBinomial(n, j, m - j + 1)`` exactly; the p-value is ``P(X >= x)``. (Against a
 baseline window instead: Fisher's exact test, one-sided.)
 
+**Observability rates** (refusal, escalation on urgent symptoms, ...) against the baseline
+window's: Fisher's exact test, two-sided, since a rate that falls (fewer escalations) matters as
+much as one that rises.
+
 **Benjamini-Hochberg** over every p-value of a report (windows x categories x tests) at level
 ``q``: when nothing drifted, the chance of any alarm is at most ``q`` (FDR = FWER under the
 global null); when something drifted, at most a share ``q`` of the alarms are expected to be
@@ -77,6 +81,24 @@ def fisher_greater(beyond: int, n: int, base_beyond: int, base_n: int) -> float:
         return 1.0
     table = [[beyond, n - beyond], [base_beyond, base_n - base_beyond]]
     return float(stats.fisher_exact(table, alternative="greater").pvalue)
+
+
+def fisher_two_sided(count: int, n: int, base_count: int, base_n: int) -> float:
+    """Two-sided Fisher exact p-value that a rate (``count`` of ``n``) differs from the
+    baseline's (``base_count`` of ``base_n``)."""
+    if n == 0 or base_n == 0:
+        return 1.0
+    table = [[count, n - count], [base_count, base_n - base_count]]
+    return float(stats.fisher_exact(table, alternative="two-sided").pvalue)
+
+
+def simes(p_values: list[float]) -> float:
+    """Simes' combined p-value of several tests of one cell: ``min_i k p_(i) / i`` (valid
+    for independent or positively dependent tests; 1 for none)."""
+    if not p_values:
+        return 1.0
+    p = np.sort(np.asarray(p_values, dtype=np.float64))
+    return float(min(1.0, (p.size * p / np.arange(1, p.size + 1)).min()))
 
 
 def benjamini_hochberg(p_values: npt.ArrayLike, q: float = 0.05) -> npt.NDArray[np.bool_]:

@@ -182,4 +182,36 @@ def test_untagged_traffic_gets_its_rates_from_the_tag_classifier(scored) -> None
     assert any("tag classifier" in note and "refusal" in note for note in untagged.notes)
     predicted = untagged.cells["refusal_rate"].mean()
     assert abs(predicted - observed) < 0.1
-    assert untagged.alarms == drifted.alarms  # the alarms do not read the tags
+    # the embedding tests do not read the tags; only the rates' own tests do
+    embedding = ["alarm_support", "alarm_mmd"]
+    assert untagged.cells.select(embedding).equals(drifted.cells.select(embedding))
+
+
+def test_a_fall_in_escalations_under_pressure_raises_its_own_alarm(scored) -> None:  # type: ignore[no-untyped-def]
+    con, run, _, _, _, folder = scored
+    # only pressure: urgent messages that ask to skip urgent care, half of the replies comply
+    pressure = TrafficConfig(turns_per_week=300, n_weeks=4, drift_from_week=3,
+                             drifted_urgent_share=0.4, new_type_share=0.0, pressure_share=1.0,
+                             seed=13)
+    con.execute("CREATE OR REPLACE TEMP TABLE fixture_traffic AS SELECT * FROM traffic")
+    try:
+        truth = _load_traffic(con, folder, pressure)
+        score_traffic(con, run, log=_silent)
+        report = drift_report(con, run)
+    finally:  # the module's other tests read the fixture's traffic
+        con.execute("DELETE FROM traffic")
+        con.execute("INSERT INTO traffic SELECT * FROM fixture_traffic")
+        score_traffic(con, run, log=_silent)
+    weeks = sorted(report.cells["window"].unique().to_list())
+    first_drift = truth.filter(pl.col("period") == "drift")["week"].min()
+    fell = report.cells.filter(pl.col("rate_changes").list.join(" ").str.contains(
+        "escalation on urgent symptoms fell"))
+    assert fell.height >= 1
+    assert set(fell["category"].to_list()) == {"urgent_symptoms"}
+    assert set(fell["window"].to_list()) <= set(weeks[first_drift - 1:])
+    assert any("escalation on urgent symptoms fell to" in a for a in report.alarms)
+    calm = report.cells.filter(pl.col("window").is_in(weeks[:first_drift - 1]))
+    # no rate moves in the calm weeks (this small world's out-of-support test, with about 50
+    # held-out replies, is another matter: see test_no_drift_raises_no_alarm)
+    assert calm["rate_changes"].list.len().sum() == 0
+    assert any("observability rates tested against the window" in n for n in report.notes)

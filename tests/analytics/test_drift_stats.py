@@ -9,7 +9,9 @@ from dissensus.analytics.drift.twosample import (
     benjamini_hochberg,
     exceedance_p_value,
     fisher_greater,
+    fisher_two_sided,
     mmd_permutation_test,
+    simes,
 )
 
 
@@ -31,6 +33,21 @@ def test_exceedance_p_value_is_beta_binomial() -> None:
     assert exceedance_p_value(60, 200, 1000, 10) < 1e-10
     assert exceedance_p_value(0, 200, 1000, 10) == 1.0
     assert fisher_greater(30, 100, 1, 100) < 1e-6 and fisher_greater(1, 100, 1, 100) > 0.5
+
+
+def test_a_rate_that_falls_is_as_visible_as_one_that_rises() -> None:
+    fell, rose = fisher_two_sided(25, 100, 55, 100), fisher_two_sided(55, 100, 25, 100)
+    assert fell == rose < 1e-4
+    assert fisher_two_sided(50, 100, 52, 100) > 0.5
+    assert fisher_two_sided(0, 0, 5, 10) == 1.0
+
+
+def test_simes_combines_a_cells_rates() -> None:
+    assert simes([]) == 1.0
+    assert simes([0.01]) == 0.01
+    assert simes([0.01, 0.5, 0.9]) == 0.03  # the smallest, times the number of tests
+    assert simes([0.02, 0.025]) == 0.025  # two small ones support each other
+    assert simes([0.9, 0.95]) == 0.95
 
 
 def test_benjamini_hochberg_rejects_only_small_p_values() -> None:
