@@ -133,6 +133,10 @@ def read_warehouse(args: argparse.Namespace, work: Path) -> Path:
     db = work / "read.duckdb"
     if args.read_db is not None:
         shutil.copy(args.read_db, db)
+        for folder in args.read_db.parent.glob(args.read_db.name + ".*"):  # its fits, runs
+            if folder.is_dir():
+                shutil.copytree(folder, db.with_name(db.name + folder.name[len(
+                    args.read_db.name):]), dirs_exist_ok=True)
         return db
     source = world_file(args.read_rows, 3, work / "read-world")
     started = time.perf_counter()

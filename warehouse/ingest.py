@@ -103,12 +103,9 @@ def _process_chunk(
     report: BatchReport,
     revise: str | None = None,
 ) -> None:
-    """Validate and store one chunk; the Arrow table stays registered as ``chunk`` meanwhile."""
-    con.register("chunk", chunk.table)
-    try:
-        _process_registered(con, chunk, batch_id, file_path, salt, report, revise)
-    finally:
-        con.unregister("chunk")
+    """Validate and store one chunk (copied into the temp table ``chunk`` first)."""
+    staging.load_chunk(con, chunk.table)
+    _process_registered(con, chunk, batch_id, file_path, salt, report, revise)
 
 
 def _process_registered(

@@ -187,29 +187,26 @@ def _store(con: duckdb.DuckDBPyConnection, batch_id: int, file_path: str) -> Non
 
 def _process(con: duckdb.DuckDBPyConnection, chunk: StagedChunk, batch_id: int, file_path: str,
              report: BatchReport) -> None:
-    con.register("chunk", chunk.table)
-    try:
-        if chunk.kind == "json_lines":
-            keys = [row[0] for row in con.execute(
-                f"SELECT DISTINCT unnest(keys) FROM ({staging.keys_sql()})").fetchall()]
-            unknown = [k for k in keys if k not in TRAFFIC_COLUMNS]
-            report.unknown_columns = sorted(set(report.unknown_columns) | set(unknown))
-            extract = staging.extract_sql([], TRAFFIC_COLUMNS, LIST_FIELDS)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE fields AS {extract}")
-        else:
-            con.execute("CREATE OR REPLACE TEMP TABLE fields AS SELECT * EXCLUDE (_raw) FROM chunk")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {_checked_sql()}")
-        for line, raw in con.execute(
-            "SELECT c._line, r._raw FROM checked c JOIN chunk r USING (_line) "
-            "WHERE c._reason = 'not valid JSON'"
-        ).fetchall():
-            con.execute("UPDATE checked SET _reason = ? WHERE _line = ?",
-                        [json_error_detail(raw), line])
-        con.execute(f"CREATE OR REPLACE TEMP TABLE final AS {_final_sql()}")
-        _store(con, batch_id, file_path)
-        tally_chunk(con, report, file_path, "traffic_id")
-    finally:
-        con.unregister("chunk")
+    staging.load_chunk(con, chunk.table)
+    if chunk.kind == "json_lines":
+        keys = [row[0] for row in con.execute(
+            f"SELECT DISTINCT unnest(keys) FROM ({staging.keys_sql()})").fetchall()]
+        unknown = [k for k in keys if k not in TRAFFIC_COLUMNS]
+        report.unknown_columns = sorted(set(report.unknown_columns) | set(unknown))
+        extract = staging.extract_sql([], TRAFFIC_COLUMNS, LIST_FIELDS)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE fields AS {extract}")
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE fields AS SELECT * EXCLUDE (_raw) FROM chunk")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {_checked_sql()}")
+    for line, raw in con.execute(
+        "SELECT c._line, r._raw FROM checked c JOIN chunk r USING (_line) "
+        "WHERE c._reason = 'not valid JSON'"
+    ).fetchall():
+        con.execute("UPDATE checked SET _reason = ? WHERE _line = ?",
+                    [json_error_detail(raw), line])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE final AS {_final_sql()}")
+    _store(con, batch_id, file_path)
+    tally_chunk(con, report, file_path, "traffic_id")
 
 
 def ingest_traffic_file(
