@@ -98,9 +98,13 @@ def store_new_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> None:
             {_NEW} AND _reviewer IS NOT NULL
         ) n WHERE NOT EXISTS (SELECT 1 FROM reviewers r WHERE r.reviewer_id = n.reviewer_id)
     """)
+    # Only values that differ from the stored ones are written: a reviewer's pool and locale
+    # repeat on every row, and an upsert of an unchanged value cost as much as a new one
+    # (5.8 of 35 s in a 1M-row file). The batch id stays that of the batch that set the value.
     con.execute(f"""
         INSERT OR REPLACE INTO reviewer_attributes
-        SELECT reviewer_id, attribute, scope, arg_max(value, _line), {batch_id}
+        SELECT n.* FROM (
+        SELECT reviewer_id, attribute, scope, arg_max(value, _line) AS value, {batch_id}
         FROM (
             SELECT _line, _reviewer AS reviewer_id,
                    CASE WHEN contains(key, '@') THEN split_part(key, '@', 1) ELSE key END
@@ -124,6 +128,9 @@ def store_new_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> None:
                 )
             ) WHERE value IS NOT NULL
         ) GROUP BY reviewer_id, attribute, scope
+        ) n WHERE NOT EXISTS (
+            SELECT 1 FROM reviewer_attributes a WHERE a.reviewer_id = n.reviewer_id
+            AND a.attribute = n.attribute AND a.scope = n.scope AND a.value = n.value)
     """)
     con.execute(f"""
         INSERT INTO comparisons

@@ -71,6 +71,31 @@ def test_good_row_is_stored_canonically(tmp_path: Path) -> None:
     assert tags == [(["escalation"],)]
 
 
+def test_a_reviewer_attribute_keeps_its_latest_value(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from dissensus.warehouse import readers
+
+    original = readers.read_jsonl
+    monkeypatch.setattr(readers, "read_jsonl", lambda stream: original(stream, chunk_bytes=2000))
+    con = connect(tmp_path / "w.duckdb")
+
+    def row(i: int, pool: str) -> dict[str, object]:
+        return {**GOOD, "comparison_id": f"c-{i}", "reviewer_pool": pool}
+
+    def pool() -> list[tuple[str, int]]:
+        return con.execute("SELECT value, batch_id FROM reviewer_attributes "
+                           "WHERE reviewer_id = 'rev-1' AND attribute = 'pool'").fetchall()
+
+    # one file in chunks of a few rows: the latest line wins across chunks
+    rows = [row(i, pool) for i, pool in enumerate(["north"] * 6 + ["south"] * 6 + ["north"] * 3)]
+    first = ingest_file(con, write_jsonl(tmp_path / "a.jsonl", rows), fmt="jsonl")
+    assert pool() == [("north", first.batch_id)]
+    same = ingest_file(con, write_jsonl(tmp_path / "b.jsonl", [row(100, "north")]), fmt="jsonl")
+    assert same.accepted == 1 and pool() == [("north", first.batch_id)]  # set by the first batch
+    moved = ingest_file(con, write_jsonl(tmp_path / "c.jsonl", [row(101, "west")]), fmt="jsonl")
+    assert pool() == [("west", moved.batch_id)]
+
+
 def test_pair_is_unordered_and_texts_stored_once(tmp_path: Path) -> None:
     swapped = {**GOOD, "comparison_id": "c-2", "reviewer_id": "rev-2",
                "response_a": GOOD["response_b"], "response_b": GOOD["response_a"], "choice": "b"}
