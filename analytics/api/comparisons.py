@@ -40,6 +40,9 @@ MERGE_BYTES = 64 * 1024 * 1024
 """Most bytes of waiting bodies ingested as one batch (one body larger than this goes alone)."""
 MERGE_LINGER_SECONDS = 0.2
 """Longest a batch waits for the other concurrent posters' next bodies (see ``_linger``)."""
+MERGE_ENOUGH_BYTES = 8 * 1024 * 1024
+"""Bodies waiting that make a batch worth starting without lingering: about 6,000 demo rows,
+whose time dwarfs a batch's fixed cost."""
 
 
 @dataclass(frozen=True)
@@ -176,11 +179,15 @@ class PostQueue:
         """With concurrent posters, wait briefly until as many bodies wait as joined the last
         batch: their clients resend within milliseconds of their answers, and one batch of all
         of them costs one batch's fixed cost instead of several. A lone client never waits, nor
-        does a drain that finds nothing waiting."""
+        does a drain that finds nothing waiting or :data:`MERGE_ENOUGH_BYTES` waiting already."""
         deadline = monotonic() + MERGE_LINGER_SECONDS
         while (self._last_group > 1 and 0 < len(self._waiting) < self._last_group
-               and monotonic() < deadline):
+               and self._waiting_bytes() < MERGE_ENOUGH_BYTES and monotonic() < deadline):
             sleep(0.002)
+
+    def _waiting_bytes(self) -> int:
+        with self._lock:
+            return sum(len(p.body.jsonl) for p in self._waiting)
 
     def _drain(self, con: duckdb.DuckDBPyConnection) -> None:
         while True:
