@@ -163,7 +163,7 @@ def _process_registered(
     now = moment.isoformat()
     if revise is not None:
         report.revised += withdrawals.revise_stored(con, batch_id, revise, moment)
-    store.store_new_rows(con, batch_id)
+    store.store_new_rows(con, batch_id, chunk.table.num_rows)
     if _count(con, "SELECT count(*) FROM checked WHERE _reason IS NOT NULL") or _count(
         con, "SELECT count(*) FROM final WHERE _status = 'conflict'"
     ):

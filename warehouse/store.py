@@ -1,7 +1,11 @@
 """Set-based writes of one validated chunk into the warehouse tables.
 
 Each statement reads the temp table ``final`` (valid rows with a ``_status``) and inserts only
-what is not stored yet (anti-joins), so re-ingesting adds nothing twice.
+what is not stored yet, so re-ingesting adds nothing twice. A large chunk leaves out stored keys
+with an anti-join (``NOT EXISTS``), which reads every stored key once; a small one (a posted
+batch) with ``INSERT OR IGNORE``, which looks each key up in the table's primary-key index
+instead: on a warehouse of 570,000 comparisons the anti-joins cost a 10-row batch about 25 ms,
+while for a 1M-row file the index lookups were about 9% slower in all.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from dissensus.warehouse.contract import CONTRACT_COLUMNS, REVIEWER_ATTRIBUTES_C
 from dissensus.warehouse.salting import WITHHELD_RAW
 
 _NEW: Final = "FROM final WHERE _status = 'new'"
+#: Chunks of at most this many rows insert with ``INSERT OR IGNORE`` (see the module docstring).
+SMALL_CHUNK_ROWS: Final = 5_000
 
 
 def _tags(column: str) -> str:
@@ -23,11 +29,20 @@ def _tags(column: str) -> str:
     )
 
 
-def store_new_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> None:
-    """Insert texts, aliases, prompts, responses, pairs, reviewers and comparisons."""
+def store_new_rows(con: duckdb.DuckDBPyConnection, batch_id: int, rows: int) -> None:
+    """Insert texts, aliases, prompts, responses, pairs, reviewers and comparisons of a chunk
+    of ``rows`` rows."""
+    small = rows <= SMALL_CHUNK_ROWS
+
+    def insert(table: str) -> str:
+        return f"INSERT {'OR IGNORE ' if small else ''}INTO {table}"
+
+    def unless_stored(stored: str) -> str:
+        return "" if small else f"WHERE NOT EXISTS ({stored})"
+
     # Texts repeat across rows: pick one line per new text id, then fetch only those bodies.
     con.execute(f"""
-        INSERT INTO texts
+        {insert("texts")}
         SELECT n.text_id,
                CASE n.key % 4 WHEN 1 THEN f.prompt WHEN 2 THEN f.response_a
                     ELSE f.response_b END AS body,
@@ -41,10 +56,10 @@ def store_new_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> None:
             ) GROUP BY text_id
         ) n
         JOIN fields f ON f._line = n.key // 4
-        WHERE NOT EXISTS (SELECT 1 FROM texts t WHERE t.text_id = n.text_id)
+        {unless_stored("SELECT 1 FROM texts t WHERE t.text_id = n.text_id")}
     """)
     con.execute(f"""
-        INSERT INTO text_aliases
+        {insert("text_aliases")}
         SELECT kind, external_id, text_id FROM (
             SELECT DISTINCT ON (kind, external_id) kind, external_id, text_id FROM (
                 SELECT 'prompt' AS kind, _prompt_ext AS external_id, _prompt_hash AS text_id, _line
@@ -56,19 +71,18 @@ def store_new_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> None:
                 SELECT 'response', _b_ext, _b_hash, _line
                 {_NEW} AND _b_ext IS NOT NULL AND _b_hash IS NOT NULL
             ) ORDER BY kind, external_id, _line
-        ) n WHERE NOT EXISTS (
-            SELECT 1 FROM text_aliases a WHERE a.kind = n.kind AND a.external_id = n.external_id
-        )
+        ) n {unless_stored("SELECT 1 FROM text_aliases a WHERE a.kind = n.kind "
+                           "AND a.external_id = n.external_id")}
     """)
     con.execute(f"""
-        INSERT INTO prompts
+        {insert("prompts")}
         SELECT prompt_id, category, {batch_id} FROM (
             SELECT _prompt_tid AS prompt_id, arg_min(category, _line) AS category
             {_NEW} GROUP BY 1
-        ) n WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.prompt_id = n.prompt_id)
+        ) n {unless_stored("SELECT 1 FROM prompts p WHERE p.prompt_id = n.prompt_id")}
     """)
     con.execute(f"""
-        INSERT INTO responses
+        {insert("responses")}
         SELECT response_id, prompt_id, text_id, model, {_tags("tags")}, {batch_id} FROM (
             SELECT response_id, any_value(prompt_id) AS prompt_id,
                    any_value(text_id) AS text_id, arg_min(model, _line) AS model,
@@ -81,22 +95,22 @@ def store_new_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> None:
                 SELECT _b_rid, _prompt_tid, _b_tid, response_b_model, response_b_tags, _line
                 {_NEW}
             ) GROUP BY response_id
-        ) n WHERE NOT EXISTS (SELECT 1 FROM responses r WHERE r.response_id = n.response_id)
+        ) n {unless_stored("SELECT 1 FROM responses r WHERE r.response_id = n.response_id")}
     """)
     con.execute(f"""
-        INSERT INTO pairs
+        {insert("pairs")}
         SELECT pair_id, prompt_id, r1, r2, {batch_id} FROM (
             SELECT _pair_id AS pair_id, any_value(_prompt_tid) AS prompt_id,
                    any_value(least(_a_rid, _b_rid)) AS r1, any_value(greatest(_a_rid, _b_rid)) AS r2
             {_NEW} GROUP BY 1
-        ) n WHERE NOT EXISTS (SELECT 1 FROM pairs p WHERE p.pair_id = n.pair_id)
+        ) n {unless_stored("SELECT 1 FROM pairs p WHERE p.pair_id = n.pair_id")}
     """)
     con.execute(f"""
-        INSERT INTO reviewers
+        {insert("reviewers")}
         SELECT reviewer_id, pseudonymised, {batch_id} FROM (
             SELECT DISTINCT _reviewer AS reviewer_id, _pseudonymised AS pseudonymised
             {_NEW} AND _reviewer IS NOT NULL
-        ) n WHERE NOT EXISTS (SELECT 1 FROM reviewers r WHERE r.reviewer_id = n.reviewer_id)
+        ) n {unless_stored("SELECT 1 FROM reviewers r WHERE r.reviewer_id = n.reviewer_id")}
     """)
     # Only values that differ from the stored ones are written: a reviewer's pool and locale
     # repeat on every row, and an upsert of an unchanged value cost as much as a new one

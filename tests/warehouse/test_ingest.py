@@ -96,6 +96,27 @@ def test_a_reviewer_attribute_keeps_its_latest_value(tmp_path: Path,
     assert pool() == [("west", moved.batch_id)]
 
 
+@pytest.mark.parametrize("small_rows", [0, 1_000_000], ids=["anti-join", "insert-or-ignore"])
+def test_both_ways_of_leaving_out_stored_keys_store_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_rows: int) -> None:
+    from dissensus.warehouse import store
+
+    monkeypatch.setattr(store, "SMALL_CHUNK_ROWS", small_rows)
+    con = connect(tmp_path / "w.duckdb")
+    first = [{**GOOD, "comparison_id": f"c-{i}", "reviewer_id": f"rev-{i % 3}"} for i in range(6)]
+    # the second file repeats every text, pair and reviewer, and adds one of each
+    second = [{**GOOD, "comparison_id": "c-10", "reviewer_id": "rev-9"},
+              {**GOOD, "comparison_id": "c-11", "reviewer_id": "rev-1",
+               "response_b": "Something else entirely."}]
+    ingest_file(con, write_jsonl(tmp_path / "a.jsonl", first), fmt="jsonl")
+    report = ingest_file(con, write_jsonl(tmp_path / "b.jsonl", second), fmt="jsonl")
+    assert report.accepted == 2
+    counts = {t: table_count(con, t) for t in ("texts", "prompts", "responses", "pairs",
+                                               "reviewers", "comparisons")}
+    assert counts == {"texts": 4, "prompts": 1, "responses": 3, "pairs": 2, "reviewers": 4,
+                      "comparisons": 8}
+
+
 def test_pair_is_unordered_and_texts_stored_once(tmp_path: Path) -> None:
     swapped = {**GOOD, "comparison_id": "c-2", "reviewer_id": "rev-2",
                "response_a": GOOD["response_b"], "response_b": GOOD["response_a"], "choice": "b"}
