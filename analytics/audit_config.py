@@ -59,6 +59,12 @@ class AuditConfig(BaseModel):
     min_repeats: int = Field(
         3, ge=1, description="Repeats needed before consistency counts as evidence of care."
     )
+    min_school_probability: float = Field(
+        0.8, gt=0.5, le=1,
+        description="A careful reviewer in a minority school is called 'minority view' only "
+        "when the fit places them there with at least this probability; below it their school "
+        "is listed as uncertain (the fit summary counts them as not placed at the same bar).",
+    )
     min_gold_accuracy: float = Field(
         0.7,
         ge=0,

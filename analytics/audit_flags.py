@@ -247,11 +247,15 @@ def _judge(
         return "drifting", True, reasons
     school = row.get("school")
     if model and school is not None and majority_school is not None and school != majority_school:
+        placed = (row.get("school_probability") or 0.0) >= cfg.min_school_probability
         reasons.append(
             f"school {school} (p={_f(row.get('school_probability'))}), reliability "
-            f"{_f(rel)}: careful, holds a minority view"
+            f"{_f(rel)}: careful, holds a minority view" if placed else
+            f"school {school} uncertain (p={_f(row.get('school_probability'))}): the votes do "
+            "not settle which school this reviewer holds"
         )
-        return "minority view, consistent", False, reasons
+        if placed:
+            return "minority view, consistent", False, reasons
     if fast:
         return "fast, but reliable", False, reasons
     if lean:

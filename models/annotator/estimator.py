@@ -39,6 +39,12 @@ from .results import FitResult, Progress
 NEAR_CHANCE_KAPPA = 0.1
 """Fleiss' kappa of the votes below which agreement is called near chance (Landis & Koch 1977
 call 0-0.2 "slight")."""
+PLACED_PROBABILITY = 0.8
+"""A reviewer whose most probable school has less than this probability is not placed in one."""
+UNPLACED_SHARE = 0.25
+"""The share of reviewers not placed at which the fit says so."""
+FEW_JUDGMENTS = 5
+"""Median judgments per reviewer below which one school says nothing about the pool's views."""
 
 
 def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
@@ -64,11 +70,35 @@ def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
         notes.append(f"Only {n_rev} reviewers: schools (consistent minority views) cannot be "
                      "told apart from individual views with so few, so one school is assumed "
                      "unless the evidence is overwhelming.")
+    notes += _placement_notes(reviewers, res.n_schools)
     lean = describe_lean(diagnostics.get("lapse_lean") or {})
     if lean:
         notes.append(f"Lapses in this pool lean {lean}; the model reads such votes as lapses, "
                      "so the reply property alone does not make a vote careful.")
     return notes
+
+
+def _placement_notes(reviewers: pl.DataFrame, n_schools: int) -> list[str]:
+    """Whether the votes place each reviewer in a school: with one or two judgments each,
+    schools can show in the pairs while no person can be placed in one (or stay unseen)."""
+    if reviewers.height == 0:
+        return []
+    median = float(reviewers["n_comparisons"].median())  # type: ignore[arg-type]
+    if n_schools == 1:
+        if median >= FEW_JUDGMENTS:
+            return []
+        return [f"Reviewers have few judgments each (median {median:g}): schools could not be "
+                "told apart from these votes even if the pool holds them, so one school is "
+                "assumed; this says nothing about whether the reviewers share one view."]
+    unplaced = int((reviewers["school_probability"] < PLACED_PROBABILITY).sum())
+    if unplaced < UNPLACED_SHARE * reviewers.height:
+        return []
+    return [f"{unplaced} of {reviewers.height} reviewers cannot be placed in a school (their "
+            f"most probable school has under {PLACED_PROBABILITY:.0%} probability; median "
+            f"{median:g} judgments each): the pairs show {n_schools} schools, but these "
+            "reviewers' votes do not settle which one they hold (too few of their votes fall "
+            "where the schools differ, or their views sit between the schools'), so their "
+            "school is a guess, not a verdict about them."]
 
 
 def _evidence(bayes_factor: float) -> str:

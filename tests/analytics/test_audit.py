@@ -61,6 +61,26 @@ def test_audit_with_model_fit(warehouse, vote, fake_fit) -> None:
     assert out["reliability_source"][0].startswith("annotator model")
 
 
+def test_a_minority_school_the_fit_is_unsure_of_is_no_verdict(warehouse, vote,
+                                                                fake_fit) -> None:
+    con = crowd(warehouse, vote)
+    schools = {**{f"major{j}": 0 for j in range(6)}, "minor0": 1, "minor1": 1, "rushed": 0}
+    fake_fit(con, "fit-u", created_at=datetime(2026, 2, 1), method="test", n_schools=2,
+             n_comparisons=360, seconds=1.0, reviewers=pl.DataFrame({
+                 "reviewer_id": list(schools), "n_comparisons": 40,
+                 "reliability": 0.97, "reliability_low": 0.92, "reliability_high": 0.99,
+                 "position_bias": 0.0, "school": list(schools.values()),
+                 "school_probability": [0.6 if r == "minor1" else 0.95 for r in schools],
+                 "flagged": False}))
+    out = audit.reviewer_audit(con)
+    v = verdicts(out)
+    assert v["minor0"] == "minority view, consistent"
+    assert v["minor1"] != "minority view, consistent"
+    assert not out.filter(reviewer_id="minor1")["flagged"][0]
+    reasons = out.filter(reviewer_id="minor1")["reasons"][0]
+    assert "school 1 uncertain (p=0.6" in reasons and "do not settle" in reasons
+
+
 def test_model_lapses_are_the_fits_own_flags_and_its_notes_are_read(warehouse, vote,
                                                                      fake_fit) -> None:
     con = crowd(warehouse, vote)

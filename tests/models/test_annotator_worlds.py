@@ -72,6 +72,31 @@ def test_few_raters_get_one_school_and_a_note() -> None:
                for n in model.fit_summary_["diagnostics"]["verdict_notes"])
 
 
+def test_a_vote_or_two_per_reviewer_places_nobody_in_a_school() -> None:
+    world = simulate_world(replace(WORLDS["many_raters"], n_reviewers=800, n_pairs=250), seed=0)
+    model = _fit(world)
+    notes = " ".join(model.fit_summary_["diagnostics"]["verdict_notes"])
+    if model.n_schools_ == 1:
+        assert "few judgments each (median" in notes
+    else:
+        assert "cannot be placed in a school" in notes and "a guess, not a verdict" in notes
+
+
+def test_placement_notes_speak_only_when_reviewers_are_not_placed() -> None:
+    import polars as pl
+
+    from dissensus.models.annotator.estimator import _placement_notes
+
+    def frame(probability: float, judgments: int) -> pl.DataFrame:
+        return pl.DataFrame({"school_probability": [probability] * 10,
+                             "n_comparisons": [judgments] * 10})
+
+    assert "10 of 10 reviewers cannot be placed" in _placement_notes(frame(0.6, 40), 2)[0]
+    assert _placement_notes(frame(0.95, 40), 2) == []
+    assert "few judgments each (median 2)" in _placement_notes(frame(1.0, 2), 1)[0]
+    assert _placement_notes(frame(1.0, 20), 1) == []
+
+
 def test_oracle_ranks_rushed_reviewers_first() -> None:
     world = simulate_world(WORLDS["lapse_uniform"], seed=0)
     oracle = oracle_reliability(world)
