@@ -20,8 +20,9 @@
    extrapolation distance (the larger of the two replies') and the error against the world's
    consensus margin is reported per decile. The run is trained with ``--ensemble N`` members
    (default 5), and the same table is made for the ensemble spread (the larger of the two
-   replies'), and for the members' spread of the pair's margin; training time with and
-   without the ensemble is reported beside it.
+   replies'), for the members' spread of the pair's margin, and for the margin's leverage
+   under a ridge fit on the training replies' joint features (three ridge strengths); training
+   time with and without the ensemble is reported beside it.
 3. **Speed.** Scoring from cached embeddings (heads, kNN distance, projection) in turns per
    second; ``drift_report`` on a traffic table of ``--rows`` scored turns.
 """
@@ -299,6 +300,21 @@ def extrapolation(folder: Path, args) -> dict:  # type: ignore[no-untyped-def]
     out = {**by_decile(distance, wrong, billing),
            "error_billing": float(wrong[billing].mean()),
            "error_seen": float(wrong[~billing].mean()), "timing": timing}
+    # the margin's leverage under a ridge fit on the training replies' joint
+    # features, d' (X'X + l I)^-1 d with d the difference of the two replies' features
+    train_x = np.asarray(scorer.reference_features, np.float64)
+    centre = train_x.mean(axis=0)
+    gram = (train_x - centre).T @ (train_x - centre)
+    feats = {side: turn_features(scorer.checkpoint, *(lambda e: (e["prompt"], e["reply"]))(
+        embedded_pool(scorer, pl.DataFrame({"prompt": p_texts,
+                                            "response": pairs[f"text_{side}"]}))))
+             for side in ("1", "2")}
+    diff = np.asarray(feats["1"], np.float64) - np.asarray(feats["2"], np.float64)
+    for ridge in (1e-3, 1e-1, 1.0):
+        inverse = np.linalg.inv(gram + ridge * np.trace(gram) / gram.shape[0]
+                                * np.eye(gram.shape[0]))
+        leverage = np.einsum("ij,jk,ik->i", diff, inverse, diff)
+        out[f"leverage_{ridge:g}"] = by_decile(leverage, wrong, billing)
     if ensemble is not None:
         spread = np.maximum(result["1"]["ensemble_spread"], result["2"]["ensemble_spread"])
         out["ensemble_spread"] = by_decile(spread, wrong, billing)
