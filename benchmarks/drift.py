@@ -284,12 +284,14 @@ def extrapolation(folder: Path, args) -> dict:  # type: ignore[no-untyped-def]
     prompt_text = dict(zip([text_id(p) for p in prompts["prompt"]], prompts["prompt"],
                            strict=True))
     p_texts = [prompt_text[p] for p in pairs["prompt_id"]]
-    result, members = {}, {}
+    result, members, features = {}, {}, {}
     ensemble = scorer.checkpoint.ensemble
     for side in ("1", "2"):
         rows = pl.DataFrame({"prompt": p_texts, "response": pairs[f"text_{side}"]})
         emb = embedded_pool(scorer, rows)
         result[side] = scorer.score(emb["prompt"], emb["reply"])
+        features[side] = np.asarray(turn_features(scorer.checkpoint, emb["prompt"],
+                                                  emb["reply"]), np.float64)
         if ensemble is not None:  # every member's standardised reward, member 0 first
             members[side] = np.column_stack([result[side]["reward"], ensemble.scores(
                 torch.as_tensor(emb["prompt"]), torch.as_tensor(emb["reply"]))])
@@ -305,11 +307,7 @@ def extrapolation(folder: Path, args) -> dict:  # type: ignore[no-untyped-def]
     train_x = np.asarray(scorer.reference_features, np.float64)
     centre = train_x.mean(axis=0)
     gram = (train_x - centre).T @ (train_x - centre)
-    feats = {side: turn_features(scorer.checkpoint, *(lambda e: (e["prompt"], e["reply"]))(
-        embedded_pool(scorer, pl.DataFrame({"prompt": p_texts,
-                                            "response": pairs[f"text_{side}"]}))))
-             for side in ("1", "2")}
-    diff = np.asarray(feats["1"], np.float64) - np.asarray(feats["2"], np.float64)
+    diff = features["1"] - features["2"]
     for ridge in (1e-3, 1e-1, 1.0):
         inverse = np.linalg.inv(gram + ridge * np.trace(gram) / gram.shape[0]
                                 * np.eye(gram.shape[0]))

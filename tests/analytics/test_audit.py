@@ -81,6 +81,14 @@ def test_a_minority_school_the_fit_is_unsure_of_is_no_verdict(warehouse, vote,
     assert "school 1 uncertain (p=0.6" in reasons and "do not settle" in reasons
 
 
+def test_the_audit_and_the_fit_place_reviewers_at_the_same_bar() -> None:
+    # two homes, kept apart so the audit does not import the model (0.6 s); this keeps them equal
+    from dissensus.analytics.audit_config import AuditConfig
+    from dissensus.models.annotator.estimator import PLACED_PROBABILITY
+
+    assert AuditConfig().min_school_probability == PLACED_PROBABILITY
+
+
 def test_model_lapses_are_the_fits_own_flags_and_its_notes_are_read(warehouse, vote,
                                                                      fake_fit) -> None:
     con = crowd(warehouse, vote)
