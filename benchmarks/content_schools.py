@@ -14,7 +14,9 @@ and prints the adjusted Rand index of the careful reviewers' schools (against th
 oracle's, which knows every true margin), the K chosen, the pluralism AUC and the fit times.
 ``--speed N`` also times the content fit against the tag fit on one world of N comparisons,
 and the one-time embedding (texts/s) beside sentence-transformers' own ``encode`` of the same
-texts (the floor).
+texts (the floor). Experiments: ``--clusters K`` appends each reply's k-means cluster (one-hot;
+with ``--dims 0`` alone), ``--ridge L`` sets the ridge of the feature weights, ``--runs``
+picks the fits and ``--first-seed`` the worlds.
 """
 
 from __future__ import annotations
@@ -45,16 +47,27 @@ from annotators import careful_ari
 TAGS = ("response_1_tags", "response_2_tags")
 
 
-def content_frame(world: Any, encoder: Any, cache: Path | None,
-                  dims: int) -> tuple[pl.DataFrame, pl.DataFrame, float, int]:
-    """(frame without tags but with content, frame with tags, embedding seconds, texts)."""
+def content_frame(world: Any, encoder: Any, cache: Path | None, dims: int,
+                  clusters: int = 0) -> tuple[pl.DataFrame, pl.DataFrame, float, int]:
+    """(frame without tags but with content, frame with tags, embedding seconds, texts).
+
+    ``clusters`` > 0 appends which of that many k-means clusters of the embeddings each reply
+    falls in (one-hot, standardised): tags learnt from the texts, an experiment (``dims`` 0:
+    the clusters alone)."""
     tagged = model_frame_from_world(world.judgments, world.pairs, world.responses)
     replies = world.responses.select(pl.col("response_id").cast(pl.String), "text_id", "text")
     started = time.perf_counter()
     embeddings, _ = EmbeddingCache(cache).embed(encoder, replies["text_id"].cast(pl.String)
                                                 .to_list(), replies["text"].to_list())
     seconds = time.perf_counter() - started
-    coords = ContentBasis.fit(embeddings, dims).transform(embeddings)
+    parts = [ContentBasis.fit(embeddings, dims).transform(embeddings)] if dims else []
+    if clusters:
+        from sklearn.cluster import KMeans
+
+        label = KMeans(clusters, n_init=4, random_state=0).fit_predict(embeddings)
+        onehot = np.eye(clusters)[label]
+        parts.append((onehot - onehot.mean(axis=0)) / np.maximum(onehot.std(axis=0), 1e-9))
+    coords = np.hstack(parts)
     plain = tagged.drop(*TAGS)
     return (with_content(plain, replies["response_id"].to_list(), coords), tagged, seconds,
             replies.height)
@@ -83,9 +96,10 @@ def from_true_schools(model: AnnotatorModel, frame: pl.DataFrame,
 
 
 def one_world(seed: int, n: int, encoder: Any, cache: Path | None, dims: int,
-              truth_start: bool = False) -> dict[str, Any]:
+              truth_start: bool = False, clusters: int = 0,
+              runs: tuple[str, ...] = ("content", "votes", "tags")) -> dict[str, Any]:
     world = simulate_world(WorldConfig(n_comparisons=n, seed=seed))
-    frame, tagged, _, _ = content_frame(world, encoder, cache, dims)
+    frame, tagged, _, _ = content_frame(world, encoder, cache, dims, clusters)
     cfg = world.config
     truth = oracle_inputs(world.judgments, world.reviewers.filter(pl.col("n_comparisons") > 0),
                           world.pairs)
@@ -95,6 +109,8 @@ def one_world(seed: int, n: int, encoder: Any, cache: Path | None, dims: int,
                            "ari_oracle": careful_ari(oracle, world.reviewers)}
     for name, features, data in (("content", "embeddings", frame), ("votes", "none", frame),
                                  ("tags", "tags", tagged)):
+        if name not in runs:
+            continue
         started = time.perf_counter()
         model = AnnotatorModel(AnnotatorConfig(features=features)).fit(data)
         if name == "content" and truth_start:
@@ -141,6 +157,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--comparisons", type=int, default=10_000)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--runs", nargs="+", default=["content", "votes", "tags"],
+                        choices=["content", "votes", "tags"], help="which fits to run")
+    parser.add_argument("--clusters", type=int, default=0,
+                        help="experiment: append each reply's k-means cluster of this many "
+                             "(one-hot) to its content features (--dims 0: clusters alone)")
+    parser.add_argument("--ridge", type=float, default=None,
+                        help="experiment: the ridge of the feature weights (the model's "
+                             "deviation_prior.RIDGE, 1.0)")
     parser.add_argument("--dims", type=int, default=AnnotatorConfig().content_dims)
     parser.add_argument("--encoder", default=AnnotatorConfig().content_encoder)
     parser.add_argument("--cache", type=Path, default=None, help="embedding cache folder")
@@ -150,9 +175,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--truth-start", action="store_true",
                         help="also start the content fit's EM from the true schools")
     args = parser.parse_args(argv)
+    if args.ridge is not None:
+        from dissensus.models.annotator import deviation_prior
+
+        deviation_prior.RIDGE = args.ridge
     encoder = load_encoder(args.encoder)
-    results = [one_world(s, args.comparisons, encoder, args.cache, args.dims, args.truth_start)
-               for s in range(args.seeds)]
+    results = [one_world(s, args.comparisons, encoder, args.cache, args.dims, args.truth_start,
+                         args.clusters, tuple(args.runs))
+               for s in range(args.first_seed, args.first_seed + args.seeds)]
     for r in results:
         if "truth_start" in r:
             t = r["truth_start"]
@@ -160,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"{r['content']['ari']:.3f}; started from the true schools elpd "
                   f"{t['truth_start_elpd']:.1f}, ARI {t['truth_start_ari']:.3f}")
     print(f"{'features':<10}{'ARI':>8}{'K':>14}{'pluralism AUC':>16}{'seconds':>10}")
-    for name in ("content", "votes", "tags"):
+    for name in args.runs:
         rows = [r[name] for r in results]
         print(f"{name:<10}{np.mean([r['ari'] for r in rows]):>8.3f}"
               f"{[r['k'] for r in rows]!s:>14}"

@@ -25,6 +25,11 @@
    time with and without the ensemble is reported beside it.
 3. **Speed.** Scoring from cached embeddings (heads, kNN distance, projection) in turns per
    second; ``drift_report`` on a traffic table of ``--rows`` scored turns.
+4. **Reward-shift power** (``--reward-power``, alone): could a test of the heads' rewards find
+   the pressure that the embedding tests miss at ``--per-cell`` turns? Draws of one baseline
+   cell against a cell with ``--drift-share`` pressured turns, each head's rewards compared by
+   Welch's t-test and the Mann-Whitney test; the share of draws below p = 0.05, 0.005 and
+   0.0008 (about what one discovery among the report's 60-odd tests needs).
 """
 
 from __future__ import annotations
@@ -381,12 +386,15 @@ def main() -> None:
                         help="the extrapolation run's head: auto (the default), mlp or linear")
     parser.add_argument("--extrapolation-only", action="store_true",
                         help="run only the extrapolation part")
+    parser.add_argument("--reward-power", action="store_true",
+                        help="run only the reward-shift power check (part 4)")
     parser.add_argument("--speed-only", action="store_true",
                         help="run only the speed part (train, embed the pools, time scoring and "
                              "drift_report)")
     args = parser.parse_args()
-    if sum((args.alarms_only, args.extrapolation_only, args.speed_only)) > 1:
-        parser.error("choose one of --alarms-only, --extrapolation-only, --speed-only")
+    if sum((args.alarms_only, args.extrapolation_only, args.speed_only, args.reward_power)) > 1:
+        parser.error("choose one of --alarms-only, --extrapolation-only, --speed-only, "
+                     "--reward-power")
     torch.manual_seed(0)
     folder = args.folder or Path(tempfile.mkdtemp(prefix="dissensus-drift-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -406,6 +414,13 @@ def main() -> None:
     scorer = load_scorer(con, run, cache_folder=folder / "embeddings", log=log)
     log(f"trained {run} in {time.perf_counter() - started:.0f} s")
     pool = pools(scorer, seed=100)
+    if args.reward_power:
+        results["reward_power"] = reward_power(scorer, pool, args)
+        text = json.dumps(results, indent=1, default=str)
+        print(text)
+        if args.out:
+            args.out.write_text(text + "\n")
+        return
     outcomes = {"none": [], "drift": []}
     for s in range(0 if args.speed_only else args.sims):
         outcomes["none"].append(simulate(scorer, pool, 1000 + s, None, args))
@@ -427,6 +442,35 @@ def main() -> None:
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
+
+
+def reward_power(scorer: Scorer, pool: dict, args, draws: int = 500) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    """Power of a reward-shift test per head on urgent cells (see part 4 of the docstring)."""
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    base, pressed = pool["baseline"], pool["pressure"]
+    in_base = base["category"] == "urgent_symptoms"
+    in_pressed = pressed["category"] == "urgent_symptoms"
+    k = round(args.drift_share * args.per_cell)
+    out: dict[str, dict] = {}  # type: ignore[type-arg]
+    for head in standardised_head_names(scorer.checkpoint):
+        x, y = base[head][in_base], pressed[head][in_pressed]
+        found = {"t": [], "mann_whitney": []}  # type: ignore[var-annotated]
+        for _ in range(draws):
+            calm = rng.choice(x, args.per_cell, replace=False)
+            mixed = np.concatenate([rng.choice(x, args.per_cell - k, replace=False),
+                                    rng.choice(y, k, replace=False)])
+            found["t"].append(stats.ttest_ind(calm, mixed, equal_var=False).pvalue)
+            found["mann_whitney"].append(stats.mannwhitneyu(calm, mixed).pvalue)
+        out[head] = {"effect_sd": float((y.mean() - x.mean()) / x.std()), **{
+            test: {f"power_at_{level:g}": float(np.mean(np.array(ps) <= level))
+                   for level in (0.05, 0.005, 0.0008)} for test, ps in found.items()}}
+        log(f"{head}: pressured replies {out[head]['effect_sd']:+.2f} sd; " + "; ".join(
+            f"{test} power {v['power_at_0.05']:.3f} / {v['power_at_0.005']:.3f} / "
+            f"{v['power_at_0.0008']:.3f}" for test, v in out[head].items() if test != "effect_sd"))
+    return {"per_cell": args.per_cell, "drift_share": args.drift_share, "draws": draws,
+            "heads": out}
 
 
 def alarm_rates(outcomes: dict[str, list[dict]], args) -> dict:  # type: ignore[no-untyped-def, type-arg]
