@@ -28,6 +28,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from pydantic import ValidationError
 from dissensus.models.annotator import AnnotatorConfig, AnnotatorModel
 from dissensus.models.annotator.worlds import (
     WORLDS,
+    WorldSpec,
     oracle_reliability,
     simulate_world,
     verdict_scores,
@@ -63,9 +65,19 @@ def _series_frame(series: pd.Series, name: str = "reliability") -> pl.DataFrame:
                          name: series.to_numpy(dtype=float)})
 
 
-def run_world(name: str, seed: int, config: AnnotatorConfig) -> list[dict[str, Any]]:
-    """Every method on one draw of world ``name``."""
-    world = simulate_world(name, seed=seed)
+def with_votes_per_pair(spec: WorldSpec, votes: tuple[int, int]) -> WorldSpec:
+    """``spec`` with ``votes`` per pair and as many fewer pairs, so that each reviewer casts
+    about as many votes as before: the pairs' margins are better known, the reviewers not."""
+    before, after = sum(spec.votes_per_pair) / 2, sum(votes) / 2
+    return replace(spec, votes_per_pair=votes,
+                   n_pairs=max(10, round(spec.n_pairs * before / after)))
+
+
+def run_world(name: str, seed: int, config: AnnotatorConfig,
+              votes: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+    """Every method on one draw of world ``name`` (``votes``: see :func:`with_votes_per_pair`)."""
+    spec = WORLDS[name] if votes is None else with_votes_per_pair(WORLDS[name], votes)
+    world = simulate_world(spec, seed=seed)
     frame = world.model_frame()
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
@@ -151,6 +163,10 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
     parser.add_argument("--real", action=argparse.BooleanOptionalAction, default=True,
                         help="also score RTE and bluebirds against their gold")
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out/robustness"))
+    parser.add_argument("--votes-per-pair", default=None, metavar="LOW,HIGH",
+                        help="redraw each world with this many votes per pair and as many "
+                             "fewer pairs (each reviewer's workload kept): how much of a gap "
+                             "to the oracle is what the pairs' few votes leave unknown")
     parser.add_argument("--truth-start", action="store_true",
                         help="only: for worlds with schools, start the true K from the true "
                              "schools and compare with one school fewer (see truth_start)")
@@ -167,6 +183,16 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
     except ValidationError as error:
         parser.error("--set: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                            for e in error.errors()))
+    votes = None
+    if args.votes_per_pair:
+        try:
+            low, high = (int(v) for v in args.votes_per_pair.split(","))
+        except ValueError:
+            parser.error(f"--votes-per-pair: expected two whole numbers LOW,HIGH, got "
+                         f"{args.votes_per_pair!r}")
+        if not 1 <= low <= high:
+            parser.error(f"--votes-per-pair: expected 1 <= LOW <= HIGH, got {low},{high}")
+        votes = (low, high)
     if args.truth_start:
         held = [truth_start(name, seed, config)
                 for name in args.worlds.split(",") if name and WORLDS[name].n_schools > 1
@@ -177,7 +203,7 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
     rows: list[dict[str, Any]] = []
     for name in [w for w in args.worlds.split(",") if w]:
         for seed in range(args.seeds):
-            rows.extend(run_world(name, seed, config))
+            rows.extend(run_world(name, seed, config, votes))
             done = rows[-6]
             print(f"{name} seed {seed}: flagged careful {done.get('careful_flagged_n', 0):.0f}, "
                   f"K {done.get('k_chosen')}, {done['seconds']:.1f} s, verdicts {done['summary']}",
