@@ -19,6 +19,9 @@ One table is printed, one row per world and method (means over seeds):
 Peers rank reviewers only (they have no flags or intervals); crowd-kit is the ``bench`` extra.
 ``--json PATH`` writes every per-seed figure. ``--truth-start`` instead asks, for the worlds with
 schools, whether the model can hold the true schools at all (:func:`truth_start`).
+``--votes-per-pair LOW,HIGH`` redraws every world with that many votes per pair and as many
+fewer pairs (:func:`with_votes_per_pair`): how much of a gap to the oracle the pairs' few votes
+leave.
 """
 
 from __future__ import annotations
