@@ -62,6 +62,7 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "swing_after": 50,
     "label_order": False,
     "lapse_cue_score_p": None,
+    "shared_departure_start": False,
 }
 """Settings added after fits were first saved, with the value that reproduces those fits."""
 
@@ -102,6 +103,13 @@ class AnnotatorConfig(BaseModel):
         "(a careful minority looks careless until it has a school of its own); 'random': a "
         "seeded symmetric random split (the model before), which can settle in an even split "
         "that explains nothing."
+    )
+    shared_departure_start: bool = Field(
+        False, description="EM, auto K, school_start='lapse': when two schools do not beat "
+        "one, also fit two schools from the careless-looking reviewers whose departures fall on "
+        "the same pairs and keep the better fit. Finds a careful minority that rushed reviewers "
+        "outnumber; off by default because it costs up to 1.9 times the fit time where one "
+        "school wins (benchmarks/RESULTS.md)."
     )
     nuts_max_comparisons: int = Field(
         0,

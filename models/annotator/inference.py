@@ -40,6 +40,7 @@ from .selection import (
     sample_pairs,
     school_support,
     selection_rule,
+    shared_departure_schools,
 )
 
 FloatArray = NDArray[np.float64]
@@ -236,6 +237,14 @@ def settled_states(states: dict[int, GridState], notes: list[str]) -> dict[int, 
     return kept
 
 
+def _two_beat_one(states: dict[int, GridState], config: AnnotatorConfig,
+                  n_reviewers: int) -> bool:
+    """Whether the two-school fit would be chosen over the one-school fit."""
+    two, _ = school_support({2: states[2]}, config, n_reviewers)
+    return bool(two) and not states[2].swinging and choose_k(
+        {1: states[1].loo, 2: states[2].loo}, selection_rule(config, n_reviewers))[0] == 2
+
+
 def fit_em(
     enc: EncodedFrame, config: AnnotatorConfig, progress: Progress | None = None
 ) -> FitResult:
@@ -285,13 +294,9 @@ def fit_em(
     for k in ks:
         if k in states:
             continue
-        if k == 3 and auto and 2 in states:
-            two, _ = school_support({2: states[2]}, config, data.n_reviewers)
-            ok = (choose_k({1: states[1].loo, 2: states[2].loo},
-                           selection_rule(config, data.n_reviewers))[0]
-                  if two and not states[2].swinging else 1)
-            if ok == 1:
-                break  # two schools did not beat one: three will not be needed
+        if k == 3 and auto and 2 in states and not _two_beat_one(states, config,
+                                                                 data.n_reviewers):
+            break  # two schools did not beat one: three will not be needed
 
         def cb(it: int, total: int, label: str = f"EM on {on}{k} school{'s' if k > 1 else ''}"
                ) -> None:
@@ -308,6 +313,20 @@ def fit_em(
                         "start": "random" if seeded is None else "lapse-seeded"})
         if k == 1:
             warm = states[1]
+        if (k == 2 and config.shared_departure_start and seeded is not None
+                and not _two_beat_one(states, config, data.n_reviewers)):
+            t_k = time.perf_counter()
+            shared = shared_departure_schools(states[1], select_data)
+            if shared is not None:  # a second start: a minority whose departures are shared
+                # a cold start: warm from the one-school fit, its lapse prior holds the
+                # minority's departures as lapses and the split does not form
+                other = GridEM(select_data, 2, select_config).run(school_init=shared,
+                                                                  callback=cb)
+                timings.append({"n_schools": 2, "seconds": round(time.perf_counter() - t_k, 2),
+                                "iterations": other.n_iter, "start": "shared departures",
+                                "kept": bool(other.loo.sum() > states[2].loo.sum())})
+                if other.loo.sum() > states[2].loo.sum():
+                    states[2] = other
     if len(states) > 1:
         supported, support_notes = school_support(settled_states(states, notes), config,
                                                   data.n_reviewers)

@@ -238,3 +238,23 @@ def test_schools_that_never_settle_are_not_chosen() -> None:
     assert any("2 schools not considered" in n for n in diagnostics["warnings"])
     two = [f for f in diagnostics["fits"] if f["n_schools"] == 2]
     assert two and two[0]["iterations"] <= AnnotatorConfig().swing_after
+
+
+def test_a_minority_outnumbered_by_rushed_reviewers_still_gets_a_school() -> None:
+    # 12-16 votes per pair on 314 pairs: 17 rushed reviewers outnumber the 5 careful minority
+    # reviewers, so the start that moves careless-looking reviewers to the new school finds no
+    # split, and one school read the whole minority as lapses (all five flagged). The second
+    # start (shared_departure_start, off by default for its cost), from the reviewers whose
+    # departures fall on the same pairs, holds the minority, and a one-school flag stands only
+    # where the two-school fit agrees
+    spec = replace(WORLDS["minority_10"], votes_per_pair=(12, 16), n_pairs=314)
+    world = simulate_world(spec, seed=2)
+    plain = _fit(world, AnnotatorConfig())
+    assert verdict_scores(world, plain.reviewer_estimates_, 1)["careful_flagged_n"] == 5
+    model = _fit(world, AnnotatorConfig(shared_departure_start=True))
+    scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
+    starts = [f for f in model.fit_summary_["diagnostics"]["fits"]
+              if f.get("start") == "shared departures"]
+    assert starts and starts[0]["kept"]
+    assert scores["careful_flagged_n"] == 0
+    assert scores["rushed_precision"] >= 0.6
