@@ -322,10 +322,11 @@ def fit_em(
                 # minority's departures as lapses and the split does not form
                 other = GridEM(select_data, 2, select_config).run(school_init=shared,
                                                                   callback=cb)
+                kept = bool(other.loo.sum() > states[2].loo.sum())
                 timings.append({"n_schools": 2, "seconds": round(time.perf_counter() - t_k, 2),
                                 "iterations": other.n_iter, "start": "shared departures",
-                                "kept": bool(other.loo.sum() > states[2].loo.sum())})
-                if other.loo.sum() > states[2].loo.sum():
+                                "kept": kept})
+                if kept:
                     states[2] = other
     if len(states) > 1:
         supported, support_notes = school_support(settled_states(states, notes), config,

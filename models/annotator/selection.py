@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .config import AnnotatorConfig
+from .departures import CLEAR
 from .grid_em import GridEM, GridState
 from .judgments import Judgments
 
@@ -125,7 +126,7 @@ def shared_departure_schools(one: GridState, data: Judgments, candidates: float 
     margins = one.lattice.margins()[:, 0]
     p_first = one.pair_post @ ((margins > 0) + 0.5 * (margins == 0))
     p = p_first[data.pair]
-    clear = (np.abs(p - 0.5) > 0.1) & (data.y != 0)
+    clear = (np.abs(p - 0.5) > CLEAR) & (data.y != 0)
     departs = clear & (np.sign(data.y) != np.sign(p - 0.5))
     lapse = one.lapse_marginal() @ one.lapse_grid
     n_pick = min(int(candidates * data.n_reviewers), max_candidates)
