@@ -239,6 +239,9 @@ def choose_lapse_model(data: Judgments, config: AnnotatorConfig
        the plain model clearly, and either beats the tie-taste one (``tie_per_reviewer``) at
        all or leaves lapses tying far more often than votes do (``lapse_tie_excess``): the
        taste model's per-reviewer thresholds are point estimates its LOO does not leave out.
+       Not considered at all where reviewers have fewer than ``lapse_ties_min_judgments``
+       judgments each (the median): a careless 'equal' click is a reviewer's habit, and one or
+       two votes cannot show a habit.
 
     Returns the settings chosen (``careful_share``, ``lapse_ties``), the chosen one-school fit
     and notes for the summary.
@@ -255,7 +258,14 @@ def choose_lapse_model(data: Judgments, config: AnnotatorConfig
         notes.append(f"careful share {strict:g}: treating more reviewers as lapsing did not "
                      "predict the votes better, so their disagreement is read as near-tie pairs")
     chosen["lapse_ties"] = config.lapse_ties is True
-    if config.lapse_ties == "auto":
+    judgments = np.bincount(data.reviewer, minlength=data.n_reviewers)
+    median = float(np.median(judgments[judgments > 0])) if data.n else 0.0
+    if config.lapse_ties == "auto" and median < config.lapse_ties_min_judgments:
+        notes.append(f"reviewers have a median of {median:g} judgments each: whether one "
+                     "reviewer's 'equal' votes are careless cannot be told from so few, so "
+                     "ties are read as close pairs, not lapses (lapse_ties not considered; "
+                     f"lapse_ties_min_judgments={config.lapse_ties_min_judgments})")
+    elif config.lapse_ties == "auto":
         tied = GridEM(data, 1, config.model_copy(update=chosen | {"lapse_ties": True})).run()
         taste = (best if config.tie_per_reviewer else GridEM(
             data, 1, config.model_copy(update=chosen | {"tie_per_reviewer": True})).run())

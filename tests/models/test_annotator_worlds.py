@@ -82,6 +82,19 @@ def test_a_vote_or_two_per_reviewer_places_nobody_in_a_school() -> None:
         assert "cannot be placed in a school" in notes and "a guess, not a verdict" in notes
 
 
+def test_one_or_two_votes_each_do_not_read_equal_votes_as_lapses() -> None:
+    # 2,000 reviewers with about two votes each; careful reviewers say "equal" on close pairs,
+    # rushed ones never do. Read as lapses, those ties made the careful reviewers the least
+    # reliable: rushed among the bottom k 0.09, below chance (0.14)
+    world = simulate_world(WORLDS["many_raters"], seed=1)
+    model = _fit(world, AnnotatorConfig())
+    diagnostics = model.fit_summary_["diagnostics"]
+    assert not any(f.get("lapse_ties") for f in diagnostics["fits"])
+    assert any("'equal' votes are careless cannot be told" in n for n in diagnostics["warnings"])
+    scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
+    assert scores["bottom_k_precision"] >= 0.2
+
+
 def test_placement_notes_speak_only_when_reviewers_are_not_placed() -> None:
     import polars as pl
 
