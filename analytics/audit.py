@@ -11,7 +11,9 @@ the fit's own lapse flag, which needs evidence from the reviewer's votes against
 the annotator model); :func:`fit_notes` gives the fit's words on what the data cannot support.
 A careful reviewer whose departures from a clear consensus consistently favour one kind of reply
 (the longer, one model's, the first shown) is reported as "consistent lean (a taste, not
-lapses)", with the counts (the fit's ``lean``).
+lapses)", with the counts (the fit's ``lean``). A reviewer the fit finds voting against a clear
+consensus more often than a coin flip would is reported as "reversed votes" (swapped buttons or
+instructions read backwards; see the annotator model's ``reversed_bayes_factor``).
 
 All thresholds live in :class:`AuditConfig`. The work is split by task: the config in
 :mod:`analytics.audit_config`, the vote table every check shares in :mod:`analytics.audit_votes`,

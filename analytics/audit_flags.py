@@ -218,6 +218,8 @@ def _judge(
         and (row.get("gold_accuracy") or 0) >= cfg.min_gold_accuracy
     )
     below_pool = rel is not None and rel < pool_rel
+    if model and "votes reversed" in (row.get("model_flag_reason") or ""):
+        return "reversed votes", True, reasons  # no lapse: they pick the reply others reject
     if fast and (unreliable or inconsistent or fails_gold or below_pool):
         if below_pool and not unreliable:
             reasons.append(f"reliability {_f(rel)} below the pool median {_f(pool_rel)}")

@@ -57,7 +57,8 @@ PEERS: dict[str, Callable[[pl.DataFrame], pd.Series]] = {
     "mace": mace,
 }
 COLUMNS = ["careful_flagged", "careful_flagged_n", "rushed_prec", "rushed_rec", "bottom_k",
-           "vs_oracle", "gap_pts", "coverage", "k_right", "ari", "seconds", "x_glad"]
+           "vs_oracle", "gap_pts", "coverage", "k_right", "ari", "reversed_found", "seconds",
+           "x_glad"]
 RENAME = {"careful_flagged_share": "careful_flagged", "rushed_precision": "rushed_prec",
           "rushed_recall": "rushed_rec", "bottom_k_precision": "bottom_k",
           "minority_gap_pts": "gap_pts", "school_ari": "ari"}
@@ -180,7 +181,8 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
     overrides = {}
     for item in args.set:
         key, _, value = item.partition("=")
-        overrides[key] = json.loads(value) if value[:1] in "0123456789-[{tf\"" else value
+        overrides[key] = (None if value == "null" else json.loads(value)
+                          if value[:1] in "0123456789-[{tf\"" else value)
     try:
         config = AnnotatorConfig(**overrides)
     except ValidationError as error:

@@ -64,6 +64,8 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "lapse_cue_score_p": None,
     "shared_departure_start": False,
     "lapse_ties_min_judgments": 0,
+    "reversed_bayes_factor": None,
+    "reversed_min_votes": 10,
 }
 """Settings added after fits were first saved, with the value that reproduces those fits."""
 
@@ -272,6 +274,18 @@ class AnnotatorConfig(BaseModel):
         "Careless 'equal' clicks land on clear pairs, a tie taste on close ones; the threshold "
         "per reviewer is a point estimate the leave-one-out comparison does not leave out, so "
         "on its own it wins too often. None: the LOO comparison alone (the model before)."
+    )
+    reversed_bayes_factor: float | None = Field(
+        100.0, gt=1.0, description="EM: a reviewer whose votes go against a clear consensus "
+        "more often than a coin flip would, by at least this Bayes factor (see "
+        "models/annotator/reversed.py), has reversed votes (swapped buttons, instructions read "
+        "backwards): flagged, left out while the schools are chosen, and given weight 0. "
+        "Lapses cannot explain such votes, and a few reversed reviewers otherwise form a "
+        "'school' of their own. None: no check (the model before)."
+    )
+    reversed_min_votes: int = Field(
+        10, ge=1, description="EM: the fewest non-tie votes on clear pairs on which a reviewer "
+        "can be found to vote reversed."
     )
     lapse_ties_min_judgments: int = Field(
         5, ge=0, description="EM, lapse_ties='auto': lapses that tie are considered only when "

@@ -65,6 +65,13 @@ def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
     elif lapse_flags == 0 and float(np.max(res.lapse_evidence, initial=0.0)) < 3.0:
         notes.append("No reviewer's votes set them apart from the pool: nobody is flagged for "
                      "lapses.")
+    reversed_n = len(_reversed(res))
+    if reversed_n:
+        notes.append(f"{reversed_n} reviewer{'s' if reversed_n != 1 else ''} vote against a "
+                     "clear consensus more often than chance (reversed votes: swapped buttons "
+                     "or instructions read backwards, not a view or a lapse): flagged, their "
+                     "votes given weight 0" + (", and the schools chosen without them"
+                                               if config.n_schools == "auto" else "") + ".")
     n_rev = reviewers.height
     if n_rev and n_rev < config.few_reviewers:
         notes.append(f"Only {n_rev} reviewers: schools (consistent minority views) cannot be "
@@ -99,6 +106,11 @@ def _placement_notes(reviewers: pl.DataFrame, n_schools: int) -> list[str]:
             "reviewers' votes do not settle which one they hold (too few of their votes fall "
             "where the schools differ, or their views sit between the schools'), so their "
             "school is a guess, not a verdict about them."]
+
+
+def _reversed(res: FitResult) -> list[dict[str, Any]]:
+    """The fit's reversed reviewers (index, votes against, clear votes, Bayes factor)."""
+    return list(res.diagnostics.get("reversed_reviewers") or [])
 
 
 def _evidence(bayes_factor: float) -> str:
@@ -144,10 +156,13 @@ class AnnotatorModel:
         self.reviewer_estimates_ = self._reviewer_table(enc, res)
         self.pair_estimates_, self.pair_intervals_ = self._pair_tables(enc, res)
         d = enc.judgments
+        reversed_votes = np.isin(d.reviewer, [r["reviewer"] for r in _reversed(res)])
         self.comparison_weights_ = pl.DataFrame(
             {
                 "comparison_id": enc.comparison_ids,
-                "weight": res.careful_prob.astype(float),
+                # a reversed vote names the worse reply: read as it stands it would teach the
+                # reward model the opposite, so it carries no weight
+                "weight": np.where(reversed_votes, 0.0, res.careful_prob.astype(float)),
                 "school_weights": res.school_probs[d.reviewer].astype(float).tolist(),
             },
             schema={"comparison_id": pl.String, "weight": pl.Float64,
@@ -177,9 +192,17 @@ class AnnotatorModel:
         counts = enc.reviewer_counts
         lapse_flag = lapse_flagged(res, cfg) & (counts >= 2)
         bias_flag = (res.p_strong_bias >= cfg.flag_probability) & (counts >= 2)
+        reversed_by = {r["reviewer"]: r for r in _reversed(res)}
         reasons: list[str | None] = []
         for i in range(len(enc.reviewer_ids)):
             parts = []
+            if i in reversed_by:
+                r = reversed_by[i]
+                parts.append(
+                    f"votes reversed: against a clear consensus on {r['against']} of "
+                    f"{r['clear']} votes, where even a careless coin flip would be on about half "
+                    f"(the votes favour reversal {_evidence(r['bayes_factor'])}); check their "
+                    "button mapping or instructions (weight 0)")
             if lapse_flag[i]:
                 parts.append(
                     f"lapse rate ~{1 - res.reliability[i]:.0%} ({mass} interval "
@@ -208,7 +231,8 @@ class AnnotatorModel:
                 "position_bias": res.bias_mean,
                 "school": school.astype(np.int32),
                 "school_probability": res.school_probs.max(axis=1),
-                "flagged": lapse_flag | bias_flag,
+                "flagged": lapse_flag | bias_flag | np.isin(np.arange(counts.size),
+                                                            list(reversed_by)),
                 "flag_reason": reasons,
                 "lean": departure_leans(enc, res.pairs.p_first, cfg.flag_bayes_factor),
                 "agreement": (np.full(len(enc.reviewer_ids), np.nan) if self.predictive_ is None

@@ -30,6 +30,7 @@ from .grid_em import GridEM, GridState
 from .judgments import Judgments
 from .lapse_cues import lean_score_test
 from .results import FitResult, Progress
+from .reversed import ReversedEvidence, without_reviewers
 from .selection import (
     choose_k,
     choose_lapse_model,
@@ -44,6 +45,7 @@ from .selection import (
 )
 
 FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
 
 
 def grid_quantiles(post: FloatArray, grid: FloatArray, qs: tuple[float, ...]) -> FloatArray:
@@ -245,6 +247,31 @@ def _two_beat_one(states: dict[int, GridState], config: AnnotatorConfig,
         {1: states[1].loo, 2: states[2].loo}, selection_rule(config, n_reviewers))[0] == 2
 
 
+def _reversed_reviewers(one: GridState, data: Judgments, config: AnnotatorConfig,
+                        reviewers: IntArray | None, found_out: list[dict[str, Any]],
+                        notes: list[str]) -> IntArray | None:
+    """The reviewers of ``data`` whose votes are reversed under the one-school fit ``one``
+    (:mod:`.reversed`), or None. Their evidence goes to ``found_out``, by index in the whole
+    data (``reviewers`` maps a sample's reviewers there), and a sentence to ``notes``."""
+    if config.reversed_bayes_factor is None:
+        return None
+    evidence = ReversedEvidence.of(one, data)
+    found = evidence.reversed(config.reversed_bayes_factor, config.reversed_min_votes)
+    if found.size == 0 or found.size >= data.n_reviewers / 2:
+        return None  # reversed is relative to the pool: a majority cannot be reversed
+    index = found if reviewers is None else reviewers[found]
+    found_out.extend(
+        {"reviewer": int(i), "against": int(evidence.against[f]),
+         "clear": int(evidence.clear[f]), "bayes_factor": float(evidence.bayes_factor[f])}
+        for i, f in zip(index, found, strict=True))
+    notes.append(f"{found.size} reviewer{'s' if found.size != 1 else ''} vote against a clear "
+                 "consensus more often than a coin flip would (reversed votes: swapped buttons "
+                 "or instructions read backwards); their votes get weight 0"
+                 + ("" if config.n_schools != "auto" else
+                    ", and the schools were chosen without them"))
+    return found
+
+
 def fit_em(
     enc: EncodedFrame, config: AnnotatorConfig, progress: Progress | None = None
 ) -> FitResult:
@@ -278,10 +305,12 @@ def fit_em(
     select_config = select_config.model_copy(update={"lapse_cues": False})
     states: dict[int, GridState] = {}
     timings: list[dict[str, Any]] = []
+    reversed_found: list[dict[str, Any]] = []
     warm: GridState | None = None
     on = "a sample, " if sampled else ""
     if config.careful_share_strict > config.careful_share:
         t_k = time.perf_counter()
+        undecided = config, select_config
         chosen, one_school, lapse_notes = choose_lapse_model(select_data, select_config)
         notes.extend(lapse_notes)
         config = config.model_copy(update=chosen)
@@ -291,6 +320,23 @@ def fit_em(
                         **chosen})
         if 1 in ks:  # the chosen one-school fit is the K = 1 fit
             states[1] = warm = one_school
+        found = _reversed_reviewers(one_school, select_data, config, reviewers,
+                                    reversed_found, notes)
+        if found is not None and auto:
+            # their votes agree with each other on every pair: left in, they form a "school";
+            # the schools (and the lapse model) are chosen without them, the final fit has all
+            select_data, kept = without_reviewers(select_data, found)
+            reviewers = kept if reviewers is None else reviewers[kept]
+            t_k = time.perf_counter()
+            chosen, one_school, again = choose_lapse_model(select_data, undecided[1])
+            notes[:] = [n for n in notes if n not in lapse_notes] + again
+            config = undecided[0].model_copy(update=chosen)
+            select_config = undecided[1].model_copy(update=chosen)
+            timings.append({"n_schools": 1, "seconds": round(time.perf_counter() - t_k, 2),
+                            "iterations": one_school.n_iter, "data": "without reversed",
+                            **chosen})
+            states = {1: one_school} if 1 in ks else {}
+            warm = one_school
     for k in ks:
         if k in states:
             continue
@@ -346,14 +392,14 @@ def fit_em(
                         "data": "sample" if sampled else "all", "lapse_cues": use_cues})
     final = states[chosen]
     featured = featured and chosen > 1
-    if (sampled and reviewers is not None) or (auto and (pooled or featured)):
-        seed_state = (expand_state(final, reviewers, data.n_reviewers)
-                      if sampled and reviewers is not None else final)
+    subset = reviewers is not None  # chosen on a sample, or without reversed reviewers
+    if subset or (auto and (pooled or featured)):
+        seed_state = expand_state(final, reviewers, data.n_reviewers) if subset else final
         t_k = time.perf_counter()
 
         def cb_all(it: int, total: int) -> None:
             if progress is not None:
-                what = "all data" if sampled else "pooled responses and features"
+                what = "all data" if subset else "pooled responses and features"
                 progress(f"EM on {what}, {chosen} school{'s' if chosen > 1 else ''}",
                          it / total)
 
@@ -365,7 +411,7 @@ def fit_em(
                         "data": "all" + (", pooled responses" if pooled else "")
                         + (", response features" if featured else "")})
     result = summarise_grid(final, enc, config, time.perf_counter() - start)
-    if chosen == 1 and not sampled and 2 in states:
+    if chosen == 1 and not subset and 2 in states:
         notes.extend(flags_robust_to_schools(result, states[2], config))
     warnings = list(enc.warnings) + notes
     if final.swinging:
@@ -389,6 +435,7 @@ def fit_em(
             "k_selection_sample": {"pairs": select_data.n_pairs, "comparisons": select_data.n,
                                    "reviewers": select_data.n_reviewers} if sampled else None,
             "fits": timings,
+            "reversed_reviewers": reversed_found,
             "r_hat_max": None,
             "ess_min": None,
             "divergences": None,

@@ -26,9 +26,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .config import AnnotatorConfig
-from .departures import CLEAR
 from .grid_em import GridEM, GridState
 from .judgments import Judgments
+from .reversed import consensus_departures
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -123,11 +123,7 @@ def shared_departure_schools(one: GridState, data: Judgments, candidates: float 
     """
     from scipy import sparse
 
-    margins = one.lattice.margins()[:, 0]
-    p_first = one.pair_post @ ((margins > 0) + 0.5 * (margins == 0))
-    p = p_first[data.pair]
-    clear = (np.abs(p - 0.5) > CLEAR) & (data.y != 0)
-    departs = clear & (np.sign(data.y) != np.sign(p - 0.5))
+    clear, departs = consensus_departures(one, data)
     lapse = one.lapse_marginal() @ one.lapse_grid
     n_pick = min(int(candidates * data.n_reviewers), max_candidates)
     if n_pick < 4:

@@ -17,6 +17,8 @@ from that story in one named way each, with the truth needed to score any method
   votes each;
 * ``minority_10`` and ``three_schools``: an unbalanced 90/10 split, and three true schools;
 * ``tie_sayers``: careless reviewers whose lapses are mostly "tie";
+* ``reversed``: a few careful reviewers whose votes are reversed (swapped buttons): they agree
+  with each other on every pair, as a school would, and with nobody else;
 * ``story``: the model's own story (two schools, 15% rushed), as a control.
 
 Each judgment's truth carries the probability of the observed outcome under a careful judgment
@@ -63,6 +65,7 @@ class WorldSpec:
     lapse_lean: float = 0.75  # P(a lapse picks the reply it leans toward)
     lapse_tie_share: float = 0.7  # lapse_mode 'tie': share of lapses that are ties
     position_biased_share: float = 0.08
+    reversed_share: float = 0.0  # careful reviewers whose votes are reversed (swapped buttons)
     tau: float = 0.35  # careful tie threshold (ordered logit)
     seed: int = 0
 
@@ -101,6 +104,8 @@ WORLDS: dict[str, WorldSpec] = {
     "tie_sayers": WorldSpec(name="tie_sayers", school_shares=(1.0,), rushed_share=0.2,
                             lapse_mode="tie"),
     "story": WorldSpec(name="story"),
+    "reversed": WorldSpec(name="reversed", school_shares=(1.0,), rushed_share=0.15,
+                          reversed_share=0.06),
 }
 """The suite, by name. Sizes are small enough for a fit in seconds on 2 cores."""
 
@@ -179,6 +184,8 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
     beta = np.where(biased, rng.uniform(0.8, 1.5, n_r), 0.0)
     taste = rng.normal(0.0, spec.taste_sd, n_r) if spec.taste_sd else np.zeros(n_r)
     length_taste = (~rushed) & (rng.random(n_r) < spec.length_taste_share)
+    reversed_ = ((~rushed) & (rng.random(n_r) < spec.reversed_share) if spec.reversed_share
+                 else np.zeros(n_r, bool))  # drawn only where asked: other worlds keep theirs
 
     # pairs: consensus margins and each school's margin
     u = rng.random(n_j)
@@ -212,6 +219,7 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
     p_tie = np.clip(1.0 - p_plus - p_minus, 0.0, 1.0)
     v = rng.random(n)
     careful_y = np.where(v < p_plus, 1, np.where(v < p_plus + p_minus, -1, 0))
+    careful_y = np.where(reversed_[r_idx], -careful_y, careful_y)
 
     # a lapse's outcome distribution (P(+1), P(0), P(-1)) for each judgment's reviewer
     lean, toward = spec.lapse_lean, np.zeros(n)
@@ -262,6 +270,7 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         "length_taste": length_taste,
         "is_rushed": rushed,
         "is_position_biased": biased,
+        "is_reversed": reversed_,
         "n_comparisons": counts.astype(np.int64),
     })
     pairs = pl.DataFrame({
@@ -336,7 +345,8 @@ def verdict_scores(world: World, estimates: pl.DataFrame, n_schools: int | None 
     truth = world.reviewers.filter(pl.col("n_comparisons") > 0)
     t = truth.join(estimates, on="reviewer_id", how="left")
     score = t[ranking].fill_null(t[ranking].median()).to_numpy()
-    rushed = t["is_rushed"].to_numpy()
+    reversed_ = t["is_reversed"].to_numpy()
+    rushed = t["is_rushed"].to_numpy() | reversed_  # careless: a reversed vote is no view
     careful = ~rushed & ~t["is_position_biased"].to_numpy()
     k = int(rushed.sum())
     out: dict[str, float] = {"n_reviewers": float(t.height), "n_rushed": float(k)}
@@ -347,7 +357,11 @@ def verdict_scores(world: World, estimates: pl.DataFrame, n_schools: int | None 
     if "flagged" in t.columns:
         flagged = t["flagged"].fill_null(False).to_numpy()
         if "flag_reason" in t.columns:  # lapse flags only: a position-bias flag is no lapse flag
-            flagged &= t["flag_reason"].str.contains("lapse rate").fill_null(False).to_numpy()
+            flagged &= t["flag_reason"].str.contains("lapse rate|votes reversed").fill_null(
+                False).to_numpy()
+            if reversed_.any():
+                out["reversed_found"] = float(t["flag_reason"].str.contains("votes reversed")
+                                              .fill_null(False).to_numpy()[reversed_].mean())
         out["careful_flagged_share"] = float(flagged[careful].mean()) if careful.any() else 0.0
         out["careful_flagged_n"] = float(flagged[careful].sum())
         if k:
@@ -366,11 +380,12 @@ def verdict_scores(world: World, estimates: pl.DataFrame, n_schools: int | None 
         low, high = t["reliability_low"].to_numpy(), t["reliability_high"].to_numpy()
         # a grid method cannot put an interval's end exactly on 0 or 1: half a typical grid
         # cell (0.01) of slack
-        out["coverage"] = float(np.mean((true_rel >= low - 0.01) & (true_rel <= high + 0.01)))
+        covered = (true_rel >= low - 0.01) & (true_rel <= high + 0.01)
+        out["coverage"] = float(np.mean(covered[~reversed_]))  # no true lapse rate to cover
     if n_schools is not None:
         out["k_chosen"] = float(n_schools)
         out["k_right"] = float(n_schools == world.true_k)
     if "school" in t.columns and world.spec.n_schools > 1:
-        c = t.filter(~pl.col("is_rushed"))
+        c = t.filter(~pl.col("is_rushed") & ~pl.col("is_reversed"))
         out["school_ari"] = float(adjusted_rand_score(c["school_index"], c["school"]))
     return out

@@ -106,9 +106,11 @@ def test_model_lapses_are_the_fits_own_flags_and_its_notes_are_read(warehouse, v
                  "reliability_low": [rel.get(r, 0.97) - 0.1 for r in schools],
                  "reliability_high": [rel.get(r, 0.97) + 0.02 for r in schools],
                  "position_bias": 0.0, "school": list(schools.values()),
-                 "school_probability": 0.95, "flagged": [r == "major1" for r in schools],
-                 "flag_reason": ["lapse rate ~40% (test)" if r == "major1" else None
-                                 for r in schools],
+                 "school_probability": 0.95, "flagged": [r in ("major1", "major3")
+                                                         for r in schools],
+                 "flag_reason": ["lapse rate ~40% (test)" if r == "major1" else
+                                 "votes reversed: against a clear consensus on 30 of 36 votes"
+                                 if r == "major3" else None for r in schools],
                  "lean": ["departures from a clear consensus favour the longer reply in 9 of 10"
                           if r in ("major1", "major2") else None for r in schools]}))
     out = audit.reviewer_audit(con)
@@ -116,6 +118,9 @@ def test_model_lapses_are_the_fits_own_flags_and_its_notes_are_read(warehouse, v
     assert v["major0"] == "ok"
     assert v["major1"] == "unreliable: frequent lapses"
     assert "lapse rate ~40% (test)" in out.filter(reviewer_id="major1")["reasons"][0]
+    # reversed votes are no lapses: a verdict of their own, with the fit's counts
+    assert v["major3"] == "reversed votes"
+    assert "30 of 36 votes" in out.filter(reviewer_id="major3")["reasons"][0]
     # a careful reviewer with a consistent lean: a taste, reported with its counts, not flagged
     assert v["major2"] == "consistent lean (a taste, not lapses)"
     assert "longer reply in 9 of 10" in out.filter(reviewer_id="major2")["reasons"][0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -95,9 +96,27 @@ def test_one_or_two_votes_each_do_not_read_equal_votes_as_lapses() -> None:
     assert scores["bottom_k_precision"] >= 0.2
 
 
-def test_placement_notes_speak_only_when_reviewers_are_not_placed() -> None:
-    import polars as pl
+def test_reversed_votes_are_flagged_and_form_no_school() -> None:
+    # three careful reviewers with swapped buttons among sixty: left in, they agree with each
+    # other on every pair and became a second "school" of reviewers rated careful
+    world = simulate_world("reversed", seed=0)
+    before = _fit(world, AnnotatorConfig(reversed_bayes_factor=None))
+    assert before.n_schools_ == 2
+    model = _fit(world, AnnotatorConfig())
+    assert model.n_schools_ == 1
+    truth = world.reviewers.filter("is_reversed")["reviewer_id"].to_list()
+    found = model.reviewer_estimates_.filter(
+        pl.col("flag_reason").str.contains("votes reversed"))["reviewer_id"].to_list()
+    assert found and set(found) <= set(truth)
+    assert any("reversed votes" in n for n in model.fit_summary_["diagnostics"]["verdict_notes"])
+    ids = world.judgments.filter(pl.col("reviewer_id").is_in(found))["comparison_id"]
+    weights = model.comparison_weights_.filter(pl.col("comparison_id").is_in(ids))["weight"]
+    assert weights.len() > 0 and (weights == 0.0).all()
+    scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
+    assert scores["careful_flagged_share"] == 0.0
 
+
+def test_placement_notes_speak_only_when_reviewers_are_not_placed() -> None:
     from dissensus.models.annotator.estimator import _placement_notes
 
     def frame(probability: float, judgments: int) -> pl.DataFrame:
