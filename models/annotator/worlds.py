@@ -19,6 +19,8 @@ from that story in one named way each, with the truth needed to score any method
 * ``tie_sayers``: careless reviewers whose lapses are mostly "tie";
 * ``reversed``: a few careful reviewers whose votes are reversed (swapped buttons): they agree
   with each other on every pair, as a school would, and with nobody else;
+* ``heavy_workload``: workloads spread a hundredfold (lognormal sigma 2): a few reviewers cast
+  hundreds of votes, most cast a handful, as in real crowds;
 * ``story``: the model's own story (two schools, 15% rushed), as a control.
 
 Each judgment's truth carries the probability of the observed outcome under a careful judgment
@@ -106,6 +108,8 @@ WORLDS: dict[str, WorldSpec] = {
     "story": WorldSpec(name="story"),
     "reversed": WorldSpec(name="reversed", school_shares=(1.0,), rushed_share=0.15,
                           reversed_share=0.06),
+    "heavy_workload": WorldSpec(name="heavy_workload", school_shares=(1.0,), rushed_share=0.2,
+                                lapse_mode="uniform", workload_sigma=2.0),
 }
 """The suite, by name. Sizes are small enough for a fit in seconds on 2 cores."""
 
