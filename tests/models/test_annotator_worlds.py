@@ -109,7 +109,7 @@ def test_reversed_votes_are_flagged_and_form_no_school() -> None:
         pl.col("flag_reason").str.contains("votes reversed"))["reviewer_id"].to_list()
     assert found and set(found) <= set(truth)
     assert any("reversed votes" in n for n in model.fit_summary_["diagnostics"]["verdict_notes"])
-    ids = world.judgments.filter(pl.col("reviewer_id").is_in(found))["comparison_id"]
+    ids = world.judgments.filter(pl.col("reviewer_id").is_in(found))["comparison_id"].to_list()
     weights = model.comparison_weights_.filter(pl.col("comparison_id").is_in(ids))["weight"]
     assert weights.len() > 0 and (weights == 0.0).all()
     scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
