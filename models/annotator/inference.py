@@ -411,8 +411,11 @@ def fit_em(
                         "data": "all" + (", pooled responses" if pooled else "")
                         + (", response features" if featured else "")})
     result = summarise_grid(final, enc, config, time.perf_counter() - start)
-    if chosen == 1 and not subset and 2 in states:
-        notes.extend(flags_robust_to_schools(result, states[2], config))
+    if chosen == 1 and not sampled and 2 in states:
+        # without reversed reviewers (the subset): they get the pool's prior there, and keep
+        # their own flag
+        two = expand_state(states[2], reviewers, data.n_reviewers) if subset else states[2]
+        notes.extend(flags_robust_to_schools(result, two, config))
     warnings = list(enc.warnings) + notes
     if final.swinging:
         warnings.append(
