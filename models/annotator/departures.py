@@ -32,6 +32,13 @@ CLEAR = 0.1
 MIN_DEPARTURES = 5
 
 
+def clear_departures(p: FloatArray, y: NDArray) -> tuple[NDArray, NDArray]:
+    """``(clear, departs)`` per judgment, ``p`` its pair's consensus probability that response 1
+    is better: a non-tie vote on a clear pair, and such a vote against the consensus."""
+    clear = (np.abs(p - 0.5) > CLEAR) & (y != 0)
+    return clear, clear & (np.sign(y) != np.sign(p - 0.5))
+
+
 def _cue_label(name: str) -> str:
     if name == "first":
         return "the reply shown first"
@@ -51,9 +58,7 @@ def departure_leans(enc: EncodedFrame, p_first: FloatArray, bayes_factor: float 
     cues = [("label" if enc.cues.label_order else "first", d.s.astype(float))]
     if d.lapse_cues is not None:
         cues += [(name, d.lapse_cues[:, i]) for i, name in enumerate(enc.cues.names)]
-    p = np.asarray(p_first, dtype=float)[d.pair]
-    clear = np.abs(p - 0.5) > CLEAR
-    departs = clear & (d.y != 0) & (np.sign(d.y) != np.sign(p - 0.5))
+    _, departs = clear_departures(np.asarray(p_first, dtype=float)[d.pair], d.y)
     out: list[list[str]] = [[] for _ in range(d.n_reviewers)]
     for name, x in cues:
         cued = departs & (x != 0)

@@ -248,11 +248,12 @@ def _two_beat_one(states: dict[int, GridState], config: AnnotatorConfig,
 
 
 def _reversed_reviewers(one: GridState, data: Judgments, config: AnnotatorConfig,
-                        reviewers: IntArray | None, found_out: list[dict[str, Any]],
-                        notes: list[str]) -> IntArray | None:
+                        reviewers: IntArray | None, found_out: list[dict[str, Any]]
+                        ) -> IntArray | None:
     """The reviewers of ``data`` whose votes are reversed under the one-school fit ``one``
     (:mod:`.reversed`), or None. Their evidence goes to ``found_out``, by index in the whole
-    data (``reviewers`` maps a sample's reviewers there), and a sentence to ``notes``."""
+    data (``reviewers`` maps a sample's reviewers there); the estimator's verdict notes say
+    it in words."""
     if config.reversed_bayes_factor is None:
         return None
     evidence = ReversedEvidence.of(one, data)
@@ -264,11 +265,6 @@ def _reversed_reviewers(one: GridState, data: Judgments, config: AnnotatorConfig
         {"reviewer": int(i), "against": int(evidence.against[f]),
          "clear": int(evidence.clear[f]), "bayes_factor": float(evidence.bayes_factor[f])}
         for i, f in zip(index, found, strict=True))
-    notes.append(f"{found.size} reviewer{'s' if found.size != 1 else ''} vote against a clear "
-                 "consensus more often than a coin flip would (reversed votes: swapped buttons "
-                 "or instructions read backwards); their votes get weight 0"
-                 + ("" if config.n_schools != "auto" else
-                    ", and the schools were chosen without them"))
     return found
 
 
@@ -320,8 +316,7 @@ def fit_em(
                         **chosen})
         if 1 in ks:  # the chosen one-school fit is the K = 1 fit
             states[1] = warm = one_school
-        found = _reversed_reviewers(one_school, select_data, config, reviewers,
-                                    reversed_found, notes)
+        found = _reversed_reviewers(one_school, select_data, config, reviewers, reversed_found)
         if found is not None and auto:
             # their votes agree with each other on every pair: left in, they form a "school";
             # the schools (and the lapse model) are chosen without them, the final fit has all

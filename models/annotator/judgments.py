@@ -52,6 +52,24 @@ class Judgments:
     def n(self) -> int:
         return int(self.y.shape[0])
 
+    def subset(self, rows: NDArray[np.bool_]) -> tuple[Judgments, IntArray]:
+        """The judgments where ``rows`` is true, pairs and reviewers recoded (pairs left with
+        no vote dropped). Returns them and, for each of their reviewers, its index here."""
+        kept_pair = np.bincount(self.pair[rows], minlength=self.n_pairs) > 0
+        pair_code = np.cumsum(kept_pair) - 1
+        reviewers, reviewer = np.unique(self.reviewer[rows], return_inverse=True)
+        part = Judgments(
+            reviewer=reviewer.astype(np.int64), pair=pair_code[self.pair[rows]].astype(np.int64),
+            y=self.y[rows], s=self.s[rows], n_reviewers=int(reviewers.size),
+            n_pairs=int(kept_pair.sum()),
+            pair_responses=(None if self.pair_responses is None
+                            else self.pair_responses[kept_pair]),
+            n_responses=self.n_responses,
+            pair_features=None if self.pair_features is None else self.pair_features[kept_pair],
+            lapse_cues=None if self.lapse_cues is None else self.lapse_cues[rows],
+        )
+        return part, reviewers.astype(np.int64)
+
     @property
     def pair_start(self) -> IntArray:
         return np.searchsorted(self.pair, np.arange(self.n_pairs + 1)).astype(np.int64)

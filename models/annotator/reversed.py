@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import betainc
 
-from .departures import CLEAR
+from .departures import clear_departures
 from .grid_em import GridState
 from .judgments import Judgments
 
@@ -40,9 +40,7 @@ def consensus_departures(state: GridState, data: Judgments) -> tuple[NDArray, ND
     pair, and such a vote that goes against the consensus."""
     margins = state.lattice.margins()[:, 0]
     p_first = state.pair_post @ ((margins > 0) + 0.5 * (margins == 0))
-    p = p_first[data.pair]
-    clear = (np.abs(p - 0.5) > CLEAR) & (data.y != 0)
-    return clear, clear & (np.sign(data.y) != np.sign(p - 0.5))
+    return clear_departures(p_first[data.pair], data.y)
 
 
 @dataclass(frozen=True)
@@ -75,17 +73,4 @@ def without_reviewers(data: Judgments, drop: IntArray) -> tuple[Judgments, IntAr
     Returns the rest and, for each of its reviewers, the reviewer's index in ``data``."""
     gone = np.zeros(data.n_reviewers, bool)
     gone[drop] = True
-    rows = ~gone[data.reviewer]
-    kept_pair = np.bincount(data.pair[rows], minlength=data.n_pairs) > 0
-    pair_code = np.cumsum(kept_pair) - 1
-    reviewers, reviewer = np.unique(data.reviewer[rows], return_inverse=True)
-    rest = Judgments(
-        reviewer=reviewer.astype(np.int64), pair=pair_code[data.pair[rows]].astype(np.int64),
-        y=data.y[rows], s=data.s[rows], n_reviewers=int(reviewers.size),
-        n_pairs=int(kept_pair.sum()),
-        pair_responses=None if data.pair_responses is None else data.pair_responses[kept_pair],
-        n_responses=data.n_responses,
-        pair_features=None if data.pair_features is None else data.pair_features[kept_pair],
-        lapse_cues=None if data.lapse_cues is None else data.lapse_cues[rows],
-    )
-    return rest, reviewers.astype(np.int64)
+    return data.subset(~gone[data.reviewer])

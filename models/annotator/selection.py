@@ -42,18 +42,7 @@ def sample_pairs(data: Judgments, max_comparisons: int,
     """
     rng = np.random.default_rng(seed)
     keep_pair = rng.random(data.n_pairs) < min(1.0, max_comparisons / max(data.n, 1))
-    rows = keep_pair[data.pair]
-    pair_code = np.cumsum(keep_pair) - 1
-    reviewers, reviewer = np.unique(data.reviewer[rows], return_inverse=True)
-    sample = Judgments(
-        reviewer=reviewer.astype(np.int64), pair=pair_code[data.pair[rows]].astype(np.int64),
-        y=data.y[rows], s=data.s[rows], n_reviewers=int(reviewers.size),
-        n_pairs=int(keep_pair.sum()),
-        pair_responses=None if data.pair_responses is None else data.pair_responses[keep_pair],
-        n_responses=data.n_responses,
-        lapse_cues=None if data.lapse_cues is None else data.lapse_cues[rows],
-    )
-    return sample, reviewers.astype(np.int64)
+    return data.subset(keep_pair[data.pair])
 
 
 def expand_state(state: GridState, reviewers: IntArray, n_reviewers: int) -> GridState:
