@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
 from .config import AnnotatorConfig
 from .data import EncodedFrame, encode_frame
@@ -33,7 +34,13 @@ from .errors import NotFittedError, PredictionUnavailableError
 from .evidence import lapse_flagged
 from .inference import fit, vote_disagreement, vote_kappa
 from .lapse_cues import NO_CUES, describe_lean
-from .predict import PredictiveState, expected_agreement, predict_frame
+from .predict import (
+    PredictiveState,
+    consensus_record,
+    expected_agreement,
+    posterior_agreement,
+    predict_frame,
+)
 from .results import FitResult, Progress
 
 NEAR_CHANCE_KAPPA = 0.1
@@ -235,11 +242,29 @@ class AnnotatorModel:
                                                             list(reversed_by)),
                 "flag_reason": reasons,
                 "lean": departure_leans(enc, res.pairs.p_first, cfg.flag_bayes_factor),
-                "agreement": (np.full(len(enc.reviewer_ids), np.nan) if self.predictive_ is None
-                              else expected_agreement(self.predictive_, enc, res.pairs.p_first)),
+                "agreement": self._agreement(enc, res, reversed_by),
             },
             schema_overrides={"flag_reason": pl.String, "lean": pl.String},
         ).select(REVIEWER_COLUMNS)
+
+    def _agreement(self, enc: EncodedFrame, res: FitResult,
+                   reversed_by: dict[int, dict[str, Any]]) -> NDArray[np.float64]:
+        """Each reviewer's chance of naming the consensus side: the fit's prediction
+        (:func:`expected_agreement`) updated by their own record (:func:`posterior_agreement`).
+
+        The fit's predictive has no place for a reviewer whose votes are reversed (it reads
+        them as lapses, a coin flip, so about one half), so it is no prior for them: theirs is
+        read from their clear votes alone, ``(n - k + 1) / (n + 2)`` for ``k`` of ``n`` against
+        the consensus (a uniform prior), and they take no part in weighing the prior.
+        """
+        if self.predictive_ is None:
+            return np.full(len(enc.reviewer_ids), np.nan)
+        predicted = expected_agreement(self.predictive_, enc, res.pairs.p_first)
+        predicted[list(reversed_by)] = np.nan
+        agreement = posterior_agreement(predicted, *consensus_record(enc, res.pairs.p_first))
+        for i, r in reversed_by.items():
+            agreement[i] = (r["clear"] - r["against"] + 1.0) / (r["clear"] + 2.0)
+        return agreement
 
     def _pair_tables(self, enc: EncodedFrame, res: FitResult) -> tuple[pl.DataFrame, pl.DataFrame]:
         cfg = self.config

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
+from scipy.optimize import minimize_scalar
+from scipy.special import betaln
 
 from .data import EncodedFrame, vote_order
 from .errors import AnnotatorDataError
@@ -241,3 +243,55 @@ def expected_agreement(state: PredictiveState, enc: EncodedFrame,
     count = np.bincount(d.reviewer, decided.astype(float), d.n_reviewers)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / count, np.nan)
+
+
+def consensus_record(enc: EncodedFrame, p_first: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Per reviewer ``(k, n)``: of their ``n`` non-tie votes on pairs with a consensus side
+    (``p_first`` not exactly 0.5), the ``k`` that name that side."""
+    d = enc.judgments
+    p = np.asarray(p_first, dtype=float)[d.pair]
+    decided = (p != 0.5) & (d.y != 0)
+    named = decided & ((d.y > 0) == (p > 0.5))
+    return (np.bincount(d.reviewer, named.astype(float), d.n_reviewers),
+            np.bincount(d.reviewer, decided.astype(float), d.n_reviewers))
+
+
+def agreement_prior_votes(predicted: FloatArray, k: FloatArray, n: FloatArray) -> float:
+    """How many votes the fit's predicted agreement is worth, by empirical Bayes.
+
+    Each reviewer's record is read as ``k_r ~ BetaBinomial(n_r, c A_r, c (1 - A_r))``, ``A_r``
+    the fit's predicted agreement: the ``c`` that maximises the marginal likelihood over all
+    reviewers (on ``1 .. e^8``). A small ``c`` says the reviewers' records spread far more than
+    the model foresees (it misses something about them, e.g. a lean it has no place for); a large
+    one says the model already tells them apart.
+    """
+    ok = np.isfinite(predicted) & (n > 0)
+    a = np.clip(predicted[ok], 1e-3, 1 - 1e-3)
+    k, n = k[ok], n[ok]
+    if a.size == 0:
+        return float("nan")
+
+    def neg_log_likelihood(log_c: float) -> float:
+        c = np.exp(log_c)
+        return -float(np.sum(betaln(k + c * a, n - k + c * (1 - a)) - betaln(c * a, c * (1 - a))))
+
+    return float(np.exp(minimize_scalar(neg_log_likelihood, bounds=(0.0, 8.0),
+                                        method="bounded").x))
+
+
+def posterior_agreement(predicted: FloatArray, k: FloatArray, n: FloatArray) -> FloatArray:
+    """Each reviewer's agreement: the fit's prediction updated by their own record.
+
+    ``(k_r + c A_r) / (n_r + c)``, the posterior mean of a beta prior centred on the model's
+    predicted agreement ``A_r`` (:func:`expected_agreement`) with the weight ``c`` of
+    :func:`agreement_prior_votes`. The model's prediction alone cannot go below what its lapses
+    allow (a coin flip), nor tell apart two heavy lapsers of whom one agrees with the consensus
+    half the time and the other a third of the time; the record can, and the prior keeps a
+    reviewer with few votes near what the fit expects of them.
+    """
+    c = agreement_prior_votes(predicted, k, n)
+    if not np.isfinite(c):
+        return predicted
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (k + c * predicted) / (n + c), predicted)
+
