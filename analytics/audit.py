@@ -13,7 +13,10 @@ A careful reviewer whose departures from a clear consensus consistently favour o
 (the longer, one model's, the first shown) is reported as "consistent lean (a taste, not
 lapses)", with the counts (the fit's ``lean``). A reviewer the fit finds voting against a clear
 consensus more often than a coin flip would is reported as "reversed votes" (swapped buttons or
-instructions read backwards; see the annotator model's ``reversed_bayes_factor``).
+instructions read backwards; see the annotator model's ``reversed_bayes_factor``). With a fit,
+"ok" is a verdict the reviewer's own votes must support: where they favour careful over lapses
+by less than ``settled_bayes_factor`` (and no repeats or gold show care) the verdict is "cannot
+tell from their votes", because the reliability shown is then mostly the pool's.
 
 All thresholds live in :class:`AuditConfig`. The work is split by task: the config in
 :mod:`analytics.audit_config`, the vote table every check shares in :mod:`analytics.audit_votes`,
@@ -29,10 +32,12 @@ import polars as pl
 from dissensus.analytics import consistency as cs
 from dissensus.analytics.audit_config import AuditConfig
 from dissensus.analytics.audit_flags import (
+    UNSETTLED,
     audit_checks,
     audit_from,
     fit_notes,
     latest_fit_estimates,
+    unsettled_note,
 )
 from dissensus.analytics.audit_reliability import reliability_from
 from dissensus.analytics.audit_votes import load_votes, require_reviewers
@@ -44,6 +49,7 @@ from dissensus.analytics.report_card import (
 )
 
 __all__ = [
+    "UNSETTLED",
     "AuditConfig",
     "ReportCard",
     "audit_checks",
@@ -54,6 +60,7 @@ __all__ = [
     "reviewer_audit",
     "school_disagreements",
     "speed_vs_reliability",
+    "unsettled_note",
 ]
 
 

@@ -65,6 +65,13 @@ class AuditConfig(BaseModel):
         "when the fit places them there with at least this probability; below it their school "
         "is listed as uncertain (the fit summary counts them as not placed at the same bar).",
     )
+    settled_bayes_factor: float = Field(
+        3.0, gt=1,
+        description="With a fit, a reviewer is called 'ok' only when their own votes favour "
+        "careful over lapses by at least this Bayes factor (the fit's lapse_evidence at or "
+        "below its inverse), or repeats or gold show care; otherwise the verdict is 'cannot "
+        "tell from their votes': the reliability shown is then mostly the pool's.",
+    )
     min_gold_accuracy: float = Field(
         0.7,
         ge=0,

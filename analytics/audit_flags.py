@@ -41,7 +41,8 @@ def latest_fit_estimates(con: duckdb.DuckDBPyConnection) -> tuple[str | None, pl
                coalesce(flagged AND NOT coalesce(flag_reason LIKE 'strong position bias%'
                                                  AND flag_reason NOT LIKE '%;%', false),
                         false) AS model_lapse_flag,
-               flag_reason AS model_flag_reason, lean AS model_lean, agreement
+               flag_reason AS model_flag_reason, lean AS model_lean, agreement,
+               lapse_evidence AS model_lapse_evidence
         FROM reviewer_estimates WHERE fit_id = ?""",
         params=[fit_id],
     ).pl()
@@ -258,11 +259,46 @@ def _judge(
         )
         if placed:
             return "minority view, consistent", False, reasons
+    if model and not careful_evidence and _unsettled(row, cfg):
+        return UNSETTLED, False, [*reasons, _unsettled_reason(row, cfg)]
     if fast:
         return "fast, but reliable", False, reasons
     if lean:
         return "consistent lean (a taste, not lapses)", False, reasons
     return "ok", False, reasons
+
+
+UNSETTLED = "cannot tell from their votes"
+"""The verdict of a reviewer whose votes favour neither careful nor lapses clearly."""
+
+
+def _unsettled(row: dict, cfg: AuditConfig) -> bool:
+    evidence = row.get("model_lapse_evidence")
+    return evidence is not None and evidence == evidence and (
+        evidence > 1.0 / cfg.settled_bayes_factor)
+
+
+def _unsettled_reason(row: dict, cfg: AuditConfig) -> str:
+    evidence = float(row["model_lapse_evidence"])
+    votes = f"their {row['n_votes']} votes"
+    if evidence >= 1.0:
+        return (f"{votes} favour lapses {evidence:.1f} to 1 over careful, too little to flag: "
+                "more votes would settle it")
+    return (f"{votes} favour careful only {1 / evidence:.1f} to 1 (the audit asks "
+            f"{cfg.settled_bayes_factor:g} to 1): the reliability shown is mostly the pool's, "
+            "not a verdict on them")
+
+
+def unsettled_note(audit: pl.DataFrame) -> str | None:
+    """A sentence for the audit when many reviewers' votes cannot tell careful from lapsing."""
+    if audit.height == 0 or "verdict" not in audit.columns:
+        return None
+    n = int((audit["verdict"] == UNSETTLED).sum())
+    if n == 0:
+        return None
+    return (f"{n} of {audit.height} reviewers: their votes favour neither careful nor lapses "
+            "clearly, so the audit does not call them 'ok'; their reliability is mostly the "
+            "pool's. More votes per reviewer (or repeats and gold questions) would settle it.")
 
 
 def audit_from(
@@ -306,6 +342,9 @@ def audit_from(
         needs = needs | (pl.col("school").is_not_null() & (pl.col("school") != majority_school))
     if model and "model_lean" in df.columns:
         needs = needs | pl.col("model_lean").is_not_null()
+    if model and "model_lapse_evidence" in df.columns:
+        needs = needs | (pl.col("model_lapse_evidence").fill_nan(None)
+                         > 1.0 / cfg.settled_bayes_factor)
     mask = df.select(needs.fill_null(False)).to_series().to_numpy()
     verdict = np.full(df.height, "ok", dtype=object)
     flagged = np.zeros(df.height, dtype=bool)

@@ -57,7 +57,8 @@ PEERS: dict[str, Callable[[pl.DataFrame], pd.Series]] = {
     "mace": mace,
 }
 COLUMNS = ["careful_flagged", "careful_flagged_n", "rushed_prec", "rushed_rec", "bottom_k",
-           "vs_oracle", "gap_pts", "coverage", "k_right", "ari", "reversed_found", "seconds",
+           "vs_oracle", "gap_pts", "coverage", "k_right", "ari", "reversed_found",
+           "ok_rushed_before", "ok_rushed", "unsettled", "seconds",
            "x_glad"]
 RENAME = {"careful_flagged_share": "careful_flagged", "rushed_precision": "rushed_prec",
           "rushed_recall": "rushed_rec", "bottom_k_precision": "bottom_k",

@@ -391,6 +391,10 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(9, "each reviewer's expected agreement with the consensus (lapses and leans)",
               # NULL for fits made before it existed and for fits without the grid EM's beliefs
               ("ALTER TABLE reviewer_estimates ADD COLUMN agreement DOUBLE",)),
+    Migration(10, "how far each reviewer's own votes move the odds of lapses against careful",
+              # NULL for fits made before it existed: the audit then cannot say whose votes
+              # cannot tell, and keeps its older verdicts
+              ("ALTER TABLE reviewer_estimates ADD COLUMN lapse_evidence DOUBLE",)),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

@@ -96,12 +96,14 @@ def reviewers(
     ] = False,
 ) -> None:
     """Ranked reviewer audit: verdict, reliability with interval, and the reasons."""
-    from dissensus.analytics.audit import fit_notes, reviewer_audit
+    from dissensus.analytics.audit import fit_notes, reviewer_audit, unsettled_note
 
     require_choice(fmt, ("table", "csv", "json"), "format", "--format")
     with open_warehouse(read_only=True, snapshot_ok=True) as con:
         frame = reviewer_audit(con)
         notes = fit_notes(con)
+    unsettled = unsettled_note(frame)
+    notes += [unsettled] if unsettled else []
     if flagged:
         frame = frame.filter(pl.col("flagged"))
     if verdict:

@@ -3,6 +3,7 @@
 import polars as pl
 import streamlit as st
 
+from dissensus.analytics.audit import unsettled_note
 from dissensus.dashboards import charts, data
 from dissensus.dashboards.views._common import NO_FIT, answer_cards, download, warehouse, who
 
@@ -21,6 +22,9 @@ if h.fit is None:
 else:
     for note in h.fit["diagnostics"].get("verdict_notes") or []:
         st.info(note)
+    unsettled = unsettled_note(audit)
+    if unsettled:
+        st.info(unsettled)
 
 n_flagged = int(audit["flagged"].sum())
 cols = st.columns(4)

@@ -127,7 +127,7 @@ def _evidence(bayes_factor: float) -> str:
 REVIEWER_COLUMNS = (
     "reviewer_id", "n_comparisons", "reliability", "reliability_low", "reliability_high",
     "position_bias", "school", "school_probability", "flagged", "flag_reason", "lean",
-    "agreement",
+    "agreement", "lapse_evidence",
 )
 PAIR_COLUMNS = (
     "pair_id", "prompt_id", "n_votes", "p_first", "noise_share", "pluralism_share",
@@ -243,6 +243,9 @@ class AnnotatorModel:
                 "flag_reason": reasons,
                 "lean": departure_leans(enc, res.pairs.p_first, cfg.flag_bayes_factor),
                 "agreement": self._agreement(enc, res, reversed_by),
+                # how far the reviewer's own votes move the odds "lapses" : "careful" from the
+                # pool's (near 1: their votes cannot tell, whatever the reliability shown)
+                "lapse_evidence": np.asarray(res.lapse_evidence, dtype=float),
             },
             schema_overrides={"flag_reason": pl.String, "lean": pl.String},
         ).select(REVIEWER_COLUMNS)

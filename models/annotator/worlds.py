@@ -379,6 +379,14 @@ def verdict_scores(world: World, estimates: pl.DataFrame, n_schools: int | None 
             if majority.any() and minority.any():
                 out["minority_gap_pts"] = 100 * float(flagged[minority].mean()
                                                       - flagged[majority].mean())
+        if "lapse_evidence" in t.columns and k:
+            # the audit's "ok" (AuditConfig.settled_bayes_factor = 3): every reviewer not
+            # flagged, before; only those whose votes favour careful 3 to 1, now
+            settled = t["lapse_evidence"].fill_null(1.0).to_numpy() <= 1 / 3
+            out["ok_rushed_before"] = float(rushed[~flagged].mean()) if (~flagged).any() else 0.0
+            ok = ~flagged & settled
+            out["ok_rushed"] = float(rushed[ok].mean()) if ok.any() else float("nan")
+            out["unsettled"] = float((~flagged & ~settled).mean())
     if {"reliability_low", "reliability_high"} <= set(t.columns):
         true_rel = 1 - t["lapse_rate"].to_numpy()
         low, high = t["reliability_low"].to_numpy(), t["reliability_high"].to_numpy()

@@ -81,6 +81,49 @@ def test_a_minority_school_the_fit_is_unsure_of_is_no_verdict(warehouse, vote,
     assert "school 1 uncertain (p=0.6" in reasons and "do not settle" in reasons
 
 
+def test_ok_needs_votes_that_favour_careful(tmp_path: Path, warehouse, vote, fake_fit) -> None:
+    """'ok' is a verdict the reviewer's own votes must support: where the fit's lapse evidence
+    favours neither side clearly, the audit says it cannot tell, in words, and flags nobody."""
+    con = crowd(warehouse, vote)
+    schools = {**{f"major{j}": 0 for j in range(6)}, "minor0": 1, "minor1": 1, "rushed": 0}
+    evidence = {"major0": 1.8, "major1": 0.5, "major2": 0.01, "major3": None}
+    fake_fit(con, "fit-e", created_at=datetime(2026, 2, 3), method="test", n_schools=2,
+             n_comparisons=360, seconds=1.0, reviewers=pl.DataFrame({
+                 "reviewer_id": list(schools), "n_comparisons": 40, "reliability": 0.95,
+                 "reliability_low": 0.85, "reliability_high": 0.99, "position_bias": 0.0,
+                 "school": list(schools.values()), "school_probability": 0.95,
+                 "flagged": False,
+                 "lapse_evidence": [evidence.get(r, 0.05) for r in schools]}))
+    out = audit.reviewer_audit(con)
+    v = verdicts(out)
+    assert v["major0"] == v["major1"] == audit.UNSETTLED == "cannot tell from their votes"
+    reasons = dict(zip(out["reviewer_id"], out["reasons"], strict=True))
+    assert "favour lapses 1.8 to 1 over careful, too little to flag" in reasons["major0"]
+    assert "favour careful only 2.0 to 1" in reasons["major1"]
+    assert "mostly the pool's" in reasons["major1"]
+    assert v["major2"] == "ok"
+    assert v["major3"] == "ok"  # a fit without the evidence keeps the older verdict
+    assert v["minor0"] == "minority view, consistent"
+    assert not out.filter(pl.col("verdict") == audit.UNSETTLED)["flagged"].any()
+    note = audit.unsettled_note(out)
+    assert note is not None and note.startswith("2 of 9 reviewers")
+    # and `dissensus reviewers` says it under the table
+    from dissensus.analytics.cli import common
+    from dissensus.analytics.cli.audit import register
+
+    con.close()
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        common.State.db = tmp_path / "w.duckdb"
+
+    register(app)
+    res = CliRunner().invoke(app, ["reviewers"])
+    assert res.exit_code == 0, res.output
+    assert "2 of 9 reviewers: their votes favour neither" in " ".join(res.output.split())
+
+
 def test_the_audit_and_the_fit_place_reviewers_at_the_same_bar() -> None:
     # two homes, kept apart so the audit does not import the model (0.6 s); this keeps them equal
     from dissensus.analytics.audit_config import AuditConfig

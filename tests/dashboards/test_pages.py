@@ -58,7 +58,9 @@ def insert_fake_fit(path: Path, fake_fit) -> str:
             reliability_high=np.minimum(rel + 0.05, 1.0), position_bias=rng.normal(0, .3,
                                                                                    len(rel)),
             school=school, school_probability=0.95, flagged=rel < 0.6,
-            flag_reason=pl.when(pl.lit(rel < 0.6)).then(pl.lit("fake: low reliability")))
+            flag_reason=pl.when(pl.lit(rel < 0.6)).then(pl.lit("fake: low reliability")),
+            # a stream of its own, so the other fake figures stay as they were
+            lapse_evidence=np.exp(np.random.default_rng(1).normal(-1.5, 1.2, len(rel))))
         con.register("est", est.to_arrow())
         pairs = con.sql("SELECT pair_id, any_value(prompt_id) AS prompt_id, count(*) AS n "
                         "FROM comparisons GROUP BY ALL ORDER BY pair_id").pl()
@@ -77,8 +79,8 @@ def insert_fake_fit(path: Path, fake_fit) -> str:
                                                           "weights": [-1.2, 1.2]}]}),
             config="{}",
             reviewers="""SELECT reviewer_id, n AS n_comparisons, reliability, reliability_low,
-                reliability_high, position_bias, school, school_probability, flagged, flag_reason
-                FROM est""",
+                reliability_high, position_bias, school, school_probability, flagged, flag_reason,
+                lapse_evidence FROM est""",
             pairs="""SELECT pe.pair_id, pe.prompt_id, t.body AS prompt, pe.n AS n_votes,
                 0.5 AS p_first, pe.noise AS noise_share, pe.plural AS pluralism_share,
                 pe.amb AS ambiguity_share, pe.verdict
@@ -134,6 +136,9 @@ def test_what_the_fit_cannot_support_is_said_on_the_pages(fit_warehouse: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     for page in PAGES[:2]:
         assert NOTE in texts(run_page(fit_warehouse, page, monkeypatch))
+    # and the audit's own words on reviewers whose votes cannot tell careful from lapsing
+    shown = texts(run_page(fit_warehouse, PAGES[1], monkeypatch))
+    assert "reviewers: their votes favour neither careful nor lapses clearly" in shown
 
 
 def run_page(db: Path, page: str, monkeypatch: pytest.MonkeyPatch) -> AppTest:

@@ -56,6 +56,10 @@ def test_values_are_well_formed(model: AnnotatorModel, frame: pl.DataFrame) -> N
     assert rev["reliability"].is_between(0.5, 1.0).all()  # lapse rates are kept below 0.5
     assert rev["school"].is_between(0, 1).all()
     assert (rev["flagged"] == rev["flag_reason"].is_not_null()).all()
+    evidence = rev["lapse_evidence"]
+    assert evidence.is_finite().all() and (evidence > 0).all()
+    lapse_flags = rev["flag_reason"].str.contains("lapse rate").fill_null(False)
+    assert (evidence.filter(lapse_flags) >= model.config.flag_bayes_factor).all()
     w = model.comparison_weights_
     assert w.height == frame.height and w["weight"].is_between(0, 1).all()
     sums = w["school_weights"].list.sum().to_numpy()
@@ -155,3 +159,17 @@ def test_fits_saved_before_the_minibatch_settings_keep_their_hash() -> None:
     saved = {**SETTINGS_ADDED_LATER, "pool_responses": True, "minibatch_reviewers": 256}
     assert AnnotatorConfig(**saved).config_hash() == "6230ba70caec2da0"
     assert AnnotatorConfig().config_hash() != "6230ba70caec2da0"
+
+
+def test_two_votes_cannot_settle_a_verdict_and_dozens_can(frame: pl.DataFrame) -> None:
+    """lapse_evidence is what the reviewer's own votes say: about nothing with two votes."""
+    counts = frame.group_by("reviewer_id").len().sort("len", "reviewer_id")
+    few = counts["reviewer_id"][-1]  # the busiest reviewer, cut to two votes
+    cut = pl.concat([frame.filter(pl.col("reviewer_id") != few),
+                     frame.filter(pl.col("reviewer_id") == few).head(2)])
+    rev = AnnotatorModel(AnnotatorConfig(n_schools=2, seed=0)).fit(cut).reviewer_estimates_
+    two = rev.filter(pl.col("reviewer_id") == few)
+    assert two["n_comparisons"][0] == 2
+    assert 1 / 3 < two["lapse_evidence"][0] < 3
+    busy = rev.filter(pl.col("n_comparisons") >= 40)
+    assert busy.height and (busy["lapse_evidence"] <= 1 / 3).any()
