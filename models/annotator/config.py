@@ -66,6 +66,7 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "lapse_ties_min_judgments": 0,
     "reversed_bayes_factor": None,
     "reversed_min_votes": 10,
+    "interval_prior_mix": 0.0,
 }
 """Settings added after fits were first saved, with the value that reproduces those fits."""
 
@@ -78,6 +79,7 @@ REPORT_SETTINGS: tuple[str, ...] = (
     "ambiguity_min_variance",
     "noise_min_lapses",
     "flag_bayes_factor",
+    "interval_prior_mix",
 )
 """Settings that change only how a posterior is reported (credible intervals, reviewer flags,
 pair verdicts), not the posterior itself; left out of :meth:`AnnotatorConfig.posterior_hash`."""
@@ -326,6 +328,13 @@ class AnnotatorConfig(BaseModel):
         "population's (logit scale)."
     )
     interval_mass: float = Field(0.94, gt=0.5, lt=1.0, description="Credible interval mass.")
+    interval_prior_mix: float = Field(
+        0.1, ge=0.0, lt=1.0, description="EM: each reviewer's reliability interval is read "
+        "under the pool's lapse distribution mixed with this share of a flat one "
+        "(epsilon-contamination): the pool's shape is an estimate, learned mostly from the "
+        "reviewers with many votes, and a reviewer whose few votes say little is not held to it "
+        "(0: the pool's distribution as fitted). Means and flags use the fitted one."
+    )
     flag_min_reliability: float = Field(
         0.8, gt=0.5, lt=1.0, description="A reviewer is flagged when their reliability is "
         "credibly below this (lapse rate credibly above 1 - this)."

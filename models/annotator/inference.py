@@ -63,6 +63,23 @@ def grid_quantiles(post: FloatArray, grid: FloatArray, qs: tuple[float, ...]) ->
     return out
 
 
+def robust_lapse_posterior(post: FloatArray, pool: FloatArray, mix: float) -> FloatArray:
+    """Each reviewer's lapse posterior under the prior ``(1 - mix) g + mix u`` in place of the
+    pool's ``g`` (``u`` flat on the grid; Berger's epsilon-contamination class).
+
+    With ``post_r ∝ g L_r``: ``post'_r ∝ ((1 - mix) g + mix u) L_r``, ``L_r = post_r / g``. A
+    reviewer with many votes has a sharp ``L_r`` and barely moves; one with few keeps some of
+    their likelihood's own spread where the fitted ``g`` has little mass (a pool whose rushed
+    reviewers mostly cast few votes learns ``g`` from the careful ones with many).
+    """
+    if mix <= 0:
+        return post
+    g = pool / pool.sum()
+    likelihood = post / np.maximum(g, 1e-300)[None, :]
+    out = likelihood * ((1.0 - mix) * g + mix / g.size)[None, :]
+    return out / out.sum(axis=1, keepdims=True)
+
+
 def vote_kappa(d: Judgments) -> float | None:
     """Fleiss' kappa of the votes (outcomes +1 / 0 / -1) over pairs with two or more votes:
     agreement beyond what the overall outcome shares give by chance (1: all agree, 0: chance).
@@ -99,7 +116,8 @@ def summarise_grid(
     lapse = state.lapse_marginal()
     e_grid = state.lapse_grid
     eps_mean = lapse @ e_grid
-    eps_q = grid_quantiles(lapse, e_grid, qs)
+    eps_q = grid_quantiles(robust_lapse_posterior(lapse, state.lapse_prior,
+                                                  config.interval_prior_mix), e_grid, qs)
     bias = state.bias_marginal()
     b_grid = state.bias_grid
     if b_grid.size > 1:
