@@ -7,6 +7,10 @@ does (default settings, reply content off so no encoder is needed) and the revie
 ``dissensus reviewers`` does, then scores the verdicts against the simulator's truth. "Before"
 is what the audit said until the fit stored ``lapse_evidence``: every unflagged reviewer with
 enough votes was "ok".
+
+``python benchmarks/audit_evidence.py --real`` does the same on the real label sets with expert
+gold (RTE, bluebirds; ../shared/data), with the gold hidden from the fit and the audit (so no
+verdict reads it), and prints each verdict's workers with their mean accuracy against the gold.
 """
 
 from __future__ import annotations
@@ -51,13 +55,45 @@ def one_seed(seed: int, n: int, folder: Path, settled: float) -> dict[str, float
     }
 
 
+def real_verdicts(folder: Path) -> pl.DataFrame:
+    """Mean gold accuracy of the workers behind each audit verdict, gold hidden from both."""
+    from gold_sets import gold_warehouses
+
+    from dissensus.warehouse.vote_index import refresh_vote_index
+
+    tables = []
+    for fmt, con in gold_warehouses(folder):
+        accuracy = con.sql("""
+            SELECT reviewer_id, avg((outcome = gold_outcome)::INT) AS accuracy
+            FROM comparisons WHERE gold_outcome IS NOT NULL GROUP BY ALL""").pl()
+        con.execute("UPDATE comparisons SET gold_outcome = NULL, gold_choice = NULL")
+        refresh_vote_index(con)
+        run_fit(con, AnnotatorConfig(features="none"), db_path=folder / f"{fmt}.duckdb")
+        audit = reviewer_audit(con).join(accuracy, on="reviewer_id")
+        tables.append(audit.group_by("verdict").agg(
+            pl.len().alias("workers"), pl.col("n_votes").median().alias("median_votes"),
+            pl.col("accuracy").mean().round(3).alias("gold_accuracy"),
+        ).sort("gold_accuracy").with_columns(pl.lit(fmt).alias("data")))
+    return pl.concat(tables).select("data", "verdict", "workers", "median_votes",
+                                    "gold_accuracy")
+
+
 def main(argv: list[str] | None = None) -> pl.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3, help="demo worlds to draw")
     parser.add_argument("--comparisons", type=int, default=6000, help="comparisons per world")
     parser.add_argument("--settled", type=float, default=AuditConfig().settled_bayes_factor,
                         help="the audit's settled_bayes_factor")
+    parser.add_argument("--real", action="store_true",
+                        help="the real label sets with gold instead of the demo world")
     args = parser.parse_args(argv)
+    if args.real:
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            real = real_verdicts(Path(tmp))
+        with pl.Config(tbl_rows=30, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
+            print(real)
+        return real
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rows = [one_seed(s, args.comparisons, Path(tmp), args.settled)
