@@ -248,18 +248,23 @@ def _judge(
         return "overuses ties", True, reasons
     if drifting:
         return "drifting", True, reasons
+    # "careful" is a verdict about the person: their votes (or repeats, gold) must support it,
+    # for a member of a minority school as for anyone
+    unsettled = model and not careful_evidence and _unsettled(row, cfg)
     school = row.get("school")
     if model and school is not None and majority_school is not None and school != majority_school:
         placed = (row.get("school_probability") or 0.0) >= cfg.min_school_probability
         reasons.append(
+            f"school {school} (p={_f(row.get('school_probability'))}): votes with a minority "
+            "view" if placed and unsettled else
             f"school {school} (p={_f(row.get('school_probability'))}), reliability "
             f"{_f(rel)}: careful, holds a minority view" if placed else
             f"school {school} uncertain (p={_f(row.get('school_probability'))}): the votes do "
             "not settle which school this reviewer holds"
         )
-        if placed:
+        if placed and not unsettled:
             return "minority view, consistent", False, reasons
-    if model and not careful_evidence and _unsettled(row, cfg):
+    if unsettled:
         return UNSETTLED, False, [*reasons, _unsettled_reason(row, cfg)]
     if fast:
         return "fast, but reliable", False, reasons

@@ -40,7 +40,7 @@ def one_seed(seed: int, n: int, folder: Path, settled: float) -> dict[str, float
         audit = reviewer_audit(con, AuditConfig(settled_bayes_factor=settled))
     finally:
         con.close()
-    truth = world.reviewers.select("reviewer_id", "is_rushed")
+    truth = world.reviewers.select("reviewer_id", "is_rushed", "school_index")
     j = audit.join(truth, on="reviewer_id")
     judged = j.filter(pl.col("verdict") != "too few votes")
     before = judged.filter(~pl.col("flagged"))
@@ -52,6 +52,8 @@ def one_seed(seed: int, n: int, folder: Path, settled: float) -> dict[str, float
         "ok_before": before.height, "rushed_in_ok_before": int(before["is_rushed"].sum()),
         "ok_now": ok.height, "rushed_in_ok_now": int(ok["is_rushed"].sum()),
         "cannot_tell": unsettled.height, "rushed_in_cannot_tell": int(unsettled["is_rushed"].sum()),
+        "minority_view": int((judged["verdict"] == "minority view, consistent").sum()),
+        "true_minority_careful": int(((judged["school_index"] > 0) & ~judged["is_rushed"]).sum()),
     }
 
 

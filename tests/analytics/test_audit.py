@@ -86,7 +86,7 @@ def test_ok_needs_votes_that_favour_careful(tmp_path: Path, warehouse, vote, fak
     favours neither side clearly, the audit says it cannot tell, in words, and flags nobody."""
     con = crowd(warehouse, vote)
     schools = {**{f"major{j}": 0 for j in range(6)}, "minor0": 1, "minor1": 1, "rushed": 0}
-    evidence = {"major0": 1.8, "major1": 0.5, "major2": 0.01, "major3": None}
+    evidence = {"major0": 1.8, "major1": 0.5, "major2": 0.01, "major3": None, "minor1": 1.5}
     fake_fit(con, "fit-e", created_at=datetime(2026, 2, 3), method="test", n_schools=2,
              n_comparisons=360, seconds=1.0, reviewers=pl.DataFrame({
                  "reviewer_id": list(schools), "n_comparisons": 40, "reliability": 0.95,
@@ -104,9 +104,12 @@ def test_ok_needs_votes_that_favour_careful(tmp_path: Path, warehouse, vote, fak
     assert v["major2"] == "ok"
     assert v["major3"] == "ok"  # a fit without the evidence keeps the older verdict
     assert v["minor0"] == "minority view, consistent"
+    # a minority school is no warrant of care: minor1's votes do not settle it either
+    assert v["minor1"] == audit.UNSETTLED
+    assert "school 1 (p=0.95): votes with a minority view" in reasons["minor1"]
     assert not out.filter(pl.col("verdict") == audit.UNSETTLED)["flagged"].any()
     note = audit.unsettled_note(out)
-    assert note is not None and note.startswith("2 of 9 reviewers")
+    assert note is not None and note.startswith("3 of 9 reviewers")
     # and `dissensus reviewers` says it under the table
     from dissensus.analytics.cli import common
     from dissensus.analytics.cli.audit import register
@@ -121,7 +124,7 @@ def test_ok_needs_votes_that_favour_careful(tmp_path: Path, warehouse, vote, fak
     register(app)
     res = CliRunner().invoke(app, ["reviewers"])
     assert res.exit_code == 0, res.output
-    assert "2 of 9 reviewers: their votes favour neither" in " ".join(res.output.split())
+    assert "3 of 9 reviewers: their votes favour neither" in " ".join(res.output.split())
 
 
 def test_the_audit_and_the_fit_place_reviewers_at_the_same_bar() -> None:
