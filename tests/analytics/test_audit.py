@@ -130,7 +130,7 @@ def test_ok_needs_votes_that_favour_careful(tmp_path: Path, warehouse, vote, fak
 def test_the_audit_and_the_fit_place_reviewers_at_the_same_bar() -> None:
     # two homes, kept apart so the audit does not import the model (0.6 s); this keeps them equal
     from dissensus.analytics.audit_config import AuditConfig
-    from dissensus.models.annotator.estimator import PLACED_PROBABILITY
+    from dissensus.models.annotator.notes import PLACED_PROBABILITY
 
     assert AuditConfig().min_school_probability == PLACED_PROBABILITY
 

@@ -117,7 +117,7 @@ def test_reversed_votes_are_flagged_and_form_no_school() -> None:
 
 
 def test_placement_notes_speak_only_when_reviewers_are_not_placed() -> None:
-    from dissensus.models.annotator.estimator import _placement_notes
+    from dissensus.models.annotator.notes import _placement_notes
 
     def frame(probability: float, judgments: int) -> pl.DataFrame:
         return pl.DataFrame({"school_probability": [probability] * 10,

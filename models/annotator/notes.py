@@ -1,0 +1,91 @@
+"""The fit's words on what its data cannot support (``verdict_notes`` in the diagnostics).
+
+Shown by the fit summary, ``dissensus reviewers``, the Overview and the Reviewer audit pages:
+near-chance agreement, too few reviewers for schools, reviewers who cannot be placed in a
+school, reversed votes, lapses that lean.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from .config import AnnotatorConfig
+from .lapse_cues import describe_lean
+from .results import FitResult
+
+NEAR_CHANCE_KAPPA = 0.1
+"""Fleiss' kappa of the votes below which agreement is called near chance (Landis & Koch 1977
+call 0-0.2 "slight")."""
+PLACED_PROBABILITY = 0.8
+"""A reviewer whose most probable school has less than this probability is not placed in one."""
+UNPLACED_SHARE = 0.25
+"""The share of reviewers not placed at which the fit says so."""
+FEW_JUDGMENTS = 5
+"""Median judgments per reviewer below which one school says nothing about the pool's views."""
+def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
+                  diagnostics: dict[str, Any], config: AnnotatorConfig) -> list[str]:
+    """What the data cannot support, in words a labeling lead can act on."""
+    notes: list[str] = []
+    lapse_flags = int(reviewers["flag_reason"].str.contains("lapse rate").fill_null(False).sum())
+    kappa = diagnostics.get("vote_kappa")
+    plural = float((pairs["verdict"] == "pluralism").mean()) if pairs.height else 0.0
+    if kappa is not None and kappa < NEAR_CHANCE_KAPPA and plural < 0.1:
+        notes.append(
+            f"Agreement is near chance (Fleiss' kappa {kappa:.2f}) and no schools explain it: "
+            "the votes cannot tell careless reviewers from near-tie pairs, so the randomness "
+            "every reviewer shows is read as ambiguity and only reviewers whose own votes "
+            "stand out from the pool can be flagged"
+            + ("; nobody is flagged for lapses." if lapse_flags == 0 else
+               f"; {lapse_flags} reviewer{'s' if lapse_flags != 1 else ''} stand out."))
+    elif lapse_flags == 0 and float(np.max(res.lapse_evidence, initial=0.0)) < 3.0:
+        notes.append("No reviewer's votes set them apart from the pool: nobody is flagged for "
+                     "lapses.")
+    reversed_n = len(reversed_reviewers(res))
+    if reversed_n:
+        notes.append(f"{reversed_n} reviewer{'s' if reversed_n != 1 else ''} vote against a "
+                     "clear consensus more often than chance (reversed votes: swapped buttons "
+                     "or instructions read backwards, not a view or a lapse): flagged, their "
+                     "votes given weight 0" + (", and the schools chosen without them"
+                                               if config.n_schools == "auto" else "") + ".")
+    n_rev = reviewers.height
+    if n_rev and n_rev < config.few_reviewers:
+        notes.append(f"Only {n_rev} reviewers: schools (consistent minority views) cannot be "
+                     "told apart from individual views with so few, so one school is assumed "
+                     "unless the evidence is overwhelming.")
+    notes += _placement_notes(reviewers, res.n_schools)
+    lean = describe_lean(diagnostics.get("lapse_lean") or {})
+    if lean:
+        notes.append(f"Lapses in this pool lean {lean}; the model reads such votes as lapses, "
+                     "so the reply property alone does not make a vote careful.")
+    return notes
+
+
+def _placement_notes(reviewers: pl.DataFrame, n_schools: int) -> list[str]:
+    """Whether the votes place each reviewer in a school: with one or two judgments each,
+    schools can show in the pairs while no person can be placed in one (or stay unseen)."""
+    if reviewers.height == 0:
+        return []
+    median = float(reviewers["n_comparisons"].median())  # type: ignore[arg-type]
+    if n_schools == 1:
+        if median >= FEW_JUDGMENTS:
+            return []
+        return [f"Reviewers have few judgments each (median {median:g}): schools could not be "
+                "told apart from these votes even if the pool holds them, so one school is "
+                "assumed; this says nothing about whether the reviewers share one view."]
+    unplaced = int((reviewers["school_probability"] < PLACED_PROBABILITY).sum())
+    if unplaced < UNPLACED_SHARE * reviewers.height:
+        return []
+    return [f"{unplaced} of {reviewers.height} reviewers cannot be placed in a school (their "
+            f"most probable school has under {PLACED_PROBABILITY:.0%} probability; median "
+            f"{median:g} judgments each): the pairs show {n_schools} schools, but these "
+            "reviewers' votes do not settle which one they hold (too few of their votes fall "
+            "where the schools differ, or their views sit between the schools'), so their "
+            "school is a guess, not a verdict about them."]
+
+
+def reversed_reviewers(res: FitResult) -> list[dict[str, Any]]:
+    """The fit's reversed reviewers (index, votes against, clear votes, Bayes factor)."""
+    return list(res.diagnostics.get("reversed_reviewers") or [])
