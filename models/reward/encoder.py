@@ -234,7 +234,11 @@ class EmbeddingCache:
         for tid, body in zip(text_ids, bodies, strict=True):
             if tid not in table and tid not in missing:
                 missing[tid] = body
-        ids = list(missing)
+        # longest first across all the texts to embed, not only within one encode call: a batch
+        # is padded to its longest text, and sentence-transformers sorts by length only inside
+        # the texts it is handed (one chunk), so unsorted chunks pad more (about 10% slower on
+        # CPU for the demo's replies)
+        ids = sorted(missing, key=lambda t: -len(missing[t]))
         for start in range(0, len(ids), STORE_EVERY):
             # stored chunk by chunk, so an interrupted run keeps the texts it already embedded
             chunk = ids[start : start + STORE_EVERY]
