@@ -78,6 +78,7 @@ class VersionCache:
 
 
 AUDITS = VersionCache(2)
+NOTES = VersionCache(2)
 CARDS = VersionCache(256)
 
 
@@ -131,14 +132,32 @@ def _fit_or_latest(warehouse: Warehouse, fit: str | None, having: FitOutput) -> 
         return fit
 
 
+def _audit_notes(warehouse: Warehouse, audit: pl.DataFrame) -> list[str]:
+    """The words `dissensus reviewers` prints under its table: what the latest fit's data
+    cannot support, and how many reviewers' votes cannot tell careful from lapsing."""
+    from dissensus.analytics.audit import fit_notes, unsettled_note
+
+    def compute() -> list[str]:
+        with warehouse.reader() as con:
+            notes = fit_notes(con)
+        unsettled = unsettled_note(audit)
+        return notes + ([unsettled] if unsettled else [])
+
+    return NOTES.get((warehouse.version,), compute)
+
+
 @router.get("/reviewers")
 def reviewers(request: Request, limit: Limit = 100, offset: Offset = 0,
               flagged: bool | None = None) -> dict[str, Any]:
-    """The ranked reviewer audit (what `dissensus reviewers` shows), one row per reviewer."""
-    frame = _audit(warehouse_of(request))
+    """The ranked reviewer audit (what `dissensus reviewers` shows), one row per reviewer;
+    ``notes`` says in words what the data cannot support about the reviewers."""
+    warehouse = warehouse_of(request)
+    frame = _audit(warehouse)
+    notes = _audit_notes(warehouse, frame)
     if flagged is not None:
         frame = frame.filter(pl.col("flagged") == flagged)
-    return page(request, records(frame.slice(offset, limit)), frame.height, limit, offset)
+    listed = page(request, records(frame.slice(offset, limit)), frame.height, limit, offset)
+    return listed | {"notes": notes}
 
 
 @router.get("/reviewers/{reviewer_id:path}")

@@ -321,3 +321,39 @@ def test_fit_train_and_score_jobs(tmp_path: Path) -> None:
         assert failed["state"] == "failed" and failed["error"]["message"]
     finally:
         running.stop()
+
+
+def test_reviewers_say_in_words_what_the_votes_cannot_support(tmp_path: Path, fake_fit) -> None:
+    """GET /v1/reviewers carries the notes `dissensus reviewers` prints: the fit's and the
+    audit's count of reviewers whose votes cannot tell careful from lapsing."""
+    from datetime import datetime
+
+    import polars as pl
+
+    from dissensus.warehouse.db import connect
+    from dissensus.warehouse.ingest import ingest_file
+
+    db = tmp_path / "w.duckdb"
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps(row(i, f"r{i % 4}")) + "\n" for i in range(48)))
+    con = connect(db)
+    ingest_file(con, source)
+    note = "Only 4 reviewers: schools cannot be told apart (test)."
+    fake_fit(con, "fit-n", created_at=datetime(2026, 3, 1), method="test", n_schools=1,
+             n_comparisons=48, seconds=1.0, diagnostics=json.dumps({"verdict_notes": [note]}),
+             reviewers=pl.DataFrame({
+                 "reviewer_id": [f"r{j}" for j in range(4)], "n_comparisons": 12,
+                 "reliability": 0.9, "reliability_low": 0.7, "reliability_high": 0.98,
+                 "position_bias": 0.0, "school": 0, "school_probability": 1.0,
+                 "flagged": False, "lapse_evidence": [0.05, 1.2, 0.9, 0.1]}))
+    con.close()
+    running = start_server(db)
+    try:
+        listed = running.get("/v1/reviewers").body
+        assert listed["notes"][0] == note
+        assert listed["notes"][1].startswith("2 of 4 reviewers: their votes favour neither")
+        verdicts = {r["reviewer_id"]: r["verdict"] for r in listed["items"]}
+        assert verdicts == {"r0": "ok", "r1": "cannot tell from their votes",
+                            "r2": "cannot tell from their votes", "r3": "ok"}
+    finally:
+        running.stop()
