@@ -34,19 +34,31 @@ def latest_fit_estimates(con: duckdb.DuckDBPyConnection) -> tuple[str | None, pl
     fit_id = latest_fit(con, having="reviewer_estimates")
     if fit_id is None:
         return None, pl.DataFrame()
+    # a warehouse of an older schema, opened read-only (not migrated), lacks the newer columns:
+    # they read as NULL, and the verdicts that need them keep their older form
+    present = {row[0] for row in con.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_name = 'reviewer_estimates'").fetchall()}
+    newer = ", ".join(f"{column if column in present else 'NULL'} AS {alias}"
+                      for column, alias in _NEWER_COLUMNS)
     est = con.sql(
-        """
+        f"""
         SELECT reviewer_id, reliability, reliability_low, reliability_high, school,
                school_probability, position_bias AS model_position_bias,
                coalesce(flagged AND NOT coalesce(flag_reason LIKE 'strong position bias%'
                                                  AND flag_reason NOT LIKE '%;%', false),
                         false) AS model_lapse_flag,
-               flag_reason AS model_flag_reason, lean AS model_lean, agreement,
-               lapse_evidence AS model_lapse_evidence
+               flag_reason AS model_flag_reason, {newer}
         FROM reviewer_estimates WHERE fit_id = ?""",
         params=[fit_id],
     ).pl()
     return fit_id, est
+
+
+_NEWER_COLUMNS = (("lean", "model_lean"), ("agreement", "agreement"),
+                  ("agreement_low", "agreement_low"), ("agreement_high", "agreement_high"),
+                  ("lapse_evidence", "model_lapse_evidence"))
+"""Columns of ``reviewer_estimates`` added by migrations 5 to 11, with the audit's names."""
 
 
 def fit_notes(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -377,6 +389,8 @@ def audit_from(
         "reliability_low",
         "reliability_high",
         "agreement",
+        "agreement_low",
+        "agreement_high",
         "school",
         "school_probability",
     ]

@@ -395,6 +395,11 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
               # NULL for fits made before it existed: the audit then cannot say whose votes
               # cannot tell, and keeps its older verdicts
               ("ALTER TABLE reviewer_estimates ADD COLUMN lapse_evidence DOUBLE",)),
+    Migration(11, "the credible interval of each reviewer's agreement with the consensus", (
+        # NULL for fits made before it existed
+        "ALTER TABLE reviewer_estimates ADD COLUMN agreement_low DOUBLE",
+        "ALTER TABLE reviewer_estimates ADD COLUMN agreement_high DOUBLE",
+    )),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

@@ -32,6 +32,8 @@ TABLE_COLUMNS = [
     "reliability_low",
     "reliability_high",
     "agreement",
+    "agreement_low",
+    "agreement_high",
     "school",
     "first_rate",
     "tie_rate",
@@ -57,6 +59,13 @@ def _emit(frame: pl.DataFrame, fmt: str, title: str, max_rows: int, compact: boo
                   for c in ("reliability", "reliability_low", "reliability_high")),
             )
         ).drop("reliability_low", "reliability_high")
+    if {"agreement", "agreement_low", "agreement_high"} <= set(frame.columns):
+        shown = shown.with_columns(
+            agreement=pl.when(pl.col("agreement_low").is_not_null()).then(pl.format(
+                "{} ({}–{})",
+                *(pl.col(c).round(2) for c in ("agreement", "agreement_low", "agreement_high")),
+            )).otherwise(pl.col("agreement").round(2).cast(pl.String))
+        ).drop("agreement_low", "agreement_high")
     keep = [c for c in COMPACT_COLUMNS if c in shown.columns]
     console.print(render_frame(shown.select(keep) if compact else shown, title, max_rows))
 

@@ -92,10 +92,11 @@ def run_fit(
         con.execute("""
             INSERT INTO reviewer_estimates (fit_id, reviewer_id, n_comparisons, reliability,
                 reliability_low, reliability_high, position_bias, school, school_probability,
-                flagged, flag_reason, lean, agreement, lapse_evidence)
+                flagged, flag_reason, lean, agreement, agreement_low, agreement_high,
+                lapse_evidence)
             SELECT fit_id, reviewer_id, n_comparisons, reliability, reliability_low,
                    reliability_high, position_bias, school, school_probability, flagged,
-                   flag_reason, lean, agreement, lapse_evidence
+                   flag_reason, lean, agreement, agreement_low, agreement_high, lapse_evidence
             FROM new_reviewers
         """)
         con.register("new_pairs", pairs.to_arrow())

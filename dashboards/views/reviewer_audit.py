@@ -51,7 +51,8 @@ if shown.height == 0:
 
 table_cols = [c for c in ("rank", "who", "verdict", "flagged", "reasons", "n_votes",
                            "reliability", "reliability_low", "reliability_high", "agreement",
-                           "school", "first_rate", "median_seconds") if c in shown.columns]
+                           "agreement_low", "agreement_high", "school", "first_rate",
+                           "median_seconds") if c in shown.columns]
 st.dataframe(shown.select(table_cols), hide_index=True, width="stretch", height=320,
              column_config={"who": "reviewer"})
 download(shown.drop("reviewer_id") if st.session_state.get("pseudonymise") else shown,

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
+from scipy.stats import beta
 
 from .config import AnnotatorConfig
 from .data import EncodedFrame, encode_frame
@@ -52,7 +53,7 @@ def _evidence(bayes_factor: float) -> str:
 REVIEWER_COLUMNS = (
     "reviewer_id", "n_comparisons", "reliability", "reliability_low", "reliability_high",
     "position_bias", "school", "school_probability", "flagged", "flag_reason", "lean",
-    "agreement", "lapse_evidence",
+    "agreement", "agreement_low", "agreement_high", "lapse_evidence",
 )
 PAIR_COLUMNS = (
     "pair_id", "prompt_id", "n_votes", "p_first", "noise_share", "pluralism_share",
@@ -153,6 +154,7 @@ class AnnotatorModel:
                 )
             reasons.append("; ".join(parts) if parts else None)
         school = res.school_probs.argmax(axis=1)
+        agreement, agreement_low, agreement_high = self._agreement(enc, res, reversed_by)
         return pl.DataFrame(
             {
                 "reviewer_id": enc.reviewer_ids,
@@ -167,7 +169,9 @@ class AnnotatorModel:
                                                             list(reversed_by)),
                 "flag_reason": reasons,
                 "lean": departure_leans(enc, res.pairs.p_first, cfg.flag_bayes_factor),
-                "agreement": self._agreement(enc, res, reversed_by),
+                "agreement": agreement,
+                "agreement_low": agreement_low,
+                "agreement_high": agreement_high,
                 # how far the reviewer's own votes move the odds "lapses" : "careful" from the
                 # pool's (near 1: their votes cannot tell, whatever the reliability shown)
                 "lapse_evidence": np.asarray(res.lapse_evidence, dtype=float),
@@ -176,23 +180,30 @@ class AnnotatorModel:
         ).select(REVIEWER_COLUMNS)
 
     def _agreement(self, enc: EncodedFrame, res: FitResult,
-                   reversed_by: dict[int, dict[str, Any]]) -> NDArray[np.float64]:
-        """Each reviewer's chance of naming the consensus side: the fit's prediction
-        (:func:`expected_agreement`) updated by their own record (:func:`posterior_agreement`).
+                   reversed_by: dict[int, dict[str, Any]]
+                   ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """Each reviewer's chance of naming the consensus side, with its interval: the fit's
+        prediction (:func:`expected_agreement`) updated by their own record
+        (:func:`posterior_agreement`).
 
         The fit's predictive has no place for a reviewer whose votes are reversed (it reads
         them as lapses, a coin flip, so about one half), so it is no prior for them: theirs is
-        read from their clear votes alone, ``(n - k + 1) / (n + 2)`` for ``k`` of ``n`` against
+        read from their clear votes alone, ``Beta(n - k + 1, k + 1)`` for ``k`` of ``n`` against
         the consensus (a uniform prior), and they take no part in weighing the prior.
         """
         if self.predictive_ is None:
-            return np.full(len(enc.reviewer_ids), np.nan)
+            empty = np.full(len(enc.reviewer_ids), np.nan)
+            return empty, empty.copy(), empty.copy()
         predicted = expected_agreement(self.predictive_, enc, res.pairs.p_first)
         predicted[list(reversed_by)] = np.nan
-        agreement = posterior_agreement(predicted, *consensus_record(enc, res.pairs.p_first))
+        mass = self.config.interval_mass
+        mean, low, high = posterior_agreement(
+            predicted, *consensus_record(enc, res.pairs.p_first), mass=mass)
         for i, r in reversed_by.items():
-            agreement[i] = (r["clear"] - r["against"] + 1.0) / (r["clear"] + 2.0)
-        return agreement
+            a, b = r["clear"] - r["against"] + 1.0, r["against"] + 1.0
+            mean[i] = a / (a + b)
+            low[i], high[i] = beta.ppf([(1 - mass) / 2, 1 - (1 - mass) / 2], a, b)
+        return mean, low, high
 
     def _pair_tables(self, enc: EncodedFrame, res: FitResult) -> tuple[pl.DataFrame, pl.DataFrame]:
         cfg = self.config

@@ -44,6 +44,7 @@ import polars as pl
 from numpy.typing import NDArray
 from scipy.optimize import minimize_scalar
 from scipy.special import betaln
+from scipy.stats import beta
 
 from .data import EncodedFrame, vote_order
 from .errors import AnnotatorDataError
@@ -279,19 +280,27 @@ def agreement_prior_votes(predicted: FloatArray, k: FloatArray, n: FloatArray) -
                                         method="bounded").x))
 
 
-def posterior_agreement(predicted: FloatArray, k: FloatArray, n: FloatArray) -> FloatArray:
+def posterior_agreement(predicted: FloatArray, k: FloatArray, n: FloatArray,
+                        mass: float = 0.94) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Each reviewer's agreement: the fit's prediction updated by their own record.
 
-    ``(k_r + c A_r) / (n_r + c)``, the posterior mean of a beta prior centred on the model's
-    predicted agreement ``A_r`` (:func:`expected_agreement`) with the weight ``c`` of
-    :func:`agreement_prior_votes`. The model's prediction alone cannot go below what its lapses
-    allow (a coin flip), nor tell apart two heavy lapsers of whom one agrees with the consensus
-    half the time and the other a third of the time; the record can, and the prior keeps a
-    reviewer with few votes near what the fit expects of them.
+    The posterior ``Beta(k_r + c A_r, n_r - k_r + c (1 - A_r))`` of a beta prior centred on the
+    model's predicted agreement ``A_r`` (:func:`expected_agreement`) with the weight ``c`` of
+    :func:`agreement_prior_votes`: its mean ``(k_r + c A_r) / (n_r + c)`` and the equal-tailed
+    interval of ``mass``. The model's prediction alone cannot go below what its lapses allow (a
+    coin flip), nor tell apart two heavy lapsers of whom one agrees with the consensus half the
+    time and the other a third of the time; the record can, and the prior keeps a reviewer with
+    few votes near what the fit expects of them. ``(mean, low, high)``; NaN where ``predicted``
+    is NaN.
     """
     c = agreement_prior_votes(predicted, k, n)
     if not np.isfinite(c):
-        return predicted
+        return predicted, predicted.copy(), predicted.copy()
+    a = np.clip(predicted, 1e-6, 1 - 1e-6)
+    alpha, beta_ = k + c * a, n - k + c * (1 - a)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, (k + c * predicted) / (n + c), predicted)
-
+        mean = np.where(n > 0, (k + c * predicted) / (n + c), predicted)
+    tail = (1 - mass) / 2
+    low = np.where(np.isfinite(predicted), beta.ppf(tail, alpha, beta_), np.nan)
+    high = np.where(np.isfinite(predicted), beta.ppf(1 - tail, alpha, beta_), np.nan)
+    return mean, low, high

@@ -241,3 +241,29 @@ def test_reliability_tracks_gold_better_than_majority(tmp_path: Path, folder: st
     baseline = spearmanr(maj["majority_agreement"], maj["accuracy"])[0]
     assert ours > baseline, (ours, baseline)
     assert ours > 0.75
+
+
+def test_a_warehouse_of_an_older_schema_is_audited_read_only(tmp_path: Path, warehouse, vote,
+                                                              fake_fit, schema_before) -> None:
+    """A warehouse written before the fits stored lapse evidence and agreement intervals, opened
+    read-only (so not migrated), still gets its audit: the newer columns read as NULL."""
+    import duckdb
+
+    con = crowd(warehouse, vote)
+    schools = {**{f"major{j}": 0 for j in range(6)}, "minor0": 1, "minor1": 1, "rushed": 0}
+    fake_fit(con, "fit-old", created_at=datetime(2026, 2, 4), method="test", n_schools=2,
+             n_comparisons=360, seconds=1.0, reviewers=pl.DataFrame({
+                 "reviewer_id": list(schools), "n_comparisons": 40, "reliability": 0.95,
+                 "reliability_low": 0.85, "reliability_high": 0.99, "position_bias": 0.0,
+                 "school": list(schools.values()), "school_probability": 0.95,
+                 "flagged": False}))
+    schema_before(con, 10)
+    con.close()
+    old = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    try:
+        out = audit.reviewer_audit(old)
+    finally:
+        old.close()
+    v = verdicts(out)
+    assert v["major0"] == "ok" and v["minor0"] == "minority view, consistent"
+    assert out["agreement_low"].is_null().all() and out["model_lapse_evidence"].is_null().all()

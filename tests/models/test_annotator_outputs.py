@@ -56,6 +56,8 @@ def test_values_are_well_formed(model: AnnotatorModel, frame: pl.DataFrame) -> N
     assert rev["reliability"].is_between(0.5, 1.0).all()  # lapse rates are kept below 0.5
     assert rev["school"].is_between(0, 1).all()
     assert (rev["flagged"] == rev["flag_reason"].is_not_null()).all()
+    assert ((rev["agreement_low"] <= rev["agreement"] + 1e-9)
+            & (rev["agreement"] <= rev["agreement_high"] + 1e-9)).all()
     evidence = rev["lapse_evidence"]
     assert evidence.is_finite().all() and (evidence > 0).all()
     lapse_flags = rev["flag_reason"].str.contains("lapse rate").fill_null(False)
