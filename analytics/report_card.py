@@ -160,10 +160,18 @@ def report_card(
             (
                 "expected agreement with the consensus",
                 s.get("agreement"),
+                s.get("agreement_low"),
+                s.get("agreement_high"),
+                "the chance that a vote of theirs names the side the consensus favours: the "
+                "fit's prediction (lapses and leans together) updated by their own record",
+            ),
+            (
+                "lapse evidence (Bayes factor)",
+                s.get("model_lapse_evidence"),
                 None,
                 None,
-                "the fit's chance that a vote of theirs names the side the consensus favours "
-                "(lapses and leans together)",
+                "how far their own votes move the odds of lapses against careful from the "
+                "pool's: above 1 toward lapses, below 1 toward careful, near 1 they say little",
             ),
             (
                 "leave-one-out agreement",

@@ -110,6 +110,9 @@ def test_ok_needs_votes_that_favour_careful(tmp_path: Path, warehouse, vote, fak
     assert not out.filter(pl.col("verdict") == audit.UNSETTLED)["flagged"].any()
     note = audit.unsettled_note(out)
     assert note is not None and note.startswith("3 of 9 reviewers")
+    figures = audit.report_card(con, "major0").figures
+    evidence = figures.filter(pl.col("figure") == "lapse evidence (Bayes factor)")
+    assert evidence["value"][0] == pytest.approx(1.8)
     # and `dissensus reviewers` says it under the table
     from dissensus.analytics.cli import common
     from dissensus.analytics.cli.audit import register
