@@ -34,6 +34,7 @@ TABLE_COLUMNS = [
     "agreement",
     "agreement_low",
     "agreement_high",
+    "model_lapse_evidence",
     "school",
     "first_rate",
     "tie_rate",
