@@ -318,6 +318,14 @@ def unsettled_note(audit: pl.DataFrame) -> str | None:
             "pool's. More votes per reviewer (or repeats and gold questions) would settle it.")
 
 
+def audit_notes(con: duckdb.DuckDBPyConnection, audit: pl.DataFrame) -> list[str]:
+    """Everything the audit says in words under its table: the latest fit's notes
+    (:func:`fit_notes`) and the count of reviewers whose votes cannot tell
+    (:func:`unsettled_note`)."""
+    unsettled = unsettled_note(audit)
+    return fit_notes(con) + ([unsettled] if unsettled else [])
+
+
 def audit_from(
     con: duckdb.DuckDBPyConnection,
     votes: Votes,

@@ -135,13 +135,11 @@ def _fit_or_latest(warehouse: Warehouse, fit: str | None, having: FitOutput) -> 
 def _audit_notes(warehouse: Warehouse, audit: pl.DataFrame) -> list[str]:
     """The words `dissensus reviewers` prints under its table: what the latest fit's data
     cannot support, and how many reviewers' votes cannot tell careful from lapsing."""
-    from dissensus.analytics.audit import fit_notes, unsettled_note
+    from dissensus.analytics.audit import audit_notes
 
     def compute() -> list[str]:
         with warehouse.reader() as con:
-            notes = fit_notes(con)
-        unsettled = unsettled_note(audit)
-        return notes + ([unsettled] if unsettled else [])
+            return audit_notes(con, audit)
 
     return NOTES.get((warehouse.version,), compute)
 

@@ -52,23 +52,24 @@ def _emit(frame: pl.DataFrame, fmt: str, title: str, max_rows: int, compact: boo
         write_records(frame, fmt)
         return
     shown = frame.with_columns(pl.col(pl.Float64).round(3))
-    if {"reliability", "reliability_low", "reliability_high"} <= set(frame.columns):
-        shown = shown.with_columns(
-            reliability=pl.format(
-                "{} ({}–{})",
-                *(pl.col(c).round(2)
-                  for c in ("reliability", "reliability_low", "reliability_high")),
-            )
-        ).drop("reliability_low", "reliability_high")
-    if {"agreement", "agreement_low", "agreement_high"} <= set(frame.columns):
-        shown = shown.with_columns(
-            agreement=pl.when(pl.col("agreement_low").is_not_null()).then(pl.format(
-                "{} ({}–{})",
-                *(pl.col(c).round(2) for c in ("agreement", "agreement_low", "agreement_high")),
-            )).otherwise(pl.col("agreement").round(2).cast(pl.String))
-        ).drop("agreement_low", "agreement_high")
+    for name in ("reliability", "agreement"):
+        shown = _with_interval(shown, name)
     keep = [c for c in COMPACT_COLUMNS if c in shown.columns]
     console.print(render_frame(shown.select(keep) if compact else shown, title, max_rows))
+
+
+def _with_interval(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+    """``name`` shown as "0.85 (0.66–0.95)" from its ``_low`` / ``_high`` columns (just the value
+    where the interval is missing, as in fits made before it was stored)."""
+    low, high = f"{name}_low", f"{name}_high"
+    if not {name, low, high} <= set(frame.columns):
+        return frame
+    value = pl.col(name).round(2)
+    return frame.with_columns(
+        pl.when(pl.col(low).is_not_null())
+        .then(pl.format("{} ({}–{})", value, pl.col(low).round(2), pl.col(high).round(2)))
+        .otherwise(value.cast(pl.String)).alias(name)
+    ).drop(low, high)
 
 
 def _require_school(frame: pl.DataFrame, school: int) -> None:
@@ -106,14 +107,12 @@ def reviewers(
     ] = False,
 ) -> None:
     """Ranked reviewer audit: verdict, reliability with interval, and the reasons."""
-    from dissensus.analytics.audit import fit_notes, reviewer_audit, unsettled_note
+    from dissensus.analytics.audit import audit_notes, reviewer_audit
 
     require_choice(fmt, ("table", "csv", "json"), "format", "--format")
     with open_warehouse(read_only=True, snapshot_ok=True) as con:
         frame = reviewer_audit(con)
-        notes = fit_notes(con)
-    unsettled = unsettled_note(frame)
-    notes += [unsettled] if unsettled else []
+        notes = audit_notes(con, frame)
     if flagged:
         frame = frame.filter(pl.col("flagged"))
     if verdict:

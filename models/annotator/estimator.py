@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
-from scipy.stats import beta
 
 from .config import AnnotatorConfig
 from .data import EncodedFrame, encode_frame
@@ -38,6 +37,7 @@ from .lapse_cues import NO_CUES
 from .notes import reversed_reviewers, verdict_notes
 from .predict import (
     PredictiveState,
+    beta_interval,
     consensus_record,
     expected_agreement,
     posterior_agreement,
@@ -202,7 +202,7 @@ class AnnotatorModel:
         for i, r in reversed_by.items():
             a, b = r["clear"] - r["against"] + 1.0, r["against"] + 1.0
             mean[i] = a / (a + b)
-            low[i], high[i] = beta.ppf([(1 - mass) / 2, 1 - (1 - mass) / 2], a, b)
+            low[i], high[i] = beta_interval(a, b, mass)
         return mean, low, high
 
     def _pair_tables(self, enc: EncodedFrame, res: FitResult) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -300,7 +300,13 @@ def posterior_agreement(predicted: FloatArray, k: FloatArray, n: FloatArray,
     alpha, beta_ = k + c * a, n - k + c * (1 - a)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n > 0, (k + c * predicted) / (n + c), predicted)
+    low, high = beta_interval(alpha, beta_, mass)
+    known = np.isfinite(predicted)
+    return mean, np.where(known, low, np.nan), np.where(known, high, np.nan)
+
+
+def beta_interval(a: FloatArray | float, b: FloatArray | float,
+                  mass: float) -> tuple[FloatArray, FloatArray]:
+    """The equal-tailed interval of ``mass`` of ``Beta(a, b)``."""
     tail = (1 - mass) / 2
-    low = np.where(np.isfinite(predicted), beta.ppf(tail, alpha, beta_), np.nan)
-    high = np.where(np.isfinite(predicted), beta.ppf(1 - tail, alpha, beta_), np.nan)
-    return mean, low, high
+    return beta.ppf(tail, a, b), beta.ppf(1 - tail, a, b)
