@@ -120,9 +120,10 @@ def _process_registered(
     revise: str | None,
 ) -> None:
     if chunk.kind == "json_lines":
-        con.execute(f"CREATE OR REPLACE TEMP TABLE chunk_keys AS {staging.keys_sql()}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE key_templates AS "
+                    f"{staging.key_templates_sql()}")
         keys = [row[0] for row in con.execute(
-            "SELECT DISTINCT unnest(keys) FROM chunk_keys").fetchall()]
+            "SELECT DISTINCT unnest(keys) FROM key_templates").fetchall()]
         foreign = [k for k in keys if k not in CONTRACT_COLUMNS]
         extra = sorted(k for k in foreign if is_attribute_key(k))
         unknown = [k for k in foreign if not is_attribute_key(k)]

@@ -78,10 +78,18 @@ def _same(first: object, other: object) -> bool:
 
 def mark_duplicate_keys(con: duckdb.DuckDBPyConnection) -> None:
     """Set ``fields._error`` on lines whose top-level object repeats a stored key with different
-    values (the temp table ``chunk_keys(_line, keys)`` holds each object's keys, repeats kept)."""
+    values (the temp table ``key_templates(keys, lines)`` holds each distinct list of keys,
+    repeats kept). Only lines whose key list repeats a key are parsed again, here in Python."""
+    repeating = con.execute(
+        "SELECT count(*) FROM key_templates WHERE len(keys) <> len(list_distinct(keys))"
+    ).fetchall()[0][0]
+    if not repeating:
+        return
     rows = con.execute("""
-        SELECT k._line, r._raw FROM chunk_keys k JOIN chunk r ON r._line = k._line
-        WHERE len(k.keys) <> len(list_distinct(k.keys))
+        SELECT _line, _raw FROM chunk
+        WHERE _error IS NULL AND left(ltrim(_raw), 1) = '{'
+          AND try(json_keys(_raw)) IN (
+              SELECT keys FROM key_templates WHERE len(keys) <> len(list_distinct(keys)))
     """).fetchall()
     found = [(line, reason) for line, raw in rows
              if (reason := duplicate_key_reason(raw)) is not None]

@@ -65,12 +65,20 @@ def load_chunk(con: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
         con.unregister("chunk_stream")
 
 
-def keys_sql() -> str:
-    """``_line, keys``: the top-level keys of each JSON object in ``chunk``, a key given twice
-    listed twice (:mod:`dissensus.warehouse.json_checks` reports those)."""
+def key_templates_sql() -> str:
+    """``keys, lines``: each distinct list of top-level keys among the JSON objects of ``chunk``
+    (a key given twice listed twice, :mod:`dissensus.warehouse.json_checks` reports those) and how
+    many lines have it.
+
+    Grouped, not one list per line: the lines of one file share a handful of key lists, and
+    materialising a list per line and checking each for repeats cost more than parsing the JSON
+    (1.6 of 12 s for 300,000 demo rows, against 0.5 s grouped). Lines that are not valid JSON
+    give a NULL list here and are reported by :func:`extract_sql`.
+    """
     return """
-    SELECT _line, json_keys(_raw) AS keys FROM chunk
-    WHERE _error IS NULL AND left(ltrim(_raw), 1) = '{' AND json_valid(_raw)
+    SELECT try(json_keys(_raw)) AS keys, count(*) AS lines FROM chunk
+    WHERE _error IS NULL AND left(ltrim(_raw), 1) = '{'
+    GROUP BY 1
     """
 
 
@@ -81,7 +89,7 @@ def extract_sql(
 ) -> str:
     """SELECT over ``chunk`` (json_lines) giving ``_line, _error``, the contract columns and
     ``_reviewer_attributes`` (a JSON object of the extra ``reviewer_*`` keys, which the caller
-    finds first with :func:`keys_sql`).
+    finds first with :func:`key_templates_sql`).
 
     ``contract`` and ``list_fields`` name another contract's columns (traffic) when given.
     Each line is parsed once, into a struct of strings (objects and arrays come back as compact

@@ -190,7 +190,7 @@ def _process(con: duckdb.DuckDBPyConnection, chunk: StagedChunk, batch_id: int, 
     staging.load_chunk(con, chunk.table)
     if chunk.kind == "json_lines":
         keys = [row[0] for row in con.execute(
-            f"SELECT DISTINCT unnest(keys) FROM ({staging.keys_sql()})").fetchall()]
+            f"SELECT DISTINCT unnest(keys) FROM ({staging.key_templates_sql()})").fetchall()]
         unknown = [k for k in keys if k not in TRAFFIC_COLUMNS]
         report.unknown_columns = sorted(set(report.unknown_columns) | set(unknown))
         extract = staging.extract_sql([], TRAFFIC_COLUMNS, LIST_FIELDS)

@@ -179,6 +179,26 @@ def test_duplicate_json_keys_with_different_values_are_quarantined(tmp_path: Pat
     assert q["line"][0] == 2
 
 
+def test_only_the_lines_that_repeat_a_key_are_quarantined_among_many_key_lists(
+        tmp_path: Path) -> None:
+    """Key lists are checked once per distinct list: lines that share a list with a repeated
+    key are each judged on their own values, lines with other lists are not touched."""
+    rows: list[dict | str] = [good_row(i) for i in range(4)]
+    rows += [good_row(i, category="billing") for i in range(4, 8)]  # a second key list
+    rows.append(json.dumps(good_row(8))[:-1] + ', "choice": "a"}')  # repeat, same value
+    rows.append(json.dumps(good_row(9))[:-1] + ', "choice": "a"}')  # repeat, other value
+    rows.append('{"reviewer_id": "r1", "choice": ')  # not JSON: no key list at all
+    rows.append(json.dumps(good_row(10, reviewer_team="red"))[:-1] + ', "reviewer_team": "blue"}')
+    con = connect(tmp_path / "w.duckdb")
+    report = ingest_file(con, write_jsonl(tmp_path / "in.jsonl", rows))
+    assert (report.accepted, report.quarantined) == (9, 3)
+    q = queries.quarantine_rows(con).sort("line")
+    assert q["line"].to_list() == [10, 11, 12]
+    assert "appears 2 times" in q["reason"][0] and q["field"][0] == "choice"
+    assert "not valid JSON" in q["reason"][1]
+    assert q["field"][2] == "reviewer_team" and "appears 2 times" in q["reason"][2]
+
+
 def test_a_repeated_csv_column_refuses_the_file_in_words(tmp_path: Path) -> None:
     csv = tmp_path / "in.csv"
     csv.write_text("reviewer_id,choice,prompt,response_a,response_b,choice\nr1,a,p,x,y,b\n")
