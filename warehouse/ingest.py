@@ -60,6 +60,12 @@ _WRITE_ERRORS = (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.FatalEx
 INGEST_MEMORY_LIMIT = os.environ.get("DISSENSUS_INGEST_MEMORY", "1GB")
 #: How DuckDB shows a memory limit once set ('1GB' reads back as '953.6 MiB').
 _SHOWN_LIMIT: dict[str, str] = {}
+#: Rows in one row group of a DuckDB table, the unit its threads share out.
+ROW_GROUP_ROWS = 122_880
+#: Most row groups staged at once, whatever the thread count: memory stays bounded.
+MOST_STAGED_ROW_GROUPS = 4
+#: Rows staged before validation, overriding :func:`stage_rows` (tests stage every chunk alone).
+STAGE_ROWS: int | None = None
 
 
 @dataclass
@@ -96,30 +102,45 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(con.execute(sql).fetchall()[0][0])
 
 
-def _process_chunk(
+@dataclass
+class _Staged:
+    """The rows loaded into the temp table ``chunk`` and not yet validated: one or more
+    consecutive chunks of the reader."""
+
+    kind: str = "json_lines"
+    rows: int = 0
+    unknown_columns: list[str] = field(default_factory=list)
+
+    def add(self, con: duckdb.DuckDBPyConnection, chunk: StagedChunk) -> None:
+        staging.load_chunk(con, chunk.table, append=self.rows > 0)
+        self.kind = chunk.kind
+        self.rows += chunk.table.num_rows
+        self.unknown_columns = sorted(set(self.unknown_columns) | set(chunk.unknown_columns))
+
+
+def stage_rows(con: duckdb.DuckDBPyConnection) -> int:
+    """Rows of JSON lines to stage before validating them together: one row group per DuckDB
+    thread (at most :data:`MOST_STAGED_ROW_GROUPS`), or :data:`STAGE_ROWS` when set.
+
+    DuckDB runs one thread per row group of a table (122,880 rows), so validating each 64 MB
+    block of about 51,000 demo rows on its own used one core however many there were."""
+    if STAGE_ROWS is not None:
+        return STAGE_ROWS
+    threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+    return ROW_GROUP_ROWS * max(1, min(threads, MOST_STAGED_ROW_GROUPS))
+
+
+def _process_staged(
     con: duckdb.DuckDBPyConnection,
-    chunk: StagedChunk,
+    staged: _Staged,
     batch_id: int,
     file_path: str,
     salt: str | None,
     report: BatchReport,
     revise: str | None = None,
 ) -> None:
-    """Validate and store one chunk (copied into the temp table ``chunk`` first)."""
-    staging.load_chunk(con, chunk.table)
-    _process_registered(con, chunk, batch_id, file_path, salt, report, revise)
-
-
-def _process_registered(
-    con: duckdb.DuckDBPyConnection,
-    chunk: StagedChunk,
-    batch_id: int,
-    file_path: str,
-    salt: str | None,
-    report: BatchReport,
-    revise: str | None,
-) -> None:
-    if chunk.kind == "json_lines":
+    """Validate and store the rows staged in the temp table ``chunk``."""
+    if staged.kind == "json_lines":
         con.execute(f"CREATE OR REPLACE TEMP TABLE key_templates AS "
                     f"{staging.key_templates_sql()}")
         keys = [row[0] for row in con.execute(
@@ -131,7 +152,7 @@ def _process_registered(
         con.execute(f"CREATE OR REPLACE TEMP TABLE fields AS {staging.extract_sql(extra)}")
         mark_duplicate_keys(con)
     else:
-        report.unknown_columns = sorted(set(report.unknown_columns) | set(chunk.unknown_columns))
+        report.unknown_columns = sorted(set(report.unknown_columns) | set(staged.unknown_columns))
         con.execute("CREATE OR REPLACE TEMP TABLE fields AS SELECT * EXCLUDE (_raw) FROM chunk")
     uses_ids = con.execute(
         "SELECT count(*) FROM fields WHERE _error IS NULL AND (trim(prompt_id) <> '' "
@@ -164,7 +185,7 @@ def _process_registered(
     now = moment.isoformat()
     if revise is not None:
         report.revised += withdrawals.revise_stored(con, batch_id, revise, moment)
-    store.store_new_rows(con, batch_id, chunk.table.num_rows)
+    store.store_new_rows(con, batch_id, staged.rows)
     if _count(con, "SELECT count(*) FROM checked WHERE _reason IS NOT NULL") or _count(
         con, "SELECT count(*) FROM final WHERE _status = 'conflict'"
     ):
@@ -277,10 +298,17 @@ def ingest_file(
             [batch_id, str(path.resolve()), path.name, fmt,
              datetime.now(UTC).replace(tzinfo=None), bool(salt)],
         )
+        staged, enough = _Staged(), stage_rows(con)
         for chunk in prefetched(chunks):
-            _process_chunk(con, chunk, batch_id, str(path), salt, report, revise)
+            staged.add(con, chunk)
+            # Columnar chunks (CSV, Parquet, adapters) may differ in their columns: one at a time.
+            if staged.kind != "json_lines" or staged.rows >= enough:
+                _process_staged(con, staged, batch_id, str(path), salt, report, revise)
+                staged = _Staged()
             if progress:
                 progress(chunk.table.num_rows)
+        if staged.rows:
+            _process_staged(con, staged, batch_id, str(path), salt, report, revise)
         sha256, size = finished()
         earlier = con.execute(
             "SELECT batch_id FROM ingest_batches WHERE file_sha256 = ? AND batch_id <> ?",

@@ -42,8 +42,9 @@ def _path(key: str) -> str:
     return _quote('$."' + key + '"')
 
 
-def load_chunk(con: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
-    """Copy one chunk into the temp table ``chunk`` through a one-shot Arrow stream.
+def load_chunk(con: duckdb.DuckDBPyConnection, table: pa.Table, *, append: bool = False) -> None:
+    """Copy one chunk into the temp table ``chunk`` through a one-shot Arrow stream (``append``:
+    add its rows to those already there, which must have the same columns).
 
     Not ``con.register("chunk", table)``: DuckDB keeps every Python object that a query of the
     open transaction scanned alive until the transaction ends, so registering each chunk of a
@@ -60,7 +61,8 @@ def load_chunk(con: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
 
     con.register("chunk_stream", pa.RecordBatchReader.from_batches(table.schema, handed_over()))
     try:
-        con.execute("CREATE OR REPLACE TEMP TABLE chunk AS SELECT * FROM chunk_stream")
+        con.execute("INSERT INTO chunk SELECT * FROM chunk_stream" if append
+                    else "CREATE OR REPLACE TEMP TABLE chunk AS SELECT * FROM chunk_stream")
     finally:
         con.unregister("chunk_stream")
 
