@@ -106,12 +106,14 @@ def _decode_each(lines: pa.Array) -> tuple[pa.Array, pa.Array]:
     return pa.array(raw_values, pa.string()), pa.array(error_values, pa.string())
 
 
-def _split_lines(block: bytes, first_line: int) -> pa.Table:
-    """Split a block of whole lines into an Arrow table of non-blank lines with numbers.
+def _split_lines(block: bytes | memoryview, first_line: int) -> tuple[pa.Table, int]:
+    """Split a block of whole lines into an Arrow table of non-blank lines with numbers, and
+    the number of lines (blank ones included).
 
     Zero-copy: the block becomes the data buffer of an Arrow string array whose offsets are the
     newline positions, so each value keeps its trailing newline (JSON ignores it). Blank lines
-    are not rows and are dropped; line numbers still count them.
+    are not rows and are dropped; line numbers still count them. Without blank lines nothing is
+    filtered: filtering copies the block (0.18 s per 64 MB, most of the reader's time).
     """
     data = np.frombuffer(block, dtype=np.uint8)
     newlines = np.flatnonzero(data == 10)
@@ -127,22 +129,23 @@ def _split_lines(block: bytes, first_line: int) -> pa.Table:
     lengths = np.diff(offsets)
     keep = lengths > 2  # "\n" or "\r\n" alone are blank; anything longer is checked below
     for index in np.flatnonzero((lengths > 0) & (lengths <= 8)):
-        keep[index] = bool(block[offsets[index]:offsets[index + 1]].strip())
-    keep_array = pa.array(keep)
-    lines = pc.filter(lines, keep_array)
+        keep[index] = bool(bytes(block[offsets[index]:offsets[index + 1]]).strip())
+    if not keep.all():
+        lines = pc.filter(lines, pa.array(keep))
     try:
         raw = lines.cast(pa.large_string())
         raw.validate(full=True)
         errors = pa.nulls(len(raw), pa.string())
     except pa.ArrowInvalid:
         raw, errors = _decode_each(lines)
-    return pa.table(
+    table = pa.table(
         {
-            LINE_COLUMN: pa.array(numbers[keep]),
+            LINE_COLUMN: pa.array(numbers if keep.all() else numbers[keep]),
             RAW_COLUMN: raw,
             "_error": errors,
         }
     )
+    return table, count
 
 
 def read_jsonl(stream: IO[bytes], chunk_bytes: int = BLOCK_BYTES) -> Iterator[StagedChunk]:
@@ -162,13 +165,14 @@ def read_jsonl(stream: IO[bytes], chunk_bytes: int = BLOCK_BYTES) -> Iterator[St
         if cut < 0:
             pending = block
             continue
-        whole, pending = block[:cut], block[cut + 1 :]
-        table = _split_lines(whole, next_line)
-        next_line += whole.count(b"\n") + 1
+        # a view, not a copy: the Arrow table keeps the block alive
+        whole, pending = memoryview(block)[:cut], block[cut + 1 :]
+        table, lines = _split_lines(whole, next_line)
+        next_line += lines
         if table.num_rows:
             yield StagedChunk(table, "json_lines")
     if pending:
-        table = _split_lines(pending, next_line)
+        table, _ = _split_lines(pending, next_line)
         if table.num_rows:
             yield StagedChunk(table, "json_lines")
 
