@@ -65,6 +65,12 @@ class HashingReader:
         self.bytes_read += len(data)
         return data
 
+    def readinto(self, buffer: memoryview) -> int:
+        got = self.stream.readinto(buffer)  # type: ignore[attr-defined]
+        self.sha256.update(buffer[:got])
+        self.bytes_read += got
+        return got
+
 
 def open_maybe_gzip(path: Path) -> IO[bytes]:
     """Open ``path`` for binary reading, decompressing gzip by its magic bytes."""
@@ -149,25 +155,30 @@ def _split_lines(block: bytes | memoryview, first_line: int) -> tuple[pa.Table, 
 
 
 def read_jsonl(stream: IO[bytes], chunk_bytes: int = BLOCK_BYTES) -> Iterator[StagedChunk]:
-    """Yield chunks of whole JSON lines; blank lines are not rows and are skipped."""
+    """Yield chunks of whole JSON lines; blank lines are not rows and are skipped.
+
+    Each block is read into one buffer behind the unfinished line the last block left, and the
+    lines are handed on as a view of it: no copy of the block is made in Python."""
     pending = b""
     next_line = 1
     first = True
     while True:
-        block = stream.read(chunk_bytes)
-        if not block:
+        buffer = bytearray(len(pending) + chunk_bytes)
+        buffer[:len(pending)] = pending
+        got = stream.readinto(memoryview(buffer)[len(pending):])  # type: ignore[attr-defined]
+        if not got:
             break
+        start, end = 0, len(pending) + got
         if first:
-            block = block.removeprefix(UTF8_BOM)
+            start = len(UTF8_BOM) if buffer.startswith(UTF8_BOM) else 0
             first = False
-        block = pending + block
-        cut = block.rfind(b"\n")
+        cut = buffer.rfind(b"\n", start, end)
         if cut < 0:
-            pending = block
+            pending = bytes(buffer[start:end])
             continue
-        # a view, not a copy: the Arrow table keeps the block alive
-        whole, pending = memoryview(block)[:cut], block[cut + 1 :]
-        table, lines = _split_lines(whole, next_line)
+        pending = bytes(buffer[cut + 1:end])
+        # a view: the Arrow table keeps the buffer alive until DuckDB has copied it
+        table, lines = _split_lines(memoryview(buffer)[start:cut], next_line)
         next_line += lines
         if table.num_rows:
             yield StagedChunk(table, "json_lines")
