@@ -154,31 +154,46 @@ def _split_lines(block: bytes | memoryview, first_line: int) -> tuple[pa.Table, 
     return table, count
 
 
+def _last_newline(view: memoryview, start: int, end: int) -> int:
+    """Position of the last newline in ``view[start:end]``, or -1; looks back from the end in
+    growing windows (the last line of a block is short beside the block)."""
+    window, high = 1 << 16, end
+    while high > start:
+        low = max(start, high - window)
+        found = bytes(view[low:high]).rfind(b"\n")
+        if found >= 0:
+            return low + found
+        high, window = low, window * 2
+    return -1
+
+
 def read_jsonl(stream: IO[bytes], chunk_bytes: int = BLOCK_BYTES) -> Iterator[StagedChunk]:
     """Yield chunks of whole JSON lines; blank lines are not rows and are skipped.
 
     Each block is read into one buffer behind the unfinished line the last block left, and the
-    lines are handed on as a view of it: no copy of the block is made in Python."""
+    lines are handed on as a view of it: no copy of the block is made in Python. The buffer is
+    left uninitialised (``np.empty``), so a small file touches only the pages it fills."""
     pending = b""
     next_line = 1
     first = True
     while True:
-        buffer = bytearray(len(pending) + chunk_bytes)
-        buffer[:len(pending)] = pending
-        got = stream.readinto(memoryview(buffer)[len(pending):])  # type: ignore[attr-defined]
+        buffer = np.empty(len(pending) + chunk_bytes, dtype=np.uint8)
+        buffer[:len(pending)] = np.frombuffer(pending, dtype=np.uint8)
+        view = memoryview(buffer)
+        got = stream.readinto(view[len(pending):])  # type: ignore[attr-defined]
         if not got:
             break
         start, end = 0, len(pending) + got
         if first:
-            start = len(UTF8_BOM) if buffer.startswith(UTF8_BOM) else 0
+            start = len(UTF8_BOM) if bytes(view[:len(UTF8_BOM)]) == UTF8_BOM else 0
             first = False
-        cut = buffer.rfind(b"\n", start, end)
+        cut = _last_newline(view, start, end)
         if cut < 0:
-            pending = bytes(buffer[start:end])
+            pending = bytes(view[start:end])
             continue
-        pending = bytes(buffer[cut + 1:end])
+        pending = bytes(view[cut + 1:end])
         # a view: the Arrow table keeps the buffer alive until DuckDB has copied it
-        table, lines = _split_lines(memoryview(buffer)[start:cut], next_line)
+        table, lines = _split_lines(view[start:cut], next_line)
         next_line += lines
         if table.num_rows:
             yield StagedChunk(table, "json_lines")
