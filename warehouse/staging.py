@@ -294,6 +294,14 @@ def checked_sql(salt_sql: str | None, uses_ids: bool) -> str:
     """
 
 
+#: Columns of ``checked`` that nothing after validation reads: the raw strings that were parsed
+#: into typed columns, and the validation's own flags (``final`` is the widest table of a batch).
+_CHECKED_ONLY: Final = (
+    "choice, gold_choice, shown_first, strength, seconds_spent, created_at, comparison_id, "
+    "_error, _reason, _prompt_given, _a_given, _b_given, _prompt_missing, _a_missing, "
+    "_b_missing, _prompt_alias, _a_alias, _b_alias")
+
+
 def final_sql() -> str:
     """Valid rows, canonically oriented, each with ``_status`` new / duplicate / conflict.
 
@@ -323,7 +331,7 @@ def final_sql() -> str:
                min(_line) AS first_line
         FROM identified GROUP BY 1 HAVING count(*) > 1
     )
-    SELECT i.*,
+    SELECT i.* EXCLUDE ({_CHECKED_ONLY}),
         CASE _choice WHEN 'tie' THEN 0
              WHEN 'a' THEN CASE WHEN _a_is_1 THEN 1 ELSE -1 END
              ELSE CASE WHEN _a_is_1 THEN -1 ELSE 1 END END AS _outcome,
