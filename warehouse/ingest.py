@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,15 +38,14 @@ from dissensus.warehouse.errors import (
     WarehouseWriteError,
 )
 from dissensus.warehouse.json_checks import json_error_detail, mark_duplicate_keys
-from dissensus.warehouse.readers import StagedChunk
 from dissensus.warehouse.salting import check_pseudonymisation, salt_literal
 from dissensus.warehouse.sources import (
     CANONICAL_FORMATS,
     check_input_path,
     chunks_for,
-    prefetched,
     resolve_format,
 )
+from dissensus.warehouse.stages import Staged, staged_chunks, threads_for
 from dissensus.warehouse.vote_index import index_is_stale, refresh_vote_index
 
 __all__ = ["CANONICAL_FORMATS", "BatchReport", "ProgressCallback", "ingest_file",
@@ -60,12 +59,6 @@ _WRITE_ERRORS = (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.FatalEx
 INGEST_MEMORY_LIMIT = os.environ.get("DISSENSUS_INGEST_MEMORY", "1GB")
 #: How DuckDB shows a memory limit once set ('1GB' reads back as '953.6 MiB').
 _SHOWN_LIMIT: dict[str, str] = {}
-#: Rows in one row group of a DuckDB table, the unit its threads share out.
-ROW_GROUP_ROWS = 122_880
-#: Most row groups staged at once, whatever the thread count: memory stays bounded.
-MOST_STAGED_ROW_GROUPS = 4
-#: Rows staged before validation, overriding :func:`stage_rows` (tests stage every chunk alone).
-STAGE_ROWS: int | None = None
 
 
 @dataclass
@@ -102,37 +95,9 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(con.execute(sql).fetchall()[0][0])
 
 
-@dataclass
-class _Staged:
-    """The rows loaded into the temp table ``chunk`` and not yet validated: one or more
-    consecutive chunks of the reader."""
-
-    kind: str = "json_lines"
-    rows: int = 0
-    unknown_columns: list[str] = field(default_factory=list)
-
-    def add(self, con: duckdb.DuckDBPyConnection, chunk: StagedChunk) -> None:
-        staging.load_chunk(con, chunk.table, append=self.rows > 0)
-        self.kind = chunk.kind
-        self.rows += chunk.table.num_rows
-        self.unknown_columns = sorted(set(self.unknown_columns) | set(chunk.unknown_columns))
-
-
-def stage_rows(con: duckdb.DuckDBPyConnection) -> int:
-    """Rows of JSON lines to stage before validating them together: one row group per DuckDB
-    thread (at most :data:`MOST_STAGED_ROW_GROUPS`), or :data:`STAGE_ROWS` when set.
-
-    DuckDB runs one thread per row group of a table (122,880 rows), so validating each 64 MB
-    block of about 51,000 demo rows on its own used one core however many there were."""
-    if STAGE_ROWS is not None:
-        return STAGE_ROWS
-    threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
-    return ROW_GROUP_ROWS * max(1, min(threads, MOST_STAGED_ROW_GROUPS))
-
-
 def _process_staged(
     con: duckdb.DuckDBPyConnection,
-    staged: _Staged,
+    staged: Staged,
     batch_id: int,
     file_path: str,
     salt: str | None,
@@ -140,29 +105,13 @@ def _process_staged(
     revise: str | None = None,
 ) -> None:
     """Validate and store the rows staged in the temp table ``chunk``."""
-    with _threads_for(con, staged.rows):
+    with threads_for(con, staged.rows):
         _validate_and_store(con, staged, batch_id, file_path, salt, report, revise)
-
-
-@contextlib.contextmanager
-def _threads_for(con: duckdb.DuckDBPyConnection, rows: int) -> Iterator[None]:
-    """One DuckDB thread for rows that fit one row group: no other thread can get a share of
-    them, and coordinating the idle ones made the validation statements 25-40% slower
-    (7,000- and 40,000-row posted batches). The setting is the database's, so it is put back."""
-    threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
-    if rows >= ROW_GROUP_ROWS or threads == 1:
-        yield
-        return
-    con.execute("SET threads = 1")
-    try:
-        yield
-    finally:
-        con.execute(f"SET threads = {threads}")
 
 
 def _validate_and_store(
     con: duckdb.DuckDBPyConnection,
-    staged: _Staged,
+    staged: Staged,
     batch_id: int,
     file_path: str,
     salt: str | None,
@@ -327,17 +276,10 @@ def ingest_file(
             [batch_id, str(path.resolve()), path.name, fmt,
              datetime.now(UTC).replace(tzinfo=None), bool(salt)],
         )
-        staged, enough = _Staged(), stage_rows(con)
-        for chunk in prefetched(chunks):
-            staged.add(con, chunk)
-            # Columnar chunks (CSV, Parquet, adapters) may differ in their columns: one at a time.
-            if staged.kind != "json_lines" or staged.rows >= enough:
-                _process_staged(con, staged, batch_id, str(path), salt, report, revise)
-                staged = _Staged()
-            if progress:
-                progress(chunk.table.num_rows)
-        if staged.rows:
+        for staged in staged_chunks(con, chunks):
             _process_staged(con, staged, batch_id, str(path), salt, report, revise)
+            if progress:
+                progress(staged.rows)
         sha256, size = finished()
         earlier = con.execute(
             "SELECT batch_id FROM ingest_batches WHERE file_sha256 = ? AND batch_id <> ?",

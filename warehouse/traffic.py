@@ -32,7 +32,7 @@ from dissensus.warehouse.ids import sql_text_id
 from dissensus.warehouse.ingest import BatchReport, tally_chunk
 from dissensus.warehouse.json_checks import json_error_detail
 from dissensus.warehouse.readers import StagedChunk
-from dissensus.warehouse.sources import prefetched
+from dissensus.warehouse.stages import Staged, staged_chunks, threads_for
 
 REQUIRED: Final = ("prompt", "response", "created_at")
 OPTIONAL: Final = ("traffic_id", "category", "model", "response_tags", "user_feedback",
@@ -185,10 +185,16 @@ def _store(con: duckdb.DuckDBPyConnection, batch_id: int, file_path: str) -> Non
     """, [file_path, now, file_path, now])
 
 
-def _process(con: duckdb.DuckDBPyConnection, chunk: StagedChunk, batch_id: int, file_path: str,
+def _process(con: duckdb.DuckDBPyConnection, staged: Staged, batch_id: int, file_path: str,
              report: BatchReport) -> None:
-    staging.load_chunk(con, chunk.table)
-    if chunk.kind == "json_lines":
+    """Validate and store the turns staged in the temp table ``chunk``."""
+    with threads_for(con, staged.rows):
+        _validate_and_store(con, staged, batch_id, file_path, report)
+
+
+def _validate_and_store(con: duckdb.DuckDBPyConnection, staged: Staged, batch_id: int,
+                        file_path: str, report: BatchReport) -> None:
+    if staged.kind == "json_lines":
         keys = [row[0] for row in con.execute(
             f"SELECT DISTINCT unnest(keys) FROM ({staging.key_templates_sql()})").fetchall()]
         unknown = [k for k in keys if k not in TRAFFIC_COLUMNS]
@@ -239,10 +245,10 @@ def ingest_traffic_file(
             "format, started_at, pseudonymised) VALUES (?, ?, ?, '', 0, ?, ?, false)",
             [batch_id, str(path.resolve()), path.name, report.format,
              datetime.now(UTC).replace(tzinfo=None)])
-        for chunk in prefetched(chunks):
-            _process(con, chunk, batch_id, str(path), report)
+        for staged in staged_chunks(con, chunks):
+            _process(con, staged, batch_id, str(path), report)
             if progress:
-                progress(chunk.table.num_rows)
+                progress(staged.rows)
         sha256, size = finished()
         earlier = con.execute(
             "SELECT batch_id FROM ingest_batches WHERE file_sha256 = ? AND batch_id <> ? "

@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dissensus.warehouse import queries
+from dissensus.warehouse import queries, stages
 from dissensus.warehouse.db import connect
 from dissensus.warehouse.errors import (
     DatabaseBusyError,
@@ -276,7 +276,7 @@ def test_crash_mid_batch_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         return real(*args, **kwargs)
 
     monkeypatch.setattr(ingest_module, "_process_staged", crash_on_second)
-    monkeypatch.setattr(ingest_module, "STAGE_ROWS", 1)  # each block validated on its own
+    monkeypatch.setattr(stages, "STAGE_ROWS", 1)  # each block validated on its own
     monkeypatch.setattr(ingest_module.readers, "BLOCK_BYTES", 2000)
     from dissensus.warehouse import readers
 
@@ -389,7 +389,7 @@ def test_blocks_staged_together_give_what_each_block_alone_gives(
     body = path.read_bytes().split(b"\n")
     body[17] = body[17].replace(b"A 17", b"A \xff17")  # not UTF-8: its block is decoded per line
     path.write_bytes(b"\n".join(body))
-    monkeypatch.setattr(ingest_module, "STAGE_ROWS", stage_rows)
+    monkeypatch.setattr(stages, "STAGE_ROWS", stage_rows)
     original = readers.read_jsonl
     monkeypatch.setattr(ingest_module.readers, "read_jsonl",
                         lambda stream: original(stream, chunk_bytes=1500))

@@ -92,3 +92,27 @@ def test_strict_stores_nothing_from_a_file_with_a_bad_row(tmp_path: Path) -> Non
     assert con.sql("SELECT count(*) FROM traffic").fetchall()[0][0] == 0
     assert con.sql("SELECT count(*) FROM quarantine").fetchall()[0][0] == 0
     con.close()
+
+
+@pytest.mark.parametrize("stage_rows", [1, None])
+def test_turns_staged_together_give_what_each_block_alone_gives(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage_rows: int | None) -> None:
+    """Blocks of turns are staged together before validation, as comparisons are; the outcome
+    must not depend on it."""
+    from dissensus.warehouse import readers, stages, traffic
+
+    rows = [turn(i, traffic_id=f"t-{i}") for i in range(30)]
+    rows[20] = turn(3, traffic_id="t-3")  # repeats line 4
+    rows[25] = turn(25, created_at="yesterday")
+    path = write_jsonl(tmp_path / "live.jsonl", rows)
+    monkeypatch.setattr(stages, "STAGE_ROWS", stage_rows)
+    original = readers.read_jsonl
+    monkeypatch.setattr(traffic.readers, "read_jsonl",
+                        lambda stream: original(stream, chunk_bytes=600))
+    con = connect(tmp_path / "w.duckdb")
+    report = ingest_traffic_file(con, path)
+    assert (report.accepted, report.duplicates, report.quarantined) == (28, 1, 1)
+    assert con.sql("SELECT line FROM quarantine").fetchall() == [(26,)]
+    lines = [r[0] for r in con.sql("SELECT source_line FROM traffic ORDER BY 1").fetchall()]
+    assert lines == [n for n in range(1, 31) if n not in (21, 26)]
+    con.close()
