@@ -74,7 +74,9 @@ def staged_chunks(con: duckdb.DuckDBPyConnection,
 def threads_for(con: duckdb.DuckDBPyConnection, rows: int) -> Iterator[None]:
     """One DuckDB thread for rows that fit one row group: no other thread can get a share of
     them, and coordinating the idle ones made the validation statements 25-40% slower
-    (7,000- and 40,000-row posted batches). The setting is the database's, so it is put back."""
+    (7,000- and 40,000-row posted batches). The setting is the database's, so it is put back,
+    through a cursor of its own: after a failed statement this connection's transaction accepts
+    nothing but a rollback, and the failure must reach the caller as it was."""
     threads = _threads(con)
     if rows >= ROW_GROUP_ROWS or threads == 1:
         yield
@@ -83,4 +85,5 @@ def threads_for(con: duckdb.DuckDBPyConnection, rows: int) -> Iterator[None]:
     try:
         yield
     finally:
-        con.execute(f"SET threads = {threads}")
+        with contextlib.closing(con.cursor()) as other:
+            other.execute(f"SET threads = {threads}")

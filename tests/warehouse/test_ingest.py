@@ -401,3 +401,25 @@ def test_blocks_staged_together_give_what_each_block_alone_gives(
     lines = [r[0] for r in con.execute(
         "SELECT source_line FROM comparisons ORDER BY source_line").fetchall()]
     assert lines == [n for n in range(1, 41) if n not in (11, 18, 26, 31, 36)]
+
+
+def test_a_failure_in_a_small_stage_keeps_its_error_and_the_thread_count(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small stage runs on one DuckDB thread; when it fails, the caller gets the failure
+    itself (not the aborted transaction's refusal to restore the setting), nothing is stored,
+    and the database has its threads back."""
+    import duckdb
+
+    from dissensus.warehouse import ingest as ingest_module
+
+    con = connect(tmp_path / "w.duckdb")
+    con.execute("SET threads = 2")
+
+    def broken(con: duckdb.DuckDBPyConnection, *args: object) -> None:
+        con.execute("SELECT json_keys('{broken')")  # fails, and aborts the transaction
+
+    monkeypatch.setattr(ingest_module.store, "store_new_rows", broken)
+    with pytest.raises(duckdb.InvalidInputException, match="Malformed JSON"):
+        ingest_file(con, write_jsonl(tmp_path / "a.jsonl", [GOOD]), fmt="jsonl")
+    assert con.execute("SELECT current_setting('threads')").fetchall()[0][0] == 2
+    assert table_count(con, "comparisons") == 0
