@@ -24,9 +24,12 @@ def _reject_constant(name: str) -> float:
 
 
 def json_error_detail(raw: str) -> str:
-    """Why ``raw`` is not valid JSON, with the character position (1-based) in the line."""
+    """Why ``raw`` is not valid JSON, with the character position (1-based) in the line.
+
+    The line's own end (the reader keeps it) is not part of the JSON: left in, an unterminated
+    string would read as "invalid control character" instead."""
     try:
-        json.loads(raw, parse_constant=_reject_constant)
+        json.loads(raw.removesuffix("\n").removesuffix("\r"), parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
         # json's messages may end in "at" ("Unterminated string starting at"): the position
         # completes them, and is a character of the line, not a column of the contract.

@@ -90,6 +90,17 @@ def test_json_errors_name_the_character_once(tmp_path: Path) -> None:
     assert " at at " not in reason and "starting at character 33 of the line" in reason
 
 
+def test_a_json_error_reads_the_same_on_any_line(tmp_path: Path) -> None:
+    """The line's own end is not part of its JSON: an unterminated string is called that on
+    every line, not "invalid control character" where a newline follows it."""
+    con = connect(tmp_path / "w.duckdb")
+    bad = '{"reviewer_id": "r1", "choice": "a'
+    ingest_file(con, write_jsonl(tmp_path / "in.jsonl", [bad, bad + "\r", bad]))
+    reasons = [r[0] for r in con.execute("SELECT reason FROM quarantine ORDER BY line").fetchall()]
+    assert len(reasons) == 3
+    assert all("Unterminated string starting at character 33" in r for r in reasons), reasons
+
+
 def test_quarantine_export_into_a_missing_folder(tmp_path: Path) -> None:
     db = str(tmp_path / "w.duckdb")
     cli("--db", db, "ingest", str(write_jsonl(tmp_path / "in.jsonl", [good_row(1, choice="?")])))

@@ -123,3 +123,44 @@ def test_a_csv_byte_order_mark_changes_nothing(content: list[dict]) -> None:
             ))
             con.close()
     assert stored[0] == stored[1]
+
+
+def _reference_lines(data: bytes) -> list[tuple[int, str]]:
+    """(line number, text) of the rows a JSONL reader must hand on: split on newlines, a
+    leading byte-order mark dropped, blank lines (up to 7 characters of white space) left out."""
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    parts = data.split(b"\n")
+    found = []
+    for number, part in enumerate(parts, start=1):
+        ends_line = number < len(parts)
+        length = len(part) + (1 if ends_line else 0)  # the reader counts the newline
+        if length == 0 or (length <= 8 and not part.strip()):
+            continue
+        found.append((number, part.decode("utf-8")))
+    return found
+
+
+line_texts = st.text(st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)),
+                     max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lines=st.lists(st.one_of(line_texts, st.sampled_from(["", " ", "\t\r", "        "])),
+                      max_size=12),
+       block=st.integers(1, 64), bom=st.booleans(), newline_at_end=st.booleans())
+def test_the_reader_hands_on_every_line_whatever_the_block_size(
+        lines: list[str], block: int, bom: bool, newline_at_end: bool) -> None:
+    """Lines longer than a block, blank lines, a byte-order mark and a missing final newline:
+    the reader's blocks, read into one buffer each, give each line once with its number."""
+    from io import BytesIO
+
+    from dissensus.warehouse.readers import read_jsonl
+
+    data = (b"\xef\xbb\xbf" if bom else b"") + "\n".join(lines).encode("utf-8")
+    if newline_at_end and lines:
+        data += b"\n"
+    got = [(number, raw.removesuffix("\n"))
+           for chunk in read_jsonl(BytesIO(data), chunk_bytes=block)
+           for number, raw in zip(chunk.table["_line"].to_pylist(),
+                                  chunk.table["_raw"].to_pylist(), strict=True)]
+    assert got == _reference_lines(data)
