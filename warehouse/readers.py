@@ -141,7 +141,8 @@ def _split_lines(block: bytes | memoryview, first_line: int) -> tuple[pa.Table, 
     keep = lengths > 2  # "\n" or "\r\n" alone are blank; anything longer is checked below
     for index in np.flatnonzero((lengths > 0) & (lengths <= 8)):
         keep[index] = bool(bytes(block[offsets[index]:offsets[index + 1]]).strip())
-    if not keep.all():
+    every_line = bool(keep.all())
+    if not every_line:
         lines = pc.filter(lines, pa.array(keep))
     try:
         raw = lines.cast(pa.large_string())
@@ -151,7 +152,7 @@ def _split_lines(block: bytes | memoryview, first_line: int) -> tuple[pa.Table, 
         raw, errors = _decode_each(lines)
     table = pa.table(
         {
-            LINE_COLUMN: pa.array(numbers if keep.all() else numbers[keep]),
+            LINE_COLUMN: pa.array(numbers if every_line else numbers[keep]),
             RAW_COLUMN: raw,
             "_error": errors,
         }

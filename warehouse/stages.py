@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from dissensus.warehouse import staging
-from dissensus.warehouse.readers import StagedChunk
+from dissensus.warehouse.readers import ChunkKind, StagedChunk
 from dissensus.warehouse.sources import prefetched
 
 #: Rows in one row group of a DuckDB table, the unit its threads share out.
@@ -32,7 +32,7 @@ class Staged:
     """The rows loaded into the temp table ``chunk`` and not yet validated: one or more
     consecutive chunks of the reader."""
 
-    kind: str = "json_lines"
+    kind: ChunkKind = "json_lines"
     rows: int = 0
     unknown_columns: list[str] = field(default_factory=list)
 
