@@ -10,6 +10,8 @@ from typing import Annotated
 
 import polars as pl
 import typer
+from rich.padding import Padding
+from rich.text import Text
 
 from dissensus.analytics.cli.common import (
     console,
@@ -43,6 +45,8 @@ TABLE_COLUMNS = [
     "median_seconds",
     "reasons",
 ]
+#: Narrower consoles get the reasons below the table rather than in a column.
+WIDE_CONSOLE = 140
 COMPACT_COLUMNS = ["rank", "reviewer_id", "verdict", "n_votes", "reliability", "agreement",
                    "school", "reasons"]
 
@@ -55,7 +59,21 @@ def _emit(frame: pl.DataFrame, fmt: str, title: str, max_rows: int, compact: boo
     for name in ("reliability", "agreement"):
         shown = _with_interval(shown, name)
     keep = [c for c in COMPACT_COLUMNS if c in shown.columns]
-    console.print(render_frame(shown.select(keep) if compact else shown, title, max_rows))
+    if not compact:
+        console.print(render_frame(shown, title, max_rows))
+        return
+    if "reasons" not in keep or console.width >= WIDE_CONSOLE:
+        console.print(render_frame(shown.select(keep), title, max_rows))
+        return
+    # a narrow terminal (or output to a file, 80 columns): a reasons column folded into a
+    # few characters makes every row dozens of lines tall, so the reasons go below the table
+    console.print(render_frame(shown.select([c for c in keep if c != "reasons"]), title,
+                               max_rows))
+    console.print("reasons:")
+    for rank, reviewer, reasons in shown.head(max_rows).select(
+            "rank", "reviewer_id", "reasons").iter_rows():
+        console.print(Text(f"{rank}. {reviewer}"))
+        console.print(Padding(Text(reasons or "-"), (0, 0, 0, 4)))
 
 
 def _with_interval(frame: pl.DataFrame, name: str) -> pl.DataFrame:

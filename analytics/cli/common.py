@@ -245,7 +245,8 @@ def render_frame(frame: pl.DataFrame, title: str | None = None, max_rows: int = 
         raise ValueError("max_rows must be at least 1")  # the commands' options refuse it first
     table = Table(title=title, show_lines=False)
     for name in frame.columns:
-        table.add_column(name, overflow="fold")
+        # ids are copied whole: folded across lines they cannot be
+        table.add_column(name, overflow="fold", no_wrap=name.endswith("_id"))
     for row in frame.head(max_rows).iter_rows():
         table.add_row(*("" if v is None else str(v) for v in row))
     if frame.height > max_rows:

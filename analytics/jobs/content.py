@@ -107,6 +107,9 @@ def content_lines(diagnostics: dict[str, object], info: ContentInfo | None) -> l
              f"{info.coords.shape[1]} components; examples furthest along each school's "
              "direction):"]
     for school, texts in enumerate(examples):
-        lines.append(f"school {school} prefers replies close to: "
-                     + " | ".join(f'"{t}"' for t in texts))
+        if texts:
+            lines.append(f"school {school} prefers replies close to: "
+                         + " | ".join(f'"{t}"' for t in texts))
+        else:
+            lines.append(f"school {school}: no reply stands out along its direction")
     return lines

@@ -79,21 +79,32 @@ def with_content(frame: pl.DataFrame, response_ids: list[str], coords: FloatArra
 
 def school_examples(directions: FloatArray, coords: FloatArray, texts: list[str],
                     top: int = 2, width: int = 110) -> list[list[str]]:
-    """Per school, the ``top`` replies furthest along its direction (``directions``: schools x
+    """Per school, up to ``top`` replies furthest along its direction (``directions``: schools x
     D, each relative to the schools' mean), shortened to ``width`` characters: what that
-    school rewards more than the others do."""
-    out: list[list[str]] = []
+    school rewards more than the others do.
+
+    A reply is named for one school only, and only where it lies on that school's side of the
+    mean (a positive score); the schools take turns, so that where few distinct replies exist
+    (a label task's two label texts) each school still gets the reply it leans toward rather
+    than the first school taking them all."""
+    directions = np.asarray(directions, dtype=float)
+    scores = np.asarray(coords, dtype=float) @ directions.T  # (replies, schools)
+    orders = [np.argsort(-scores[:, k], kind="stable") for k in range(directions.shape[0])]
+    positions = [0] * len(orders)
+    out: list[list[str]] = [[] for _ in orders]
     seen: set[str] = set()
-    for direction in np.asarray(directions, dtype=float):
-        score = coords @ direction
-        picked: list[str] = []
-        for i in np.argsort(-score, kind="stable"):
-            text = " ".join(texts[i].split())
-            if text in seen:
-                continue
-            seen.add(text)
-            picked.append(text if len(text) <= width else text[: width - 1] + "…")
-            if len(picked) == top:
+    for _ in range(top):
+        for k, order in enumerate(orders):
+            while positions[k] < order.size:
+                i = order[positions[k]]
+                positions[k] += 1
+                if scores[i, k] <= 0:
+                    positions[k] = order.size  # the rest lie on the other side of the mean
+                    break
+                text = " ".join(texts[i].split())
+                if text in seen:
+                    continue
+                seen.add(text)
+                out[k].append(text if len(text) <= width else text[: width - 1] + "…")
                 break
-        out.append(picked)
     return out

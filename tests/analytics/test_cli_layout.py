@@ -74,3 +74,31 @@ def test_fit_set_refuses_unknown_fields_and_invalid_values(tmp_path: Path) -> No
     invalid = runner.invoke(entry.app, ["--db", db, "fit", "--set", "max_iter=0"])
     assert invalid.exit_code == 2 and "max_iter" in invalid.output
     assert not (tmp_path / "w.duckdb").exists()  # refused before the warehouse was opened
+
+
+def test_reviewer_reasons_go_below_the_table_on_a_narrow_console(monkeypatch) -> None:
+    import polars as pl
+    from rich.console import Console
+
+    from dissensus.analytics.cli import audit as audit_cli
+
+    reasons = ("annotator model: lapse rate ~49% (94% interval 46%-50%); strong lean toward "
+               "one label: favours the shorter label text; gold accuracy 50% on 760")
+    frame = pl.DataFrame({"rank": [1], "reviewer_id": ["A11GX90QFWDLMM"],
+                          "verdict": ["fails gold questions"], "n_votes": [760],
+                          "reasons": [reasons]})
+    for width, below in ((80, True), (200, False)):
+        console = Console(width=width, record=True)
+        monkeypatch.setattr(audit_cli, "console", console)
+        audit_cli._emit(frame, "table", "reviewers", 10)
+        text = console.export_text()
+        lines = text.splitlines()
+        assert "A11GX90QFWDLMM" in text  # an id is never folded across lines
+        assert ("reasons:" in lines) is below, text
+        assert max(len(line) for line in lines) <= width
+        if below:  # the reasons read as prose under their reviewer, not a squeezed column
+            assert reasons in " ".join(text[text.index("reasons:"):].split())
+            assert all(len(line.strip()) > 20 for line in lines[lines.index("reasons:") + 2:]
+                       if line.strip())
+        else:
+            assert "│ annotator model: lapse rate" in text  # in the table's column

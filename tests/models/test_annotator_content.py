@@ -109,3 +109,14 @@ def test_school_examples_are_the_replies_furthest_along_each_direction() -> None
     assert picked == [["escalate now"], ["book a slot"]]
     long = school_examples(np.array([[1.0, 0.0]]), coords, ["x" * 300, *texts[1:]], width=20)
     assert len(long[0][0]) == 20 and long[0][0].endswith("…")
+
+
+def test_two_label_texts_give_each_school_the_one_it_leans_toward() -> None:
+    # a label task: the only "replies" are the two label texts; the first school must not
+    # take both and leave the second with nothing
+    coords = np.array([[1.0], [-1.0]])
+    texts = ["Yes, the text entails the hypothesis.", "No, it does not."]
+    picked = school_examples(np.array([[-0.4], [0.4]]), coords, texts)
+    assert picked == [["No, it does not."], ["Yes, the text entails the hypothesis."]]
+    # replies on the far side of the mean are never named for a school
+    assert school_examples(np.array([[1.0]]), coords, texts) == [[texts[0]]]
