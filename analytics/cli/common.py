@@ -301,6 +301,18 @@ def print_ingest_report(path: Path, report: BatchReport) -> None:
             "  [yellow]not stored[/] (not in the data contract): "
             + ", ".join(report.unknown_columns)
         )
+    if report.rows_read and report.quarantined == report.rows_read and report.unknown_columns:
+        from dissensus.warehouse.sources import known_formats
+
+        # every row rejected and columns the contract does not know: most likely not a
+        # comparison file at all, or one whose columns carry other names
+        console.print(
+            "  [yellow]no row of this file is a comparison[/]: a row needs reviewer_id, "
+            "choice (a, b or tie) and the prompt and two replies (prompt, response_a, "
+            "response_b, or their ids). Rename the file's columns to those names (README, "
+            "\"Input: one comparison per row\"), or name its format if an adapter reads it: "
+            "--format "
+            + ", ".join(f for f in known_formats() if f != "auto"), highlight=False)
 
 
 def print_status(con: duckdb.DuckDBPyConnection) -> None:

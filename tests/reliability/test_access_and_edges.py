@@ -158,3 +158,22 @@ def test_reingesting_the_same_file_repairs_a_stale_index(tmp_path: Path) -> None
     report = ingest_file(con, source)
     assert report.skipped and not index_is_stale(con)
     con.close()
+
+
+def test_a_file_of_ratings_is_kept_in_quarantine_and_named_as_no_comparisons(
+        tmp_path: Path) -> None:
+    # a ratings file (one text, one score per row), as a new user might try first
+    source = tmp_path / "ratings.csv"
+    source.write_text("instance_id,user_id,text,offensiveness\n"
+                      "1,u1,some text,3\n2,u2,other text,1\n")
+    db = str(tmp_path / "w.duckdb")
+    result = cli("--db", db, "ingest", str(source))
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "2 quarantined" in said
+    assert "no row of this file is a comparison" in said
+    assert "--format" in said and "ukpconvarg1" in said
+    # a file whose rows are comparisons, some of them bad, gets no such line
+    rows = [good_row(0), {**good_row(1), "choice": "maybe", "extra": 1}]
+    good = cli("--db", db, "ingest", str(write_jsonl(tmp_path / "in.jsonl", rows)))
+    assert "no row of this file is a comparison" not in " ".join(good.output.split())
