@@ -23,6 +23,7 @@ import polars as pl
 from dissensus.analytics.jobs.content import attach_content, content_lines
 from dissensus.models.annotator.config import AnnotatorConfig
 from dissensus.models.annotator.estimator import AnnotatorModel
+from dissensus.models.annotator.lapse_cues import LONGER_LABEL, SHORTER_LABEL, label_task
 from dissensus.warehouse.artefacts import embeddings_folder, fits_folder
 from dissensus.warehouse.db import database_path
 from dissensus.warehouse.pair_votes import store_pair_school_votes
@@ -38,6 +39,41 @@ class FitOutcome:
 
 def new_fit_id(now: datetime) -> str:
     return f"fit-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+LABEL_NAME_WIDTH = 60
+
+
+def label_names(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> dict[str, str]:
+    """In a label task whose replies are two label texts of different lengths, the model's
+    generic names for them (it tells labels apart by length alone) mapped to the texts, quoted:
+    "favours the label "No, it does not."" is a verdict a lead can read without the data."""
+    if not label_task(frame):
+        return {}
+    ids = pl.concat([frame["response_1_id"], frame["response_2_id"]]).drop_nulls().unique()
+    labels = con.sql(
+        "SELECT DISTINCT t.body, t.n_chars FROM responses r JOIN texts t USING (text_id) "
+        "WHERE r.response_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY t.n_chars DESC",
+        params=[ids.cast(pl.String).to_list()]).fetchall()
+    if len(labels) != 2 or labels[0][1] == labels[1][1]:
+        return {}
+
+    def quoted(text: str) -> str:
+        text = " ".join(text.split())
+        short = text if len(text) <= LABEL_NAME_WIDTH else text[: LABEL_NAME_WIDTH - 1] + "…"
+        return f'the label "{short}"'
+
+    return {LONGER_LABEL: quoted(labels[0][0]), SHORTER_LABEL: quoted(labels[1][0])}
+
+
+def with_label_names(reviewers: pl.DataFrame, names: dict[str, str]) -> pl.DataFrame:
+    """``reviewers`` with the label tasks' generic label names in the reasons and leans replaced
+    by ``names`` (:func:`label_names`)."""
+    columns = [c for c in ("flag_reason", "lean") if c in reviewers.columns]
+    for generic, name in names.items():
+        reviewers = reviewers.with_columns(
+            pl.col(c).str.replace_all(generic, name, literal=True) for c in columns)
+    return reviewers
 
 
 def run_fit(
@@ -76,7 +112,8 @@ def run_fit(
         artefact = folder / fit_id
         model.save(artefact)
     summary = model.fit_summary_
-    reviewers = model.reviewer_estimates_.with_columns(pl.lit(fit_id).alias("fit_id"))
+    reviewers = with_label_names(model.reviewer_estimates_, label_names(con, frame))
+    reviewers = reviewers.with_columns(pl.lit(fit_id).alias("fit_id"))
     pairs = model.pair_estimates_.with_columns(pl.lit(fit_id).alias("fit_id"))
     weights = model.comparison_weights_.with_columns(pl.lit(fit_id).alias("fit_id"))
     con.execute("BEGIN TRANSACTION")

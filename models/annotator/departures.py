@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from scipy.special import betaln
 
 from .data import EncodedFrame
+from .lapse_cues import LONGER_LABEL
 
 FloatArray = NDArray[np.float64]
 CLEAR = 0.1
@@ -43,7 +44,7 @@ def _cue_label(name: str) -> str:
     if name == "first":
         return "the reply shown first"
     if name == "label":
-        return "the longer label text"
+        return LONGER_LABEL
     if name == "longer":
         return "the longer reply"
     return f"{name.split(':', 1)[-1]}'s reply"

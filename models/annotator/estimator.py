@@ -33,7 +33,7 @@ from .departures import departure_leans
 from .errors import NotFittedError, PredictionUnavailableError
 from .evidence import lapse_flagged
 from .inference import fit, vote_disagreement, vote_kappa
-from .lapse_cues import NO_CUES
+from .lapse_cues import LONGER_LABEL, NO_CUES, SHORTER_LABEL
 from .notes import reversed_reviewers, verdict_notes
 from .predict import (
     PredictiveState,
@@ -145,7 +145,7 @@ class AnnotatorModel:
             if bias_flag[i]:
                 ahead = res.bias_mean[i] > 0
                 what, favoured = (
-                    ("lean toward one label", f"the {'longer' if ahead else 'shorter'} label text")
+                    ("lean toward one label", LONGER_LABEL if ahead else SHORTER_LABEL)
                     if enc.cues.label_order else
                     ("position bias", f"the reply shown {'first' if ahead else 'second'}"))
                 parts.append(

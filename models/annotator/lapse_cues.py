@@ -40,6 +40,10 @@ MAX_MODEL_CUES = 4
 MIN_DISTINCT_LENGTHS = 10
 """Below this many distinct reply lengths the replies are fixed labels: no ``longer`` cue."""
 LENGTH_COLUMNS = ("response_1_length", "response_2_length")
+LONGER_LABEL = "the longer label text"
+SHORTER_LABEL = "the shorter label text"
+"""How verdicts name the two labels of a label task, which the model tells apart by length
+alone; the fit job puts the label texts in their place where the warehouse has them."""
 MODEL_COLUMNS = ("response_1_model", "response_2_model")
 
 

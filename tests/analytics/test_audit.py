@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import typer
@@ -270,3 +271,28 @@ def test_a_warehouse_of_an_older_schema_is_audited_read_only(tmp_path: Path, war
     v = verdicts(out)
     assert v["major0"] == "ok" and v["minor0"] == "minority view, consistent"
     assert out["agreement_low"].is_null().all() and out["model_lapse_evidence"].is_null().all()
+
+
+def test_a_lean_toward_one_label_names_the_label(warehouse, vote) -> None:
+    # a label task in the warehouse: each item's two replies are the same two label texts
+    from dissensus.analytics.jobs.fit import run_fit
+    from dissensus.models.annotator import AnnotatorConfig
+
+    yes, no = "The hypothesis follows from the text.", "It does not follow."
+    rng = np.random.default_rng(0)
+    gold_yes = rng.random(160) < 0.5
+    rows = []
+    for r in range(10):
+        for j in range(160):
+            says_yes = bool(gold_yes[j] ^ (rng.random() < 0.08))
+            if r < 4 and not says_yes and rng.random() < 0.6:
+                says_yes = True  # r0-r3 over-call "yes"
+            rows.append(vote(f"r{r}", j, "a" if says_yes else "b", response_a=yes,
+                             response_b=no, shown_first=None, comparison_id=f"r{r}-{j}"))
+    con = warehouse(rows)
+    run_fit(con, AnnotatorConfig(n_schools=1, features="none", max_iter=60))
+    said = con.execute("SELECT reviewer_id, flag_reason, lean FROM reviewer_estimates "
+                       "WHERE reviewer_id IN ('r0', 'r1', 'r2', 'r3')").fetchall()
+    text = " ".join(str(part) for row in said for part in row[1:] if part)
+    assert f'the label "{yes}"' in text, said
+    assert "label text" not in text  # the generic name is gone wherever the label is known
