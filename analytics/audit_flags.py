@@ -75,6 +75,17 @@ def fit_notes(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [str(n) for n in notes] if isinstance(notes, list) else []
 
 
+def fit_interval_mass(con: duckdb.DuckDBPyConnection, fit_id: str) -> float | None:
+    """The interval mass of fit ``fit_id``'s reliability and agreement intervals (its config's
+    ``interval_mass``), None where its config does not say."""
+    raw = con.execute("SELECT config FROM fits WHERE fit_id = ?", [fit_id]).fetchone()
+    try:
+        mass = json.loads(raw[0]).get("interval_mass") if raw and raw[0] else None
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return float(mass) if isinstance(mass, int | float) else None
+
+
 def audit_checks(votes: Votes, cfg: AuditConfig) -> dict[str, pl.DataFrame]:
     """Every per-reviewer check of the audit, computed from one read of the votes.
 
@@ -111,7 +122,9 @@ def _join_all(
     fit_id, est = latest_fit_estimates(con)
     if fit_id is not None and est.height:
         base = rel.select("reviewer_id", "n_votes").join(est, on="reviewer_id", how="left")
-        source = f"annotator model (fit {fit_id})"
+        mass = fit_interval_mass(con, fit_id)
+        source = f"annotator model (fit {fit_id}" + (
+            f", {mass:.0%} intervals)" if mass is not None else ")")
     else:
         base = rel.with_columns(
             school=pl.lit(None, pl.Int32), school_probability=pl.lit(None, pl.Float64)

@@ -163,7 +163,8 @@ def report_card(
                 s.get("agreement_low"),
                 s.get("agreement_high"),
                 "the chance that a vote of theirs names the side the consensus favours: the "
-                "fit's prediction (lapses and leans together) updated by their own record",
+                "fit's prediction (lapses and leans together) updated by their own record "
+                "(the fit's interval, as for reliability)",
             ),
             (
                 "lapse evidence (Bayes factor)",

@@ -13,6 +13,7 @@ import typer
 from rich.padding import Padding
 from rich.text import Text
 
+from dissensus.analytics.audit_config import AuditConfig
 from dissensus.analytics.cli.common import (
     console,
     errors,
@@ -162,6 +163,7 @@ def reviewer(
     with open_warehouse(read_only=True, snapshot_ok=True) as con:
         card = report_card(con, reviewer_id, limit=limit)
     s = card.summary
+    card_level = AuditConfig().level  # the card's checks run under the default config
     if fmt == "json":
         write_json({
             "summary": s,
@@ -180,7 +182,10 @@ def reviewer(
         console.print(f"  why: {s['reasons']}", highlight=False)
     console.print(
         render_frame(
-            card.figures.with_columns(pl.col(pl.Float64).round(3)), "figures (90% intervals)"
+            card.figures.with_columns(pl.col(pl.Float64).round(3)),
+            f"figures ({card_level:.0%} intervals, but the annotator model's as its row says)"
+            if str(s.get("reliability_source", "")).startswith("annotator model")
+            else f"figures ({card_level:.0%} intervals)",
         )
     )
     if card.partners.height:

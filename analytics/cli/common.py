@@ -248,7 +248,9 @@ def render_frame(frame: pl.DataFrame, title: str | None = None, max_rows: int = 
         # ids are copied whole: folded across lines they cannot be
         table.add_column(name, overflow="fold", no_wrap=name.endswith("_id"))
     for row in frame.head(max_rows).iter_rows():
-        table.add_row(*("" if v is None else str(v) for v in row))
+        # an unknown figure (None, or NaN from a check with no data) is a blank cell
+        table.add_row(*("" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+                        for v in row))
     if frame.height > max_rows:
         table.caption = f"{max_rows} of {frame.height} rows shown"
     return table

@@ -4,6 +4,7 @@ import polars as pl
 import streamlit as st
 
 from dissensus.analytics.audit import unsettled_note
+from dissensus.analytics.audit_config import AuditConfig
 from dissensus.dashboards import charts, data
 from dissensus.dashboards.views._common import NO_FIT, answer_cards, download, warehouse, who
 
@@ -15,7 +16,8 @@ if audit.height == 0:
             "reviewer.")
     st.stop()
 audit = who(audit)
-st.caption(f"Reliability from the {audit['reliability_source'][0]}. Intervals cover 90%.")
+st.caption(f"Reliability from the {audit['reliability_source'][0]}. The audit's own checks' "
+           f"intervals cover {AuditConfig().level:.0%}.")
 if h.fit is None:
     st.info(NO_FIT + " Until then reliability is model-free: a careful minority view can look "
             "like noise.")

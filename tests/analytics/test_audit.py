@@ -47,7 +47,8 @@ def test_audit_with_model_fit(warehouse, vote, fake_fit) -> None:
     schools = {**{f"major{j}": 0 for j in range(6)}, "minor0": 1, "minor1": 1, "rushed": 0}
     rel = [0.55 if rid == "rushed" else 0.97 for rid in schools]
     fake_fit(con, "fit-1", created_at=datetime(2026, 2, 1), method="test", n_schools=2,
-             n_comparisons=360, seconds=1.0, reviewers=pl.DataFrame({
+             n_comparisons=360, seconds=1.0, config='{"interval_mass": 0.8}',
+             reviewers=pl.DataFrame({
                  "reviewer_id": list(schools), "n_comparisons": 40, "reliability": rel,
                  "reliability_low": [r - 0.05 for r in rel],
                  "reliability_high": [r + 0.02 for r in rel], "position_bias": 0.0,
@@ -60,6 +61,8 @@ def test_audit_with_model_fit(warehouse, vote, fake_fit) -> None:
     assert out["rank"][0] == 1 and out["reviewer_id"][0] == "rushed"
     assert not out.filter(reviewer_id="minor0")["flagged"][0]
     assert out["reliability_source"][0].startswith("annotator model")
+    # the fit's intervals are its own (interval_mass), not the audit's checks' level
+    assert out["reliability_source"][0].endswith(", 80% intervals)")
 
 
 def test_a_minority_school_the_fit_is_unsure_of_is_no_verdict(warehouse, vote,
