@@ -276,7 +276,7 @@ def test_a_warehouse_of_an_older_schema_is_audited_read_only(tmp_path: Path, war
     assert out["agreement_low"].is_null().all() and out["model_lapse_evidence"].is_null().all()
 
 
-def test_a_lean_toward_one_label_names_the_label(warehouse, vote) -> None:
+def test_a_label_task_names_its_labels_and_finds_no_schools_in_them(warehouse, vote) -> None:
     # a label task in the warehouse: each item's two replies are the same two label texts
     from dissensus.analytics.jobs.fit import run_fit
     from dissensus.models.annotator import AnnotatorConfig
@@ -293,7 +293,11 @@ def test_a_lean_toward_one_label_names_the_label(warehouse, vote) -> None:
             rows.append(vote(f"r{r}", j, "a" if says_yes else "b", response_a=yes,
                              response_b=no, shown_first=None, comparison_id=f"r{r}-{j}"))
     con = warehouse(rows)
-    run_fit(con, AnnotatorConfig(n_schools=1, features="none", max_iter=60))
+    # features "auto": a label task's replies are label texts, not content to find schools in
+    outcome = run_fit(con, AnnotatorConfig(n_schools=1, max_iter=60))
+    warnings = outcome.model.fit_summary_["diagnostics"]["warnings"]
+    assert any(w.startswith("reply content not used: a label task") for w in warnings)
+    assert "content" not in outcome.model.fit_summary_["diagnostics"]
     said = con.execute("SELECT reviewer_id, flag_reason, lean FROM reviewer_estimates "
                        "WHERE reviewer_id IN ('r0', 'r1', 'r2', 'r3')").fetchall()
     text = " ".join(str(part) for row in said for part in row[1:] if part)
