@@ -1,7 +1,7 @@
 """Held-out judgment prediction on UKPConvArg1 (issue 3, "Real data").
 
     .venv/bin/python benchmarks/annotators_ukp.py [--seed 0] [--db PATH] [--no-crowdkit]
-        [--tie-per-reviewer]
+        [--tie-per-reviewer] [--content]
 
 Ingests ``shared/data/ukpconvarg1_convincingness`` into a temporary warehouse (or reuses
 ``--db``), holds out 10% of the individual judgments at random (seeded), fits the annotator model
@@ -159,6 +159,10 @@ def main() -> None:
     parser.add_argument("--tie-per-reviewer", action="store_true",
                         help="fit with AnnotatorConfig(tie_per_reviewer=True): a tie threshold "
                         "per reviewer instead of one shared")
+    parser.add_argument("--content", action="store_true",
+                        help="attach reply-content features first, as `dissensus fit` does with "
+                        "its default features='auto' on an untagged warehouse (MiniLM; the "
+                        "embeddings cached beside the warehouse)")
     args = parser.parse_args()
     tmp = tempfile.TemporaryDirectory()
     db = args.db or Path(tmp.name) / "ukp.duckdb"
@@ -169,6 +173,14 @@ def main() -> None:
         ingest_file(con, UKP)
         print(f"ingested {UKP.name} in {time.perf_counter() - t:.1f} s")
     frame = model_frame(con)
+    config = AnnotatorConfig(tie_per_reviewer=args.tie_per_reviewer)
+    if args.content:
+        from dissensus.analytics.jobs.content import attach_content
+        from dissensus.warehouse.artefacts import embeddings_folder
+
+        frame, info, notes = attach_content(con, frame, config, embeddings_folder(db))
+        print("reply content: " + (f"{info.coords.shape[1]} components of {len(info.texts)} "
+                                   "replies" if info else "; ".join(notes)))
     rng = np.random.default_rng(args.seed)
     test_mask = rng.random(frame.height) < 0.10  # each judgment held out with probability 0.1
     train = frame.filter(pl.Series(~test_mask))
@@ -178,7 +190,6 @@ def main() -> None:
           f"(seed {args.seed})")
 
     t = time.perf_counter()
-    config = AnnotatorConfig(tie_per_reviewer=args.tie_per_reviewer)
     print(f"tie thresholds: {'one per reviewer' if args.tie_per_reviewer else 'one shared'}")
     model = AnnotatorModel(config).fit(train)
     fit_s = time.perf_counter() - t

@@ -1,4 +1,5 @@
-"""Which annotator-model fit is "the latest": one rule for the CLI, the models and the dashboards.
+"""Which annotator-model fit is "the latest": one rule for the CLI, the models and the dashboards
+(and which reward run last scored the traffic, for the drift commands).
 
 The latest fit is the newest row of ``fits`` (by ``created_at``, then ``fit_id``). Readers that
 need a particular output of the fit ask for the newest fit that has rows in that table, so a fit
@@ -51,3 +52,14 @@ def fit_record(con: duckdb.DuckDBPyConnection, fit_id: str | None) -> dict | Non
     except (TypeError, ValueError):
         fit["diagnostics"] = {}
     return fit
+
+
+def latest_traffic_run(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The reward run that scored the live traffic most recently (``traffic_runs.scored_at``,
+    then ``run_id``), or ``None`` when none has: what ``dissensus drift`` and ``audit-sample``
+    read when no run is named."""
+    if "traffic_runs" not in _tables(con):
+        return None
+    rows = con.execute("SELECT run_id FROM traffic_runs ORDER BY scored_at DESC, run_id DESC "
+                       "LIMIT 1").fetchall()
+    return str(rows[0][0]) if rows else None

@@ -8,13 +8,14 @@ The work is :mod:`dissensus.warehouse.traffic` (ingest), :mod:`dissensus.analyti
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dissensus.analytics.cli.common import (
     console,
     errors_in_words,
+    fail,
     open_warehouse,
     print_ingest_report,
     render_frame,
@@ -22,6 +23,10 @@ from dissensus.analytics.cli.common import (
     row_progress,
     write_json,
 )
+from dissensus.warehouse.errors import DissensusError
+
+if TYPE_CHECKING:
+    import duckdb
 
 traffic_app = typer.Typer(help="Logged assistant turns (live traffic).", no_args_is_help=True)
 
@@ -42,8 +47,28 @@ def ingest(
             print_ingest_report(path, report)
 
 
+def _newest_scoring_run(con: duckdb.DuckDBPyConnection, say: bool) -> str:
+    """The run that scored the traffic last (said on the console when ``say``), or a failure in
+    words when none has."""
+    from dissensus.warehouse.fits import latest_traffic_run
+
+    run = latest_traffic_run(con)
+    if run is None:
+        fail(DissensusError(
+            "No reward run has scored the live traffic yet, so there is nothing to compare.",
+            expected="traffic scored by a reward run",
+            fix="`dissensus traffic ingest FILE`, `dissensus train`, then `dissensus score RUN "
+                "--traffic` (or name a run with --run)"))
+    if say:
+        console.print(f"run {run} (the one that scored the traffic last; --run picks another)",
+                      highlight=False)
+    return str(run)
+
+
 def drift(
-    run: Annotated[str, typer.Option("--run", help="Reward run that scored the traffic.")],
+    run: Annotated[str | None, typer.Option(
+        "--run", help="Reward run that scored the traffic (default: the one that scored it "
+        "last).")] = None,
     window: Annotated[str, typer.Option(help="day or week.")] = "week",
     baseline: Annotated[str | None, typer.Option(
         help="Compare with this traffic window (e.g. 2026-W23) instead of the training data.")
@@ -58,6 +83,7 @@ def drift(
     require_choice(window, ("week", "day"), "window", "--window")
     require_choice(fmt, ("table", "json"), "format", "--format")
     with open_warehouse(read_only=True) as con:
+        run = run or _newest_scoring_run(con, fmt == "table")
         report = drift_report(con, run, DriftSettings(window=window, baseline=baseline, q=fdr))
     if fmt == "json":
         write_json(report_json(report))
@@ -87,7 +113,9 @@ def drift(
 
 
 def audit_sample(
-    run: Annotated[str, typer.Option("--run", help="Reward run that scored the traffic.")],
+    run: Annotated[str | None, typer.Option(
+        "--run", help="Reward run that scored the traffic (default: the one that scored it "
+        "last).")] = None,
     n: Annotated[int, typer.Option("--n", help="Number of turns to pick.")] = 200,
     strategy: Annotated[str, typer.Option(help="extrapolating, contested or stratified.")
                         ] = "extrapolating",
@@ -100,6 +128,7 @@ def audit_sample(
 
     require_choice(strategy, STRATEGIES, "strategy", "--strategy")
     with open_warehouse(read_only=True) as con:
+        run = run or _newest_scoring_run(con, True)
         sample = audit_sample(con, run, n, strategy)
     with errors_in_words():
         paths = write_audit_sample(sample, out)

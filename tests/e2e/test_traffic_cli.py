@@ -65,6 +65,7 @@ def test_the_whole_loop_with_errors_in_words(built: tuple[Path, str], tmp_path: 
     bad = run_cli(db, "traffic", "ingest", str(tmp_path / "no_time.jsonl"), code=2)
     assert "created_at" in bad and "fix:" in bad
     assert "has not scored the traffic yet" in run_cli(db, "drift", "--run", run, code=2)
+    assert "No reward run has scored the live traffic yet" in run_cli(db, "drift", code=2)
     assert "no reward run 'nope'" in run_cli(db, "score", "nope", "--traffic", code=2)
     run_cli(db, "score", run, "--traffic")
     assert "no reward run 'nope'" in run_cli(db, "drift", "--run", "nope", code=2)
@@ -76,6 +77,10 @@ def test_the_whole_loop_with_errors_in_words(built: tuple[Path, str], tmp_path: 
     assert not any(a.startswith(tuple(weeks[:2])) for a in report["alarms"])
     table = run_cli(db, "drift", "--run", run, "--baseline", weeks[0])
     assert "ALARM" in table
+    # no --run: the run that scored the traffic last, named, with the same report
+    newest = run_cli(db, "drift", "--baseline", weeks[0])
+    assert f"run {run} (the one that scored the traffic last" in newest
+    assert newest.count("ALARM") == table.count("ALARM")
     empty = run_cli(db, "drift", "--run", run, "--baseline", "1999-W01", code=2)
     assert "holds no scored traffic" in empty and weeks[0] in empty
     out = run_cli(db, "audit-sample", "--run", run, "--n", "30", "--out",
