@@ -1,5 +1,6 @@
 """Which annotator-model fit is "the latest": one rule for the CLI, the models and the dashboards
-(and which reward run last scored the traffic, for the drift commands).
+(and which reward run is the newest, and which last scored the traffic, for the commands that
+take a run).
 
 The latest fit is the newest row of ``fits`` (by ``created_at``, then ``fit_id``). Readers that
 need a particular output of the fit ask for the newest fit that has rows in that table, so a fit
@@ -61,5 +62,15 @@ def latest_traffic_run(con: duckdb.DuckDBPyConnection) -> str | None:
     if "traffic_runs" not in _tables(con):
         return None
     rows = con.execute("SELECT run_id FROM traffic_runs ORDER BY scored_at DESC, run_id DESC "
+                       "LIMIT 1").fetchall()
+    return str(rows[0][0]) if rows else None
+
+
+def latest_run(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The newest reward run (``reward_runs.created_at``, then ``run_id``), or ``None``: what
+    ``dissensus evaluate`` reads when no run is named."""
+    if "reward_runs" not in _tables(con):
+        return None
+    rows = con.execute("SELECT run_id FROM reward_runs ORDER BY created_at DESC, run_id DESC "
                        "LIMIT 1").fetchall()
     return str(rows[0][0]) if rows else None

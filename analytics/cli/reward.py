@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from dissensus.analytics.cli.common import (
     build_config,
     console,
     embedding_progress,
+    errors,
     fail,
     log,
     open_warehouse,
@@ -77,14 +79,91 @@ def train(
 
 
 def evaluate(
-    run: Annotated[str, typer.Argument(help="Run id from `dissensus train`.")],
+    run: Annotated[str | None, typer.Argument(
+        help="Run id from `dissensus train` (default: the newest run).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
 ) -> None:
     """Held-out accuracy (consensus, per school), calibration and proxy probes of a run."""
     from dissensus.analytics.jobs.reward import evaluate_run
+    from dissensus.warehouse.errors import DissensusError
+    from dissensus.warehouse.fits import latest_run
 
+    require_choice(fmt, ("table", "json"), "format", "--format")
     with open_warehouse(read_only=True) as con, embedding_progress() as progress:
-        metrics = evaluate_run(con, run, log=console.print, progress=progress)
-    console.print_json(json.dumps(metrics))
+        if run is None:
+            run = latest_run(con)
+            if run is None:
+                fail(DissensusError("The warehouse holds no reward run to evaluate.",
+                                    expected="a run made by `dissensus train`",
+                                    fix="run `dissensus train` first"))
+            if fmt == "table":
+                console.print(f"run {run} (the newest; name another to evaluate it)",
+                              highlight=False)
+        # with --format json the log goes to stderr, so that stdout is the JSON alone
+        metrics = evaluate_run(con, str(run), progress=progress, log=console.print
+                               if fmt == "table" else lambda m: errors.print(m, highlight=False))
+    if fmt == "json":
+        console.print_json(json.dumps(metrics))
+        return
+    for table in evaluation_tables(metrics):
+        console.print(table)
+
+
+def _figure(value: object, digits: int = 3) -> str:
+    if isinstance(value, float):
+        return "" if value != value else f"{value:.{digits}f}"  # NaN: no figure
+    return "" if value is None else str(value)
+
+
+def evaluation_tables(metrics: dict) -> list[Table]:
+    """``dissensus evaluate``'s figures as tables a person reads: the held-out summary, accuracy
+    per school where the run has schools, and the calibration bins."""
+    comparisons = metrics.get("comparisons") or {}
+    rows = [
+        ("held-out split", metrics.get("split"), "the part of the data the run did not train on"),
+        ("pairs", metrics.get("n_pairs"), f"{_figure(metrics.get('n_labelled_pairs'))} with a "
+                                         "consensus label"),
+        ("accuracy vs the consensus", metrics.get("accuracy_consensus"),
+         "share of pairs whose consensus side the reward ranks higher"),
+        ("length-only baseline", metrics.get("length_baseline_accuracy"),
+         "the same pairs, the longer reply taken as better"),
+        ("worst school's accuracy", metrics.get("worst_school_accuracy"),
+         "the lowest of the per-school figures below"),
+        ("comparisons: accuracy", comparisons.get("accuracy"),
+         f"{_figure(comparisons.get('n'))} held-out judgments"),
+        ("comparisons: ROC AUC", comparisons.get("roc_auc"), ""),
+        ("comparisons: cross-entropy", comparisons.get("cross_entropy"), "lower is better"),
+        ("calibration error (ECE)", metrics.get("ece"), "predicted against observed, binned"),
+        ("contested pairs: ROC AUC", metrics.get("contested_auc"),
+         "how well the run's disagreement signal finds the contested pairs"),
+        ("reward vs length (Spearman)", metrics.get("reward_length_spearman"),
+         "near 0: the reward is not a length proxy"),
+    ]
+    summary = Table(title="held-out evaluation")
+    for name in ("figure", "value", "what it is"):
+        summary.add_column(name, overflow="fold")
+    for name, value, what in rows:
+        if value is not None:
+            summary.add_row(name, _figure(value), what)
+    tables = [summary]
+    per_school = metrics.get("accuracy_per_school") or {}
+    if per_school:
+        schools = Table(title="accuracy against each school's own side")
+        schools.add_column("school")
+        schools.add_column("accuracy")
+        for school, value in per_school.items():
+            schools.add_row(str(school), _figure(value))
+        tables.append(schools)
+    bins = metrics.get("reliability") or []
+    if bins:
+        calibration = Table(title="calibration (held-out judgments by predicted probability)")
+        for name in ("predicted", "n", "mean predicted", "observed"):
+            calibration.add_column(name)
+        for b in bins:
+            calibration.add_row(f"{b['low']:.1f}-{b['high']:.1f}", str(b["n"]),
+                                _figure(b.get("mean_predicted")), _figure(b.get("observed")))
+        tables.append(calibration)
+    return tables
 
 
 def score(

@@ -44,3 +44,25 @@ def test_train_with_an_ensemble_then_score_a_file(tmp_path: Path) -> None:
     bad = " ".join(run_cli(db, "train", "--encoder", "hashing", "--ensemble", "0",
                            code=2).split())  # the console wraps long lines
     assert "ensemble: Input should be greater than or equal to 1 (got 0)" in bad
+
+
+def test_evaluate_reads_the_newest_run_as_tables_or_json(tmp_path: Path) -> None:
+    import json
+
+    world = simulate_world(WorldConfig(n_comparisons=600, seed=3))
+    world.comparisons.write_parquet(tmp_path / "comparisons.parquet")
+    db = tmp_path / "w.duckdb"
+    run_cli(db, "ingest", str(tmp_path / "comparisons.parquet"))
+    assert "no reward run to evaluate" in " ".join(run_cli(db, "evaluate", code=2).split())
+    out = run_cli(db, "train", "--encoder", "hashing", "--epochs", "4")
+    run = re.findall(r"run (plain-\S+)", out)[-1]
+    table = run_cli(db, "evaluate")  # no run named: the newest
+    assert f"run {run} (the newest" in table
+    assert "accuracy vs the consensus" in table and "calibration" in table
+    result = CliRunner().invoke(app, ["--db", str(db), "evaluate", run, "--format", "json"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)  # stdout is the JSON alone; the log went to stderr
+    assert 0.0 <= metrics["accuracy_consensus"] <= 1.0
+    shown = re.search(r"accuracy vs the consensus\s*│\s*([0-9.]+)", table)
+    assert shown and float(shown.group(1)) == round(metrics["accuracy_consensus"], 3)
