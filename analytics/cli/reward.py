@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -26,6 +26,9 @@ from dissensus.analytics.cli.common import (
     row_progress,
 )
 from dissensus.models.reward.config import KINDS
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 def train(
@@ -78,6 +81,21 @@ def train(
     console.print(f"[bold green]run {run_id}[/]")
 
 
+def _newest_run(con: duckdb.DuckDBPyConnection, what: str, say: bool = True) -> str:
+    """The newest reward run (said on the console when ``say``), or a failure in words."""
+    from dissensus.warehouse.errors import DissensusError
+    from dissensus.warehouse.fits import latest_run
+
+    run = latest_run(con)
+    if run is None:
+        fail(DissensusError(f"The warehouse holds no reward run to {what}.",
+                            expected="a run made by `dissensus train`",
+                            fix="run `dissensus train` first"))
+    if say:
+        console.print(f"run {run} (the newest; name another to {what} it)", highlight=False)
+    return str(run)
+
+
 def evaluate(
     run: Annotated[str | None, typer.Argument(
         help="Run id from `dissensus train` (default: the newest run).")] = None,
@@ -85,20 +103,10 @@ def evaluate(
 ) -> None:
     """Held-out accuracy (consensus, per school), calibration and proxy probes of a run."""
     from dissensus.analytics.jobs.reward import evaluate_run
-    from dissensus.warehouse.errors import DissensusError
-    from dissensus.warehouse.fits import latest_run
 
     require_choice(fmt, ("table", "json"), "format", "--format")
     with open_warehouse(read_only=True) as con, embedding_progress() as progress:
-        if run is None:
-            run = latest_run(con)
-            if run is None:
-                fail(DissensusError("The warehouse holds no reward run to evaluate.",
-                                    expected="a run made by `dissensus train`",
-                                    fix="run `dissensus train` first"))
-            if fmt == "table":
-                console.print(f"run {run} (the newest; name another to evaluate it)",
-                              highlight=False)
+        run = run or _newest_run(con, "evaluate", say=fmt == "table")
         # with --format json the log goes to stderr, so that stdout is the JSON alone
         metrics = evaluate_run(con, str(run), progress=progress, log=console.print
                                if fmt == "table" else lambda m: errors.print(m, highlight=False))
@@ -167,7 +175,8 @@ def evaluation_tables(metrics: dict) -> list[Table]:
 
 
 def score(
-    run: Annotated[str, typer.Argument(help="Run id from `dissensus train`.")],
+    run: Annotated[str | None, typer.Argument(
+        help="Run id from `dissensus train` (default: the newest run).")] = None,
     traffic: Annotated[bool, typer.Option(
         "--traffic", help="Score every traffic turn (stored with drift signals).")] = False,
     input_file: Annotated[Path | None, typer.Option(
@@ -178,6 +187,9 @@ def score(
     """Write reward_scores for every response and head of a run (or score traffic / a file)."""
     from dissensus.analytics.jobs.reward import score_run
 
+    if run is None:
+        with open_warehouse(read_only=True) as con:
+            run = _newest_run(con, "score with")
     if traffic or input_file is not None:
         _score_live(run, traffic, input_file, output)
         return

@@ -54,9 +54,12 @@ def test_evaluate_reads_the_newest_run_as_tables_or_json(tmp_path: Path) -> None
     db = tmp_path / "w.duckdb"
     run_cli(db, "ingest", str(tmp_path / "comparisons.parquet"))
     assert "no reward run to evaluate" in " ".join(run_cli(db, "evaluate", code=2).split())
+    assert "no reward run to score with" in " ".join(run_cli(db, "score", code=2).split())
     out = run_cli(db, "train", "--encoder", "hashing", "--epochs", "4")
     run = re.findall(r"run (plain-\S+)", out)[-1]
     table = run_cli(db, "evaluate")  # no run named: the newest
+    scored = " ".join(run_cli(db, "score").split())
+    assert f"run {run} (the newest" in scored and f"head(s) for run {run}" in scored
     assert f"run {run} (the newest" in table
     assert "accuracy vs the consensus" in table and "calibration" in table
     result = CliRunner().invoke(app, ["--db", str(db), "evaluate", run, "--format", "json"],
