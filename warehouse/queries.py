@@ -54,6 +54,26 @@ def batches(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """)
 
 
+def fits_and_runs(con: duckdb.DuckDBPyConnection, limit: int = 5) -> pl.DataFrame:
+    """The newest annotator-model fits and reward runs, newest first (``limit`` of each): what
+    ``dissensus status`` lists so that a user finds the ids other commands take."""
+    return frame(con, f"""
+        (SELECT 'fit' AS what, fit_id AS id, strftime(created_at, '%Y-%m-%d %H:%M') AS created,
+                method || ', ' || n_schools || ' school' || CASE WHEN n_schools = 1 THEN ''
+                    ELSE 's' END || ', ' || n_comparisons || ' comparisons' AS details,
+                created_at AS _at
+         FROM fits ORDER BY created_at DESC, fit_id DESC LIMIT {int(limit)})
+        UNION ALL
+        (SELECT 'reward run', run_id, strftime(created_at, '%Y-%m-%d %H:%M'),
+                kind || ', accuracy vs consensus ' || coalesce(
+                    printf('%.3f', TRY_CAST(json_extract(metrics, '$.accuracy_consensus')
+                                            AS DOUBLE)), '?'),
+                created_at
+         FROM reward_runs ORDER BY created_at DESC, run_id DESC LIMIT {int(limit)})
+        ORDER BY what, _at DESC
+    """).drop("_at")
+
+
 def quarantine_summary(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Quarantined rows grouped by field and reason (values in quotes folded together)."""
     return frame(con, r"""

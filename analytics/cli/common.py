@@ -246,7 +246,7 @@ def render_frame(frame: pl.DataFrame, title: str | None = None, max_rows: int = 
     table = Table(title=title, show_lines=False)
     for name in frame.columns:
         # ids are copied whole: folded across lines they cannot be
-        table.add_column(name, overflow="fold", no_wrap=name.endswith("_id"))
+        table.add_column(name, overflow="fold", no_wrap=name == "id" or name.endswith("_id"))
     for row in frame.head(max_rows).iter_rows():
         # an unknown figure (None, or NaN from a check with no data) is a blank cell
         table.add_row(*("" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
@@ -341,3 +341,6 @@ def print_status(con: duckdb.DuckDBPyConnection) -> None:
         from dissensus.warehouse.vote_index import index_status
 
         console.print(f"  vote index: {index_status(con)}")
+        made = queries.fits_and_runs(con)
+        if made.height:
+            console.print(render_frame(made, "newest fits and reward runs", 10))

@@ -69,3 +69,7 @@ def test_evaluate_reads_the_newest_run_as_tables_or_json(tmp_path: Path) -> None
     assert 0.0 <= metrics["accuracy_consensus"] <= 1.0
     shown = re.search(r"accuracy vs the consensus\s*│\s*([0-9.]+)", table)
     assert shown and float(shown.group(1)) == round(metrics["accuracy_consensus"], 3)
+    # `status` lists the run, so a user finds the id the other commands take
+    status = run_cli(db, "status")
+    assert run in status
+    assert f"plain, accuracy vs consensus {metrics['accuracy_consensus']:.3f}" in status
