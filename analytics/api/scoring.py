@@ -30,14 +30,16 @@ _lock = threading.Lock()  # one model in memory per run; torch inference one cal
 
 
 def latest_run(con: duckdb.DuckDBPyConnection) -> str:
-    """The newest reward run, or a 404 saying how to make one."""
-    rows = con.execute(
-        "SELECT run_id FROM reward_runs ORDER BY created_at DESC, run_id DESC LIMIT 1").fetchall()
-    if not rows:
+    """The newest reward run (:func:`dissensus.warehouse.fits.latest_run`), or a 404 saying how
+    to make one."""
+    from dissensus.warehouse.fits import latest_run as newest
+
+    run = newest(con)
+    if run is None:
         raise ApiError(404, "no_run", "The warehouse holds no reward run to score with.",
                        expected="a run made by `dissensus train` or POST /v1/jobs/train",
                        fix="train one with POST /v1/jobs/train, then score again")
-    return str(rows[0][0])
+    return run
 
 
 def _text_id(body: str) -> str:
