@@ -36,6 +36,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running.stop()
 
 
+@pytest.fixture(scope="module")
+def seeded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of its own holding one comparison: the bad-input tests' answers (an unknown
+    reviewer, not an empty warehouse) then do not depend on which tests ran before them."""
+    db = tmp_path_factory.mktemp("api-seeded") / "w.duckdb"
+    running = start_server(db, "--max-body-mb", "1")
+    assert running.post_rows([row(1)]).status == 200
+    yield running
+    running.stop()
+
+
 def test_post_then_query(server: Server) -> None:
     rows = [row(1), row(2, "r2", "b"), row(3, "r2", "sideways"), {"choice": "a"},
             row(5, "team/ünï code")]
@@ -110,9 +121,10 @@ def test_docs_and_health(server: Server) -> None:
     ("GET", "/v2/reviewers", None, None, 404, "not_found"),
 ])
 def test_bad_input_gets_a_clear_json_error_and_stores_nothing(
-    server: Server, method: str, path: str, body: bytes | None, content_type: str | None,
-    status: int, code: str | None,
+    seeded_server: Server, method: str, path: str, body: bytes | None,
+    content_type: str | None, status: int, code: str | None,
 ) -> None:
+    server = seeded_server
     before = server.comparisons()
     answer = server.request(method, path, body, content_type=content_type)
     assert answer.status == status, answer.body
