@@ -103,7 +103,12 @@ def attach_content(
     coords = basis.transform(embeddings)
     info = ContentInfo(replies["response_id"].to_list(), coords, replies["body"].to_list(),
                        encoder.encoder_id, n_new, time.perf_counter() - started)
-    return with_content(frame, info.response_ids, coords), info, []
+    notes = (["reply content used in a label task, as --features asked: its replies are a few "
+              "label texts, so the content feature is one lean toward a label, which the "
+              "label-order terms already read per reviewer; fitted to convergence on RTE it "
+              "flagged careful workers (features=auto leaves it out)"]
+             if label_task(frame) else [])
+    return with_content(frame, info.response_ids, coords), info, notes
 
 
 def content_lines(diagnostics: dict[str, object], info: ContentInfo | None) -> list[str]:

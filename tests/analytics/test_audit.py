@@ -298,6 +298,11 @@ def test_a_label_task_names_its_labels_and_finds_no_schools_in_them(warehouse, v
     warnings = outcome.model.fit_summary_["diagnostics"]["warnings"]
     assert any(w.startswith("reply content not used: a label task") for w in warnings)
     assert "content" not in outcome.model.fit_summary_["diagnostics"]
+    # asked for explicitly, content is used, with a warning that says what it does there
+    forced = run_fit(con, AnnotatorConfig(n_schools=1, max_iter=20, features="embeddings"))
+    forced_warnings = forced.model.fit_summary_["diagnostics"]["warnings"]
+    assert any(w.startswith("reply content used in a label task") for w in forced_warnings)
+    assert forced.model.fit_summary_["diagnostics"]["content"]["replies"] == 320
     said = con.execute("SELECT reviewer_id, flag_reason, lean FROM reviewer_estimates "
                        "WHERE reviewer_id IN ('r0', 'r1', 'r2', 'r3')").fetchall()
     text = " ".join(str(part) for row in said for part in row[1:] if part)
