@@ -73,4 +73,4 @@ def test_evaluate_reads_the_newest_run_as_tables_or_json(tmp_path: Path) -> None
     status = run_cli(db, "status")
     assert run in status
     # (the table may fold its details column: the figure is checked on its own)
-    assert "accuracy vs" in status and f"{metrics['accuracy_consensus']:.3f}" in status
+    assert "consensus" in status and f"{metrics['accuracy_consensus']:.3f}" in status
