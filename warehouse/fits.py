@@ -55,22 +55,23 @@ def fit_record(con: duckdb.DuckDBPyConnection, fit_id: str | None) -> dict | Non
     return fit
 
 
+def _newest(con: duckdb.DuckDBPyConnection, table: str, at: str) -> str | None:
+    """``run_id`` of ``table``'s newest row by ``at`` (then ``run_id``), or ``None``."""
+    if table not in _tables(con):
+        return None
+    rows = con.execute(f"SELECT run_id FROM {table} ORDER BY {at} DESC, run_id DESC "
+                       "LIMIT 1").fetchall()
+    return str(rows[0][0]) if rows else None
+
+
 def latest_traffic_run(con: duckdb.DuckDBPyConnection) -> str | None:
     """The reward run that scored the live traffic most recently (``traffic_runs.scored_at``,
     then ``run_id``), or ``None`` when none has: what ``dissensus drift`` and ``audit-sample``
     read when no run is named."""
-    if "traffic_runs" not in _tables(con):
-        return None
-    rows = con.execute("SELECT run_id FROM traffic_runs ORDER BY scored_at DESC, run_id DESC "
-                       "LIMIT 1").fetchall()
-    return str(rows[0][0]) if rows else None
+    return _newest(con, "traffic_runs", "scored_at")
 
 
 def latest_run(con: duckdb.DuckDBPyConnection) -> str | None:
     """The newest reward run (``reward_runs.created_at``, then ``run_id``), or ``None``: what
-    ``dissensus evaluate`` reads when no run is named."""
-    if "reward_runs" not in _tables(con):
-        return None
-    rows = con.execute("SELECT run_id FROM reward_runs ORDER BY created_at DESC, run_id DESC "
-                       "LIMIT 1").fetchall()
-    return str(rows[0][0]) if rows else None
+    ``dissensus evaluate`` and ``score`` read when no run is named."""
+    return _newest(con, "reward_runs", "created_at")

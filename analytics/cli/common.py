@@ -282,6 +282,16 @@ def write_records(frame: pl.DataFrame, fmt: str) -> None:
         write_json(frame.to_dicts())
 
 
+def run_or_fail(found: str | None, missing: DissensusError, note: str | None = None) -> str:
+    """``found``, the run a command takes when none is named (said on the console with
+    ``note`` when given), or a failure in words (``missing``) when there is none."""
+    if found is None:
+        fail(missing)
+    if note is not None:
+        console.print(f"run {found} ({note})", highlight=False)
+    return str(found)
+
+
 def print_ingest_report(path: Path, report: BatchReport) -> None:
     """What one file's ingest did: format, counts, the commonest reasons, columns not stored."""
     console.print(f"[bold]{path}[/]: format [cyan]{report.format}[/] ({report.format_reason})")

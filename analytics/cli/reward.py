@@ -24,6 +24,7 @@ from dissensus.analytics.cli.common import (
     parse_settings,
     require_choice,
     row_progress,
+    run_or_fail,
 )
 from dissensus.models.reward.config import KINDS
 
@@ -86,14 +87,12 @@ def _newest_run(con: duckdb.DuckDBPyConnection, what: str, say: bool = True) -> 
     from dissensus.warehouse.errors import DissensusError
     from dissensus.warehouse.fits import latest_run
 
-    run = latest_run(con)
-    if run is None:
-        fail(DissensusError(f"The warehouse holds no reward run to {what}.",
-                            expected="a run made by `dissensus train`",
-                            fix="run `dissensus train` first"))
-    if say:
-        console.print(f"run {run} (the newest; name another to {what} it)", highlight=False)
-    return str(run)
+    return run_or_fail(
+        latest_run(con),
+        DissensusError(f"The warehouse holds no reward run to {what}.",
+                       expected="a run made by `dissensus train`",
+                       fix="run `dissensus train` first"),
+        f"the newest; name another to {what} it" if say else None)
 
 
 def evaluate(

@@ -15,12 +15,12 @@ import typer
 from dissensus.analytics.cli.common import (
     console,
     errors_in_words,
-    fail,
     open_warehouse,
     print_ingest_report,
     render_frame,
     require_choice,
     row_progress,
+    run_or_fail,
     write_json,
 )
 from dissensus.warehouse.errors import DissensusError
@@ -52,17 +52,14 @@ def _newest_scoring_run(con: duckdb.DuckDBPyConnection, say: bool) -> str:
     words when none has."""
     from dissensus.warehouse.fits import latest_traffic_run
 
-    run = latest_traffic_run(con)
-    if run is None:
-        fail(DissensusError(
+    return run_or_fail(
+        latest_traffic_run(con),
+        DissensusError(
             "No reward run has scored the live traffic yet, so there is nothing to compare.",
             expected="traffic scored by a reward run",
             fix="`dissensus traffic ingest FILE`, `dissensus train`, then `dissensus score RUN "
-                "--traffic` (or name a run with --run)"))
-    if say:
-        console.print(f"run {run} (the one that scored the traffic last; --run picks another)",
-                      highlight=False)
-    return str(run)
+                "--traffic` (or name a run with --run)"),
+        "the one that scored the traffic last; --run picks another" if say else None)
 
 
 def drift(

@@ -65,7 +65,8 @@ def attach_content(
     summary, and notes (e.g. why content was skipped under ``features='auto'``)."""
     if not wants_content(frame, config):
         return frame, None, []
-    if config.features == "auto" and label_task(frame):
+    labels_only = label_task(frame)
+    if config.features == "auto" and labels_only:
         # the "replies" are a few label texts: their content says only which label, and a lean
         # toward one label is read per reviewer already (label order). As a school feature it
         # duplicated that lean and, fitted to convergence on RTE, let the margins run off (sd
@@ -107,7 +108,7 @@ def attach_content(
               "label texts, so the content feature is one lean toward a label, which the "
               "label-order terms already read per reviewer; fitted to convergence on RTE it "
               "flagged careful workers (features=auto leaves it out)"]
-             if label_task(frame) else [])
+             if labels_only else [])
     return with_content(frame, info.response_ids, coords), info, notes
 
 
