@@ -21,6 +21,15 @@ from dissensus.analytics.audit_reliability import loo_from, reliability_from
 from dissensus.analytics.audit_votes import Votes
 from dissensus.warehouse.fits import latest_fit
 
+POSITION_BIAS_REASON = "strong position bias"
+LABEL_LEAN_REASON = "strong lean toward one label"
+"""How the fit's flag reason begins when a reviewer is flagged for a lean alone (written by
+``dissensus.models.annotator.estimator``): toward the reply shown first, or, in a label task
+without display order, toward one label. Neither is a lapse."""
+
+LEANS_TO_ONE_LABEL = "leans toward one label"
+"""The verdict of a reviewer in a label task who picks one label whatever the item."""
+
 
 def latest_fit_estimates(con: duckdb.DuckDBPyConnection) -> tuple[str | None, pl.DataFrame]:
     """The newest fit with reviewer estimates (:func:`dissensus.warehouse.fits.latest_fit`): its
@@ -45,9 +54,12 @@ def latest_fit_estimates(con: duckdb.DuckDBPyConnection) -> tuple[str | None, pl
         f"""
         SELECT reviewer_id, reliability, reliability_low, reliability_high, school,
                school_probability, position_bias AS model_position_bias,
-               coalesce(flagged AND NOT coalesce(flag_reason LIKE 'strong position bias%'
+               coalesce(flagged AND NOT coalesce((flag_reason LIKE '{POSITION_BIAS_REASON}%'
+                                                  OR flag_reason LIKE '{LABEL_LEAN_REASON}%')
                                                  AND flag_reason NOT LIKE '%;%', false),
                         false) AS model_lapse_flag,
+               coalesce(flagged AND flag_reason LIKE '{LABEL_LEAN_REASON}%'
+                        AND flag_reason NOT LIKE '%;%', false) AS model_label_lean_flag,
                flag_reason AS model_flag_reason, {newer}
         FROM reviewer_estimates WHERE fit_id = ?""",
         params=[fit_id],
@@ -256,6 +268,11 @@ def _judge(
         return "fails gold questions", True, reasons
     if inconsistent:
         return "inconsistent on repeats", True, reasons
+    if model and row.get("model_label_lean_flag"):
+        # a label task has no display order for the audit to check, so the fit's lean is the
+        # evidence; it is the label task's position bias, not a lapse rate
+        reasons.append(f"annotator model: {row['model_flag_reason']}")
+        return LEANS_TO_ONE_LABEL, True, reasons
     lean = row.get("model_lean") if model else None
     if lean:  # evidence a lead can check: what the reviewer's departures favour
         reasons.append(lean)
@@ -380,6 +397,8 @@ def audit_from(
         needs = needs | (pl.col("school").is_not_null() & (pl.col("school") != majority_school))
     if model and "model_lean" in df.columns:
         needs = needs | pl.col("model_lean").is_not_null()
+    if model and "model_label_lean_flag" in df.columns:
+        needs = needs | pl.col("model_label_lean_flag").fill_null(False)
     if model and "model_lapse_evidence" in df.columns:
         needs = needs | (pl.col("model_lapse_evidence").fill_nan(None)
                          > 1.0 / cfg.settled_bayes_factor)

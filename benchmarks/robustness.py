@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
                         help="annotator config override, e.g. --set n_schools=1")
     parser.add_argument("--json", type=Path, default=None, help="write per-seed rows here")
     parser.add_argument("--real", action=argparse.BooleanOptionalAction, default=True,
-                        help="also score RTE and bluebirds against their gold")
+                        help="also score the gold sets (RTE, temporal, bluebirds) on their gold")
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out/robustness"))
     parser.add_argument("--votes-per-pair", default=None, metavar="LOW,HIGH",
                         help="redraw each world with this many votes per pair and as many "
@@ -256,10 +256,11 @@ def over_call(frame: pl.DataFrame, share: float, rate: float, seed: int) -> pl.D
 
 
 def real_gold(config: AnnotatorConfig, workdir: Path) -> pl.DataFrame:
-    """Spearman of each method's reliability with accuracy against gold, on RTE and bluebirds
-    as they are and with 60% of the workers over-calling one label (half their votes for the
-    other label turned); there also the precision and recall of the fit's flags for the
-    over-callers."""
+    """Spearman of each method's reliability with accuracy against gold, on the gold sets of
+    :mod:`gold_sets` as they are and with 60% of the workers over-calling one label (half their
+    votes for the other label turned); there also the precision and recall of the fit's flags
+    for the over-callers. For the fit, the mean gold accuracy of the workers it flags and of
+    the rest."""
     from gold_sets import gold_warehouses
     from scipy.stats import spearmanr
 
@@ -289,12 +290,20 @@ def real_gold(config: AnnotatorConfig, workdir: Path) -> pl.DataFrame:
             flagged = set(fitted.filter(pl.col("flagged"))["reviewer_id"].to_list())
             leaners = over_callers(base, 0.6, 0) if variant != "as is" else set()
             found = len(flagged & leaners)
+            by_flag = acc.with_columns(flagged=pl.col("reviewer_id").is_in(list(flagged)))
+            flagged_acc, ok_acc = (by_flag.filter(pl.col("flagged") == side)["accuracy"].mean()
+                                   for side in (True, False))
             for method, est in methods.items():
                 j = acc.join(est, on="reviewer_id")
                 ours = method == "dissensus"
                 rows.append({"data": f"{fmt} ({variant})", "method": method,
                              "workers": j.height,
                              "flagged": len(flagged) if ours else None,
+                             # the failure to watch: flagged reviewers as accurate as the rest
+                             "gold_acc_flagged": (round(float(flagged_acc), 3)
+                                                  if ours and flagged_acc is not None else None),
+                             "gold_acc_rest": (round(float(ok_acc), 3)
+                                               if ours and ok_acc is not None else None),
                              "over_callers_prec": (round(found / max(len(flagged), 1), 2)
                                                    if ours and leaners else None),
                              "over_callers_rec": (round(found / len(leaners), 2)

@@ -61,6 +61,7 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "swing_elpd": None,
     "swing_after": 50,
     "label_order": False,
+    "label_lapse_max": 0.5,
     "lapse_cue_score_p": None,
     "shared_departure_start": False,
     "lapse_ties_min_judgments": 0,
@@ -316,6 +317,13 @@ class AnnotatorConfig(BaseModel):
         "and lapse tilt measure a reviewer's lean toward one label, as Dawid & Skene's "
         "confusion matrices do (the warehouse's reply order is a coin flip per item and names "
         "no label). False: such votes carry no order."
+    )
+    label_lapse_max: float = Field(
+        0.95, ge=0.5, lt=1.0, description="In a label task read in label order (label_order), "
+        "the largest lapse rate a reviewer may have (elsewhere 0.5). A spammer who clicks one "
+        "label whatever the item lapses on nearly every vote; held below 0.5, the other half "
+        "of their votes pulls the consensus toward their label and a few of them form a "
+        "'school' (as on Snow et al.'s RTE and temporal sets)."
     )
     lapse_lean_sd: float | None = Field(
         None, gt=0, description="EM: None (default): every reviewer's lapses lean as the pool's "

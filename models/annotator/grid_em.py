@@ -4,9 +4,9 @@ Every latent quantity tied to one reviewer or one pair is low-dimensional, so it
 and integrated out exactly; only a handful of population parameters are point-estimated.
 
 * Reviewer ``r``: state ``(k, eps, beta)`` = school ``k`` in ``1..K``, lapse rate ``eps`` on a
-  grid in ``(0, 0.5)`` and position bias ``beta`` on a grid; prior ``pi_k g(eps) b(beta)`` with
-  ``g`` and ``b`` the population distributions, learned (see :mod:`.priors`) -- the hierarchical
-  priors of the design.
+  grid in ``(0, 0.5)`` (``(0, label_lapse_max)`` in a label task) and position bias ``beta``
+  on a grid; prior ``pi_k g(eps) b(beta)`` with ``g`` and ``b`` the population distributions,
+  learned (see :mod:`.priors`) -- the hierarchical priors of the design.
 * Pair ``j``: state ``(mu, Delta)`` on a lattice, ``m_{j,k} = mu + Delta_k`` with ``Delta``
   zero-sum over schools; prior ``N(mu; 0, sd^2) * h(Delta)`` with ``h`` an adaptive scale mixture
   with a spike at 0 -- the sparsity prior (most pairs are not contested).
@@ -25,7 +25,11 @@ a Beta-smoothed ratio for ``gamma_r``.
 
 Identification: the school labels are fixed after the fit by ordering the weights (largest
 first); the symmetric initial state is broken by a random start (seeded); ``eps < 0.5`` keeps
-careful and lapsed judgments from swapping roles.
+careful and lapsed judgments from swapping roles. A label task read in label order is the
+exception: there a school's margins can mimic a reviewer who clicks one label whatever the item
+(the label order is fixed per item, unlike a display order), so a few such spammers held at
+``eps < 0.5`` form a "school" that explains their other half; lapses there run up to
+``label_lapse_max``, where a lapse tilted to one label is the spammer.
 
 The cavity distributions of BP exclude the judgment itself, so ``log p(y_n | y_{-n})`` is
 available for every judgment: an approximate leave-one-out predictive density (the cavity / EP
@@ -172,7 +176,7 @@ class GridEM:
         self.lat = lattice_for(config, self.k)
         h = self.lat.step
         g = config.lapse_grid_size
-        self.e = 0.5 * (np.arange(g) + 0.5) / g
+        self.e = data.lapse_max * (np.arange(g) + 0.5) / g
         self.b_half = max(round(config.position_bias_limit / (h / 2)), 0)
         self.bias = (h / 2) * np.arange(-self.b_half, self.b_half + 1, dtype=float)
         m_int = np.rint(self.lat.m_values / h).astype(np.int64)

@@ -17,6 +17,7 @@ reviewer-level log-likelihoods.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -465,6 +466,8 @@ def fit(
     enc: EncodedFrame, config: AnnotatorConfig, progress: Progress | None = None
 ) -> FitResult:
     """Fit with the configured method; ``auto`` picks NUTS for small data, else EM."""
+    if enc.cues.label_order:  # a label task: lapses may run past one half (label_lapse_max)
+        enc = replace(enc, judgments=replace(enc.judgments, lapse_max=config.label_lapse_max))
     method = config.method
     reason = "requested"
     if method == "auto":

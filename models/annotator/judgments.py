@@ -30,6 +30,9 @@ class Judgments:
     n_responses: int = 0
     pair_features: FloatArray | None = None  # (n_pairs, F) response-feature differences
     lapse_cues: FloatArray | None = None  # (n, C) what a lapse may lean toward (.lapse_cues)
+    # the largest lapse rate a reviewer may have: 0.5, or more in a label task (see
+    # AnnotatorConfig.label_lapse_max)
+    lapse_max: float = 0.5
 
     def __post_init__(self) -> None:
         problem = None
@@ -67,6 +70,7 @@ class Judgments:
             n_responses=self.n_responses,
             pair_features=None if self.pair_features is None else self.pair_features[kept_pair],
             lapse_cues=None if self.lapse_cues is None else self.lapse_cues[rows],
+            lapse_max=self.lapse_max,
         )
         return part, reviewers.astype(np.int64)
 

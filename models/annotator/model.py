@@ -45,7 +45,9 @@ Identification. Labels: ``pi`` is built from positive gaps of ordered logits, so
 ``pi_1 >= pi_2 >= ...`` (largest school first) and label switching is excluded. Location: the
 zero-sum constraint puts the consensus in ``mu``. Scale: the ordered logit fixes the logit scale.
 ``eps_r < 0.5`` keeps "careful" and "lapse" from swapping roles (a reviewer who lapses more than
-half the time would be indistinguishable from an anti-careful one).
+half the time would be indistinguishable from an anti-careful one). In a label task read in
+label order the bound is ``label_lapse_max`` instead (see :mod:`.grid_em`): there a lapse tilted
+to one label is the spammer who clicks it whatever the item.
 
 Geometry (why the sampled form is non-centred; figures in benchmarks/RESULTS.md). Every
 parameter is informed weakly: a reviewer by a few judgments, a pair's margin by 3-8 votes of a
@@ -155,7 +157,8 @@ def build_model(
     k_n = int(n_schools)
     features = data.pair_features if use_features else None
     with pm.Model(coords=model_coords(data, k_n, features)) as model:
-        params = _priors(data.n_reviewers, data.n_pairs, k_n, features=features, form=form)
+        params = _priors(data.n_reviewers, data.n_pairs, k_n, features=features, form=form,
+                         lapse_max=data.lapse_max)
         ll_rk = reviewer_school_loglik(params, data.reviewer, data.pair, data.y, data.s,
                                        data.n_reviewers)
         per_reviewer = pm.Deterministic(
@@ -196,12 +199,13 @@ def _feature_terms(
 
 def _priors(
     n_rev: int, n_pairs: int, k_n: int, deviation_scale: float | None = None,
-    features: np.ndarray | None = None, form: ModelForm = "sampled",
+    features: np.ndarray | None = None, form: ModelForm = "sampled", lapse_max: float = 0.5,
 ) -> dict[str, pt.TensorVariable]:
     """Declare the priors inside the current model context; return the derived quantities.
 
     ``deviation_scale`` replaces the deviations' sparsity prior by a zero-sum normal of that
     fixed scale. ``features`` (pairs x features) adds the response-feature parts.
+    ``lapse_max``: the largest lapse rate (``Judgments.lapse_max``).
     """
     sigma_mu = pm.HalfNormal("sigma_mu", 3.0)
     sparse = k_n > 1 and deviation_scale is None
@@ -242,7 +246,7 @@ def _priors(
     eps_loc = pm.Normal("eps_loc", -2.0, 1.5)
     eps_scale = pm.HalfNormal("eps_scale", 1.5)
     z_eps = pm.Normal("z_eps", 0.0, 1.0, dims="reviewer")
-    eps = pm.Deterministic("eps", 0.5 * pm.math.sigmoid(eps_loc + eps_scale * z_eps),
+    eps = pm.Deterministic("eps", lapse_max * pm.math.sigmoid(eps_loc + eps_scale * z_eps),
                            dims="reviewer")
     sigma_beta = pm.HalfNormal("sigma_beta", 0.5)
     z_beta = pm.Normal("z_beta", 0.0, 1.0, dims="reviewer")

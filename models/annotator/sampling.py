@@ -122,7 +122,7 @@ def _minibatch_advi(enc: EncodedFrame, k_n: int, config: AnnotatorConfig) -> az.
     coords = model_coords(d, k_n, features)
     with pm.Model(coords=coords):
         params = _priors(d.n_reviewers, d.n_pairs, k_n, config.minibatch_deviation_scale,
-                         features, form="variational")
+                         features, form="variational", lapse_max=d.lapse_max)
         ll = reviewer_school_loglik(params, shared["rev"], shared["pair"], shared["y"],
                                     shared["s"], batch, row=shared["row"])
         per = pm.math.logsumexp(pm.math.log(params["pi"])[None, :] + ll, axis=1)

@@ -308,3 +308,30 @@ def test_a_label_task_names_its_labels_and_finds_no_schools_in_them(warehouse, v
     text = " ".join(str(part) for row in said for part in row[1:] if part)
     assert f'the label "{yes}"' in text, said
     assert "label text" not in text  # the generic name is gone wherever the label is known
+
+
+def test_a_lean_toward_one_label_is_its_own_verdict_not_lapses(warehouse, vote) -> None:
+    # a label task where everyone is careful, but r0-r3 read every item 2 logits toward "yes"
+    from scipy.special import expit
+
+    from dissensus.analytics.jobs.fit import run_fit
+    from dissensus.models.annotator import AnnotatorConfig
+
+    yes, no = "Yes, the first event came first.", "No, it came after."
+    rng = np.random.default_rng(1)
+    margin = rng.normal(0.0, 2.0, 200)
+    rows = []
+    for r in range(10):
+        for j in range(200):
+            says_yes = bool(rng.random() < expit(margin[j] + (2.0 if r < 4 else 0.0)))
+            rows.append(vote(f"r{r}", j, "a" if says_yes else "b", response_a=yes,
+                             response_b=no, shown_first=None, comparison_id=f"r{r}-{j}"))
+    con = warehouse(rows)
+    run_fit(con, AnnotatorConfig(n_schools=1, max_iter=60))
+    out = audit.reviewer_audit(con)
+    leaning = out.filter(pl.col("reviewer_id").is_in(["r0", "r1", "r2", "r3"]))
+    assert leaning["flagged"].all(), leaning
+    assert set(leaning["verdict"]) == {"leans toward one label"}, leaning["reasons"].to_list()
+    assert all(f'favours the label "{yes}"' in reasons for reasons in leaning["reasons"])
+    others = out.filter(~pl.col("reviewer_id").is_in(["r0", "r1", "r2", "r3"]))
+    assert not others["flagged"].any(), others

@@ -89,3 +89,43 @@ def test_agreement_ranks_the_over_callers_last_and_a_loaded_fit_reads_labels_ali
     assert loaded.predictive_ is not None and loaded.predictive_.cues.label_order
     np.testing.assert_allclose(loaded.predict_proba(frame), model.predict_proba(frame),
                                atol=1e-9)
+
+
+def spammer_votes(n_items: int = 200, n_careful: int = 30, per_item: int = 6,
+                  spammers: int = 3, seed: int = 1) -> pl.DataFrame:
+    """Each item labelled by ``per_item`` of ``n_careful`` raters (10% errors), and by every
+    one of ``spammers`` raters who answer NO whatever the item (as Snow et al.'s temporal set
+    has a few busy workers who do)."""
+    rng = np.random.default_rng(seed)
+    gold_yes = rng.random(n_items) < 0.5
+    yes_first = rng.random(n_items) < 0.5
+    rows = []
+    for j in range(n_items):
+        votes = [(f"c{r}", bool(gold_yes[j] ^ (rng.random() < 0.1)))
+                 for r in rng.choice(n_careful, per_item, replace=False)]
+        votes += [(f"s{s}", False) for s in range(spammers)]
+        rows += [{"comparison_id": f"{rid}-{j}", "reviewer_id": rid, "pair_id": f"p{j}",
+                  "prompt_id": f"q{j}", "outcome": 1 if says_yes == yes_first[j] else -1,
+                  "first_shown": None,
+                  "response_1_length": len(YES) if yes_first[j] else len(NO),
+                  "response_2_length": len(NO) if yes_first[j] else len(YES)}
+                 for rid, says_yes in votes]
+    return pl.DataFrame(rows, schema_overrides={"outcome": pl.Int8, "first_shown": pl.Int8,
+                                                "response_1_length": pl.Int32,
+                                                "response_2_length": pl.Int32})
+
+
+def test_spammers_who_click_one_label_lapse_on_every_vote_and_form_no_school() -> None:
+    frame = spammer_votes()
+    fitted = AnnotatorModel(AnnotatorConfig(max_iter=150)).fit(frame)
+    est = fitted.reviewer_estimates_
+    spam = est.filter(pl.col("reviewer_id").str.starts_with("s"))
+    careful = est.filter(pl.col("reviewer_id").str.starts_with("c"))
+    assert fitted.fit_summary_["n_schools"] == 1
+    assert spam["flagged"].all() and spam["reliability"].max() < 0.2, spam
+    assert not careful["flagged"].any(), careful.filter(pl.col("flagged"))
+    # held below one half, the spammers explain their other half as a school of their own
+    held = AnnotatorModel(AnnotatorConfig(max_iter=150, label_lapse_max=0.5)).fit(frame)
+    assert held.fit_summary_["n_schools"] == 2
+    assert held.reviewer_estimates_.filter(
+        pl.col("reviewer_id").str.starts_with("s"))["reliability"].min() > 0.45

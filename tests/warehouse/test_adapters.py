@@ -234,7 +234,7 @@ def test_hh_bad_lines_are_yielded_with_reasons(tmp_path: Path) -> None:
     assert frame["prompt"][0] == "Human: q\n\nAssistant:"
 
 
-# --- Snow et al. 2008 RTE and bluebirds -------------------------------------------------------
+# --- Snow et al. 2008 RTE and temporal ordering, bluebirds ----------------------------------------
 
 
 def test_snow_rte_counts_and_mapping() -> None:
@@ -277,6 +277,57 @@ def test_snow_rte_bad_rows(tmp_path: Path) -> None:
     assert "orig_id '9' is not an id in rte_texts.tsv" in frame["_error"][2]
 
 
+def test_snow_temp_counts_and_mapping() -> None:
+    frame = _read("snow2008-temp", _need(SNOW) / "temp.standardized.tsv", chunk_rows=1_000)
+    assert frame.height == 4_620
+    assert frame["_error"].null_count() == 4_620
+    assert frame["reviewer_id"].n_unique() == 76
+    assert frame["prompt"].n_unique() == 462
+    assert frame["comparison_id"].n_unique() == 4_620
+    assert frame["batch"].n_unique() == 470
+    assert _counts(frame, "choice") == {"a": 2_178, "b": 2_442}
+    assert _counts(frame, "gold_choice") == {"a": 2_590, "b": 2_030}
+    assert _counts(frame, "category") == {"TempEval: event order": 4_620}
+    first = frame.row(0, named=True)
+    assert first["_line"] == 2
+    assert first["_raw"] == "1Z0ZWAY8NYBZJWY7FX302YKE055D9GPWYZ0PBZ40\tA2HTGQE4AACVRV\t42_0\t1\t1"
+    assert first["prompt"] == (
+        "Event pair 42_0 (TempEval): did the first event happen before or after the second?"
+    )
+    assert first["response_a"] == "The first event happened before the second."
+    assert first["response_b"] == "The first event happened after the second."
+    assert first["comparison_id"] == "snow2008-temp:1Z0ZWAY8NYBZJWY7FX302YKE055D9GPWYZ0PBZ40:42_0"
+    assert first["batch"] == "1Z0ZWAY8NYBZJWY7FX302YKE055D9GPWYZ0PBZ40"
+    assert first["reviewer_id"] == "A2HTGQE4AACVRV"
+    assert first["choice"] == first["gold_choice"] == "a"
+    assert first["shown_first"] is None
+
+
+def test_snow_temp_bad_rows(tmp_path: Path) -> None:
+    path = tmp_path / "temp.standardized.tsv"
+    path.write_text(
+        "!amt_annotation_ids\t!amt_worker_ids\torig_id\tresponse\tgold\n"
+        "A\tW1\t1_0\t2\t1\n"
+        "A\tW1\t1_1\tbefore\t1\n"
+        "A\t \t1_2\t1\t0\n"
+        "A\tW2\t\t1\t\n"
+        "A\tW2\t1_3\t1\t\n"
+    )
+    frame = _read("snow2008-temp", tmp_path)
+    assert frame.height == 5
+    assert frame["_line"].to_list() == [2, 3, 4, 5, 6]
+    assert frame["_error"][0] is None
+    assert frame["choice"][0] == "b" and frame["gold_choice"][0] == "a"
+    assert "response is 'before'; expected 1 (before) or 2 (after)" in frame["_error"][1]
+    assert "!amt_worker_ids is empty" in frame["_error"][2]
+    assert "gold is '0'; expected 1 (before), 2 (after) or empty" in frame["_error"][2]
+    assert frame["_error"][3].startswith("orig_id is empty")
+    assert frame["prompt"][3] is None
+    assert frame["_error"][4] is None and frame["gold_choice"][4] is None
+    with pytest.raises(InputFileError, match="temporal ordering label file"):
+        list(ADAPTERS["snow2008-temp"].read(tmp_path / "absent", 10))
+
+
 def test_bluebirds_counts_and_mapping() -> None:
     frame = _read("bluebirds", _need(BIRDS))
     assert frame.height == 4_212
@@ -307,8 +358,8 @@ def test_bluebirds_bad_rows(tmp_path: Path) -> None:
 
 
 def test_registry() -> None:
-    assert list(ADAPTERS) == ["ukpconvarg1", "hh-rlhf", "snow2008-rte", "bluebirds",
-                              "label-studio", "argilla"]
+    assert list(ADAPTERS) == ["ukpconvarg1", "hh-rlhf", "snow2008-rte", "snow2008-temp",
+                              "bluebirds", "label-studio", "argilla"]
     for name, adapter in ADAPTERS.items():
         assert isinstance(adapter, Adapter) and adapter.name == name and adapter.description
     with pytest.raises(AttributeError):
@@ -326,7 +377,7 @@ def test_registry() -> None:
         ("hh_rlhf_harmless_base_test/harmless-base_test.jsonl.gz", "hh-rlhf", "chosen"),
         ("snow2008_mturk", "snow2008-rte", "RTE"),
         ("snow2008_mturk/rte.standardized.tsv", "snow2008-rte", "!amt_worker_ids"),
-        ("snow2008_mturk/temp.standardized.tsv", "csv", ".tsv"),
+        ("snow2008_mturk/temp.standardized.tsv", "snow2008-temp", "temporal ordering"),
         ("bluebirds", "bluebirds", "gt.csv"),
         ("bluebirds/labels.csv", "bluebirds", "worker_id"),
     ],
@@ -335,6 +386,20 @@ def test_detect_real_data(relative: str, name: str, why: str) -> None:
     found, reason = detect_format(_need(DATA / relative))
     assert found == name
     assert why in reason
+
+
+def test_detect_snow_temp_folder_unless_rte_is_there(tmp_path: Path) -> None:
+    source = _need(SNOW) / "temp.standardized.tsv"
+    (tmp_path / "temp.standardized.tsv").write_bytes(source.read_bytes())
+    found, reason = detect_format(tmp_path)
+    assert found == "snow2008-temp"
+    assert "temp.standardized.tsv in the folder" in reason
+    header = (SNOW / "rte.standardized.tsv").read_text().splitlines()[0]
+    (tmp_path / "rte.standardized.tsv").write_text(header + "\n")
+    assert detect_format(tmp_path)[0] == "snow2008-rte"  # RTE is tried first: the folder is RTE
+    assert detect_format(tmp_path / "temp.standardized.tsv")[0] == "snow2008-temp"
+    (tmp_path / "renamed.tsv").write_bytes(source.read_bytes())
+    assert detect_format(tmp_path / "renamed.tsv")[0] == "csv"  # the name must start with temp
 
 
 def test_detect_canonical_formats(tmp_path: Path) -> None:

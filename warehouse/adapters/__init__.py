@@ -20,6 +20,7 @@ from dissensus.warehouse.adapters import (
     hh_rlhf,
     label_studio,
     snow2008_rte,
+    snow2008_temp,
     ukpconvarg1,
 )
 from dissensus.warehouse.adapters._common import (
@@ -55,6 +56,12 @@ ADAPTERS: dict[str, Adapter] = {
             snow2008_rte.DESCRIPTION,
             snow2008_rte.read_snow2008_rte,
             snow2008_rte.sniff_snow2008_rte,
+        ),
+        Adapter(
+            snow2008_temp.NAME,
+            snow2008_temp.DESCRIPTION,
+            snow2008_temp.read_snow2008_temp,
+            snow2008_temp.sniff_snow2008_temp,
         ),
         Adapter(
             bluebirds.NAME,

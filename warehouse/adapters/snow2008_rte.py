@@ -38,21 +38,23 @@ import polars as pl
 import pyarrow as pa
 
 from dissensus.warehouse.adapters._common import (
-    ERROR_COLUMN,
-    SOURCE_COLUMN,
-    blank,
-    delimited_row_text,
     errors,
     file_in,
-    header_fields,
     iter_staged,
-    mapped_label,
-    physical_lines,
     quoted,
     read_delimited,
     when_error,
 )
-from dissensus.warehouse.contract import LINE_COLUMN, RAW_COLUMN
+from dissensus.warehouse.adapters._snow2008 import (
+    HEADER,
+    ITEM_COLUMN,
+    label_columns,
+    label_errors,
+    map_labels,
+    read_labels,
+    sniff_label_file,
+    where,
+)
 from dissensus.warehouse.errors import InputFileError
 
 NAME: Final = "snow2008-rte"
@@ -62,7 +64,6 @@ DESCRIPTION: Final = (
 )
 LABELS_FILE: Final = "rte.standardized.tsv"
 TEXTS_FILE: Final = "rte_texts.tsv"
-LABEL_COLUMNS: Final = ("!amt_annotation_ids", "!amt_worker_ids", "orig_id", "response", "gold")
 TEXT_COLUMNS: Final = ("id", "task", "text", "hypothesis")
 YES: Final = "Yes, the text entails the hypothesis."
 NO: Final = "No, the text does not entail the hypothesis."
@@ -82,17 +83,13 @@ TASKS: Final = {
 
 def sniff_snow2008_rte(path: Path) -> str | None:
     """Say why ``path`` is the Snow et al. RTE label file (or its folder), else None."""
-    labels = file_in(path, LABELS_FILE)
-    if labels is None or not labels.name.lower().startswith("rte"):
+    labels = sniff_label_file(path, LABELS_FILE)
+    if labels is None:
         return None
-    if header_fields(labels, separator="\t") != list(LABEL_COLUMNS):
-        return None
-    where = f"{labels.name} in the folder" if path.is_dir() else f"{labels.name}"
     return (
-        f"{where} has the header !amt_annotation_ids, !amt_worker_ids, orig_id, response, "
-        f"gold: Snow et al. 2008 RTE labels (texts from {TEXTS_FILE} next to it)"
+        f"{where(path, labels)} has the header {HEADER}: Snow et al. 2008 RTE labels (texts "
+        f"from {TEXTS_FILE} next to it)"
     )
-
 
 
 def stage_snow2008_rte(path: Path) -> pl.DataFrame:
@@ -105,13 +102,7 @@ def stage_snow2008_rte(path: Path) -> pl.DataFrame:
             expected=f"{LABELS_FILE}, or a folder holding it, with {TEXTS_FILE} next to it",
             fix="point at the snow2008_mturk folder or its rte.standardized.tsv",
         )
-    labels = read_delimited(
-        labels_path,
-        required=LABEL_COLUMNS,
-        what="Snow et al. RTE labels",
-        separator="\t",
-        quoting=False,
-    )
+    labels = read_labels(labels_path, "Snow et al. RTE labels")
     texts = read_delimited(
         labels_path.parent / TEXTS_FILE,
         required=TEXT_COLUMNS,
@@ -119,9 +110,8 @@ def stage_snow2008_rte(path: Path) -> pl.DataFrame:
         quoting=False,
         what=f"{TEXTS_FILE} (needed for the RTE text and hypothesis of each label)",
     )
-    columns = labels.columns
     texts = texts.select(
-        pl.col("id").str.strip_chars().alias("_item"),
+        pl.col("id").str.strip_chars().alias(ITEM_COLUMN),
         pl.concat_str(
             pl.lit("Text: "),
             pl.col("text").str.strip_chars(),
@@ -133,37 +123,13 @@ def stage_snow2008_rte(path: Path) -> pl.DataFrame:
             pl.lit("RTE: "),
             pl.col("task").str.strip_chars().replace(TASKS),
         ).alias("category"),
-    ).unique(subset="_item", keep="first", maintain_order=True)
-    staged = labels.with_columns(
-        physical_lines(columns).alias(LINE_COLUMN),
-        delimited_row_text(columns, separator="\t").alias(RAW_COLUMN),
-        pl.col("orig_id").str.strip_chars().alias("_item"),
-        mapped_label("response", LABEL_CHOICES).alias("choice"),
-        mapped_label("gold", LABEL_CHOICES).alias("gold_choice"),
-    ).join(texts, on="_item", how="left", maintain_order="left")
+    ).unique(subset=ITEM_COLUMN, keep="first", maintain_order=True)
+    staged = map_labels(labels, LABEL_CHOICES).join(
+        texts, on=ITEM_COLUMN, how="left", maintain_order="left"
+    )
     row_error = errors(
-        when_error(
-            blank(pl.col("!amt_worker_ids")),
-            "!amt_worker_ids is empty; expected the MTurk worker id of the label. Restore it "
-            "from the original release or remove the row",
-        ),
-        when_error(
-            pl.col("choice").is_null(),
-            pl.concat_str(
-                pl.lit("response is "),
-                quoted(pl.col("response")),
-                pl.lit("; expected 1 (entailed) or 0 (not entailed). Correct the label"),
-            ),
-        ),
-        when_error(
-            pl.col("gold_choice").is_null() & ~blank(pl.col("gold")),
-            pl.concat_str(
-                pl.lit("gold is "),
-                quoted(pl.col("gold")),
-                pl.lit(
-                    "; expected 1 (entailed), 0 (not entailed) or empty. Correct the gold label"
-                ),
-            ),
+        *label_errors(
+            "1 (entailed) or 0 (not entailed)", "1 (entailed), 0 (not entailed) or empty"
         ),
         when_error(
             pl.col("prompt").is_null(),
@@ -177,20 +143,7 @@ def stage_snow2008_rte(path: Path) -> pl.DataFrame:
             ),
         ),
     )
-    return staged.with_columns(
-        pl.lit(str(labels_path)).alias(SOURCE_COLUMN),
-        row_error.alias(ERROR_COLUMN),
-        pl.col("!amt_worker_ids").str.strip_chars().alias("reviewer_id"),
-        pl.lit(YES).alias("response_a"),
-        pl.lit(NO).alias("response_b"),
-        pl.concat_str(
-            pl.lit("snow2008-rte:"),
-            pl.col("!amt_annotation_ids").str.strip_chars(),
-            pl.lit(":"),
-            "_item",
-        ).alias("comparison_id"),
-        pl.col("!amt_annotation_ids").str.strip_chars().alias("batch"),
-    )
+    return staged.with_columns(*label_columns(NAME, labels_path, row_error, YES, NO))
 
 
 def read_snow2008_rte(path: Path, chunk_rows: int = 100_000) -> Iterator[pa.Table]:
