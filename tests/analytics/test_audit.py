@@ -250,6 +250,31 @@ def test_reliability_tracks_gold_better_than_majority(tmp_path: Path, folder: st
     assert ours > 0.75
 
 
+def test_the_temporal_set_one_label_spammers_are_lapses_not_a_school(tmp_path: Path) -> None:
+    # Snow et al.'s temporal labels: five busy workers click nearly one label whatever the item
+    # (gold accuracy 0.44-0.60, 40% of the votes); held to lapse rates below one half they
+    # formed a school of their own (K = 2) and were reliability ~0.5
+    from dissensus.analytics.jobs.fit import run_fit
+    from dissensus.models.annotator import AnnotatorConfig
+
+    source = DATA / "snow2008_mturk" / "temp.standardized.tsv"
+    if not source.is_file():
+        pytest.skip(f"{source} is not here (shared data folder absent)")
+    con = connect(tmp_path / "temp.duckdb")
+    ingest_file(con, source)
+    outcome = run_fit(con, AnnotatorConfig())
+    assert outcome.model.fit_summary_["n_schools"] == 1
+    out = audit.reviewer_audit(con)
+    spammers = out.filter(pl.col("gold_accuracy") < 0.62, pl.col("n_votes") >= 100)
+    assert spammers.height == 5 and spammers["flagged"].all()
+    assert spammers["reliability"].max() < 0.2, spammers
+    flagged = out.filter(pl.col("flagged"))
+    rest = out.filter(~pl.col("flagged"))
+    assert flagged.height <= 10 and "unreliable: frequent lapses" not in flagged["verdict"]
+    assert flagged["gold_accuracy"].mean() < 0.65 < 0.85 < rest["gold_accuracy"].mean()
+    assert spearmanr(out["reliability"], out["gold_accuracy"])[0] > 0.6
+
+
 def test_a_warehouse_of_an_older_schema_is_audited_read_only(tmp_path: Path, warehouse, vote,
                                                               fake_fit, schema_before) -> None:
     """A warehouse written before the fits stored lapse evidence and agreement intervals, opened
