@@ -329,8 +329,14 @@ def _unsettled_reason(row: dict, cfg: AuditConfig) -> str:
     evidence = float(row["model_lapse_evidence"])
     votes = f"their {row['n_votes']} votes"
     if evidence >= 1.0:
-        return (f"{votes} favour lapses {evidence:.1f} to 1 over careful, too little to flag: "
-                "more votes would settle it")
+        # the fit flags only where a high lapse rate is also probable, so with few votes even
+        # strong odds can leave the interval reaching careful rates: say so, not "too little"
+        low, high = row.get("reliability_low"), row.get("reliability_high")
+        reach = ("" if low is None or high is None else
+                 f", and their reliability interval ({_f(low)}–{_f(high)}) still reaches "
+                 "careful rates")
+        return (f"{votes} favour lapses {evidence:.1f} to 1 over careful{reach}: too little "
+                "to flag; more votes would settle it")
     return (f"{votes} favour careful only {1 / evidence:.1f} to 1 (the audit asks "
             f"{cfg.settled_bayes_factor:g} to 1): the reliability shown is mostly the pool's, "
             "not a verdict on them")
