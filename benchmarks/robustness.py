@@ -92,6 +92,11 @@ def run_world(name: str, seed: int, config: AnnotatorConfig,
     rows.append({"world": name, "seed": seed, "method": "dissensus", "seconds": seconds,
                  **scores, "summary": model.fit_summary_.get("diagnostics", {}).get("verdicts")})
     votes = world.judgments.select("reviewer_id", "pair_id", "outcome")
+    if world.spec.label_task:  # the peers' classes are labels: each vote as the label it names
+        side = world.pairs.select("pair_id", "response_1_is_label_a")
+        votes = votes.join(side, on="pair_id", how="left").select(
+            "reviewer_id", "pair_id", outcome=pl.col("outcome") * pl.when(
+                pl.col("response_1_is_label_a")).then(1).otherwise(-1))
     peer_seconds: dict[str, float] = {}
     for peer, fn in PEERS.items():
         start = time.perf_counter()

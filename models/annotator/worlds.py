@@ -21,6 +21,10 @@ from that story in one named way each, with the truth needed to score any method
   with each other on every pair, as a school would, and with nobody else;
 * ``heavy_workload``: workloads spread a hundredfold (lognormal sigma 2): a few reviewers cast
   hundreds of votes, most cast a handful, as in real crowds;
+* ``label_spammers``: a label task (two fixed label texts, no display order) where 12% of the
+  workers click one label (each their own) on nearly every item (lapse rates 0.8-0.95) and cast
+  six times a typical worker's share of the votes, as the busiest spammers of Snow et al.'s RTE
+  and temporal sets do (no ties: a worker picks one of the labels);
 * ``story``: the model's own story (two schools, 15% rushed), as a control.
 
 Each judgment's truth carries the probability of the observed outcome under a careful judgment
@@ -38,7 +42,7 @@ import numpy as np
 import polars as pl
 from scipy.special import expit
 
-LapseMode = Literal["first", "uniform", "longer", "model", "tie"]
+LapseMode = Literal["first", "uniform", "longer", "model", "tie", "label"]
 SchoolMode = Literal["contested", "content"]
 
 
@@ -68,6 +72,12 @@ class WorldSpec:
     lapse_tie_share: float = 0.7  # lapse_mode 'tie': share of lapses that are ties
     position_biased_share: float = 0.08
     reversed_share: float = 0.0  # careful reviewers whose votes are reversed (swapped buttons)
+    # a label task: the two replies of every pair are the same two label texts (label A the
+    # longer), shown in no recorded order, and which one is response 1 is a coin flip per pair
+    # (as the warehouse leaves them); lapse_mode 'label': each reviewer's lapses lean toward
+    # one label, A or B at random
+    label_task: bool = False
+    rushed_workload: float = 1.0  # how many times a typical reviewer's share a rushed one casts
     tau: float = 0.35  # careful tie threshold (ordered logit)
     seed: int = 0
 
@@ -110,6 +120,11 @@ WORLDS: dict[str, WorldSpec] = {
                           reversed_share=0.06),
     "heavy_workload": WorldSpec(name="heavy_workload", school_shares=(1.0,), rushed_share=0.2,
                                 lapse_mode="uniform", workload_sigma=2.0),
+    "label_spammers": WorldSpec(name="label_spammers", label_task=True, n_reviewers=80,
+                                n_pairs=500, votes_per_pair=(6, 10), workload_sigma=1.0,
+                                school_shares=(1.0,), rushed_share=0.12, rushed_workload=6.0,
+                                rushed_lapse=(0.8, 0.95), lapse_mode="label", lapse_lean=0.95,
+                                position_biased_share=0.0, tau=0.0),
 }
 """The suite, by name. Sizes are small enough for a fit in seconds on 2 cores."""
 
@@ -137,18 +152,21 @@ class World:
                                     "response_1_model", "response_2_model")
         return self.judgments.select(
             "comparison_id", "reviewer_id", "pair_id", "prompt_id", "outcome",
-            pl.when(pl.col("first_shown_is_response_1")).then(1).otherwise(2)
+            (pl.lit(None) if self.spec.label_task else
+             pl.when(pl.col("first_shown_is_response_1")).then(1).otherwise(2))
             .cast(pl.Int8).alias("first_shown"),
             "response_1_id", "response_2_id",
         ).join(replies, on="pair_id", how="left", maintain_order="left")
 
 
-def _draw_workload(spec: WorldSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _draw_workload(spec: WorldSpec, rng: np.random.Generator,
+                   rushed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(reviewer index, pair index) of every judgment."""
     n_r, n_j = spec.n_reviewers, spec.n_pairs
     if spec.rate_every_pair:
         return np.tile(np.arange(n_r), n_j), np.repeat(np.arange(n_j), n_r)
     activity = rng.lognormal(0.0, spec.workload_sigma, n_r) if spec.workload_sigma else np.ones(n_r)
+    activity = np.where(rushed, activity * spec.rushed_workload, activity)
     activity /= activity.sum()
     lo, hi = spec.votes_per_pair
     rows_r: list[np.ndarray] = []
@@ -177,6 +195,11 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
     length = rng.lognormal(5.0, 0.5, (n_j, 2)).round()
     model = rng.integers(0, 3, (n_j, 2))
     d_content = content[:, 0] - content[:, 1]
+    label_side = np.zeros(n_j)
+    if spec.label_task:  # drawn only here: the other worlds keep their draws
+        label_side = np.where(rng.random(n_j) < 0.5, 1.0, -1.0)  # +1: response 1 is label A
+        length = np.where(label_side[:, None] > 0, [[43.0, 42.0]], [[42.0, 43.0]])
+        d_content = np.zeros(n_j)
     longer = np.sign(length[:, 0] - length[:, 1])
 
     # reviewers
@@ -214,9 +237,11 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         contested &= (margins.max(axis=1) - margins.min(axis=1)) > 1.5
 
     # judgments
-    r_idx, j_idx = _draw_workload(spec, rng)
+    r_idx, j_idx = _draw_workload(spec, rng, rushed)
     n = r_idx.size
     s = np.where(rng.random(n) < 0.5, 1, -1)
+    if spec.label_task:  # no display order: a bias (and a lapse's lean) points at label A
+        s = label_side[j_idx].astype(np.int64)
     eta = (margins[j_idx, school[r_idx]] + taste[r_idx] * d_content[j_idx]
            + 1.5 * length_taste[r_idx] * longer[j_idx] + beta[r_idx] * s)
     p_plus, p_minus = expit(eta - spec.tau), expit(-eta - spec.tau)
@@ -235,6 +260,9 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
     elif spec.lapse_mode == "model":  # toward the reply of model 0
         m1, m2 = model[j_idx, 0] == 0, model[j_idx, 1] == 0
         toward = np.where(m1 & ~m2, 1.0, np.where(m2 & ~m1, -1.0, 0.0))
+    elif spec.lapse_mode == "label":  # each reviewer's lapses toward one label, A or B
+        label_dir = np.where(rng.random(n_r) < 0.5, 1.0, -1.0)
+        toward = label_side[j_idx] * label_dir[r_idx]
     elif spec.lapse_mode == "tie":
         l_tie = np.full(n, spec.lapse_tie_share)
     l_plus = np.where(toward > 0, lean, np.where(toward < 0, 1 - lean, 0.5)) * (1 - l_tie)
@@ -259,7 +287,7 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         "response_1_id": [f"a{j:05d}" for j in j_idx[order]],
         "response_2_id": [f"b{j:05d}" for j in j_idx[order]],
         "careful": careful[order],
-        "first_shown_is_response_1": s[order] > 0,
+        "first_shown_is_response_1": (s[order] > 0) if not spec.label_task else None,
         "outcome": y[order],
         "p_careful": p_careful[order],
         "p_lapse": p_lapse[order],
@@ -286,6 +314,7 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         "response_2_length": length[:, 1],
         "response_1_model": [f"model_{m}" for m in model[:, 0]],
         "response_2_model": [f"model_{m}" for m in model[:, 1]],
+        "response_1_is_label_a": label_side > 0,
         **{f"margin_{k}": margins[:, k] for k in range(n_k)},
     })
     return World(spec, reviewers, pairs, judgments)
@@ -303,7 +332,7 @@ def oracle_reliability(world: World, grid_size: int = 400, lapse_from: float = 0
     that threshold (the ceiling for flag precision and recall).
     """
     spec = world.spec
-    grid = np.linspace(0.0, 0.6, grid_size)
+    grid = np.linspace(0.0, max(0.6, min(spec.rushed_lapse[1] + 0.05, 1.0)), grid_size)
     prior = np.zeros(grid_size)
     for (lo, hi), mass in ((spec.careful_lapse, 1 - spec.rushed_share),
                            (spec.rushed_lapse, spec.rushed_share)):
