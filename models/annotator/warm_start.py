@@ -38,14 +38,17 @@ def _point(state: GridState) -> dict[str, Any]:
     order = np.argsort(-state.school_weights, kind="stable")
     margins = state.pair_post @ state.lattice.margins()[:, order]  # (J, K)
     mu = margins.mean(axis=1)
-    eps = np.clip(state.lapse_marginal() @ state.lapse_grid, 0.005, 0.49)
+    # the grid's midpoints (i + 1/2) L / G span (0, L): their first and last sum to the bound
+    # L on the lapse rate (0.5, or label_lapse_max in a label task), as the model's eps uses it
+    lapse_max = float(state.lapse_grid[0] + state.lapse_grid[-1])
+    eps = np.clip(state.lapse_marginal() @ state.lapse_grid, 0.01 * lapse_max, 0.98 * lapse_max)
     bias = state.bias_marginal() @ state.bias_grid
     gamma = np.clip(state.gamma, 0.02, 0.98)
     tilt_loc = float(logit(np.clip(state.tilt_mean, 0.05, 0.95))) + TILT_LOC_OFFSET
     point: dict[str, Any] = {
         "sigma_mu": float(max(mu.std(), 0.5)), "mu": mu,
         "eps_loc": EPS_LOC, "eps_scale": EPS_SCALE,
-        "z_eps": (logit(2 * eps) - EPS_LOC) / EPS_SCALE,
+        "z_eps": (logit(eps / lapse_max) - EPS_LOC) / EPS_SCALE,
         "sigma_beta": BIAS_SCALE, "z_beta": bias / BIAS_SCALE,
         "tilt_loc": tilt_loc, "tilt_scale": TILT_SCALE,
         "z_tilt": (logit(gamma) - tilt_loc) / TILT_SCALE,
