@@ -2,7 +2,7 @@
 
 Shown by the fit summary, ``dissensus reviewers``, the Overview and the Reviewer audit pages:
 near-chance agreement, too few reviewers for schools, reviewers who cannot be placed in a
-school, reversed votes, lapses that lean.
+school, busy reviewers who lapse on most of their votes, reversed votes, lapses that lean.
 """
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ UNPLACED_SHARE = 0.25
 """The share of reviewers not placed at which the fit says so."""
 FEW_JUDGMENTS = 5
 """Median judgments per reviewer below which one school says nothing about the pool's views."""
+MOSTLY_LAPSES = 0.5
+"""Reliability below which a flagged reviewer lapses on most of their votes."""
+BUSY_LAPSERS_SHARE = 0.1
+"""The share of all votes, cast by reviewers who lapse on most of theirs, at which the fit says
+so: that much of the data carries almost no information."""
+
 def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
                   diagnostics: dict[str, Any], config: AnnotatorConfig) -> list[str]:
     """What the data cannot support, in words a labeling lead can act on."""
@@ -43,6 +49,7 @@ def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
     elif lapse_flags == 0 and float(np.max(res.lapse_evidence, initial=0.0)) < 3.0:
         notes.append("No reviewer's votes set them apart from the pool: nobody is flagged for "
                      "lapses.")
+    notes += _busy_lapser_notes(reviewers)
     reversed_n = len(reversed_reviewers(res))
     if reversed_n:
         notes.append(f"{reversed_n} reviewer{'s' if reversed_n != 1 else ''} vote against a "
@@ -61,6 +68,25 @@ def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
         notes.append(f"Lapses in this pool lean {lean}; the model reads such votes as lapses, "
                      "so the reply property alone does not make a vote careful.")
     return notes
+
+
+def _busy_lapser_notes(reviewers: pl.DataFrame) -> list[str]:
+    """Say so when reviewers flagged for lapsing on most of their votes cast a good share of
+    all votes (as a few busy workers who click one label whatever the item do on Snow et
+    al.'s RTE and temporal sets): the lead's first check, and data that adds little."""
+    total = int(reviewers["n_comparisons"].sum()) if reviewers.height else 0
+    lapsers = reviewers.filter(pl.col("flagged") & (pl.col("reliability") < MOSTLY_LAPSES)
+                               & pl.col("flag_reason").str.contains("lapse rate").fill_null(False))
+    cast = int(lapsers["n_comparisons"].sum())
+    if not total or cast < BUSY_LAPSERS_SHARE * total:
+        return []
+    n = lapsers.height
+    return [f"{n} reviewer{'s' if n != 1 else ''} lapse{'' if n != 1 else 's'} on most of "
+            f"their votes (reliability below {MOSTLY_LAPSES:g}) and "
+            f"cast {cast / total:.0%} of all the votes: the fit gives those votes little weight "
+            "in the consensus and in reward training. Check them first (the same answer "
+            "whatever the item, a script, a broken form); more votes from careful reviewers "
+            "would replace what they did not add."]
 
 
 def _placement_notes(reviewers: pl.DataFrame, n_schools: int) -> list[str]:

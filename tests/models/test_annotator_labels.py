@@ -124,6 +124,9 @@ def test_spammers_who_click_one_label_lapse_on_every_vote_and_form_no_school() -
     assert fitted.fit_summary_["n_schools"] == 1
     assert spam["flagged"].all() and spam["reliability"].max() < 0.2, spam
     assert not careful["flagged"].any(), careful.filter(pl.col("flagged"))
+    notes = fitted.fit_summary_["diagnostics"]["verdict_notes"]
+    assert any(n.startswith("3 reviewers lapse on most of their votes") and "cast 33%" in n
+               for n in notes), notes
     # held below one half, the spammers explain their other half as a school of their own
     held = AnnotatorModel(AnnotatorConfig(max_iter=150, label_lapse_max=0.5)).fit(frame)
     assert held.fit_summary_["n_schools"] == 2
