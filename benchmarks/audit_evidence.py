@@ -9,8 +9,9 @@ is what the audit said until the fit stored ``lapse_evidence``: every unflagged 
 enough votes was "ok".
 
 ``python benchmarks/audit_evidence.py --real`` does the same on the real label sets with expert
-gold (RTE, bluebirds; ../shared/data), with the gold hidden from the fit and the audit (so no
-verdict reads it), and prints each verdict's workers with their mean accuracy against the gold.
+gold (RTE, temporal ordering, bluebirds; ../shared/data), with the gold hidden from the fit and
+the audit (so no verdict reads it), and prints each verdict's workers with their mean accuracy
+against the gold.
 """
 
 from __future__ import annotations
