@@ -1,5 +1,6 @@
 """Reviewer-audit benchmark: time every audit function on a 1M-comparison demo warehouse, and
-compare reliability rankings against gold on RTE and bluebirds (Spearman) with the peers.
+compare reliability rankings against gold on the gold sets (RTE, temporal, bluebirds;
+Spearman) with the peers.
 
     .venv/bin/python benchmarks/audit.py --workdir benchmarks/out/audit [--n 1000000] [--skip-speed]
         [--repeat 3] [--only reviewer_audit report_card] [--skip-gold]

@@ -247,7 +247,7 @@ def over_call(frame: pl.DataFrame, share: float, rate: float, seed: int) -> pl.D
     """Make ``share`` of the workers over-call one label: each of their votes for the other
     label becomes a vote for it with probability ``rate`` (gold unchanged).
 
-    The two labels of RTE and bluebirds are fixed replies of different lengths; which one is
+    The two labels of each gold set are fixed replies of different lengths; which one is
     response 1 is the pair's canonical order, a coin flip per item, so "the longer label" is one
     label and "response 1" is not."""
     chosen = over_callers(frame, share, seed)
