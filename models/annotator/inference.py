@@ -465,9 +465,12 @@ def fit_em(
 def fit(
     enc: EncodedFrame, config: AnnotatorConfig, progress: Progress | None = None
 ) -> FitResult:
-    """Fit with the configured method; ``auto`` picks NUTS for small data, else EM."""
-    if enc.cues.label_order:  # a label task: lapses may run past one half (label_lapse_max)
-        enc = replace(enc, judgments=replace(enc.judgments, lapse_max=config.label_lapse_max))
+    """Fit with the configured method; ``auto`` picks NUTS for small data, else EM.
+
+    In a label task the lapse bound is chosen first (:func:`choose_label_lapse_bound`)."""
+    em_result, bound_note = None, None
+    if enc.cues.label_order and config.label_lapse_max > enc.judgments.lapse_max:
+        enc, em_result, bound_note = choose_label_lapse_bound(enc, config, progress)
     method = config.method
     reason = "requested"
     if method == "auto":
@@ -478,10 +481,50 @@ def fit(
             f"{'<=' if small else '>'} nuts_max_comparisons={config.nuts_max_comparisons}"
         )
     if method == "em":
-        result = fit_em(enc, config, progress)
+        result = em_result if em_result is not None else fit_em(enc, config, progress)
     else:
         from .sampling import fit_sampled
 
         result = fit_sampled(enc, config, method, progress)
     result.diagnostics["method_reason"] = reason
+    if bound_note is not None:
+        result.diagnostics["label_lapse_bound"] = bound_note
+        result.diagnostics.setdefault("warnings", []).append(bound_note["note"])
     return result
+
+
+def choose_label_lapse_bound(enc: EncodedFrame, config: AnnotatorConfig,
+                             progress: Progress | None = None
+                             ) -> tuple[EncodedFrame, FitResult, dict[str, Any]]:
+    """The lapse bound of a label task: one half, or ``label_lapse_max`` where that predicts the
+    votes clearly better.
+
+    A worker who clicks one label whatever the item lapses on nearly every vote; held below one
+    half, the other half of their votes pulls the consensus toward their label, and a few such
+    workers form a "school" of their own (Snow et al.'s RTE and temporal sets). But a wide bound
+    also lets a careful minority school's departures read as lapses at one school. So both
+    readings are fitted in full (K chosen within each) and the wide one is kept only where its
+    leave-one-out predictive density beats the narrow one's by the K-selection rule of
+    :func:`.selection.choose_k` (the simpler reading otherwise). Returns the frame with the
+    bound chosen, the EM fit made with it and a note for the summary.
+    """
+    narrow = fit_em(enc, config, progress)
+    wide_enc = replace(enc, judgments=replace(enc.judgments, lapse_max=config.label_lapse_max))
+    wide = fit_em(wide_enc, config, progress)
+    if narrow.grid_state is None or wide.grid_state is None:
+        return enc, narrow, {"bound": enc.judgments.lapse_max, "note": "lapse bound not compared"}
+    diff = wide.grid_state.loo - narrow.grid_state.loo
+    gain = float(diff.sum())
+    se = float(np.sqrt(diff.size * np.var(diff)))
+    kept = choose_k({1: narrow.grid_state.loo, 2: wide.grid_state.loo}, config)[0] == 2
+    figures = f"elpd {gain:+,.1f} ± {se:,.1f}"
+    if kept:
+        note = (f"label task: lapse rates read up to {config.label_lapse_max:.0%}, not one half "
+                f"({figures}): workers who click one label whatever the item are lapses on "
+                "nearly every vote, not a school of their own")
+        return wide_enc, wide, {"bound": config.label_lapse_max, "elpd_gain": gain, "se": se,
+                                "note": note}
+    note = (f"label task: lapse rates read below one half ({figures} for reading them up to "
+            f"{config.label_lapse_max:.0%}: not clearly better)")
+    return enc, narrow, {"bound": enc.judgments.lapse_max, "elpd_gain": gain, "se": se,
+                         "note": note}

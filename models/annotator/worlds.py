@@ -25,6 +25,8 @@ from that story in one named way each, with the truth needed to score any method
   workers click one label (each their own) on nearly every item (lapse rates 0.8-0.95) and cast
   six times a typical worker's share of the votes, as the busiest spammers of Snow et al.'s RTE
   and temporal sets do (no ties: a worker picks one of the labels);
+* ``label_schools``: a label task where a careful 30% minority labels 30% of the items the other
+  way: the counterpart of ``label_spammers``, whose departures must not be read as lapses;
 * ``story``: the model's own story (two schools, 15% rushed), as a control.
 
 Each judgment's truth carries the probability of the observed outcome under a careful judgment
@@ -125,6 +127,10 @@ WORLDS: dict[str, WorldSpec] = {
                                 school_shares=(1.0,), rushed_share=0.12, rushed_workload=6.0,
                                 rushed_lapse=(0.8, 0.95), lapse_mode="label", lapse_lean=0.95,
                                 position_biased_share=0.0, tau=0.0),
+    "label_schools": WorldSpec(name="label_schools", label_task=True, n_reviewers=80,
+                               n_pairs=500, votes_per_pair=(6, 10), school_shares=(0.7, 0.3),
+                               contested_share=0.3, rushed_share=0.1, lapse_mode="label",
+                               lapse_lean=0.8, position_biased_share=0.0, tau=0.0),
 }
 """The suite, by name. Sizes are small enough for a fit in seconds on 2 cores."""
 

@@ -342,3 +342,17 @@ def test_label_spammers_are_lapses_and_ranked_last() -> None:
     assert scores["coverage"] >= 0.9
     held = _fit(world, AnnotatorConfig(max_iter=60, label_lapse_max=0.5))
     assert verdict_scores(world, held.reviewer_estimates_, held.n_schools_)["rushed_recall"] < 0.6
+
+
+def test_a_careful_minority_in_a_label_task_keeps_its_school() -> None:
+    """Lapses up to 95% would read this draw's careful 30% minority as lapsing at one school
+    (9 careful workers flagged, K = 1): the wide bound is kept only where it predicts the votes
+    clearly better, and here it does not."""
+    world = simulate_world(WORLDS["label_schools"], seed=2)
+    model = _fit(world, AnnotatorConfig())
+    scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
+    assert model.n_schools_ == 2 and scores["school_ari"] >= 0.8
+    assert scores["careful_flagged_n"] == 0
+    bound = model.fit_summary_["diagnostics"]["label_lapse_bound"]
+    assert bound["bound"] == 0.5 and bound["elpd_gain"] < 0
+    assert bound["note"].startswith("label task: lapse rates read below one half")
