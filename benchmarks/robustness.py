@@ -70,6 +70,16 @@ def _series_frame(series: pd.Series, name: str = "reliability") -> pl.DataFrame:
                          name: series.to_numpy(dtype=float)})
 
 
+def label_votes(frame: pl.DataFrame) -> pl.DataFrame:
+    """A label task's votes for the peers, each as the label it names (+1: the longer label).
+
+    Their classes are labels, and a lean toward one label is what Dawid-Skene's confusion
+    matrices are for; the warehouse's canonical order would hide it behind a coin flip per
+    item."""
+    return frame.select("reviewer_id", "pair_id", outcome=pl.col("outcome") * pl.when(
+        pl.col("response_1_length") > pl.col("response_2_length")).then(1).otherwise(-1))
+
+
 def with_votes_per_pair(spec: WorldSpec, votes: tuple[int, int]) -> WorldSpec:
     """``spec`` with ``votes`` per pair and as many fewer pairs, so that each reviewer casts
     about as many votes as before: the pairs' margins are better known, the reviewers not."""
@@ -91,12 +101,8 @@ def run_world(name: str, seed: int, config: AnnotatorConfig,
     scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
     rows.append({"world": name, "seed": seed, "method": "dissensus", "seconds": seconds,
                  **scores, "summary": model.fit_summary_.get("diagnostics", {}).get("verdicts")})
-    votes = world.judgments.select("reviewer_id", "pair_id", "outcome")
-    if world.spec.label_task:  # the peers' classes are labels: each vote as the label it names
-        side = world.pairs.select("pair_id", "response_1_is_label_a")
-        votes = votes.join(side, on="pair_id", how="left").select(
-            "reviewer_id", "pair_id", outcome=pl.col("outcome") * pl.when(
-                pl.col("response_1_is_label_a")).then(1).otherwise(-1))
+    votes = (label_votes(frame) if world.spec.label_task
+             else world.judgments.select("reviewer_id", "pair_id", "outcome"))
     peer_seconds: dict[str, float] = {}
     for peer, fn in PEERS.items():
         start = time.perf_counter()
@@ -285,11 +291,7 @@ def real_gold(config: AnnotatorConfig, workdir: Path) -> pl.DataFrame:
             methods = {"dissensus": fitted.select("reviewer_id", "reliability"),
                        "dissensus agreement": fitted.select("reviewer_id",
                                                             reliability=pl.col("agreement"))}
-            # the peers see each vote as the label it names (their classes are labels, and a
-            # lean toward one label is what Dawid-Skene's confusion matrices are for); the
-            # warehouse's canonical order would hide it behind a coin flip per item
-            votes = frame.select("reviewer_id", "pair_id", outcome=pl.col("outcome") * pl.when(
-                pl.col("response_1_length") > pl.col("response_2_length")).then(1).otherwise(-1))
+            votes = label_votes(frame)
             for peer in ("majority", "dawid_skene"):
                 methods[peer] = _series_frame(PEERS[peer](votes))
             flagged = set(fitted.filter(pl.col("flagged"))["reviewer_id"].to_list())

@@ -24,6 +24,7 @@ from dissensus.analytics.api.errors import ApiError
 from dissensus.analytics.jobs.reward import ensemble_spread, load_run, standardised_scores
 from dissensus.models.reward.pipeline import model_inputs
 from dissensus.models.reward.train import response_outputs
+from dissensus.warehouse.fits import latest_run as newest_run
 
 _loaded: dict[str, tuple[Any, Any]] = {}
 _lock = threading.Lock()  # one model in memory per run; torch inference one call at a time
@@ -32,9 +33,7 @@ _lock = threading.Lock()  # one model in memory per run; torch inference one cal
 def latest_run(con: duckdb.DuckDBPyConnection) -> str:
     """The newest reward run (:func:`dissensus.warehouse.fits.latest_run`), or a 404 saying how
     to make one."""
-    from dissensus.warehouse.fits import latest_run as newest
-
-    run = newest(con)
+    run = newest_run(con)
     if run is None:
         raise ApiError(404, "no_run", "The warehouse holds no reward run to score with.",
                        expected="a run made by `dissensus train` or POST /v1/jobs/train",

@@ -518,12 +518,12 @@ def choose_label_lapse_bound(enc: EncodedFrame, config: AnnotatorConfig,
     auto = config.n_schools == "auto"
     wide = fit_em(wide_enc, config.model_copy(update={"n_schools": 1}) if auto else config,
                   progress)
-    if narrow.grid_state is None or wide.grid_state is None:
-        return enc, narrow, {"bound": enc.judgments.lapse_max, "note": "lapse bound not compared"}
-    diff = wide.grid_state.loo - narrow.grid_state.loo
+    assert narrow.grid_state is not None and wide.grid_state is not None  # fit_em keeps them
+    loo_narrow, loo_wide = narrow.grid_state.loo, wide.grid_state.loo
+    diff = loo_wide - loo_narrow
     gain = float(diff.sum())
     se = float(np.sqrt(diff.size * np.var(diff)))
-    kept = choose_k({1: narrow.grid_state.loo, 2: wide.grid_state.loo}, config)[0] == 2
+    kept = choose_k({1: loo_narrow, 2: loo_wide}, config)[0] == 2
     figures = f"elpd {gain:+,.1f} ± {se:,.1f}"
     if kept and auto:  # the wide reading it is, with K chosen (and flags checked) as asked
         wide = fit_em(wide_enc, config, progress)

@@ -320,7 +320,6 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         "response_2_length": length[:, 1],
         "response_1_model": [f"model_{m}" for m in model[:, 0]],
         "response_2_model": [f"model_{m}" for m in model[:, 1]],
-        "response_1_is_label_a": label_side > 0,
         **{f"margin_{k}": margins[:, k] for k in range(n_k)},
     })
     return World(spec, reviewers, pairs, judgments)
