@@ -494,6 +494,17 @@ def fit(
     return result
 
 
+def _lapse_model_chosen(result: FitResult) -> dict[str, Any]:
+    """The pool's lapse model a fit chose (careful share, lapse ties), as settings that make
+    another fit read the pool the same way without choosing again; none where it chose none."""
+    chosen = [f for f in result.diagnostics.get("fits", []) if "careful_share" in f]
+    if not chosen:
+        return {}
+    share = chosen[-1]["careful_share"]  # the last choice: made without reversed reviewers
+    return {"careful_share": share, "careful_share_strict": share,
+            "lapse_ties": chosen[-1]["lapse_ties"]}
+
+
 def choose_label_lapse_bound(enc: EncodedFrame, config: AnnotatorConfig,
                              progress: Progress | None = None
                              ) -> tuple[EncodedFrame, FitResult, dict[str, Any]]:
@@ -514,10 +525,13 @@ def choose_label_lapse_bound(enc: EncodedFrame, config: AnnotatorConfig,
     wide_enc = replace(enc, judgments=replace(enc.judgments, lapse_max=config.label_lapse_max))
     # the wide reading at one school (the number asked for, where one was): what it is for is
     # workers whose votes a school would otherwise absorb, and one fit instead of a second
-    # choice of K keeps the cost down
+    # choice of K keeps the cost down; so does reading the pool's lapses as the narrow fit
+    # chose (careful share, lapse ties) rather than choosing again: kept, it is fitted again
+    # in full below
     auto = config.n_schools == "auto"
-    wide = fit_em(wide_enc, config.model_copy(update={"n_schools": 1}) if auto else config,
-                  progress)
+    probe = config.model_copy(update={**_lapse_model_chosen(narrow),
+                                      **({"n_schools": 1} if auto else {})})
+    wide = fit_em(wide_enc, probe, progress)
     assert narrow.grid_state is not None and wide.grid_state is not None  # fit_em keeps them
     loo_narrow, loo_wide = narrow.grid_state.loo, wide.grid_state.loo
     diff = loo_wide - loo_narrow
@@ -525,7 +539,7 @@ def choose_label_lapse_bound(enc: EncodedFrame, config: AnnotatorConfig,
     se = float(np.sqrt(diff.size * np.var(diff)))
     kept = choose_k({1: loo_narrow, 2: loo_wide}, config)[0] == 2
     figures = f"elpd {gain:+,.1f} ± {se:,.1f}"
-    if kept and auto:  # the wide reading it is, with K chosen (and flags checked) as asked
+    if kept:  # the wide reading it is, with K and the lapse model chosen as asked
         wide = fit_em(wide_enc, config, progress)
     if kept:
         note = (f"label task: lapse rates read up to {config.label_lapse_max:.0%}, not one half "
