@@ -15,7 +15,10 @@ lapses)", with the counts (the fit's ``lean``). A reviewer the fit finds voting 
 consensus more often than a coin flip would is reported as "reversed votes" (swapped buttons or
 instructions read backwards; see the annotator model's ``reversed_bayes_factor``). In a label
 task (no display order), a reviewer the fit flags for a strong lean toward one label alone is
-reported as "leans toward one label": the label task's position bias, not a lapse rate. With a fit,
+reported as "leans toward one label": the label task's position bias, not a lapse rate; one
+flagged for lapses who picks one label on nearly every item (``one_label_share``) as "one label
+on nearly every item": without failed gold questions, a worker who clicks one label whatever the
+item and a rater who draws the line for it far from everyone else cast the same votes. With a fit,
 "ok" is a verdict the reviewer's own votes must support: where they favour careful over lapses
 by less than ``settled_bayes_factor`` (and no repeats or gold show care) the verdict is "cannot
 tell from their votes", because the reliability shown is then mostly the pool's.

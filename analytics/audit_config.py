@@ -72,6 +72,14 @@ class AuditConfig(BaseModel):
         "below its inverse), or repeats or gold show care; otherwise the verdict is 'cannot "
         "tell from their votes': the reliability shown is then mostly the pool's.",
     )
+    one_label_share: float = Field(
+        0.9, gt=0.5, le=1,
+        description="With a fit of a label task, a reviewer flagged for lapses who picks one "
+        "label on at least this share of their votes is called 'one label on nearly every "
+        "item', not 'unreliable': without failed gold questions the votes cannot tell a "
+        "one-label clicker from a rater whose line for that label sits far from everyone "
+        "else's.",
+    )
     min_gold_accuracy: float = Field(
         0.7,
         ge=0,

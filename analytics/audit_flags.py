@@ -25,10 +25,16 @@ POSITION_BIAS_REASON = "strong position bias"
 LABEL_LEAN_REASON = "strong lean toward one label"
 """How the fit's flag reason begins when a reviewer is flagged for a lean alone (written by
 ``dissensus.models.annotator.estimator``): toward the reply shown first, or, in a label task
-without display order, toward one label. Neither is a lapse."""
+without display order, toward one label. Neither is a lapse. Read only for a warehouse too old
+to store ``flag_kinds`` and opened read-only (a migrated one has them filled in)."""
 
 LEANS_TO_ONE_LABEL = "leans toward one label"
-"""The verdict of a reviewer in a label task who picks one label whatever the item."""
+"""The verdict of a reviewer in a label task whose votes lean toward one label."""
+
+ONE_LABEL = "one label on nearly every item"
+"""The verdict of a reviewer in a label task flagged for lapses who picks one label on nearly
+every item: a worker who clicks one label whatever the item and a rater who draws the line for
+that label far from everyone else cast the same votes."""
 
 
 def latest_fit_estimates(con: duckdb.DuckDBPyConnection) -> tuple[str | None, pl.DataFrame]:
@@ -50,16 +56,21 @@ def latest_fit_estimates(con: duckdb.DuckDBPyConnection) -> tuple[str | None, pl
         "WHERE table_name = 'reviewer_estimates'").fetchall()}
     newer = ", ".join(f"{column if column in present else 'NULL'} AS {alias}"
                       for column, alias in _NEWER_COLUMNS)
+    if "flag_kinds" in present:
+        lapse = "flagged AND (flag_kinds LIKE '%lapses%' OR flag_kinds LIKE '%reversed%')"
+        label_lean = "flagged AND flag_kinds = 'lean' AND top_label_share IS NOT NULL"
+    else:  # an older warehouse opened read-only: the reason's words are all there is
+        lean_alone = (f"(flag_reason LIKE '{POSITION_BIAS_REASON}%' OR flag_reason LIKE "
+                      f"'{LABEL_LEAN_REASON}%') AND flag_reason NOT LIKE '%;%'")
+        lapse = f"flagged AND NOT coalesce({lean_alone}, false)"
+        label_lean = (f"flagged AND flag_reason LIKE '{LABEL_LEAN_REASON}%' "
+                      "AND flag_reason NOT LIKE '%;%'")
     est = con.sql(
         f"""
         SELECT reviewer_id, reliability, reliability_low, reliability_high, school,
                school_probability, position_bias AS model_position_bias,
-               coalesce(flagged AND NOT coalesce((flag_reason LIKE '{POSITION_BIAS_REASON}%'
-                                                  OR flag_reason LIKE '{LABEL_LEAN_REASON}%')
-                                                 AND flag_reason NOT LIKE '%;%', false),
-                        false) AS model_lapse_flag,
-               coalesce(flagged AND flag_reason LIKE '{LABEL_LEAN_REASON}%'
-                        AND flag_reason NOT LIKE '%;%', false) AS model_label_lean_flag,
+               coalesce({lapse}, false) AS model_lapse_flag,
+               coalesce({label_lean}, false) AS model_label_lean_flag,
                flag_reason AS model_flag_reason, {newer}
         FROM reviewer_estimates WHERE fit_id = ?""",
         params=[fit_id],
@@ -69,8 +80,9 @@ def latest_fit_estimates(con: duckdb.DuckDBPyConnection) -> tuple[str | None, pl
 
 _NEWER_COLUMNS = (("lean", "model_lean"), ("agreement", "agreement"),
                   ("agreement_low", "agreement_low"), ("agreement_high", "agreement_high"),
-                  ("lapse_evidence", "model_lapse_evidence"))
-"""Columns of ``reviewer_estimates`` added by migrations 5 to 11, with the audit's names."""
+                  ("lapse_evidence", "model_lapse_evidence"),
+                  ("top_label_share", "model_top_label_share"))
+"""Columns of ``reviewer_estimates`` added by migrations 5 to 12, with the audit's names."""
 
 
 def fit_notes(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -276,6 +288,16 @@ def _judge(
     lean = row.get("model_lean") if model else None
     if lean:  # evidence a lead can check: what the reviewer's departures favour
         reasons.append(lean)
+    share = row.get("model_top_label_share") if model else None
+    if unreliable and share is not None and share == share and share >= cfg.one_label_share:
+        # no gold failed (that verdict came first): the votes alone cannot tell a one-label
+        # clicker from a rater whose line sits far from everyone else's, so say both
+        reasons.append(
+            "a worker who clicks one label whatever the item and a rater who draws the line "
+            "for that label far from everyone else cast the same votes: gold questions (or the "
+            "rater's graded scores, where the labels come from a scale) would tell them apart; "
+            "either way these votes say little about the items, and they carry little weight")
+        return ONE_LABEL, True, reasons
     if unreliable and model:
         return "unreliable: frequent lapses", True, reasons
     if unreliable and careful_evidence:

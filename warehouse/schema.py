@@ -400,6 +400,18 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         "ALTER TABLE reviewer_estimates ADD COLUMN agreement_low DOUBLE",
         "ALTER TABLE reviewer_estimates ADD COLUMN agreement_high DOUBLE",
     )),
+    Migration(12, "what each reviewer is flagged for, and a label task's share of one label", (
+        "ALTER TABLE reviewer_estimates ADD COLUMN flag_kinds VARCHAR",
+        "ALTER TABLE reviewer_estimates ADD COLUMN top_label_share DOUBLE",
+        # fits made before: what they were flagged for, read once from the reason's words
+        # (the only place that reads them); their label share stays NULL
+        """UPDATE reviewer_estimates SET flag_kinds = nullif(concat_ws(', ',
+                CASE WHEN flag_reason LIKE '%votes reversed%' THEN 'reversed' END,
+                CASE WHEN flag_reason LIKE '%lapse rate%' THEN 'lapses' END,
+                CASE WHEN flag_reason LIKE '%strong position bias%'
+                       OR flag_reason LIKE '%strong lean toward one label%' THEN 'lean' END), '')
+            WHERE flagged""",
+    )),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

@@ -130,10 +130,11 @@ def run_fit(
             INSERT INTO reviewer_estimates (fit_id, reviewer_id, n_comparisons, reliability,
                 reliability_low, reliability_high, position_bias, school, school_probability,
                 flagged, flag_reason, lean, agreement, agreement_low, agreement_high,
-                lapse_evidence)
+                lapse_evidence, flag_kinds, top_label_share)
             SELECT fit_id, reviewer_id, n_comparisons, reliability, reliability_low,
                    reliability_high, position_bias, school, school_probability, flagged,
-                   flag_reason, lean, agreement, agreement_low, agreement_high, lapse_evidence
+                   flag_reason, lean, agreement, agreement_low, agreement_high, lapse_evidence,
+                   flag_kinds, top_label_share
             FROM new_reviewers
         """)
         con.register("new_pairs", pairs.to_arrow())

@@ -46,6 +46,25 @@ from .predict import (
 from .results import FitResult, Progress
 
 
+def _top_labels(enc: EncodedFrame) -> tuple[list[str] | None, NDArray[np.int64],
+                                            NDArray[np.int64]]:
+    """In a label task read in label order: per reviewer, the label they pick most (its generic
+    name), how often, and how many of their votes name a label (not ties). ``None`` and empty
+    counts elsewhere."""
+    if not enc.cues.label_order:
+        empty = np.zeros(0, dtype=np.int64)
+        return None, empty, empty
+    d = enc.judgments
+    named = d.y != 0
+    # label order: a vote whose sign matches the vote's order names the longer label text
+    longer = np.bincount(d.reviewer, named & (np.sign(d.y) == np.sign(d.s)),
+                         d.n_reviewers).astype(np.int64)
+    labelled = np.bincount(d.reviewer, named, d.n_reviewers).astype(np.int64)
+    more_longer = 2 * longer >= labelled
+    names = [LONGER_LABEL if m else SHORTER_LABEL for m in more_longer]
+    return names, np.where(more_longer, longer, labelled - longer), labelled
+
+
 def _evidence(bayes_factor: float) -> str:
     return "over 1000 to 1" if bayes_factor > 1000 else f"{bayes_factor:.0f} to 1"
 
@@ -53,8 +72,14 @@ def _evidence(bayes_factor: float) -> str:
 REVIEWER_COLUMNS = (
     "reviewer_id", "n_comparisons", "reliability", "reliability_low", "reliability_high",
     "position_bias", "school", "school_probability", "flagged", "flag_reason", "lean",
-    "agreement", "agreement_low", "agreement_high", "lapse_evidence",
+    "agreement", "agreement_low", "agreement_high", "lapse_evidence", "flag_kinds",
+    "top_label_share",
 )
+FLAG_KINDS = ("reversed", "lapses", "lean")
+"""What a reviewer is flagged for, in ``flag_kinds`` (joined by ", "): votes against a clear
+consensus, a lapse rate credibly above the careful pool's, a strong lean (toward the reply shown
+first, or in a label task toward one label). The audit's verdicts read these, not the reason's
+words."""
 PAIR_COLUMNS = (
     "pair_id", "prompt_id", "n_votes", "p_first", "noise_share", "pluralism_share",
     "ambiguity_share", "verdict",
@@ -126,9 +151,14 @@ class AnnotatorModel:
         lapse_flag = lapse_flagged(res, cfg) & (counts >= 2)
         bias_flag = (res.p_strong_bias >= cfg.flag_probability) & (counts >= 2)
         reversed_by = {r["reviewer"]: r for r in reversed_reviewers(res)}
+        top_label, top_count, labelled = _top_labels(enc)
         reasons: list[str | None] = []
+        kinds: list[str | None] = []
         for i in range(len(enc.reviewer_ids)):
             parts = []
+            kind = [k for k, on in zip(FLAG_KINDS, (i in reversed_by, lapse_flag[i],
+                                                    bias_flag[i]), strict=True) if on]
+            kinds.append(", ".join(kind) if kind else None)
             if i in reversed_by:
                 r = reversed_by[i]
                 parts.append(
@@ -136,6 +166,12 @@ class AnnotatorModel:
                     f"{r['clear']} votes, where even a careless coin flip would be on about half "
                     f"(the votes favour reversal {_evidence(r['bayes_factor'])}); check their "
                     "button mapping or instructions (weight 0)")
+            if lapse_flag[i] and top_label is not None:
+                # in a label task a worker who picks one label on nearly every item reads as
+                # lapses tilted toward it: the counts are the fact a lead can check
+                parts.append(
+                    f"picks {top_label[i]} on {top_count[i]} of {labelled[i]} items "
+                    f"({top_count[i] / max(labelled[i], 1):.0%})")
             if lapse_flag[i]:
                 parts.append(
                     f"lapse rate ~{1 - res.reliability[i]:.0%} ({mass} interval "
@@ -175,8 +211,15 @@ class AnnotatorModel:
                 # how far the reviewer's own votes move the odds "lapses" : "careful" from the
                 # pool's (near 1: their votes cannot tell, whatever the reliability shown)
                 "lapse_evidence": np.asarray(res.lapse_evidence, dtype=float),
+                "flag_kinds": kinds,
+                # a label task only: the share of the reviewer's label votes on the label they
+                # pick most (null elsewhere, and for a reviewer with only ties)
+                "top_label_share": (None if top_label is None else
+                                    pl.Series(top_count / np.maximum(labelled, 1))
+                                    .set(pl.Series(labelled == 0), None)),
             },
-            schema_overrides={"flag_reason": pl.String, "lean": pl.String},
+            schema_overrides={"flag_reason": pl.String, "lean": pl.String,
+                              "flag_kinds": pl.String, "top_label_share": pl.Float64},
         ).select(REVIEWER_COLUMNS)
 
     def _agreement(self, enc: EncodedFrame, res: FitResult,

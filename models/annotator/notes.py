@@ -35,7 +35,7 @@ def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
                   diagnostics: dict[str, Any], config: AnnotatorConfig) -> list[str]:
     """What the data cannot support, in words a labeling lead can act on."""
     notes: list[str] = []
-    lapse_flags = int(reviewers["flag_reason"].str.contains("lapse rate").fill_null(False).sum())
+    lapse_flags = int(_flagged_for(reviewers, "lapses").sum())
     kappa = diagnostics.get("vote_kappa")
     plural = float((pairs["verdict"] == "pluralism").mean()) if pairs.height else 0.0
     if kappa is not None and kappa < NEAR_CHANCE_KAPPA and plural < 0.1:
@@ -50,6 +50,7 @@ def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
         notes.append("No reviewer's votes set them apart from the pool: nobody is flagged for "
                      "lapses.")
     notes += _busy_lapser_notes(reviewers)
+    notes += _common_label_lean_notes(reviewers)
     reversed_n = len(reversed_reviewers(res))
     if reversed_n:
         notes.append(f"{reversed_n} reviewer{'s' if reversed_n != 1 else ''} vote against a "
@@ -75,18 +76,48 @@ def _busy_lapser_notes(reviewers: pl.DataFrame) -> list[str]:
     all votes (as a few busy workers who click one label whatever the item do on Snow et
     al.'s RTE and temporal sets): the lead's first check, and data that adds little."""
     total = int(reviewers["n_comparisons"].sum()) if reviewers.height else 0
-    lapsers = reviewers.filter(pl.col("flagged") & (pl.col("reliability") < MOSTLY_LAPSES)
-                               & pl.col("flag_reason").str.contains("lapse rate").fill_null(False))
+    lapsers = reviewers.filter(_flagged_for(reviewers, "lapses")
+                               & (pl.col("reliability") < MOSTLY_LAPSES))
     cast = int(lapsers["n_comparisons"].sum())
     if not total or cast < BUSY_LAPSERS_SHARE * total:
         return []
     n = lapsers.height
+    label_task = lapsers["top_label_share"].is_not_null().any()
     return [f"{n} reviewer{'s' if n != 1 else ''} lapse{'' if n != 1 else 's'} on most of "
             f"their votes (reliability below {MOSTLY_LAPSES:g}) and "
             f"cast {cast / total:.0%} of all the votes: the fit gives those votes little weight "
             "in the consensus and in reward training. Check them first (the same answer "
-            "whatever the item, a script, a broken form); more votes from careful reviewers "
-            "would replace what they did not add."]
+            "whatever the item, a script, a broken form"
+            + ("; where the labels are a matter of judgement, one label on nearly every item "
+               "can also be a rater whose line sits far from everyone else's, which gold "
+               "questions tell apart" if label_task else "")
+            + "); more votes from careful reviewers would replace what they did not add."]
+
+
+def _flagged_for(reviewers: pl.DataFrame, kind: str) -> pl.Series:
+    """Whether each reviewer is flagged for ``kind`` (one of the estimator's flag kinds)."""
+    return reviewers["flag_kinds"].str.contains(kind).fill_null(False)
+
+
+COMMON_LEAN_SHARE = 0.25
+"""The share of a label task's reviewers flagged for a lean alone at which the fit says that a
+lean is how this pool labels, not a trait of a few."""
+
+
+def _common_label_lean_notes(reviewers: pl.DataFrame) -> list[str]:
+    """In a label task where a good share of the pool leans credibly toward one label or the
+    other: say what a lean is, because the votes alone cannot say whether it is a fault."""
+    if not reviewers.height or reviewers["top_label_share"].is_null().all():
+        return []
+    leaners = reviewers.filter((pl.col("flag_kinds") == "lean").fill_null(False))
+    if leaners.height < COMMON_LEAN_SHARE * reviewers.height:
+        return []
+    return [f"{leaners.height} of {reviewers.height} reviewers lean credibly toward one label "
+            "or the other: the raters differ in where they draw the line between the labels. Where "
+            "the task has a right answer, a lean costs accuracy (gold questions show how much); "
+            "where the labels are a matter of judgement (how offensive, how helpful), a lean is "
+            "the rater's own threshold, a taste, not noise. Their votes keep their weight "
+            "either way."]
 
 
 def _placement_notes(reviewers: pl.DataFrame, n_schools: int) -> list[str]:

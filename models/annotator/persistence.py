@@ -82,6 +82,8 @@ def _table_to_dataset(frame: pl.DataFrame, dim: str) -> xr.Dataset:
             data[name] = (dim, np.asarray(col.fill_null("").to_list(), dtype=str))
             data[f"{name}__null"] = (dim, col.is_null().to_numpy().astype(np.int8))
         else:
+            if col.null_count():  # a null number is not a NaN: keep which were null
+                data[f"{name}__null"] = (dim, col.is_null().to_numpy().astype(np.int8))
             data[name] = (dim, col.to_numpy())
     return xr.Dataset(data)
 
@@ -99,7 +101,11 @@ def _dataset_to_table(ds: xr.Dataset, columns: list[str]) -> pl.DataFrame:
                 dtype=pl.String,
             )
         else:
-            out[name] = pl.Series(name, arr)
+            series = pl.Series(name, arr)
+            if f"{name}__null" in ds:
+                nulls = pl.Series(ds[f"{name}__null"].values.astype(bool))
+                series = pl.select(pl.when(nulls).then(None).otherwise(series)).to_series()
+            out[name] = series.alias(name)
     return pl.DataFrame(out)
 
 

@@ -165,6 +165,8 @@ def test_model_lapses_are_the_fits_own_flags_and_its_notes_are_read(warehouse, v
                  "flag_reason": ["lapse rate ~40% (test)" if r == "major1" else
                                  "votes reversed: against a clear consensus on 30 of 36 votes"
                                  if r == "major3" else None for r in schools],
+                 "flag_kinds": ["lapses" if r == "major1" else "reversed" if r == "major3"
+                                else None for r in schools],
                  "lean": ["departures from a clear consensus favour the longer reply in 9 of 10"
                           if r in ("major1", "major2") else None for r in schools]}))
     out = audit.reviewer_audit(con)
@@ -361,3 +363,46 @@ def test_a_lean_toward_one_label_is_its_own_verdict_not_lapses(warehouse, vote) 
     assert all(f'favours the label "{yes}"' in reasons for reasons in leaning["reasons"])
     others = out.filter(~pl.col("reviewer_id").is_in(["r0", "r1", "r2", "r3"]))
     assert not others["flagged"].any(), others
+    # four of ten lean: the fit says what a lean is, since the votes cannot say it is a fault
+    notes = audit.audit_notes(con, out)
+    assert any("4 of 10 reviewers lean credibly toward one label" in n
+               and "a matter of judgement" in n for n in notes), notes
+
+
+def test_one_label_on_every_item_is_not_called_unreliable_without_gold(warehouse, vote) -> None:
+    """A rater who picks one label on nearly every item may click it whatever the item or draw
+    the line for it far from everyone else: without gold the votes cannot tell, so the verdict
+    says what they did, not that they are unreliable; a rater who clicks at random is."""
+    from scipy.special import expit
+
+    from dissensus.analytics.jobs.fit import run_fit
+    from dissensus.models.annotator import AnnotatorConfig
+
+    yes, no = "Yes, the comment is offensive.", "No, it is not."
+    rng = np.random.default_rng(3)
+    margin = rng.normal(0.0, 2.5, 150)
+    rows = []
+    for r in range(14):
+        for j in range(150):
+            if r < 2:  # "yes" whatever the item, or nearly
+                says_yes = bool(rng.random() < 0.97)
+            elif r == 2:  # a coin flip on every item
+                says_yes = bool(rng.random() < 0.5)
+            else:
+                says_yes = bool(rng.random() < expit(margin[j]))
+            rows.append(vote(f"r{r}", j, "a" if says_yes else "b", response_a=yes,
+                             response_b=no, shown_first=None, comparison_id=f"r{r}-{j}"))
+    con = warehouse(rows)
+    run_fit(con, AnnotatorConfig(n_schools=1, max_iter=60))
+    stored = dict(con.execute("SELECT reviewer_id, flag_kinds FROM reviewer_estimates "
+                              "WHERE reviewer_id IN ('r0', 'r1', 'r2')").fetchall())
+    assert stored == {"r0": "lapses", "r1": "lapses", "r2": "lapses"}, stored
+    out = audit.reviewer_audit(con)
+    v = verdicts(out)
+    assert v["r0"] == v["r1"] == "one label on nearly every item", out.head(4)
+    assert out.filter(reviewer_id="r0")["flagged"][0]
+    reasons = out.filter(reviewer_id="r0")["reasons"][0]
+    assert f'picks the label "{yes}" on' in reasons and "gold questions" in reasons, reasons
+    assert v["r2"] == "unreliable: frequent lapses"
+    careful = out.filter(~pl.col("reviewer_id").is_in(["r0", "r1", "r2"]))
+    assert not careful["flagged"].any(), careful

@@ -59,6 +59,7 @@ def insert_fake_fit(path: Path, fake_fit) -> str:
                                                                                    len(rel)),
             school=school, school_probability=0.95, flagged=rel < 0.6,
             flag_reason=pl.when(pl.lit(rel < 0.6)).then(pl.lit("fake: low reliability")),
+            flag_kinds=pl.when(pl.lit(rel < 0.6)).then(pl.lit("lapses")),
             # a stream of its own, so the other fake figures stay as they were
             lapse_evidence=np.exp(np.random.default_rng(1).normal(-1.5, 1.2, len(rel))))
         con.register("est", est.to_arrow())
@@ -80,7 +81,7 @@ def insert_fake_fit(path: Path, fake_fit) -> str:
             config="{}",
             reviewers="""SELECT reviewer_id, n AS n_comparisons, reliability, reliability_low,
                 reliability_high, position_bias, school, school_probability, flagged, flag_reason,
-                lapse_evidence FROM est""",
+                flag_kinds, lapse_evidence FROM est""",
             pairs="""SELECT pe.pair_id, pe.prompt_id, t.body AS prompt, pe.n AS n_votes,
                 0.5 AS p_first, pe.noise AS noise_share, pe.plural AS pluralism_share,
                 pe.amb AS ambiguity_share, pe.verdict

@@ -7,8 +7,9 @@ from pathlib import Path
 import duckdb
 
 from dissensus.warehouse import artefacts
-from dissensus.warehouse.db import connect, connect_memory, database_path
+from dissensus.warehouse.db import connect, connect_memory, database_path, schema_version
 from dissensus.warehouse.fits import fit_record, latest_fit
+from dissensus.warehouse.schema import LATEST_VERSION
 
 
 def _fit(con: duckdb.DuckDBPyConnection, fit_id: str, day: int, outputs: tuple[str, ...]) -> None:
@@ -60,3 +61,32 @@ def test_artefact_folders_sit_beside_the_warehouse(tmp_path: Path) -> None:
     assert database_path(con) == db
     con.close()
     assert database_path(connect_memory()) is None
+
+
+def test_fits_made_before_flag_kinds_get_them_on_upgrade(tmp_path: Path, schema_before) -> None:
+    """What a reviewer was flagged for is read from the reason's words once, by the migration
+    that adds ``flag_kinds``; the audit then reads the column, whatever the words."""
+    db = tmp_path / "w.duckdb"
+    con = connect(db)
+    schema_before(con, 12)
+    _fit(con, "f-old", 1, ())
+    reasons = {
+        "lean": ("strong lean toward one label (β ≈ +1.9, 94% interval +1.2 to +2.0): favours "
+                 'the label "Yes"'),
+        "bias": "strong position bias (β ≈ -1.1, 94% interval -1.6 to -0.7): favours ...",
+        "lapse": "lapse rate ~40% (94% interval 30%–50%; the votes favour it 50 to 1 ...)",
+        "both": "lapse rate ~40% (...); strong position bias (β ≈ +1.0 ...): favours ...",
+        "reversed": "votes reversed: against a clear consensus on 30 of 36 votes ...",
+        "ok": None,
+    }
+    for reviewer, reason in reasons.items():
+        con.execute("INSERT INTO reviewer_estimates (fit_id, reviewer_id, n_comparisons, "
+                    "flagged, flag_reason) VALUES ('f-old', ?, 10, ?, ?)",
+                    [reviewer, reason is not None, reason])
+    con.close()
+    con = connect(db)  # a writer upgrades it
+    assert schema_version(con) == LATEST_VERSION
+    kinds = dict(con.execute("SELECT reviewer_id, flag_kinds FROM reviewer_estimates").fetchall())
+    assert kinds == {"lean": "lean", "bias": "lean", "lapse": "lapses", "both": "lapses, lean",
+                     "reversed": "reversed", "ok": None}
+    con.close()
