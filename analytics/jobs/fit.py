@@ -162,6 +162,20 @@ def run_fit(
     return FitOutcome(fit_id, model, artefact)
 
 
+def flagged_for(reviewers: pl.DataFrame) -> str:
+    """What the flagged reviewers are flagged for, counted by kind: " (10 for lapses, 139 for a
+    lean toward one label)"; empty where nobody is flagged or the fit stores no kinds."""
+    if "flag_kinds" not in reviewers.columns or not reviewers["flagged"].any():
+        return ""
+    kinds = reviewers["flag_kinds"].drop_nulls()
+    lean = ("a lean toward one label" if reviewers["top_label_share"].is_not_null().any()
+            else "position bias")
+    counts = [(int(kinds.str.contains(kind).sum()), words) for kind, words in
+              (("reversed", "reversed votes"), ("lapses", "lapses"), ("lean", lean))]
+    parts = [f"{n:,} for {words}" for n, words in counts if n]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def fit_report_lines(outcome: FitOutcome) -> list[str]:
     """A printed summary: schools and shares, reviewers flagged, pairs by verdict, diagnostics."""
     summary = outcome.model.fit_summary_
@@ -193,7 +207,8 @@ def fit_report_lines(outcome: FitOutcome) -> list[str]:
         if diagnostics.get("loo_model"):
             lines.append(f"    compared on: {diagnostics['loo_model']}")
     reviewers = outcome.model.reviewer_estimates_
-    lines.append(f"  reviewers flagged: {int(reviewers['flagged'].sum())} of {reviewers.height}")
+    lines.append(f"  reviewers flagged: {int(reviewers['flagged'].sum())} of {reviewers.height}"
+                 + flagged_for(reviewers))
     lines.extend(f"  [yellow]{note}[/]" for note in diagnostics.get("verdict_notes") or [])
     verdicts = diagnostics.get("verdicts", {})
     lines.append("  pairs by verdict: " + ", ".join(

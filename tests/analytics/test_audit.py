@@ -342,7 +342,7 @@ def test_a_lean_toward_one_label_is_its_own_verdict_not_lapses(warehouse, vote) 
     # a label task where everyone is careful, but r0-r3 read every item 2 logits toward "yes"
     from scipy.special import expit
 
-    from dissensus.analytics.jobs.fit import run_fit
+    from dissensus.analytics.jobs.fit import fit_report_lines, run_fit
     from dissensus.models.annotator import AnnotatorConfig
 
     yes, no = "Yes, the first event came first.", "No, it came after."
@@ -355,7 +355,9 @@ def test_a_lean_toward_one_label_is_its_own_verdict_not_lapses(warehouse, vote) 
             rows.append(vote(f"r{r}", j, "a" if says_yes else "b", response_a=yes,
                              response_b=no, shown_first=None, comparison_id=f"r{r}-{j}"))
     con = warehouse(rows)
-    run_fit(con, AnnotatorConfig(n_schools=1, max_iter=60))
+    outcome = run_fit(con, AnnotatorConfig(n_schools=1, max_iter=60))
+    assert ("  reviewers flagged: 4 of 10 (4 for a lean toward one label)"
+            in fit_report_lines(outcome))
     out = audit.reviewer_audit(con)
     leaning = out.filter(pl.col("reviewer_id").is_in(["r0", "r1", "r2", "r3"]))
     assert leaning["flagged"].all(), leaning
@@ -375,7 +377,7 @@ def test_one_label_on_every_item_is_not_called_unreliable_without_gold(warehouse
     says what they did, not that they are unreliable; a rater who clicks at random is."""
     from scipy.special import expit
 
-    from dissensus.analytics.jobs.fit import run_fit
+    from dissensus.analytics.jobs.fit import fit_report_lines, run_fit
     from dissensus.models.annotator import AnnotatorConfig
 
     yes, no = "Yes, the comment is offensive.", "No, it is not."
@@ -393,7 +395,8 @@ def test_one_label_on_every_item_is_not_called_unreliable_without_gold(warehouse
             rows.append(vote(f"r{r}", j, "a" if says_yes else "b", response_a=yes,
                              response_b=no, shown_first=None, comparison_id=f"r{r}-{j}"))
     con = warehouse(rows)
-    run_fit(con, AnnotatorConfig(n_schools=1, max_iter=60))
+    outcome = run_fit(con, AnnotatorConfig(n_schools=1, max_iter=60))
+    assert "  reviewers flagged: 3 of 14 (3 for lapses)" in fit_report_lines(outcome)
     stored = dict(con.execute("SELECT reviewer_id, flag_kinds FROM reviewer_estimates "
                               "WHERE reviewer_id IN ('r0', 'r1', 'r2')").fetchall())
     assert stored == {"r0": "lapses", "r1": "lapses", "r2": "lapses"}, stored
