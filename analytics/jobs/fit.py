@@ -162,7 +162,7 @@ def run_fit(
     return FitOutcome(fit_id, model, artefact)
 
 
-def flagged_for(reviewers: pl.DataFrame) -> str:
+def flag_kind_counts(reviewers: pl.DataFrame) -> str:
     """What the flagged reviewers are flagged for, counted by kind: " (10 for lapses, 139 for a
     lean toward one label)"; empty where nobody is flagged or the fit stores no kinds."""
     if "flag_kinds" not in reviewers.columns or not reviewers["flagged"].any():
@@ -208,7 +208,7 @@ def fit_report_lines(outcome: FitOutcome) -> list[str]:
             lines.append(f"    compared on: {diagnostics['loo_model']}")
     reviewers = outcome.model.reviewer_estimates_
     lines.append(f"  reviewers flagged: {int(reviewers['flagged'].sum())} of {reviewers.height}"
-                 + flagged_for(reviewers))
+                 + flag_kind_counts(reviewers))
     lines.extend(f"  [yellow]{note}[/]" for note in diagnostics.get("verdict_notes") or [])
     verdicts = diagnostics.get("verdicts", {})
     lines.append("  pairs by verdict: " + ", ".join(
