@@ -91,7 +91,9 @@ def fit_notes(con: duckdb.DuckDBPyConnection) -> list[str]:
     fit_id = latest_fit(con, having="reviewer_estimates")
     if fit_id is None:
         return []
-    raw = con.execute("SELECT diagnostics FROM fits WHERE fit_id = ?", [fit_id]).fetchone()
+    # fetchall, not fetchone: a result left unfinished blocks the connection's next query
+    raw = next(iter(con.execute("SELECT diagnostics FROM fits WHERE fit_id = ?",
+                                [fit_id]).fetchall()), None)
     try:
         notes = json.loads(raw[0]).get("verdict_notes") if raw and raw[0] else None
     except (TypeError, ValueError, AttributeError):
@@ -102,7 +104,8 @@ def fit_notes(con: duckdb.DuckDBPyConnection) -> list[str]:
 def fit_interval_mass(con: duckdb.DuckDBPyConnection, fit_id: str) -> float | None:
     """The interval mass of fit ``fit_id``'s reliability and agreement intervals (its config's
     ``interval_mass``), None where its config does not say."""
-    raw = con.execute("SELECT config FROM fits WHERE fit_id = ?", [fit_id]).fetchone()
+    raw = next(iter(con.execute("SELECT config FROM fits WHERE fit_id = ?",
+                                [fit_id]).fetchall()), None)
     try:
         mass = json.loads(raw[0]).get("interval_mass") if raw and raw[0] else None
     except (TypeError, ValueError, AttributeError):

@@ -16,7 +16,10 @@ reviewers`` do (defaults, reply content off), and prints:
   mean rating the other raters gave the same comments: a rater who reads the comments tracks
   the others' ordering whatever their threshold; one who clicks at random does not. The fit
   never sees the grades, so this is evidence it could not use;
-* the verdicts and flags by race, gender and age group.
+* the verdicts and flags by race, gender and age group;
+* side by side, how well each method's per-rater figure tracks that graded agreement (Spearman
+  over raters): the fit's reliability and ``agreement``, majority agreement, Dawid-Skene, GLAD
+  and MACE on the same labels.
 """
 
 from __future__ import annotations
@@ -28,12 +31,15 @@ import warnings
 from pathlib import Path
 
 import polars as pl
+from robustness import PEERS, label_votes, series_frame
+from scipy.stats import spearmanr
 
 from dissensus.analytics.audit import reviewer_audit
 from dissensus.analytics.jobs.fit import run_fit
 from dissensus.models.annotator.config import AnnotatorConfig
 from dissensus.warehouse.db import connect
 from dissensus.warehouse.ingest import ingest_file
+from dissensus.warehouse.queries import model_frame
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "popquorn"
 RATINGS = "offensiveness_raw_data.csv"
@@ -65,7 +71,9 @@ def graded_agreement(ratings: pl.DataFrame) -> pl.DataFrame:
         **{g: pl.col(g).first() for g in GROUPS})
 
 
-def run(path: Path, threshold: int, folder: Path) -> pl.DataFrame:
+def run(path: Path, threshold: int, folder: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The audit of the labels joined with each rater's graded agreement, and each method's
+    Spearman with that agreement."""
     ratings = pl.read_csv(path / RATINGS)
     source = folder / "popquorn.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in label_rows(ratings, threshold)))
@@ -77,10 +85,20 @@ def run(path: Path, threshold: int, folder: Path) -> pl.DataFrame:
         for note in outcome.model.fit_summary_["diagnostics"].get("verdict_notes", []):
             print("fit note:", note)
         audit = reviewer_audit(con)
+        votes = label_votes(model_frame(con))
     finally:
         con.close()
     graded = graded_agreement(ratings).with_columns(pl.col("user_id").cast(pl.String))
-    return audit.join(graded, left_on="reviewer_id", right_on="user_id", how="left")
+    audit = audit.join(graded, left_on="reviewer_id", right_on="user_id", how="left")
+    figures = {"dissensus reliability": audit.select("reviewer_id", "reliability"),
+               "dissensus agreement": audit.select("reviewer_id", reliability="agreement")}
+    figures.update({peer: series_frame(fn(votes)) for peer, fn in PEERS.items()})
+    rows = []
+    for method, figure in figures.items():
+        j = figure.join(audit.select("reviewer_id", "graded_spearman"), on="reviewer_id")
+        rows.append({"method": method, "spearman_vs_graded": round(float(spearmanr(
+            j["reliability"], j["graded_spearman"], nan_policy="omit")[0]), 3)})
+    return audit, pl.DataFrame(rows)
 
 
 def main(argv: list[str] | None = None) -> pl.DataFrame:
@@ -93,7 +111,7 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
         raise SystemExit(f"no {RATINGS} under {args.path}: point --path at the POPQUORN folder")
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        audit = run(args.path, args.threshold, Path(tmp))
+        audit, methods = run(args.path, args.threshold, Path(tmp))
     with pl.Config(tbl_rows=60, tbl_width_chars=160, fmt_str_lengths=40):
         print(audit.group_by("verdict").agg(
             raters=pl.len(), flagged=pl.col("flagged").sum(),
@@ -108,6 +126,7 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
                 one_label=(pl.col("verdict") == "one label on nearly every item").sum(),
                 leans=(pl.col("verdict") == "leans toward one label").sum(),
             ).sort(group))
+        print(methods)
     return audit
 
 

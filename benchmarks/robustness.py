@@ -65,7 +65,7 @@ RENAME = {"careful_flagged_share": "careful_flagged", "rushed_precision": "rushe
           "minority_gap_pts": "gap_pts", "school_ari": "ari"}
 
 
-def _series_frame(series: pd.Series, name: str = "reliability") -> pl.DataFrame:
+def series_frame(series: pd.Series, name: str = "reliability") -> pl.DataFrame:
     return pl.DataFrame({"reviewer_id": [str(i) for i in series.index],
                          name: series.to_numpy(dtype=float)})
 
@@ -111,7 +111,7 @@ def run_world(name: str, seed: int, config: AnnotatorConfig,
             series = fn(votes)
         peer_seconds[peer] = time.perf_counter() - start
         rows.append({"world": name, "seed": seed, "method": peer, "seconds": peer_seconds[peer],
-                     **verdict_scores(world, _series_frame(series))})
+                     **verdict_scores(world, series_frame(series))})
     oracle = verdict_scores(world, oracle_reliability(world))
     rows.append({"world": name, "seed": seed, "method": "oracle", **oracle})
     for row in rows:
@@ -293,7 +293,7 @@ def real_gold(config: AnnotatorConfig, workdir: Path) -> pl.DataFrame:
                                                             reliability=pl.col("agreement"))}
             votes = label_votes(frame)
             for peer in ("majority", "dawid_skene"):
-                methods[peer] = _series_frame(PEERS[peer](votes))
+                methods[peer] = series_frame(PEERS[peer](votes))
             flagged = set(fitted.filter(pl.col("flagged"))["reviewer_id"].to_list())
             leaners = over_callers(base, 0.6, 0) if variant != "as is" else set()
             found = len(flagged & leaners)

@@ -401,6 +401,8 @@ def test_one_label_on_every_item_is_not_called_unreliable_without_gold(warehouse
                               "WHERE reviewer_id IN ('r0', 'r1', 'r2')").fetchall())
     assert stored == {"r0": "lapses", "r1": "lapses", "r2": "lapses"}, stored
     out = audit.reviewer_audit(con)
+    # the audit leaves the connection free for the caller's next query
+    assert con.sql("SELECT count(*) FROM reviewer_estimates").fetchall()[0][0] == 14
     v = verdicts(out)
     assert v["r0"] == v["r1"] == "one label on nearly every item", out.head(4)
     assert out.filter(reviewer_id="r0")["flagged"][0]
