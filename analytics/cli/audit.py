@@ -83,11 +83,13 @@ def _with_interval(frame: pl.DataFrame, name: str) -> pl.DataFrame:
     low, high = f"{name}_low", f"{name}_high"
     if not {name, low, high} <= set(frame.columns):
         return frame
+    # a figure the fit could not give (NaN, as `agreement` from a sampled fit) reads "-"
+    frame = frame.with_columns(pl.col(c).cast(pl.Float64).fill_nan(None) for c in (name, low, high))
     value = pl.col(name).round(2)
     return frame.with_columns(
-        pl.when(pl.col(low).is_not_null())
+        pl.when(pl.col(low).is_not_null() & pl.col(high).is_not_null())
         .then(pl.format("{} ({}–{})", value, pl.col(low).round(2), pl.col(high).round(2)))
-        .otherwise(value.cast(pl.String)).alias(name)
+        .otherwise(value.cast(pl.String).fill_null("-")).alias(name)
     ).drop(low, high)
 
 

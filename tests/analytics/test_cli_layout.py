@@ -102,3 +102,15 @@ def test_reviewer_reasons_go_below_the_table_on_a_narrow_console(monkeypatch) ->
                        if line.strip())
         else:
             assert "│ annotator model: lapse rate" in text  # in the table's column
+
+
+def test_a_figure_the_fit_could_not_give_reads_as_a_dash() -> None:
+    import polars as pl
+
+    from dissensus.analytics.cli.audit import _with_interval
+
+    frame = pl.DataFrame({"agreement": [0.81234, float("nan"), 0.5],
+                          "agreement_low": [0.62, float("nan"), None],
+                          "agreement_high": [0.93, float("nan"), None]})
+    shown = _with_interval(frame, "agreement")["agreement"].to_list()
+    assert shown == ["0.81 (0.62–0.93)", "-", "0.5"]
