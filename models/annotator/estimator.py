@@ -205,9 +205,10 @@ class AnnotatorModel:
                                                             list(reversed_by)),
                 "flag_reason": reasons,
                 "lean": departure_leans(enc, res.pairs.p_first, cfg.flag_bayes_factor),
-                "agreement": agreement,
-                "agreement_low": agreement_low,
-                "agreement_high": agreement_high,
+                # null, not NaN, where the fit cannot give it (no grid EM beliefs: sampled)
+                "agreement": pl.Series(agreement).fill_nan(None),
+                "agreement_low": pl.Series(agreement_low).fill_nan(None),
+                "agreement_high": pl.Series(agreement_high).fill_nan(None),
                 # how far the reviewer's own votes move the odds "lapses" : "careful" from the
                 # pool's (near 1: their votes cannot tell, whatever the reliability shown)
                 "lapse_evidence": np.asarray(res.lapse_evidence, dtype=float),
