@@ -163,15 +163,18 @@ def run_fit(
 
 
 def flag_kind_counts(reviewers: pl.DataFrame) -> str:
-    """What the flagged reviewers are flagged for, counted by kind: " (10 for lapses, 139 for a
-    lean toward one label)"; empty where nobody is flagged or the fit stores no kinds."""
+    """What the flagged reviewers are flagged for, each counted once (reversed votes before
+    lapses before a lean alone, so the counts add up to the flagged): " (10 for lapses, 139 for
+    a lean toward one label alone)"; empty where nobody is flagged or the fit stores no kinds."""
     if "flag_kinds" not in reviewers.columns or not reviewers["flagged"].any():
         return ""
     kinds = reviewers["flag_kinds"].drop_nulls()
+    reversed_votes = kinds.str.contains("reversed")
+    lapses = kinds.str.contains("lapses") & ~reversed_votes
     lean = ("a lean toward one label" if reviewers["top_label_share"].is_not_null().any()
             else "position bias")
-    counts = [(int(kinds.str.contains(kind).sum()), words) for kind, words in
-              (("reversed", "reversed votes"), ("lapses", "lapses"), ("lean", lean))]
+    counts = [(int(reversed_votes.sum()), "reversed votes"), (int(lapses.sum()), "lapses"),
+              (int((kinds == "lean").sum()), f"{lean} alone")]
     parts = [f"{n:,} for {words}" for n, words in counts if n]
     return f" ({', '.join(parts)})" if parts else ""
 

@@ -356,7 +356,7 @@ def test_a_lean_toward_one_label_is_its_own_verdict_not_lapses(warehouse, vote) 
                              response_b=no, shown_first=None, comparison_id=f"r{r}-{j}"))
     con = warehouse(rows)
     outcome = run_fit(con, AnnotatorConfig(n_schools=1, max_iter=60))
-    assert ("  reviewers flagged: 4 of 10 (4 for a lean toward one label)"
+    assert ("  reviewers flagged: 4 of 10 (4 for a lean toward one label alone)"
             in fit_report_lines(outcome))
     out = audit.reviewer_audit(con)
     leaning = out.filter(pl.col("reviewer_id").is_in(["r0", "r1", "r2", "r3"]))
