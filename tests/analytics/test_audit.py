@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -304,6 +305,17 @@ def test_a_warehouse_of_an_older_schema_is_audited_read_only(tmp_path: Path, war
     assert out["agreement_low"].is_null().all() and out["model_lapse_evidence"].is_null().all()
 
 
+def label_task(warehouse, vote, yes: str, no: str, raters: int, items: int,
+               says_yes: Callable[[int, int], bool]):
+    """A label task in a fresh warehouse: rater ``r`` answers item ``j`` with ``yes`` (reply a)
+    where ``says_yes(r, j)``, else ``no``; no display order. Called rater by rater, item by
+    item, so a caller's random draws come in that order."""
+    rows = [vote(f"r{r}", j, "a" if says_yes(r, j) else "b", response_a=yes, response_b=no,
+                 shown_first=None, comparison_id=f"r{r}-{j}")
+            for r in range(raters) for j in range(items)]
+    return warehouse(rows)
+
+
 def test_a_label_task_names_its_labels_and_finds_no_schools_in_them(warehouse, vote) -> None:
     # a label task in the warehouse: each item's two replies are the same two label texts
     from dissensus.analytics.jobs.fit import run_fit
@@ -312,15 +324,12 @@ def test_a_label_task_names_its_labels_and_finds_no_schools_in_them(warehouse, v
     yes, no = "The hypothesis follows from the text.", "It does not follow."
     rng = np.random.default_rng(0)
     gold_yes = rng.random(160) < 0.5
-    rows = []
-    for r in range(10):
-        for j in range(160):
-            says_yes = bool(gold_yes[j] ^ (rng.random() < 0.08))
-            if r < 4 and not says_yes and rng.random() < 0.6:
-                says_yes = True  # r0-r3 over-call "yes"
-            rows.append(vote(f"r{r}", j, "a" if says_yes else "b", response_a=yes,
-                             response_b=no, shown_first=None, comparison_id=f"r{r}-{j}"))
-    con = warehouse(rows)
+
+    def says_yes(r: int, j: int) -> bool:
+        answer = bool(gold_yes[j] ^ (rng.random() < 0.08))
+        return answer or (r < 4 and rng.random() < 0.6)  # r0-r3 over-call "yes"
+
+    con = label_task(warehouse, vote, yes, no, 10, 160, says_yes)
     # features "auto": a label task's replies are label texts, not content to find schools in
     outcome = run_fit(con, AnnotatorConfig(n_schools=1, max_iter=60))
     warnings = outcome.model.fit_summary_["diagnostics"]["warnings"]
@@ -348,13 +357,8 @@ def test_a_lean_toward_one_label_is_its_own_verdict_not_lapses(warehouse, vote) 
     yes, no = "Yes, the first event came first.", "No, it came after."
     rng = np.random.default_rng(1)
     margin = rng.normal(0.0, 2.0, 200)
-    rows = []
-    for r in range(10):
-        for j in range(200):
-            says_yes = bool(rng.random() < expit(margin[j] + (2.0 if r < 4 else 0.0)))
-            rows.append(vote(f"r{r}", j, "a" if says_yes else "b", response_a=yes,
-                             response_b=no, shown_first=None, comparison_id=f"r{r}-{j}"))
-    con = warehouse(rows)
+    con = label_task(warehouse, vote, yes, no, 10, 200, lambda r, j: bool(
+        rng.random() < expit(margin[j] + (2.0 if r < 4 else 0.0))))
     outcome = run_fit(con, AnnotatorConfig(n_schools=1, max_iter=60))
     assert ("  reviewers flagged: 4 of 10 (4 for a lean toward one label alone)"
             in fit_report_lines(outcome))
@@ -383,18 +387,10 @@ def test_one_label_on_every_item_is_not_called_unreliable_without_gold(warehouse
     yes, no = "Yes, the comment is offensive.", "No, it is not."
     rng = np.random.default_rng(3)
     margin = rng.normal(0.0, 2.5, 150)
-    rows = []
-    for r in range(14):
-        for j in range(150):
-            if r < 2:  # "yes" whatever the item, or nearly
-                says_yes = bool(rng.random() < 0.97)
-            elif r == 2:  # a coin flip on every item
-                says_yes = bool(rng.random() < 0.5)
-            else:
-                says_yes = bool(rng.random() < expit(margin[j]))
-            rows.append(vote(f"r{r}", j, "a" if says_yes else "b", response_a=yes,
-                             response_b=no, shown_first=None, comparison_id=f"r{r}-{j}"))
-    con = warehouse(rows)
+    # r0, r1: "yes" whatever the item, or nearly; r2: a coin flip on every item
+    chance = {0: 0.97, 1: 0.97, 2: 0.5}
+    con = label_task(warehouse, vote, yes, no, 14, 150, lambda r, j: bool(
+        rng.random() < chance.get(r, expit(margin[j]))))
     outcome = run_fit(con, AnnotatorConfig(n_schools=1, max_iter=60))
     assert "  reviewers flagged: 3 of 14 (3 for lapses)" in fit_report_lines(outcome)
     stored = dict(con.execute("SELECT reviewer_id, flag_kinds FROM reviewer_estimates "
