@@ -32,7 +32,7 @@ from .decomposition import verdicts
 from .departures import departure_leans
 from .errors import NotFittedError, PredictionUnavailableError
 from .evidence import lapse_flagged
-from .inference import fit, vote_disagreement, vote_kappa
+from .inference import fit
 from .lapse_cues import LONGER_LABEL, NO_CUES, SHORTER_LABEL
 from .notes import reversed_reviewers, verdict_notes
 from .predict import (
@@ -44,6 +44,7 @@ from .predict import (
     predict_frame,
 )
 from .results import FitResult, Progress
+from .summarise import vote_disagreement, vote_kappa
 
 
 def _top_labels(enc: EncodedFrame) -> tuple[list[str] | None, NDArray[np.int64],

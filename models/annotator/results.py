@@ -1,7 +1,7 @@
 """What a fit produces, whichever inference made it: :class:`FitResult`, and the progress
 callback the fits report through.
 
-The grid EM (:func:`.inference.summarise_grid`) and the samplers
+The grid EM (:func:`.summarise.summarise_grid`) and the samplers
 (:func:`.sampling.summarise_draws`) both fill a :class:`FitResult`; the estimator turns it into
 the public tables.
 """

@@ -15,7 +15,6 @@ from dissensus.models.annotator.decomposition import (
     decompose_states,
 )
 from dissensus.models.annotator.evidence import prob_above
-from dissensus.models.annotator.inference import grid_quantiles
 from dissensus.models.annotator.lattice import make_lattice
 from dissensus.models.annotator.likelihood import (
     careful_derivatives,
@@ -25,6 +24,7 @@ from dissensus.models.annotator.likelihood import (
     vote_value,
 )
 from dissensus.models.annotator.selection import choose_k
+from dissensus.models.annotator.summarise import grid_quantiles
 
 RNG = np.random.default_rng(0)
 

@@ -177,7 +177,7 @@ def test_a_one_school_flag_stands_only_where_two_schools_agree() -> None:
     from dissensus.models.annotator.data import encode_frame
     from dissensus.models.annotator.evidence import flags_robust_to_schools
     from dissensus.models.annotator.grid_em import GridEM
-    from dissensus.models.annotator.inference import summarise_grid
+    from dissensus.models.annotator.summarise import summarise_grid
 
     world = simulate_world(replace(WORLDS["minority_10"], n_pairs=300), seed=0)
     enc = encode_frame(world.model_frame())
@@ -204,8 +204,8 @@ def test_nuts_starts_where_no_vote_has_a_display_order() -> None:
 
 
 def test_vote_kappa_reads_chance_and_agreement() -> None:
-    from dissensus.models.annotator.inference import vote_kappa
     from dissensus.models.annotator.judgments import Judgments
+    from dissensus.models.annotator.summarise import vote_kappa
 
     def judgments(y: list[int], pair: list[int]) -> Judgments:
         n = len(y)
@@ -297,7 +297,7 @@ def test_few_votes_are_not_held_to_a_pool_learned_from_the_busy() -> None:
     busy careful reviewers, and rushed reviewers with a handful of votes got intervals from it
     that missed their lapse rates (coverage 0.73 on this draw). Read under a prior mixed with a
     flat one, their intervals keep what their own votes allow."""
-    from dissensus.models.annotator.inference import grid_quantiles, robust_lapse_posterior
+    from dissensus.models.annotator.summarise import grid_quantiles, robust_lapse_posterior
 
     world = simulate_world(WORLDS["heavy_workload"], seed=2)
     model = _fit(world, AnnotatorConfig())
@@ -312,7 +312,7 @@ def test_few_votes_are_not_held_to_a_pool_learned_from_the_busy() -> None:
 
 
 def test_a_robust_interval_moves_only_where_the_votes_say_little() -> None:
-    from dissensus.models.annotator.inference import robust_lapse_posterior
+    from dissensus.models.annotator.summarise import robust_lapse_posterior
 
     grid = np.linspace(0.0125, 0.4875, 20)
     pool = np.where(grid < 0.15, 1.0, 1e-3)
