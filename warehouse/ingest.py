@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +38,7 @@ from dissensus.warehouse.errors import (
     WarehouseWriteError,
 )
 from dissensus.warehouse.json_checks import json_error_detail, mark_duplicate_keys
+from dissensus.warehouse.readers import StagedChunk
 from dissensus.warehouse.salting import check_pseudonymisation, salt_literal
 from dissensus.warehouse.sources import (
     CANONICAL_FORMATS,
@@ -48,7 +49,7 @@ from dissensus.warehouse.sources import (
 from dissensus.warehouse.stages import Staged, staged_chunks, threads_for
 from dissensus.warehouse.vote_index import index_is_stale, refresh_vote_index
 
-__all__ = ["CANONICAL_FORMATS", "BatchReport", "ProgressCallback", "ingest_file",
+__all__ = ["CANONICAL_FORMATS", "BatchReport", "ProgressCallback", "ingest_chunks", "ingest_file",
            "resolve_format"]
 
 ProgressCallback = Callable[[int], None]
@@ -258,9 +259,35 @@ def ingest_file(
     path = Path(path)
     check_input_path(path)
     fmt, reason = resolve_format(path, fmt)
-    report = BatchReport(file=str(path), format=fmt, format_reason=reason)
-    started = perf_counter()
     chunks, finished = chunks_for(path, fmt, chunk_rows)
+    return ingest_chunks(con, path, chunks, finished, fmt=fmt, format_reason=reason,
+                         strict=strict, salt=salt, progress=progress,
+                         refresh_index=refresh_index, revise=revise,
+                         skip_seen_file=skip_seen_file)
+
+
+def ingest_chunks(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    chunks: Iterable[StagedChunk],
+    finished: Callable[[], tuple[str, int]],
+    *,
+    fmt: str = "jsonl",
+    format_reason: str = "read before the batch",
+    strict: bool = False,
+    salt: str | None = None,
+    progress: ProgressCallback | None = None,
+    refresh_index: bool = True,
+    revise: str | None = None,
+    skip_seen_file: bool = True,
+) -> BatchReport:
+    """Ingest rows already read into chunks as one batch, exactly as :func:`ingest_file` ingests
+    a file's (which reads its file and calls this). ``path`` names where the rows came from (it
+    need not exist: the HTTP API names its posted bodies so); ``finished()`` gives the
+    (sha256, bytes) of the source once the chunks are consumed. The API reads each posted body
+    into its chunk in the request's own thread, so the one writer only validates and stores."""
+    report = BatchReport(file=str(path), format=fmt, format_reason=format_reason)
+    started = perf_counter()
     con.execute("SET TimeZone = 'UTC'")
     _bound_memory(con)
     con.execute("SET preserve_insertion_order = false")
@@ -276,7 +303,7 @@ def ingest_file(
             [batch_id, str(path.resolve()), path.name, fmt,
              datetime.now(UTC).replace(tzinfo=None), bool(salt)],
         )
-        for staged in staged_chunks(con, chunks):
+        for staged in staged_chunks(con, iter(chunks)):
             _process_staged(con, staged, batch_id, str(path), salt, report, revise)
             if progress:
                 progress(staged.rows)

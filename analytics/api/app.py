@@ -151,7 +151,7 @@ def create_app(warehouse: Warehouse, settings: ApiSettings,
             comparisons = int(con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0])
         keeper: SnapshotKeeper | None = request.app.state.snapshots
         return {"status": "ok", "comparisons": comparisons, "version": w.version,
-                "write_queue": w.queue_length(),
+                "write_queue": w.queue_length(), "writing": w.writing,
                 "snapshot": None if keeper is None else keeper.status()}
 
     return app

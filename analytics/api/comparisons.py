@@ -1,21 +1,28 @@
 """``POST /v1/comparisons``: posted bodies become ingest batches, through the write queue.
 
-The body is spooled to a JSONL file beside the warehouse and handed to the same
-:func:`dissensus.warehouse.ingest.ingest_file` that ``dissensus ingest`` uses, so validation,
+The body is read into JSON lines by the file reader of ``dissensus ingest``, in the request's own
+thread, and handed to :func:`dissensus.warehouse.ingest.ingest_chunks`, the batch that
+:func:`~dissensus.warehouse.ingest.ingest_file` runs once it has read a file: validation,
 quarantine, idempotence (a row seen before is a duplicate; the same body again adds nothing) and
-the all-or-nothing batch transaction are exactly the command line's. A JSON array is written one
-element per line, so a rejected row's ``line`` is its position in the array (from 1), and an
-NDJSON row's is its line in the body. Bodies that wait for the writer together are ingested as
-one batch (:class:`PostQueue`); ``GET /v1/quarantine?batch=`` numbers lines from the start of that
-batch.
+the all-or-nothing batch transaction are exactly the command line's. The one writer then only
+validates and stores; reading the bodies (line splitting, UTF-8 checks, line numbers) happens
+beside it, on the request threads. A JSON array is written one element per line, so a rejected
+row's ``line`` is its position in the array (from 1), and an NDJSON row's is its line in the
+body. Bodies that wait for the writer together are ingested as one batch (:class:`PostQueue`),
+named as if they were one file of the bodies in turn; ``GET /v1/quarantine?batch=`` numbers
+lines from the start of that batch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
 import secrets
 import threading
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,12 +31,16 @@ from time import monotonic, sleep
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dissensus.analytics.api.errors import ApiError
 from dissensus.analytics.api.service import Warehouse
 from dissensus.warehouse.artefacts import api_folder
+from dissensus.warehouse.contract import LINE_COLUMN
 from dissensus.warehouse.errors import DissensusError
-from dissensus.warehouse.ingest import ingest_file
+from dissensus.warehouse.ingest import ingest_chunks
+from dissensus.warehouse.readers import StagedChunk, read_jsonl
 
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl",
@@ -40,6 +51,9 @@ MERGE_BYTES = 64 * 1024 * 1024
 """Most bytes of waiting bodies ingested as one batch (one body larger than this goes alone)."""
 MERGE_LINGER_SECONDS = 0.2
 """Longest a batch waits for the other concurrent posters' next bodies (see ``_linger``)."""
+MERGE_IDLE_SECONDS = 0.02
+"""A lingering batch stops waiting once no body has been on its way in for this long: the
+clients that had answers resend within milliseconds, and after that nobody is coming."""
 MERGE_ENOUGH_BYTES = 8 * 1024 * 1024
 """Bodies waiting that make a batch worth starting without lingering: about 6,000 demo rows,
 whose time dwarfs a batch's fixed cost."""
@@ -47,10 +61,26 @@ whose time dwarfs a batch's fixed cost."""
 
 @dataclass(frozen=True)
 class Body:
-    """A request body as JSONL bytes, with the number of rows it holds."""
+    """A request body as JSONL bytes and as the reader's chunks of its lines (numbered from 1
+    within the body; blank lines are numbered but are not rows)."""
 
     jsonl: bytes
-    rows: int
+    chunks: tuple[StagedChunk, ...]
+
+    @classmethod
+    def read(cls, jsonl: bytes) -> Body:
+        """Split the lines as ``dissensus ingest`` reads a JSONL file (``jsonl`` ends in a
+        newline)."""
+        return cls(jsonl, tuple(read_jsonl(io.BytesIO(jsonl))))
+
+    @property
+    def rows(self) -> int:
+        return sum(chunk.table.num_rows for chunk in self.chunks)
+
+    @property
+    def lines(self) -> int:
+        """Physical lines, blank ones included: how far the next body's line numbers move."""
+        return self.jsonl.count(b"\n")
 
 
 def to_jsonl(raw: bytes, content_type: str) -> Body:
@@ -64,8 +94,7 @@ def to_jsonl(raw: bytes, content_type: str) -> Body:
                            f"The body is not UTF-8 text (byte {error.start}).",
                            expected="UTF-8 encoded NDJSON, one comparison object per line",
                            fix="re-encode the rows as UTF-8; nothing was stored") from error
-        rows = sum(1 for line in raw.splitlines() if line.strip())
-        return Body(raw if raw.endswith(b"\n") else raw + b"\n", rows)
+        return Body.read(raw if raw.endswith(b"\n") else raw + b"\n")
     if kind not in JSON_TYPES:
         raise ApiError(415, "unsupported_content_type",
                        f"Content type '{kind or '(none)'}' cannot be read as comparisons.",
@@ -93,14 +122,16 @@ def to_jsonl(raw: bytes, content_type: str) -> Body:
                        expected="a JSON array of comparison objects (or one object)",
                        fix="wrap the rows in [...]; nothing was stored")
     lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in parsed)
-    return Body(lines.encode(), len(parsed))
+    return Body.read(lines.encode())
 
 
 def clear_spool(db_path: Path) -> int:
-    """Remove bodies left by a server that was killed mid-request; how many. Their batch either
-    committed before the kill or rolled back with it, so the client's retry decides."""
+    """Remove request bodies left on disk by a server that was killed mid-request; how many.
+    Their batch either committed before the kill or rolled back with it, so the client's retry
+    decides. Webhook events are spooled as Label Studio exports (``.json``,
+    analytics/api/label_studio.py); posted comparisons are read in memory, but servers before
+    that spooled them as ``.jsonl``."""
     folder = api_folder(db_path) / "incoming"
-    # .json: webhook events spooled as Label Studio exports (analytics/api/label_studio.py)
     stale = [p for pattern in ("post-*.jsonl", "post-*.json") for p in folder.glob(pattern)
              ] if folder.is_dir() else []
     for path in stale:
@@ -108,17 +139,25 @@ def clear_spool(db_path: Path) -> int:
     return len(stale)
 
 
-def _spool(db_path: Path, parts: list[bytes]) -> Path:
-    """Write the bodies where the batch's ``file_path`` will point: the name says where the rows
-    came from."""
-    folder = api_folder(db_path) / "incoming"
-    folder.mkdir(parents=True, exist_ok=True)
+def _batch_name(db_path: Path) -> Path:
+    """What the batch's ``file_path`` says: where the rows came from (no file is written)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    path = folder / f"post-v1-comparisons-{stamp}-{secrets.token_hex(4)}.jsonl"
-    with path.open("wb") as handle:
-        for part in parts:
-            handle.write(part)
-    return path
+    return api_folder(db_path) / "incoming" / (
+        f"post-v1-comparisons-{stamp}-{secrets.token_hex(4)}.jsonl")
+
+
+def _batch_chunks(bodies: list[Body], starts: list[int]) -> list[StagedChunk]:
+    """The bodies' chunks in turn, each body's line numbers moved past the lines before it."""
+    out = []
+    for body, start in zip(bodies, starts, strict=True):
+        for chunk in body.chunks:
+            table = chunk.table
+            if start:
+                index = table.schema.get_field_index(LINE_COLUMN)
+                table = table.set_column(index, LINE_COLUMN,
+                                         pc.add(table[LINE_COLUMN], pa.scalar(start, pa.int64())))
+            out.append(StagedChunk(table, chunk.kind, chunk.unknown_columns))
+    return out
 
 
 @dataclass
@@ -146,7 +185,20 @@ class PostQueue:
         self.salt = salt
         self._waiting: deque[_Posted] = deque()
         self._last_group = 1
+        self._receiving = 0  # posts whose bodies are on their way in (not yet submitted)
         self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def receiving(self) -> Iterator[None]:
+        """Around reading a post's body: while any body is on its way in, a batch may wait
+        for it (see :meth:`_linger`)."""
+        with self._lock:
+            self._receiving += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._receiving -= 1
 
     def submit(self, body: Body, strict: bool = False) -> Future[dict[str, object]]:
         """Queue ``body``; a future of the answer's JSON (awaited, not blocked on, by the
@@ -179,10 +231,18 @@ class PostQueue:
         """With concurrent posters, wait briefly until as many bodies wait as joined the last
         batch: their clients resend within milliseconds of their answers, and one batch of all
         of them costs one batch's fixed cost instead of several. A lone client never waits, nor
-        does a drain that finds nothing waiting or :data:`MERGE_ENOUGH_BYTES` waiting already."""
-        deadline = monotonic() + MERGE_LINGER_SECONDS
+        does a drain that finds nothing waiting or :data:`MERGE_ENOUGH_BYTES` waiting already,
+        and the wait ends once no body has been on its way in for :data:`MERGE_IDLE_SECONDS`
+        (the last posts of a burst: waiting longer stores them later, and nothing joins)."""
+        started = monotonic()
+        deadline, idle_since = started + MERGE_LINGER_SECONDS, started
         while (self._last_group > 1 and 0 < len(self._waiting) < self._last_group
-               and self._waiting_bytes() < MERGE_ENOUGH_BYTES and monotonic() < deadline):
+               and self._waiting_bytes() < MERGE_ENOUGH_BYTES):
+            now = monotonic()
+            if self._receiving:
+                idle_since = now
+            if now >= deadline or now - idle_since >= MERGE_IDLE_SECONDS:
+                return
             sleep(0.002)
 
     def _waiting_bytes(self) -> int:
@@ -208,17 +268,23 @@ class PostQueue:
 
     def _ingest(self, con: duckdb.DuckDBPyConnection,
                 group: list[_Posted]) -> list[dict[str, object]]:
-        spooled = _spool(self.warehouse.path, [p.body.jsonl for p in group])
-        try:
-            report = ingest_file(con, spooled, fmt="jsonl", strict=group[0].strict,
-                                 salt=self.salt, refresh_index=False)
-        finally:
-            spooled.unlink(missing_ok=True)  # its rows live in the warehouse (or nowhere)
+        # line ranges: request i holds the batch's physical lines starts[i] + 1 .. starts[i + 1]
+        starts = np.cumsum([0] + [p.body.lines for p in group])
+        bodies = [p.body for p in group]
+
+        def finished() -> tuple[str, int]:  # as if the bodies were one file, in turn
+            digest = hashlib.sha256()
+            for body in bodies:
+                digest.update(body.jsonl)
+            return digest.hexdigest(), sum(len(body.jsonl) for body in bodies)
+
+        report = ingest_chunks(con, _batch_name(self.warehouse.path),
+                               _batch_chunks(bodies, [int(v) for v in starts[:-1]]), finished,
+                               fmt="jsonl", format_reason="posted to /v1/comparisons",
+                               strict=group[0].strict, salt=self.salt, refresh_index=False)
         if report.accepted:
             self.warehouse.mark_index_dirty()
             self.warehouse.changed()  # before the answers go out: a read after them sees the rows
-        # line ranges: request i holds the batch's physical lines starts[i] + 1 .. starts[i + 1]
-        starts = np.cumsum([0] + [p.body.jsonl.count(b"\n") for p in group])
         accepted = np.zeros(len(group), dtype=np.int64)
         rejected: list[list[dict[str, object]]] = [[] for _ in group]
         quarantined = np.zeros(len(group), dtype=np.int64)

@@ -42,9 +42,11 @@ async def post_comparisons(
     The same validation, quarantine and idempotence as `dissensus ingest`: the answer counts
     accepted, duplicates (seen before: a retry adds nothing) and quarantined rows, and lists each
     rejected line with its field and reason. Bodies over the size limit get 413."""
-    raw = await request.body()  # the size limit is enforced while it streams in (app.py)
-    body = await run_in_threadpool(to_jsonl, raw, request.headers.get("content-type", ""))
-    future = request.app.state.posts.submit(body, strict)
+    posts = request.app.state.posts
+    with posts.receiving():  # a batch about to start may wait for this body (comparisons.py)
+        raw = await request.body()  # the size limit is enforced while it streams in (app.py)
+        body = await run_in_threadpool(to_jsonl, raw, request.headers.get("content-type", ""))
+        future = posts.submit(body, strict)
     return await asyncio.wrap_future(future)
 
 
