@@ -110,3 +110,14 @@ def mark_duplicate_keys(con: duckdb.DuckDBPyConnection) -> None:
         """)
     finally:
         con.unregister("duplicate_details")
+
+
+def json_kind(value: object) -> str:
+    """What a parsed JSON value is, in JSON's words: a Python ``dict`` is a JSON object, a
+    ``list`` an array (for messages such as "found a JSON array")."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {dict: "object", list: "array", str: "string", type(None): "null"}.get(
+        type(value), "value")

@@ -67,6 +67,13 @@ def load_chunk(con: duckdb.DuckDBPyConnection, table: pa.Table, *, append: bool 
         con.unregister("chunk_stream")
 
 
+#: What DuckDB's ``json_type`` calls a value, in the words of JSON (a line holding a string is
+#: "a JSON string", not "a JSON varchar").
+_JSON_KIND: Final = """CASE {value} WHEN 'VARCHAR' THEN 'string' WHEN 'BOOLEAN' THEN 'boolean'
+        WHEN 'NULL' THEN 'null' WHEN 'ARRAY' THEN 'array' WHEN 'OBJECT' THEN 'object'
+        ELSE 'number' END"""
+
+
 def key_templates_sql() -> str:
     """``keys, lines``: each distinct list of top-level keys among the JSON objects of ``chunk``
     (a key given twice listed twice, :mod:`dissensus.warehouse.json_checks` reports those) and how
@@ -136,7 +143,7 @@ def extract_sql(
                 WHEN _s IS NULL THEN
                     CASE WHEN json_valid(_raw) THEN
                         'expected one JSON object per line, found a JSON '
-                        || lower(json_type(_raw))
+                        || {_JSON_KIND.format(value="json_type(_raw)")}
                     ELSE 'not valid JSON' END
                 {" ".join(type_checks)}
            END AS _error,

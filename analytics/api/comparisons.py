@@ -40,6 +40,7 @@ from dissensus.warehouse.artefacts import api_folder
 from dissensus.warehouse.contract import LINE_COLUMN
 from dissensus.warehouse.errors import DissensusError
 from dissensus.warehouse.ingest import ingest_chunks
+from dissensus.warehouse.json_checks import json_kind
 from dissensus.warehouse.readers import StagedChunk, read_jsonl
 
 JSON_TYPES = ("application/json",)
@@ -118,7 +119,7 @@ def to_jsonl(raw: bytes, content_type: str) -> Body:
         parsed = [parsed]
     if not isinstance(parsed, list):
         raise ApiError(400, "not_an_array",
-                       f"The body is a JSON {type(parsed).__name__}, not an array of rows.",
+                       f"The body is a JSON {json_kind(parsed)}, not an array of rows.",
                        expected="a JSON array of comparison objects (or one object)",
                        fix="wrap the rows in [...]; nothing was stored")
     lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in parsed)

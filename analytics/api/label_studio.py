@@ -45,6 +45,7 @@ from dissensus.warehouse.adapters.label_studio import NAME as LS_FORMAT
 from dissensus.warehouse.adapters.label_studio import comparison_id, id_part_sql
 from dissensus.warehouse.artefacts import api_folder
 from dissensus.warehouse.ingest import ingest_file
+from dissensus.warehouse.json_checks import json_kind
 
 router = APIRouter(prefix="/v1")
 CREATED: Final = frozenset({"ANNOTATION_CREATED", "ANNOTATIONS_CREATED"})
@@ -166,7 +167,7 @@ def parse_event(raw: bytes) -> Event:
                        f"column {error.colno}.", expected="a Label Studio webhook event "
                        "(a JSON object with 'action')", fix=SETUP_FIX) from error
     if not isinstance(payload, dict):
-        raise _invalid(f"The body is a JSON {type(payload).__name__}, not a webhook event.",
+        raise _invalid(f"The body is a JSON {json_kind(payload)}, not a webhook event.",
                        "a JSON object with 'action', e.g. ANNOTATION_CREATED")
     action = payload.get("action")
     if not isinstance(action, str) or not action.strip():

@@ -226,7 +226,7 @@ def test_hh_bad_lines_are_yielded_with_reasons(tmp_path: Path) -> None:
     errors = frame["_error"].to_list()
     assert errors[0] is None
     assert errors[1].startswith("not valid JSON")
-    assert "expected a JSON object, found a JSON list" in errors[2]
+    assert "expected a JSON object, found a JSON array" in errors[2]
     assert "missing or non-string rejected" in errors[3]
     assert "identical" in errors[4]
     assert "share no prefix" in errors[5]

@@ -144,6 +144,8 @@ def test_every_kind_of_bad_row_is_quarantined_with_field_and_line(tmp_path: Path
         {**GOOD, "comparison_id": "c-11", "seconds_spent": -3},
         {**GOOD, "comparison_id": "c-1", "choice": "b"},  # same id, different content
         {**GOOD, "comparison_id": "c-12", "prompt": None, "prompt_id": "never-seen"},
+        '"a comparison, as a sentence"',
+        "true",
     ]
     con = connect(tmp_path / "w.duckdb")
     report = ingest_file(con, write_jsonl(tmp_path / "bad.jsonl", rows), fmt="jsonl")
@@ -166,6 +168,9 @@ def test_every_kind_of_bad_row_is_quarantined_with_field_and_line(tmp_path: Path
     assert by_line[12][0] == "seconds_spent"
     assert by_line[13][0] == "comparison_id" and "line 1" in by_line[13][1]
     assert by_line[14][0] == "prompt_id" and "never-seen" in by_line[14][1]
+    # JSON's words for what the line holds, not DuckDB's type names ("a JSON varchar")
+    assert by_line[15][1].endswith("found a JSON string")
+    assert by_line[16][1].endswith("found a JSON boolean")
     assert all(raw for raw in q["raw"].to_list())
 
 

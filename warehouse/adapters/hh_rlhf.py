@@ -51,6 +51,7 @@ from dissensus.warehouse.adapters._common import (
 )
 from dissensus.warehouse.contract import LINE_COLUMN, RAW_COLUMN
 from dissensus.warehouse.errors import InputFileError
+from dissensus.warehouse.json_checks import json_kind
 
 NAME: Final = "hh-rlhf"
 DESCRIPTION: Final = (
@@ -143,7 +144,7 @@ def _map_line(raw: bytes, name: str, line: int) -> tuple[str, Fields]:
         return text, {ERROR_COLUMN: f"not valid JSON ({error}); {FIX}"}
     if not isinstance(record, dict):
         return text, {
-            ERROR_COLUMN: f"expected a JSON object, found a JSON {type(record).__name__}; {FIX}"
+            ERROR_COLUMN: f"expected a JSON object, found a JSON {json_kind(record)}; {FIX}"
         }
     wrong = [key for key in ("chosen", "rejected") if not isinstance(record.get(key), str)]
     if wrong:

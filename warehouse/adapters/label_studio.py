@@ -46,6 +46,7 @@ from dissensus.warehouse.adapters._common import (
 )
 from dissensus.warehouse.contract import LINE_COLUMN, RAW_COLUMN
 from dissensus.warehouse.errors import InputFileError
+from dissensus.warehouse.json_checks import json_kind
 
 NAME: Final = "label-studio"
 DESCRIPTION: Final = (
@@ -162,7 +163,7 @@ def read_label_studio(path: Path, chunk_rows: int = 100_000) -> Iterator[pa.Tabl
         ) from error
     if not isinstance(tasks, list):
         raise InputFileError(
-            f"{path} is a JSON {type(tasks).__name__}, not an array of tasks", where=str(path),
+            f"{path} is a JSON {json_kind(tasks)}, not an array of tasks", where=str(path),
             expected="the JSON array written by Label Studio's Export -> JSON",
             fix="export the project again as JSON")
     rows: list[dict[str, Any]] = []
