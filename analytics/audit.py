@@ -36,13 +36,12 @@ import polars as pl
 
 from dissensus.analytics import consistency as cs
 from dissensus.analytics.audit_config import AuditConfig
+from dissensus.analytics.audit_fit import fit_notes, latest_fit_estimates
 from dissensus.analytics.audit_flags import (
     UNSETTLED,
     audit_checks,
     audit_from,
     audit_notes,
-    fit_notes,
-    latest_fit_estimates,
     unsettled_note,
 )
 from dissensus.analytics.audit_reliability import reliability_from

@@ -15,7 +15,8 @@ import polars as pl
 from dissensus.analytics import consistency as cs
 from dissensus.analytics.audit_config import AuditConfig
 from dissensus.analytics.audit_drift import drift_series_from
-from dissensus.analytics.audit_flags import audit_checks, audit_from, latest_fit_estimates
+from dissensus.analytics.audit_fit import latest_fit_estimates
+from dissensus.analytics.audit_flags import audit_checks, audit_from
 from dissensus.analytics.audit_reliability import pairwise_from
 from dissensus.analytics.audit_votes import load_votes, require_reviewers
 from dissensus.warehouse.errors import EmptyDataError
