@@ -100,6 +100,23 @@ def test_an_ndjson_body_is_read_line_for_line_as_a_file_is(server: Server) -> No
     assert (both["rows"], both["accepted"], both["duplicates"]) == (2, 1, 1)
 
 
+def test_a_strict_post_stores_nothing_when_a_row_is_bad(server: Server) -> None:
+    """`?strict=true`: one invalid row and the body stores nothing (422 in words); the same rows
+    without it store the valid ones, and a valid strict body is stored whole."""
+    rows = [row(201), row(202, "r2", "sideways"), row(203)]
+    refused = server.request("POST", "/v1/comparisons?strict=true", json.dumps(rows).encode())
+    assert refused.status == 422, refused.body
+    error = refused.body["error"]
+    assert error["code"] == "strict_mode" and "nothing" in error["message"]
+    assert "choice" in error["fix"]  # the reasons travel with the refusal
+    before = server.comparisons()
+    kept = server.post_rows(rows).body
+    assert (kept["accepted"], kept["quarantined"]) == (2, 1)
+    whole = server.request("POST", "/v1/comparisons?strict=true",
+                           json.dumps([row(204), row(205)]).encode()).body
+    assert whole["accepted"] == 2 and server.comparisons() == before + 4
+
+
 def test_the_server_checkpoints_when_the_posts_pause(tmp_path: Path) -> None:
     """Commits during a burst only write the log; the writer folds it into the file when the
     posts pause (as it rebuilds the vote index), so the log does not outlive the burst."""
