@@ -24,6 +24,11 @@ from dissensus.analytics.jobs.content import attach_content, content_lines
 from dissensus.models.annotator.config import AnnotatorConfig
 from dissensus.models.annotator.estimator import AnnotatorModel
 from dissensus.models.annotator.lapse_cues import LONGER_LABEL, SHORTER_LABEL, label_task
+from dissensus.models.annotator.notes import (
+    flagged_for,
+    flagged_for_lean_alone,
+    label_task_estimates,
+)
 from dissensus.warehouse.artefacts import embeddings_folder, fits_folder
 from dissensus.warehouse.db import database_path
 from dissensus.warehouse.pair_votes import store_pair_school_votes
@@ -168,13 +173,11 @@ def flag_kind_counts(reviewers: pl.DataFrame) -> str:
     a lean toward one label alone)"; empty where nobody is flagged or the fit stores no kinds."""
     if "flag_kinds" not in reviewers.columns or not reviewers["flagged"].any():
         return ""
-    kinds = reviewers["flag_kinds"].drop_nulls()
-    reversed_votes = kinds.str.contains("reversed")
-    lapses = kinds.str.contains("lapses") & ~reversed_votes
-    lean = ("a lean toward one label" if reviewers["top_label_share"].is_not_null().any()
-            else "position bias")
+    reversed_votes = flagged_for(reviewers, "reversed")
+    lapses = flagged_for(reviewers, "lapses") & ~reversed_votes
+    lean = "a lean toward one label" if label_task_estimates(reviewers) else "position bias"
     counts = [(int(reversed_votes.sum()), "reversed votes"), (int(lapses.sum()), "lapses"),
-              (int((kinds == "lean").sum()), f"{lean} alone")]
+              (int(flagged_for_lean_alone(reviewers).sum()), f"{lean} alone")]
     parts = [f"{n:,} for {words}" for n, words in counts if n]
     return f" ({', '.join(parts)})" if parts else ""
 

@@ -35,7 +35,7 @@ def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
                   diagnostics: dict[str, Any], config: AnnotatorConfig) -> list[str]:
     """What the data cannot support, in words a labeling lead can act on."""
     notes: list[str] = []
-    lapse_flags = int(_flagged_for(reviewers, "lapses").sum())
+    lapse_flags = int(flagged_for(reviewers, "lapses").sum())
     kappa = diagnostics.get("vote_kappa")
     plural = float((pairs["verdict"] == "pluralism").mean()) if pairs.height else 0.0
     if kappa is not None and kappa < NEAR_CHANCE_KAPPA and plural < 0.1:
@@ -76,13 +76,13 @@ def _busy_lapser_notes(reviewers: pl.DataFrame) -> list[str]:
     all votes (as a few busy workers who click one label whatever the item do on Snow et
     al.'s RTE and temporal sets): the lead's first check, and data that adds little."""
     total = int(reviewers["n_comparisons"].sum()) if reviewers.height else 0
-    lapsers = reviewers.filter(_flagged_for(reviewers, "lapses")
+    lapsers = reviewers.filter(flagged_for(reviewers, "lapses")
                                & (pl.col("reliability") < MOSTLY_LAPSES))
     cast = int(lapsers["n_comparisons"].sum())
     if not total or cast < BUSY_LAPSERS_SHARE * total:
         return []
     n = lapsers.height
-    label_task = lapsers["top_label_share"].is_not_null().any()
+    label_task = label_task_estimates(lapsers)
     return [f"{n} reviewer{'s' if n != 1 else ''} lapse{'' if n != 1 else 's'} on most of "
             f"their votes (reliability below {MOSTLY_LAPSES:g}) and "
             f"cast {cast / total:.0%} of all the votes: the fit gives those votes little weight "
@@ -94,9 +94,20 @@ def _busy_lapser_notes(reviewers: pl.DataFrame) -> list[str]:
             + "); more votes from careful reviewers would replace what they did not add."]
 
 
-def _flagged_for(reviewers: pl.DataFrame, kind: str) -> pl.Series:
+def flagged_for(reviewers: pl.DataFrame, kind: str) -> pl.Series:
     """Whether each reviewer is flagged for ``kind`` (one of the estimator's flag kinds)."""
     return reviewers["flag_kinds"].str.contains(kind).fill_null(False)
+
+
+def flagged_for_lean_alone(reviewers: pl.DataFrame) -> pl.Series:
+    """Whether each reviewer is flagged for a lean and nothing else."""
+    return (reviewers["flag_kinds"] == "lean").fill_null(False)
+
+
+def label_task_estimates(reviewers: pl.DataFrame) -> bool:
+    """Whether these reviewer estimates come from a label task (only those carry a share of
+    one label)."""
+    return bool(reviewers["top_label_share"].is_not_null().any())
 
 
 COMMON_LEAN_SHARE = 0.25
@@ -107,9 +118,9 @@ lean is how this pool labels, not a trait of a few."""
 def _common_label_lean_notes(reviewers: pl.DataFrame) -> list[str]:
     """In a label task where a good share of the pool leans credibly toward one label or the
     other: say what a lean is, because the votes alone cannot say whether it is a fault."""
-    if not reviewers.height or reviewers["top_label_share"].is_null().all():
+    if not reviewers.height or not label_task_estimates(reviewers):
         return []
-    leaners = reviewers.filter((pl.col("flag_kinds") == "lean").fill_null(False))
+    leaners = reviewers.filter(flagged_for_lean_alone(reviewers))
     if leaners.height < COMMON_LEAN_SHARE * reviewers.height:
         return []
     return [f"{leaners.height} of {reviewers.height} reviewers lean credibly toward one label "
