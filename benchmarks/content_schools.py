@@ -15,8 +15,12 @@ oracle's, which knows every true margin), the K chosen, the pluralism AUC and th
 ``--speed N`` also times the content fit against the tag fit on one world of N comparisons,
 and the one-time embedding (texts/s) beside sentence-transformers' own ``encode`` of the same
 texts (the floor). Experiments: ``--clusters K`` appends each reply's k-means cluster (one-hot;
-with ``--dims 0`` alone), ``--ridge L`` sets the ridge of the feature weights, ``--runs``
-picks the fits and ``--first-seed`` the worlds.
+with ``--dims 0`` alone), ``--by-category`` appends the components crossed with the prompt's
+category (what tags get), ``--ridge L`` sets the ridge of the feature weights, ``--runs``
+picks the fits and ``--first-seed`` the worlds. Every fit also reports the careful reviewers
+it places (school probability >= the summary's bar) and the ARI among them; ``--diagnose``
+adds how much of the true school deviation the content features can carry (a ridge on the
+true deviations, cross-validated by prompt) against what the fit's own feature weights carry.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from sklearn.metrics import roc_auc_score
 from dissensus.models.annotator.config import AnnotatorConfig
 from dissensus.models.annotator.content import ContentBasis, with_content
 from dissensus.models.annotator.estimator import AnnotatorModel
+from dissensus.models.annotator.notes import PLACED_PROBABILITY
 from dissensus.models.annotator.oracle import oracle_inputs, school_oracle
 from dissensus.models.annotator.synthetic import model_frame_from_world
 from dissensus.models.reward.encoder import EmbeddingCache, load_encoder
@@ -48,12 +53,15 @@ TAGS = ("response_1_tags", "response_2_tags")
 
 
 def content_frame(world: Any, encoder: Any, cache: Path | None, dims: int,
-                  clusters: int = 0) -> tuple[pl.DataFrame, pl.DataFrame, float, int]:
+                  clusters: int = 0, by_category: bool = False
+                  ) -> tuple[pl.DataFrame, pl.DataFrame, float, int]:
     """(frame without tags but with content, frame with tags, embedding seconds, texts).
 
     ``clusters`` > 0 appends which of that many k-means clusters of the embeddings each reply
     falls in (one-hot, standardised): tags learnt from the texts, an experiment (``dims`` 0:
-    the clusters alone)."""
+    the clusters alone). ``by_category`` appends the components once per prompt category,
+    zero outside it: a school may weigh what a reply says differently by category, as the tag
+    features allow (an experiment)."""
     tagged = model_frame_from_world(world.judgments, world.pairs, world.responses)
     replies = world.responses.select(pl.col("response_id").cast(pl.String), "text_id", "text")
     started = time.perf_counter()
@@ -61,6 +69,11 @@ def content_frame(world: Any, encoder: Any, cache: Path | None, dims: int,
                                                 .to_list(), replies["text"].to_list())
     seconds = time.perf_counter() - started
     parts = [ContentBasis.fit(embeddings, dims).transform(embeddings)] if dims else []
+    if by_category and dims:
+        category = dict(zip(world.pairs["prompt_id"], world.pairs["category"], strict=False))
+        of_reply = np.array([category.get(p) for p in world.responses["prompt_id"]], dtype=object)
+        parts += [parts[0] * (of_reply == c)[:, None]
+                  for c in sorted(set(category.values()))]
     if clusters:
         from sklearn.cluster import KMeans
 
@@ -95,11 +108,48 @@ def from_true_schools(model: AnnotatorModel, frame: pl.DataFrame,
             "truth_start_ari": careful_ari(found, reviewers)}
 
 
+def placed(estimates: pl.DataFrame, reviewers: pl.DataFrame) -> dict[str, float]:
+    """The careful reviewers the fit places in a school (probability >= the summary's bar):
+    their share and the ARI among them."""
+    careful = estimates.join(reviewers.filter(~pl.col("is_rushed")).select("reviewer_id"),
+                             on="reviewer_id")
+    sure = estimates.filter(pl.col("school_probability") >= PLACED_PROBABILITY)
+    return {"placed_share": sure.join(careful.select("reviewer_id"), on="reviewer_id").height
+            / max(careful.height, 1), "placed_ari": careful_ari(sure, reviewers)}
+
+
+def feature_reach(model: AnnotatorModel, frame: pl.DataFrame, world: Any) -> dict[str, float]:
+    """How much of the true school deviation (caution-first minus access-first margin, per
+    pair) the content features carry: R^2 of a ridge fitted on the true deviations
+    (5 folds grouped by prompt; the ceiling for a linear use of these features), against the
+    squared correlation of the fit's own feature prediction ``d_j . (V_1 - V_0)``."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import GroupKFold, cross_val_score
+
+    from dissensus.models.annotator.data import encode_frame
+
+    enc = encode_frame(frame, None, "embeddings")
+    truth = (pl.DataFrame({"pair_id": enc.pair_ids})
+             .join(world.pairs.select(pl.col("pair_id").cast(pl.String), "prompt_id",
+                                      dev=pl.col("margin_caution_first")
+                                      - pl.col("margin_access_first")),
+                   on="pair_id", how="left"))
+    diff, dev = enc.features.diff, truth["dev"].to_numpy()
+    ceiling = cross_val_score(RidgeCV(alphas=np.logspace(-3, 3, 13)), diff, dev,
+                              cv=GroupKFold(5), groups=truth["prompt_id"].to_list(),
+                              scoring="r2").mean()
+    prior = model.result_.grid_state.deviation_prior
+    fitted = diff @ (prior.coef[-1] - prior.coef[0]) if prior is not None else np.zeros(len(dev))
+    r = np.corrcoef(fitted, dev)[0, 1] if fitted.std() > 0 else 0.0
+    return {"ridge_r2_on_truth": float(ceiling), "fit_r2": float(r * r)}
+
+
 def one_world(seed: int, n: int, encoder: Any, cache: Path | None, dims: int,
               truth_start: bool = False, clusters: int = 0,
-              runs: tuple[str, ...] = ("content", "votes", "tags")) -> dict[str, Any]:
+              runs: tuple[str, ...] = ("content", "votes", "tags"), by_category: bool = False,
+              diagnose: bool = False) -> dict[str, Any]:
     world = simulate_world(WorldConfig(n_comparisons=n, seed=seed))
-    frame, tagged, _, _ = content_frame(world, encoder, cache, dims, clusters)
+    frame, tagged, _, _ = content_frame(world, encoder, cache, dims, clusters, by_category)
     cfg = world.config
     truth = oracle_inputs(world.judgments, world.reviewers.filter(pl.col("n_comparisons") > 0),
                           world.pairs)
@@ -123,9 +173,16 @@ def one_world(seed: int, n: int, encoder: Any, cache: Path | None, dims: int,
             "pluralism_auc": float(roc_auc_score(pairs["contested"], pairs["pluralism_share"])),
             "seconds": time.perf_counter() - started,
             "feature_share": model.fit_summary_["diagnostics"].get("feature_share"),
+            **placed(model.reviewer_estimates_, world.reviewers),
         }
+        if name == "content" and diagnose and model.n_schools_ == 2:
+            out[name] |= feature_reach(model, data, world)
         print(f"seed {seed} {name:<8} ARI {out[name]['ari']:.3f} K={out[name]['k']} pluralism "
-              f"AUC {out[name]['pluralism_auc']:.3f} ({out[name]['seconds']:.1f} s)",
+              f"AUC {out[name]['pluralism_auc']:.3f} ({out[name]['seconds']:.1f} s); placed "
+              f"{out[name]['placed_share']:.0%} of the careful, ARI among them "
+              f"{out[name]['placed_ari']:.3f}"
+              + (f"; deviation R^2: fit {out[name]['fit_r2']:.3f}, ridge on the truth "
+                 f"{out[name]['ridge_r2_on_truth']:.3f}" if "fit_r2" in out[name] else ""),
               file=sys.stderr, flush=True)
     return out
 
@@ -166,6 +223,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--ridge", type=float, default=None,
                         help="experiment: the ridge of the feature weights (the model's "
                              "deviation_prior.RIDGE, 1.0)")
+    parser.add_argument("--by-category", action="store_true",
+                        help="experiment: append the components crossed with the prompt "
+                             "category, as the tag features are")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="also report how much of the true school deviation the content "
+                             "features carry, in the fit and for a ridge on the truth")
     parser.add_argument("--dims", type=int, default=AnnotatorConfig().content_dims)
     parser.add_argument("--encoder", default=AnnotatorConfig().content_encoder)
     parser.add_argument("--cache", type=Path, default=None, help="embedding cache folder")
@@ -181,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         deviation_prior.RIDGE = args.ridge
     encoder = load_encoder(args.encoder)
     results = [one_world(s, args.comparisons, encoder, args.cache, args.dims, args.truth_start,
-                         args.clusters, tuple(args.runs))
+                         args.clusters, tuple(args.runs), args.by_category, args.diagnose)
                for s in range(args.first_seed, args.first_seed + args.seeds)]
     for r in results:
         if "truth_start" in r:
@@ -189,13 +252,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"seed {r['seed']}: default content fit elpd {t['default_elpd']:.1f}, ARI "
                   f"{r['content']['ari']:.3f}; started from the true schools elpd "
                   f"{t['truth_start_elpd']:.1f}, ARI {t['truth_start_ari']:.3f}")
-    print(f"{'features':<10}{'ARI':>8}{'K':>14}{'pluralism AUC':>16}{'seconds':>10}")
+    print(f"{'features':<10}{'ARI':>8}{'K':>20}{'pluralism AUC':>16}{'seconds':>10}"
+          f"{'placed':>8}{'ARI placed':>12}")
     for name in args.runs:
         rows = [r[name] for r in results]
         print(f"{name:<10}{np.mean([r['ari'] for r in rows]):>8.3f}"
-              f"{[r['k'] for r in rows]!s:>14}"
+              f"{[r['k'] for r in rows]!s:>20}"
               f"{np.mean([r['pluralism_auc'] for r in rows]):>16.3f}"
-              f"{np.mean([r['seconds'] for r in rows]):>10.1f}")
+              f"{np.mean([r['seconds'] for r in rows]):>10.1f}"
+              f"{np.mean([r['placed_share'] for r in rows]):>8.0%}"
+              f"{np.mean([r['placed_ari'] for r in rows]):>12.3f}")
     print(f"school oracle ARI {np.mean([r['ari_oracle'] for r in results]):.3f}; per seed, "
           f"content: {[round(r['content']['ari'], 3) for r in results]}")
     speeds = [speed(n, encoder, args.dims) for n in args.speed]
