@@ -114,8 +114,32 @@ def placed(estimates: pl.DataFrame, reviewers: pl.DataFrame) -> dict[str, float]
     careful = estimates.join(reviewers.filter(~pl.col("is_rushed")).select("reviewer_id"),
                              on="reviewer_id")
     sure = estimates.filter(pl.col("school_probability") >= PLACED_PROBABILITY)
-    return {"placed_share": sure.join(careful.select("reviewer_id"), on="reviewer_id").height
-            / max(careful.height, 1), "placed_ari": careful_ari(sure, reviewers)}
+    out: dict[str, Any] = {
+        "placed_share": sure.join(careful.select("reviewer_id"), on="reviewer_id").height
+        / max(careful.height, 1), "placed_ari": careful_ari(sure, reviewers)}
+    if careful["school"].n_unique() == 2:
+        # calibration: each careful reviewer's school probability and whether the school is
+        # right (the fit's two labels matched to the true ones the way most reviewers fall)
+        t = careful.join(reviewers.select("reviewer_id", "school_index"), on="reviewer_id")
+        same = (t["school"].cast(pl.Int64) == t["school_index"]).to_numpy()
+        right = same if same.mean() >= 0.5 else ~same
+        out["calibration"] = list(zip(t["school_probability"].to_list(), right.tolist(),
+                                      strict=True))
+    return out
+
+
+def calibration_table(pairs: list[tuple[float, bool]]) -> str:
+    """School probability bands against how often the school is right."""
+    p = np.array([q for q, _ in pairs])
+    right = np.array([r for _, r in pairs], dtype=float)
+    lines = []
+    for low, high in ((0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 0.99), (0.99, 1.01)):
+        band = (p >= low) & (p < high)
+        if band.any():
+            lines.append(f"  school probability {low:.2f}-{min(high, 1.0):.2f}: {band.sum():>4} "
+                         f"careful reviewers, mean {p[band].mean():.3f}, right "
+                         f"{right[band].mean():.3f}")
+    return "\n".join(lines)
 
 
 def feature_reach(model: AnnotatorModel, frame: pl.DataFrame, world: Any) -> dict[str, float]:
@@ -262,6 +286,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{np.mean([r['seconds'] for r in rows]):>10.1f}"
               f"{np.mean([r['placed_share'] for r in rows]):>8.0%}"
               f"{np.mean([r['placed_ari'] for r in rows]):>12.3f}")
+    for name in args.runs:
+        pairs = [c for r in results for c in r[name].get("calibration", [])]
+        if pairs:
+            print(f"{name}: are the school probabilities honest?\n{calibration_table(pairs)}")
     print(f"school oracle ARI {np.mean([r['ari_oracle'] for r in results]):.3f}; per seed, "
           f"content: {[round(r['content']['ari'], 3) for r in results]}")
     speeds = [speed(n, encoder, args.dims) for n in args.speed]

@@ -14,6 +14,10 @@ One table is printed, one row per world and method (means over seeds):
 * ``gap_pts`` -- careful minority flagged minus careful majority flagged, points (target <= 3);
 * ``coverage`` -- true reliability inside the 94% interval (target >= 0.85);
 * ``k_right`` -- the number of schools chosen is the true one (target >= 0.9), ``ari`` -- schools;
+  where the fit finds more than one school, ``placed`` -- careful reviewers it places (school
+  probability >= the fit summary's 0.8), ``ari_placed`` -- the ARI among them, and in a world
+  without schools ``false_placed`` -- careful reviewers placed in a minority school that is not
+  there;
 * ``seconds`` and ``x_glad`` -- fit time and its ratio to GLAD's on the same votes (target <= 5).
 
 Peers rank reviewers only (they have no flags or intervals); crowd-kit is the ``bench`` extra.
@@ -42,13 +46,8 @@ from annotators import dawid_skene, glad, mace, majority_agreement
 from pydantic import ValidationError
 
 from dissensus.models.annotator import AnnotatorConfig, AnnotatorModel
-from dissensus.models.annotator.worlds import (
-    WORLDS,
-    WorldSpec,
-    oracle_reliability,
-    simulate_world,
-    verdict_scores,
-)
+from dissensus.models.annotator.world_scores import oracle_reliability, verdict_scores
+from dissensus.models.annotator.worlds import WORLDS, WorldSpec, simulate_world
 
 PEERS: dict[str, Callable[[pl.DataFrame], pd.Series]] = {
     "majority": majority_agreement,
@@ -57,12 +56,14 @@ PEERS: dict[str, Callable[[pl.DataFrame], pd.Series]] = {
     "mace": mace,
 }
 COLUMNS = ["careful_flagged", "careful_flagged_n", "rushed_prec", "rushed_rec", "bottom_k",
-           "vs_oracle", "gap_pts", "coverage", "k_right", "ari", "reversed_found",
+           "vs_oracle", "gap_pts", "coverage", "k_right", "ari", "placed", "ari_placed",
+           "false_placed", "reversed_found",
            "ok_rushed_before", "ok_rushed", "unsettled", "seconds",
            "x_glad"]
 RENAME = {"careful_flagged_share": "careful_flagged", "rushed_precision": "rushed_prec",
           "rushed_recall": "rushed_rec", "bottom_k_precision": "bottom_k",
-          "minority_gap_pts": "gap_pts", "school_ari": "ari"}
+          "minority_gap_pts": "gap_pts", "school_ari": "ari", "placed_share": "placed",
+          "placed_ari": "ari_placed", "false_school_placed": "false_placed"}
 
 
 def series_frame(series: pd.Series, name: str = "reliability") -> pl.DataFrame:

@@ -17,7 +17,8 @@ from dissensus.models.annotator.lapse_cues import (
     lean_score_test,
     lean_step,
 )
-from dissensus.models.annotator.worlds import WORLDS, simulate_world, verdict_scores
+from dissensus.models.annotator.world_scores import verdict_scores
+from dissensus.models.annotator.worlds import WORLDS, simulate_world
 
 FAST = AnnotatorConfig(max_iter=60)
 

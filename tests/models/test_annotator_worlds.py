@@ -14,12 +14,8 @@ from hypothesis import strategies as st
 from dissensus.models.annotator import AnnotatorConfig, AnnotatorModel
 from dissensus.models.annotator.evidence import lapse_bayes_factor
 from dissensus.models.annotator.priors import anchor_careful_majority
-from dissensus.models.annotator.worlds import (
-    WORLDS,
-    oracle_reliability,
-    simulate_world,
-    verdict_scores,
-)
+from dissensus.models.annotator.world_scores import oracle_reliability, verdict_scores
+from dissensus.models.annotator.worlds import WORLDS, simulate_world
 
 FAST = AnnotatorConfig(max_iter=60)
 
@@ -356,3 +352,30 @@ def test_a_careful_minority_in_a_label_task_keeps_its_school() -> None:
     bound = model.fit_summary_["diagnostics"]["label_lapse_bound"]
     assert bound["bound"] == 0.5 and bound["elpd_gain"] < 0
     assert bound["note"].startswith("label task: lapse rates read below one half")
+
+
+def _asserted_schools(world, school: np.ndarray, probability: float) -> pl.DataFrame:
+    return world.reviewers.select("reviewer_id").with_columns(
+        school=pl.Series(school, dtype=pl.Int32), school_probability=pl.lit(probability),
+        reliability=pl.lit(0.9))
+
+
+def test_placement_scores_count_what_the_fit_asserts_about_schools() -> None:
+    story = simulate_world(replace(WORLDS["story"], n_pairs=60), seed=0)
+    truth = story.reviewers["school_index"].to_numpy()
+    sure = verdict_scores(story, _asserted_schools(story, truth, 0.95), n_schools=2)
+    assert sure["placed_share"] == 1.0 and sure["placed_ari"] == pytest.approx(1.0)
+    # under the summary's bar nobody is placed, and a one-school fit asserts no schools
+    unsure = verdict_scores(story, _asserted_schools(story, truth, 0.6), n_schools=2)
+    assert unsure["placed_share"] == 0.0 and "placed_ari" not in unsure
+    assert "placed_share" not in verdict_scores(story, _asserted_schools(story, truth, 0.95), 1)
+    # a world without schools: careful reviewers placed in school 1 hold a view that is not there
+    one = simulate_world(replace(WORLDS["lapse_first"], n_pairs=60), seed=0)
+    split = np.arange(one.reviewers.height) % 2
+    scores = verdict_scores(one, _asserted_schools(one, split, 0.95), n_schools=2)
+    careful = one.reviewers.filter(~pl.col("is_rushed") & ~pl.col("is_reversed")
+                                   & (pl.col("n_comparisons") > 0))
+    in_school_1 = careful.filter(pl.col("reviewer_id").is_in(
+        one.reviewers.filter(pl.Series(split == 1))["reviewer_id"].to_list())).height
+    assert scores["false_school_placed"] == pytest.approx(in_school_1 / careful.height)
+    assert scores["false_school_placed"] > 0.3

@@ -1,0 +1,142 @@
+"""Scoring a method's reviewer verdicts on a drawn world of :mod:`.worlds` against its truth,
+and the oracle that knows every margin, taste and lapse habit (the ceiling of the suite)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from .worlds import World
+
+
+def oracle_reliability(world: World, grid_size: int = 400, lapse_from: float = 0.2,
+                       flag_probability: float = 0.9) -> pl.DataFrame:
+    """Each reviewer's exact lapse posterior, knowing every margin, taste and lapse habit.
+
+    ``p(eps | y_r) ∝ p(eps) prod_n [(1 - eps) p_careful_n + eps p_lapse_n]`` with ``p(eps)`` the
+    world's generating mixture (careful and rushed ranges mixed by the rushed share; a point mass
+    at 0 where careful reviewers never lapse). No method reading only the votes can rank reviewers
+    better. Returns ``reviewer_id, reliability, reliability_low, reliability_high`` (94%) and
+    ``flagged``: ``P(eps > lapse_from) >= flag_probability``, the flags no method can beat at
+    that threshold (the ceiling for flag precision and recall).
+    """
+    spec = world.spec
+    grid = np.linspace(0.0, max(0.6, min(spec.rushed_lapse[1] + 0.05, 1.0)), grid_size)
+    prior = np.zeros(grid_size)
+    for (lo, hi), mass in ((spec.careful_lapse, 1 - spec.rushed_share),
+                           (spec.rushed_lapse, spec.rushed_share)):
+        inside = (grid >= lo) & (grid <= hi)
+        if hi <= lo or not inside.any():
+            prior[np.argmin(np.abs(grid - lo))] += mass
+        else:
+            prior[inside] += mass / inside.sum()
+    j = world.judgments
+    ids = world.reviewers["reviewer_id"].to_list()
+    index = {r: i for i, r in enumerate(ids)}
+    r = np.array([index[x] for x in j["reviewer_id"].to_list()])
+    pc, pl_ = j["p_careful"].to_numpy(), j["p_lapse"].to_numpy()
+    loglik = np.zeros((len(ids), grid_size))
+    for g, e in enumerate(grid):
+        loglik[:, g] = np.bincount(r, np.log(np.maximum((1 - e) * pc + e * pl_, 1e-300)),
+                                   len(ids))
+    with np.errstate(divide="ignore"):
+        logpost = loglik + np.log(prior)[None, :]
+    logpost -= logpost.max(axis=1, keepdims=True)
+    post = np.exp(logpost)
+    post /= post.sum(axis=1, keepdims=True)
+    cdf = post.cumsum(axis=1)
+    lapse_mean = post @ grid
+    low_eps = grid[np.argmax(cdf >= 0.03, axis=1)]
+    high_eps = grid[np.argmax(cdf >= 0.97, axis=1)]
+    return pl.DataFrame({"reviewer_id": ids, "reliability": 1 - lapse_mean,
+                         "reliability_low": 1 - high_eps, "reliability_high": 1 - low_eps,
+                         "flagged": post[:, grid > lapse_from].sum(axis=1) >= flag_probability})
+
+
+def verdict_scores(world: World, estimates: pl.DataFrame, n_schools: int | None = None,
+                   ranking: str = "reliability") -> dict[str, float]:
+    """Score a method's reviewer verdicts against the world's truth.
+
+    ``estimates`` has ``reviewer_id`` and a ``ranking`` column (higher = more reliable); where it
+    also has ``flagged``, ``reliability_low`` / ``reliability_high`` and ``school``, the flags,
+    interval coverage and school recovery are scored too. Careful reviewers are those neither
+    rushed nor position-biased (a position-bias flag on a biased reviewer is right).
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    truth = world.reviewers.filter(pl.col("n_comparisons") > 0)
+    t = truth.join(estimates, on="reviewer_id", how="left")
+    score = t[ranking].fill_null(t[ranking].median()).to_numpy()
+    reversed_ = t["is_reversed"].to_numpy()
+    rushed = t["is_rushed"].to_numpy() | reversed_  # careless: a reversed vote is no view
+    careful = ~rushed & ~t["is_position_biased"].to_numpy()
+    k = int(rushed.sum())
+    out: dict[str, float] = {"n_reviewers": float(t.height), "n_rushed": float(k)}
+    if k:
+        bottom = np.zeros(t.height, bool)
+        bottom[np.argsort(score, kind="stable")[:k]] = True
+        out["bottom_k_precision"] = float(bottom[rushed].mean())
+    if "flagged" in t.columns:
+        flagged = t["flagged"].fill_null(False).to_numpy()
+        if "flag_reason" in t.columns:  # lapse flags only: a position-bias flag is no lapse flag
+            flagged &= t["flag_reason"].str.contains("lapse rate|votes reversed").fill_null(
+                False).to_numpy()
+            if reversed_.any():
+                out["reversed_found"] = float(t["flag_reason"].str.contains("votes reversed")
+                                              .fill_null(False).to_numpy()[reversed_].mean())
+        out["careful_flagged_share"] = float(flagged[careful].mean()) if careful.any() else 0.0
+        out["careful_flagged_n"] = float(flagged[careful].sum())
+        if k:
+            out["rushed_recall"] = float(flagged[rushed].mean())
+            out["rushed_precision"] = (float(flagged[rushed].sum() / flagged.sum())
+                                       if flagged.any() else float("nan"))
+        school = t["school_index"].to_numpy()
+        if world.spec.n_schools > 1:
+            majority = careful & (school == 0)
+            minority = careful & (school > 0)
+            if majority.any() and minority.any():
+                out["minority_gap_pts"] = 100 * float(flagged[minority].mean()
+                                                      - flagged[majority].mean())
+        if "lapse_evidence" in t.columns and k:
+            # the audit's "ok" (AuditConfig.settled_bayes_factor = 3): every reviewer not
+            # flagged, before; only those whose votes favour careful 3 to 1, now
+            settled = t["lapse_evidence"].fill_null(1.0).to_numpy() <= 1 / 3
+            out["ok_rushed_before"] = float(rushed[~flagged].mean()) if (~flagged).any() else 0.0
+            ok = ~flagged & settled
+            out["ok_rushed"] = float(rushed[ok].mean()) if ok.any() else float("nan")
+            out["unsettled"] = float((~flagged & ~settled).mean())
+    if {"reliability_low", "reliability_high"} <= set(t.columns):
+        true_rel = 1 - t["lapse_rate"].to_numpy()
+        low, high = t["reliability_low"].to_numpy(), t["reliability_high"].to_numpy()
+        # a grid method cannot put an interval's end exactly on 0 or 1: half a typical grid
+        # cell (0.01) of slack
+        covered = (true_rel >= low - 0.01) & (true_rel <= high + 0.01)
+        out["coverage"] = float(np.mean(covered[~reversed_]))  # no true lapse rate to cover
+    if n_schools is not None:
+        out["k_chosen"] = float(n_schools)
+        out["k_right"] = float(n_schools == world.true_k)
+    if "school" in t.columns and world.spec.n_schools > 1:
+        c = t.filter(~pl.col("is_rushed") & ~pl.col("is_reversed"))
+        out["school_ari"] = float(adjusted_rand_score(c["school_index"], c["school"]))
+    if "school_probability" in t.columns and (n_schools or 1) > 1:
+        out |= _placement_scores(world, t)
+    return out
+
+
+def _placement_scores(world: World, t: pl.DataFrame) -> dict[str, float]:
+    """What the fit asserts about careful reviewers' schools, where it found more than one:
+    the share it places (school probability >= the fit summary's bar), the ARI among them
+    where the world has schools, and where it has none the share placed in a school other
+    than the largest (school 0): a minority view the votes do not hold."""
+    from .notes import PLACED_PROBABILITY
+
+    c = t.filter(~pl.col("is_rushed") & ~pl.col("is_reversed") & pl.col("school").is_not_null())
+    placed = c.filter(pl.col("school_probability") >= PLACED_PROBABILITY)
+    out = {"placed_share": placed.height / max(c.height, 1)}
+    if world.spec.n_schools > 1 and placed.height > 1:
+        from sklearn.metrics import adjusted_rand_score
+
+        out["placed_ari"] = float(adjusted_rand_score(placed["school_index"], placed["school"]))
+    elif world.spec.n_schools == 1:
+        out["false_school_placed"] = float((placed["school"] != 0).sum()) / max(c.height, 1)
+    return out
