@@ -16,7 +16,12 @@ import polars as pl
 from dissensus.analytics import consistency as cs
 from dissensus.analytics.audit_config import AuditConfig
 from dissensus.analytics.audit_drift import drift_from
-from dissensus.analytics.audit_fit import fit_interval_mass, fit_notes, latest_fit_estimates
+from dissensus.analytics.audit_fit import (
+    fit_interval_mass,
+    fit_notes,
+    fit_schools_unseen,
+    latest_fit_estimates,
+)
 from dissensus.analytics.audit_reliability import loo_from, reliability_from
 from dissensus.analytics.audit_votes import Votes
 
@@ -124,9 +129,11 @@ def _f(x: float | None, digits: int = 2) -> str:
 
 
 def _judge(
-    row: dict, cfg: AuditConfig, pool_rel: float, model: bool, majority_school: int | None
+    row: dict, cfg: AuditConfig, pool_rel: float, model: bool, majority_school: int | None,
+    schools_seen: bool = True,
 ) -> tuple[str, bool, list[str]]:
-    """Verdict, flagged, reasons for one reviewer (see the module docstring)."""
+    """Verdict, flagged, reasons for one reviewer (see the module docstring). ``schools_seen``
+    False: the fit chose schools but called no pair pluralism, so nobody is placed in one."""
     reasons: list[str] = []
     if row["n_votes"] < cfg.min_votes:
         return "too few votes", False, [f"only {row['n_votes']} votes"]
@@ -236,12 +243,15 @@ def _judge(
     unsettled = model and not careful_evidence and _unsettled(row, cfg)
     school = row.get("school")
     if model and school is not None and majority_school is not None and school != majority_school:
-        placed = (row.get("school_probability") or 0.0) >= cfg.min_school_probability
+        placed = schools_seen and ((row.get("school_probability") or 0.0)
+                                   >= cfg.min_school_probability)
         reasons.append(
             f"school {school} (p={_f(row.get('school_probability'))}): votes with a minority "
             "view" if placed and unsettled else
             f"school {school} (p={_f(row.get('school_probability'))}), reliability "
             f"{_f(rel)}: careful, holds a minority view" if placed else
+            f"school {school} unproven (p={_f(row.get('school_probability'))}): the fit calls "
+            "no pair pluralism, so this school is a view seen on no pair" if not schools_seen else
             f"school {school} uncertain (p={_f(row.get('school_probability'))}): the votes do "
             "not settle which school this reviewer holds"
         )
@@ -318,6 +328,7 @@ def audit_from(
         df.filter(pl.col("n_votes") >= cfg.min_votes)["reliability"].drop_nulls().median() or 0.0
     )  # type: ignore[arg-type]
     majority_school = None
+    schools_seen = not (model and fit_schools_unseen(con))
     if model and df["school"].drop_nulls().len():
         majority_school = df["school"].drop_nulls().mode().sort()[0]
     # a reviewer with none of these is "ok" with no reasons (see _judge); only the others
@@ -355,7 +366,8 @@ def audit_from(
     reasons = np.full(df.height, "", dtype=object)
     rows = np.flatnonzero(mask)
     for i, row in zip(rows, df.filter(pl.Series(mask)).iter_rows(named=True), strict=True):
-        verdict[i], flagged[i], why = _judge(row, cfg, pool_rel, model, majority_school)
+        verdict[i], flagged[i], why = _judge(row, cfg, pool_rel, model, majority_school,
+                                             schools_seen)
         reasons[i] = "; ".join(why)
     df = df.with_columns(
         verdict=pl.Series(verdict.tolist(), dtype=pl.String),

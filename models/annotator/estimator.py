@@ -34,7 +34,7 @@ from .errors import NotFittedError, PredictionUnavailableError
 from .evidence import lapse_flagged
 from .inference import fit
 from .lapse_cues import LONGER_LABEL, NO_CUES, SHORTER_LABEL
-from .notes import reversed_reviewers, verdict_notes
+from .notes import reversed_reviewers, schools_unseen, verdict_notes
 from .predict import (
     PredictiveState,
     beta_interval,
@@ -133,6 +133,8 @@ class AnnotatorModel:
         diagnostics["verdicts"] = {
             v: int(n) for v, n in self.pair_estimates_["verdict"].value_counts().iter_rows()
         }
+        diagnostics["schools_unseen"] = schools_unseen(res.n_schools,
+                                                       self.pair_estimates_["verdict"])
         diagnostics["config_hash"] = cfg.config_hash()
         diagnostics["vote_kappa"] = vote_kappa(d)
         diagnostics["verdict_notes"] = verdict_notes(self.reviewer_estimates_,

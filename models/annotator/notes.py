@@ -63,7 +63,7 @@ def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
         notes.append(f"Only {n_rev} reviewers: schools (consistent minority views) cannot be "
                      "told apart from individual views with so few, so one school is assumed "
                      "unless the evidence is overwhelming.")
-    notes += _placement_notes(reviewers, res.n_schools)
+    notes += _placement_notes(reviewers, pairs, res.n_schools, config)
     lean = describe_lean(diagnostics.get("lapse_lean") or {})
     if lean:
         notes.append(f"Lapses in this pool lean {lean}; the model reads such votes as lapses, "
@@ -131,11 +131,30 @@ def _common_label_lean_notes(reviewers: pl.DataFrame) -> list[str]:
             "either way."]
 
 
-def _placement_notes(reviewers: pl.DataFrame, n_schools: int) -> list[str]:
+def schools_unseen(n_schools: int, verdicts: pl.Series) -> bool:
+    """Whether a fit chose more than one school yet called none of its pairs (``verdicts``)
+    pluralism: then no pair shows the schools, and no reviewer's school is a view the votes
+    show (kept in the fit's diagnostics as ``schools_unseen``, which the audit reads)."""
+    return n_schools > 1 and verdicts.len() > 0 and not bool((verdicts == "pluralism").any())
+
+
+def _placement_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, n_schools: int,
+                     config: AnnotatorConfig) -> list[str]:
     """Whether the votes place each reviewer in a school: with one or two judgments each,
-    schools can show in the pairs while no person can be placed in one (or stay unseen)."""
+    schools can show in the pairs while no person can be placed in one (or stay unseen); and
+    a split that shows on no pair at all places nobody."""
     if reviewers.height == 0:
         return []
+    if pairs.height and schools_unseen(n_schools, pairs["verdict"]):
+        # seen on the suite: a chance split of careful reviewers in a label task with busy
+        # spammers (label_spammers, seed 0), and 2,000 reviewers with a vote or two each
+        return [f"{n_schools} schools were chosen, yet no pair is called pluralism (on no "
+                f"pair do the schools differ with {config.pluralism_probability:.0%} "
+                "probability): the split rests on many small differences spread over the "
+                "pairs, not on pairs the schools see differently, so no reviewer's school is a "
+                "verdict about them. A split like this can be real schools the pairs rarely "
+                "set against each other, or something shared that is not a view: a habit "
+                "(a lean toward one reply or label) or tastes that vary by degree."]
     median = float(reviewers["n_comparisons"].median())  # type: ignore[arg-type]
     if n_schools == 1:
         if median >= FEW_JUDGMENTS:

@@ -86,6 +86,29 @@ def test_a_minority_school_the_fit_is_unsure_of_is_no_verdict(warehouse, vote,
     assert "school 1 uncertain (p=0.6" in reasons and "do not settle" in reasons
 
 
+def test_no_minority_view_where_the_fit_calls_no_pair_pluralism(warehouse, vote,
+                                                                 fake_fit) -> None:
+    # two schools chosen, yet no pair shows them: a school placed with p=0.95 is still no
+    # view the votes show, so nobody holds "a minority view"
+    con = crowd(warehouse, vote)
+    schools = {**{f"major{j}": 0 for j in range(6)}, "minor0": 1, "minor1": 1, "rushed": 0}
+    fake_fit(con, "fit-n", created_at=datetime(2026, 2, 2), method="test", n_schools=2,
+             n_comparisons=360, seconds=1.0,
+             diagnostics=json.dumps({"schools_unseen": True, "verdict_notes": ["no pair"]}),
+             reviewers=pl.DataFrame({
+                 "reviewer_id": list(schools), "n_comparisons": 40, "reliability": 0.97,
+                 "reliability_low": 0.92, "reliability_high": 0.99, "position_bias": 0.0,
+                 "school": list(schools.values()), "school_probability": 0.95,
+                 "flagged": False}))
+    out = audit.reviewer_audit(con)
+    v = verdicts(out)
+    assert "minority view, consistent" not in v.values()
+    assert v["minor0"] == v["minor1"] == "ok"
+    reasons = out.filter(reviewer_id="minor0")["reasons"][0]
+    assert "school 1 unproven (p=0.95): the fit calls no pair pluralism" in reasons
+    assert audit.fit_notes(con) == ["no pair"]
+
+
 def test_ok_needs_votes_that_favour_careful(tmp_path: Path, warehouse, vote, fake_fit) -> None:
     """'ok' is a verdict the reviewer's own votes must support: where the fit's lapse evidence
     favours neither side clearly, the audit says it cannot tell, in words, and flags nobody."""

@@ -75,6 +75,8 @@ def test_a_vote_or_two_per_reviewer_places_nobody_in_a_school() -> None:
     notes = " ".join(model.fit_summary_["diagnostics"]["verdict_notes"])
     if model.n_schools_ == 1:
         assert "few judgments each (median" in notes
+    elif model.fit_summary_["diagnostics"]["schools_unseen"]:
+        assert "no reviewer's school is a verdict about them" in notes
     else:
         assert "cannot be placed in a school" in notes and "a guess, not a verdict" in notes
 
@@ -119,10 +121,33 @@ def test_placement_notes_speak_only_when_reviewers_are_not_placed() -> None:
         return pl.DataFrame({"school_probability": [probability] * 10,
                              "n_comparisons": [judgments] * 10})
 
-    assert "10 of 10 reviewers cannot be placed" in _placement_notes(frame(0.6, 40), 2)[0]
-    assert _placement_notes(frame(0.95, 40), 2) == []
-    assert "few judgments each (median 2)" in _placement_notes(frame(1.0, 2), 1)[0]
-    assert _placement_notes(frame(1.0, 20), 1) == []
+    cfg = AnnotatorConfig()
+    shown = pl.DataFrame({"verdict": ["clear", "pluralism", "noise"]})
+    assert "10 of 10 reviewers cannot be placed" in _placement_notes(frame(0.6, 40), shown, 2,
+                                                                     cfg)[0]
+    assert _placement_notes(frame(0.95, 40), shown, 2, cfg) == []
+    assert "few judgments each (median 2)" in _placement_notes(frame(1.0, 2), shown, 1, cfg)[0]
+    assert _placement_notes(frame(1.0, 20), shown, 1, cfg) == []
+    # two schools that show on no pair: even reviewers placed with p=0.95 hold no shown view
+    unseen = pl.DataFrame({"verdict": ["clear", "ambiguous", "noise"]})
+    note = _placement_notes(frame(0.95, 40), unseen, 2, cfg)
+    assert len(note) == 1 and "2 schools were chosen, yet no pair is called pluralism" in note[0]
+    assert "no reviewer's school is a verdict about them" in note[0]
+    assert _placement_notes(frame(0.95, 40), unseen, 1, cfg) == []
+
+
+def test_a_fit_records_whether_its_schools_show_on_any_pair() -> None:
+    from dissensus.models.annotator.notes import schools_unseen
+
+    world = simulate_world(replace(WORLDS["story"], n_pairs=300), seed=1)
+    model = _fit(world)
+    diagnostics = model.fit_summary_["diagnostics"]
+    plural = int((model.pair_estimates_["verdict"] == "pluralism").sum())
+    assert diagnostics["schools_unseen"] is (model.n_schools_ > 1 and plural == 0)
+    assert schools_unseen(2, pl.Series(["clear", "noise"]))
+    assert not schools_unseen(2, pl.Series(["clear", "pluralism"]))
+    assert not schools_unseen(1, pl.Series(["clear", "noise"]))
+    assert not schools_unseen(2, pl.Series([], dtype=pl.String))
 
 
 def test_oracle_ranks_rushed_reviewers_first() -> None:
