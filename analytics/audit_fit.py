@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from dissensus.warehouse.fits import latest_fit
+from dissensus.warehouse.fits import fit_record, latest_fit
 
 POSITION_BIAS_REASON = "strong position bias"
 LABEL_LEAN_REASON = "strong lean toward one label"
@@ -74,16 +74,8 @@ _NEWER_COLUMNS = (("lean", "model_lean"), ("agreement", "agreement"),
 def _latest_diagnostics(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """The diagnostics of the newest fit with reviewer estimates; empty without one (or when
     they cannot be read)."""
-    fit_id = latest_fit(con, having="reviewer_estimates")
-    if fit_id is None:
-        return {}
-    # fetchall, not fetchone: a result left unfinished blocks the connection's next query
-    raw = next(iter(con.execute("SELECT diagnostics FROM fits WHERE fit_id = ?",
-                                [fit_id]).fetchall()), None)
-    try:
-        diagnostics = json.loads(raw[0]) if raw and raw[0] else {}
-    except (TypeError, ValueError):
-        return {}
+    fit = fit_record(con, latest_fit(con, having="reviewer_estimates"))
+    diagnostics = fit["diagnostics"] if fit else {}
     return diagnostics if isinstance(diagnostics, dict) else {}
 
 

@@ -45,6 +45,7 @@ from dissensus.models.reward.pipeline import (
 from dissensus.models.reward.train import response_outputs
 from dissensus.warehouse.artefacts import embeddings_folder, reward_runs_folder
 from dissensus.warehouse.db import database_path
+from dissensus.warehouse.fits import fit_record
 
 Log = Callable[[str], None]
 
@@ -92,6 +93,21 @@ def _require_preferences(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
+def warn_if_schools_unseen(con: duckdb.DuckDBPyConnection, kind: str, fit_id: str | None,
+                           n_schools: int, log: Log) -> None:
+    """Say so before training school heads on a fit whose schools show on no pair (its
+    ``schools_unseen``): the heads would learn a split that no pair of the training data
+    shows, so their disagreement says little."""
+    heads = head_names(kind, n_schools)
+    if not any(h.startswith("school_") for h in heads):
+        return
+    fit = fit_record(con, fit_id)
+    if fit and fit["diagnostics"].get("schools_unseen") is True:
+        log(f"warning: fit {fit_id} chose {n_schools} schools but calls no pair pluralism, so "
+            "no pair shows the split the school heads will learn: read their disagreement as "
+            "weak evidence, or train a single-head kind (plain, weighted)")
+
+
 def train_run(
     con: duckdb.DuckDBPyConnection, kind: str, fit_id: str | None = None,
     config: RewardConfig | dict[str, object] | None = None, *, log: Log = print,
@@ -108,6 +124,7 @@ def train_run(
     _require_preferences(con)
     cache = embedding_cache(con, cache_folder)
     prepared = prepare(con, config, fit_id, cache, log, progress=progress)
+    warn_if_schools_unseen(con, kind, prepared.data.fit_id, prepared.data.n_schools, log)
     result, metrics = train_and_evaluate(prepared, config, response_table(con), log)
     config = result.config or config  # 'auto' settings resolved to the ones chosen
     created = datetime.now(UTC)

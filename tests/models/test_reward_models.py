@@ -398,3 +398,19 @@ def test_settings_and_data_errors_are_dissensus_errors() -> None:
         school_lean_offsets(torch.tensor([1.0, 0.0]))
     for error in (bad_kind.value, bad_shares.value):
         assert isinstance(error, DissensusError) and error.fix
+
+
+def test_school_heads_on_a_split_no_pair_shows_are_trained_with_a_warning(warehouse, vote,
+                                                                           fake_fit) -> None:
+    from dissensus.analytics.jobs.reward import warn_if_schools_unseen
+
+    con = warehouse([vote("r1", 0, "a"), vote("r2", 0, "b")])
+    fake_fit(con, "fit-unseen", diagnostics=json.dumps({"schools_unseen": True}))
+    fake_fit(con, "fit-seen", diagnostics=json.dumps({"schools_unseen": False}))
+    said: list[str] = []
+    warn_if_schools_unseen(con, "multihead", "fit-unseen", 2, said.append)
+    assert len(said) == 1 and "calls no pair pluralism" in said[0]
+    for kind, fit_id in (("plain", "fit-unseen"), ("multihead", "fit-seen"),
+                         ("multihead", None)):
+        warn_if_schools_unseen(con, kind, fit_id, 2, said.append)
+    assert len(said) == 1
