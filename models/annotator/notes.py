@@ -149,10 +149,11 @@ def _placement_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, n_schools: in
         # seen on the suite: a chance split of careful reviewers in a label task with busy
         # spammers (label_spammers, seed 0), and 2,000 reviewers with a vote or two each
         return [f"{n_schools} schools were chosen, yet no pair is called pluralism (on no "
-                "pair is the probability that the schools differ "
-                f"{config.pluralism_probability:.0%} or more): the split rests on many small "
-                "differences spread over the "
-                "pairs, not on pairs the schools see differently, so no reviewer's school is a "
+                "pair is it at least "
+                f"{config.pluralism_probability:.0%} probable that the schools disagree more "
+                "than reviewers of one school do): the split rests on many small differences "
+                "spread over the pairs, not on pairs the schools see differently, so no "
+                "reviewer's school is a "
                 "verdict about them. A split like this can be real schools the pairs rarely "
                 "set against each other, or something shared that is not a view: a habit "
                 "(a lean toward one reply or label) or tastes that vary by degree."]
