@@ -213,6 +213,15 @@ def reward_vs_length(k: Key, run_id: str) -> pl.DataFrame:
 
 
 @st.cache_data(show_spinner=SPINNER, max_entries=16)
+def fits_with_unseen_schools(k: Key, fit_ids: tuple[str, ...]) -> list[str]:
+    """Those of ``fit_ids`` that chose schools yet call no pair pluralism (``schools_unseen``
+    in their diagnostics): school heads trained on them learnt a split no pair shows."""
+    with _open(k) as con:
+        records = [fit_record(con, f) for f in fit_ids]
+    return [r["fit_id"] for r in records if r and r["diagnostics"].get("schools_unseen") is True]
+
+
+@st.cache_data(show_spinner=SPINNER, max_entries=16)
 def predicted_disagreements(k: Key, run_id: str, limit: int = 50) -> pl.DataFrame:
     """The pairs a run's school heads most expect the schools to split on."""
     from dissensus.analytics.jobs.reward import predicted_disagreements as predict

@@ -42,6 +42,13 @@ if cal.height:
     right.altair_chart(charts.calibration(cal), width="stretch")
 
 st.subheader("Where the schools would disagree")
+school_runs = picked.filter(pl.col("kind").is_in(["multihead", "mixture"]))
+for fit_id in data.fits_with_unseen_schools(
+        k, tuple(sorted(set(school_runs["fit_id"].drop_nulls().to_list())))):
+    runs_on = ", ".join(f"`{r}`" for r in school_runs.filter(pl.col("fit_id") == fit_id)["run_id"])
+    st.warning(f"Fit `{fit_id}` chose schools but calls no pair pluralism, so no pair shows the "
+               f"split that the school heads of {runs_on} learnt: read their disagreement as weak "
+               "evidence (the fit's notes on the Overview say more).")
 mixtures = data.mixture_summary(picked)
 if mixtures.height:
     st.dataframe(mixtures, hide_index=True, width="stretch")
@@ -59,7 +66,7 @@ if dis.height:
 else:
     st.info("Runs with school heads (`--kind multihead` or `--kind mixture`) predict, for any "
             "pair of replies, how likely the schools are to disagree; none is selected.")
-with_schools = picked.filter(pl.col("kind").is_in(["multihead", "mixture"]))["run_id"].to_list()
+with_schools = school_runs["run_id"].to_list()
 if with_schools:
     pick = st.selectbox("Pairs the schools are predicted to split on, by run", with_schools,
                         key="contest_run")

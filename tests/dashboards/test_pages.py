@@ -268,3 +268,22 @@ def test_empty_and_missing_warehouses_say_what_to_do(tmp_path: Path, page: str,
     assert "no comparisons yet" in said
     said = texts(run_page(tmp_path / "nothing-here.duckdb", page, monkeypatch))
     assert "There is no warehouse" in said and "dissensus demo" in said
+
+
+def test_reward_page_warns_when_the_schools_show_on_no_pair(
+        fit_warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    warning = "calls no pair pluralism, so no pair shows the split"
+    assert warning not in texts(run_page(fit_warehouse, PAGES[3], monkeypatch))
+    unseen = tmp_path / "unseen.duckdb"
+    shutil.copy(fit_warehouse, unseen)
+    con = connect(unseen)
+    try:
+        con.execute("UPDATE fits SET diagnostics = json_merge_patch(diagnostics, "
+                    "'{\"schools_unseen\": true}') WHERE fit_id = ?", [FAKE_FIT])
+    finally:
+        con.close()
+    shown = texts(run_page(unseen, PAGES[3], monkeypatch))
+    assert f"Fit `{FAKE_FIT}` chose schools but {warning}" in shown
+    assert f"`{FAKE_RUN}`" in shown
