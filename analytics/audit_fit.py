@@ -9,7 +9,6 @@ verdicts that need them keep their older form.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import duckdb
 import polars as pl
@@ -71,27 +70,12 @@ _NEWER_COLUMNS = (("lean", "model_lean"), ("agreement", "agreement"),
 """Columns of ``reviewer_estimates`` added by migrations 5 to 12, with the audit's names."""
 
 
-def _latest_diagnostics(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """The diagnostics of the newest fit with reviewer estimates; empty without one (or when
-    they cannot be read)."""
-    fit = fit_record(con, latest_fit(con, having="reviewer_estimates"))
-    diagnostics = fit["diagnostics"] if fit else {}
-    return diagnostics if isinstance(diagnostics, dict) else {}
-
-
 def fit_notes(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The latest fit's notes on what its data cannot support (``verdict_notes`` in its
     diagnostics: e.g. near-chance agreement, too few reviewers for schools); empty without."""
-    notes = _latest_diagnostics(con).get("verdict_notes")
+    fit = fit_record(con, latest_fit(con, having="reviewer_estimates"))
+    notes = fit["diagnostics"].get("verdict_notes") if fit else None
     return [str(n) for n in notes] if isinstance(notes, list) else []
-
-
-def fit_schools_unseen(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the latest fit chose more than one school yet called no pair pluralism (its
-    ``schools_unseen``, see :func:`dissensus.models.annotator.notes.schools_unseen`; a fit made
-    before it was recorded reads as False): then the audit calls no one's school a minority
-    view."""
-    return _latest_diagnostics(con).get("schools_unseen") is True
 
 
 def fit_interval_mass(con: duckdb.DuckDBPyConnection, fit_id: str) -> float | None:

@@ -16,14 +16,10 @@ import polars as pl
 from dissensus.analytics import consistency as cs
 from dissensus.analytics.audit_config import AuditConfig
 from dissensus.analytics.audit_drift import drift_from
-from dissensus.analytics.audit_fit import (
-    fit_interval_mass,
-    fit_notes,
-    fit_schools_unseen,
-    latest_fit_estimates,
-)
+from dissensus.analytics.audit_fit import fit_interval_mass, fit_notes, latest_fit_estimates
 from dissensus.analytics.audit_reliability import loo_from, reliability_from
 from dissensus.analytics.audit_votes import Votes
+from dissensus.warehouse.fits import fit_schools_unseen, latest_fit
 
 LEANS_TO_ONE_LABEL = "leans toward one label"
 """The verdict of a reviewer in a label task whose votes lean toward one label."""
@@ -328,7 +324,8 @@ def audit_from(
         df.filter(pl.col("n_votes") >= cfg.min_votes)["reliability"].drop_nulls().median() or 0.0
     )  # type: ignore[arg-type]
     majority_school = None
-    schools_seen = not (model and fit_schools_unseen(con))
+    schools_seen = not (model and fit_schools_unseen(
+        con, latest_fit(con, having="reviewer_estimates")))
     if model and df["school"].drop_nulls().len():
         majority_school = df["school"].drop_nulls().mode().sort()[0]
     # a reviewer with none of these is "ok" with no reasons (see _judge); only the others

@@ -26,7 +26,7 @@ from dissensus.dashboards.source import Key
 from dissensus.dashboards.source import open_read as _open
 from dissensus.warehouse import queries
 from dissensus.warehouse.errors import DissensusError, EmptyDataError
-from dissensus.warehouse.fits import fit_record, latest_fit
+from dissensus.warehouse.fits import fit_record, fit_schools_unseen, latest_fit
 
 SPINNER = "Querying the warehouse…"
 PRELOAD_MODULES: tuple[str, ...] = ("dissensus.analytics.audit", "dissensus.analytics.consistency")
@@ -217,8 +217,7 @@ def fits_with_unseen_schools(k: Key, fit_ids: tuple[str, ...]) -> list[str]:
     """Those of ``fit_ids`` that chose schools yet call no pair pluralism (``schools_unseen``
     in their diagnostics): school heads trained on them learnt a split no pair shows."""
     with _open(k) as con:
-        records = [fit_record(con, f) for f in fit_ids]
-    return [r["fit_id"] for r in records if r and r["diagnostics"].get("schools_unseen") is True]
+        return [f for f in fit_ids if fit_schools_unseen(con, f)]
 
 
 @st.cache_data(show_spinner=SPINNER, max_entries=16)

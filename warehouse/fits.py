@@ -55,6 +55,14 @@ def fit_record(con: duckdb.DuckDBPyConnection, fit_id: str | None) -> dict | Non
     return fit
 
 
+def fit_schools_unseen(con: duckdb.DuckDBPyConnection, fit_id: str | None) -> bool:
+    """Whether fit ``fit_id`` chose more than one school yet called no pair pluralism (its
+    diagnostics' ``schools_unseen``, see :func:`dissensus.models.annotator.notes.schools_unseen`):
+    then no pair shows its split. False for no fit, and for a fit made before it was recorded."""
+    fit = fit_record(con, fit_id)
+    return fit is not None and fit["diagnostics"].get("schools_unseen") is True
+
+
 def _newest(con: duckdb.DuckDBPyConnection, table: str, at: str) -> str | None:
     """``run_id`` of ``table``'s newest row by ``at`` (then ``run_id``), or ``None``."""
     if table not in _tables(con):

@@ -45,7 +45,7 @@ from dissensus.models.reward.pipeline import (
 from dissensus.models.reward.train import response_outputs
 from dissensus.warehouse.artefacts import embeddings_folder, reward_runs_folder
 from dissensus.warehouse.db import database_path
-from dissensus.warehouse.fits import fit_record
+from dissensus.warehouse.fits import fit_schools_unseen
 
 Log = Callable[[str], None]
 
@@ -101,8 +101,7 @@ def warn_if_schools_unseen(con: duckdb.DuckDBPyConnection, kind: str, fit_id: st
     heads = head_names(kind, n_schools)
     if not any(h.startswith("school_") for h in heads):
         return
-    fit = fit_record(con, fit_id)
-    if fit and fit["diagnostics"].get("schools_unseen") is True:
+    if fit_schools_unseen(con, fit_id):
         log(f"warning: fit {fit_id} chose {n_schools} schools but calls no pair pluralism, so "
             "no pair shows the split the school heads will learn: read their disagreement as "
             "weak evidence, or train a single-head kind (plain, weighted)")

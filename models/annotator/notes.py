@@ -153,9 +153,9 @@ def _placement_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, n_schools: in
                 f"{config.pluralism_probability:.0%} probable that the schools disagree more "
                 "than reviewers of one school do): the split rests on many small differences "
                 "spread over the pairs, not on pairs the schools see differently, so no "
-                "reviewer's school is a "
-                "verdict about them. A split like this can be real schools the pairs rarely "
-                "set against each other, or something shared that is not a view: a habit "
+                "reviewer's school is a verdict about them. A split like this can be real "
+                "schools the pairs rarely set against each other, or something shared that is "
+                "not a view: a habit "
                 "(a lean toward one reply or label) or tastes that vary by degree."]
     median = float(reviewers["n_comparisons"].median())  # type: ignore[arg-type]
     if n_schools == 1:

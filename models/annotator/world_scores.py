@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from .notes import PLACED_PROBABILITY
 from .worlds import World
 
 
@@ -128,8 +129,6 @@ def _placement_scores(world: World, t: pl.DataFrame) -> dict[str, float]:
     the share it places (school probability >= the fit summary's bar), the ARI among them
     where the world has schools, and where it has none the share placed in a school other
     than the largest (school 0): a minority view the votes do not hold."""
-    from .notes import PLACED_PROBABILITY
-
     c = t.filter(~pl.col("is_rushed") & ~pl.col("is_reversed") & pl.col("school").is_not_null())
     placed = c.filter(pl.col("school_probability") >= PLACED_PROBABILITY)
     out = {"placed_share": placed.height / max(c.height, 1)}
