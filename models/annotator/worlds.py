@@ -27,6 +27,10 @@ from that story in one named way each, with the truth needed to score any method
   and temporal sets do (no ties: a worker picks one of the labels);
 * ``label_schools``: a label task where a careful 30% minority labels 30% of the items the other
   way: the counterpart of ``label_spammers``, whose departures must not be read as lapses;
+* ``copy_ring``: a ring of rushed accounts that share one answer source (one bot, or one
+  person behind several accounts): when they lapse they all give the ring's answer for the
+  pair, and they work the same batch of pairs, so their departures agree with each other as a
+  school's would (every other world draws lapses independently across reviewers);
 * ``story``: the model's own story (two schools, 15% rushed), as a control.
 
 Each judgment's truth carries the probability of the observed outcome under a careful judgment
@@ -80,6 +84,9 @@ class WorldSpec:
     # one label, A or B at random
     label_task: bool = False
     rushed_workload: float = 1.0  # how many times a typical reviewer's share a rushed one casts
+    ring_share: float = 0.0  # share of the rushed whose lapses copy one shared answer per pair
+    ring_batch_share: float = 0.3  # share of pairs in the batch the ring works together
+    ring_focus: float = 6.0  # how much likelier a ring account takes a pair of its batch
     tau: float = 0.35  # careful tie threshold (ordered logit)
     seed: int = 0
 
@@ -117,6 +124,8 @@ WORLDS: dict[str, WorldSpec] = {
                                n_reviewers=90, n_pairs=500, contested_share=0.3),
     "tie_sayers": WorldSpec(name="tie_sayers", school_shares=(1.0,), rushed_share=0.2,
                             lapse_mode="tie"),
+    "copy_ring": WorldSpec(name="copy_ring", school_shares=(1.0,), rushed_share=0.2,
+                           ring_share=0.6, lapse_mode="uniform"),
     "story": WorldSpec(name="story"),
     "reversed": WorldSpec(name="reversed", school_shares=(1.0,), rushed_share=0.15,
                           reversed_share=0.06),
@@ -165,21 +174,28 @@ class World:
         ).join(replies, on="pair_id", how="left", maintain_order="left")
 
 
-def _draw_workload(spec: WorldSpec, rng: np.random.Generator,
-                   rushed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(reviewer index, pair index) of every judgment."""
+def _draw_workload(spec: WorldSpec, rng: np.random.Generator, rushed: np.ndarray,
+                   ring: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(reviewer index, pair index) of every judgment; a ring's accounts crowd onto the pairs
+    of their batch."""
     n_r, n_j = spec.n_reviewers, spec.n_pairs
     if spec.rate_every_pair:
         return np.tile(np.arange(n_r), n_j), np.repeat(np.arange(n_j), n_r)
     activity = rng.lognormal(0.0, spec.workload_sigma, n_r) if spec.workload_sigma else np.ones(n_r)
     activity = np.where(rushed, activity * spec.rushed_workload, activity)
     activity /= activity.sum()
+    in_batch = np.zeros(n_j, bool)
+    if ring is not None and ring.any():
+        in_batch = rng.random(n_j) < spec.ring_batch_share
+        focused = np.where(ring, activity * spec.ring_focus, activity)
+        focused /= focused.sum()
     lo, hi = spec.votes_per_pair
     rows_r: list[np.ndarray] = []
     rows_j: list[np.ndarray] = []
     for j in range(n_j):
         n_votes = min(int(rng.integers(lo, hi + 1)), n_r)
-        rows_r.append(rng.choice(n_r, size=n_votes, replace=False, p=activity))
+        rows_r.append(rng.choice(n_r, size=n_votes, replace=False,
+                                 p=focused if in_batch[j] else activity))
         rows_j.append(np.full(n_votes, j))
     return np.concatenate(rows_r), np.concatenate(rows_j)
 
@@ -220,6 +236,10 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
     reversed_ = ((~rushed) & (rng.random(n_r) < spec.reversed_share) if spec.reversed_share
                  else np.zeros(n_r, bool))  # drawn only where asked: other worlds keep theirs
 
+    ring = np.zeros(n_r, bool)
+    if spec.ring_share:  # drawn only where asked: other worlds keep their draws
+        ring = rushed & (rng.random(n_r) < spec.ring_share)
+
     # pairs: consensus margins and each school's margin
     u = rng.random(n_j)
     consensus = rng.normal(0.0, spec.consensus_sd, n_j)
@@ -243,7 +263,7 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         contested &= (margins.max(axis=1) - margins.min(axis=1)) > 1.5
 
     # judgments
-    r_idx, j_idx = _draw_workload(spec, rng, rushed)
+    r_idx, j_idx = _draw_workload(spec, rng, rushed, ring if ring.any() else None)
     n = r_idx.size
     s = np.where(rng.random(n) < 0.5, 1, -1)
     if spec.label_task:  # no display order: a bias (and a lapse's lean) points at label A
@@ -275,6 +295,10 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
     l_minus = (1 - l_tie) - l_plus
     w = rng.random(n)
     lapse_y = np.where(w < l_plus, 1, np.where(w < l_plus + l_minus, -1, 0))
+    if ring.any():  # the ring's lapses copy its one answer for the pair (the oracle is told
+        # only the answer's odds, as for any lapse: it knows habits, not the ring's draws)
+        ring_answer = np.where(rng.random(n_j) < 0.5, 1, -1)
+        lapse_y = np.where(ring[r_idx], ring_answer[j_idx], lapse_y)
     careful = rng.random(n) >= eps[r_idx]
     y = np.where(careful, careful_y, lapse_y).astype(np.int8)
     pick = {1: 0, 0: 1, -1: 2}
@@ -309,6 +333,7 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         "is_rushed": rushed,
         "is_position_biased": biased,
         "is_reversed": reversed_,
+        "in_ring": ring,
         "n_comparisons": counts.astype(np.int64),
     })
     pairs = pl.DataFrame({

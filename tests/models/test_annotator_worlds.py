@@ -404,3 +404,23 @@ def test_placement_scores_count_what_the_fit_asserts_about_schools() -> None:
         one.reviewers.filter(pl.Series(split == 1))["reviewer_id"].to_list())).height
     assert scores["false_school_placed"] == pytest.approx(in_school_1 / careful.height)
     assert scores["false_school_placed"] > 0.3
+
+
+def test_a_copy_ring_shares_its_lapses_and_is_ranked_among_the_careless() -> None:
+    world = simulate_world("copy_ring", seed=0)
+    truth = world.reviewers
+    ring = set(truth.filter("in_ring")["reviewer_id"].to_list())
+    assert len(ring) >= 4 and truth.filter("in_ring")["is_rushed"].all()
+    # every pair on which two ring accounts lapsed got the same answer from both
+    lapses = world.judgments.filter(~pl.col("careful") & pl.col("reviewer_id").is_in(ring))
+    answers = lapses.group_by("pair_id").agg(pl.col("outcome").n_unique().alias("n"), pl.len())
+    assert answers.filter(pl.col("len") > 1).height > 20
+    assert (answers["n"] == 1).all()
+    model = AnnotatorModel(AnnotatorConfig()).fit(world.model_frame())
+    scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
+    assert scores["careful_flagged_share"] <= 0.05
+    est = model.reviewer_estimates_.join(truth, on="reviewer_id")
+    careful = est.filter(~pl.col("is_rushed") & ~pl.col("is_position_biased"))
+    ring_rel = est.filter(pl.col("in_ring"))["reliability"]
+    assert model.n_schools_ == 1
+    assert ring_rel.median() < careful["reliability"].quantile(0.1)
