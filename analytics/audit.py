@@ -4,7 +4,9 @@ Combines the annotator model's ``reviewer_estimates`` (latest fit, when there is
 = 1 - lapse rate, school) with the model-free checks of :mod:`dissensus.analytics.consistency` and
 :mod:`analytics.agreement`. The point of the combination: a reviewer who disagrees with the
 majority is not automatically a bad reviewer. A careful member of a minority school is reported as
-"minority view, consistent"; a rushed reviewer as "fast and inconsistent". Without a fit,
+"minority view, consistent" (with "from their votes alone" among the reasons where no repeats
+or gold questions confirm it: accounts that copy one answer source vote alike too, see
+:func:`minority_view_note`); a rushed reviewer as "fast and inconsistent". Without a fit,
 disagreement and carelessness are told apart by the evidence that does not depend on the majority
 (repeats, gold questions, display order, speed). With a fit, "unreliable: frequent lapses" is
 the fit's own lapse flag, which needs evidence from the reviewer's votes against the pool (see
@@ -38,10 +40,12 @@ from dissensus.analytics import consistency as cs
 from dissensus.analytics.audit_config import AuditConfig
 from dissensus.analytics.audit_fit import fit_notes, latest_fit_estimates
 from dissensus.analytics.audit_flags import (
+    MINORITY_VIEW,
     UNSETTLED,
     audit_checks,
     audit_from,
     audit_notes,
+    minority_view_note,
     unsettled_note,
 )
 from dissensus.analytics.audit_reliability import reliability_from
@@ -54,6 +58,7 @@ from dissensus.analytics.report_card import (
 )
 
 __all__ = [
+    "MINORITY_VIEW",
     "UNSETTLED",
     "AuditConfig",
     "ReportCard",
@@ -62,6 +67,7 @@ __all__ = [
     "audit_notes",
     "fit_notes",
     "latest_fit_estimates",
+    "minority_view_note",
     "report_card",
     "reviewer_audit",
     "school_disagreements",

@@ -252,7 +252,9 @@ def _judge(
             "not settle which school this reviewer holds"
         )
         if placed and not unsettled:
-            return "minority view, consistent", False, reasons
+            if not careful_evidence:
+                reasons.append(VOTES_ALONE)
+            return MINORITY_VIEW, False, reasons
     if unsettled:
         return UNSETTLED, False, [*reasons, _unsettled_reason(row, cfg)]
     if fast:
@@ -261,6 +263,13 @@ def _judge(
         return "consistent lean (a taste, not lapses)", False, reasons
     return "ok", False, reasons
 
+
+MINORITY_VIEW = "minority view, consistent"
+"""The verdict of a careful reviewer placed in a minority school that the pairs show."""
+
+VOTES_ALONE = ("from their votes alone: accounts that copy one answer source vote alike too, "
+               "and gold questions or repeated pairs would tell them apart")
+"""The reason added to a minority view that no repeats or gold questions confirm."""
 
 UNSETTLED = "cannot tell from their votes"
 """The verdict of a reviewer whose votes favour neither careful nor lapses clearly."""
@@ -301,12 +310,31 @@ def unsettled_note(audit: pl.DataFrame) -> str | None:
             "pool's. More votes per reviewer (or repeats and gold questions) would settle it.")
 
 
+def minority_view_note(audit: pl.DataFrame) -> str | None:
+    """A sentence for the audit when "minority view" verdicts rest on the votes alone.
+
+    In the votes, a group of accounts that copy one answer source and lapse part of the time is
+    a school that finds some pairs close where the others find them clear (the robustness
+    world ``copy_ring``); only evidence outside the votes tells the two apart."""
+    if audit.height == 0 or "verdict" not in audit.columns or "reasons" not in audit.columns:
+        return None
+    alone = audit.filter((pl.col("verdict") == MINORITY_VIEW)
+                         & pl.col("reasons").str.contains(VOTES_ALONE, literal=True))
+    if alone.height == 0:
+        return None
+    return (f"{alone.height} reviewer(s) are called '{MINORITY_VIEW}' from their votes alone. "
+            "Accounts that copy one answer source vote alike too, and votes cannot tell the "
+            "two apart: check their gold questions, repeated pairs or submission times before "
+            "their view is trained into a school head.")
+
+
 def audit_notes(con: duckdb.DuckDBPyConnection, audit: pl.DataFrame) -> list[str]:
     """Everything the audit says in words under its table: the latest fit's notes
-    (:func:`fit_notes`) and the count of reviewers whose votes cannot tell
-    (:func:`unsettled_note`)."""
-    unsettled = unsettled_note(audit)
-    return fit_notes(con) + ([unsettled] if unsettled else [])
+    (:func:`fit_notes`), the count of reviewers whose votes cannot tell
+    (:func:`unsettled_note`) and of minority views the votes alone carry
+    (:func:`minority_view_note`)."""
+    extra = [note for note in (unsettled_note(audit), minority_view_note(audit)) if note]
+    return fit_notes(con) + extra
 
 
 def audit_from(

@@ -3,7 +3,7 @@
 import polars as pl
 import streamlit as st
 
-from dissensus.analytics.audit import unsettled_note
+from dissensus.analytics.audit import MINORITY_VIEW, minority_view_note, unsettled_note
 from dissensus.analytics.audit_config import AuditConfig
 from dissensus.dashboards import charts, data
 from dissensus.dashboards.views._common import NO_FIT, answer_cards, download, warehouse, who
@@ -24,17 +24,17 @@ if h.fit is None:
 else:
     for note in h.fit["diagnostics"].get("verdict_notes") or []:
         st.info(note)
-    unsettled = unsettled_note(audit)
-    if unsettled:
-        st.info(unsettled)
+    for note in (unsettled_note(audit), minority_view_note(audit)):
+        if note:
+            st.info(note)
 
 n_flagged = int(audit["flagged"].sum())
 cols = st.columns(4)
 cols[0].metric("Reviewers", f"{audit.height:,}")
 cols[1].metric("Flagged", f"{n_flagged:,}")
 cols[2].metric("Median reliability", f"{audit['reliability'].median() or 0:.2f}")
-cols[3].metric("Minority view, consistent",
-               f"{int((audit['verdict'] == 'minority view, consistent').sum()):,}")
+cols[3].metric(MINORITY_VIEW.capitalize(),
+               f"{int((audit['verdict'] == MINORITY_VIEW).sum()):,}")
 
 with st.expander("Filters", expanded=True):
     fc = st.columns(3)
