@@ -27,7 +27,8 @@ tell from their votes", because the reliability shown is then mostly the pool's.
 
 All thresholds live in :class:`AuditConfig`. The work is split by task: the config in
 :mod:`analytics.audit_config`, the vote table every check shares in :mod:`analytics.audit_votes`,
-the verdicts in :mod:`dissensus.analytics.audit_flags`, report cards and school disagreements in
+the verdicts in :mod:`dissensus.analytics.audit_flags`, their names and the notes under the
+table in :mod:`dissensus.analytics.audit_words`, report cards and school disagreements in
 :mod:`dissensus.analytics.report_card`; every public name is importable from here.
 """
 
@@ -39,17 +40,16 @@ import polars as pl
 from dissensus.analytics import consistency as cs
 from dissensus.analytics.audit_config import AuditConfig
 from dissensus.analytics.audit_fit import fit_notes, latest_fit_estimates
-from dissensus.analytics.audit_flags import (
+from dissensus.analytics.audit_flags import audit_checks, audit_from
+from dissensus.analytics.audit_reliability import reliability_from
+from dissensus.analytics.audit_votes import load_votes, require_reviewers
+from dissensus.analytics.audit_words import (
     MINORITY_VIEW,
     UNSETTLED,
-    audit_checks,
-    audit_from,
     audit_notes,
     minority_view_note,
     unsettled_note,
 )
-from dissensus.analytics.audit_reliability import reliability_from
-from dissensus.analytics.audit_votes import load_votes, require_reviewers
 from dissensus.analytics.report_card import (
     AUDIT_COLUMNS,
     ReportCard,

@@ -16,18 +16,17 @@ import polars as pl
 from dissensus.analytics import consistency as cs
 from dissensus.analytics.audit_config import AuditConfig
 from dissensus.analytics.audit_drift import drift_from
-from dissensus.analytics.audit_fit import fit_interval_mass, fit_notes, latest_fit_estimates
+from dissensus.analytics.audit_fit import fit_interval_mass, latest_fit_estimates
 from dissensus.analytics.audit_reliability import loo_from, reliability_from
 from dissensus.analytics.audit_votes import Votes
+from dissensus.analytics.audit_words import (
+    LEANS_TO_ONE_LABEL,
+    MINORITY_VIEW,
+    ONE_LABEL,
+    UNSETTLED,
+    VOTES_ALONE,
+)
 from dissensus.warehouse.fits import fit_schools_unseen, latest_fit
-
-LEANS_TO_ONE_LABEL = "leans toward one label"
-"""The verdict of a reviewer in a label task whose votes lean toward one label."""
-
-ONE_LABEL = "one label on nearly every item"
-"""The verdict of a reviewer in a label task flagged for lapses who picks one label on nearly
-every item: a worker who clicks one label whatever the item and a rater who draws the line for
-that label far from everyone else cast the same votes."""
 
 
 def audit_checks(votes: Votes, cfg: AuditConfig) -> dict[str, pl.DataFrame]:
@@ -264,17 +263,6 @@ def _judge(
     return "ok", False, reasons
 
 
-MINORITY_VIEW = "minority view, consistent"
-"""The verdict of a careful reviewer placed in a minority school that the pairs show."""
-
-VOTES_ALONE = ("from their votes alone: accounts that copy one answer source vote alike too, "
-               "and gold questions or repeated pairs would tell them apart")
-"""The reason added to a minority view that no repeats or gold questions confirm."""
-
-UNSETTLED = "cannot tell from their votes"
-"""The verdict of a reviewer whose votes favour neither careful nor lapses clearly."""
-
-
 def _unsettled(row: dict, cfg: AuditConfig) -> bool:
     evidence = row.get("model_lapse_evidence")
     return evidence is not None and evidence == evidence and (
@@ -296,45 +284,6 @@ def _unsettled_reason(row: dict, cfg: AuditConfig) -> str:
     return (f"{votes} favour careful only {1 / evidence:.1f} to 1 (the audit asks "
             f"{cfg.settled_bayes_factor:g} to 1): the reliability shown is mostly the pool's, "
             "not a verdict on them")
-
-
-def unsettled_note(audit: pl.DataFrame) -> str | None:
-    """A sentence for the audit when many reviewers' votes cannot tell careful from lapsing."""
-    if audit.height == 0 or "verdict" not in audit.columns:
-        return None
-    n = int((audit["verdict"] == UNSETTLED).sum())
-    if n == 0:
-        return None
-    return (f"{n} of {audit.height} reviewers: their votes favour neither careful nor lapses "
-            "clearly, so the audit does not call them 'ok'; their reliability is mostly the "
-            "pool's. More votes per reviewer (or repeats and gold questions) would settle it.")
-
-
-def minority_view_note(audit: pl.DataFrame) -> str | None:
-    """A sentence for the audit when "minority view" verdicts rest on the votes alone.
-
-    In the votes, a group of accounts that copy one answer source and lapse part of the time is
-    a school that finds some pairs close where the others find them clear (the robustness
-    world ``copy_ring``); only evidence outside the votes tells the two apart."""
-    if audit.height == 0 or "verdict" not in audit.columns or "reasons" not in audit.columns:
-        return None
-    alone = audit.filter((pl.col("verdict") == MINORITY_VIEW)
-                         & pl.col("reasons").str.contains(VOTES_ALONE, literal=True))
-    if alone.height == 0:
-        return None
-    return (f"{alone.height} reviewer(s) are called '{MINORITY_VIEW}' from their votes alone. "
-            "Accounts that copy one answer source vote alike too, and votes cannot tell the "
-            "two apart: check their gold questions, repeated pairs or submission times before "
-            "their view is trained into a school head.")
-
-
-def audit_notes(con: duckdb.DuckDBPyConnection, audit: pl.DataFrame) -> list[str]:
-    """Everything the audit says in words under its table: the latest fit's notes
-    (:func:`fit_notes`), the count of reviewers whose votes cannot tell
-    (:func:`unsettled_note`) and of minority views the votes alone carry
-    (:func:`minority_view_note`)."""
-    extra = [note for note in (unsettled_note(audit), minority_view_note(audit)) if note]
-    return fit_notes(con) + extra
 
 
 def audit_from(
