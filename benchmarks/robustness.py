@@ -23,6 +23,8 @@ One table is printed, one row per world and method (means over seeds):
 Peers rank reviewers only (they have no flags or intervals); crowd-kit is the ``bench`` extra.
 ``--json PATH`` writes every per-seed figure. ``--truth-start`` instead asks, for the worlds with
 schools, whether the model can hold the true schools at all (:func:`truth_start`).
+``--audit`` instead runs each world through the product path (ingest, the fit job, the reviewer
+audit) and scores the verdicts a lead reads (:func:`run_audit`).
 ``--votes-per-pair LOW,HIGH`` redraws every world with that many votes per pair and as many
 fewer pairs (:func:`with_votes_per_pair`): how much of a gap to the oracle the pairs' few votes
 leave.
@@ -46,8 +48,12 @@ from annotators import dawid_skene, glad, mace, majority_agreement
 from pydantic import ValidationError
 
 from dissensus.models.annotator import AnnotatorConfig, AnnotatorModel
-from dissensus.models.annotator.world_scores import oracle_reliability, verdict_scores
-from dissensus.models.annotator.worlds import WORLDS, WorldSpec, simulate_world
+from dissensus.models.annotator.world_scores import (
+    audit_scores,
+    oracle_reliability,
+    verdict_scores,
+)
+from dissensus.models.annotator.worlds import WORLDS, WorldSpec, comparison_rows, simulate_world
 
 PEERS: dict[str, Callable[[pl.DataFrame], pd.Series]] = {
     "majority": majority_agreement,
@@ -158,6 +164,34 @@ def truth_start(name: str, seed: int, config: AnnotatorConfig) -> dict[str, Any]
             "sweeps": held.n_iter, "swinging": held.swinging}
 
 
+def run_audit(name: str, seed: int, config: AnnotatorConfig, workdir: Path) -> dict[str, Any]:
+    """One draw of world ``name`` through the product path: its judgments written as the data
+    contract's rows, ingested into a fresh warehouse, fitted as ``dissensus fit`` does (no reply
+    content: the suite's replies are placeholders) and audited as ``dissensus reviewers`` does;
+    the audit's verdicts scored against the truth (:func:`audit_scores`)."""
+    from dissensus.analytics.audit import reviewer_audit
+    from dissensus.analytics.jobs.fit import run_fit
+    from dissensus.warehouse.db import connect
+    from dissensus.warehouse.ingest import ingest_file
+
+    world = simulate_world(name, seed=seed)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"{name}-{seed}.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in comparison_rows(world)))
+    db = workdir / f"{name}-{seed}.duckdb"
+    db.unlink(missing_ok=True)
+    con = connect(db)
+    try:
+        ingest_file(con, path)
+        run_fit(con, config.model_copy(update={"features": "none"}), db_path=db)
+        audit = reviewer_audit(con)
+    finally:
+        con.close()
+    verdicts = audit["verdict"].value_counts().sort("count", descending=True)
+    return {"world": name, "seed": seed, **audit_scores(world, audit),
+            "verdicts": dict(zip(verdicts["verdict"], verdicts["count"], strict=True))}
+
+
 def summarise(rows: list[dict[str, Any]]) -> pl.DataFrame:
     """Means over seeds, one row per world and method, in the order of the suite."""
     frame = pl.DataFrame([{RENAME.get(k, k): v for k, v in r.items() if k != "summary"}
@@ -184,6 +218,9 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
                         help="redraw each world with this many votes per pair and as many "
                              "fewer pairs (each reviewer's workload kept): how much of a gap "
                              "to the oracle is what the pairs' few votes leave unknown")
+    parser.add_argument("--audit", action="store_true",
+                        help="only: run each world through the product path (ingest, the fit "
+                             "job, the reviewer audit) and score the audit's verdicts")
     parser.add_argument("--truth-start", action="store_true",
                         help="only: for worlds with schools, start the true K from the true "
                              "schools and compare with one school fewer (see truth_start)")
@@ -218,6 +255,26 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
         with pl.Config(tbl_rows=100, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
             print(pl.DataFrame(held))
         return pl.DataFrame(held)
+    if args.audit:
+        audited = []
+        for name in [w for w in args.worlds.split(",") if w]:
+            if WORLDS[name].label_task:
+                print(f"{name}: a label task has no reply order to write; skipped")
+                continue
+            for seed in range(args.seeds):
+                audited.append(run_audit(name, seed, config, args.workdir / "audit"))
+                print(f"{name} seed {seed}: {audited[-1]['verdicts']}", flush=True)
+        table = pl.DataFrame([{k: v for k, v in r.items() if k != "verdicts"} for r in audited])
+        table = table.group_by("world", maintain_order=True).agg(
+            pl.len().alias("seeds"), pl.exclude("world", "seed").cast(pl.Float64).fill_nan(None)
+            .mean().round(3))
+        with pl.Config(tbl_rows=50, tbl_cols=20, tbl_width_chars=250,
+                       tbl_hide_dataframe_shape=True):
+            print(table)
+        if args.json:
+            args.json.write_text(json.dumps(audited, default=lambda v: None if v != v else v,
+                                            indent=1))
+        return table
     rows: list[dict[str, Any]] = []
     for name in [w for w in args.worlds.split(",") if w]:
         for seed in range(args.seeds):

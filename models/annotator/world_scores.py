@@ -24,8 +24,14 @@ def oracle_reliability(world: World, grid_size: int = 400, lapse_from: float = 0
     spec = world.spec
     grid = np.linspace(0.0, max(0.6, min(spec.rushed_lapse[1] + 0.05, 1.0)), grid_size)
     prior = np.zeros(grid_size)
-    for (lo, hi), mass in ((spec.careful_lapse, 1 - spec.rushed_share),
-                           (spec.rushed_lapse, spec.rushed_share)):
+    # a reviewer who tires halfway lapses at about half a rushed rate over all their votes
+    tired = (spec.careful_lapse[0] + spec.rushed_lapse[0]) / 2, spec.rushed_lapse[1] / 2 + (
+        spec.careful_lapse[1])
+    for (lo, hi), mass in ((spec.careful_lapse, 1 - spec.rushed_share - spec.fatigue_share),
+                           (spec.rushed_lapse, spec.rushed_share),
+                           (tired, spec.fatigue_share)):
+        if mass <= 0:
+            continue
         inside = (grid >= lo) & (grid <= hi)
         if hi <= lo or not inside.any():
             prior[np.argmin(np.abs(grid - lo))] += mass
@@ -138,4 +144,44 @@ def _placement_scores(world: World, t: pl.DataFrame) -> dict[str, float]:
         out["placed_ari"] = float(adjusted_rand_score(placed["school_index"], placed["school"]))
     elif world.spec.n_schools == 1:
         out["false_school_placed"] = float((placed["school"] != 0).sum()) / max(c.height, 1)
+    return out
+
+
+def audit_scores(world: World, audit: pl.DataFrame) -> dict[str, float]:
+    """Score the reviewer audit's verdicts (``reviewer_id, verdict, flagged, reasons``, as
+    ``dissensus reviewers`` gives them) against the world's truth: what a lead reads.
+
+    Careful reviewers are those neither rushed, tired (``is_fatigued``), reversed nor
+    position-biased, with enough votes for a verdict. ``audit_careful_flagged``: their share
+    flagged; ``audit_rushed_prec`` / ``audit_rushed_rec``: the flags against the careless
+    (rushed, tired or reversed); ``audit_tired_flagged`` and ``audit_tired_drifting``: the tired
+    reviewers flagged at all, and those whose reasons name the drop in agreement;
+    ``audit_careful_drifting``: careful reviewers said to drift; ``audit_minority_view_prec``:
+    careful members of a minority school among those called a minority view (the audit's
+    verdict name, spelled here because the models do not import the analytics).
+    """
+    t = world.reviewers.join(audit.select("reviewer_id", "verdict", "flagged", "reasons"),
+                             on="reviewer_id").filter(pl.col("verdict") != "too few votes")
+    tired = t["is_fatigued"].to_numpy() if "is_fatigued" in t.columns else np.zeros(t.height,
+                                                                                     bool)
+    careless = t["is_rushed"].to_numpy() | t["is_reversed"].to_numpy() | tired
+    careful = ~careless & ~t["is_position_biased"].to_numpy()
+    flagged = t["flagged"].to_numpy()
+    drifting = t["reasons"].str.contains("agreement fell").fill_null(False).to_numpy()
+    out: dict[str, float] = {"audit_reviewers": float(t.height)}
+    out["audit_careful_flagged"] = float(flagged[careful].mean()) if careful.any() else 0.0
+    out["audit_careful_drifting"] = float(drifting[careful].mean()) if careful.any() else 0.0
+    if careless.any():
+        out["audit_rushed_rec"] = float(flagged[careless].mean())
+        # a position-biased reviewer flagged as such is right, and neither careless nor careful
+        judged = flagged & ~(t["is_position_biased"].to_numpy() & ~careless)
+        out["audit_rushed_prec"] = (float(careless[judged].mean()) if judged.any()
+                                    else float("nan"))
+    if tired.any():
+        out["audit_tired_flagged"] = float(flagged[tired].mean())
+        out["audit_tired_drifting"] = float(drifting[tired].mean())
+    minority_view = (t["verdict"] == "minority view, consistent").to_numpy()
+    if world.spec.n_schools > 1 and minority_view.any():
+        truly = careful & (t["school_index"].to_numpy() > 0)
+        out["audit_minority_view_prec"] = float(truly[minority_view].mean())
     return out

@@ -31,6 +31,10 @@ from that story in one named way each, with the truth needed to score any method
   person behind several accounts): when they lapse they all give the ring's answer for the
   pair, and they work the same batch of pairs, so their departures agree with each other as a
   school's would (every other world draws lapses independently across reviewers);
+* ``fatigue``: no one rushed from the start, but 20% of the reviewers turn careless halfway
+  through their own work (they lapse at a rushed rate from then on), where every other world
+  holds each reviewer's lapse rate fixed; scored through the product path, where the audit's
+  drift check reads the votes' times (``benchmarks/robustness.py --audit``);
 * ``story``: the model's own story (two schools, 15% rushed), as a control.
 
 Each judgment's truth carries the probability of the observed outcome under a careful judgment
@@ -87,6 +91,7 @@ class WorldSpec:
     ring_share: float = 0.0  # share of the rushed whose lapses copy one shared answer per pair
     ring_batch_share: float = 0.3  # share of pairs in the batch the ring works together
     ring_focus: float = 6.0  # how much likelier a ring account takes a pair of its batch
+    fatigue_share: float = 0.0  # share of reviewers careful at first, rushed after their midpoint
     tau: float = 0.35  # careful tie threshold (ordered logit)
     seed: int = 0
 
@@ -126,6 +131,8 @@ WORLDS: dict[str, WorldSpec] = {
                             lapse_mode="tie"),
     "copy_ring": WorldSpec(name="copy_ring", school_shares=(1.0,), rushed_share=0.2,
                            ring_share=0.6, lapse_mode="uniform"),
+    "fatigue": WorldSpec(name="fatigue", school_shares=(1.0,), rushed_share=0.0,
+                         fatigue_share=0.2, lapse_mode="uniform", rushed_lapse=(0.35, 0.55)),
     "story": WorldSpec(name="story"),
     "reversed": WorldSpec(name="reversed", school_shares=(1.0,), rushed_share=0.15,
                           reversed_share=0.06),
@@ -174,6 +181,32 @@ class World:
         ).join(replies, on="pair_id", how="left", maintain_order="left")
 
 
+def comparison_rows(world: World, days: int = 30) -> list[dict[str, object]]:
+    """The world's judgments as rows a warehouse ingests (the data contract's columns): each
+    pair a prompt with replies "reply A/B to <pair>", the reply shown first, the choice, and a
+    time that puts each reviewer's judgments in their order of work over ``days`` days (the
+    world's own order where it has one, as ``fatigue`` does; else a random one). No truth, and
+    no gold, tags or timings per judgment."""
+    j = world.judgments
+    r_idx = np.unique(j["reviewer_id"].to_numpy(), return_inverse=True)[1]
+    sequence = j["sequence"].to_numpy()
+    if not world.spec.fatigue_share:
+        sequence = _sequence(r_idx, np.random.default_rng(world.spec.seed + 7919))
+    n_r = np.bincount(r_idx)[r_idx]
+    seconds = ((sequence + 0.5) / n_r * days * 86400).astype(np.int64)
+    start = np.datetime64("2026-01-01T00:00:00")
+    stamps = (start + seconds.astype("timedelta64[s]")).astype(str).tolist()
+    choice = {1: "a", 0: "tie", -1: "b"}
+    first = j["first_shown_is_response_1"].to_list()
+    return [{"comparison_id": cid, "reviewer_id": rid, "prompt": f"prompt {pair}",
+             "response_a": f"reply A to {pair}", "response_b": f"reply B to {pair}",
+             "choice": choice[int(y)], "created_at": ts,
+             **({} if f is None else {"shown_first": "a" if f else "b"})}
+            for cid, rid, pair, y, ts, f in zip(
+                j["comparison_id"], j["reviewer_id"], j["pair_id"], j["outcome"], stamps,
+                first, strict=True)]
+
+
 def _draw_workload(spec: WorldSpec, rng: np.random.Generator, rushed: np.ndarray,
                    ring: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(reviewer index, pair index) of every judgment; a ring's accounts crowd onto the pairs
@@ -198,6 +231,16 @@ def _draw_workload(spec: WorldSpec, rng: np.random.Generator, rushed: np.ndarray
                                  p=focused if in_batch[j] else activity))
         rows_j.append(np.full(n_votes, j))
     return np.concatenate(rows_r), np.concatenate(rows_j)
+
+
+def _sequence(r_idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each judgment's place (0, 1, ...) in a random order of its reviewer's judgments."""
+    key = rng.random(r_idx.size)
+    order = np.lexsort((key, r_idx))
+    start = np.searchsorted(r_idx[order], r_idx[order])
+    sequence = np.empty(r_idx.size, np.int64)
+    sequence[order] = np.arange(r_idx.size) - start
+    return sequence
 
 
 def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
@@ -300,6 +343,18 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         ring_answer = np.where(rng.random(n_j) < 0.5, 1, -1)
         lapse_y = np.where(ring[r_idx], ring_answer[j_idx], lapse_y)
     careful = rng.random(n) >= eps[r_idx]
+    sequence = np.zeros(n, np.int64)
+    fatigued = np.zeros(n_r, bool)
+    if spec.fatigue_share:  # drawn only where asked: other worlds keep their draws
+        fatigued = rng.random(n_r) < spec.fatigue_share
+        late_eps = rng.uniform(*spec.rushed_lapse, n_r)
+        sequence = _sequence(r_idx, rng)
+        late = fatigued[r_idx] & (2 * sequence >= np.bincount(r_idx, minlength=n_r)[r_idx])
+        careful = np.where(late, rng.random(n) >= late_eps[r_idx], careful)
+        # the reviewer's lapse rate over all their votes: what a fixed-rate model can recover
+        late_share = np.bincount(r_idx, late, n_r) / np.maximum(np.bincount(r_idx, None, n_r), 1)
+        eps = np.where(fatigued, (1 - late_share) * eps + late_share * late_eps, eps)
+        rushed = rushed | fatigued
     y = np.where(careful, careful_y, lapse_y).astype(np.int8)
     pick = {1: 0, 0: 1, -1: 2}
     col = np.vectorize(pick.get)(y)
@@ -321,6 +376,7 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         "outcome": y[order],
         "p_careful": p_careful[order],
         "p_lapse": p_lapse[order],
+        "sequence": sequence[order],  # the judgment's place in its reviewer's work (fatigue)
     })
     counts = np.bincount(r_idx, minlength=n_r)
     reviewers = pl.DataFrame({
@@ -334,6 +390,7 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         "is_position_biased": biased,
         "is_reversed": reversed_,
         "in_ring": ring,
+        "is_fatigued": fatigued,
         "n_comparisons": counts.astype(np.int64),
     })
     pairs = pl.DataFrame({

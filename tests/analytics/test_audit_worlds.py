@@ -1,0 +1,64 @@
+"""Robustness worlds through the product path: written as the data contract's rows, ingested,
+fitted as ``dissensus fit`` does and audited as ``dissensus reviewers`` does (see
+``benchmarks/robustness.py --audit`` for the full worlds and their figures)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from dissensus.analytics.audit import reviewer_audit
+from dissensus.analytics.jobs.fit import run_fit
+from dissensus.models.annotator import AnnotatorConfig
+from dissensus.models.annotator.world_scores import audit_scores
+from dissensus.models.annotator.worlds import WORLDS, comparison_rows, simulate_world
+from dissensus.warehouse.db import connect
+from dissensus.warehouse.ingest import ingest_file
+
+
+def test_a_world_goes_through_ingest_fit_and_audit_without_losing_a_row(tmp_path: Path) -> None:
+    world = simulate_world(replace(WORLDS["fatigue"], n_pairs=300), seed=1)
+    rows = comparison_rows(world)
+    path = tmp_path / "world.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    con = connect(tmp_path / "world.duckdb")
+    try:
+        ingest_file(con, path)
+        stored = con.sql("SELECT comparison_id, reviewer_id, created_at FROM comparisons").pl()
+        assert stored.height == world.judgments.height
+        assert set(stored["comparison_id"]) == set(world.judgments["comparison_id"])
+        # each reviewer's judgments are stored in the world's order of work
+        ordered = stored.join(world.judgments.select("comparison_id", "sequence"),
+                              on="comparison_id").sort("reviewer_id", "created_at")
+        assert ordered.group_by("reviewer_id", maintain_order=True).agg(
+            pl.col("sequence").diff().drop_nulls().min())["sequence"].min() > 0
+        run_fit(con, AnnotatorConfig(features="none", max_iter=60),
+                db_path=tmp_path / "world.duckdb")
+        audit = reviewer_audit(con)
+    finally:
+        con.close()
+    scores = audit_scores(world, audit)
+    assert scores["audit_reviewers"] >= 50
+    assert scores["audit_careful_flagged"] <= 0.1
+    assert 0.0 <= scores["audit_tired_flagged"] <= 1.0
+
+
+def test_tired_reviewers_lapse_after_their_midpoint() -> None:
+    world = simulate_world("fatigue", seed=0)
+    j = world.judgments.join(world.reviewers.select("reviewer_id", "is_fatigued",
+                                                    "n_comparisons"), on="reviewer_id")
+    # every reviewer's judgments are numbered 0..n-1 in their order of work
+    seq = j.group_by("reviewer_id").agg(pl.col("sequence").sort(), pl.col("n_comparisons")
+                                        .first())
+    assert all(np.array_equal(s, np.arange(n)) for s, n in
+               zip(seq["sequence"].to_list(), seq["n_comparisons"].to_list(), strict=True))
+    tired = j.filter("is_fatigued").with_columns(
+        late=2 * pl.col("sequence") >= pl.col("n_comparisons"))
+    lapses = tired.group_by("late").agg((~pl.col("careful")).mean().alias("share"))
+    share = dict(zip(lapses["late"], lapses["share"], strict=True))
+    assert share[False] < 0.1 < 0.3 < share[True]
+    assert world.reviewers.filter("is_fatigued")["is_rushed"].all()
