@@ -46,7 +46,10 @@ class AuditConfig(BaseModel):
     position_min_effect: float = Field(
         0.1, ge=0, le=0.5, description="Smallest |first-pick rate - 1/2| worth a flag."
     )
-    tie_alpha: float = Field(0.01, gt=0, lt=1, description="Level of the tie-overuse test.")
+    tie_alpha: float = Field(
+        0.01, gt=0, lt=1,
+        description="Level of the tie-overuse test (Benjamini-Hochberg q-value over reviewers)."
+    )
     tie_overuse_ratio: float = Field(
         2.0, ge=1, description="Tie rate this many times the pool's counts as overuse."
     )

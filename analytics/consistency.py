@@ -181,8 +181,11 @@ def tie_use(
 ) -> pl.DataFrame:
     """Tie rate per reviewer against the pool's, with an exact one-sided binomial test.
 
+    Every reviewer is tested, so, as for position bias, overuse needs the Benjamini-Hochberg
+    q-value below ``alpha`` (and the rate ``overuse_ratio`` times the pool's): the pairs a
+    reviewer happens to get spread careful reviewers' tie rates wider than a binomial does.
     Needs comparisons.reviewer_id, has_reviewer, outcome. Returns ``reviewer_id, n_votes,
-    n_ties, tie_rate, tie_rate_low, tie_rate_high, pool_tie_rate, tie_ratio, p_value,
+    n_ties, tie_rate, tie_rate_low, tie_rate_high, pool_tie_rate, tie_ratio, p_value, q_value,
     tie_overuse, verdict``.
     """
     require_reviewers(con, "Tie use", ["outcome"])
@@ -204,7 +207,8 @@ def tie_use_from(
     ratio = rate / pool if pool > 0 else np.where(t > 0, np.inf, 1.0)
     p = binom_sf(t - 1, n, pool) if pool > 0 else np.where(t > 0, 0.0, 1.0)
     low, high = clopper_pearson(t, n, level)
-    over = (p < alpha) & (ratio >= overuse_ratio)
+    q = benjamini_hochberg(np.asarray(p, dtype=float))
+    over = (q < alpha) & (ratio >= overuse_ratio)
     verdict = [
         f"says 'tie' {_pct(r)} of the time, {x:.1f}x the pool's {_pct(pool)}: overuses ties"
         if o
@@ -218,6 +222,7 @@ def tie_use_from(
         pool_tie_rate=pl.lit(float(pool)),
         tie_ratio=pl.Series(ratio, dtype=pl.Float64),
         p_value=pl.Series(p, dtype=pl.Float64),
+        q_value=pl.Series(q, dtype=pl.Float64),
         tie_overuse=pl.Series(over),
         verdict=pl.Series(verdict, dtype=pl.String),
     )
