@@ -64,6 +64,23 @@ def test_gold_accuracy_and_ties(warehouse, vote) -> None:
     assert ties["pool_tie_rate"][0] == pytest.approx(10 / 70)
 
 
+def test_tie_overuse_is_corrected_for_testing_every_reviewer(warehouse, vote) -> None:
+    """28 reviewers say 'tie' 4 times in 40, one 11 times (a chance excess among 30 tests: its
+    own p-value is below the level, its q-value is not), one 30 times (a tie-sayer)."""
+    from scipy.stats import binom
+
+    counts = {**{f"r{j:02d}": 4 for j in range(28)}, "edge": 11, "tier": 30}
+    rows = [vote(r, i, "tie" if i < n else "a") for r, n in counts.items() for i in range(40)]
+    ties = cs.tie_use(warehouse(rows))
+    pool = sum(counts.values()) / (40 * len(counts))
+    assert ties["pool_tie_rate"][0] == pytest.approx(pool)
+    assert binom.sf(10, 40, pool) < 0.01 and 2 * pool <= 11 / 40  # the raw test would flag it
+    assert by_id(ties, "q_value")["edge"] > 0.01
+    assert not by_id(ties, "tie_overuse")["edge"]
+    assert by_id(ties, "tie_overuse")["tier"]
+    assert sum(by_id(ties, "tie_overuse").values()) == 1
+
+
 def test_speed_and_drift(warehouse, vote) -> None:
     rows = []
     for i in range(60):
