@@ -57,7 +57,8 @@ class AuditConfig(BaseModel):
         0.7,
         ge=0,
         le=1,
-        description="Inconsistent when the upper end of the repeat-agreement interval is below.",
+        description="Inconsistent when the upper end of the repeat-agreement interval is below; "
+        "repeats show care when its lower end is at or above.",
     )
     min_repeats: int = Field(
         3, ge=1, description="Repeats needed before consistency counts as evidence of care."
@@ -87,7 +88,8 @@ class AuditConfig(BaseModel):
         0.7,
         ge=0,
         le=1,
-        description="Fails gold when the upper end of the gold-accuracy interval is below.",
+        description="Fails gold when the upper end of the gold-accuracy interval is below; gold "
+        "shows care when its lower end is at or above.",
     )
     min_gold: int = Field(
         3, ge=1, description="Gold answers needed before gold counts as evidence of care."

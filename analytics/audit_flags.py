@@ -24,7 +24,7 @@ from dissensus.analytics.audit_words import (
     MINORITY_VIEW,
     ONE_LABEL,
     UNSETTLED,
-    VOTES_ALONE,
+    unconfirmed_reason,
 )
 from dissensus.warehouse.fits import fit_schools_unseen, latest_fit
 
@@ -179,14 +179,17 @@ def _judge(
             f"agreement fell from {_f(row['agreement_before'])} to "
             f"{_f(row['agreement_after'])} around {str(row['change_at'])[:10]}"
         )
+    # care is shown where the low end of the interval clears the bar, as a failure is where
+    # the high end falls below it: a few gold answers at 75% do not show care (a ring of
+    # accounts lapsing a third of the time answers so)
     careful_evidence = (
         (row.get("n_repeats") or 0) >= cfg.min_repeats
         and not inconsistent
-        and (row.get("consistency") or 0) >= cfg.min_self_consistency
+        and (row.get("consistency_low") or 0) >= cfg.min_self_consistency
     ) or (
         (row.get("n_gold") or 0) >= cfg.min_gold
         and not fails_gold
-        and (row.get("gold_accuracy") or 0) >= cfg.min_gold_accuracy
+        and (row.get("gold_accuracy_low") or 0) >= cfg.min_gold_accuracy
     )
     below_pool = rel is not None and rel < pool_rel
     if model and "votes reversed" in (row.get("model_flag_reason") or ""):
@@ -252,7 +255,7 @@ def _judge(
         )
         if placed and not unsettled:
             if not careful_evidence:
-                reasons.append(VOTES_ALONE)
+                reasons.append(unconfirmed_reason(row))
             return MINORITY_VIEW, False, reasons
     if unsettled:
         return UNSETTLED, False, [*reasons, _unsettled_reason(row, cfg)]

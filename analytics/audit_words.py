@@ -23,9 +23,28 @@ that label far from everyone else cast the same votes."""
 MINORITY_VIEW = "minority view, consistent"
 """The verdict of a careful reviewer placed in a minority school that the pairs show."""
 
-VOTES_ALONE = ("from their votes alone: accounts that copy one answer source vote alike too, "
-               "and gold questions or repeated pairs would tell them apart")
-"""The reason added to a minority view that no repeats or gold questions confirm."""
+COPYING = "accounts that copy one answer source vote alike too"
+"""Why a minority view that nothing outside the votes confirms is only a reading of the votes."""
+
+VOTES_ALONE = (f"from their votes alone: {COPYING}, and gold questions or repeated pairs would "
+               "tell them apart")
+"""The reason added to a minority view of a reviewer with no repeats or gold questions."""
+
+
+def unconfirmed_reason(row: dict) -> str:
+    """The reason added to a minority view that no repeats or gold questions confirm: the
+    record the lead can check, or :data:`VOTES_ALONE` where there is none."""
+    parts = []
+    if row.get("n_gold"):
+        parts.append(f"{round((row.get('gold_accuracy') or 0) * row['n_gold'])} of "
+                     f"{row['n_gold']} gold answers right")
+    if row.get("n_repeats"):
+        parts.append(f"the same answer on {100 * (row.get('consistency') or 0):.0f}% of "
+                     f"{row['n_repeats']} repeated pairs")
+    if not parts:
+        return VOTES_ALONE
+    return f"{' and '.join(parts)}: too few or too mixed to show care, and {COPYING}"
+
 
 UNSETTLED = "cannot tell from their votes"
 """The verdict of a reviewer whose votes favour neither careful nor lapses clearly."""
@@ -44,7 +63,8 @@ def unsettled_note(audit: pl.DataFrame) -> str | None:
 
 
 def minority_view_note(audit: pl.DataFrame) -> str | None:
-    """A sentence for the audit when "minority view" verdicts rest on the votes alone.
+    """A sentence for the audit when "minority view" verdicts rest on the votes alone (no
+    repeats or gold questions that show care, see :func:`unconfirmed_reason`).
 
     In the votes, a group of accounts that copy one answer source and lapse part of the time is
     a school that finds some pairs close where the others find them clear (the robustness
@@ -52,13 +72,13 @@ def minority_view_note(audit: pl.DataFrame) -> str | None:
     if audit.height == 0 or "verdict" not in audit.columns or "reasons" not in audit.columns:
         return None
     alone = audit.filter((pl.col("verdict") == MINORITY_VIEW)
-                         & pl.col("reasons").str.contains(VOTES_ALONE, literal=True))
+                         & pl.col("reasons").str.contains(COPYING, literal=True))
     if alone.height == 0:
         return None
-    return (f"{alone.height} reviewer(s) are called '{MINORITY_VIEW}' from their votes alone. "
-            "Accounts that copy one answer source vote alike too, and votes cannot tell the "
-            "two apart: check their gold questions, repeated pairs or submission times before "
-            "their view is trained into a school head.")
+    return (f"{alone.height} reviewer(s) are called '{MINORITY_VIEW}' without gold questions "
+            "or repeated pairs that show their care. Accounts that copy one answer source vote "
+            "alike too, and votes cannot tell the two apart: check their gold answers, repeated "
+            "pairs or submission times before their view is trained into a school head.")
 
 
 def audit_notes(con: duckdb.DuckDBPyConnection, audit: pl.DataFrame) -> list[str]:

@@ -24,6 +24,7 @@ from pathlib import Path
 import polars as pl
 
 from dissensus.analytics.audit import MINORITY_VIEW, UNSETTLED, AuditConfig, reviewer_audit
+from dissensus.analytics.audit_words import COPYING
 from dissensus.analytics.jobs.fit import run_fit
 from dissensus.models.annotator.config import AnnotatorConfig
 from dissensus.warehouse.db import connect
@@ -54,8 +55,8 @@ def one_seed(seed: int, n: int, folder: Path, settled: float) -> dict[str, float
         "ok_now": ok.height, "rushed_in_ok_now": int(ok["is_rushed"].sum()),
         "cannot_tell": unsettled.height, "rushed_in_cannot_tell": int(unsettled["is_rushed"].sum()),
         "minority_view": int((judged["verdict"] == MINORITY_VIEW).sum()),
-        "minority_view_votes_alone": int(((judged["verdict"] == MINORITY_VIEW)
-                                          & judged["reasons"].str.contains("votes alone")).sum()),
+        "minority_view_unconfirmed": int(((judged["verdict"] == MINORITY_VIEW)
+                                          & judged["reasons"].str.contains(COPYING)).sum()),
         "minority_view_truly_minority": int(((judged["verdict"] == MINORITY_VIEW)
                                              & (judged["school_index"] > 0)
                                              & ~judged["is_rushed"]).sum()),

@@ -164,11 +164,13 @@ def truth_start(name: str, seed: int, config: AnnotatorConfig) -> dict[str, Any]
             "sweeps": held.n_iter, "swinging": held.swinging}
 
 
-def run_audit(name: str, seed: int, config: AnnotatorConfig, workdir: Path) -> dict[str, Any]:
+def run_audit(name: str, seed: int, config: AnnotatorConfig, workdir: Path,
+              gold_share: float = 0.0) -> dict[str, Any]:
     """One draw of world ``name`` through the product path: its judgments written as the data
     contract's rows, ingested into a fresh warehouse, fitted as ``dissensus fit`` does (no reply
     content: the suite's replies are placeholders) and audited as ``dissensus reviewers`` does;
-    the audit's verdicts scored against the truth (:func:`audit_scores`)."""
+    the audit's verdicts scored against the truth (:func:`audit_scores`). ``gold_share``: that
+    share of the pairs are gold questions the audit reads (the fit does not)."""
     from dissensus.analytics.audit import reviewer_audit
     from dissensus.analytics.jobs.fit import run_fit
     from dissensus.warehouse.db import connect
@@ -177,7 +179,8 @@ def run_audit(name: str, seed: int, config: AnnotatorConfig, workdir: Path) -> d
     world = simulate_world(name, seed=seed)
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"{name}-{seed}.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in comparison_rows(world)))
+    rows = comparison_rows(world, gold_share=gold_share)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     db = workdir / f"{name}-{seed}.duckdb"
     db.unlink(missing_ok=True)
     con = connect(db)
@@ -221,6 +224,9 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
     parser.add_argument("--audit", action="store_true",
                         help="only: run each world through the product path (ingest, the fit "
                              "job, the reviewer audit) and score the audit's verdicts")
+    parser.add_argument("--gold-share", type=float, default=0.0, metavar="SHARE",
+                        help="with --audit: make about this share of the pairs gold questions "
+                             "(clear, uncontested pairs, the consensus side as the answer)")
     parser.add_argument("--truth-start", action="store_true",
                         help="only: for worlds with schools, start the true K from the true "
                              "schools and compare with one school fewer (see truth_start)")
@@ -262,7 +268,8 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
                 print(f"{name}: a label task has no reply order to write; skipped")
                 continue
             for seed in range(args.seeds):
-                audited.append(run_audit(name, seed, config, args.workdir / "audit"))
+                audited.append(run_audit(name, seed, config, args.workdir / "audit",
+                                         args.gold_share))
                 print(f"{name} seed {seed}: {audited[-1]['verdicts']}", flush=True)
         table = pl.DataFrame([{k: v for k, v in r.items() if k != "verdicts"} for r in audited])
         table = table.group_by("world", maintain_order=True).agg(

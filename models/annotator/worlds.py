@@ -181,13 +181,26 @@ class World:
         ).join(replies, on="pair_id", how="left", maintain_order="left")
 
 
-def comparison_rows(world: World, days: int = 30) -> list[dict[str, object]]:
+def comparison_rows(world: World, days: int = 30,
+                    gold_share: float = 0.0) -> list[dict[str, object]]:
     """The world's judgments as rows a warehouse ingests (the data contract's columns): each
     pair a prompt with replies "reply A/B to <pair>", the reply shown first, the choice, and a
     time that puts each reviewer's judgments in their order of work over ``days`` days (the
-    world's own order where it has one, as ``fatigue`` does; else a random one). No truth, and
-    no gold, tags or timings per judgment."""
+    world's own order where it has one, as ``fatigue`` does; else a random one). No truth, tags
+    or timings per judgment; with ``gold_share``, about that share of the pairs are gold
+    questions: clear, uncontested pairs whose answer (the consensus side) every row of the pair
+    carries as ``gold_choice``."""
     j = world.judgments
+    gold: dict[str, str] = {}
+    if gold_share:
+        p = world.pairs
+        clear = (~p["ambiguous"] & ~p["contested"] & (p["consensus_margin"].abs() > 1.0)
+                 ).to_numpy()
+        rng = np.random.default_rng(world.spec.seed + 104729)
+        chosen = clear & (rng.random(p.height) < gold_share / max(clear.mean(), 1e-9))
+        side = np.where(p["consensus_margin"].to_numpy() > 0, "a", "b")
+        gold = dict(zip(p["pair_id"].filter(pl.Series(chosen)).to_list(),
+                        side[chosen].tolist(), strict=True))
     r_idx = np.unique(j["reviewer_id"].to_numpy(), return_inverse=True)[1]
     sequence = j["sequence"].to_numpy()
     if not world.spec.fatigue_share:
@@ -201,7 +214,8 @@ def comparison_rows(world: World, days: int = 30) -> list[dict[str, object]]:
     return [{"comparison_id": cid, "reviewer_id": rid, "prompt": f"prompt {pair}",
              "response_a": f"reply A to {pair}", "response_b": f"reply B to {pair}",
              "choice": choice[int(y)], "created_at": ts,
-             **({} if f is None else {"shown_first": "a" if f else "b"})}
+             **({} if f is None else {"shown_first": "a" if f else "b"}),
+             **({"gold_choice": gold[pair]} if pair in gold else {})}
             for cid, rid, pair, y, ts, f in zip(
                 j["comparison_id"], j["reviewer_id"], j["pair_id"], j["outcome"], stamps,
                 first, strict=True)]
