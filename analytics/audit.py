@@ -4,9 +4,10 @@ Combines the annotator model's ``reviewer_estimates`` (latest fit, when there is
 = 1 - lapse rate, school) with the model-free checks of :mod:`dissensus.analytics.consistency` and
 :mod:`analytics.agreement`. The point of the combination: a reviewer who disagrees with the
 majority is not automatically a bad reviewer. A careful member of a minority school is reported as
-"minority view, consistent" (with "from their votes alone" among the reasons where no repeats
-or gold questions confirm it: accounts that copy one answer source vote alike too, see
-:func:`minority_view_note`); a rushed reviewer as "fast and inconsistent". Without a fit,
+"minority view, consistent" (where no repeats or gold answers confirm it, the reasons say so
+and give the record that falls short: accounts that copy one answer source vote alike too, see
+:func:`minority_view_note`; gold and repeats confirm care only where the low end of their
+interval reaches the bar); a rushed reviewer as "fast and inconsistent". Without a fit,
 disagreement and carelessness are told apart by the evidence that does not depend on the majority
 (repeats, gold questions, display order, speed). With a fit, "unreliable: frequent lapses" is
 the fit's own lapse flag, which needs evidence from the reviewer's votes against the pool (see
