@@ -171,7 +171,7 @@ def run_audit(name: str, seed: int, config: AnnotatorConfig, workdir: Path,
     content: the suite's replies are placeholders) and audited as ``dissensus reviewers`` does;
     the audit's verdicts scored against the truth (:func:`audit_scores`). ``gold_share``: that
     share of the pairs are gold questions the audit reads (the fit does not)."""
-    from dissensus.analytics.audit import reviewer_audit
+    from dissensus.analytics.audit import MINORITY_VIEW, reviewer_audit
     from dissensus.analytics.jobs.fit import run_fit
     from dissensus.warehouse.db import connect
     from dissensus.warehouse.ingest import ingest_file
@@ -191,7 +191,7 @@ def run_audit(name: str, seed: int, config: AnnotatorConfig, workdir: Path,
     finally:
         con.close()
     verdicts = audit["verdict"].value_counts().sort("count", descending=True)
-    return {"world": name, "seed": seed, **audit_scores(world, audit),
+    return {"world": name, "seed": seed, **audit_scores(world, audit, MINORITY_VIEW),
             "verdicts": dict(zip(verdicts["verdict"], verdicts["count"], strict=True))}
 
 

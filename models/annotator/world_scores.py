@@ -147,7 +147,8 @@ def _placement_scores(world: World, t: pl.DataFrame) -> dict[str, float]:
     return out
 
 
-def audit_scores(world: World, audit: pl.DataFrame) -> dict[str, float]:
+def audit_scores(world: World, audit: pl.DataFrame,
+                 minority_view: str | None = None) -> dict[str, float]:
     """Score the reviewer audit's verdicts (``reviewer_id, verdict, flagged, reasons``, as
     ``dissensus reviewers`` gives them) against the world's truth: what a lead reads.
 
@@ -157,8 +158,8 @@ def audit_scores(world: World, audit: pl.DataFrame) -> dict[str, float]:
     (rushed, tired or reversed); ``audit_tired_flagged`` and ``audit_tired_drifting``: the tired
     reviewers flagged at all, and those whose reasons name the drop in agreement;
     ``audit_careful_drifting``: careful reviewers said to drift; ``audit_minority_view_prec``:
-    careful members of a minority school among those called a minority view (the audit's
-    verdict name, spelled here because the models do not import the analytics).
+    careful members of a minority school among those whose verdict is ``minority_view`` (the
+    audit's verdict name, passed in: the models do not import the analytics).
     """
     t = world.reviewers.join(audit.select("reviewer_id", "verdict", "flagged", "reasons"),
                              on="reviewer_id").filter(pl.col("verdict") != "too few votes")
@@ -180,8 +181,9 @@ def audit_scores(world: World, audit: pl.DataFrame) -> dict[str, float]:
     if tired.any():
         out["audit_tired_flagged"] = float(flagged[tired].mean())
         out["audit_tired_drifting"] = float(drifting[tired].mean())
-    minority_view = (t["verdict"] == "minority view, consistent").to_numpy()
-    if world.spec.n_schools > 1 and minority_view.any():
+    held = (t["verdict"] == minority_view).to_numpy() if minority_view else np.zeros(t.height,
+                                                                                     bool)
+    if world.spec.n_schools > 1 and held.any():
         truly = careful & (t["school_index"].to_numpy() > 0)
-        out["audit_minority_view_prec"] = float(truly[minority_view].mean())
+        out["audit_minority_view_prec"] = float(truly[held].mean())
     return out

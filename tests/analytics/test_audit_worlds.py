@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from dissensus.analytics.audit import reviewer_audit
+from dissensus.analytics.audit import MINORITY_VIEW, reviewer_audit
 from dissensus.analytics.jobs.fit import run_fit
 from dissensus.models.annotator import AnnotatorConfig
 from dissensus.models.annotator.world_scores import audit_scores
@@ -41,7 +41,7 @@ def test_a_world_goes_through_ingest_fit_and_audit_without_losing_a_row(tmp_path
         audit = reviewer_audit(con)
     finally:
         con.close()
-    scores = audit_scores(world, audit)
+    scores = audit_scores(world, audit, MINORITY_VIEW)
     assert scores["audit_reviewers"] >= 50
     assert scores["audit_careful_flagged"] <= 0.1
     assert 0.0 <= scores["audit_tired_flagged"] <= 1.0
