@@ -195,6 +195,12 @@ def run_audit(name: str, seed: int, config: AnnotatorConfig, workdir: Path,
             "verdicts": dict(zip(verdicts["verdict"], verdicts["count"], strict=True))}
 
 
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Every per-seed figure as JSON (NaN as null)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, default=lambda v: None if v != v else v, indent=1))
+
+
 def summarise(rows: list[dict[str, Any]]) -> pl.DataFrame:
     """Means over seeds, one row per world and method, in the order of the suite."""
     frame = pl.DataFrame([{RENAME.get(k, k): v for k, v in r.items() if k != "summary"}
@@ -254,6 +260,18 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
         if not 1 <= low <= high:
             parser.error(f"--votes-per-pair: expected 1 <= LOW <= HIGH, got {low},{high}")
         votes = (low, high)
+    if not 0.0 <= args.gold_share < 1.0:
+        parser.error(f"--gold-share: expected a share in [0, 1), got {args.gold_share}")
+    if args.gold_share and not args.audit:
+        parser.error("--gold-share: only the audit reads gold questions; add --audit")
+    modes = [flag for flag, on in (("--audit", args.audit), ("--truth-start", args.truth_start),
+                                   ("--votes-per-pair", votes is not None)) if on]
+    if len(modes) > 1:
+        parser.error(f"{' and '.join(modes)} cannot be combined: choose one")
+    audited_worlds = [w for w in args.worlds.split(",") if w and not WORLDS[w].label_task]
+    if args.audit and not audited_worlds:
+        parser.error("--audit: the worlds asked for are all label tasks, which have no reply "
+                     "order to write; name at least one other world")
     if args.truth_start:
         held = [truth_start(name, seed, config)
                 for name in args.worlds.split(",") if name and WORLDS[name].n_schools > 1
@@ -264,7 +282,7 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
     if args.audit:
         audited = []
         for name in [w for w in args.worlds.split(",") if w]:
-            if WORLDS[name].label_task:
+            if name not in audited_worlds:
                 print(f"{name}: a label task has no reply order to write; skipped")
                 continue
             for seed in range(args.seeds):
@@ -279,8 +297,7 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
                        tbl_hide_dataframe_shape=True):
             print(table)
         if args.json:
-            args.json.write_text(json.dumps(audited, default=lambda v: None if v != v else v,
-                                            indent=1))
+            write_rows(args.json, audited)
         return table
     rows: list[dict[str, Any]] = []
     for name in [w for w in args.worlds.split(",") if w]:
@@ -298,8 +315,7 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
         with pl.Config(tbl_rows=50, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
             print(real_gold(config, args.workdir))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, default=lambda v: None if v != v else v, indent=1))
+        write_rows(args.json, rows)
     return table
 
 

@@ -357,16 +357,17 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         ring_answer = np.where(rng.random(n_j) < 0.5, 1, -1)
         lapse_y = np.where(ring[r_idx], ring_answer[j_idx], lapse_y)
     careful = rng.random(n) >= eps[r_idx]
+    counts = np.bincount(r_idx, minlength=n_r)
     sequence = np.zeros(n, np.int64)
     fatigued = np.zeros(n_r, bool)
     if spec.fatigue_share:  # drawn only where asked: other worlds keep their draws
         fatigued = rng.random(n_r) < spec.fatigue_share
         late_eps = rng.uniform(*spec.rushed_lapse, n_r)
         sequence = _sequence(r_idx, rng)
-        late = fatigued[r_idx] & (2 * sequence >= np.bincount(r_idx, minlength=n_r)[r_idx])
+        late = fatigued[r_idx] & (2 * sequence >= counts[r_idx])
         careful = np.where(late, rng.random(n) >= late_eps[r_idx], careful)
         # the reviewer's lapse rate over all their votes: what a fixed-rate model can recover
-        late_share = np.bincount(r_idx, late, n_r) / np.maximum(np.bincount(r_idx, None, n_r), 1)
+        late_share = np.bincount(r_idx, late, n_r) / np.maximum(counts, 1)
         eps = np.where(fatigued, (1 - late_share) * eps + late_share * late_eps, eps)
         rushed = rushed | fatigued
     y = np.where(careful, careful_y, lapse_y).astype(np.int8)
@@ -392,7 +393,6 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         "p_lapse": p_lapse[order],
         "sequence": sequence[order],  # the judgment's place in its reviewer's work (fatigue)
     })
-    counts = np.bincount(r_idx, minlength=n_r)
     reviewers = pl.DataFrame({
         "reviewer_id": reviewer_ids,
         "school_index": school.astype(np.int64),
