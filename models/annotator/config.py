@@ -68,6 +68,7 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "reversed_bayes_factor": None,
     "reversed_min_votes": 10,
     "interval_prior_mix": 0.0,
+    "one_school_flag_check_se": None,
 }
 """Settings added after fits were first saved, with the value that reproduces those fits."""
 
@@ -395,6 +396,12 @@ class AnnotatorConfig(BaseModel):
     )
     k_selection_min_gain: float = Field(
         4.0, ge=0.0, description="Auto K: minimum elpd gain (log units) for more schools."
+    )
+    one_school_flag_check_se: float | None = Field(
+        2.0, ge=0.0, description="Auto K, one school chosen: a lapse flag must also stand under "
+        "the two-school fit (the weaker evidence of the two counts) when that fit came within "
+        "this many standard errors of the difference in LOO. Where two schools are clearly "
+        "worse, their reading of a reviewer does not bear on a verdict. null: always weigh it."
     )
     min_reviewers_per_school: float = Field(
         3.0, ge=0.0, description="Auto K: a number of schools is considered only when each "

@@ -4,7 +4,8 @@ A reviewer is flagged for lapses when the posterior probability of a lapse rate 
 ``1 - flag_min_reliability`` reaches ``flag_probability`` *and* the reviewer's own votes move the
 odds of lapsing against the pool's by the Bayes factor ``flag_bayes_factor``
 (:func:`lapse_bayes_factor`); when one school was chosen over two, the weaker evidence of the two
-fits counts (:func:`flags_robust_to_schools`).
+fits counts (:func:`flags_robust_to_schools`), unless two schools were clearly worse
+(:func:`one_school_won_narrowly`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,19 @@ def lapse_flagged(result: FitResult, config: AnnotatorConfig) -> NDArray[np.bool
     rule: the estimator adds that)."""
     return ((result.p_unreliable >= config.flag_probability)
             & (result.lapse_evidence >= config.flag_bayes_factor))
+
+
+def one_school_won_narrowly(one_loo: FloatArray, two_loo: FloatArray,
+                            within_se: float | None) -> bool:
+    """Whether the two-school fit's pointwise LOO ``two_loo`` came within ``within_se``
+    standard errors of the difference of the chosen one-school fit's ``one_loo`` (or beat it);
+    ``None``: always. Only then does :func:`flags_robust_to_schools` weigh the two-school fit:
+    a reading the votes clearly reject should not clear a reviewer they clearly implicate."""
+    if within_se is None:
+        return True
+    diff = np.asarray(two_loo, dtype=float) - np.asarray(one_loo, dtype=float)
+    gain = float(diff.sum())
+    return gain > -within_se * float(np.sqrt(diff.size * np.var(diff)))
 
 
 def flags_robust_to_schools(result: FitResult, two: GridState,

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from .config import AnnotatorConfig
 from .data import EncodedFrame
-from .evidence import flags_robust_to_schools
+from .evidence import flags_robust_to_schools, one_school_won_narrowly
 from .grid_em import GridEM, GridState
 from .judgments import Judgments
 from .lapse_cues import lean_score_test
@@ -260,7 +260,9 @@ def fit_em(
         # without reversed reviewers (the subset): they get the pool's prior there, and keep
         # their own flag
         two = expand_state(states[2], reviewers, data.n_reviewers) if subset else states[2]
-        notes.extend(flags_robust_to_schools(result, two, config))
+        if one_school_won_narrowly(states[1].loo, states[2].loo,
+                                   config.one_school_flag_check_se):
+            notes.extend(flags_robust_to_schools(result, two, config))
     warnings = list(enc.warnings) + notes
     if final.swinging:
         warnings.append(

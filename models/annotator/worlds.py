@@ -186,7 +186,9 @@ def comparison_rows(world: World, days: int = 30,
     """The world's judgments as rows a warehouse ingests (the data contract's columns): each
     pair a prompt with replies "reply A/B to <pair>", the reply shown first, the choice, and a
     time that puts each reviewer's judgments in their order of work over ``days`` days (the
-    world's own order where it has one, as ``fatigue`` does; else a random one). No truth, tags
+    world's own order where it has one, as ``fatigue`` does; else a random one). Each reply is
+    as long as the world drew it (its text padded) and names its model, so a lapse that leans
+    toward the longer reply or one model leans the same way in the warehouse. No truth, tags
     or timings per judgment; with ``gold_share``, about that share of the pairs are gold
     questions: clear, uncontested pairs whose answer (the consensus side) every row of the pair
     carries as ``gold_choice``."""
@@ -211,14 +213,30 @@ def comparison_rows(world: World, days: int = 30,
     stamps = (start + seconds.astype("timedelta64[s]")).astype(str).tolist()
     choice = {1: "a", 0: "tie", -1: "b"}
     first = j["first_shown_is_response_1"].to_list()
+    replies = {row["pair_id"]: row for row in world.pairs.iter_rows(named=True)}
     return [{"comparison_id": cid, "reviewer_id": rid, "prompt": f"prompt {pair}",
-             "response_a": f"reply A to {pair}", "response_b": f"reply B to {pair}",
+             **_replies(replies[pair], world.spec.label_task),
              "choice": choice[int(y)], "created_at": ts,
              **({} if f is None else {"shown_first": "a" if f else "b"}),
              **({"gold_choice": gold[pair]} if pair in gold else {})}
             for cid, rid, pair, y, ts, f in zip(
                 j["comparison_id"], j["reviewer_id"], j["pair_id"], j["outcome"], stamps,
                 first, strict=True)]
+
+
+def _replies(pair: dict[str, object], label_task: bool) -> dict[str, object]:
+    """The two replies' columns of a pair's rows: text (``reply A to <pair>``, padded to the
+    reply's drawn length in characters) and model; a label task keeps short texts and no
+    models."""
+    out: dict[str, object] = {}
+    for side, n in (("a", 1), ("b", 2)):
+        text = f"reply {side.upper()} to {pair['pair_id']}"
+        if not label_task:
+            pad = max(int(pair[f"response_{n}_length"]) - len(text), 0)
+            text += ("" if not pad else " " + "and so on " * (pad // 10 + 1))[:pad]
+            out[f"response_{side}_model"] = pair[f"response_{n}_model"]
+        out[f"response_{side}"] = text
+    return out
 
 
 def _draw_workload(spec: WorldSpec, rng: np.random.Generator, rushed: np.ndarray,

@@ -214,6 +214,31 @@ def test_a_one_school_flag_stands_only_where_two_schools_agree() -> None:
     assert bool(notes) == bool(np.any(flagged_before & ~flagged_after))
 
 
+def test_two_schools_the_votes_reject_do_not_clear_a_lapse_flag() -> None:
+    # lapses that lean toward the longer reply: a two-school fit without that lean can park the
+    # rushed leaners in a "school", but its LOO falls far short of the one-school fit with the
+    # lean; its reading used to clear them anyway (recall 0.11 here, with a note saying K = 1
+    # was chosen "not by much")
+    world = simulate_world(replace(WORLDS["lapse_longer"], n_pairs=500), seed=0)
+    model = _fit(world)
+    scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
+    assert model.n_schools_ == 1
+    assert scores["rushed_recall"] >= 0.3 and scores["careful_flagged_n"] == 0
+    assert not any("not by much" in w for w in model.fit_summary_["diagnostics"]["warnings"])
+
+
+def test_one_school_won_narrowly_reads_the_difference_in_standard_errors() -> None:
+    from dissensus.models.annotator.evidence import one_school_won_narrowly
+
+    rng = np.random.default_rng(0)
+    one = rng.normal(-1.0, 0.3, 400)
+    noise = rng.normal(0.0, 0.05, 400)
+    assert not one_school_won_narrowly(one, one - 0.05 + noise, 2.0)  # ~20 nats, se ~1
+    assert one_school_won_narrowly(one, one + noise - noise.mean() - 0.001, 2.0)
+    assert one_school_won_narrowly(one, one + 0.05, 2.0)  # two schools better: close enough
+    assert one_school_won_narrowly(one, one - 5.0, None)  # null: always weighed
+
+
 def test_nuts_starts_where_no_vote_has_a_display_order() -> None:
     # no display order anywhere: the position bias and lapse tilt get no gradient from the
     # votes, which used to stop nutpie at its first step ("All initialization points failed")
