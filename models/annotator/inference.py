@@ -257,10 +257,22 @@ def fit_em(
                         + (", response features" if featured else "")})
     result = summarise_grid(final, enc, config, time.perf_counter() - start)
     if chosen == 1 and not sampled and 2 in states:
+        two_state = states[2]
+        if config.lapse_cues and two_state.lean is None:
+            # like for like: the one-school fit reads lapses that lean toward a reply property,
+            # and a two-school fit without that lean would park the leaning reviewers in a
+            # "school" of their own and clear them
+            t_k = time.perf_counter()
+            two_state = GridEM(select_data, 2, select_config.model_copy(
+                update={"lapse_cues": True})).run(school_init=initial_schools(states[2]),
+                                                  warm=states[2])
+            timings.append({"n_schools": 2, "seconds": round(time.perf_counter() - t_k, 2),
+                            "iterations": two_state.n_iter, "lapse_cues": True,
+                            "purpose": "flag check"})
         # without reversed reviewers (the subset): they get the pool's prior there, and keep
         # their own flag
-        two = expand_state(states[2], reviewers, data.n_reviewers) if subset else states[2]
-        if one_school_won_narrowly(states[1].loo, states[2].loo,
+        two = expand_state(two_state, reviewers, data.n_reviewers) if subset else two_state
+        if one_school_won_narrowly(states[1].loo, two_state.loo,
                                    config.one_school_flag_check_se):
             notes.extend(flags_robust_to_schools(result, two, config))
     warnings = list(enc.warnings) + notes

@@ -227,6 +227,19 @@ def test_two_schools_the_votes_reject_do_not_clear_a_lapse_flag() -> None:
     assert not any("not by much" in w for w in model.fit_summary_["diagnostics"]["warnings"])
 
 
+def test_the_flag_check_reads_the_same_lapse_lean_under_two_schools() -> None:
+    # lapses lean toward one model's replies and the one-school fit reads that lean; the
+    # two-school fit that checks its flags must read it too, or it parks the leaning rushed
+    # reviewers in a "school" (here it cleared 5 of them: recall 0.27, with a note)
+    world = simulate_world(WORLDS["lapse_model"], seed=1)
+    model = _fit(world)
+    scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
+    diagnostics = model.fit_summary_["diagnostics"]
+    assert model.n_schools_ == 1 and diagnostics["lapse_lean"]
+    assert scores["rushed_recall"] >= 0.5 and scores["careful_flagged_n"] == 0
+    assert not any("not flagged" in w for w in diagnostics["warnings"])
+
+
 def test_one_school_won_narrowly_reads_the_difference_in_standard_errors() -> None:
     from dissensus.models.annotator.evidence import one_school_won_narrowly
 
