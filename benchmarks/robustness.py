@@ -48,12 +48,13 @@ from annotators import dawid_skene, glad, mace, majority_agreement
 from pydantic import ValidationError
 
 from dissensus.models.annotator import AnnotatorConfig, AnnotatorModel
+from dissensus.models.annotator.world_rows import comparison_rows
 from dissensus.models.annotator.world_scores import (
     audit_scores,
     oracle_reliability,
     verdict_scores,
 )
-from dissensus.models.annotator.worlds import WORLDS, WorldSpec, comparison_rows, simulate_world
+from dissensus.models.annotator.worlds import WORLDS, WorldSpec, simulate_world
 
 PEERS: dict[str, Callable[[pl.DataFrame], pd.Series]] = {
     "majority": majority_agreement,

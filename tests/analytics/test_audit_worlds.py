@@ -14,8 +14,9 @@ import polars as pl
 from dissensus.analytics.audit import MINORITY_VIEW, reviewer_audit
 from dissensus.analytics.jobs.fit import run_fit
 from dissensus.models.annotator import AnnotatorConfig
+from dissensus.models.annotator.world_rows import comparison_rows
 from dissensus.models.annotator.world_scores import audit_scores
-from dissensus.models.annotator.worlds import WORLDS, comparison_rows, simulate_world
+from dissensus.models.annotator.worlds import WORLDS, simulate_world
 from dissensus.warehouse.db import connect
 from dissensus.warehouse.ingest import ingest_file
 
