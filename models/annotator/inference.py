@@ -263,9 +263,14 @@ def fit_em(
             # and a two-school fit without that lean would park the leaning reviewers in a
             # "school" of their own and clear them
             t_k = time.perf_counter()
+
+            def check_cb(it: int, total: int) -> None:
+                if progress is not None:
+                    progress("EM on 2 schools with the lapse lean (checks the flags)", it / total)
+
             two_state = GridEM(select_data, 2, select_config.model_copy(
                 update={"lapse_cues": True})).run(school_init=initial_schools(states[2]),
-                                                  warm=states[2])
+                                                  warm=states[2], callback=check_cb)
             timings.append({"n_schools": 2, "seconds": round(time.perf_counter() - t_k, 2),
                             "iterations": two_state.n_iter, "lapse_cues": True,
                             "purpose": "flag check"})
