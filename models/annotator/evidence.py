@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from .config import AnnotatorConfig
 from .grid_em import GridState
 from .results import FitResult
+from .selection import loo_row
 
 FloatArray = NDArray[np.float64]
 
@@ -63,9 +64,8 @@ def one_school_won_narrowly(one_loo: FloatArray, two_loo: FloatArray,
     a reading the votes clearly reject should not clear a reviewer they clearly implicate."""
     if within_se is None:
         return True
-    diff = np.asarray(two_loo, dtype=float) - np.asarray(one_loo, dtype=float)
-    gain = float(diff.sum())
-    return gain > -within_se * float(np.sqrt(diff.size * np.var(diff)))
+    row = loo_row(np.asarray(two_loo, dtype=float), 2, np.asarray(one_loo, dtype=float))
+    return row["elpd_diff"] > -within_se * row["dse"]
 
 
 def flags_robust_to_schools(result: FitResult, two: GridState,

@@ -42,9 +42,10 @@ def comparison_rows(world: World, days: int = 30,
     stamps = (start + seconds.astype("timedelta64[s]")).astype(str).tolist()
     choice = {1: "a", 0: "tie", -1: "b"}
     first = j["first_shown_is_response_1"].to_list()
-    replies = {row["pair_id"]: row for row in world.pairs.iter_rows(named=True)}
+    replies = {row["pair_id"]: _replies(row, world.spec.label_task)
+               for row in world.pairs.iter_rows(named=True)}
     return [{"comparison_id": cid, "reviewer_id": rid, "prompt": f"prompt {pair}",
-             **_replies(replies[pair], world.spec.label_task),
+             **replies[pair],
              "choice": choice[int(y)], "created_at": ts,
              **({} if f is None else {"shown_first": "a" if f else "b"}),
              **({"gold_choice": gold[pair]} if pair in gold else {})}
