@@ -69,6 +69,7 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "reversed_min_votes": 10,
     "interval_prior_mix": 0.0,
     "one_school_flag_check_se": None,
+    "taste_check": False,
 }
 """Settings added after fits were first saved, with the value that reproduces those fits."""
 
@@ -402,6 +403,13 @@ class AnnotatorConfig(BaseModel):
         "the two-school fit (the weaker evidence of the two counts) when that fit came within "
         "this many standard errors of the difference in LOO. Where two schools are clearly "
         "worse, their reading of a reviewer does not bear on a verdict. null: always weigh it."
+    )
+    taste_check: bool = Field(
+        True, description="EM: a lapse flag must also stand when the reviewer may have a "
+        "taste of their own for a reply property (the longer reply, one model's), as large as "
+        "the pool's votes show tastes run: their votes are read again with that taste, each "
+        "against its pair's consensus without it, and the flag needs flag_bayes_factor there "
+        "too. A taste wins close pairs and rarely clear ones; lapses do not care."
     )
     min_reviewers_per_school: float = Field(
         3.0, ge=0.0, description="Auto K: a number of schools is considered only when each "

@@ -45,6 +45,7 @@ from .predict import (
 )
 from .results import FitResult, Progress
 from .summarise import vote_disagreement, vote_kappa
+from .taste import taste_reason
 
 
 def _top_labels(enc: EncodedFrame) -> tuple[list[str] | None, NDArray[np.int64],
@@ -207,7 +208,8 @@ class AnnotatorModel:
                 "flagged": lapse_flag | bias_flag | np.isin(np.arange(counts.size),
                                                             list(reversed_by)),
                 "flag_reason": reasons,
-                "lean": departure_leans(enc, res.pairs.p_first, cfg.flag_bayes_factor),
+                "lean": _with_tastes(departure_leans(enc, res.pairs.p_first,
+                                                     cfg.flag_bayes_factor), res),
                 # null, not NaN, where the fit cannot give it (no grid EM beliefs: sampled)
                 "agreement": pl.Series(agreement).fill_nan(None),
                 "agreement_low": pl.Series(agreement_low).fill_nan(None),
@@ -350,3 +352,13 @@ class AnnotatorModel:
         model.predictive_ = saved.predictive
         model.cues_ = saved.predictive.cues if saved.predictive is not None else NO_CUES
         return model
+
+
+def _with_tastes(leans: list[str | None], res: FitResult) -> list[str | None]:
+    """Each reviewer's departure lean, with the taste reading that withdrew their lapse flag
+    (see :mod:`.taste`) where there is one."""
+    out = list(leans)
+    for reading in res.diagnostics.get("taste_readings") or []:
+        i = int(reading["reviewer"])
+        out[i] = "; ".join(p for p in (out[i], taste_reason(reading)) if p)
+    return out

@@ -44,6 +44,7 @@ from .selection import (
     shared_departure_schools,
 )
 from .summarise import summarise_grid
+from .taste import flags_robust_to_taste
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -280,6 +281,11 @@ def fit_em(
         if one_school_won_narrowly(states[1].loo, two_state.loo,
                                    config.one_school_flag_check_se):
             notes.extend(flags_robust_to_schools(result, two, config))
+    if not enc.cues.label_order:  # in a label task a lean toward one label is the bias term
+        t_k = time.perf_counter()
+        notes.extend(flags_robust_to_taste(result, final, data, config, enc.cues.names,
+                                           progress))
+        result.diagnostics["taste_check_seconds"] = round(time.perf_counter() - t_k, 2)
     warnings = list(enc.warnings) + notes
     if final.swinging:
         warnings.append(

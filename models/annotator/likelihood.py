@@ -41,6 +41,19 @@ def careful_logp(y: NDArray, eta: FloatArray, tau: float) -> FloatArray:
     return np.where(y > 0, lp_plus, np.where(y < 0, lp_minus, lp_tie))
 
 
+def careful_prob_rows(y: NDArray, eta: FloatArray, tau: float) -> FloatArray:
+    """``P(y_i | eta_i...)`` of the ordered logit for a 1-d ``y`` indexing the first axis of
+    ``eta``: the same values as ``exp(careful_logp(y[:, None...], eta, tau))``, each row
+    evaluated only for its own outcome (a third of the work on large grids)."""
+    y = np.asarray(y)
+    out = np.empty(np.shape(eta))
+    plus, minus, tie = y > 0, y < 0, y == 0
+    out[plus] = expit(eta[plus] - tau)
+    out[minus] = expit(-eta[minus] - tau)
+    out[tie] = expit(tau - eta[tie]) - expit(-tau - eta[tie])
+    return np.maximum(out, _TINY)
+
+
 def careful_probs(eta: FloatArray, tau: float) -> tuple[FloatArray, FloatArray, FloatArray]:
     """``(P(+1), P(0), P(-1))`` of a careful judgment with latent margin ``eta``."""
     p_plus = expit(eta - tau)

@@ -15,6 +15,7 @@ import polars as pl
 from .config import AnnotatorConfig
 from .lapse_cues import describe_lean
 from .results import FitResult
+from .taste import taste_words
 
 NEAR_CHANCE_KAPPA = 0.1
 """Fleiss' kappa of the votes below which agreement is called near chance (Landis & Koch 1977
@@ -64,11 +65,26 @@ def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
                      "told apart from individual views with so few, so one school is assumed "
                      "unless the evidence is overwhelming.")
     notes += _placement_notes(reviewers, pairs, res.n_schools, config)
+    notes += _taste_notes(res)
     lean = describe_lean(diagnostics.get("lapse_lean") or {})
     if lean:
         notes.append(f"Lapses in this pool lean {lean}; the model reads such votes as lapses, "
                      "so the reply property alone does not make a vote careful.")
     return notes
+
+
+def _taste_notes(res: FitResult) -> list[str]:
+    """Reviewers whose departures a taste of their own explains (see :mod:`.taste`)."""
+    cleared = res.diagnostics.get("taste_readings") or []
+    if not cleared:
+        return []
+    n = len(cleared)
+    return [f"{n} reviewer{'s' if n != 1 else ''} depart{'s' if n == 1 else ''} from the "
+            f"consensus toward {taste_words(cleared)} in a way a taste of their own explains as "
+            "well as lapses do (on close pairs, rarely on clear ones), and the pool's votes show "
+            "tastes that large: not flagged. Where the audit says it cannot tell from their "
+            "votes, more of them on clear pairs would settle it; whether a taste belongs in the "
+            "reward model is a call for the team."]
 
 
 def _busy_lapser_notes(reviewers: pl.DataFrame) -> list[str]:

@@ -1,0 +1,113 @@
+"""Individual taste is not a lapse: a flag must stand when the reviewer may have a taste of their
+own for a reply property (see models.annotator.taste)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dissensus.models.annotator import AnnotatorConfig, AnnotatorModel
+from dissensus.models.annotator.data import encode_frame
+from dissensus.models.annotator.grid_em import GridEM
+from dissensus.models.annotator.likelihood import careful_logp, careful_prob_rows
+from dissensus.models.annotator.taste import (
+    lapse_with_taste,
+    pool_tastes,
+    reviewer_taste_loglik,
+    taste_log_prior,
+    taste_values,
+)
+from dissensus.models.annotator.world_scores import verdict_scores
+from dissensus.models.annotator.worlds import WORLDS, simulate_world
+
+FAST = AnnotatorConfig(max_iter=60)
+
+
+def _lapse_flagged(model: AnnotatorModel) -> set[str]:
+    est = model.reviewer_estimates_
+    return set(est.filter(pl.col("flag_kinds").str.contains("lapses"))["reviewer_id"])
+
+
+def _ids(world, column: str) -> set[str]:
+    return set(world.reviewers.filter(pl.col(column))["reviewer_id"])
+
+
+def test_a_taste_for_longer_replies_is_not_read_as_lapses() -> None:
+    # the hardest confound: rushed reviewers whose lapses lean toward the longer reply, beside
+    # careful reviewers with a taste for longer replies; the taste wins close pairs and rarely
+    # clear ones, the lapses do not care how clear a pair is
+    world = simulate_world(replace(WORLDS["lapse_longer"], length_taste_share=0.25), seed=0)
+    tasters, rushed = _ids(world, "length_taste"), _ids(world, "is_rushed")
+    frame = world.model_frame()
+    before = AnnotatorModel(FAST.model_copy(update={"taste_check": False})).fit(frame)
+    model = AnnotatorModel(FAST).fit(frame)
+    assert len(_lapse_flagged(before) & tasters) >= 3  # without the check a taste is lapses
+    assert not _lapse_flagged(model) & tasters
+    assert _lapse_flagged(model) & rushed == _lapse_flagged(before) & rushed
+    scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
+    assert scores["rushed_recall"] >= 0.3 and scores["careful_flagged_n"] == 0
+    diagnostics = model.fit_summary_["diagnostics"]
+    readings = diagnostics["taste_readings"]
+    assert readings and all(r["cue"] == "longer" and r["taste"] > 0.5 for r in readings)
+    ids = model.reviewer_estimates_["reviewer_id"]
+    assert {ids[r["reviewer"]] for r in readings} <= tasters
+    leans = model.reviewer_estimates_["lean"]
+    assert all("a taste for longer replies" in leans[r["reviewer"]] for r in readings)
+    assert diagnostics["taste_prior"]["longer"]["share"] > 0
+    assert any("taste of their own for longer replies" in w for w in diagnostics["warnings"])
+    assert any("taste of their own" in n for n in diagnostics["verdict_notes"])
+
+
+def test_a_pool_without_tastes_leaves_no_room_to_explain_lapses_away() -> None:
+    # lapses lean toward the longer reply and nobody has a taste: the pool's votes must not
+    # learn a taste prior that clears the rushed (recall stays where the fit put it)
+    world = simulate_world(WORLDS["lapse_longer"], seed=1)
+    frame = world.model_frame()
+    before = AnnotatorModel(FAST.model_copy(update={"taste_check": False})).fit(frame)
+    model = AnnotatorModel(FAST).fit(frame)
+    assert _lapse_flagged(model) == _lapse_flagged(before)
+    assert len(_lapse_flagged(model)) >= 5
+    prior = model.fit_summary_["diagnostics"]["taste_prior"]["longer"]
+    assert prior["share"] <= 0.05
+
+
+def test_no_taste_reads_the_votes_as_the_fit_does() -> None:
+    # with no taste the reading must give back the fit's own lapse posterior: the cavity
+    # beliefs and the per-vote likelihood are the fit's, only the taste is new
+    world = simulate_world(replace(WORLDS["lapse_longer"], n_pairs=300), seed=1)
+    enc = encode_frame(world.model_frame())
+    state = GridEM(enc.judgments, 1, FAST).run()
+    d = enc.judgments
+    lapse = state.lapse_marginal()
+    for r in np.argsort(-np.bincount(d.reviewer, minlength=d.n_reviewers))[:6]:
+        table = reviewer_taste_loglik(state, d, int(r), d.lapse_cues)
+        own = lapse[r] / lapse[r].sum()
+        for c in range(table.shape[0]):
+            read, _ = lapse_with_taste(table[c], state, 0.0, 1.0)
+            assert np.abs(read - own).sum() < 0.1
+    priors, tables = pool_tastes(state, d, d.lapse_cues)
+    assert priors.shape == (d.lapse_cues.shape[1], 2) and tables
+
+
+def test_the_taste_prior_is_no_taste_or_a_normalised_symmetric_slab() -> None:
+    t = taste_values()
+    assert np.allclose(t, -t[::-1]) and 0.0 in t
+    none = taste_log_prior(0.0, 1.0)
+    assert np.isclose(np.exp(none).sum(), 1.0) and np.isclose(np.exp(none[t == 0.0]), 1.0)
+    some = taste_log_prior(0.2, 1.0)
+    assert np.isclose(np.exp(some).sum(), 1.0) and np.allclose(some, some[::-1])
+    assert np.exp(some[t == 0.0]) > 0.8
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.sampled_from([-1, 0, 1]), min_size=1, max_size=12),
+       st.floats(0.01, 3.0), st.integers(0, 2**31 - 1))
+def test_careful_prob_rows_is_the_ordered_logit(y: list[int], tau: float, seed: int) -> None:
+    eta = np.random.default_rng(seed).normal(0.0, 3.0, (len(y), 4, 3))
+    yy = np.asarray(y)
+    expected = np.exp(careful_logp(yy[:, None, None], eta, tau))
+    assert np.allclose(careful_prob_rows(yy, eta, tau), np.maximum(expected, 1e-300))
