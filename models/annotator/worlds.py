@@ -13,6 +13,9 @@ from that story in one named way each, with the truth needed to score any method
   direction), with no tags the model could read;
 * ``tastes``: no discrete schools; every careful reviewer a little different, and a few with a
   strong taste for longer replies;
+* ``taste_or_lapse``: the hardest form of that confound: a quarter of the careful reviewers
+  have a strong taste for longer replies *and* the rushed reviewers' lapses lean toward the
+  longer reply, so both depart from the consensus toward the same replies;
 * ``few_raters``: 4 reviewers who all rate every pair; ``many_raters``: 2,000 reviewers with 1-2
   votes each;
 * ``minority_10`` and ``three_schools``: an unbalanced 90/10 split, and three true schools;
@@ -119,6 +122,8 @@ WORLDS: dict[str, WorldSpec] = {
                                  lapse_lean=0.8),
     "tastes": WorldSpec(name="tastes", school_shares=(1.0,), taste_sd=0.8,
                         length_taste_share=0.1, rushed_share=0.15),
+    "taste_or_lapse": WorldSpec(name="taste_or_lapse", school_shares=(1.0,), rushed_share=0.2,
+                                lapse_mode="longer", lapse_lean=0.85, length_taste_share=0.25),
     "few_raters": WorldSpec(name="few_raters", n_reviewers=4, n_pairs=300, rate_every_pair=True,
                             school_shares=(1.0,), rushed_share=0.0, position_biased_share=0.0),
     "many_raters": WorldSpec(name="many_raters", n_reviewers=2000, n_pairs=600,

@@ -40,7 +40,7 @@ def test_a_taste_for_longer_replies_is_not_read_as_lapses() -> None:
     # the hardest confound: rushed reviewers whose lapses lean toward the longer reply, beside
     # careful reviewers with a taste for longer replies; the taste wins close pairs and rarely
     # clear ones, the lapses do not care how clear a pair is
-    world = simulate_world(replace(WORLDS["lapse_longer"], length_taste_share=0.25), seed=0)
+    world = simulate_world(WORLDS["taste_or_lapse"], seed=0)
     tasters, rushed = _ids(world, "length_taste"), _ids(world, "is_rushed")
     frame = world.model_frame()
     before = AnnotatorModel(FAST.model_copy(update={"taste_check": False})).fit(frame)
