@@ -14,7 +14,9 @@ the votes' log-likelihood is tabulated over the lapse grid and a taste grid (sch
 position bias held at the reviewer's posterior mode and mean: a flagged reviewer's votes pin
 them). The margin ``m_j`` is read from the pair's *cavity* -- its belief with this vote divided
 out -- so the reviewer's own departure does not pull the consensus toward them (the fitted
-consensus that includes the vote hides exactly the departures that tell the two apart).
+consensus that includes the vote hides exactly the departures that tell the two apart). The
+vote divided out is read with the reviewer's whole posterior, not the BP message that leaves
+the vote out: one vote in many.
 
 How common and large tastes run is learned from the pool, as the lapse and bias distributions
 are: the share of reviewers with a taste along a cue and its sd maximise the marginal
@@ -51,8 +53,8 @@ nobody has a taste along the cue)."""
 MIN_VOTES = 20
 """Reviewers with fewer votes say little about how large tastes run; left out of the pool's."""
 POOL_VOTES = 20_000
-"""The pool's taste sd is learned from reviewers (in a seeded random order) up to this many
-votes: enough to tell 0 from 0.3, and a bounded cost on large data."""
+"""The pool's taste prior is learned from reviewers (in a seeded random order) up to this many
+votes: hundreds of reviewers on the suite's worlds, and a bounded cost on large data."""
 
 
 def taste_values() -> FloatArray:
@@ -108,11 +110,11 @@ def reviewer_taste_loglik(state: GridState, data: Judgments, reviewer: int,
     beta = float(q.sum(axis=(0, 1)) @ bias)
     beliefs = _margin_beliefs(state, data, rows, message, school)  # (n, M)
     t = taste_values()
-    base = lat.m_values[None, :, None] + beta * s[:, None, None] + 0.0 * t  # (n, M, T)
+    base = (lat.m_values[None, :] + beta * s[:, None])[:, :, None]  # (n, M, 1)
     cues = np.asarray(cues, dtype=float).reshape(data.n, -1)
     out = np.empty((cues.shape[1], e.size, t.size))
     for c in range(cues.shape[1]):
-        eta_t = base + t[None, None, :] * cues[rows, c][:, None, None]
+        eta_t = base + t[None, None, :] * cues[rows, c][:, None, None]  # (n, M, T)
         careful = np.einsum("nm,nmt->nt", beliefs, careful_prob_rows(y, eta_t, tau))
         mix = ((1 - e)[None, :, None] * careful[:, None, :]
                + e[None, :, None] * p_lapse[:, None, None])  # (n, G, T)
