@@ -77,6 +77,30 @@ def vote_disagreement(enc: EncodedFrame) -> NDArray[np.bool_]:
     return hi > lo
 
 
+LAPSE_FIELDS = ("reliability", "reliability_low", "reliability_high", "p_unreliable",
+                "lapse_evidence")
+"""The :class:`FitResult` fields read from each reviewer's lapse-rate posterior."""
+
+
+def lapse_summary(lapse: FloatArray, pool: FloatArray, grid: FloatArray,
+                  config: AnnotatorConfig) -> dict[str, FloatArray]:
+    """The :data:`LAPSE_FIELDS` of reviewers with lapse posteriors ``lapse`` (``(R, G)`` on
+    ``grid``) against the pool's lapse distribution ``pool``: reliability and its interval
+    (under the robust prior, :func:`robust_lapse_posterior`), the probability of a lapse rate
+    above ``1 - flag_min_reliability`` and the evidence against the pool."""
+    mass, lapse_from = config.interval_mass, 1 - config.flag_min_reliability
+    eps_q = grid_quantiles(robust_lapse_posterior(lapse, pool, config.interval_prior_mix), grid,
+                           ((1 - mass) / 2, 1 - (1 - mass) / 2))
+    return {
+        "reliability": 1 - lapse @ grid / lapse.sum(axis=1),
+        "reliability_low": 1 - eps_q[:, 1],
+        "reliability_high": 1 - eps_q[:, 0],
+        "p_unreliable": prob_above(lapse, grid, lapse_from),
+        "lapse_evidence": lapse_bayes_factor(lapse, pool, grid, config.careful_lapse_limit,
+                                             lapse_from),
+    }
+
+
 def summarise_grid(
     state: GridState, enc: EncodedFrame, config: AnnotatorConfig, seconds: float
 ) -> FitResult:
@@ -86,11 +110,8 @@ def summarise_grid(
     pi = state.school_weights[order]
     mass = config.interval_mass
     qs = ((1 - mass) / 2, 1 - (1 - mass) / 2)
-    lapse = state.lapse_marginal()
     e_grid = state.lapse_grid
-    eps_mean = lapse @ e_grid
-    eps_q = grid_quantiles(robust_lapse_posterior(lapse, state.lapse_prior,
-                                                  config.interval_prior_mix), e_grid, qs)
+    lapse = lapse_summary(state.lapse_marginal(), state.lapse_prior, e_grid, config)
     bias = state.bias_marginal()
     b_grid = state.bias_grid
     if b_grid.size > 1:
@@ -115,13 +136,7 @@ def summarise_grid(
         n_schools=state.n_schools,
         seconds=seconds,
         school_weights=pi,
-        reliability=1 - eps_mean,
-        reliability_low=1 - eps_q[:, 1],
-        reliability_high=1 - eps_q[:, 0],
-        p_unreliable=prob_above(lapse, e_grid, 1 - config.flag_min_reliability),
-        lapse_evidence=lapse_bayes_factor(lapse, state.lapse_prior, e_grid,
-                                          config.careful_lapse_limit,
-                                          1 - config.flag_min_reliability),
+        **lapse,
         bias_mean=bias @ b_grid,
         bias_low=b_q[:, 0],
         bias_high=b_q[:, 1],

@@ -34,13 +34,13 @@ from numpy.typing import NDArray
 from scipy.special import logsumexp
 
 from .config import AnnotatorConfig
-from .evidence import lapse_bayes_factor, lapse_flagged, prob_above
+from .evidence import lapse_bayes_factor, lapse_flagged
 from .grid_em import GridState
 from .judgments import Judgments
 from .lapse_cues import lean_offsets
 from .likelihood import careful_prob_rows, lapse_prob
 from .results import FitResult, Progress
-from .summarise import grid_quantiles, robust_lapse_posterior
+from .summarise import lapse_summary
 
 FloatArray = NDArray[np.float64]
 TASTE_STEP = 0.25
@@ -186,7 +186,7 @@ def flags_robust_to_taste(result: FitResult, state: GridState, data: Judgments,
     if not np.any(priors[:, 0] > 0):
         return []
     readings: list[dict[str, object]] = []
-    e, mass, lapse_from = state.lapse_grid, config.interval_mass, 1 - config.flag_min_reliability
+    e, lapse_from = state.lapse_grid, 1 - config.flag_min_reliability
     for i, r in enumerate(flagged):
         if progress is not None:
             progress("Reading the flagged reviewers' votes with a taste of their own",
@@ -205,13 +205,8 @@ def flags_robust_to_taste(result: FitResult, state: GridState, data: Judgments,
         evidence, c, lapse, taste = best
         if evidence >= config.flag_bayes_factor:
             continue
-        low, high = grid_quantiles(robust_lapse_posterior(lapse[None], state.lapse_prior,
-                                                          config.interval_prior_mix), e,
-                                   ((1 - mass) / 2, 1 - (1 - mass) / 2))[0]
-        result.reliability[r] = 1 - float(lapse @ e)
-        result.reliability_low[r], result.reliability_high[r] = 1 - high, 1 - low
-        result.p_unreliable[r] = float(prob_above(lapse[None], e, lapse_from)[0])
-        result.lapse_evidence[r] = evidence
+        for name, value in lapse_summary(lapse[None], state.lapse_prior, e, config).items():
+            getattr(result, name)[r] = value[0]  # the verdict and the figures shown agree
         readings.append({"reviewer": int(r), "cue": cue_names[c], "taste": round(taste, 2),
                          "lapse_evidence": evidence})
     result.diagnostics["taste_readings"] = readings
