@@ -405,11 +405,12 @@ class AnnotatorConfig(BaseModel):
         "worse, their reading of a reviewer does not bear on a verdict. null: always weigh it."
     )
     taste_check: bool = Field(
-        True, description="EM: a lapse flag must also stand when the reviewer may have a "
+        True, description="A lapse flag must also stand when the reviewer may have a "
         "taste of their own for a reply property (the longer reply, one model's), as large as "
         "the pool's votes show tastes run: their votes are read again with that taste, each "
         "against its pair's consensus without it, and the flag needs flag_bayes_factor there "
-        "too. A taste wins close pairs and rarely clear ones; lapses do not care."
+        "too. A taste wins close pairs and rarely clear ones; lapses do not care. Sampled "
+        "fits are read on the grid EM at the chosen K."
     )
     min_reviewers_per_school: float = Field(
         3.0, ge=0.0, description="Auto K: a number of schools is considered only when each "

@@ -27,10 +27,13 @@ from dissensus.warehouse.errors import DissensusError
 from .config import AnnotatorConfig
 from .data import EncodedFrame
 from .decomposition import Population, binned_biases, decompose_draws
+from .evidence import lapse_flagged
+from .grid_em import GridState
 from .likelihood import careful_logp, lapse_prob
 from .model import _priors, build_model, model_coords, reviewer_school_loglik
 from .results import FitResult, Progress
 from .selection import choose_k, loo_row
+from .taste import flags_robust_to_taste
 from .warm_start import em_initial_point, em_state
 
 SCHOOL_VARS = ("pi", "delta", "margins", "z_dev", "dev_coef", "dev_coef_basis")
@@ -284,6 +287,7 @@ def fit_sampled(
     start = time.perf_counter()
     ks = [1, 2, 3] if config.n_schools == "auto" else [int(config.n_schools)]
     runs: dict[int, az.InferenceData] = {}
+    states: dict[int, GridState] = {}  # the grid EM at each K, where NUTS started from it
     backend = method
     for i, k in enumerate(ks):
         if progress is not None:
@@ -292,8 +296,10 @@ def fit_sampled(
             idata = _minibatch_advi(enc, k, config)
         else:
             if method == "nuts":
-                init = (em_initial_point(em_state(enc, k, config), config.seed)
-                        if config.nuts_init == "em" else None)
+                init = None
+                if config.nuts_init == "em":
+                    states[k] = em_state(enc, k, config)
+                    init = em_initial_point(states[k], config.seed)
                 idata, backend = _nuts(build_model(enc.judgments, k, config.response_features),
                                        config, init)
             else:
@@ -333,6 +339,15 @@ def fit_sampled(
         warns.append(f"{pareto_bad} reviewer(s) with Pareto k > 0.7: LOO is unreliable there")
     if method != "nuts":
         warns.append("variational posterior: intervals are typically too narrow")
+    # in a label task a lean toward one label is the bias term; the grid EM is read only where
+    # someone is flagged (ADVI has none to hand)
+    if not enc.cues.label_order and lapse_flagged(result, config).any():
+        t_k = time.perf_counter()
+        state = states.get(chosen) or em_state(enc, chosen, config)
+        warns.extend(flags_robust_to_taste(result, state, enc.judgments, config, enc.cues.names,
+                                           progress))
+        result.diagnostics["taste_check_seconds"] = round(time.perf_counter() - t_k, 2)
+        result.seconds = time.perf_counter() - start
     result.diagnostics.update({
         **diag, "sampler": backend, "loo_method": "PSIS-LOO over reviewers (arviz)",
         "loo_table": table, "n_schools_chosen": chosen, "n_schools_mode": str(config.n_schools),

@@ -194,6 +194,13 @@ def flags_robust_to_taste(result: FitResult, state: GridState, data: Judgments,
         table = tables.get(int(r))
         if table is None:
             table = reviewer_taste_loglik(state, data, int(r), data.lapse_cues)
+        # the same reading with no taste must flag them too: it is the taste that clears a
+        # flag, not a difference between this reading and the fit's (a sampled fit's flags
+        # rest on draws, this reading on the grid EM)
+        plain = lapse_with_taste(table[0], state, 0.0, 0.0)[0]
+        if float(lapse_bayes_factor(plain[None], state.lapse_prior, e, config.careful_lapse_limit,
+                                    lapse_from)[0]) < config.flag_bayes_factor:
+            continue
         best: tuple[float, int, FloatArray, float] | None = None
         for c in np.flatnonzero(priors[:, 0] > 0):
             lapse, taste = lapse_with_taste(table[c], state, *map(float, priors[c]))

@@ -7,14 +7,18 @@ from dataclasses import replace
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dissensus.models.annotator import AnnotatorConfig, AnnotatorModel
 from dissensus.models.annotator.data import encode_frame
+from dissensus.models.annotator.evidence import lapse_flagged
 from dissensus.models.annotator.grid_em import GridEM
 from dissensus.models.annotator.likelihood import careful_logp, careful_prob_rows
+from dissensus.models.annotator.summarise import summarise_grid
 from dissensus.models.annotator.taste import (
+    flags_robust_to_taste,
     lapse_with_taste,
     pool_tastes,
     reviewer_taste_loglik,
@@ -91,6 +95,43 @@ def test_no_taste_reads_the_votes_as_the_fit_does() -> None:
             assert np.abs(read - own).sum() < 0.1
     priors, tables = pool_tastes(state, d, d.lapse_cues)
     assert priors.shape == (d.lapse_cues.shape[1], 2) and tables
+
+
+def test_only_a_taste_clears_a_flag_the_grid_reading_would_raise_too() -> None:
+    # a sampled fit's flags rest on its draws, the taste reading on the grid EM: a reviewer
+    # flagged by the draws whom the grid reading does not flag even with no taste must keep the
+    # flag (withdrawing it would be the two fits disagreeing, not a taste)
+    world = simulate_world(WORLDS["tastes"], seed=0)
+    enc = encode_frame(world.model_frame())
+    state = GridEM(enc.judgments, 1, FAST).run()
+    result = summarise_grid(state, enc, FAST, 0.0)
+    flagged = lapse_flagged(result, FAST)
+    plain = set(world.reviewers.filter(~pl.col("is_rushed") & ~pl.col("length_taste"))
+                ["reviewer_id"])
+    careful = np.array([rid in plain for rid in enc.reviewer_ids])
+    extra = int(np.flatnonzero(careful & ~flagged)[0])
+    result.p_unreliable[extra], result.lapse_evidence[extra] = 1.0, 1e6  # as a sampled fit might
+    notes = flags_robust_to_taste(result, state, enc.judgments, FAST, enc.cues.names)
+    readings = result.diagnostics["taste_readings"]
+    assert result.diagnostics["taste_prior"]["longer"]["share"] > 0  # the check did read
+    assert extra not in {r["reviewer"] for r in readings}
+    assert lapse_flagged(result, FAST)[extra]
+    assert bool(notes) == bool(readings)
+
+
+@pytest.mark.slow
+def test_a_nuts_fit_gets_the_taste_check_and_keeps_its_rushed_flags() -> None:
+    world = simulate_world(WORLDS["tastes"], seed=0)
+    frame = world.model_frame()
+    nuts = AnnotatorConfig(method="nuts", n_schools=1, draws=300, tune=300, chains=2)
+    before = AnnotatorModel(nuts.model_copy(update={"taste_check": False})).fit(frame)
+    model = AnnotatorModel(nuts).fit(frame)
+    rushed = _ids(world, "is_rushed")
+    assert len(_lapse_flagged(before) & rushed) >= 3
+    assert _lapse_flagged(model) & rushed == _lapse_flagged(before) & rushed
+    diagnostics = model.fit_summary_["diagnostics"]
+    assert diagnostics["taste_prior"]["longer"]["share"] > 0
+    assert diagnostics["taste_check_seconds"] is not None
 
 
 def test_the_taste_prior_is_no_taste_or_a_normalised_symmetric_slab() -> None:
