@@ -70,6 +70,7 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "interval_prior_mix": 0.0,
     "one_school_flag_check_se": None,
     "taste_check": False,
+    "retry_swinging_start": False,
 }
 """Settings added after fits were first saved, with the value that reproduces those fits."""
 
@@ -111,6 +112,11 @@ class AnnotatorConfig(BaseModel):
         "(a careful minority looks careless until it has a school of its own); 'random': a "
         "seeded symmetric random split (the model before), which can settle in an even split "
         "that explains nothing."
+    )
+    retry_swinging_start: bool = Field(
+        True, description="EM, auto K, school_start='lapse': where the lapse-seeded fit never "
+        "settles, fit the same K again from a seeded random split and keep that fit if it does "
+        "settle (a fit that keeps swinging is set aside when K is chosen)."
     )
     shared_departure_start: bool = Field(
         False, description="EM, auto K, school_start='lapse': when two schools do not beat "

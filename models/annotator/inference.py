@@ -203,6 +203,16 @@ def fit_em(
         timings.append({"n_schools": k, "seconds": round(time.perf_counter() - t_k, 2),
                         "iterations": states[k].n_iter, "data": "sample" if sampled else "all",
                         "start": "random" if seeded is None else "lapse-seeded"})
+        if seeded is not None and states[k].swinging and config.retry_swinging_start:
+            t_k = time.perf_counter()
+            # cold: the swinging fit started warm from the one with a school fewer
+            other = GridEM(select_data, k, select_config).run(callback=cb)
+            kept = not other.swinging
+            timings.append({"n_schools": k, "seconds": round(time.perf_counter() - t_k, 2),
+                            "iterations": other.n_iter, "start": "cold random (the lapse-seeded "
+                            "fit never settled)", "kept": kept})
+            if kept:
+                states[k] = other
         if k == 1:
             warm = states[1]
         if (k == 2 and config.shared_departure_start and seeded is not None

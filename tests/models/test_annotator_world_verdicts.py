@@ -63,3 +63,25 @@ def test_tastes_are_not_lapses() -> None:
     assert scores["rushed_precision"] >= 0.6 and scores["rushed_recall"] >= 0.2
     tasters = set(world.reviewers.filter(pl.col("length_taste"))["reviewer_id"])
     assert tasters and not _lapse_flagged(model) & tasters
+
+
+def test_a_two_school_fit_that_swings_from_the_lapse_seed_is_tried_cold() -> None:
+    # three_schools seed 1: the lapse-seeded two-school fit (warm from one school) never
+    # settles and used to be set aside, leaving one school and two careful reviewers flagged;
+    # started cold it settles, and the flags must then also stand under it
+    world = simulate_world(WORLDS["three_schools"], seed=1)
+    frame = world.model_frame()
+    old = AnnotatorModel(AnnotatorConfig(retry_swinging_start=False)).fit(frame)
+    model = AnnotatorModel(AnnotatorConfig()).fit(frame)
+    fits = model.fit_summary_["diagnostics"]["fits"]
+    retried = [f for f in fits if str(f.get("start", "")).startswith("cold random")]
+    assert retried and retried[0]["kept"] is True
+    assert any("2 schools not considered" in w
+               for w in old.fit_summary_["diagnostics"]["warnings"])
+    assert not any("2 schools not considered" in w
+                   for w in model.fit_summary_["diagnostics"]["warnings"])
+    before = verdict_scores(world, old.reviewer_estimates_, old.n_schools_)
+    after = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
+    assert before["careful_flagged_n"] == 2 and after["careful_flagged_n"] <= 1
+    rushed = set(world.reviewers.filter(pl.col("is_rushed"))["reviewer_id"])
+    assert _lapse_flagged(old) & rushed == _lapse_flagged(model) & rushed
