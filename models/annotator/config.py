@@ -115,8 +115,9 @@ class AnnotatorConfig(BaseModel):
     )
     retry_swinging_start: bool = Field(
         True, description="EM, auto K, school_start='lapse': where the lapse-seeded fit never "
-        "settles, fit the same K again from a seeded random split and keep that fit if it does "
-        "settle (a fit that keeps swinging is set aside when K is chosen)."
+        "settles but still predicts the votes better than one school fewer, fit the same K "
+        "again from a cold, seeded random split and keep that fit if it does settle (a fit "
+        "that keeps swinging is set aside when K is chosen)."
     )
     shared_departure_start: bool = Field(
         False, description="EM, auto K, school_start='lapse': when two schools do not beat "

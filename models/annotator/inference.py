@@ -203,14 +203,21 @@ def fit_em(
         timings.append({"n_schools": k, "seconds": round(time.perf_counter() - t_k, 2),
                         "iterations": states[k].n_iter, "data": "sample" if sampled else "all",
                         "start": "random" if seeded is None else "lapse-seeded"})
-        if seeded is not None and states[k].swinging and config.retry_swinging_start:
+        if (seeded is not None and states[k].swinging and config.retry_swinging_start
+                and states[k].loo.sum() > states[k - 1].loo.sum()):
+            # a split the votes show (the swinging fit still beats one school fewer) that the
+            # warm start cannot settle: its lapse prior, from the fit with a school fewer, reads
+            # a minority's departures as lapses; a cold start has no such pull
             t_k = time.perf_counter()
-            # cold: the swinging fit started warm from the one with a school fewer
             other = GridEM(select_data, k, select_config).run(callback=cb)
             kept = not other.swinging
             timings.append({"n_schools": k, "seconds": round(time.perf_counter() - t_k, 2),
                             "iterations": other.n_iter, "start": "cold random (the lapse-seeded "
-                            "fit never settled)", "kept": kept})
+                            "fit never settled)", "kept": kept,
+                            "swing_gain": round(float(states[k].loo.sum()
+                                                      - states[k - 1].loo.sum()), 1),
+                            "cold_gain": round(float(other.loo.sum()
+                                                     - states[k - 1].loo.sum()), 1)})
             if kept:
                 states[k] = other
         if k == 1:
