@@ -3,6 +3,7 @@
 - ``vote``: one comparison row (a dict, as a labelling tool exports it) for a small warehouse.
 - ``warehouse``: a factory that ingests rows into a fresh warehouse through the real ingest path
   (rows written as JSONL, then :func:`dissensus.warehouse.ingest.ingest_file`).
+- ``lapse_flagged_ids``: the reviewers a fitted annotator model flags for lapses.
 - ``fake_fit``: a writer of FAKE annotator-model output (fits, reviewer_estimates,
   pair_estimates, comparison_weights), for tests of what reads a fit without fitting one.
 """
@@ -53,6 +54,18 @@ def make_vote(
 def vote() -> Callable[..., dict]:
     """:func:`make_vote`."""
     return make_vote
+
+
+@pytest.fixture(scope="session")
+def lapse_flagged_ids() -> Callable[..., set[str]]:
+    """``lapse_flagged_ids(model)``: the ids of the reviewers a fitted ``AnnotatorModel`` flags
+    for lapses (a position-bias flag alone is not one)."""
+
+    def flagged(model) -> set[str]:  # type: ignore[no-untyped-def]
+        est = model.reviewer_estimates_
+        return set(est.filter(pl.col("flag_kinds").str.contains("lapses"))["reviewer_id"])
+
+    return flagged
 
 
 @pytest.fixture

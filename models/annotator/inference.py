@@ -203,8 +203,9 @@ def fit_em(
         timings.append({"n_schools": k, "seconds": round(time.perf_counter() - t_k, 2),
                         "iterations": states[k].n_iter, "data": "sample" if sampled else "all",
                         "start": "random" if seeded is None else "lapse-seeded"})
-        if (seeded is not None and states[k].swinging and config.retry_swinging_start
-                and states[k].loo.sum() > states[k - 1].loo.sum()):
+        # a lapse seed needs the fit with a school fewer, so states[k - 1] is there
+        gain = float(states[k].loo.sum() - states[k - 1].loo.sum()) if seeded is not None else 0.0
+        if seeded is not None and states[k].swinging and config.retry_swinging_start and gain > 0:
             # a split the votes show (the swinging fit still beats one school fewer) that the
             # warm start cannot settle: its lapse prior, from the fit with a school fewer, reads
             # a minority's departures as lapses; a cold start has no such pull
@@ -214,8 +215,7 @@ def fit_em(
             timings.append({"n_schools": k, "seconds": round(time.perf_counter() - t_k, 2),
                             "iterations": other.n_iter, "start": "cold random (the lapse-seeded "
                             "fit never settled)", "kept": kept,
-                            "swing_gain": round(float(states[k].loo.sum()
-                                                      - states[k - 1].loo.sum()), 1),
+                            "swing_gain": round(gain, 1),
                             "cold_gain": round(float(other.loo.sum()
                                                      - states[k - 1].loo.sum()), 1)})
             if kept:

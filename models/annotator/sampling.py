@@ -343,7 +343,7 @@ def fit_sampled(
     # someone is flagged (ADVI has none to hand)
     if not enc.cues.label_order and lapse_flagged(result, config).any():
         t_k = time.perf_counter()
-        state = states.get(chosen) or em_state(enc, chosen, config)
+        state = states[chosen] if chosen in states else em_state(enc, chosen, config)
         warns.extend(flags_robust_to_taste(result, state, enc.judgments, config, enc.cues.names,
                                            progress))
         result.diagnostics["taste_check_seconds"] = round(time.perf_counter() - t_k, 2)

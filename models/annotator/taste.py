@@ -187,6 +187,11 @@ def flags_robust_to_taste(result: FitResult, state: GridState, data: Judgments,
         return []
     readings: list[dict[str, object]] = []
     e, lapse_from = state.lapse_grid, 1 - config.flag_min_reliability
+
+    def evidence_of(lapse: FloatArray) -> float:
+        return float(lapse_bayes_factor(lapse[None], state.lapse_prior, e,
+                                        config.careful_lapse_limit, lapse_from)[0])
+
     for i, r in enumerate(flagged):
         if progress is not None:
             progress("Reading the flagged reviewers' votes with a taste of their own",
@@ -197,15 +202,12 @@ def flags_robust_to_taste(result: FitResult, state: GridState, data: Judgments,
         # the same reading with no taste must flag them too: it is the taste that clears a
         # flag, not a difference between this reading and the fit's (a sampled fit's flags
         # rest on draws, this reading on the grid EM)
-        plain = lapse_with_taste(table[0], state, 0.0, 0.0)[0]
-        if float(lapse_bayes_factor(plain[None], state.lapse_prior, e, config.careful_lapse_limit,
-                                    lapse_from)[0]) < config.flag_bayes_factor:
+        if evidence_of(lapse_with_taste(table[0], state, 0.0, 0.0)[0]) < config.flag_bayes_factor:
             continue
         best: tuple[float, int, FloatArray, float] | None = None
         for c in np.flatnonzero(priors[:, 0] > 0):
             lapse, taste = lapse_with_taste(table[c], state, *map(float, priors[c]))
-            evidence = float(lapse_bayes_factor(lapse[None], state.lapse_prior, e,
-                                                config.careful_lapse_limit, lapse_from)[0])
+            evidence = evidence_of(lapse)
             if best is None or evidence < best[0]:
                 best = (evidence, int(c), lapse, taste)
         assert best is not None

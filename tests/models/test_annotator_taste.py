@@ -31,16 +31,12 @@ from dissensus.models.annotator.worlds import WORLDS, simulate_world
 FAST = AnnotatorConfig(max_iter=60)
 
 
-def _lapse_flagged(model: AnnotatorModel) -> set[str]:
-    est = model.reviewer_estimates_
-    return set(est.filter(pl.col("flag_kinds").str.contains("lapses"))["reviewer_id"])
-
 
 def _ids(world, column: str) -> set[str]:
     return set(world.reviewers.filter(pl.col(column))["reviewer_id"])
 
 
-def test_a_taste_for_longer_replies_is_not_read_as_lapses() -> None:
+def test_a_taste_for_longer_replies_is_not_read_as_lapses(lapse_flagged_ids) -> None:
     # the hardest confound: rushed reviewers whose lapses lean toward the longer reply, beside
     # careful reviewers with a taste for longer replies; the taste wins close pairs and rarely
     # clear ones, the lapses do not care how clear a pair is
@@ -49,9 +45,9 @@ def test_a_taste_for_longer_replies_is_not_read_as_lapses() -> None:
     frame = world.model_frame()
     before = AnnotatorModel(FAST.model_copy(update={"taste_check": False})).fit(frame)
     model = AnnotatorModel(FAST).fit(frame)
-    assert len(_lapse_flagged(before) & tasters) >= 3  # without the check a taste is lapses
-    assert not _lapse_flagged(model) & tasters
-    assert _lapse_flagged(model) & rushed == _lapse_flagged(before) & rushed
+    assert len(lapse_flagged_ids(before) & tasters) >= 3  # without the check a taste is lapses
+    assert not lapse_flagged_ids(model) & tasters
+    assert lapse_flagged_ids(model) & rushed == lapse_flagged_ids(before) & rushed
     scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
     assert scores["rushed_recall"] >= 0.3 and scores["careful_flagged_n"] == 0
     diagnostics = model.fit_summary_["diagnostics"]
@@ -66,15 +62,15 @@ def test_a_taste_for_longer_replies_is_not_read_as_lapses() -> None:
     assert any("taste of their own" in n for n in diagnostics["verdict_notes"])
 
 
-def test_a_pool_without_tastes_leaves_no_room_to_explain_lapses_away() -> None:
+def test_a_pool_without_tastes_leaves_no_room_to_explain_lapses_away(lapse_flagged_ids) -> None:
     # lapses lean toward the longer reply and nobody has a taste: the pool's votes must not
     # learn a taste prior that clears the rushed (recall stays where the fit put it)
     world = simulate_world(WORLDS["lapse_longer"], seed=1)
     frame = world.model_frame()
     before = AnnotatorModel(FAST.model_copy(update={"taste_check": False})).fit(frame)
     model = AnnotatorModel(FAST).fit(frame)
-    assert _lapse_flagged(model) == _lapse_flagged(before)
-    assert len(_lapse_flagged(model)) >= 5
+    assert lapse_flagged_ids(model) == lapse_flagged_ids(before)
+    assert len(lapse_flagged_ids(model)) >= 5
     prior = model.fit_summary_["diagnostics"]["taste_prior"]["longer"]
     assert prior["share"] <= 0.05
 
@@ -120,15 +116,15 @@ def test_only_a_taste_clears_a_flag_the_grid_reading_would_raise_too() -> None:
 
 
 @pytest.mark.slow
-def test_a_nuts_fit_gets_the_taste_check_and_keeps_its_rushed_flags() -> None:
+def test_a_nuts_fit_gets_the_taste_check_and_keeps_its_rushed_flags(lapse_flagged_ids) -> None:
     world = simulate_world(WORLDS["tastes"], seed=0)
     frame = world.model_frame()
     nuts = AnnotatorConfig(method="nuts", n_schools=1, draws=300, tune=300, chains=2)
     before = AnnotatorModel(nuts.model_copy(update={"taste_check": False})).fit(frame)
     model = AnnotatorModel(nuts).fit(frame)
     rushed = _ids(world, "is_rushed")
-    assert len(_lapse_flagged(before) & rushed) >= 3
-    assert _lapse_flagged(model) & rushed == _lapse_flagged(before) & rushed
+    assert len(lapse_flagged_ids(before) & rushed) >= 3
+    assert lapse_flagged_ids(model) & rushed == lapse_flagged_ids(before) & rushed
     diagnostics = model.fit_summary_["diagnostics"]
     assert diagnostics["taste_prior"]["longer"]["share"] > 0
     assert diagnostics["taste_check_seconds"] is not None

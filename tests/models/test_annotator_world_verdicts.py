@@ -17,12 +17,7 @@ def _fit(name: str, seed: int) -> tuple[World, AnnotatorModel, dict[str, float]]
     return world, model, verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
 
 
-def _lapse_flagged(model: AnnotatorModel) -> set[str]:
-    est = model.reviewer_estimates_
-    return set(est.filter(pl.col("flag_kinds").str.contains("lapses"))["reviewer_id"])
-
-
-def test_lapses_toward_the_first_shown_flag_only_the_rushed() -> None:
+def test_lapses_toward_the_first_shown_flag_only_the_rushed(lapse_flagged_ids) -> None:
     # lapses lean toward the reply shown first (0.8): a position lean the rushed share with the
     # position-biased careful reviewers, who must get a bias flag, not a lapse flag
     world, model, scores = _fit("lapse_first", 2)
@@ -30,7 +25,7 @@ def test_lapses_toward_the_first_shown_flag_only_the_rushed() -> None:
     assert scores["rushed_precision"] == 1.0 and scores["rushed_recall"] >= 0.2
     assert scores["bottom_k_precision"] >= 0.7  # GLAD reaches 0.55 on the suite's draws
     biased = set(world.reviewers.filter(pl.col("is_position_biased"))["reviewer_id"])
-    assert not _lapse_flagged(model) & biased
+    assert not lapse_flagged_ids(model) & biased
 
 
 def test_three_schools_flag_no_careful_reviewer_and_split_the_pool() -> None:
@@ -42,19 +37,20 @@ def test_three_schools_flag_no_careful_reviewer_and_split_the_pool() -> None:
     assert scores["minority_gap_pts"] <= 3.0
 
 
-def test_schools_that_differ_through_content_are_found_from_the_votes_alone() -> None:
+def test_schools_that_differ_through_content_are_found_from_the_votes_alone(
+        lapse_flagged_ids) -> None:
     # no tags and no text: the schools show only through which pairs the votes split on, and
     # the rushed reviewers' lapses lean toward the longer reply
     world, model, scores = _fit("content_schools", 2)
     assert scores["careful_flagged_n"] == 0 and scores["minority_gap_pts"] <= 3.0
     assert model.n_schools_ == 2 and scores["school_ari"] >= 0.9
     rushed = set(world.reviewers.filter(pl.col("is_rushed"))["reviewer_id"])
-    assert len(_lapse_flagged(model) & rushed) >= 3 and _lapse_flagged(model) <= rushed
+    assert len(lapse_flagged_ids(model) & rushed) >= 3 and lapse_flagged_ids(model) <= rushed
     verdicts = set(model.pair_estimates_["verdict"].to_list())
     assert "pluralism" in verdicts
 
 
-def test_tastes_are_not_lapses() -> None:
+def test_tastes_are_not_lapses(lapse_flagged_ids) -> None:
     # every careful reviewer a little different and a tenth with a strong taste for longer
     # replies: none of them is flagged, while rushed reviewers still are (on this draw a taster
     # with 349 votes was flagged before the taste check)
@@ -62,10 +58,11 @@ def test_tastes_are_not_lapses() -> None:
     assert scores["careful_flagged_n"] == 0
     assert scores["rushed_precision"] >= 0.6 and scores["rushed_recall"] >= 0.2
     tasters = set(world.reviewers.filter(pl.col("length_taste"))["reviewer_id"])
-    assert tasters and not _lapse_flagged(model) & tasters
+    assert tasters and not lapse_flagged_ids(model) & tasters
 
 
-def test_a_two_school_fit_that_swings_from_the_lapse_seed_is_tried_cold() -> None:
+def test_a_two_school_fit_that_swings_from_the_lapse_seed_is_tried_cold(
+        lapse_flagged_ids) -> None:
     # three_schools seed 1: the lapse-seeded two-school fit (warm from one school) never
     # settles and used to be set aside, leaving one school and two careful reviewers flagged;
     # started cold it settles, and the flags must then also stand under it
@@ -84,4 +81,4 @@ def test_a_two_school_fit_that_swings_from_the_lapse_seed_is_tried_cold() -> Non
     after = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
     assert before["careful_flagged_n"] == 2 and after["careful_flagged_n"] <= 1
     rushed = set(world.reviewers.filter(pl.col("is_rushed"))["reviewer_id"])
-    assert _lapse_flagged(old) & rushed == _lapse_flagged(model) & rushed
+    assert lapse_flagged_ids(old) & rushed == lapse_flagged_ids(model) & rushed
