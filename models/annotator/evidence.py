@@ -87,5 +87,11 @@ def flags_robust_to_schools(result: FitResult, two: GridState,
     dropped = int(np.sum(before & ~after))
     if not dropped:
         return []
+    if two.swinging:
+        # K selection set this fit aside as unsettled: say that, not "not by much", or the two
+        # notes read as a contradiction
+        return [f"{dropped} reviewer(s) not flagged: their disagreement looks like lapses under "
+                "one school but like a school of their own under a two-school reading that "
+                "never settled; the votes cannot tell a careful minority from lapses here"]
     return [f"{dropped} reviewer(s) not flagged: their disagreement looks like lapses under one "
             "school but like a school of their own under two (K = 1 was chosen, not by much)"]

@@ -28,6 +28,18 @@ def test_lapses_toward_the_first_shown_flag_only_the_rushed(lapse_flagged_ids) -
     assert not lapse_flagged_ids(model) & biased
 
 
+def test_a_flag_cleared_by_an_unsettled_two_school_reading_says_so() -> None:
+    # lapse_first seed 0: one school is chosen because the two-school fit never settled, and
+    # that fit's reading still clears one reviewer's flag (a close call the check is for); the
+    # note must not call two schools "not by much" beside the note that set them aside
+    _, model, scores = _fit("lapse_first", 0)
+    notes = model.fit_summary_["diagnostics"]["warnings"]
+    assert model.n_schools_ == 1 and scores["careful_flagged_n"] == 0
+    assert any("2 schools not considered: that fit never settled" in n for n in notes)
+    assert any("two-school reading that never settled" in n for n in notes)
+    assert not any("not by much" in n for n in notes)
+
+
 def test_three_schools_flag_no_careful_reviewer_and_split_the_pool() -> None:
     # three true schools (45 / 35 / 20%): the fit finds two on this draw (K is the suite's open
     # gap), but no careful reviewer of any school is read as lapsing
