@@ -87,11 +87,10 @@ def flags_robust_to_schools(result: FitResult, two: GridState,
     dropped = int(np.sum(before & ~after))
     if not dropped:
         return []
-    if two.swinging:
-        # K selection set this fit aside as unsettled: say that, not "not by much", or the two
-        # notes read as a contradiction
-        return [f"{dropped} reviewer(s) not flagged: their disagreement looks like lapses under "
-                "one school but like a school of their own under a two-school reading that "
-                "never settled; the votes cannot tell a careful minority from lapses here"]
+    # a fit K selection set aside as unsettled is said to be one, not "not by much", or this
+    # note and the one that set it aside read as a contradiction
+    reading = ("a two-school reading that never settled; the votes cannot tell a careful "
+               "minority from lapses here" if two.swinging
+               else "two (K = 1 was chosen, not by much)")
     return [f"{dropped} reviewer(s) not flagged: their disagreement looks like lapses under one "
-            "school but like a school of their own under two (K = 1 was chosen, not by much)"]
+            f"school but like a school of their own under {reading}"]

@@ -31,7 +31,6 @@ from dissensus.models.annotator.worlds import WORLDS, simulate_world
 FAST = AnnotatorConfig(max_iter=60)
 
 
-
 def _ids(world, column: str) -> set[str]:
     return set(world.reviewers.filter(pl.col(column))["reviewer_id"])
 
