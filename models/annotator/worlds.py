@@ -38,6 +38,14 @@ from that story in one named way each, with the truth needed to score any method
   through their own work (they lapse at a rushed rate from then on), where every other world
   holds each reviewer's lapse rate fixed; scored through the product path, where the audit's
   drift check reads the votes' times (``benchmarks/robustness.py --audit``);
+* ``uneven_sharpness``: the story's two schools, but careful reviewers differ in how closely
+  they follow the margins (each one's margins scaled by a draw from 0.5-1: a loose reviewer
+  errs more on close pairs, rarely on clear ones), where the model holds one slope for all;
+  the skill GLAD (Whitehill et al. 2009) gives every worker;
+* ``hard_queue``: 30% of the pairs are near-ties, and a quarter of the careful reviewers work
+  only that queue (everyone else takes any pair), so a careful reviewer can disagree
+  with the pool on most of their votes, where every other world spreads each reviewer's work
+  over the same mix of pairs;
 * ``story``: the model's own story (two schools, 15% rushed), as a control.
 
 Each judgment's truth carries the probability of the observed outcome under a careful judgment
@@ -95,6 +103,13 @@ class WorldSpec:
     ring_batch_share: float = 0.3  # share of pairs in the batch the ring works together
     ring_focus: float = 6.0  # how much likelier a ring account takes a pair of its batch
     fatigue_share: float = 0.0  # share of reviewers careful at first, rushed after their midpoint
+    # careful reviewers' sharpness: each one's margins are multiplied by a draw from this range
+    # (a reviewer who follows the margins loosely errs on close pairs, not on clear ones)
+    sharpness: tuple[float, float] = (1.0, 1.0)
+    # a hard queue: this share of the pairs are near-ties (margins N(0, 0.4^2)), and this share
+    # of the careful reviewers work that queue only (everyone else takes any pair)
+    hard_pair_share: float = 0.0
+    hard_queue_share: float = 0.0
     tau: float = 0.35  # careful tie threshold (ordered logit)
     seed: int = 0
 
@@ -143,6 +158,9 @@ WORLDS: dict[str, WorldSpec] = {
                           reversed_share=0.06),
     "heavy_workload": WorldSpec(name="heavy_workload", school_shares=(1.0,), rushed_share=0.2,
                                 lapse_mode="uniform", workload_sigma=2.0),
+    "uneven_sharpness": WorldSpec(name="uneven_sharpness", sharpness=(0.5, 1.0)),
+    "hard_queue": WorldSpec(name="hard_queue", school_shares=(1.0,), rushed_share=0.15,
+                            lapse_mode="uniform", hard_pair_share=0.3, hard_queue_share=0.25),
     "label_spammers": WorldSpec(name="label_spammers", label_task=True, n_reviewers=80,
                                 n_pairs=500, votes_per_pair=(6, 10), workload_sigma=1.0,
                                 school_shares=(1.0,), rushed_share=0.12, rushed_workload=6.0,
@@ -187,7 +205,8 @@ class World:
 
 
 def _draw_workload(spec: WorldSpec, rng: np.random.Generator, rushed: np.ndarray,
-                   ring: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   ring: np.ndarray | None = None, hard: np.ndarray | None = None,
+                   queue: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(reviewer index, pair index) of every judgment; a ring's accounts crowd onto the pairs
     of their batch."""
     n_r, n_j = spec.n_reviewers, spec.n_pairs
@@ -201,13 +220,23 @@ def _draw_workload(spec: WorldSpec, rng: np.random.Generator, rushed: np.ndarray
         in_batch = rng.random(n_j) < spec.ring_batch_share
         focused = np.where(ring, activity * spec.ring_focus, activity)
         focused /= focused.sum()
+    easy_only = activity
+    if hard is not None and queue is not None and queue.any():
+        # the queue's reviewers take only hard pairs, as often as they would take any pair
+        easy_only = np.where(queue, 0.0, activity)
+        easy_only /= easy_only.sum()
+        queue_weight = activity[queue].sum() / max(float(np.mean(hard)), 1e-9)
+        on_hard = np.where(queue, activity / activity[queue].sum() * queue_weight, activity)
+        on_hard /= on_hard.sum()
     lo, hi = spec.votes_per_pair
     rows_r: list[np.ndarray] = []
     rows_j: list[np.ndarray] = []
     for j in range(n_j):
         n_votes = min(int(rng.integers(lo, hi + 1)), n_r)
-        rows_r.append(rng.choice(n_r, size=n_votes, replace=False,
-                                 p=focused if in_batch[j] else activity))
+        p = focused if in_batch[j] else activity
+        if hard is not None and queue is not None and queue.any():
+            p = on_hard if hard[j] else easy_only
+        rows_r.append(rng.choice(n_r, size=n_votes, replace=False, p=p))
         rows_j.append(np.full(n_votes, j))
     return np.concatenate(rows_r), np.concatenate(rows_j)
 
@@ -258,6 +287,10 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
     reversed_ = ((~rushed) & (rng.random(n_r) < spec.reversed_share) if spec.reversed_share
                  else np.zeros(n_r, bool))  # drawn only where asked: other worlds keep theirs
 
+    sharp = np.ones(n_r)
+    if spec.sharpness != (1.0, 1.0):  # drawn only where asked: other worlds keep their draws
+        sharp = np.where(rushed, 1.0, rng.uniform(*spec.sharpness, n_r))
+
     ring = np.zeros(n_r, bool)
     if spec.ring_share:  # drawn only where asked: other worlds keep their draws
         ring = rushed & (rng.random(n_r) < spec.ring_share)
@@ -284,13 +317,21 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         contested = np.sign(margins.max(axis=1)) != np.sign(margins.min(axis=1))
         contested &= (margins.max(axis=1) - margins.min(axis=1)) > 1.5
 
+    queue = hard = None
+    if spec.hard_pair_share:  # drawn only where asked: other worlds keep their draws
+        hard = (~contested) & (rng.random(n_j) < spec.hard_pair_share)
+        consensus = np.where(hard, rng.normal(0.0, 0.4, n_j), consensus)
+        margins = np.where(hard[:, None], consensus[:, None], margins)
+        ambiguous = ambiguous | hard
+        queue = (~rushed) & (rng.random(n_r) < spec.hard_queue_share)
+
     # judgments
-    r_idx, j_idx = _draw_workload(spec, rng, rushed, ring if ring.any() else None)
+    r_idx, j_idx = _draw_workload(spec, rng, rushed, ring if ring.any() else None, hard, queue)
     n = r_idx.size
     s = np.where(rng.random(n) < 0.5, 1, -1)
     if spec.label_task:  # no display order: a bias (and a lapse's lean) points at label A
         s = label_side[j_idx].astype(np.int64)
-    eta = (margins[j_idx, school[r_idx]] + taste[r_idx] * d_content[j_idx]
+    eta = (sharp[r_idx] * margins[j_idx, school[r_idx]] + taste[r_idx] * d_content[j_idx]
            + 1.5 * length_taste[r_idx] * longer[j_idx] + beta[r_idx] * s)
     p_plus, p_minus = expit(eta - spec.tau), expit(-eta - spec.tau)
     p_tie = np.clip(1.0 - p_plus - p_minus, 0.0, 1.0)
@@ -370,6 +411,8 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         "is_reversed": reversed_,
         "in_ring": ring,
         "is_fatigued": fatigued,
+        "sharpness": sharp,
+        "hard_queue": queue if queue is not None else np.zeros(n_r, bool),
         "n_comparisons": counts.astype(np.int64),
     })
     pairs = pl.DataFrame({

@@ -94,3 +94,29 @@ def test_a_two_school_fit_that_swings_from_the_lapse_seed_is_tried_cold(
     assert before["careful_flagged_n"] == 2 and after["careful_flagged_n"] <= 1
     rushed = set(world.reviewers.filter(pl.col("is_rushed"))["reviewer_id"])
     assert lapse_flagged_ids(old) & rushed == lapse_flagged_ids(model) & rushed
+
+
+def test_careful_reviewers_who_follow_the_margins_loosely_are_not_lapses(
+        lapse_flagged_ids) -> None:
+    # careful reviewers' margins scaled by 0.5-1 while the model holds one slope for all: a
+    # loose reviewer errs more on close pairs, and must not be read as lapsing; the flags that
+    # are raised fall on the rushed
+    world, model, scores = _fit("uneven_sharpness", 1)
+    assert scores["careful_flagged_n"] == 0 and scores["coverage"] >= 0.9
+    flagged = lapse_flagged_ids(model)
+    rushed = set(world.reviewers.filter(pl.col("is_rushed"))["reviewer_id"])
+    assert flagged and flagged <= rushed
+    loose = set(world.reviewers.filter(~pl.col("is_rushed") & (pl.col("sharpness") < 0.65))[
+        "reviewer_id"])
+    assert loose and not flagged & loose
+
+
+def test_careful_reviewers_on_a_queue_of_near_ties_are_not_lapses(lapse_flagged_ids) -> None:
+    # a quarter of the careful reviewers work only the near-tie pairs and disagree with the
+    # pool on many of their votes: the pairs are close, not the reviewers careless
+    world, model, scores = _fit("hard_queue", 1)
+    assert scores["careful_flagged_n"] == 0
+    queue = set(world.reviewers.filter(pl.col("hard_queue") & (pl.col("n_comparisons") > 0))[
+        "reviewer_id"])
+    assert queue and not lapse_flagged_ids(model) & queue
+    assert scores["rushed_precision"] == 1.0 and scores["rushed_recall"] >= 0.3
