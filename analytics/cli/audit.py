@@ -67,9 +67,13 @@ def _emit(frame: pl.DataFrame, fmt: str, title: str, max_rows: int, compact: boo
         console.print(render_frame(shown.select(keep), title, max_rows))
         return
     # a narrow terminal (or output to a file, 80 columns): a reasons column folded into a
-    # few characters makes every row dozens of lines tall, so the reasons go below the table
-    console.print(render_frame(shown.select([c for c in keep if c != "reasons"]), title,
-                               max_rows))
+    # few characters makes every row dozens of lines tall, so the reasons go below the table;
+    # the rank column gives way and each interval takes a line of its own, so that a verdict
+    # ("position-biased") and an interval ("(0.63–0.74)") wrap between words, not inside one
+    narrow = shown.select([c for c in keep if c not in ("reasons", "rank")]).with_columns(
+        pl.col(c).str.replace(" (", "\n(", literal=True)
+        for c in ("reliability", "agreement") if c in keep and shown[c].dtype == pl.String)
+    console.print(render_frame(narrow, title, max_rows))
     console.print("reasons:")
     for rank, reviewer, reasons in shown.head(max_rows).select(
             "rank", "reviewer_id", "reasons").iter_rows():

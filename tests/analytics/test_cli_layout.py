@@ -104,6 +104,36 @@ def test_reviewer_reasons_go_below_the_table_on_a_narrow_console(monkeypatch) ->
             assert "│ annotator model: lapse rate" in text  # in the table's column
 
 
+def test_verdicts_and_intervals_wrap_between_words_on_an_80_column_console(monkeypatch) -> None:
+    import polars as pl
+    from rich.console import Console
+
+    from dissensus.analytics.cli import audit as audit_cli
+
+    frame = pl.DataFrame({
+        "rank": [1, 2, 3], "reviewer_id": ["r0050", "r0058", "r0042"],
+        "verdict": ["unreliable: frequent lapses", "position-biased",
+                    "cannot tell from their votes"],
+        "n_votes": [281, 84, 114],
+        "reliability": [0.53, 0.68, 0.64], "reliability_low": [0.5, 0.5, 0.5],
+        "reliability_high": [0.61, 0.98, 0.95],
+        "agreement": [0.68, 0.67, 0.6], "agreement_low": [0.63, 0.58, 0.51],
+        "agreement_high": [0.74, 0.76, 0.68], "school": [0, 0, 0],
+        "reasons": ["annotator model: lapse rate ~47%", "picks the first-shown reply 73%",
+                    "their 114 votes favour lapses 2.1 to 1 over careful"]})
+    console = Console(width=80, record=True)
+    monkeypatch.setattr(audit_cli, "console", console)
+    audit_cli._emit(frame, "table", "reviewers", 10)
+    text = console.export_text()
+    table = text[:text.index("reasons:")]
+    assert max(len(line) for line in text.splitlines()) <= 80
+    # every word of a verdict, every interval and the headers are whole on some line
+    for word in ("unreliable:", "frequent", "lapses", "position-biased", "cannot", "votes",
+                 "(0.63–0.74)", "(0.5–0.98)", "reliability", "agreement", "0.53", "0.68"):
+        assert word in table, (word, text)
+    assert "1. r0050" in text  # the reasons below still name their reviewer
+
+
 def test_a_figure_the_fit_could_not_give_reads_as_a_dash() -> None:
     import polars as pl
 
