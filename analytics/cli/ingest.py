@@ -137,8 +137,10 @@ def withdrawals(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="Rows to print.")] = 20,
 ) -> None:
-    """List comparisons no longer current: deleted at the source, or revised (the old version;
-    the new one is current). Models, the audit and export read current comparisons only."""
+    """List comparisons no longer current: deleted at the source, or revised (old versions).
+
+    A revision's new version is current; models, the audit and export read current ones only.
+    """
     import polars as pl
 
     from dissensus.warehouse.vote_index import table_columns
