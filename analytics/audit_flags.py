@@ -86,6 +86,7 @@ def _join_all(
         "tie_rate",
         "tie_rate_low",
         "tie_rate_high",
+        "expected_tie_rate",
         "pool_tie_rate",
         "tie_ratio",
         "tie_overuse",
@@ -170,7 +171,8 @@ def _judge(
         reasons.append(f"gold accuracy {100 * row['gold_accuracy']:.0f}% on {row['n_gold']}")
     ties = bool(row.get("tie_overuse"))
     if ties:
-        reasons.append(f"says 'tie' {row['tie_ratio']:.1f}x as often as the pool")
+        reasons.append(f"says 'tie' {row['tie_ratio']:.1f}x as often as the others on the "
+                       "same pairs")
     drifting = bool(row.get("drifting")) and (row["agreement_after"] or 0) < (
         row["agreement_before"] or 0
     )

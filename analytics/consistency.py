@@ -179,13 +179,20 @@ def tie_use(
     overuse_ratio: float = _AUDIT.tie_overuse_ratio,
     level: float = _AUDIT.level,
 ) -> pl.DataFrame:
-    """Tie rate per reviewer against the pool's, with an exact one-sided binomial test.
+    """Tie rate per reviewer against the others' on the same pairs, with a one-sided binomial
+    test.
 
-    Every reviewer is tested, so, as for position bias, overuse needs the Benjamini-Hochberg
-    q-value below ``alpha`` (and the rate ``overuse_ratio`` times the pool's): the pairs a
-    reviewer happens to get spread careful reviewers' tie rates wider than a binomial does.
-    Needs comparisons.reviewer_id, has_reviewer, outcome. Returns ``reviewer_id, n_votes,
-    n_ties, tie_rate, tie_rate_low, tie_rate_high, pool_tie_rate, tie_ratio, p_value, q_value,
+    Close pairs draw "tie" from careful reviewers too, so a reviewer who works mostly close
+    pairs (a queue of near-ties) says it more often than the pool without overusing it. Each
+    vote's expected tie chance is therefore the other reviewers' tie share on that pair,
+    shrunk toward the pool's rate by ``TIE_PRIOR_VOTES`` votes (a pair nobody else judged
+    expects the pool's rate); the reviewer's expected rate is its mean over their votes, and
+    their ties are tested against a binomial at that rate (conservative: the votes' chances
+    differ, and a sum of unequal chances varies less). Every reviewer is tested, so, as for
+    position bias, overuse needs the Benjamini-Hochberg q-value below ``alpha`` and the rate
+    ``overuse_ratio`` times the expected one. Needs comparisons.reviewer_id, has_reviewer,
+    outcome and the pair. Returns ``reviewer_id, n_votes, n_ties, tie_rate, tie_rate_low,
+    tie_rate_high, expected_tie_rate, pool_tie_rate, tie_ratio, p_value, q_value,
     tie_overuse, verdict``.
     """
     require_reviewers(con, "Tie use", ["outcome"])
@@ -199,26 +206,34 @@ def tie_use_from(
     level: float = _AUDIT.level,
 ) -> pl.DataFrame:
     """:func:`tie_use` from ``votes`` (every vote counts, repeats included)."""
+    is_tie = votes.frame["outcome"].to_numpy() == 0
     n = count_by(votes)
-    t = count_by(votes, votes.frame["outcome"].to_numpy() == 0)
+    t = count_by(votes, is_tie)
     df = pl.DataFrame({"reviewer_id": votes.reviewer_ids, "n_votes": n, "n_ties": t})
     pool = t.sum() / max(n.sum(), 1)
+    expected = _expected_tie_rate(votes, is_tie, pool)
     rate = t / np.maximum(n, 1)
-    ratio = rate / pool if pool > 0 else np.where(t > 0, np.inf, 1.0)
-    p = binom_sf(t - 1, n, pool) if pool > 0 else np.where(t > 0, 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(expected > 0, rate / np.maximum(expected, 1e-300),
+                         np.where(t > 0, np.inf, 1.0))
+    p = np.where(expected > 0, binom_sf(t - 1, n, np.clip(expected, 1e-12, 1.0)),
+                 np.where(t > 0, 0.0, 1.0))
     low, high = clopper_pearson(t, n, level)
     q = benjamini_hochberg(np.asarray(p, dtype=float))
     over = (q < alpha) & (ratio >= overuse_ratio)
     verdict = [
-        f"says 'tie' {_pct(r)} of the time, {x:.1f}x the pool's {_pct(pool)}: overuses ties"
+        f"says 'tie' {_pct(r)} of the time, {x:.1f}x the {_pct(e)} the others say on the same "
+        "pairs: overuses ties"
         if o
-        else f"says 'tie' {_pct(r)} of the time (pool {_pct(pool)})"
-        for r, x, o in zip(rate, ratio, over, strict=True)
+        else f"says 'tie' {_pct(r)} of the time (others on the same pairs {_pct(e)}, pool "
+        f"{_pct(pool)})"
+        for r, x, e, o in zip(rate, ratio, expected, over, strict=True)
     ]
     return df.with_columns(
         tie_rate=pl.Series(rate),
         tie_rate_low=pl.Series(low),
         tie_rate_high=pl.Series(high),
+        expected_tie_rate=pl.Series(expected, dtype=pl.Float64),
         pool_tie_rate=pl.lit(float(pool)),
         tie_ratio=pl.Series(ratio, dtype=pl.Float64),
         p_value=pl.Series(p, dtype=pl.Float64),
@@ -226,6 +241,28 @@ def tie_use_from(
         tie_overuse=pl.Series(over),
         verdict=pl.Series(verdict, dtype=pl.String),
     )
+
+
+TIE_PRIOR_VOTES = 2.0
+"""Votes' worth of the pool's tie rate mixed into the others' tie share on a pair (3-8 votes
+a pair leave 2-7 others: a share of so few is shrunk, not trusted)."""
+
+
+def _expected_tie_rate(votes: Votes, is_tie: np.ndarray, pool: float) -> np.ndarray:
+    """Each reviewer's mean, over their votes, of the other reviewers' tie share on the pair
+    (shrunk toward ``pool`` by :data:`TIE_PRIOR_VOTES`; the reviewer's own repeats left out)."""
+    pair, r = votes.frame["p"].to_numpy(), votes.r
+    n_pair = np.bincount(pair, minlength=votes.n_pairs)
+    t_pair = np.bincount(pair, is_tie.astype(np.float64), minlength=votes.n_pairs)
+    _, own = np.unique(r.astype(np.int64) * max(votes.n_pairs, 1) + pair, return_inverse=True)
+    own = own.reshape(-1)
+    n_own = np.bincount(own)[own]
+    t_own = np.bincount(own, is_tie.astype(np.float64))[own]
+    others = ((t_pair[pair] - t_own + TIE_PRIOR_VOTES * pool)
+              / (n_pair[pair] - n_own + TIE_PRIOR_VOTES))
+    n = np.bincount(r, minlength=votes.n_reviewers)
+    total = np.bincount(r, others, minlength=votes.n_reviewers)
+    return np.where(n > 0, total / np.maximum(n, 1), pool)
 
 
 def self_consistency(

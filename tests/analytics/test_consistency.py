@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dissensus.analytics import consistency as cs
 from dissensus.warehouse.errors import EmptyDataError
@@ -79,6 +81,29 @@ def test_tie_overuse_is_corrected_for_testing_every_reviewer(warehouse, vote) ->
     assert not by_id(ties, "tie_overuse")["edge"]
     assert by_id(ties, "tie_overuse")["tier"]
     assert sum(by_id(ties, "tie_overuse").values()) == 1
+
+
+def test_ties_are_weighed_against_the_others_on_the_same_pairs(warehouse, vote) -> None:
+    """Four reviewers work only close pairs, where they all say 'tie' a third of the time: four
+    times the pool's rate, but no more than the others on those pairs. A tie-sayer on clear pairs,
+    where the others almost never say it, still overuses ties."""
+    from scipy.stats import binom
+
+    rows = [vote(f"g{j}", i, "tie" if (i + j) % 40 == 0 else "a")
+            for j in range(10) for i in range(80)]
+    rows += [vote(f"q{j}", 100 + i, "tie" if (i + j) % 3 == 0 else "b")
+             for j in range(4) for i in range(30)]
+    rows += [vote("tier", i, "tie" if i % 5 < 2 else "a") for i in range(40)]
+    ties = cs.tie_use(warehouse(rows))
+    pool = ties["pool_tie_rate"][0]
+    assert pool == pytest.approx(76 / 960)
+    q0 = ties.filter(reviewer_id="q0").row(0, named=True)
+    assert q0["tie_rate"] >= 4 * pool and binom.sf(9, 30, pool) < 1e-4  # the pool test flags it
+    assert q0["expected_tie_rate"] > 0.2 and q0["verdict"].startswith("says 'tie' 33%")
+    assert by_id(ties, "tie_overuse") == {
+        **{f"g{j}": False for j in range(10)}, **{f"q{j}": False for j in range(4)}, "tier": True}
+    tier = ties.filter(reviewer_id="tier").row(0, named=True)
+    assert tier["expected_tie_rate"] < 0.05 and "overuses ties" in tier["verdict"]
 
 
 def test_speed_and_drift(warehouse, vote) -> None:
@@ -179,3 +204,41 @@ def test_checks_default_to_the_audit_config() -> None:
         for fn in fns:
             params = inspect.signature(fn).parameters
             assert {k: params[k].default for k in defaults} == defaults, fn.__name__
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 7), st.sampled_from([-1, 0, 1])),
+                min_size=1, max_size=60))
+def test_the_expected_tie_rate_is_the_others_share_on_the_same_pairs(votes) -> None:
+    """Property: each reviewer's expected tie rate lies in [0, 1]; it is the pool's rate where
+    nobody else judged their pairs; and it never reads the reviewer's own votes."""
+    import numpy as np
+    import polars as pl
+
+    from dissensus.analytics.audit_votes import Votes
+
+    r = np.array([v[0] for v in votes])
+    frame = pl.DataFrame({"r": r, "p": [v[1] for v in votes], "outcome": [v[2] for v in votes]})
+    ids = pl.Series("reviewer_id", [f"r{i}" for i in range(6)])
+    out = cs.tie_use_from(Votes(frame=frame, reviewer_ids=ids, n_pairs=8))
+    pool = out["pool_tie_rate"][0]
+    expected = out["expected_tie_rate"].to_numpy()
+    assert ((expected >= 0) & (expected <= 1)).all()
+    for i in range(6):
+        mine = frame.filter(pl.col("r") == i)
+        others = frame.filter((pl.col("r") != i) & pl.col("p").is_in(mine["p"].implode()))
+        if mine.height and others.height == 0:
+            assert expected[i] == pytest.approx(pool)
+        # flipping the reviewer's own ties leaves what they are held to (but for the pool's
+        # share in the shrinkage) unchanged: recompute with their votes all non-ties
+        flipped = frame.with_columns(outcome=pl.when(pl.col("r") == i).then(1)
+                                     .otherwise(pl.col("outcome")))
+        again = cs.tie_use_from(Votes(frame=flipped, reviewer_ids=ids, n_pairs=8))
+        if mine.height and others.height:
+            pool2 = again["pool_tie_rate"][0]
+            n_o = others.group_by("p").len()
+            shift = float(np.mean([cs.TIE_PRIOR_VOTES * (pool - pool2)
+                                   / (n + cs.TIE_PRIOR_VOTES)
+                                   for n in mine.join(n_o, on="p", how="left")["len"]
+                                   .fill_null(0).to_list()]))
+            assert expected[i] - again["expected_tie_rate"][i] == pytest.approx(shift, abs=1e-9)
