@@ -78,6 +78,7 @@ def _join_all(
         "first_rate",
         "first_rate_low",
         "first_rate_high",
+        "expected_first_rate",
         pl.col("q_value").alias("position_q"),
         "position_biased",
     )
@@ -151,8 +152,9 @@ def _judge(
     biased = bool(row.get("position_biased"))
     if biased:
         reasons.append(
-            f"picks the first-shown reply {100 * row['first_rate']:.0f}% of the time"
-            f" (q={row['position_q']:.2g})"
+            f"picks the first-shown reply {100 * row['first_rate']:.0f}% of the time, where "
+            f"the others' picks on the same pairs predict "
+            f"{100 * row['expected_first_rate']:.0f}% (q={row['position_q']:.2g})"
         )
     fast = bool(row.get("fast"))
     if fast:

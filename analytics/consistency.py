@@ -1,11 +1,14 @@
 """Per-reviewer consistency checks: each a number, an interval and a verdict in plain words.
 
 - Position bias: among a reviewer's non-tie votes with a known display order, k of n picked the
-  reply shown first. Under no bias k ~ Binomial(n, 1/2); the exact two-sided p-value is
-  min(1, 2 min(P(X <= k), P(X >= k))) (exact because Binomial(n, 1/2) is symmetric), with a
-  Benjamini-Hochberg q-value over reviewers and a Clopper-Pearson interval for k / n.
-- Tie use: t ties in n votes against the pool tie rate pi; one-sided exact p = P(X >= t),
-  X ~ Binomial(n, pi).
+  reply shown first, against the rate e that the other reviewers' picks on the same pairs
+  predict (each vote: the others' share choosing the reply this reviewer saw first, shrunk
+  toward 1/2; where the order is randomised e is about 1/2, where the better reply is usually
+  shown first it is higher, and picking it is no bias); two-sided p-value
+  min(1, 2 min(P(X <= k), P(X >= k))), X ~ Binomial(n, e), with a Benjamini-Hochberg q-value
+  over reviewers and a Clopper-Pearson interval for k / n.
+- Tie use: t ties in n votes against the tie rate e the other reviewers show on the same pairs;
+  one-sided p = P(X >= t), X ~ Binomial(n, e).
 - Self-consistency: every later judgment of a (reviewer, pair) compared with the first; also
   reported separately for repeats shown in the swapped order.
 - Gold accuracy: votes on pairs with a gold answer, Clopper-Pearson interval.
@@ -120,12 +123,18 @@ def position_bias(
     min_effect: float = _AUDIT.position_min_effect,
     level: float = _AUDIT.level,
 ) -> pl.DataFrame:
-    """Does the reviewer pick the reply shown first more (or less) often than chance?
+    """Does the reviewer pick the reply shown first more (or less) often than the others'
+    picks on the same pairs predict?
 
-    Needs comparisons.reviewer_id, has_reviewer, outcome, first_shown. Returns ``reviewer_id,
-    n_decided, n_first, first_rate, first_rate_low, first_rate_high, p_value, q_value,
-    position_biased, verdict``; ``position_biased`` when q < ``alpha`` and |rate - 1/2| >=
-    ``min_effect``.
+    A display order that follows quality (the better reply usually first) makes every careful
+    reviewer pick the first-shown reply more often than half the time; held to 1/2 they would
+    all read as biased. Each decided vote's expected chance of picking the first-shown reply is
+    the other reviewers' share choosing that reply on the pair (their decided votes, whatever
+    order they saw), shrunk toward 1/2 by ``FIRST_PRIOR_VOTES``; a pair nobody else decided
+    expects 1/2. Needs comparisons.reviewer_id, has_reviewer, outcome, first_shown. Returns
+    ``reviewer_id, n_decided, n_first, first_rate, first_rate_low, first_rate_high,
+    expected_first_rate, p_value, q_value, position_biased, verdict``; ``position_biased``
+    when q < ``alpha`` and |rate - expected| >= ``min_effect``.
     """
     require_reviewers(con, "Position bias", ["outcome", "first_shown"])
     return position_bias_from(load_votes(con), alpha, min_effect, level)
@@ -139,33 +148,39 @@ def position_bias_from(
 ) -> pl.DataFrame:
     """:func:`position_bias` from ``votes`` (every vote with a known display order counts)."""
     o, fs = _votes_arrays(votes, "outcome", "first_shown")
-    n = count_by(votes, (o != 0) & ~np.isnan(fs))
+    decided = (o != 0) & ~np.isnan(fs)
+    n = count_by(votes, decided)
     k = count_by(votes, ((o == 1) & (fs == 1)) | ((o == -1) & (fs == 2)))
     df = pl.DataFrame({"reviewer_id": votes.reviewer_ids, "n_decided": n, "n_first": k})
+    expected = _expected_first_rate(votes, o, fs, decided)
+    e = np.clip(expected, 1e-9, 1 - 1e-9)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(n > 0, k / np.maximum(n, 1), np.nan)
         p = np.where(
             n > 0,
-            np.minimum(1.0, 2 * np.minimum(binom_cdf(k, n, 0.5), binom_sf(k - 1, n, 0.5))),
+            np.minimum(1.0, 2 * np.minimum(binom_cdf(k, n, e), binom_sf(k - 1, n, e))),
             np.nan,
         )
     q = benjamini_hochberg(p)
     low, high = clopper_pearson(k, n, level)
-    biased = (q < alpha) & (np.abs(rate - 0.5) >= min_effect)
+    biased = (q < alpha) & (np.abs(rate - expected) >= min_effect)
     verdict = [
         "display order unknown"
         if ni == 0
         else (
-            f"picks the first-shown reply {_pct(r)} of the time (q={qi:.2g}): position-biased"
+            f"picks the first-shown reply {_pct(r)} of the time, where the others' picks on "
+            f"the same pairs predict {_pct(x)} (q={qi:.2g}): position-biased"
             if b
-            else f"picks the first-shown reply {_pct(r)} of the time: no clear position bias"
+            else f"picks the first-shown reply {_pct(r)} of the time (the others' picks on the "
+            f"same pairs predict {_pct(x)}): no clear position bias"
         )
-        for ni, r, qi, b in zip(n, rate, q, biased, strict=True)
+        for ni, r, x, qi, b in zip(n, rate, expected, q, biased, strict=True)
     ]
     return df.with_columns(
         first_rate=pl.Series(rate),
         first_rate_low=pl.Series(low),
         first_rate_high=pl.Series(high),
+        expected_first_rate=pl.Series(expected, dtype=pl.Float64),
         p_value=pl.Series(p),
         q_value=pl.Series(q),
         position_biased=pl.Series(biased),
@@ -241,6 +256,33 @@ def tie_use_from(
         tie_overuse=pl.Series(over),
         verdict=pl.Series(verdict, dtype=pl.String),
     )
+
+
+FIRST_PRIOR_VOTES = 2.0
+"""Votes' worth of a coin flip mixed into the others' choice on a pair (2-7 others a pair)."""
+
+
+def _expected_first_rate(votes: Votes, o: np.ndarray, fs: np.ndarray,
+                         decided: np.ndarray) -> np.ndarray:
+    """Each reviewer's mean, over their decided votes, of the chance the others' picks give the
+    reply they saw first (the others' decided votes on the pair, whatever order those saw;
+    shrunk toward 1/2 by :data:`FIRST_PRIOR_VOTES`; the reviewer's own repeats left out)."""
+    pair, r = votes.frame["p"].to_numpy(), votes.r
+    chose_1 = (decided & (o == 1)).astype(np.float64)
+    n_pair = np.bincount(pair, decided.astype(np.float64), minlength=votes.n_pairs)
+    c_pair = np.bincount(pair, chose_1, minlength=votes.n_pairs)
+    _, own = np.unique(r.astype(np.int64) * max(votes.n_pairs, 1) + pair, return_inverse=True)
+    own = own.reshape(-1)
+    n_own = np.bincount(own, decided.astype(np.float64))[own]
+    c_own = np.bincount(own, chose_1)[own]
+    share_1 = ((c_pair[pair] - c_own + 0.5 * FIRST_PRIOR_VOTES)
+               / (n_pair[pair] - n_own + FIRST_PRIOR_VOTES))
+    first_is_1 = fs == 1
+    chance = np.where(first_is_1, share_1, 1.0 - share_1)
+    w = decided.astype(np.float64)
+    n = np.bincount(r, w, minlength=votes.n_reviewers)
+    total = np.bincount(r, w * chance, minlength=votes.n_reviewers)
+    return np.where(n > 0, total / np.maximum(n, 1), 0.5)
 
 
 TIE_PRIOR_VOTES = 2.0

@@ -6,8 +6,9 @@ default ``dissensus fit`` (the annotator model with its default config), majorit
 crowd-kit Dawid-Skene, GLAD and MACE and the world-aware oracle are scored on the same votes.
 One table is printed, one row per world and method (means over seeds):
 
-* ``careful_flagged`` -- share of careful reviewers flagged (target <= 5%; <= 1 of 6 with few
-  reviewers); ``rushed_prec`` / ``rushed_rec`` -- precision and recall of the flags for rushed
+* ``careful_flagged`` -- share of careful reviewers flagged for lapses (target <= 5%; <= 1 of 6
+  with few reviewers); ``careful_bias_flagged`` -- share flagged for a position bias they do
+  not have; ``rushed_prec`` / ``rushed_rec`` -- precision and recall of the flags for rushed
   reviewers (targets >= 0.7);
 * ``bottom_k`` -- rushed reviewers among the bottom k by reliability (k = number rushed), and
   ``vs_oracle`` its ratio to the oracle's (target >= 0.95);
@@ -62,7 +63,8 @@ PEERS: dict[str, Callable[[pl.DataFrame], pd.Series]] = {
     "glad": glad,
     "mace": mace,
 }
-COLUMNS = ["careful_flagged", "careful_flagged_n", "rushed_prec", "rushed_rec", "bottom_k",
+COLUMNS = ["careful_flagged", "careful_flagged_n", "careful_bias_flagged", "rushed_prec",
+           "rushed_rec", "bottom_k",
            "vs_oracle", "gap_pts", "coverage", "k_right", "ari", "placed", "ari_placed",
            "false_placed", "reversed_found",
            "ok_rushed_before", "ok_rushed", "unsettled", "seconds",

@@ -188,9 +188,12 @@ class AnnotatorModel:
                     ("lean toward one label", LONGER_LABEL if ahead else SHORTER_LABEL)
                     if enc.cues.label_order else
                     ("position bias", f"the reply shown {'first' if ahead else 'second'}"))
+                pool = (f"; the pool's β ≈ {res.bias_centre:+.2f}"
+                        if abs(res.bias_centre) >= 0.05 else "")
                 parts.append(
                     f"strong {what} (β ≈ {res.bias_mean[i]:+.2f}, {mass} interval "
-                    f"{res.bias_low[i]:+.2f} to {res.bias_high[i]:+.2f}): favours {favoured}"
+                    f"{res.bias_low[i]:+.2f} to {res.bias_high[i]:+.2f}{pool}): favours "
+                    f"{favoured}"
                 )
             reasons.append("; ".join(parts) if parts else None)
         school = res.school_probs.argmax(axis=1)

@@ -5,7 +5,8 @@ A reviewer is flagged for lapses when the posterior probability of a lapse rate 
 odds of lapsing against the pool's by the Bayes factor ``flag_bayes_factor``
 (:func:`lapse_bayes_factor`); when one school was chosen over two, the weaker evidence of the two
 fits counts (:func:`flags_robust_to_schools`), unless two schools were clearly worse
-(:func:`one_school_won_narrowly`).
+(:func:`one_school_won_narrowly`). A position-bias flag is read against the pool's bias where
+the display order cannot tell the pool's bias from the pairs' quality (:func:`bias_reference`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .config import AnnotatorConfig
+from .data import EncodedFrame
 from .grid_em import GridState
 from .results import FitResult
 from .selection import loo_row
@@ -26,6 +28,50 @@ def prob_above(post: FloatArray, grid: FloatArray, threshold: float) -> FloatArr
     step = grid[1] - grid[0] if grid.size > 1 else 1.0
     frac = np.clip((grid + step / 2 - threshold) / step, 0.0, 1.0)
     return post @ frac / post.sum(axis=1)
+
+
+FIXED_ORDER_SHARE = 0.9
+"""Display orders count as fixed within pairs when at least this share of the pairs judged twice
+or more (with a known order) showed every reviewer the same reply first."""
+
+
+def orders_fixed_within_pairs(enc: EncodedFrame) -> bool:
+    """Whether every reviewer of a pair saw the same reply first, on nearly every pair.
+
+    With orders drawn per judgment, the same pair is seen both ways and a reviewer's position
+    bias is told from the pair's quality within pairs. With one order per pair it is told apart
+    only between reviewers: where the order follows quality (the better reply usually first),
+    "the first is better" and "everyone favours the first" fit the votes alike.
+    """
+    d = enc.judgments
+    known = d.s != 0
+    pair, s = d.pair[known], d.s[known]
+    n = np.bincount(pair, minlength=d.n_pairs)
+    plus = np.bincount(pair, (s > 0).astype(np.float64), minlength=d.n_pairs)
+    multi = n >= 2
+    if not multi.any():
+        return False
+    fixed = (plus[multi] == 0) | (plus[multi] == n[multi])
+    return bool(fixed.mean() >= FIXED_ORDER_SHARE)
+
+
+def bias_reference(enc: EncodedFrame, weights: FloatArray, values: FloatArray) -> float:
+    """The position bias a reviewer's must stand out from to be flagged: 0, or the pool's
+    median (:func:`pool_bias`) where display orders are fixed within pairs (then the pool's
+    bias and the pairs' quality cannot be told apart, and a flag is a verdict about one person
+    against the others). In a label task the lean toward one label keeps 0: a majority that
+    over-calls one label is what the lean flag is for."""
+    if enc.cues.label_order or not orders_fixed_within_pairs(enc):
+        return 0.0
+    return pool_bias(weights, values)
+
+
+def pool_bias(weights: FloatArray, values: FloatArray) -> float:
+    """The pool's typical position bias: the median of its bias distribution (``weights`` over
+    sorted ``values``)."""
+    w = np.asarray(weights, dtype=float)
+    cdf = np.cumsum(w) / max(float(w.sum()), 1e-300)
+    return float(values[int(np.argmax(cdf >= 0.5))])
 
 
 def lapse_bayes_factor(post: FloatArray, pool: FloatArray, grid: FloatArray,

@@ -39,7 +39,7 @@ class FitResult:
     bias_mean: FloatArray
     bias_low: FloatArray
     bias_high: FloatArray
-    p_strong_bias: FloatArray  # P(|beta| > position_bias_flag)
+    p_strong_bias: FloatArray  # P(|beta - bias_centre| > position_bias_flag)
     school_probs: FloatArray  # (R, K), schools ordered largest first
     careful_prob: FloatArray  # (N,) in model order
     pairs: PairDecomposition
@@ -48,3 +48,4 @@ class FitResult:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     grid_state: GridState | None = None
     idata: Any = None  # arviz.InferenceData for NUTS / ADVI
+    bias_centre: float = 0.0  # the pool's typical position bias (flags are read against it)

@@ -27,7 +27,7 @@ from dissensus.warehouse.errors import DissensusError
 from .config import AnnotatorConfig
 from .data import EncodedFrame
 from .decomposition import Population, binned_biases, decompose_draws
-from .evidence import lapse_flagged
+from .evidence import bias_reference, lapse_flagged
 from .grid_em import GridState
 from .likelihood import careful_logp, lapse_prob
 from .model import _priors, build_model, model_coords, reviewer_school_loglik
@@ -225,6 +225,8 @@ def summarise_draws(
         careful += np.sum(r[d.reviewer] * c / (c + lap), axis=1) / n_d
     bias_mean = beta.mean(axis=0)
     bias_values, bias_weights = binned_biases(bias_mean)
+    order = np.argsort(bias_mean)
+    centre = bias_reference(enc, np.ones(order.size), bias_mean[order])
     pop = Population(
         school_weights=pi_d.mean(axis=0), tau=float(tau_d.mean()), lapse_mean=float(eps.mean()),
         bias_values=bias_values, bias_weights=bias_weights,
@@ -240,7 +242,8 @@ def summarise_draws(
         bias_mean=bias_mean,
         bias_low=np.quantile(beta, qs[0], axis=0),
         bias_high=np.quantile(beta, qs[1], axis=0),
-        p_strong_bias=(np.abs(beta) > config.position_bias_flag).mean(axis=0),
+        p_strong_bias=(np.abs(beta - centre) > config.position_bias_flag).mean(axis=0),
+        bias_centre=centre,
         school_probs=resp, careful_prob=careful, pairs=pairs,
         expected_lapses=np.bincount(d.pair, 1 - careful, d.n_pairs), population=pop,
         idata=idata,

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from .config import AnnotatorConfig
 from .data import EncodedFrame
 from .decomposition import Population, decompose_states
-from .evidence import lapse_bayes_factor, prob_above
+from .evidence import bias_reference, lapse_bayes_factor, prob_above
 from .grid_em import GridState
 from .judgments import Judgments
 from .results import FitResult
@@ -114,10 +114,12 @@ def summarise_grid(
     lapse = lapse_summary(state.lapse_marginal(), state.lapse_prior, e_grid, config)
     bias = state.bias_marginal()
     b_grid = state.bias_grid
+    centre = 0.0
     if b_grid.size > 1:
         b_q = grid_quantiles(bias, b_grid, qs)
-        p_bias = prob_above(bias, b_grid, config.position_bias_flag) + (
-            1 - prob_above(bias, b_grid, -config.position_bias_flag)
+        centre = bias_reference(enc, state.bias_prior, b_grid)
+        p_bias = prob_above(bias, b_grid, centre + config.position_bias_flag) + (
+            1 - prob_above(bias, b_grid, centre - config.position_bias_flag)
         )
     else:
         b_q = np.zeros((d.n_reviewers, 2))
@@ -141,6 +143,7 @@ def summarise_grid(
         bias_low=b_q[:, 0],
         bias_high=b_q[:, 1],
         p_strong_bias=p_bias,
+        bias_centre=centre,
         school_probs=state.school_probs()[:, order],
         careful_prob=1 - state.lapse_post,
         pairs=pairs,

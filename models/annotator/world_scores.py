@@ -93,6 +93,9 @@ def verdict_scores(world: World, estimates: pl.DataFrame, n_schools: int | None 
                                               .fill_null(False).to_numpy()[reversed_].mean())
         out["careful_flagged_share"] = float(flagged[careful].mean()) if careful.any() else 0.0
         out["careful_flagged_n"] = float(flagged[careful].sum())
+        if "flag_reason" in t.columns and careful.any():  # a bias flag on an unbiased reviewer
+            bias = t["flag_reason"].str.contains("position bias").fill_null(False).to_numpy()
+            out["careful_bias_flagged"] = float(bias[careful].mean())
         if k:
             out["rushed_recall"] = float(flagged[rushed].mean())
             out["rushed_precision"] = (float(flagged[rushed].sum() / flagged.sum())

@@ -46,6 +46,10 @@ from that story in one named way each, with the truth needed to score any method
   only that queue (everyone else takes any pair), so a careful reviewer can disagree
   with the pool on most of their votes, where every other world spreads each reviewer's work
   over the same mix of pairs;
+* ``order_follows_quality``: the display order is not drawn per judgment: every reviewer of a
+  pair sees the same reply first, the better one on 75% of the pairs (as where logs always
+  show one model's reply first), so careful reviewers pick the first-shown reply about two
+  times in three;
 * ``story``: the model's own story (two schools, 15% rushed), as a control.
 
 Each judgment's truth carries the probability of the observed outcome under a careful judgment
@@ -110,6 +114,9 @@ class WorldSpec:
     # of the careful reviewers work that queue only (everyone else takes any pair)
     hard_pair_share: float = 0.0
     hard_queue_share: float = 0.0
+    # display order not randomised: every reviewer of a pair sees the same reply first, the one
+    # the consensus favours with this probability (0: a coin flip per judgment, as elsewhere)
+    better_first: float = 0.0
     tau: float = 0.35  # careful tie threshold (ordered logit)
     seed: int = 0
 
@@ -159,6 +166,8 @@ WORLDS: dict[str, WorldSpec] = {
     "heavy_workload": WorldSpec(name="heavy_workload", school_shares=(1.0,), rushed_share=0.2,
                                 lapse_mode="uniform", workload_sigma=2.0),
     "uneven_sharpness": WorldSpec(name="uneven_sharpness", sharpness=(0.5, 1.0)),
+    "order_follows_quality": WorldSpec(name="order_follows_quality", school_shares=(1.0,),
+                                       better_first=0.75),
     "hard_queue": WorldSpec(name="hard_queue", school_shares=(1.0,), rushed_share=0.15,
                             lapse_mode="uniform", hard_pair_share=0.3, hard_queue_share=0.25),
     "label_spammers": WorldSpec(name="label_spammers", label_task=True, n_reviewers=80,
@@ -329,6 +338,10 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
     r_idx, j_idx = _draw_workload(spec, rng, rushed, ring if ring.any() else None, hard, queue)
     n = r_idx.size
     s = np.where(rng.random(n) < 0.5, 1, -1)
+    if spec.better_first:  # drawn only where asked: other worlds keep their draws
+        better = np.where(consensus >= 0, 1, -1)
+        pair_first = np.where(rng.random(n_j) < spec.better_first, better, -better)
+        s = pair_first[j_idx]
     if spec.label_task:  # no display order: a bias (and a lapse's lean) points at label A
         s = label_side[j_idx].astype(np.int64)
     eta = (sharp[r_idx] * margins[j_idx, school[r_idx]] + taste[r_idx] * d_content[j_idx]

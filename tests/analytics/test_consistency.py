@@ -28,16 +28,38 @@ def test_position_bias_binomial(warehouse, vote) -> None:
         first = "a" if i % 2 else "b"
         rows.append(vote("biased", i, first if i % 10 else ("b" if first == "a" else "a"),
                          shown_first=first))  # picks the first-shown reply 54 of 60 times
-        rows.append(vote("balanced", i, "a", shown_first=first))  # always A, whatever order
+        for j in range(5):  # always A, whatever order
+            rows.append(vote(f"balanced{j}", i, "a", shown_first=first))
     out = cs.position_bias(warehouse(rows))
     flagged, rate = by_id(out, "position_biased"), by_id(out, "first_rate")
-    assert flagged == {"balanced": False, "biased": True}
-    assert rate["biased"] == pytest.approx(54 / 60) and rate["balanced"] == pytest.approx(0.5)
+    assert flagged == {**{f"balanced{j}": False for j in range(5)}, "biased": True}
+    assert rate["biased"] == pytest.approx(54 / 60) and rate["balanced0"] == pytest.approx(0.5)
+    # the others all pick A, shown first on half the pairs: they predict 1/2 for the biased one
+    expected = by_id(out, "expected_first_rate")
+    assert expected["biased"] == pytest.approx(0.5)
     p = by_id(out, "p_value")
     from scipy.stats import binomtest
 
     assert p["biased"] == pytest.approx(binomtest(54, 60, 0.5).pvalue)
     assert "position-biased" in by_id(out, "verdict")["biased"]
+
+
+def test_a_display_order_that_follows_quality_is_no_position_bias(warehouse, vote) -> None:
+    """The better reply (A) is shown first on 48 of 60 pairs: five careful reviewers pick A
+    every time, so 80% of their picks are the first-shown reply, yet they pick it no more than
+    the others do on the same pairs; one reviewer who picks the first-shown reply every time is
+    still biased against them."""
+    rows = []
+    for i in range(60):
+        first = "a" if i % 5 else "b"
+        for j in range(5):
+            rows.append(vote(f"careful{j}", i, "a", shown_first=first))
+        rows.append(vote("first", i, first, shown_first=first))
+    out = cs.position_bias(warehouse(rows))
+    rate, expected = by_id(out, "first_rate"), by_id(out, "expected_first_rate")
+    assert rate["careful0"] == pytest.approx(0.8) and expected["careful0"] > 0.7
+    assert by_id(out, "position_biased") == {
+        **{f"careful{j}": False for j in range(5)}, "first": True}
 
 
 def test_self_consistency_on_repeats(warehouse, vote) -> None:

@@ -120,3 +120,17 @@ def test_careful_reviewers_on_a_queue_of_near_ties_are_not_lapses(lapse_flagged_
         "reviewer_id"])
     assert queue and not lapse_flagged_ids(model) & queue
     assert scores["rushed_precision"] == 1.0 and scores["rushed_recall"] >= 0.3
+
+
+def test_a_display_order_that_follows_quality_flags_no_careful_reviewer_for_bias() -> None:
+    # every reviewer of a pair sees the same reply first, the better one on 75% of the pairs:
+    # the fit cannot tell "the first is better" from "everyone favours the first" and reads the
+    # pool as biased, so a bias flag must stand out from the pool's (it flagged 8 careful
+    # reviewers of 43 when read against 0)
+    world, model, scores = _fit("order_follows_quality", 0)
+    assert scores["careful_bias_flagged"] == 0.0 and scores["careful_flagged_n"] == 0
+    est = model.reviewer_estimates_.join(world.reviewers.select(
+        "reviewer_id", "is_position_biased"), on="reviewer_id")
+    bias_flags = est.filter(pl.col("flag_reason").str.contains("position bias").fill_null(False))
+    assert bias_flags.height >= 2 and bias_flags["is_position_biased"].all()
+    assert bias_flags["flag_reason"].str.contains("the pool's β ≈ +").all()
