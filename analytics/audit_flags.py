@@ -98,6 +98,7 @@ def _join_all(
         "consistency",
         "consistency_low",
         "consistency_high",
+        "expected_consistency",
         "swapped_consistency",
         "inconsistent",
     )
@@ -166,7 +167,8 @@ def _judge(
     if inconsistent:
         reasons.append(
             f"same answer on only {100 * row['consistency']:.0f}% of "
-            f"{row['n_repeats']} repeated pairs"
+            f"{row['n_repeats']} repeated pairs (the others' answers on those pairs predict "
+            f"{100 * row['expected_consistency']:.0f}%)"
         )
     fails_gold = bool(row.get("fails_gold"))
     if fails_gold:

@@ -10,7 +10,9 @@
 - Tie use: t ties in n votes against the tie rate e the other reviewers show on the same pairs;
   one-sided p = P(X >= t), X ~ Binomial(n, e).
 - Self-consistency: every later judgment of a (reviewer, pair) compared with the first; also
-  reported separately for repeats shown in the swapped order.
+  reported separately for repeats shown in the swapped order. Inconsistent only when also less
+  consistent than the other reviewers' split on the same pairs predicts (on a pair the others
+  split evenly, a careful reviewer's second answer matches the first about half the time).
 - Gold accuracy: votes on pairs with a gold answer, Clopper-Pearson interval.
 - Speed: median seconds per judgment against the pool median.
 - Drift: per vote, the share of the other reviewers on the pair who agreed; for each split of a
@@ -285,6 +287,28 @@ def _expected_first_rate(votes: Votes, o: np.ndarray, fs: np.ndarray,
     return np.where(n > 0, total / np.maximum(n, 1), 0.5)
 
 
+def _expected_consistency(votes: Votes, o: np.ndarray, rep: np.ndarray) -> np.ndarray:
+    """Each reviewer's mean, over their repeats, of ``sum_y p_y^2`` with ``p`` the other
+    reviewers' answers on the pair (win / tie / loss, shrunk toward the pool's by
+    :data:`TIE_PRIOR_VOTES` votes); 1 for a reviewer with no repeats (nothing to excuse)."""
+    pair, r = votes.frame["p"].to_numpy(), votes.r
+    y = np.nan_to_num(o, nan=0.0).astype(np.int64) + 1
+    _, own = np.unique(r.astype(np.int64) * max(votes.n_pairs, 1) + pair, return_inverse=True)
+    own = own.reshape(-1)
+    pool = np.bincount(y, minlength=3) / max(y.size, 1)
+    p = np.empty((y.size, 3))
+    for c in range(3):
+        hit = (y == c).astype(np.float64)
+        others = (np.bincount(pair, hit, minlength=votes.n_pairs)[pair]
+                  - np.bincount(own, hit)[own])
+        p[:, c] = others + TIE_PRIOR_VOTES * pool[c]
+    p /= p.sum(axis=1, keepdims=True)
+    same = np.sum(p * p, axis=1)
+    n = np.bincount(r, rep.astype(np.float64), minlength=votes.n_reviewers)
+    total = np.bincount(r, np.where(rep, same, 0.0), minlength=votes.n_reviewers)
+    return np.where(n > 0, total / np.maximum(n, 1), 1.0)
+
+
 TIE_PRIOR_VOTES = 2.0
 """Votes' worth of the pool's tie rate mixed into the others' tie share on a pair (3-8 votes
 a pair leave 2-7 others: a share of so few is shrunk, not trusted)."""
@@ -315,9 +339,14 @@ def self_consistency(
     """Did the reviewer give the same answer when shown the same pair again?
 
     Needs comparisons.reviewer_id, has_reviewer, pair_id, outcome, first_shown, created_at.
-    Every later judgment of a (reviewer, pair) is compared with the first. Returns only
-    reviewers with repeats: ``reviewer_id, n_repeats, n_consistent, consistency,
-    consistency_low, consistency_high, n_swapped, n_swapped_consistent, swapped_consistency,
+    Every later judgment of a (reviewer, pair) is compared with the first. A repeat of a close
+    pair says little: each repeat's expected chance of the same answer is ``sum_y p_y^2`` with
+    ``p`` the other reviewers' answers on the pair (shrunk toward the pool's by
+    ``TIE_PRIOR_VOTES`` votes), and ``expected_consistency`` is its mean over the reviewer's
+    repeats. Inconsistent when the upper end of the interval is below both
+    ``min_consistency`` and that expectation. Returns only reviewers with repeats:
+    ``reviewer_id, n_repeats, n_consistent, consistency, consistency_low, consistency_high,
+    expected_consistency, n_swapped, n_swapped_consistent, swapped_consistency,
     inconsistent, verdict``.
     """
     require_reviewers(con, "Self-consistency", ["outcome", "first_shown", "created_at"])
@@ -348,7 +377,9 @@ def self_consistency_from(
     ns, ks = df["n_swapped"].to_numpy(), df["n_swapped_consistent"].to_numpy()
     rate = k / np.maximum(n, 1)
     low, high = clopper_pearson(k, n, level)
-    bad = high < min_consistency
+    codes = votes.reviewer_ids.search_sorted(df["reviewer_id"]).to_numpy()
+    expected = _expected_consistency(votes, o, rep)[codes]
+    bad = (high < min_consistency) & (high < expected)
     verdict = [
         f"same answer on {ki} of {ni} repeated pairs"
         + (f" ({ksi} of {nsi} with the order swapped)" if nsi else "")
@@ -359,6 +390,7 @@ def self_consistency_from(
         consistency=pl.Series(rate, dtype=pl.Float64),
         consistency_low=pl.Series(low, dtype=pl.Float64),
         consistency_high=pl.Series(high, dtype=pl.Float64),
+        expected_consistency=pl.Series(expected, dtype=pl.Float64),
         swapped_consistency=pl.Series(
             np.where(ns > 0, ks / np.maximum(ns, 1), np.nan), dtype=pl.Float64
         ),

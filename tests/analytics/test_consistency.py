@@ -74,6 +74,25 @@ def test_self_consistency_on_repeats(warehouse, vote) -> None:
     assert out["consistency_low"] < 0.5 < out["consistency_high"]
 
 
+def test_repeats_of_close_pairs_are_not_held_to_the_bar_of_clear_ones(warehouse, vote) -> None:
+    """Two reviewers give the same answer on 3 of 10 repeats: on pairs the others split evenly
+    that is about what a careful reviewer does (a second look at a coin flip), on pairs the
+    others all call the same way it is inconsistent."""
+    rows = []
+    for i in range(10):
+        rows += [vote(f"o{j}", i, "a" if j % 2 else "b", day=1) for j in range(6)]  # split
+        rows += [vote(f"o{j}", 20 + i, "a", day=1) for j in range(6)]  # agreed
+        for who, item in (("close", i), ("clear", 20 + i)):
+            rows.append(vote(who, item, "a", day=2))
+            rows.append(vote(who, item, "a" if i < 3 else "b", day=9,
+                             comparison_id=f"{who}{item}again"))
+    out = cs.self_consistency(warehouse(rows))
+    consistency, expected = by_id(out, "consistency"), by_id(out, "expected_consistency")
+    assert consistency == {"close": 0.3, "clear": 0.3}
+    assert expected["close"] < 0.55 < 0.7 < expected["clear"]
+    assert by_id(out, "inconsistent") == {"close": False, "clear": True}
+
+
 def test_gold_accuracy_and_ties(warehouse, vote) -> None:
     rows = [vote("good", i, "a", gold_choice="a") for i in range(10)]
     rows += [vote("poor", i, "a" if i < 2 else "b", gold_choice="a") for i in range(10)]
