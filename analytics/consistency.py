@@ -44,6 +44,11 @@ from dissensus.analytics.audit_votes import (
     load_votes,
     require_reviewers,
 )
+from dissensus.analytics.same_pairs import (
+    expected_consistency,
+    expected_first_rate,
+    expected_tie_rate,
+)
 
 _AUDIT = AuditConfig()  # the defaults of every check
 
@@ -132,7 +137,7 @@ def position_bias(
     reviewer pick the first-shown reply more often than half the time; held to 1/2 they would
     all read as biased. Each decided vote's expected chance of picking the first-shown reply is
     the other reviewers' share choosing that reply on the pair (their decided votes, whatever
-    order they saw), shrunk toward 1/2 by ``FIRST_PRIOR_VOTES``; a pair nobody else decided
+    order they saw), shrunk toward 1/2 (:mod:`.same_pairs`); a pair nobody else decided
     expects 1/2. Needs comparisons.reviewer_id, has_reviewer, outcome, first_shown. Returns
     ``reviewer_id, n_decided, n_first, first_rate, first_rate_low, first_rate_high,
     expected_first_rate, p_value, q_value, position_biased, verdict``; ``position_biased``
@@ -154,7 +159,7 @@ def position_bias_from(
     n = count_by(votes, decided)
     k = count_by(votes, ((o == 1) & (fs == 1)) | ((o == -1) & (fs == 2)))
     df = pl.DataFrame({"reviewer_id": votes.reviewer_ids, "n_decided": n, "n_first": k})
-    expected = _expected_first_rate(votes, o, fs, decided)
+    expected = expected_first_rate(votes, o, fs, decided)
     e = np.clip(expected, 1e-9, 1 - 1e-9)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(n > 0, k / np.maximum(n, 1), np.nan)
@@ -202,7 +207,7 @@ def tie_use(
     Close pairs draw "tie" from careful reviewers too, so a reviewer who works mostly close
     pairs (a queue of near-ties) says it more often than the pool without overusing it. Each
     vote's expected tie chance is therefore the other reviewers' tie share on that pair,
-    shrunk toward the pool's rate by ``TIE_PRIOR_VOTES`` votes (a pair nobody else judged
+    shrunk toward the pool's rate (:mod:`.same_pairs`; a pair nobody else judged
     expects the pool's rate); the reviewer's expected rate is its mean over their votes, and
     their ties are tested against a binomial at that rate (conservative: the votes' chances
     differ, and a sum of unequal chances varies less). Every reviewer is tested, so, as for
@@ -228,7 +233,7 @@ def tie_use_from(
     t = count_by(votes, is_tie)
     df = pl.DataFrame({"reviewer_id": votes.reviewer_ids, "n_votes": n, "n_ties": t})
     pool = t.sum() / max(n.sum(), 1)
-    expected = _expected_tie_rate(votes, is_tie, pool)
+    expected = expected_tie_rate(votes, is_tie, pool)
     rate = t / np.maximum(n, 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(expected > 0, rate / np.maximum(expected, 1e-300),
@@ -260,77 +265,6 @@ def tie_use_from(
     )
 
 
-FIRST_PRIOR_VOTES = 2.0
-"""Votes' worth of a coin flip mixed into the others' choice on a pair (2-7 others a pair)."""
-
-
-def _expected_first_rate(votes: Votes, o: np.ndarray, fs: np.ndarray,
-                         decided: np.ndarray) -> np.ndarray:
-    """Each reviewer's mean, over their decided votes, of the chance the others' picks give the
-    reply they saw first (the others' decided votes on the pair, whatever order those saw;
-    shrunk toward 1/2 by :data:`FIRST_PRIOR_VOTES`; the reviewer's own repeats left out)."""
-    pair, r = votes.frame["p"].to_numpy(), votes.r
-    chose_1 = (decided & (o == 1)).astype(np.float64)
-    n_pair = np.bincount(pair, decided.astype(np.float64), minlength=votes.n_pairs)
-    c_pair = np.bincount(pair, chose_1, minlength=votes.n_pairs)
-    _, own = np.unique(r.astype(np.int64) * max(votes.n_pairs, 1) + pair, return_inverse=True)
-    own = own.reshape(-1)
-    n_own = np.bincount(own, decided.astype(np.float64))[own]
-    c_own = np.bincount(own, chose_1)[own]
-    share_1 = ((c_pair[pair] - c_own + 0.5 * FIRST_PRIOR_VOTES)
-               / (n_pair[pair] - n_own + FIRST_PRIOR_VOTES))
-    first_is_1 = fs == 1
-    chance = np.where(first_is_1, share_1, 1.0 - share_1)
-    w = decided.astype(np.float64)
-    n = np.bincount(r, w, minlength=votes.n_reviewers)
-    total = np.bincount(r, w * chance, minlength=votes.n_reviewers)
-    return np.where(n > 0, total / np.maximum(n, 1), 0.5)
-
-
-def _expected_consistency(votes: Votes, o: np.ndarray, rep: np.ndarray) -> np.ndarray:
-    """Each reviewer's mean, over their repeats, of ``sum_y p_y^2`` with ``p`` the other
-    reviewers' answers on the pair (win / tie / loss, shrunk toward the pool's by
-    :data:`TIE_PRIOR_VOTES` votes); 1 for a reviewer with no repeats (nothing to excuse)."""
-    pair, r = votes.frame["p"].to_numpy(), votes.r
-    y = np.nan_to_num(o, nan=0.0).astype(np.int64) + 1
-    _, own = np.unique(r.astype(np.int64) * max(votes.n_pairs, 1) + pair, return_inverse=True)
-    own = own.reshape(-1)
-    pool = np.bincount(y, minlength=3) / max(y.size, 1)
-    p = np.empty((y.size, 3))
-    for c in range(3):
-        hit = (y == c).astype(np.float64)
-        others = (np.bincount(pair, hit, minlength=votes.n_pairs)[pair]
-                  - np.bincount(own, hit)[own])
-        p[:, c] = others + TIE_PRIOR_VOTES * pool[c]
-    p /= p.sum(axis=1, keepdims=True)
-    same = np.sum(p * p, axis=1)
-    n = np.bincount(r, rep.astype(np.float64), minlength=votes.n_reviewers)
-    total = np.bincount(r, np.where(rep, same, 0.0), minlength=votes.n_reviewers)
-    return np.where(n > 0, total / np.maximum(n, 1), 1.0)
-
-
-TIE_PRIOR_VOTES = 2.0
-"""Votes' worth of the pool's tie rate mixed into the others' tie share on a pair (3-8 votes
-a pair leave 2-7 others: a share of so few is shrunk, not trusted)."""
-
-
-def _expected_tie_rate(votes: Votes, is_tie: np.ndarray, pool: float) -> np.ndarray:
-    """Each reviewer's mean, over their votes, of the other reviewers' tie share on the pair
-    (shrunk toward ``pool`` by :data:`TIE_PRIOR_VOTES`; the reviewer's own repeats left out)."""
-    pair, r = votes.frame["p"].to_numpy(), votes.r
-    n_pair = np.bincount(pair, minlength=votes.n_pairs)
-    t_pair = np.bincount(pair, is_tie.astype(np.float64), minlength=votes.n_pairs)
-    _, own = np.unique(r.astype(np.int64) * max(votes.n_pairs, 1) + pair, return_inverse=True)
-    own = own.reshape(-1)
-    n_own = np.bincount(own)[own]
-    t_own = np.bincount(own, is_tie.astype(np.float64))[own]
-    others = ((t_pair[pair] - t_own + TIE_PRIOR_VOTES * pool)
-              / (n_pair[pair] - n_own + TIE_PRIOR_VOTES))
-    n = np.bincount(r, minlength=votes.n_reviewers)
-    total = np.bincount(r, others, minlength=votes.n_reviewers)
-    return np.where(n > 0, total / np.maximum(n, 1), pool)
-
-
 def self_consistency(
     con: duckdb.DuckDBPyConnection,
     min_consistency: float = _AUDIT.min_self_consistency,
@@ -342,7 +276,7 @@ def self_consistency(
     Every later judgment of a (reviewer, pair) is compared with the first. A repeat of a close
     pair says little: each repeat's expected chance of the same answer is ``sum_y p_y^2`` with
     ``p`` the other reviewers' answers on the pair (shrunk toward the pool's by
-    ``TIE_PRIOR_VOTES`` votes), and ``expected_consistency`` is its mean over the reviewer's
+    two votes, :mod:`.same_pairs`), and ``expected_consistency`` is its mean over the reviewer's
     repeats. Inconsistent when the upper end of the interval is below both
     ``min_consistency`` and that expectation. Returns only reviewers with repeats:
     ``reviewer_id, n_repeats, n_consistent, consistency, consistency_low, consistency_high,
@@ -378,7 +312,7 @@ def self_consistency_from(
     rate = k / np.maximum(n, 1)
     low, high = clopper_pearson(k, n, level)
     codes = votes.reviewer_ids.search_sorted(df["reviewer_id"]).to_numpy()
-    expected = _expected_consistency(votes, o, rep)[codes]
+    expected = expected_consistency(votes, o, rep)[codes]
     bad = (high < min_consistency) & (high < expected)
     verdict = [
         f"same answer on {ki} of {ni} repeated pairs"

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dissensus.analytics import consistency as cs
+from dissensus.analytics.same_pairs import PRIOR_VOTES
 from dissensus.warehouse.errors import EmptyDataError
 
 
@@ -278,8 +279,8 @@ def test_the_expected_tie_rate_is_the_others_share_on_the_same_pairs(votes) -> N
         if mine.height and others.height:
             pool2 = again["pool_tie_rate"][0]
             n_o = others.group_by("p").len()
-            shift = float(np.mean([cs.TIE_PRIOR_VOTES * (pool - pool2)
-                                   / (n + cs.TIE_PRIOR_VOTES)
+            shift = float(np.mean([PRIOR_VOTES * (pool - pool2)
+                                   / (n + PRIOR_VOTES)
                                    for n in mine.join(n_o, on="p", how="left")["len"]
                                    .fill_null(0).to_list()]))
             assert expected[i] - again["expected_tie_rate"][i] == pytest.approx(shift, abs=1e-9)
