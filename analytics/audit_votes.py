@@ -125,6 +125,16 @@ class Votes:
         return self.frame["r"].to_numpy()
 
     @cached_property
+    def p(self) -> np.ndarray:
+        return self.frame["p"].to_numpy()
+
+    @cached_property
+    def reviewer_pair(self) -> np.ndarray:
+        """Per vote, the index of its (reviewer, pair): a reviewer's repeats of a pair share it."""
+        key = self.r.astype(np.int64) * max(self.n_pairs, 1) + self.p
+        return np.unique(key, return_inverse=True)[1].reshape(-1)
+
+    @cached_property
     def unique(self) -> pl.DataFrame:
         """The first judgment of each (reviewer, pair) with its leave-one-out figures."""
         u = self.frame.filter(pl.col("k") == 1)

@@ -311,8 +311,7 @@ def self_consistency_from(
     ns, ks = df["n_swapped"].to_numpy(), df["n_swapped_consistent"].to_numpy()
     rate = k / np.maximum(n, 1)
     low, high = clopper_pearson(k, n, level)
-    codes = votes.reviewer_ids.search_sorted(df["reviewer_id"]).to_numpy()
-    expected = expected_consistency(votes, o, rep)[codes]
+    expected = expected_consistency(votes, o, rep)[counts["n_repeats"] > 0]
     bad = (high < min_consistency) & (high < expected)
     verdict = [
         f"same answer on {ki} of {ni} repeated pairs"

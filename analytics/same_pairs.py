@@ -28,11 +28,9 @@ def others_share(votes: Votes, hit: np.ndarray, counted: np.ndarray,
                  prior: float) -> FloatArray:
     """Per vote: among the *other* reviewers' ``counted`` votes on the same pair, the share
     that are ``hit`` (boolean arrays over the votes), shrunk toward ``prior``."""
-    pair, r = votes.frame["p"].to_numpy(), votes.r
+    pair, own = votes.p, votes.reviewer_pair
     hit_f = (hit & counted).astype(np.float64)
     counted_f = counted.astype(np.float64)
-    _, own = np.unique(r.astype(np.int64) * max(votes.n_pairs, 1) + pair, return_inverse=True)
-    own = own.reshape(-1)
     hits = (np.bincount(pair, hit_f, minlength=votes.n_pairs)[pair]
             - np.bincount(own, hit_f)[own])
     total = (np.bincount(pair, counted_f, minlength=votes.n_pairs)[pair]

@@ -225,8 +225,7 @@ def summarise_draws(
         careful += np.sum(r[d.reviewer] * c / (c + lap), axis=1) / n_d
     bias_mean = beta.mean(axis=0)
     bias_values, bias_weights = binned_biases(bias_mean)
-    order = np.argsort(bias_mean)
-    centre = bias_reference(enc, np.ones(order.size), bias_mean[order])
+    centre = bias_reference(enc, np.ones(bias_mean.size), np.sort(bias_mean))
     pop = Population(
         school_weights=pi_d.mean(axis=0), tau=float(tau_d.mean()), lapse_mean=float(eps.mean()),
         bias_values=bias_values, bias_weights=bias_weights,

@@ -229,13 +229,13 @@ def _draw_workload(spec: WorldSpec, rng: np.random.Generator, rushed: np.ndarray
         in_batch = rng.random(n_j) < spec.ring_batch_share
         focused = np.where(ring, activity * spec.ring_focus, activity)
         focused /= focused.sum()
-    easy_only = activity
-    if hard is not None and queue is not None and queue.any():
+    easy_only = on_hard = activity
+    queued = hard is not None and queue is not None and bool(queue.any())
+    if queued:
         # the queue's reviewers take only hard pairs, as often as they would take any pair
         easy_only = np.where(queue, 0.0, activity)
         easy_only /= easy_only.sum()
-        queue_weight = activity[queue].sum() / max(float(np.mean(hard)), 1e-9)
-        on_hard = np.where(queue, activity / activity[queue].sum() * queue_weight, activity)
+        on_hard = np.where(queue, activity / max(float(np.mean(hard)), 1e-9), activity)
         on_hard /= on_hard.sum()
     lo, hi = spec.votes_per_pair
     rows_r: list[np.ndarray] = []
@@ -243,8 +243,8 @@ def _draw_workload(spec: WorldSpec, rng: np.random.Generator, rushed: np.ndarray
     for j in range(n_j):
         n_votes = min(int(rng.integers(lo, hi + 1)), n_r)
         p = focused if in_batch[j] else activity
-        if hard is not None and queue is not None and queue.any():
-            p = on_hard if hard[j] else easy_only
+        if queued:
+            p = on_hard if hard[j] else easy_only  # type: ignore[index]
         rows_r.append(rng.choice(n_r, size=n_votes, replace=False, p=p))
         rows_j.append(np.full(n_votes, j))
     return np.concatenate(rows_r), np.concatenate(rows_j)
