@@ -14,7 +14,10 @@ the fit's own lapse flag, which needs evidence from the reviewer's votes against
 the annotator model); :func:`fit_notes` gives the fit's words on what the data cannot support.
 A careful reviewer whose departures from a clear consensus consistently favour one kind of reply
 (the longer, one model's, the first shown) is reported as "consistent lean (a taste, not
-lapses)", with the counts (the fit's ``lean``). A reviewer the fit finds voting against a clear
+lapses)", with the counts (the fit's ``lean``); one who says "equal" far more than the others
+on the same pairs, where the fit reads a tie threshold of their own (a stricter idea of
+"clearly better") and no lapses, as "says 'equal' often (a tie taste, not lapses)", not as
+"overuses ties". A reviewer the fit finds voting against a clear
 consensus more often than a coin flip would is reported as "reversed votes" (swapped buttons or
 instructions read backwards; see the annotator model's ``reversed_bayes_factor``). In a label
 task (no display order), a reviewer the fit flags for a strong lean toward one label alone is
@@ -46,6 +49,7 @@ from dissensus.analytics.audit_reliability import reliability_from
 from dissensus.analytics.audit_votes import load_votes, require_reviewers
 from dissensus.analytics.audit_words import (
     MINORITY_VIEW,
+    TIE_TASTE,
     UNSETTLED,
     audit_notes,
     minority_view_note,
@@ -60,6 +64,7 @@ from dissensus.analytics.report_card import (
 
 __all__ = [
     "MINORITY_VIEW",
+    "TIE_TASTE",
     "UNSETTLED",
     "AuditConfig",
     "ReportCard",

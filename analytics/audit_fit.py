@@ -66,8 +66,9 @@ def latest_fit_estimates(con: duckdb.DuckDBPyConnection) -> tuple[str | None, pl
 _NEWER_COLUMNS = (("lean", "model_lean"), ("agreement", "agreement"),
                   ("agreement_low", "agreement_low"), ("agreement_high", "agreement_high"),
                   ("lapse_evidence", "model_lapse_evidence"),
-                  ("top_label_share", "model_top_label_share"))
-"""Columns of ``reviewer_estimates`` added by migrations 5 to 12, with the audit's names."""
+                  ("top_label_share", "model_top_label_share"),
+                  ("tie_taste", "model_tie_taste"))
+"""Columns of ``reviewer_estimates`` added by migrations 5 to 13, with the audit's names."""
 
 
 def fit_notes(con: duckdb.DuckDBPyConnection) -> list[str]:

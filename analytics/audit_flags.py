@@ -23,6 +23,7 @@ from dissensus.analytics.audit_words import (
     LEANS_TO_ONE_LABEL,
     MINORITY_VIEW,
     ONE_LABEL,
+    TIE_TASTE,
     UNSETTLED,
     unconfirmed_reason,
 )
@@ -238,7 +239,8 @@ def _judge(
         return "disagrees with the majority, consistent", False, reasons
     if unreliable:
         return "unreliable: disagrees with the others", True, reasons
-    if ties:
+    tie_taste = bool(model and row.get("model_tie_taste"))
+    if ties and not tie_taste:
         return "overuses ties", True, reasons
     if drifting:
         return "drifting", True, reasons
@@ -267,6 +269,8 @@ def _judge(
         return UNSETTLED, False, [*reasons, _unsettled_reason(row, cfg)]
     if fast:
         return "fast, but reliable", False, reasons
+    if tie_taste:
+        return TIE_TASTE, False, reasons
     if lean:
         return "consistent lean (a taste, not lapses)", False, reasons
     return "ok", False, reasons

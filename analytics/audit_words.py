@@ -20,6 +20,11 @@ ONE_LABEL = "one label on nearly every item"
 every item: a worker who clicks one label whatever the item and a rater who draws the line for
 that label far from everyone else cast the same votes."""
 
+TIE_TASTE = "says 'equal' often (a tie taste, not lapses)"
+"""The verdict of a reviewer who says 'equal' far more than the others on the same pairs, where
+the annotator fit reads a tie threshold of their own (a stricter idea of 'clearly better') and
+no lapses: the votes' pattern, 'equal' on close pairs, is a taste, not carelessness."""
+
 MINORITY_VIEW = "minority view, consistent"
 """The verdict of a careful reviewer placed in a minority school that the pairs show."""
 

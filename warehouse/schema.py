@@ -412,6 +412,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
                        OR flag_reason LIKE '%strong lean toward one label%' THEN 'lean' END), '')
             WHERE flagged""",
     )),
+    Migration(13, "whether the fit reads a reviewer's 'equal' votes as a tie taste of their own",
+              # NULL for fits made before it existed: the audit then keeps its tie verdicts
+              ("ALTER TABLE reviewer_estimates ADD COLUMN tie_taste BOOLEAN",)),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

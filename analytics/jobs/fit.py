@@ -135,11 +135,11 @@ def run_fit(
             INSERT INTO reviewer_estimates (fit_id, reviewer_id, n_comparisons, reliability,
                 reliability_low, reliability_high, position_bias, school, school_probability,
                 flagged, flag_reason, lean, agreement, agreement_low, agreement_high,
-                lapse_evidence, flag_kinds, top_label_share)
+                lapse_evidence, flag_kinds, top_label_share, tie_taste)
             SELECT fit_id, reviewer_id, n_comparisons, reliability, reliability_low,
                    reliability_high, position_bias, school, school_probability, flagged,
                    flag_reason, lean, agreement, agreement_low, agreement_high, lapse_evidence,
-                   flag_kinds, top_label_share
+                   flag_kinds, top_label_share, tie_taste
             FROM new_reviewers
         """)
         con.register("new_pairs", pairs.to_arrow())

@@ -227,7 +227,10 @@ class AnnotatorConfig(BaseModel):
         "say 'equal' far more often than others), shrunk toward the population's by a normal "
         "prior with sd tie_threshold_sd. Off by default: lapses never say 'equal', so a free "
         "threshold lets 'never ties' explain away part of the evidence for rushing (fewer "
-        "rushed reviewers caught on the demo world)."
+        "rushed reviewers caught on the demo world). With lapse_ties='auto' it is also turned "
+        "on where some reviewers' ties stand out and a threshold of their own explains them as "
+        "well as lapses that tie (a tie taste, not carelessness; see "
+        "models/annotator/selection.py)."
     )
     pool_responses: bool = Field(
         True, description="EM: pairs that share a response pool their consensus margins through "

@@ -45,7 +45,7 @@ from .predict import (
 )
 from .results import FitResult, Progress
 from .summarise import vote_disagreement, vote_kappa
-from .taste import taste_reason
+from .taste import taste_reason, tie_taste_reason
 
 
 def _top_labels(enc: EncodedFrame) -> tuple[list[str] | None, NDArray[np.int64],
@@ -75,7 +75,7 @@ REVIEWER_COLUMNS = (
     "reviewer_id", "n_comparisons", "reliability", "reliability_low", "reliability_high",
     "position_bias", "school", "school_probability", "flagged", "flag_reason", "lean",
     "agreement", "agreement_low", "agreement_high", "lapse_evidence", "flag_kinds",
-    "top_label_share",
+    "top_label_share", "tie_taste",
 )
 FLAG_KINDS = ("reversed", "lapses", "lean")
 """What a reviewer is flagged for, in ``flag_kinds`` (joined by ", "): votes against a clear
@@ -226,9 +226,12 @@ class AnnotatorModel:
                 "top_label_share": (None if top_label is None else
                                     pl.Series(top_count / np.maximum(labelled, 1))
                                     .set(pl.Series(labelled == 0), None)),
+                # 'equal' votes read as a taste of their own, not lapses (GridState.tie_tastes)
+                "tie_taste": _tie_taste_column(res, counts.size),
             },
             schema_overrides={"flag_reason": pl.String, "lean": pl.String,
-                              "flag_kinds": pl.String, "top_label_share": pl.Float64},
+                              "flag_kinds": pl.String, "top_label_share": pl.Float64,
+                              "tie_taste": pl.Boolean},
         ).select(REVIEWER_COLUMNS)
 
     def _agreement(self, enc: EncodedFrame, res: FitResult,
@@ -359,9 +362,22 @@ class AnnotatorModel:
 
 def _with_tastes(leans: list[str | None], res: FitResult) -> list[str | None]:
     """Each reviewer's departure lean, with the taste reading that withdrew their lapse flag
-    (see :mod:`.taste`) where there is one."""
+    (see :mod:`.taste`) where there is one, and a tie taste of their own."""
     out = list(leans)
     for reading in res.diagnostics.get("taste_readings") or []:
         i = int(reading["reviewer"])
         out[i] = "; ".join(p for p in (out[i], taste_reason(reading)) if p)
+    state = res.grid_state
+    if state is not None:
+        tau_r = state.reviewer_tau()
+        for i in np.flatnonzero(state.tie_tastes()):
+            out[i] = "; ".join(p for p in (out[i], tie_taste_reason(tau_r[i], state.tau)) if p)
     return out
+
+
+def _tie_taste_column(res: FitResult, n_reviewers: int) -> pl.Series:
+    """Whether the fit reads each reviewer's 'equal' votes as a taste of their own (null where
+    the fit has no per-reviewer thresholds to read: sampled fits)."""
+    if res.grid_state is None:
+        return pl.Series([None] * n_reviewers, dtype=pl.Boolean)
+    return pl.Series(res.grid_state.tie_tastes())

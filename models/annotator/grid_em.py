@@ -57,6 +57,10 @@ from .priors import PairPrior, anchor_careful_majority, regrid, smooth_grid
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 TIE_STEP = 0.02
+HOLD_AFTER = 30  # sweeps after which a reviewer's tie threshold that turns back is held
+TIE_TASTE_MARGIN = 0.3
+"""How far above the pool's tie threshold a reviewer's own must sit to be read as a tie taste:
+one standard deviation of the thresholds' prior (``tie_threshold_sd``'s default)."""
 """Per-reviewer tie thresholds are used at this resolution (one careful table per value)."""
 
 
@@ -143,6 +147,12 @@ class GridState:
         if self.lapse_tie is not None:
             return self.lapse_tie
         return np.zeros(self.gamma.shape[0])
+
+    def tie_tastes(self) -> NDArray[np.bool_]:
+        """Reviewers whose 'equal' votes the fit reads as a taste of their own: a tie threshold
+        (given only where the fit gives each reviewer one, ``tie_per_reviewer``) more than
+        :data:`TIE_TASTE_MARGIN` above the pool's."""
+        return self.reviewer_tau() > self.tau + TIE_TASTE_MARGIN
 
     def reviewer_tau(self) -> FloatArray:
         """Each reviewer's tie threshold (the population's when not estimated per reviewer)."""
@@ -349,6 +359,7 @@ class GridEM:
         a_msg = (school_init[d.reviewer] * (1 - ebar[d.reviewer])[:, None])[:, :, None] * g_b
         b_msg = pl_ * ebar[d.reviewer]
         prev: FloatArray | None = None
+        held, last_move = np.zeros(r_n, bool), np.zeros(r_n)
         converged = swinging = False
         elpd_trace: list[float] = []
         it = 0
@@ -362,6 +373,14 @@ class GridEM:
             # forth and the EM never settles
             if cfg.tie_per_reviewer:
                 moved = np.abs(tau_r - tau_used) > 1.5 * TIE_STEP
+                # a threshold that turns back is held where it is: with many reviewers' steps
+                # interacting through the pairs, some go back and forth for good otherwise,
+                # each step jolting the elpd by a nat, and the EM never settles
+                direction = np.sign(tau_r - tau_used)
+                if it > HOLD_AFTER:  # early on, thresholds still find their level
+                    held |= moved & (direction * last_move < 0)
+                moved &= ~held
+                last_move = np.where(moved, direction, last_move)
                 tau_used = np.where(moved, np.rint(tau_r / TIE_STEP) * TIE_STEP, tau_used)
             else:
                 tau_used = tau_r

@@ -224,12 +224,19 @@ def choose_lapse_model(data: Judgments, config: AnnotatorConfig
        the plain model clearly, and either beats the tie-taste one (``tie_per_reviewer``) at
        all or leaves lapses tying far more often than votes do (``lapse_tie_excess``): the
        taste model's per-reviewer thresholds are point estimates its LOO does not leave out.
+       Where only the excess speaks for lapses that tie, they must also beat the taste model
+       with lapses that tie added to it (by the K-selection rule). That model with both
+       readings is kept where the ties no longer stand out in it, the model with lapses that
+       tie where they still do. Where they do not win, the ties are a taste, and the
+       thresholds per reviewer are kept (``tie_per_reviewer``) without lapses that tie:
+       careful reviewers with a stricter idea of "clearly better" say "equal" on close pairs,
+       and a model with one threshold reads those ties as lapses (world ``tie_tastes``).
        Not considered at all where reviewers have fewer than ``lapse_ties_min_judgments``
        judgments each (the median): a careless 'equal' click is a reviewer's habit, and one or
        two votes cannot show a habit.
 
-    Returns the settings chosen (``careful_share``, ``lapse_ties``), the chosen one-school fit
-    and notes for the summary.
+    Returns the settings chosen (``careful_share``, ``lapse_ties``, and ``tie_per_reviewer``
+    where it was turned on), the chosen one-school fit and notes for the summary.
     """
     base = config.model_copy(update={"lapse_ties": config.lapse_ties is True})
     strict = config.careful_share_strict
@@ -258,10 +265,41 @@ def choose_lapse_model(data: Judgments, config: AnnotatorConfig
         tie_share = float(np.mean(data.y == 0)) if data.n else 0.0
         ties_stand_out = (excess is not None and tie_share > 0
                           and tied.lapse_tie_mean >= excess * tie_share)
-        if (choose_k({1: best.loo, 2: tied.loo}, config)[0] == 2
-                and (float(tied.loo.sum()) > float(taste.loo.sum()) or ties_stand_out)):
+        tied_wins = choose_k({1: best.loo, 2: tied.loo}, config)[0] == 2
+        if tied_wins and float(tied.loo.sum()) > float(taste.loo.sum()):
             chosen["lapse_ties"], best = True, tied
+        elif tied_wins and ties_stand_out and not config.tie_per_reviewer:
+            # ties stand out, but a careful reviewer with a tie taste of their own says 'equal'
+            # on close pairs as often: read them as lapses only where lapses that tie still
+            # predict the votes clearly better once every reviewer has their own threshold
+            both = GridEM(data, 1, config.model_copy(
+                update=chosen | {"lapse_ties": True, "tie_per_reviewer": True})).run()
+            if choose_k({1: taste.loo, 2: both.loo}, config)[0] == 2:
+                chosen["lapse_ties"], best = True, tied
+                if both.lapse_tie_mean < excess * tie_share:  # type: ignore[operator]
+                    # with thresholds of their own the ties no longer stand out as lapses:
+                    # keep both readings, a lapse that says 'equal' and a tie taste
+                    chosen["tie_per_reviewer"], best = True, both
+                    notes.append(tie_taste_note(both, tie_share, lapses_tie=True))
+            else:
+                chosen["tie_per_reviewer"], best = True, taste
+                notes.append(tie_taste_note(taste, tie_share, lapses_tie=False))
+        if chosen["lapse_ties"] and not chosen.get("tie_per_reviewer"):
             notes.append("some reviewers say 'equal' far more than the pool: their lapses may "
                          f"be ties (lapse_ties; {tied.lapse_tie_mean:.0%} of lapses are ties, "
                          f"against {tie_share:.0%} of all votes)")
     return chosen, best, notes
+
+
+def tie_taste_note(state: GridState, tie_share: float, lapses_tie: bool) -> str:
+    """The summary's words where some reviewers' many 'equal' votes are read as a taste."""
+    wide = int(np.sum(state.tie_tastes()))
+    taste = (f"some reviewers say 'equal' far more than the pool ({tie_share:.0%} of all votes "
+             "are ties), mostly on close pairs, where a careful reviewer with a stricter idea "
+             f"of 'clearly better' says it too: read as a tie taste ({wide} reviewer(s) with a "
+             "tie threshold well above the pool's), not as lapses (tie_per_reviewer)")
+    if lapses_tie:
+        return (f"{taste}; lapses may also be ties ({state.lapse_tie_mean:.0%} of lapses): "
+                "they predict the votes better even with a threshold per reviewer (lapse_ties)")
+    return (f"{taste}; lapses that tie did not predict the votes better once each reviewer "
+            "has a threshold of their own")

@@ -245,3 +245,10 @@ def taste_reason(reading: dict[str, object]) -> str:
             f"favour lapses only {evidence:.1f} to 1, too little to flag")
     return (f"a taste for {taste_words([reading])} (about {float(reading['taste']):+.1f} on "  # type: ignore[arg-type]
             f"the logit scale) explains their departures: read with it, their votes {odds}")
+
+
+def tie_taste_reason(threshold: float, pool: float) -> str:
+    """The words for one reviewer read as having a tie taste."""
+    return (f"says 'equal' unless a pair is clear: a tie taste of their own (tie threshold "
+            f"{threshold:.2f} against the pool's {pool:.2f}), not lapses")
+

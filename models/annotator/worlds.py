@@ -50,6 +50,10 @@ from that story in one named way each, with the truth needed to score any method
   pair sees the same reply first, the better one on 75% of the pairs (as where logs always
   show one model's reply first), so careful reviewers pick the first-shown reply about two
   times in three;
+* ``tie_tastes``: a quarter of the careful reviewers have a tie threshold of their own,
+  three to five times the others' (they call "about equal" unless a pair is clear, as the
+  real expert who answers "tie" 42% of the time does), where every other world gives all
+  careful reviewers one threshold;
 * ``story``: the model's own story (two schools, 15% rushed), as a control.
 
 Each judgment's truth carries the probability of the observed outcome under a careful judgment
@@ -118,6 +122,10 @@ class WorldSpec:
     # the consensus favours with this probability (0: a coin flip per judgment, as elsewhere)
     better_first: float = 0.0
     tau: float = 0.35  # careful tie threshold (ordered logit)
+    # careful reviewers with a tie taste of their own: this share of them call "about equal"
+    # unless a pair is clear, each with a tie threshold drawn from tie_taste_tau
+    tie_taste_share: float = 0.0
+    tie_taste_tau: tuple[float, float] = (1.0, 1.8)
     seed: int = 0
 
     @property
@@ -170,6 +178,8 @@ WORLDS: dict[str, WorldSpec] = {
                                        better_first=0.75),
     "hard_queue": WorldSpec(name="hard_queue", school_shares=(1.0,), rushed_share=0.15,
                             lapse_mode="uniform", hard_pair_share=0.3, hard_queue_share=0.25),
+    "tie_tastes": WorldSpec(name="tie_tastes", school_shares=(1.0,), rushed_share=0.15,
+                            tie_taste_share=0.25),
     "label_spammers": WorldSpec(name="label_spammers", label_task=True, n_reviewers=80,
                                 n_pairs=500, votes_per_pair=(6, 10), workload_sigma=1.0,
                                 school_shares=(1.0,), rushed_share=0.12, rushed_workload=6.0,
@@ -300,6 +310,12 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
     if spec.sharpness != (1.0, 1.0):  # drawn only where asked: other worlds keep their draws
         sharp = np.where(rushed, 1.0, rng.uniform(*spec.sharpness, n_r))
 
+    tau_r = np.full(n_r, spec.tau)
+    tie_taste = np.zeros(n_r, bool)
+    if spec.tie_taste_share:  # drawn only where asked: other worlds keep their draws
+        tie_taste = (~rushed) & (rng.random(n_r) < spec.tie_taste_share)
+        tau_r = np.where(tie_taste, rng.uniform(*spec.tie_taste_tau, n_r), tau_r)
+
     ring = np.zeros(n_r, bool)
     if spec.ring_share:  # drawn only where asked: other worlds keep their draws
         ring = rushed & (rng.random(n_r) < spec.ring_share)
@@ -346,7 +362,7 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         s = label_side[j_idx].astype(np.int64)
     eta = (sharp[r_idx] * margins[j_idx, school[r_idx]] + taste[r_idx] * d_content[j_idx]
            + 1.5 * length_taste[r_idx] * longer[j_idx] + beta[r_idx] * s)
-    p_plus, p_minus = expit(eta - spec.tau), expit(-eta - spec.tau)
+    p_plus, p_minus = expit(eta - tau_r[r_idx]), expit(-eta - tau_r[r_idx])
     p_tie = np.clip(1.0 - p_plus - p_minus, 0.0, 1.0)
     v = rng.random(n)
     careful_y = np.where(v < p_plus, 1, np.where(v < p_plus + p_minus, -1, 0))
@@ -426,6 +442,8 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         "is_fatigued": fatigued,
         "sharpness": sharp,
         "hard_queue": queue if queue is not None else np.zeros(n_r, bool),
+        "tie_threshold": tau_r,
+        "tie_taste": tie_taste,
         "n_comparisons": counts.astype(np.int64),
     })
     pairs = pl.DataFrame({

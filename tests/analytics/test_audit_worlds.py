@@ -63,3 +63,31 @@ def test_tired_reviewers_lapse_after_their_midpoint() -> None:
     share = dict(zip(lapses["late"], lapses["share"], strict=True))
     assert share[False] < 0.1 < 0.3 < share[True]
     assert world.reviewers.filter("is_fatigued")["is_rushed"].all()
+
+
+def test_a_tie_taste_is_reported_as_such_not_as_overused_ties(tmp_path: Path) -> None:
+    # a quarter of the careful reviewers say "equal" unless a pair is clear (~40% of their
+    # votes, three times the others on the same pairs): the model-free tie check finds them
+    # overusing ties, and the audit called them so; with the fit reading a tie threshold of
+    # their own and no lapses, they are reported as a taste and not flagged
+    from dissensus.analytics.audit import TIE_TASTE
+
+    world = simulate_world("tie_tastes", seed=1)
+    path = tmp_path / "world.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in comparison_rows(world)))
+    con = connect(tmp_path / "world.duckdb")
+    try:
+        ingest_file(con, path)
+        run_fit(con, AnnotatorConfig(features="none"), db_path=tmp_path / "world.duckdb")
+        audit = reviewer_audit(con)
+    finally:
+        con.close()
+    verdicts = audit.join(world.reviewers.select("reviewer_id", "tie_taste", "is_rushed",
+                                                 "is_position_biased"), on="reviewer_id")
+    tasters = verdicts.filter("tie_taste")
+    assert (tasters["verdict"] == TIE_TASTE).sum() >= tasters.height // 2
+    assert not (tasters["flagged"] | tasters["verdict"].str.contains("ties")).any()
+    said = tasters.filter(pl.col("verdict") == TIE_TASTE)["reasons"].to_list()
+    assert all("a tie taste of their own" in str(r) for r in said)
+    others = verdicts.filter(~pl.col("is_rushed") & ~pl.col("tie_taste"))
+    assert not others.filter(~pl.col("is_position_biased"))["flagged"].any()

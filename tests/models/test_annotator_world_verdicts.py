@@ -134,3 +134,19 @@ def test_a_display_order_that_follows_quality_flags_no_careful_reviewer_for_bias
     bias_flags = est.filter(pl.col("flag_reason").str.contains("position bias").fill_null(False))
     assert bias_flags.height >= 2 and bias_flags["is_position_biased"].all()
     assert bias_flags["flag_reason"].str.contains("the pool's β ≈ +").all()
+
+
+def test_careful_reviewers_with_a_tie_taste_are_not_lapses(lapse_flagged_ids) -> None:
+    # a quarter of the careful reviewers call "about equal" unless a pair is clear (tie
+    # thresholds 1.0-1.8 against the pool's 0.35; ~40% of their votes are ties): read as lapses
+    # that say 'equal', seven of them were flagged at lapse ~45% on this draw and the rushed
+    # fell to the bottom of the flags (precision 0.17 over the suite's three draws)
+    world, model, scores = _fit("tie_tastes", 1)
+    assert scores["careful_flagged_n"] == 0 and scores["coverage"] >= 0.9
+    tasters = set(world.reviewers.filter(pl.col("tie_taste"))["reviewer_id"])
+    flagged = lapse_flagged_ids(model)
+    rushed = set(world.reviewers.filter(pl.col("is_rushed"))["reviewer_id"])
+    assert flagged and flagged <= rushed and not flagged & tasters
+    notes = " ".join(model.fit_summary_["diagnostics"]["warnings"])
+    assert "read as a tie taste" in notes
+    assert model.fit_summary_["diagnostics"]["fits"][0]["tie_per_reviewer"] is True

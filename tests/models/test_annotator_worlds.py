@@ -462,3 +462,20 @@ def test_a_copy_ring_shares_its_lapses_and_is_ranked_among_the_careless() -> Non
     ring_rel = est.filter(pl.col("in_ring"))["reliability"]
     assert model.n_schools_ == 1
     assert ring_rel.median() < careful["reliability"].quantile(0.1)
+
+
+def test_tie_thresholds_of_their_own_settle() -> None:
+    # a threshold per reviewer moves in steps of TIE_STEP; some reviewers' steps went back and
+    # forth for good (each a nat of elpd), and the EM ran to max_iter on every fit of this world
+    from dissensus.models.annotator.data import encode_frame
+    from dissensus.models.annotator.grid_em import GridEM
+
+    world = simulate_world("tie_tastes", seed=1)
+    enc = encode_frame(world.model_frame())
+    config = AnnotatorConfig(tie_per_reviewer=True, lapse_ties=False, careful_share=0.75)
+    state = GridEM(enc.judgments, 1, config).run()
+    assert state.n_iter < config.max_iter
+    taste = dict(zip(world.reviewers["reviewer_id"], world.reviewers["tie_taste"], strict=True))
+    is_taster = np.array([taste[r] for r in enc.reviewer_ids])
+    tau_r = state.reviewer_tau()
+    assert tau_r[is_taster].mean() > tau_r[~is_taster].mean() + 0.5
