@@ -2,7 +2,8 @@
 
 Shown by the fit summary, ``dissensus reviewers``, the Overview and the Reviewer audit pages:
 near-chance agreement, too few reviewers for schools, reviewers who cannot be placed in a
-school, busy reviewers who lapse on most of their votes, reversed votes, lapses that lean.
+school, busy reviewers who lapse on most of their votes, lapse rates at the model's bound,
+reversed votes, lapses that lean.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ FEW_JUDGMENTS = 5
 """Median judgments per reviewer below which one school says nothing about the pool's views."""
 MOSTLY_LAPSES = 0.5
 """Reliability below which a flagged reviewer lapses on most of their votes."""
+AT_BOUND_VOTE_SHARE = 0.4
+"""The share of all votes, cast by reviewers whose lapse rates reach the model's bound, at which
+the fit says so (the robustness suite's worlds with a careless minority stay below it)."""
 BUSY_LAPSERS_SHARE = 0.1
 """The share of all votes, cast by reviewers who lapse on most of theirs, at which the fit says
 so: that much of the data carries almost no information."""
@@ -51,6 +55,7 @@ def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
         notes.append("No reviewer's votes set them apart from the pool: nobody is flagged for "
                      "lapses.")
     notes += _busy_lapser_notes(reviewers)
+    notes += _lapse_bound_notes(reviewers, res)
     notes += _common_label_lean_notes(reviewers)
     reversed_n = len(reversed_reviewers(res))
     if reversed_n:
@@ -85,6 +90,31 @@ def _taste_notes(res: FitResult) -> list[str]:
             "tastes that large: not flagged. Where the audit says it cannot tell from their "
             "votes, more of them on clear pairs would settle it; whether a taste belongs in the "
             "reward model is a call for the team."]
+
+
+def _lapse_bound_notes(reviewers: pl.DataFrame, res: FitResult) -> list[str]:
+    """Say so when reviewers' lapse rates reach the model's bound (one half outside label
+    tasks): their intervals stop there, whatever their true rate above it (the robustness
+    world ``rushed_majority``, whose rushed lapse on up to four fifths of their votes)."""
+    state = res.grid_state
+    if state is None or not reviewers.height:
+        return []
+    grid = state.lapse_grid
+    bound = float(grid[-1] + grid[0])  # the grid holds cell midpoints: top + half a step
+    step = float(grid[1] - grid[0]) if grid.size > 1 else bound
+    # the interval's upper lapse end (its reliability_low) lies in the grid's top cell
+    at_bound = reviewers["reliability_low"] <= 1.0 - bound + step + 1e-9
+    n = int(at_bound.sum())
+    share = float(reviewers.filter(at_bound)["n_comparisons"].sum()
+                  / max(int(reviewers["n_comparisons"].sum()), 1))
+    if share < AT_BOUND_VOTE_SHARE:
+        return []
+    return [f"{n} of {reviewers.height} reviewers, casting {share:.0%} of the votes, reach "
+            f"the model's bound on lapse rates ({bound:.0%}): the model reads no rate above it, "
+            f"so their reliability intervals stop near {1 - bound:.2f} and their true lapse "
+            "rates may be higher (they rank among the least reliable either way). With so "
+            "many, lapses may be much of the votes, and what their lapses share (a lean toward "
+            "one kind of reply) can read as a school of its own: read the schools with care."]
 
 
 def _busy_lapser_notes(reviewers: pl.DataFrame) -> list[str]:

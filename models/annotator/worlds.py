@@ -54,6 +54,10 @@ from that story in one named way each, with the truth needed to score any method
   three to five times the others' (they call "about equal" unless a pair is clear, as the
   real expert who answers "tie" 42% of the time does), where every other world gives all
   careful reviewers one threshold;
+* ``rushed_majority``: most reviewers (60%) rushed, lapsing on half to four fifths of their
+  votes and then picking the longer reply nine times in ten, where every other world keeps
+  the careless a minority and their lapse rates below one half (the model's bound outside
+  label tasks);
 * ``story``: the model's own story (two schools, 15% rushed), as a control.
 
 Each judgment's truth carries the probability of the observed outcome under a careful judgment
@@ -180,6 +184,8 @@ WORLDS: dict[str, WorldSpec] = {
                             lapse_mode="uniform", hard_pair_share=0.3, hard_queue_share=0.25),
     "tie_tastes": WorldSpec(name="tie_tastes", school_shares=(1.0,), rushed_share=0.15,
                             tie_taste_share=0.25),
+    "rushed_majority": WorldSpec(name="rushed_majority", school_shares=(1.0,), rushed_share=0.6,
+                                 rushed_lapse=(0.5, 0.8), lapse_mode="longer", lapse_lean=0.9),
     "label_spammers": WorldSpec(name="label_spammers", label_task=True, n_reviewers=80,
                                 n_pairs=500, votes_per_pair=(6, 10), workload_sigma=1.0,
                                 school_shares=(1.0,), rushed_share=0.12, rushed_workload=6.0,

@@ -150,3 +150,18 @@ def test_careful_reviewers_with_a_tie_taste_are_not_lapses(lapse_flagged_ids) ->
     notes = " ".join(model.fit_summary_["diagnostics"]["warnings"])
     assert "read as a tie taste" in notes
     assert model.fit_summary_["diagnostics"]["fits"][0]["tie_per_reviewer"] is True
+    # 15% rushed: too few at the lapse bound for the fit to warn about it
+    assert not any("bound on lapse rates" in n
+                   for n in model.fit_summary_["diagnostics"]["verdict_notes"])
+
+
+def test_a_rushed_majority_is_ranked_last_and_the_lapse_bound_is_said() -> None:
+    # 60% rushed, lapsing on 50-80% of their votes toward the longer reply: the model reads no
+    # lapse rate above one half, so their intervals stop there (coverage 0.43 over the suite's
+    # draws) and their shared lean reads as a second school; the ranking holds, no careful
+    # reviewer is flagged, and the fit says why its intervals and schools are not to be trusted
+    _, model, scores = _fit("rushed_majority", 0)
+    assert scores["careful_flagged_n"] == 0 and scores["bottom_k_precision"] >= 0.9
+    notes = model.fit_summary_["diagnostics"]["verdict_notes"]
+    assert any("reach the model's bound on lapse rates (50%)" in n and "read the schools with "
+               "care" in n for n in notes)
