@@ -158,10 +158,14 @@ def test_careful_reviewers_with_a_tie_taste_are_not_lapses(lapse_flagged_ids) ->
 def test_a_rushed_majority_is_ranked_last_and_the_lapse_bound_is_said() -> None:
     # 60% rushed, lapsing on 50-80% of their votes toward the longer reply: the model reads no
     # lapse rate above one half, so their intervals stop there (coverage 0.43 over the suite's
-    # draws) and their shared lean reads as a second school; the ranking holds, no careful
-    # reviewer is flagged, and the fit says why its intervals and schools are not to be trusted
+    # draws); the ranking holds, no careful reviewer is flagged, and the fit says why its
+    # intervals are not to be trusted. Their shared lean read as a second school on every draw
+    # until K was weighed again with the lapse lean
     _, model, scores = _fit("rushed_majority", 0)
     assert scores["careful_flagged_n"] == 0 and scores["bottom_k_precision"] >= 0.9
-    notes = model.fit_summary_["diagnostics"]["verdict_notes"]
+    diagnostics = model.fit_summary_["diagnostics"]
     assert any("reach the model's bound on lapse rates (50%)" in n and "read the schools with "
-               "care" in n for n in notes)
+               "care" in n for n in diagnostics["verdict_notes"])
+    assert model.n_schools_ == 1
+    assert any("schools not kept: with lapses that lean toward a reply property" in w
+               for w in diagnostics["warnings"])
