@@ -57,11 +57,12 @@ from .priors import PairPrior, anchor_careful_majority, regrid, smooth_grid
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 TIE_STEP = 0.02
-HOLD_AFTER = 30  # sweeps after which a reviewer's tie threshold that turns back is held
+"""Per-reviewer tie thresholds are used at this resolution (one careful table per value)."""
+HOLD_AFTER = 30
+"""Sweeps after which a reviewer's tie threshold that turns back is held where it is."""
 TIE_TASTE_MARGIN = 0.3
 """How far above the pool's tie threshold a reviewer's own must sit to be read as a tie taste:
 one standard deviation of the thresholds' prior (``tie_threshold_sd``'s default)."""
-"""Per-reviewer tie thresholds are used at this resolution (one careful table per value)."""
 
 
 def initial_lapse_prior(grid: FloatArray) -> FloatArray:

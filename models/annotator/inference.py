@@ -80,22 +80,23 @@ def _choose_lapse_cues(data: Judgments, k: int, plain: GridState, select_config:
 
 def _schools_beyond_the_lean(data: Judgments, states: dict[int, GridState], chosen: int,
                              select_config: AnnotatorConfig, config: AnnotatorConfig,
-                             notes: list[str]) -> GridState | None:
+                             notes: list[str]) -> tuple[GridState, list[dict]] | None:
     """K was chosen with lapses that lean on the display order alone; where lapses are then
     found to lean toward a reply property, what the extra schools held may be that lean (many
     careless reviewers who pick the longer reply read as a school that prefers it: robustness
     world ``rushed_majority``). The one-school fit is made again with the lean, and the schools
-    stand only where they still win by the K-selection rule; returns that one-school fit where
-    they do not (None where they do)."""
+    stand only where they still win by the K-selection rule; returns that one-school fit and
+    the LOO table of the comparison where they do not (None where they do)."""
     one = GridEM(data, 1, select_config.model_copy(update={"lapse_cues": True})).run(
         warm=states[1])
-    rule = selection_rule(config, data.n_reviewers)
-    if choose_k({1: one.loo, chosen: states[chosen].loo}, rule)[0] == chosen:
+    k, table = choose_k({1: one.loo, chosen: states[chosen].loo},
+                        selection_rule(config, data.n_reviewers))
+    if k == chosen:
         return None
     notes.append(f"{chosen} schools not kept: with lapses that lean toward a reply property, "
                  "one school predicts the votes as well, so what the schools held apart was that "
                  "lean, not a view")
-    return one
+    return one, table
 
 
 def settled_states(states: dict[int, GridState], notes: list[str]) -> dict[int, GridState]:
@@ -281,9 +282,8 @@ def fit_em(
                             "lapse_cues": True, "purpose": "K with the lapse lean",
                             "kept": one_cued is not None})
             if one_cued is not None:
-                table = choose_k({1: one_cued.loo, chosen: states[chosen].loo},
-                                 selection_rule(config, data.n_reviewers))[1]
-                states[1], chosen = one_cued, 1
+                states[1], table = one_cued
+                chosen = 1
     final = states[chosen]
     featured = featured and chosen > 1
     subset = reviewers is not None  # chosen on a sample, or without reversed reviewers
