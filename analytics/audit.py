@@ -7,7 +7,9 @@ majority is not automatically a bad reviewer. A careful member of a minority sch
 "minority view, consistent" (where no repeats or gold answers confirm it, the reasons say so
 and give the record that falls short: accounts that copy one answer source vote alike too, see
 :func:`minority_view_note`; gold and repeats confirm care only where the low end of their
-interval reaches the bar); a rushed reviewer as "fast and inconsistent". Without a fit,
+interval reaches the bar); a rushed reviewer as "fast and inconsistent", where their votes and
+their speed together favour lapses (speed weighed by how much it tells lapse leaners from the
+rest in this pool: :mod:`dissensus.analytics.audit_speed`). Without a fit,
 disagreement and carelessness are told apart by the evidence that does not depend on the majority
 (repeats, gold questions, display order, speed). With a fit, "unreliable: frequent lapses" is
 the fit's own lapse flag, which needs evidence from the reviewer's votes against the pool (see
@@ -17,7 +19,9 @@ A careful reviewer whose departures from a clear consensus consistently favour o
 lapses)", with the counts (the fit's ``lean``); one who says "equal" far more than the others
 on the same pairs, where the fit reads a tie threshold of their own (a stricter idea of
 "clearly better") and no lapses, as "says 'equal' often (a tie taste, not lapses)", not as
-"overuses ties". A reviewer the fit finds voting against a clear
+"overuses ties"; so too, without a fit, one whose repeated pairs come back the same. Without
+a fit or repeats the flag stands and says that the votes alone cannot tell a tie taste from
+careless ties, and what would. A reviewer the fit finds voting against a clear
 consensus more often than a coin flip would is reported as "reversed votes" (swapped buttons or
 instructions read backwards; see the annotator model's ``reversed_bayes_factor``). In a label
 task (no display order), a reviewer the fit flags for a strong lean toward one label alone is
@@ -50,6 +54,7 @@ from dissensus.analytics.audit_votes import load_votes, require_reviewers
 from dissensus.analytics.audit_words import (
     MINORITY_VIEW,
     TIE_TASTE,
+    TIES_FROM_VOTES_ALONE,
     UNSETTLED,
     audit_notes,
     minority_view_note,
@@ -64,6 +69,7 @@ from dissensus.analytics.report_card import (
 
 __all__ = [
     "MINORITY_VIEW",
+    "TIES_FROM_VOTES_ALONE",
     "TIE_TASTE",
     "UNSETTLED",
     "AuditConfig",

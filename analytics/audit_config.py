@@ -76,6 +76,20 @@ class AuditConfig(BaseModel):
         "below its inverse), or repeats or gold show care; otherwise the verdict is 'cannot "
         "tell from their votes': the reliability shown is then mostly the pool's.",
     )
+    flag_probability: float = Field(
+        0.9, gt=0.5, lt=1,
+        description="A fast reviewer not flagged otherwise is flagged 'fast and inconsistent' "
+        "when P(careless) from their votes and their speed reaches this (the fit's own lapse "
+        "flag asks the same of the votes alone); what speed says is learned from the pool "
+        "(see dissensus.analytics.audit_speed).",
+    )
+    strong_speed_ratio: float = Field(
+        10.0, gt=1,
+        description="Where 'fast' is at least this many times as likely from the careless as "
+        "from the careful in this pool, a fast reviewer whose votes lean toward lapses at all "
+        "(Bayes factor above 1) is flagged even short of flag_probability: speed is then "
+        "strong evidence, and the votes do not argue against it.",
+    )
     one_label_share: float = Field(
         0.9, gt=0.5, le=1,
         description="With a fit of a label task, a reviewer flagged for lapses who picks one "

@@ -18,12 +18,15 @@ from dissensus.analytics.audit_config import AuditConfig
 from dissensus.analytics.audit_drift import drift_from
 from dissensus.analytics.audit_fit import fit_interval_mass, latest_fit_estimates
 from dissensus.analytics.audit_reliability import loo_from, reliability_from
+from dissensus.analytics.audit_speed import SpeedEvidence, speed_evidence
 from dissensus.analytics.audit_votes import Votes
 from dissensus.analytics.audit_words import (
     LEANS_TO_ONE_LABEL,
     MINORITY_VIEW,
     ONE_LABEL,
     TIE_TASTE,
+    TIE_TASTE_SEEN,
+    TIES_FROM_VOTES_ALONE,
     UNSETTLED,
     unconfirmed_reason,
 )
@@ -129,10 +132,11 @@ def _f(x: float | None, digits: int = 2) -> str:
 
 def _judge(
     row: dict, cfg: AuditConfig, pool_rel: float, model: bool, majority_school: int | None,
-    schools_seen: bool = True,
+    schools_seen: bool = True, speed: SpeedEvidence | None = None,
 ) -> tuple[str, bool, list[str]]:
     """Verdict, flagged, reasons for one reviewer (see the module docstring). ``schools_seen``
-    False: the fit chose schools but called no pair pluralism, so nobody is placed in one."""
+    False: the fit chose schools but called no pair pluralism, so nobody is placed in one.
+    ``speed``: what "fast" says in this pool (:func:`.audit_speed.speed_evidence`)."""
     reasons: list[str] = []
     if row["n_votes"] < cfg.min_votes:
         return "too few votes", False, [f"only {row['n_votes']} votes"]
@@ -198,13 +202,16 @@ def _judge(
         and not fails_gold
         and (row.get("gold_accuracy_low") or 0) >= cfg.min_gold_accuracy
     )
-    below_pool = rel is not None and rel < pool_rel
     if model and "votes reversed" in (row.get("model_flag_reason") or ""):
         return "reversed votes", True, reasons  # no lapse: they pick the reply others reject
-    if fast and (unreliable or inconsistent or fails_gold or below_pool):
-        if below_pool and not unreliable:
-            reasons.append(f"reliability {_f(rel)} below the pool median {_f(pool_rel)}")
+    if fast and (unreliable or inconsistent or fails_gold):
         return "fast and inconsistent", True, reasons
+    speed_says = None
+    if fast:
+        said, speed_says = _what_speed_says(row, pool_rel, model, speed, cfg)
+        reasons.append(said)
+        if speed_says == "lapses":
+            return "fast and inconsistent", True, reasons
     if biased:
         return "position-biased", True, reasons
     if fails_gold:
@@ -238,9 +245,16 @@ def _judge(
         )
         return "disagrees with the majority, consistent", False, reasons
     if unreliable:
+        if ties:  # much of the disagreement may be the ties themselves
+            reasons.append(TIES_FROM_VOTES_ALONE)
         return "unreliable: disagrees with the others", True, reasons
     tie_taste = bool(model and row.get("model_tie_taste"))
+    if ties and not tie_taste and careful_evidence:
+        reasons.append(f"but consistent on repeats/gold: {TIE_TASTE_SEEN}")
+        return TIE_TASTE, False, reasons
     if ties and not tie_taste:
+        if not model:
+            reasons.append(TIES_FROM_VOTES_ALONE)
         return "overuses ties", True, reasons
     if drifting:
         return "drifting", True, reasons
@@ -267,6 +281,8 @@ def _judge(
             return MINORITY_VIEW, False, reasons
     if unsettled:
         return UNSETTLED, False, [*reasons, _unsettled_reason(row, cfg)]
+    if speed_says == "unsettled" and not careful_evidence:
+        return UNSETTLED, False, reasons  # the votes and speed together settle neither way
     if fast:
         return "fast, but reliable", False, reasons
     if tie_taste:
@@ -274,6 +290,43 @@ def _judge(
     if lean:
         return "consistent lean (a taste, not lapses)", False, reasons
     return "ok", False, reasons
+
+
+def _what_speed_says(row: dict, pool_rel: float, model: bool, speed: SpeedEvidence | None,
+                     cfg: AuditConfig) -> tuple[str, str]:
+    """The reason a fast reviewer's speed adds, and what it says with their votes: "lapses"
+    (a flag), "unsettled" or "careful": the posterior of "careless" from their votes' Bayes
+    factor (the fit's ``lapse_evidence``; without a fit, their agreement under the pool's two
+    agreement rates) and their speed, at ``flag_probability`` (:mod:`.audit_speed`); with
+    neither, a reliability interval wholly below the pool median ``pool_rel``."""
+    evidence = row.get("model_lapse_evidence")
+    rel, high = row.get("reliability"), row.get("reliability_high")
+    if speed is None or (model and (evidence is None or evidence != evidence)) or (
+            not model and rel is None):
+        # nothing to weigh speed with (a fit stored before lapse_evidence, or too few timed
+        # reviewers): an interval wholly below the pool median still speaks
+        if high is not None and high < pool_rel:
+            return (f"reliability {_f(rel)} ({_f(row.get('reliability_low'))}–{_f(high)}) "
+                    f"wholly below the pool median {_f(pool_rel)}", "lapses")
+        return ("speed alone is not evidence of lapses, and nothing here tells what it says "
+                "in this pool", "unsettled")
+    if model:
+        votes = f"their votes favour lapses {float(evidence):.2g} to 1"
+    else:
+        assert speed.agreement is not None
+        evidence = speed.votes_factor(float(rel), int(row["n_votes"]))
+        careless, careful = speed.agreement
+        votes = (f"their agreement {_f(rel)} over {row['n_votes']} votes favours lapses "
+                 f"{evidence:.2g} to 1 (the pool's careless agree about {careless:.2f}, its "
+                 f"careful {careful:.2f})")
+    bar = cfg.flag_probability
+    p = speed.posterior(float(evidence), fast=True)
+    strong = speed.ratio >= cfg.strong_speed_ratio and float(evidence) > 1.0
+    says = ("lapses" if p >= bar or strong else "careful" if p <= 1 - bar else "unsettled")
+    why = ("" if p >= bar else
+           "; speed is strong evidence in this pool and their votes lean the same way"
+           if strong else f", short of the {bar:g} a flag needs")
+    return f"{votes}, and {speed.words()}: P(careless) {p:.2f} from both{why}", says
 
 
 def _unsettled(row: dict, cfg: AuditConfig) -> bool:
@@ -347,6 +400,7 @@ def audit_from(
     if model and "model_lapse_evidence" in df.columns:
         needs = needs | (pl.col("model_lapse_evidence").fill_nan(None)
                          > 1.0 / cfg.settled_bayes_factor)
+    speed = speed_evidence(df, cfg.min_votes, model)
     mask = df.select(needs.fill_null(False)).to_series().to_numpy()
     verdict = np.full(df.height, "ok", dtype=object)
     flagged = np.zeros(df.height, dtype=bool)
@@ -354,7 +408,7 @@ def audit_from(
     rows = np.flatnonzero(mask)
     for i, row in zip(rows, df.filter(pl.Series(mask)).iter_rows(named=True), strict=True):
         verdict[i], flagged[i], why = _judge(row, cfg, pool_rel, model, majority_school,
-                                             schools_seen)
+                                             schools_seen, speed)
         reasons[i] = "; ".join(why)
     df = df.with_columns(
         verdict=pl.Series(verdict.tolist(), dtype=pl.String),

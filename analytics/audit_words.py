@@ -25,6 +25,17 @@ TIE_TASTE = "says 'equal' often (a tie taste, not lapses)"
 the annotator fit reads a tie threshold of their own (a stricter idea of 'clearly better') and
 no lapses: the votes' pattern, 'equal' on close pairs, is a taste, not carelessness."""
 
+TIE_TASTE_SEEN = ("careless 'equal' clicks would not repeat themselves, so these ties read as a "
+                  "taste (a stricter idea of 'clearly better'), not lapses")
+"""Why a reviewer who overuses ties but is consistent on repeats or gold is not flagged."""
+
+TIES_FROM_VOTES_ALONE = (
+    "from the votes alone, careless 'equal' clicks and a tie taste of their own ('equal' "
+    "unless a pair is clear) look alike: fit the annotator model (`dissensus fit`), which "
+    "reads a tie threshold per reviewer, or add repeated pairs or gold questions before "
+    "acting on this flag")
+"""The reason added to a tie-overuse flag where no fit tells a tie taste from careless ties."""
+
 MINORITY_VIEW = "minority view, consistent"
 """The verdict of a careful reviewer placed in a minority school that the pairs show."""
 

@@ -177,9 +177,12 @@ class AnnotatorModel:
                     f"picks {top_label[i]} on {top_count[i]} of {labelled[i]} items "
                     f"({top_count[i] / max(labelled[i], 1):.0%})")
             if lapse_flag[i]:
+                # an interval opened at the model's bound (summarise.piled_at_bound) says so
+                bound = (f", open above the model's bound of {enc.judgments.lapse_max:.0%}"
+                         if res.reliability_low[i] <= 0.0 < 1.0 - enc.judgments.lapse_max else "")
                 parts.append(
                     f"lapse rate ~{1 - res.reliability[i]:.0%} ({mass} interval "
-                    f"{1 - res.reliability_high[i]:.0%}–{1 - res.reliability_low[i]:.0%}; "
+                    f"{1 - res.reliability_high[i]:.0%}–{1 - res.reliability_low[i]:.0%}{bound}; "
                     f"the votes favour it {_evidence(res.lapse_evidence[i])} over careful)"
                 )
             if bias_flag[i]:

@@ -94,8 +94,9 @@ def _taste_notes(res: FitResult) -> list[str]:
 
 def _lapse_bound_notes(reviewers: pl.DataFrame, res: FitResult) -> list[str]:
     """Say so when reviewers' lapse rates reach the model's bound (one half outside label
-    tasks): their intervals stop there, whatever their true rate above it (the robustness
-    world ``rushed_majority``, whose rushed lapse on up to four fifths of their votes)."""
+    tasks): the model reads no rate above it, so an interval piled against it is left open
+    (:func:`.summarise.piled_at_bound`; the robustness world ``rushed_majority``, whose rushed
+    lapse on up to four fifths of their votes)."""
     state = res.grid_state
     if state is None or not reviewers.height:
         return []
@@ -111,8 +112,9 @@ def _lapse_bound_notes(reviewers: pl.DataFrame, res: FitResult) -> list[str]:
         return []
     return [f"{n} of {reviewers.height} reviewers, casting {share:.0%} of the votes, reach "
             f"the model's bound on lapse rates ({bound:.0%}): the model reads no rate above it, "
-            f"so their reliability intervals stop near {1 - bound:.2f} and their true lapse "
-            "rates may be higher (they rank among the least reliable either way). With so "
+            "so their true lapse rates may be higher, and where their votes push against the "
+            "bound their reliability intervals are left open down to 0 (they rank among the "
+            "least reliable either way). With so "
             "many, lapses may be much of the votes, and what their lapses share (a lean toward "
             "one kind of reply) can read as a school of its own: read the schools with care."]
 

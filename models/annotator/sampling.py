@@ -33,6 +33,7 @@ from .likelihood import careful_logp, lapse_prob
 from .model import _priors, build_model, model_coords, reviewer_school_loglik
 from .results import FitResult, Progress
 from .selection import choose_k, loo_row
+from .summarise import draws_at_bound
 from .taste import flags_robust_to_taste
 from .warm_start import em_initial_point, em_state
 
@@ -234,7 +235,8 @@ def summarise_draws(
     return FitResult(
         method="", n_schools=k_n, seconds=seconds, school_weights=pop.school_weights,
         reliability=1 - eps.mean(axis=0),
-        reliability_low=1 - np.quantile(eps, qs[1], axis=0),
+        reliability_low=np.where(draws_at_bound(eps, d.lapse_max), 0.0,
+                                 1 - np.quantile(eps, qs[1], axis=0)),
         reliability_high=1 - np.quantile(eps, qs[0], axis=0),
         p_unreliable=(eps > 1 - config.flag_min_reliability).mean(axis=0),
         lapse_evidence=_draws_bayes_factor(eps, config),

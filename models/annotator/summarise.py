@@ -36,6 +36,26 @@ def grid_quantiles(post: FloatArray, grid: FloatArray, qs: tuple[float, ...]) ->
     return out
 
 
+def piled_at_bound(post: FloatArray) -> NDArray[np.bool_]:
+    """Reviewers whose lapse posterior (``(R, G)`` on the lapse grid) is highest in the grid's
+    top cell, at the model's bound on lapse rates (one half outside label tasks).
+
+    There the votes push against the bound: a rate above it would explain them at least as
+    well, and the model cannot say how far above. Their interval is reported open to a lapse
+    rate of 1 (reliability 0) rather than stopping at the bound, which would claim a precision
+    the model does not have (the robustness world ``rushed_majority``, rates of 0.5-0.8, had
+    94% intervals that covered the truth for 43% of its reviewers)."""
+    return post.shape[1] > 1 and post.argmax(axis=1) == post.shape[1] - 1
+
+
+def draws_at_bound(eps: FloatArray, lapse_max: float, bins: int = 40) -> NDArray[np.bool_]:
+    """:func:`piled_at_bound` for sampled lapse rates ``eps`` (draws x reviewers): the draws'
+    histogram on ``bins`` equal cells of ``(0, lapse_max)`` is highest in the top cell."""
+    cell = np.clip((eps / lapse_max * bins).astype(np.int64), 0, bins - 1)
+    counts = np.stack([(cell == b).sum(axis=0) for b in range(bins)], axis=1)
+    return piled_at_bound(counts.astype(float))
+
+
 def robust_lapse_posterior(post: FloatArray, pool: FloatArray, mix: float) -> FloatArray:
     """Each reviewer's lapse posterior under the prior ``(1 - mix) g + mix u`` in place of the
     pool's ``g`` (``u`` flat on the grid; Berger's epsilon-contamination class).
@@ -89,11 +109,11 @@ def lapse_summary(lapse: FloatArray, pool: FloatArray, grid: FloatArray,
     (under the robust prior, :func:`robust_lapse_posterior`), the probability of a lapse rate
     above ``1 - flag_min_reliability`` and the evidence against the pool."""
     mass, lapse_from = config.interval_mass, 1 - config.flag_min_reliability
-    eps_q = grid_quantiles(robust_lapse_posterior(lapse, pool, config.interval_prior_mix), grid,
-                           ((1 - mass) / 2, 1 - (1 - mass) / 2))
+    robust = robust_lapse_posterior(lapse, pool, config.interval_prior_mix)
+    eps_q = grid_quantiles(robust, grid, ((1 - mass) / 2, 1 - (1 - mass) / 2))
     return {
         "reliability": 1 - lapse @ grid / lapse.sum(axis=1),
-        "reliability_low": 1 - eps_q[:, 1],
+        "reliability_low": np.where(piled_at_bound(robust), 0.0, 1 - eps_q[:, 1]),
         "reliability_high": 1 - eps_q[:, 0],
         "p_unreliable": prob_above(lapse, grid, lapse_from),
         "lapse_evidence": lapse_bayes_factor(lapse, pool, grid, config.careful_lapse_limit,

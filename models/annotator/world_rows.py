@@ -17,10 +17,10 @@ def comparison_rows(world: World, days: int = 30,
     time that puts each reviewer's judgments in their order of work over ``days`` days (the
     world's own order where it has one, as ``fatigue`` does; else a random one). Each reply is
     as long as the world drew it (its text padded) and names its model, so a lapse that leans
-    toward the longer reply or one model leans the same way in the warehouse. No truth, tags
-    or timings per judgment; with ``gold_share``, about that share of the pairs are gold
-    questions: clear, uncontested pairs whose answer (the consensus side) every row of the pair
-    carries as ``gold_choice``."""
+    toward the longer reply or one model leans the same way in the warehouse. No truth or tags;
+    seconds per judgment only where the world is timed (``fast_experts``); with
+    ``gold_share``, about that share of the pairs are gold questions: clear, uncontested pairs
+    whose answer (the consensus side) every row of the pair carries as ``gold_choice``."""
     j = world.judgments
     gold: dict[str, str] = {}
     if gold_share:
@@ -42,16 +42,18 @@ def comparison_rows(world: World, days: int = 30,
     stamps = (start + seconds.astype("timedelta64[s]")).astype(str).tolist()
     choice = {1: "a", 0: "tie", -1: "b"}
     first = j["first_shown_is_response_1"].to_list()
+    timed = [None if t != t else round(float(t), 1) for t in j["seconds_spent"].to_list()]
     replies = {row["pair_id"]: _replies(row, world.spec.label_task)
                for row in world.pairs.iter_rows(named=True)}
     return [{"comparison_id": cid, "reviewer_id": rid, "prompt": f"prompt {pair}",
              **replies[pair],
              "choice": choice[int(y)], "created_at": ts,
              **({} if f is None else {"shown_first": "a" if f else "b"}),
-             **({"gold_choice": gold[pair]} if pair in gold else {})}
-            for cid, rid, pair, y, ts, f in zip(
+             **({"gold_choice": gold[pair]} if pair in gold else {}),
+             **({} if sec is None else {"seconds_spent": sec})}
+            for cid, rid, pair, y, ts, f, sec in zip(
                 j["comparison_id"], j["reviewer_id"], j["pair_id"], j["outcome"], stamps,
-                first, strict=True)]
+                first, timed, strict=True)]
 
 
 def _replies(pair: dict[str, object], label_task: bool) -> dict[str, object]:

@@ -58,6 +58,10 @@ from that story in one named way each, with the truth needed to score any method
   votes and then picking the longer reply nine times in ten, where every other world keeps
   the careless a minority and their lapse rates below one half (the model's bound outside
   label tasks);
+* ``fast_experts``: every judgment timed; the rushed take about 12 s, and so do 30% of the
+  careful reviewers (practised experts), where the others take about 45 s: speed alone does
+  not tell careless from careful (every other world carries no times, so the audit's speed
+  check never spoke there);
 * ``story``: the model's own story (two schools, 15% rushed), as a control.
 
 Each judgment's truth carries the probability of the observed outcome under a careful judgment
@@ -130,6 +134,10 @@ class WorldSpec:
     # unless a pair is clear, each with a tie threshold drawn from tie_taste_tau
     tie_taste_share: float = 0.0
     tie_taste_tau: tuple[float, float] = (1.0, 1.8)
+    # seconds per judgment on every row (the audit's speed check reads them): careful reviewers
+    # take ~45 s, rushed ones ~12 s, and this share of the careful work as fast as the rushed
+    timed: bool = False
+    fast_careful_share: float = 0.0
     seed: int = 0
 
     @property
@@ -186,6 +194,8 @@ WORLDS: dict[str, WorldSpec] = {
                             tie_taste_share=0.25),
     "rushed_majority": WorldSpec(name="rushed_majority", school_shares=(1.0,), rushed_share=0.6,
                                  rushed_lapse=(0.5, 0.8), lapse_mode="longer", lapse_lean=0.9),
+    "fast_experts": WorldSpec(name="fast_experts", school_shares=(1.0,), rushed_share=0.15,
+                              timed=True, fast_careful_share=0.3),
     "label_spammers": WorldSpec(name="label_spammers", label_task=True, n_reviewers=80,
                                 n_pairs=500, votes_per_pair=(6, 10), workload_sigma=1.0,
                                 school_shares=(1.0,), rushed_share=0.12, rushed_workload=6.0,
@@ -417,6 +427,13 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
     p_careful = np.stack([p_plus, p_tie, p_minus], 1)[np.arange(n), col]
     p_lapse = np.stack([l_plus, l_tie, l_minus], 1)[np.arange(n), col]
 
+    fast_careful = np.zeros(n_r, bool)
+    median_seconds, seconds = np.full(n_r, np.nan), np.full(n, np.nan)
+    if spec.timed:  # drawn only where asked, and last: other worlds keep their draws
+        fast_careful = (~rushed) & (rng.random(n_r) < spec.fast_careful_share)
+        median_seconds = rng.lognormal(np.log(np.where(rushed | fast_careful, 12.0, 45.0)), 0.3)
+        seconds = median_seconds[r_idx] * rng.lognormal(0.0, 0.4, n)
+
     order = np.argsort(j_idx, kind="stable")
     reviewer_ids = np.array([f"r{i:04d}" for i in range(n_r)])
     pair_ids = np.array([f"p{j:05d}" for j in range(n_j)])
@@ -433,6 +450,7 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         "p_careful": p_careful[order],
         "p_lapse": p_lapse[order],
         "sequence": sequence[order],  # the judgment's place in its reviewer's work (fatigue)
+        "seconds_spent": seconds[order],  # NaN unless the world is timed
     })
     reviewers = pl.DataFrame({
         "reviewer_id": reviewer_ids,
@@ -450,6 +468,8 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         "hard_queue": queue if queue is not None else np.zeros(n_r, bool),
         "tie_threshold": tau_r,
         "tie_taste": tie_taste,
+        "fast_careful": fast_careful,
+        "median_seconds": median_seconds,
         "n_comparisons": counts.astype(np.int64),
     })
     pairs = pl.DataFrame({

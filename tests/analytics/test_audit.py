@@ -465,3 +465,67 @@ def test_a_minority_view_from_votes_alone_says_so(warehouse, vote, fake_fit) -> 
         assert note is not None and note.startswith(
             f"{len(alone | mixed)} reviewer(s) are called 'minority view")
         assert note in audit.audit_notes(con, out)
+
+
+def test_ties_overused_without_a_fit_say_what_would_tell_taste_from_carelessness(
+        warehouse, vote) -> None:
+    """Eight reviewers split on 30 close pairs (A or B, 'tie' on one vote in eight) and pick A
+    on 30 clear ones. Two say 'tie' on 24 of the close pairs and pick A on the clear ones:
+    'taster' says it on the same pairs again when 20 are repeated a week later, 'quiet' has no
+    repeats. Without a fit the votes cannot tell a tie taste from careless ties: 'quiet' keeps
+    the flag, with words that say so and what would settle it; repeats that come back the same
+    show 'taster' cares."""
+    def other(j: int, i: int) -> str:
+        if i >= 30:
+            return "a"
+        return "tie" if (i + j) % 8 == 0 else ("a" if (i + j) % 2 else "b")
+
+    def shown(i: int) -> str:
+        return "ab"[i % 2]
+
+    rows = [vote(f"o{j}", i, other(j, i), day=1, shown_first=shown(i))
+            for j in range(8) for i in range(60)]
+    for who in ("taster", "quiet"):
+        rows += [vote(who, i, "tie" if i < 24 else "a", day=1, shown_first=shown(i))
+                 for i in range(60)]
+    rows += [vote("taster", i, "tie" if i < 24 else "a", day=8, shown_first=shown(i + 1),
+                  comparison_id=f"again{i}") for i in range(0, 40, 2)]
+    out = audit.reviewer_audit(warehouse(rows))
+    v, flagged = verdicts(out), dict(zip(out["reviewer_id"], out["flagged"], strict=True))
+    assert v["quiet"] == "overuses ties" and flagged["quiet"]
+    assert audit.TIES_FROM_VOTES_ALONE in out.filter(reviewer_id="quiet")["reasons"][0]
+    assert v["taster"] == audit.TIE_TASTE and not flagged["taster"]
+    assert "consistent on repeats" in out.filter(reviewer_id="taster")["reasons"][0]
+
+
+def test_speed_counts_as_much_as_it_tells_the_careless_from_the_careful() -> None:
+    """With a fit: 20 reviewers whose votes favour lapses 1000 to 1, all fast, and 80 whose
+    votes favour careful 1000 to 1, 20 of them fast (practised experts). The two-class EM reads
+    fast as (21/22) / (21/82) = 3.7x as likely from the careless, and a fast reviewer whose
+    votes say nothing (Bayes factor 1) as careless with probability 0.2 * 21/22 / (0.2 * 21/22
+    + 0.8 * 21/82) = 0.48: speed alone does not settle it. Without a fit the votes' factor
+    comes from agreement: the same reviewers agreeing on 50% and 90% of 40 votes."""
+    from dissensus.analytics.audit_speed import speed_evidence
+
+    frame = pl.DataFrame({
+        "n_votes": [40] * 102,
+        "fast": [True] * 20 + [True] * 20 + [False] * 60 + [None, True],
+        "model_lapse_evidence": [1000.0] * 20 + [0.001] * 80 + [9.0, None],
+        "reliability": [0.5] * 20 + [0.9] * 80 + [0.5, None],
+    })
+    with_fit = speed_evidence(frame, min_votes=5, model=True)
+    assert with_fit is not None and with_fit.reviewers == 100 and with_fit.agreement is None
+    assert with_fit.pi == pytest.approx(0.2, abs=1e-3)
+    assert with_fit.fast_careless == pytest.approx(21 / 22, abs=1e-3)
+    assert with_fit.fast_careful == pytest.approx(21 / 82, abs=1e-3)
+    expected = 0.2 * 21 / 22 / (0.2 * 21 / 22 + 0.8 * 21 / 82)
+    assert with_fit.posterior(1.0, fast=True) == pytest.approx(expected, abs=1e-3)
+    assert with_fit.posterior(1.0, fast=False) < 0.05
+    assert "fast is 3.7x as likely" in with_fit.words()
+    no_fit = speed_evidence(frame, min_votes=5, model=False)
+    assert no_fit is not None and no_fit.agreement is not None
+    assert no_fit.agreement == pytest.approx((21 / 42, 2881 / 3202), abs=1e-3)
+    assert no_fit.ratio == pytest.approx(with_fit.ratio, abs=0.01)
+    # 20 agreements in 40 votes: the careless class's rate, far below the careful's
+    assert no_fit.votes_factor(0.5, 40) > 1e6 > 1e-6 > no_fit.votes_factor(0.9, 40)
+    assert speed_evidence(frame, min_votes=50, model=True) is None

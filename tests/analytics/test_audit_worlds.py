@@ -71,6 +71,7 @@ def test_a_tie_taste_is_reported_as_such_not_as_overused_ties(tmp_path: Path) ->
     # overusing ties, and the audit called them so; with the fit reading a tie threshold of
     # their own and no lapses, they are reported as a taste and not flagged
     from dissensus.analytics.audit import TIE_TASTE
+    from dissensus.analytics.audit_words import TIES_FROM_VOTES_ALONE
 
     world = simulate_world("tie_tastes", seed=1)
     path = tmp_path / "world.jsonl"
@@ -78,12 +79,19 @@ def test_a_tie_taste_is_reported_as_such_not_as_overused_ties(tmp_path: Path) ->
     con = connect(tmp_path / "world.duckdb")
     try:
         ingest_file(con, path)
+        before_fit = reviewer_audit(con)
         run_fit(con, AnnotatorConfig(features="none"), db_path=tmp_path / "world.duckdb")
         audit = reviewer_audit(con)
     finally:
         con.close()
-    verdicts = audit.join(world.reviewers.select("reviewer_id", "tie_taste", "is_rushed",
-                                                 "is_position_biased"), on="reviewer_id")
+    truth = world.reviewers.select("reviewer_id", "tie_taste", "is_rushed", "is_position_biased")
+    # before any fit the votes alone cannot tell a taste from careless ties: the flag stands,
+    # and says so in words with what would settle it
+    overused = before_fit.join(truth, on="reviewer_id").filter(
+        pl.col("tie_taste") & (pl.col("verdict") == "overuses ties"))
+    assert overused.height >= 3
+    assert all(TIES_FROM_VOTES_ALONE in str(r) for r in overused["reasons"].to_list())
+    verdicts = audit.join(truth, on="reviewer_id")
     tasters = verdicts.filter("tie_taste")
     assert (tasters["verdict"] == TIE_TASTE).sum() >= tasters.height // 2
     assert not (tasters["flagged"] | tasters["verdict"].str.contains("ties")).any()
@@ -91,3 +99,38 @@ def test_a_tie_taste_is_reported_as_such_not_as_overused_ties(tmp_path: Path) ->
     assert all("a tie taste of their own" in str(r) for r in said)
     others = verdicts.filter(~pl.col("is_rushed") & ~pl.col("tie_taste"))
     assert not others.filter(~pl.col("is_position_biased"))["flagged"].any()
+
+
+def test_fast_experts_are_not_flagged_for_speed_alone(tmp_path: Path) -> None:
+    # 30% of the careful reviewers work as fast as the rushed (about 12 s against 45 s): the
+    # rule "fast and below the pool's median reliability" flagged 5 of 13 of them without a
+    # fit and 4 with one (seed 0). Speed now counts only as much as it tells the careless from
+    # the careful in this pool, and the reasons say how much that is
+    world = simulate_world("fast_experts", seed=0)
+    path = tmp_path / "world.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in comparison_rows(world)))
+    con = connect(tmp_path / "world.duckdb")
+    try:
+        ingest_file(con, path)
+        assert con.execute("SELECT count(seconds_spent) FROM comparisons").fetchone()[0] == (
+            world.judgments.height)
+        before_fit = reviewer_audit(con)
+        run_fit(con, AnnotatorConfig(features="none"), db_path=tmp_path / "world.duckdb")
+        audit = reviewer_audit(con)
+    finally:
+        con.close()
+    truth = world.reviewers.select("reviewer_id", "fast_careful", "is_rushed")
+    for verdicts in (before_fit, audit):
+        experts = verdicts.join(truth, on="reviewer_id").filter("fast_careful")
+        assert experts.height >= 10
+        assert experts.filter(pl.col("verdict") == "fast and inconsistent").height <= 1
+    assert audit_scores(world, audit)["audit_careful_flagged"] <= 0.05
+    rushed = audit.join(truth, on="reviewer_id").filter("is_rushed")
+    # the reasons of every fast reviewer the fit does not flag say what their votes and speed
+    # make of them together
+    fast = audit.filter(pl.col("reasons").str.contains("per judgment vs pool")
+                        & ~pl.col("reasons").str.contains("annotator model:", literal=True))
+    assert fast.height >= 10
+    assert all("P(careless)" in r and "fast is" in r for r in fast["reasons"].to_list())
+    flagged = rushed.filter(pl.col("flagged"))
+    assert flagged.height >= 4

@@ -157,12 +157,18 @@ def test_careful_reviewers_with_a_tie_taste_are_not_lapses(lapse_flagged_ids) ->
 
 def test_a_rushed_majority_is_ranked_last_and_the_lapse_bound_is_said() -> None:
     # 60% rushed, lapsing on 50-80% of their votes toward the longer reply: the model reads no
-    # lapse rate above one half, so their intervals stop there (coverage 0.43 over the suite's
-    # draws); the ranking holds, no careful reviewer is flagged, and the fit says why its
-    # intervals are not to be trusted. Their shared lean read as a second school on every draw
-    # until K was weighed again with the lapse lean
-    _, model, scores = _fit("rushed_majority", 0)
+    # lapse rate above one half, and their intervals stopped there (coverage 0.43 over the
+    # suite's draws) until an interval piled against the bound was left open; the ranking
+    # holds, no careful reviewer is flagged, and the fit says what the bound means. Their shared
+    # lean read as a second school on every draw until K was weighed again with the lapse lean
+    world, model, scores = _fit("rushed_majority", 0)
     assert scores["careful_flagged_n"] == 0 and scores["bottom_k_precision"] >= 0.9
+    assert scores["coverage"] >= 0.85
+    est = model.reviewer_estimates_.join(world.reviewers, on="reviewer_id")
+    opened = est.filter(pl.col("reliability_low") == 0.0)
+    assert opened.height >= 10 and opened["is_rushed"].all()
+    assert all("open above the model's bound of 50%" in r
+               for r in opened.filter("flagged")["flag_reason"].to_list())
     diagnostics = model.fit_summary_["diagnostics"]
     assert any("reach the model's bound on lapse rates (50%)" in n and "read the schools with "
                "care" in n for n in diagnostics["verdict_notes"])
