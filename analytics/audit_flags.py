@@ -295,10 +295,12 @@ def _judge(
 def _what_speed_says(row: dict, pool_rel: float, model: bool, speed: SpeedEvidence | None,
                      cfg: AuditConfig) -> tuple[str, str]:
     """The reason a fast reviewer's speed adds, and what it says with their votes: "lapses"
-    (a flag), "unsettled" or "careful": the posterior of "careless" from their votes' Bayes
-    factor (the fit's ``lapse_evidence``; without a fit, their agreement under the pool's two
-    agreement rates) and their speed, at ``flag_probability`` (:mod:`.audit_speed`); with
-    neither, a reliability interval wholly below the pool median ``pool_rel``."""
+    (a flag), "unsettled" or "careful". Lapses: the posterior of "careless" from their votes'
+    Bayes factor (the fit's ``lapse_evidence``; without a fit, their agreement under the pool's
+    two agreement rates) and their speed reaches ``flag_probability`` (:mod:`.audit_speed`).
+    Careful: that factor times speed's favours careful ``settled_bayes_factor`` to 1, as "ok"
+    asks of the votes alone. With nothing to weigh speed by, a reliability interval wholly
+    below the pool median ``pool_rel`` flags."""
     evidence = row.get("model_lapse_evidence")
     rel, high = row.get("reliability"), row.get("reliability_high")
     if speed is None or (model and (evidence is None or evidence != evidence)) or (
@@ -322,7 +324,10 @@ def _what_speed_says(row: dict, pool_rel: float, model: bool, speed: SpeedEviden
     bar = cfg.flag_probability
     p = speed.posterior(float(evidence), fast=True)
     strong = speed.ratio >= cfg.strong_speed_ratio and float(evidence) > 1.0
-    says = ("lapses" if p >= bar or strong else "careful" if p <= 1 - bar else "unsettled")
+    # careful as "ok" is careful: the votes, with speed's factor, favour it settled_bayes_factor
+    # to 1
+    settled = float(evidence) * speed.ratio <= 1.0 / cfg.settled_bayes_factor
+    says = "lapses" if p >= bar or strong else "careful" if settled else "unsettled"
     why = ("" if p >= bar else
            "; speed is strong evidence in this pool and their votes lean the same way"
            if strong else f", short of the {bar:g} a flag needs")

@@ -79,6 +79,13 @@ def content_frame(world: Any, encoder: Any, cache: Path | None, dims: int,
 
         label = KMeans(clusters, n_init=4, random_state=0).fit_predict(embeddings)
         onehot = np.eye(clusters)[label]
+        if by_category:  # a cluster means one thing per category, as tags crossed with it do
+            category = dict(zip(world.pairs["prompt_id"], world.pairs["category"], strict=False))
+            of_reply = np.array([category.get(p) for p in world.responses["prompt_id"]],
+                                dtype=object)
+            onehot = np.hstack([onehot * (of_reply == c)[:, None]
+                                for c in sorted(set(category.values()))])
+            onehot = onehot[:, onehot.std(axis=0) > 0]
         parts.append((onehot - onehot.mean(axis=0)) / np.maximum(onehot.std(axis=0), 1e-9))
     coords = np.hstack(parts)
     plain = tagged.drop(*TAGS)
