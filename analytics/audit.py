@@ -58,6 +58,7 @@ from dissensus.analytics.audit_words import (
     UNSETTLED,
     audit_notes,
     minority_view_note,
+    speed_note,
     unsettled_note,
 )
 from dissensus.analytics.report_card import (
@@ -83,6 +84,7 @@ __all__ = [
     "report_card",
     "reviewer_audit",
     "school_disagreements",
+    "speed_note",
     "speed_vs_reliability",
     "unsettled_note",
 ]

@@ -97,10 +97,34 @@ def minority_view_note(audit: pl.DataFrame) -> str | None:
             "pairs or submission times before their view is trained into a school head.")
 
 
+SPEED_WEIGHED = "P(careless)"
+"""Words in the reasons of a fast reviewer whose speed was weighed with their votes."""
+
+
+def speed_note(audit: pl.DataFrame) -> str | None:
+    """A sentence for the audit when fast reviewers are left unflagged because speed says
+    little in this pool (:mod:`dissensus.analytics.audit_speed`), with the pool's ratio as the
+    reasons give it."""
+    if audit.height == 0 or not {"verdict", "flagged", "reasons"} <= set(audit.columns):
+        return None
+    spared = audit.filter(~pl.col("flagged")
+                          & pl.col("reasons").str.contains(SPEED_WEIGHED, literal=True))
+    if spared.height == 0:
+        return None
+    ratio = spared["reasons"].str.extract(r"fast is ([0-9.]+)x as likely", 1).drop_nulls()
+    how = f"{ratio[0]} times" if ratio.len() else "little"
+    return (f"{spared.height} fast reviewer(s) are not flagged for their speed: in this pool "
+            f"fast is {how} likelier from the reviewers whose votes read as careless than from "
+            "the rest, and with their own votes that falls short of the flag's bar. Practised "
+            "reviewers can be fast too, so speed is weighed only as far as the pool shows it "
+            "goes with lapses; each one's reasons give P(careless) from votes and speed.")
+
+
 def audit_notes(con: duckdb.DuckDBPyConnection, audit: pl.DataFrame) -> list[str]:
     """Everything the audit says in words under its table: the latest fit's notes
     (:func:`fit_notes`), the count of reviewers whose votes cannot tell
-    (:func:`unsettled_note`) and of minority views the votes alone carry
-    (:func:`minority_view_note`)."""
-    extra = [note for note in (unsettled_note(audit), minority_view_note(audit)) if note]
+    (:func:`unsettled_note`), of minority views the votes alone carry
+    (:func:`minority_view_note`) and of fast reviewers left unflagged (:func:`speed_note`)."""
+    extra = [note for note in (unsettled_note(audit), minority_view_note(audit),
+                               speed_note(audit)) if note]
     return fit_notes(con) + extra

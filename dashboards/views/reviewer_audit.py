@@ -3,7 +3,12 @@
 import polars as pl
 import streamlit as st
 
-from dissensus.analytics.audit import MINORITY_VIEW, minority_view_note, unsettled_note
+from dissensus.analytics.audit import (
+    MINORITY_VIEW,
+    minority_view_note,
+    speed_note,
+    unsettled_note,
+)
 from dissensus.analytics.audit_config import AuditConfig
 from dissensus.dashboards import charts, data
 from dissensus.dashboards.views._common import NO_FIT, answer_cards, download, warehouse, who
@@ -27,6 +32,8 @@ else:
     for note in (unsettled_note(audit), minority_view_note(audit)):
         if note:
             st.info(note)
+if note := speed_note(audit):
+    st.info(note)
 
 n_flagged = int(audit["flagged"].sum())
 cols = st.columns(4)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from dissensus.analytics.audit import MINORITY_VIEW, reviewer_audit
+from dissensus.analytics.audit import MINORITY_VIEW, audit_notes, reviewer_audit
 from dissensus.analytics.jobs.fit import run_fit
 from dissensus.models.annotator import AnnotatorConfig
 from dissensus.models.annotator.world_rows import comparison_rows
@@ -117,8 +117,12 @@ def test_fast_experts_are_not_flagged_for_speed_alone(tmp_path: Path) -> None:
         before_fit = reviewer_audit(con)
         run_fit(con, AnnotatorConfig(features="none"), db_path=tmp_path / "world.duckdb")
         audit = reviewer_audit(con)
+        notes = audit_notes(con, audit)
     finally:
         con.close()
+    # the audit says in words why fast reviewers go unflagged, with the pool's ratio
+    assert any("fast reviewer(s) are not flagged for their speed" in n and "times likelier" in n
+               for n in notes)
     truth = world.reviewers.select("reviewer_id", "fast_careful", "is_rushed")
     for verdicts in (before_fit, audit):
         experts = verdicts.join(truth, on="reviewer_id").filter("fast_careful")
