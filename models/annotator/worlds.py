@@ -60,8 +60,10 @@ from that story in one named way each, with the truth needed to score any method
   label tasks);
 * ``fast_experts``: every judgment timed; the rushed take about 12 s, and so do 30% of the
   careful reviewers (practised experts), where the others take about 45 s: speed alone does
-  not tell careless from careful (every other world carries no times, so the audit's speed
-  check never spoke there);
+  not tell careless from careful; ``fast_minority``: the same times in a world of two schools
+  (70 / 30), where a fast careful reviewer of the minority also disagrees with the majority on
+  its contested pairs (the other worlds carry no times, so the audit's speed check is silent
+  there);
 * ``story``: the model's own story (two schools, 15% rushed), as a control.
 
 Each judgment's truth carries the probability of the observed outcome under a careful judgment
@@ -196,6 +198,8 @@ WORLDS: dict[str, WorldSpec] = {
                                  rushed_lapse=(0.5, 0.8), lapse_mode="longer", lapse_lean=0.9),
     "fast_experts": WorldSpec(name="fast_experts", school_shares=(1.0,), rushed_share=0.15,
                               timed=True, fast_careful_share=0.3),
+    "fast_minority": WorldSpec(name="fast_minority", school_shares=(0.7, 0.3), timed=True,
+                               fast_careful_share=0.3),
     "label_spammers": WorldSpec(name="label_spammers", label_task=True, n_reviewers=80,
                                 n_pairs=500, votes_per_pair=(6, 10), workload_sigma=1.0,
                                 school_shares=(1.0,), rushed_share=0.12, rushed_workload=6.0,
