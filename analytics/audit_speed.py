@@ -33,6 +33,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from dissensus.analytics.audit_config import AuditConfig
+from dissensus.analytics.audit_words import number as _f
+
 
 @dataclass(frozen=True)
 class SpeedEvidence:
@@ -108,6 +111,48 @@ def speed_evidence(df: pl.DataFrame, min_votes: int, model: bool,
             break
         pi, a, b = new
     return SpeedEvidence(a, b, pi, read.height, rates)
+
+
+def what_speed_says(row: dict, pool_rel: float, model: bool, speed: SpeedEvidence | None,
+                     cfg: AuditConfig) -> tuple[str, str]:
+    """The reason a fast reviewer's speed adds, and what it says with their votes: "lapses"
+    (a flag), "unsettled" or "careful". Lapses: the posterior of "careless" from their votes'
+    Bayes factor (the fit's ``lapse_evidence``; without a fit, their agreement under the pool's
+    two agreement rates) and their speed reaches ``flag_probability`` (:class:`SpeedEvidence`).
+    Careful: that factor times speed's favours careful ``settled_bayes_factor`` to 1, as "ok"
+    asks of the votes alone. With nothing to weigh speed by, a reliability interval wholly
+    below the pool median ``pool_rel`` flags."""
+    evidence = row.get("model_lapse_evidence")
+    rel, high = row.get("reliability"), row.get("reliability_high")
+    if speed is None or (model and (evidence is None or evidence != evidence)) or (
+            not model and rel is None):
+        # nothing to weigh speed with (a fit stored before lapse_evidence, or too few timed
+        # reviewers): an interval wholly below the pool median still speaks
+        if high is not None and high < pool_rel:
+            return (f"reliability {_f(rel)} ({_f(row.get('reliability_low'))}–{_f(high)}) "
+                    f"wholly below the pool median {_f(pool_rel)}", "lapses")
+        return ("speed alone is not evidence of lapses, and nothing here tells what it says "
+                "in this pool", "unsettled")
+    if model:
+        votes = f"their votes favour lapses {float(evidence):.2g} to 1"
+    else:
+        assert speed.agreement is not None
+        evidence = speed.votes_factor(float(rel), int(row["n_votes"]))
+        careless, careful = speed.agreement
+        votes = (f"their agreement {_f(rel)} over {row['n_votes']} votes favours lapses "
+                 f"{evidence:.2g} to 1 (the pool's careless agree about {careless:.2f}, its "
+                 f"careful {careful:.2f})")
+    bar = cfg.flag_probability
+    p = speed.posterior(float(evidence), fast=True)
+    strong = speed.ratio >= cfg.strong_speed_ratio and float(evidence) > 1.0
+    # careful as "ok" is careful: the votes, with speed's factor, favour it settled_bayes_factor
+    # to 1
+    settled = float(evidence) * speed.ratio <= 1.0 / cfg.settled_bayes_factor
+    says = "lapses" if p >= bar or strong else "careful" if settled else "unsettled"
+    why = ("" if p >= bar else
+           "; speed is strong evidence in this pool and their votes lean the same way"
+           if strong else f", short of the {bar:g} a flag needs")
+    return f"{votes}, and {speed.words()}: P(careless) {p:.2f} from both{why}", says
 
 
 def _log_factor(agree: np.ndarray, n: np.ndarray, careless: float,

@@ -12,6 +12,12 @@ import polars as pl
 
 from dissensus.analytics.audit_fit import fit_notes
 
+
+def number(x: float | None, digits: int = 2) -> str:
+    """A figure in the audit's words: ``digits`` decimals, "?" where there is none."""
+    return "?" if x is None or (isinstance(x, float) and x != x) else f"{x:.{digits}f}"
+
+
 LEANS_TO_ONE_LABEL = "leans toward one label"
 """The verdict of a reviewer in a label task whose votes lean toward one label."""
 
