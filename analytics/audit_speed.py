@@ -80,7 +80,7 @@ def speed_evidence(df: pl.DataFrame, min_votes: int, model: bool,
                    sweeps: int = 300) -> SpeedEvidence | None:
     """:class:`SpeedEvidence` from the audit's joined checks ``df`` (``fast``, ``n_votes`` and
     ``model_lapse_evidence`` with a fit, ``reliability`` without), over reviewers with
-    ``min_votes`` votes and a speed reading; None where there are none."""
+    ``min_votes`` votes and a speed reading; None where there are none or none of them is fast."""
     if "fast" not in df.columns or (model and "model_lapse_evidence" not in df.columns):
         return None
     votes = pl.col("model_lapse_evidence").fill_nan(None) if model else pl.col("reliability")
@@ -89,6 +89,8 @@ def speed_evidence(df: pl.DataFrame, min_votes: int, model: bool,
     if read.height == 0:
         return None
     fast = read["fast"].to_numpy().astype(float)
+    if not fast.any():  # nobody's speed is weighed: spare the EM
+        return None
     n = read["n_votes"].to_numpy().astype(float)
     agree = None if model else read["reliability"].to_numpy().astype(float) * n
     rates = None if agree is None else (float(np.quantile(agree / n, 0.25)),

@@ -45,7 +45,9 @@ def piled_at_bound(post: FloatArray) -> NDArray[np.bool_]:
     rate of 1 (reliability 0) rather than stopping at the bound, which would claim a precision
     the model does not have (the robustness world ``rushed_majority``, rates of 0.5-0.8, had
     94% intervals that covered the truth for 43% of its reviewers)."""
-    return post.shape[1] > 1 and post.argmax(axis=1) == post.shape[1] - 1
+    if post.shape[1] < 2:  # one cell: nothing lies above it to push toward
+        return np.zeros(post.shape[0], dtype=bool)
+    return post.argmax(axis=1) == post.shape[1] - 1
 
 
 def draws_at_bound(eps: FloatArray, lapse_max: float, bins: int = 40) -> NDArray[np.bool_]:

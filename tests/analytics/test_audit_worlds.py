@@ -16,7 +16,7 @@ from dissensus.analytics.jobs.fit import run_fit
 from dissensus.models.annotator import AnnotatorConfig
 from dissensus.models.annotator.world_rows import comparison_rows
 from dissensus.models.annotator.world_scores import audit_scores
-from dissensus.models.annotator.worlds import WORLDS, simulate_world
+from dissensus.models.annotator.worlds import WORLDS, World, simulate_world
 from dissensus.warehouse.db import connect
 from dissensus.warehouse.ingest import ingest_file
 
@@ -65,6 +65,25 @@ def test_tired_reviewers_lapse_after_their_midpoint() -> None:
     assert world.reviewers.filter("is_fatigued")["is_rushed"].all()
 
 
+def _audited_before_and_after_a_fit(
+    world: World, tmp_path: Path
+) -> tuple[pl.DataFrame, pl.DataFrame, list[str], int]:
+    """The world's rows ingested and audited before and after the fit job (no reply
+    content): ``(audit before, audit after, the notes after, rows with seconds_spent)``."""
+    path = tmp_path / "world.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in comparison_rows(world)))
+    con = connect(tmp_path / "world.duckdb")
+    try:
+        ingest_file(con, path)
+        timed = con.execute("SELECT count(seconds_spent) FROM comparisons").fetchone()[0]
+        before_fit = reviewer_audit(con)
+        run_fit(con, AnnotatorConfig(features="none"), db_path=tmp_path / "world.duckdb")
+        audit = reviewer_audit(con)
+        return before_fit, audit, audit_notes(con, audit), int(timed)
+    finally:
+        con.close()
+
+
 def test_a_tie_taste_is_reported_as_such_not_as_overused_ties(tmp_path: Path) -> None:
     # a quarter of the careful reviewers say "equal" unless a pair is clear (~40% of their
     # votes, three times the others on the same pairs): the model-free tie check finds them
@@ -74,16 +93,7 @@ def test_a_tie_taste_is_reported_as_such_not_as_overused_ties(tmp_path: Path) ->
     from dissensus.analytics.audit_words import TIES_FROM_VOTES_ALONE
 
     world = simulate_world("tie_tastes", seed=1)
-    path = tmp_path / "world.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in comparison_rows(world)))
-    con = connect(tmp_path / "world.duckdb")
-    try:
-        ingest_file(con, path)
-        before_fit = reviewer_audit(con)
-        run_fit(con, AnnotatorConfig(features="none"), db_path=tmp_path / "world.duckdb")
-        audit = reviewer_audit(con)
-    finally:
-        con.close()
+    before_fit, audit, _, _ = _audited_before_and_after_a_fit(world, tmp_path)
     truth = world.reviewers.select("reviewer_id", "tie_taste", "is_rushed", "is_position_biased")
     # before any fit the votes alone cannot tell a taste from careless ties: the flag stands,
     # and says so in words with what would settle it
@@ -107,19 +117,8 @@ def test_fast_experts_are_not_flagged_for_speed_alone(tmp_path: Path) -> None:
     # fit and 4 with one (seed 0). Speed now counts only as much as it tells the careless from
     # the careful in this pool, and the reasons say how much that is
     world = simulate_world("fast_experts", seed=0)
-    path = tmp_path / "world.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in comparison_rows(world)))
-    con = connect(tmp_path / "world.duckdb")
-    try:
-        ingest_file(con, path)
-        assert con.execute("SELECT count(seconds_spent) FROM comparisons").fetchone()[0] == (
-            world.judgments.height)
-        before_fit = reviewer_audit(con)
-        run_fit(con, AnnotatorConfig(features="none"), db_path=tmp_path / "world.duckdb")
-        audit = reviewer_audit(con)
-        notes = audit_notes(con, audit)
-    finally:
-        con.close()
+    before_fit, audit, notes, timed = _audited_before_and_after_a_fit(world, tmp_path)
+    assert timed == world.judgments.height
     # the audit says in words why fast reviewers go unflagged, with the pool's ratio
     assert any("fast reviewer(s) are not flagged for their speed" in n and "times likelier" in n
                for n in notes)
