@@ -53,6 +53,7 @@ from dissensus.models.annotator.world_rows import comparison_rows
 from dissensus.models.annotator.world_scores import (
     audit_scores,
     oracle_reliability,
+    pair_verdict_scores,
     verdict_scores,
 )
 from dissensus.models.annotator.worlds import WORLDS, WorldSpec, simulate_world
@@ -67,12 +68,15 @@ COLUMNS = ["careful_flagged", "careful_flagged_n", "careful_bias_flagged", "rush
            "rushed_rec", "bottom_k",
            "vs_oracle", "gap_pts", "coverage", "k_right", "ari", "placed", "ari_placed",
            "false_placed", "reversed_found",
-           "ok_rushed_before", "ok_rushed", "unsettled", "seconds",
-           "x_glad"]
+           "ok_rushed_before", "ok_rushed", "unsettled", "noise_before", "noise_prec",
+           "plur_prec", "amb_prec", "pairs_unsettled", "seconds", "x_glad"]
 RENAME = {"careful_flagged_share": "careful_flagged", "rushed_precision": "rushed_prec",
           "rushed_recall": "rushed_rec", "bottom_k_precision": "bottom_k",
           "minority_gap_pts": "gap_pts", "school_ari": "ari", "placed_share": "placed",
-          "placed_ari": "ari_placed", "false_school_placed": "false_placed"}
+          "placed_ari": "ari_placed", "false_school_placed": "false_placed",
+          "pair_noise_before_prec": "noise_before", "pair_noise_prec": "noise_prec",
+          "pair_pluralism_prec": "plur_prec", "pair_ambiguous_prec": "amb_prec",
+          "pair_unsettled": "pairs_unsettled"}
 
 
 def series_frame(series: pd.Series, name: str = "reliability") -> pl.DataFrame:
@@ -108,7 +112,8 @@ def run_world(name: str, seed: int, config: AnnotatorConfig,
     start = time.perf_counter()
     model = AnnotatorModel(config).fit(frame)
     seconds = time.perf_counter() - start
-    scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
+    scores = {**verdict_scores(world, model.reviewer_estimates_, model.n_schools_),
+              **pair_verdict_scores(world, model.pair_estimates_, config.ambiguity_min_variance)}
     rows.append({"world": name, "seed": seed, "method": "dissensus", "seconds": seconds,
                  **scores, "summary": model.fit_summary_.get("diagnostics", {}).get("verdicts")})
     votes = (label_votes(frame) if world.spec.label_task

@@ -6,8 +6,8 @@ import altair as alt
 import polars as pl
 
 VERDICT_COLORS = alt.Scale(
-    domain=["clear", "noise", "pluralism", "ambiguous"],
-    range=["#4c78a8", "#e45756", "#f58518", "#9d9d9d"],
+    domain=["clear", "noise", "pluralism", "ambiguous", "unsettled"],
+    range=["#4c78a8", "#e45756", "#f58518", "#9d9d9d", "#bab0ac"],
 )
 SHARE_COLORS = alt.Scale(domain=["noise", "pluralism", "ambiguity"],
                          range=["#e45756", "#f58518", "#9d9d9d"])

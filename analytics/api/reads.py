@@ -29,7 +29,7 @@ from dissensus.warehouse.fits import FitOutput, fit_record, latest_fit
 MAX_LIMIT = 1000
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows per page (at most 1000).")]
 Offset = Annotated[int, Query(ge=0, le=2**62, description="Rows to skip.")]
-Verdict = Literal["clear", "noise", "pluralism", "ambiguous"]
+Verdict = Literal["clear", "noise", "pluralism", "ambiguous", "unsettled"]
 router = APIRouter(prefix="/v1", dependencies=[Depends(require("read"))], tags=["read"])
 
 

@@ -22,6 +22,7 @@ import polars as pl
 
 from dissensus.analytics.jobs.content import attach_content, content_lines
 from dissensus.models.annotator.config import AnnotatorConfig
+from dissensus.models.annotator.decomposition import VERDICTS
 from dissensus.models.annotator.estimator import AnnotatorModel
 from dissensus.models.annotator.lapse_cues import LONGER_LABEL, SHORTER_LABEL, label_task
 from dissensus.models.annotator.notes import (
@@ -218,8 +219,7 @@ def fit_report_lines(outcome: FitOutcome) -> list[str]:
     lines.extend(f"  [yellow]{note}[/]" for note in diagnostics.get("verdict_notes") or [])
     verdicts = diagnostics.get("verdicts", {})
     lines.append("  pairs by verdict: " + ", ".join(
-        f"{name} {verdicts.get(name, 0):,}" for name in ("clear", "noise", "pluralism", "ambiguous")
-    ))
+        f"{name} {verdicts.get(name, 0):,}" for name in VERDICTS))
     if diagnostics.get("response_pooling"):
         lines.append(
             f"  response pooling: {diagnostics['n_responses']:,} responses, quality sd "

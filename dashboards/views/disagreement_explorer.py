@@ -22,8 +22,10 @@ else:
     left, right = st.columns([1, 2])
     left.altair_chart(charts.verdict_counts(pairs), width="stretch")
     with right:
-        verdicts = st.multiselect("Verdict", ["pluralism", "noise", "ambiguous", "clear"],
-                                  default=["pluralism", "noise", "ambiguous"], key="verdict")
+        verdicts = st.multiselect("Verdict", ["pluralism", "noise", "ambiguous", "unsettled",
+                                              "clear"],
+                                  default=["pluralism", "noise", "ambiguous", "unsettled"],
+                                  key="verdict")
         categories = st.multiselect("Category", sorted(pairs["category"].unique().to_list()),
                                     key="category")
         min_votes = st.slider("At least this many votes", 1, max(2, int(pairs["n_votes"].max())),
@@ -57,6 +59,11 @@ else:
         st.write(f"**Verdict: {sel['verdict']}** — noise {sel['noise_share']:.0%}, pluralism "
                  f"{sel['pluralism_share']:.0%}, ambiguity {sel['ambiguity_share']:.0%} of the "
                  f"disagreement; {sel['n_votes']} votes.")
+        if sel["verdict"] == "unsettled":
+            st.caption("Unsettled: the votes disagree, but a lapse, a careful close call and a "
+                       "split of views explain these few votes about as well, so no cause is "
+                       "named. More votes, gold questions or repeats on this pair would settle "
+                       "it.")
     answer_cards(data.pair_cards(k, pid))
     st.altair_chart(charts.pair_votes(data.pair_votes(k, pid, fit_id)), width="stretch")
 

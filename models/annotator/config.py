@@ -71,6 +71,7 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "one_school_flag_check_se": None,
     "taste_check": False,
     "retry_swinging_start": False,
+    "noise_probability": 0.0,
 }
 """Settings added after fits were first saved, with the value that reproduces those fits."""
 
@@ -82,6 +83,7 @@ REPORT_SETTINGS: tuple[str, ...] = (
     "pluralism_probability",
     "ambiguity_min_variance",
     "noise_min_lapses",
+    "noise_probability",
     "flag_bayes_factor",
     "interval_prior_mix",
 )
@@ -399,7 +401,14 @@ class AnnotatorConfig(BaseModel):
     )
     noise_min_lapses: float = Field(
         0.5, gt=0.0, description="Expected number of lapsed votes on a pair with disagreeing "
-        "votes from which the pair's disagreement is called noise."
+        "votes from which the pair's disagreement is read as lapses at all."
+    )
+    noise_probability: float = Field(
+        0.8, ge=0.0, lt=1.0, description="Posterior probability that at least one vote against "
+        "the pair's majority is a lapse, needed for the 'noise' verdict. Disagreement the model "
+        "puts lapses on (noise_min_lapses) below this bar is 'unsettled': with a handful of "
+        "votes a pair, a lapse, a careful close call and a split of views often explain the "
+        "same votes (0 calls every such pair noise, as fits before this setting did)."
     )
     k_selection_se: float = Field(
         2.0, ge=0.0, description="Auto K: prefer more schools only when the LOO gain exceeds "

@@ -44,7 +44,7 @@ from .predict import (
     predict_frame,
 )
 from .results import FitResult, Progress
-from .summarise import vote_disagreement, vote_kappa
+from .summarise import departing_lapse_probability, vote_disagreement, vote_kappa
 from .taste import taste_reason, tie_taste_reason
 
 
@@ -266,12 +266,14 @@ class AnnotatorModel:
     def _pair_tables(self, enc: EncodedFrame, res: FitResult) -> tuple[pl.DataFrame, pl.DataFrame]:
         cfg = self.config
         dec = res.pairs
+        departing = departing_lapse_probability(enc, res.careful_prob)
         verdict = verdicts(
-            dec, vote_disagreement(enc), res.expected_lapses,
+            dec, vote_disagreement(enc), res.expected_lapses, departing,
             n_schools=res.n_schools,
             pluralism_probability=cfg.pluralism_probability,
             ambiguity_min_variance=cfg.ambiguity_min_variance,
             noise_min_lapses=cfg.noise_min_lapses,
+            noise_probability=cfg.noise_probability,
         )
         shares = np.stack([dec.noise_share, dec.pluralism_share, dec.ambiguity_share], axis=1)
         shares = shares / shares.sum(axis=1, keepdims=True)  # exact sum to 1 after float noise
@@ -294,8 +296,10 @@ class AnnotatorModel:
                 "pluralism_low": dec.share_low[:, 1], "pluralism_high": dec.share_high[:, 1],
                 "ambiguity_low": dec.share_low[:, 2], "ambiguity_high": dec.share_high[:, 2],
                 "p_pluralism": dec.p_pluralism,
+                "p_ambiguous": dec.p_ambiguous,
                 "ambiguity_variance": dec.ambiguity,
                 "expected_lapses": res.expected_lapses,
+                "p_departing_lapse": departing,
             }
         )
         return table, intervals

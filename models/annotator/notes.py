@@ -71,11 +71,27 @@ def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
                      "unless the evidence is overwhelming.")
     notes += _placement_notes(reviewers, pairs, res.n_schools, config)
     notes += _taste_notes(res)
+    notes += _unsettled_pair_notes(pairs, config)
     lean = describe_lean(diagnostics.get("lapse_lean") or {})
     if lean:
         notes.append(f"Lapses in this pool lean {lean}; the model reads such votes as lapses, "
                      "so the reply property alone does not make a vote careful.")
     return notes
+
+
+def _unsettled_pair_notes(pairs: pl.DataFrame, config: AnnotatorConfig) -> list[str]:
+    """Words for the pairs whose disagreement the votes cannot pin on one cause."""
+    unsettled = int((pairs["verdict"] == "unsettled").sum()) if pairs.height else 0
+    if not unsettled:
+        return []
+    noise = int((pairs["verdict"] == "noise").sum())
+    return [f"{unsettled:,} pair{'s' if unsettled != 1 else ''} "
+            f"({unsettled / pairs.height:.0%}) are unsettled: their votes disagree, but with "
+            "so few votes a lapse, a careful reviewer's close call and a split of views explain "
+            "them about as well, so no cause is named (noise is named only where a lapse among "
+            f"the departing votes is at least {config.noise_probability:.0%} likely: "
+            f"{noise:,} pair{'s' if noise != 1 else ''}). More votes on those pairs, "
+            "gold questions or repeats would settle them."]
 
 
 def _taste_notes(res: FitResult) -> list[str]:

@@ -231,7 +231,8 @@ def summarise_draws(
         school_weights=pi_d.mean(axis=0), tau=float(tau_d.mean()), lapse_mean=float(eps.mean()),
         bias_values=bias_values, bias_weights=bias_weights,
     )
-    pairs = decompose_draws(np.transpose(sub["margins"], (1, 0, 2)), pop, mass)
+    pairs = decompose_draws(np.transpose(sub["margins"], (1, 0, 2)), pop, mass,
+                            config.ambiguity_min_variance)
     return FitResult(
         method="", n_schools=k_n, seconds=seconds, school_weights=pop.school_weights,
         reliability=1 - eps.mean(axis=0),

@@ -99,6 +99,18 @@ def vote_disagreement(enc: EncodedFrame) -> NDArray[np.bool_]:
     return hi > lo
 
 
+def departing_lapse_probability(enc: EncodedFrame, careful_prob: FloatArray) -> FloatArray:
+    """Per pair, the posterior probability that at least one vote against the pair's majority
+    is a lapse: ``1 - prod P(careful)`` over the votes that depart from the majority side (ties
+    included; on an even split every vote departs). Votes are taken as independent given their
+    posteriors, so this runs somewhat high where one pair's votes are few."""
+    d = enc.judgments
+    majority = np.sign(np.bincount(d.pair, d.y.astype(float), d.n_pairs))[d.pair]
+    departs = (d.y != majority) | (majority == 0)
+    log_careful = np.where(departs, np.log(np.clip(careful_prob, 1e-12, 1.0)), 0.0)
+    return 1.0 - np.exp(np.bincount(d.pair, log_careful, d.n_pairs))
+
+
 LAPSE_FIELDS = ("reliability", "reliability_low", "reliability_high", "p_unreliable",
                 "lapse_evidence")
 """The :class:`FitResult` fields read from each reviewer's lapse-rate posterior."""
@@ -154,7 +166,8 @@ def summarise_grid(
         bias_weights=state.bias_prior,
     )
     margins = state.lattice.margins()[:, order]
-    pairs = decompose_states(margins, state.pair_post, pop, mass)
+    pairs = decompose_states(margins, state.pair_post, pop, mass,
+                             config.ambiguity_min_variance)
     return FitResult(
         method="em",
         n_schools=state.n_schools,

@@ -190,3 +190,53 @@ def audit_scores(world: World, audit: pl.DataFrame,
         truly = careful & (t["school_index"].to_numpy() > 0)
         out["audit_minority_view_prec"] = float(truly[held].mean())
     return out
+
+
+def pair_truth(world: World, ambiguous_bar: float = 0.13) -> pl.DataFrame:
+    """What is true of each pair's disagreement, read from the world's margins and lapses.
+
+    Not exclusive: ``is_pluralism`` (the schools' careful vote means differ more than careful
+    reviewers of one school do, the decomposition's own test on the true margins),
+    ``is_ambiguous`` (careful within-school vote variance ``>= ambiguous_bar``), ``is_noise`` (at
+    least one lapse voted against its reviewer's school), and ``is_clear`` (none of them)."""
+    from .likelihood import careful_probs, vote_value
+
+    spec = world.spec
+    shares = np.asarray(spec.school_shares, float) / np.sum(spec.school_shares)
+    margins = np.stack([world.pairs[f"margin_{k}"].to_numpy() for k in range(spec.n_schools)], 1)
+    p_plus, p_tie, _ = careful_probs(margins, spec.tau)
+    mean_k, var_k = vote_value(p_plus, p_tie)
+    ambiguity = var_k @ shares
+    pluralism = ((mean_k - (mean_k @ shares)[:, None]) ** 2) @ shares
+    school = dict(zip(world.reviewers["reviewer_id"], world.reviewers["school_index"],
+                      strict=True))
+    row = {p: i for i, p in enumerate(world.pairs["pair_id"].to_list())}
+    j = world.judgments
+    own = margins[[row[p] for p in j["pair_id"]], [school[r] for r in j["reviewer_id"]]]
+    against = (~j["careful"].to_numpy()) & (j["outcome"].to_numpy() != np.sign(own))
+    lapsed = np.bincount([row[p] for p in j["pair_id"]], against, len(row)) > 0
+    truth = pl.DataFrame({"pair_id": world.pairs["pair_id"], "is_pluralism": pluralism > ambiguity,
+                          "is_ambiguous": ambiguity >= ambiguous_bar, "is_noise": lapsed})
+    return truth.with_columns(is_clear=~(pl.col("is_pluralism") | pl.col("is_ambiguous")
+                                         | pl.col("is_noise")))
+
+
+def pair_verdict_scores(world: World, pair_estimates: pl.DataFrame,
+                        ambiguous_bar: float = 0.13) -> dict[str, float]:
+    """How often each pair verdict is true of its pair (:func:`pair_truth`), and the share of
+    pairs left ``unsettled``: ``pair_<verdict>_prec`` (NaN where the verdict was never given)
+    and ``pair_unsettled``."""
+    t = pair_estimates.select("pair_id", "verdict").join(pair_truth(world, ambiguous_bar),
+                                                         on="pair_id")
+    out: dict[str, float] = {"pair_unsettled": float((t["verdict"] == "unsettled").mean())}
+    # the rule before ``noise_probability`` called every unsettled pair noise
+    before = t.filter(pl.col("verdict").is_in(["noise", "unsettled"]))
+    out["pair_noise_before_prec"] = (float(before["is_noise"].mean())  # type: ignore[arg-type]
+                                     if before.height else float("nan"))
+    for verdict, truth in (("noise", "is_noise"), ("pluralism", "is_pluralism"),
+                           ("ambiguous", "is_ambiguous"), ("clear", "is_clear")):
+        given = t.filter(pl.col("verdict") == verdict)
+        out[f"pair_{verdict}_prec"] = (float(given[truth].mean()) if given.height  # type: ignore[arg-type]
+                                       else float("nan"))
+        out[f"pair_{verdict}_n"] = float(given.height)
+    return out

@@ -64,6 +64,10 @@ from that story in one named way each, with the truth needed to score any method
   (70 / 30), where a fast careful reviewer of the minority also disagrees with the majority on
   its contested pairs (the other worlds carry no times, so the audit's speed check is silent
   there);
+* ``crossed_views``: four schools made of two independent questions (say, strict or lenient on
+  safety, terse or full on detail: 60 / 40 and 70 / 30, crossed), each contested pair turning on
+  one of them, where every other world's schools differ on one set of pairs; the model holds at
+  most three schools, so the split it misses must not be read as lapses;
 * ``story``: the model's own story (two schools, 15% rushed), as a control.
 
 Each judgment's truth carries the probability of the observed outcome under a careful judgment
@@ -82,7 +86,7 @@ import polars as pl
 from scipy.special import expit
 
 LapseMode = Literal["first", "uniform", "longer", "model", "tie", "label"]
-SchoolMode = Literal["contested", "content"]
+SchoolMode = Literal["contested", "content", "crossed"]
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,8 @@ class WorldSpec:
     rate_every_pair: bool = False  # every reviewer judges every pair (few-rater panels)
     workload_sigma: float = 0.8  # lognormal spread of reviewer workloads
     school_shares: tuple[float, ...] = (0.65, 0.35)
-    school_mode: SchoolMode = "contested"  # how schools differ: random pairs, or through content
+    # how schools differ: on random pairs, through content, or on two crossed questions (4)
+    school_mode: SchoolMode = "contested"
     contested_share: float = 0.20  # contested mode: share of pairs where schools differ
     content_strength: float = 1.6  # content mode: weight of the hidden content direction
     consensus_sd: float = 2.0
@@ -182,6 +187,8 @@ WORLDS: dict[str, WorldSpec] = {
                            ring_share=0.6, lapse_mode="uniform"),
     "fatigue": WorldSpec(name="fatigue", school_shares=(1.0,), rushed_share=0.0,
                          fatigue_share=0.2, lapse_mode="uniform", rushed_lapse=(0.35, 0.55)),
+    "crossed_views": WorldSpec(name="crossed_views", school_mode="crossed", n_reviewers=100,
+                               school_shares=(0.42, 0.18, 0.28, 0.12), contested_share=0.3),
     "story": WorldSpec(name="story"),
     "reversed": WorldSpec(name="reversed", school_shares=(1.0,), rushed_share=0.15,
                           reversed_share=0.06),
@@ -298,6 +305,9 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         spec = WORLDS[spec]
     if seed is not None:
         spec = replace(spec, seed=seed)
+    if spec.school_mode == "crossed" and spec.n_schools != 4:
+        raise ValueError(f"school_mode 'crossed' crosses two two-way questions into 4 schools; "
+                         f"world {spec.name!r} has {spec.n_schools} school shares: give 4")
     rng = np.random.default_rng(spec.seed)
     n_r, n_j, n_k = spec.n_reviewers, spec.n_pairs, spec.n_schools
     shares = np.asarray(spec.school_shares, float) / np.sum(spec.school_shares)
@@ -354,6 +364,17 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
             side = [1.0, -1.0, 0.0][k % 3] if n_k == 3 else (1.0 if k % 2 == 0 else -1.0)
             dev = sign * side * rng.uniform(1.5, 3.0, n_j) if side else rng.normal(0, 0.3, n_j)
             margins[:, k] = np.where(contested, dev, margins[:, k])
+        consensus = np.where(contested, margins @ shares, consensus)
+    elif spec.school_mode == "crossed":
+        # two independent views (say, strict or lenient on safety; terse or full on detail):
+        # school k holds view (k // 2) on the first question and (k % 2) on the second, and a
+        # contested pair turns on one question, each with half of them
+        contested = (~ambiguous) & (rng.random(n_j) < spec.contested_share)
+        axis = rng.integers(0, 2, n_j)
+        dev = rng.choice([-1.0, 1.0], size=n_j) * rng.uniform(1.5, 3.0, n_j)
+        for k in range(n_k):
+            view = np.where(axis == 0, k // 2, k % 2)
+            margins[:, k] = np.where(contested, np.where(view == 0, dev, -dev), margins[:, k])
         consensus = np.where(contested, margins @ shares, consensus)
     elif n_k > 1:  # content: school k weighs the hidden content direction with its own sign
         directions = np.linspace(1.0, -1.0, n_k) * spec.content_strength

@@ -13,6 +13,7 @@ from dissensus.models.annotator.decomposition import (
     components,
     decompose_draws,
     decompose_states,
+    verdicts,
 )
 from dissensus.models.annotator.evidence import prob_above
 from dissensus.models.annotator.lattice import make_lattice
@@ -153,7 +154,7 @@ def test_decomposition_is_the_law_of_total_variance() -> None:
     assert plur[1] == pytest.approx(0.0) and plur[2] == pytest.approx(0.0)
     assert plur[0] > amb[0] * 0.5
     weights = np.eye(3)
-    dec = decompose_states(margins, weights, pop, 0.94)
+    dec = decompose_states(margins, weights, pop, 0.94, 0.13)
     sums = dec.noise_share + dec.pluralism_share + dec.ambiguity_share
     assert np.allclose(sums, 1.0)
 
@@ -188,7 +189,27 @@ def test_draws_decomposition_is_the_same_in_blocks() -> None:
     values, weights = binned_biases(rng.normal(0.0, 0.4, size=500))
     assert values.size <= 15 and np.isclose(weights.sum(), 1.0)
     pop = Population(np.array([0.6, 0.4]), 0.3, 0.08, values, weights)
-    whole = decompose_draws(draws, pop, 0.94)
-    blocks = decompose_draws(draws, pop, 0.94, block=200)  # 5 pairs per block
-    for name in ("p_first", "noise_share", "pluralism_share", "share_low", "p_pluralism"):
+    whole = decompose_draws(draws, pop, 0.94, 0.13)
+    blocks = decompose_draws(draws, pop, 0.94, 0.13, block=200)  # 5 pairs per block
+    for name in ("p_first", "noise_share", "pluralism_share", "share_low", "p_pluralism",
+                 "p_ambiguous"):
         np.testing.assert_allclose(getattr(blocks, name), getattr(whole, name))
+
+
+def test_noise_is_named_only_where_a_departing_lapse_is_credible() -> None:
+    """Three pairs with the same disagreement and expected lapses: the one whose departing
+    votes hold a lapse at 0.9 is noise, the one at 0.5 is unsettled, and a pair whose votes
+    carry too few expected lapses stays clear, whatever the departing probability."""
+    pop = Population(np.array([1.0]), tau=0.35, lapse_mean=0.1,
+                     bias_values=np.array([0.0]), bias_weights=np.array([1.0]))
+    dec = decompose_states(np.array([[3.0], [3.0], [3.0]]), np.eye(3), pop, 0.94, 0.13)
+    assert np.all(dec.p_ambiguous == 0.0)
+    said = verdicts(dec, np.array([True, True, True]), np.array([1.0, 1.0, 0.2]),
+                    np.array([0.9, 0.5, 0.9]), n_schools=1, pluralism_probability=0.5,
+                    ambiguity_min_variance=0.13, noise_min_lapses=0.5, noise_probability=0.8)
+    assert said == ["noise", "unsettled", "clear"]
+    # the bar at 0 reads every such pair as noise, as fits before the bar did
+    assert verdicts(dec, np.array([True, True, True]), np.array([1.0, 1.0, 0.2]),
+                    np.array([0.9, 0.5, 0.9]), n_schools=1, pluralism_probability=0.5,
+                    ambiguity_min_variance=0.13, noise_min_lapses=0.5,
+                    noise_probability=0.0) == ["noise", "noise", "clear"]

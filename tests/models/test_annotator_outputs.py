@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from dissensus.models.annotator.config import SETTINGS_ADDED_LATER, AnnotatorConfig
+from dissensus.models.annotator.decomposition import VERDICTS
 from dissensus.models.annotator.errors import AnnotatorDataError
 from dissensus.models.annotator.estimator import (
     PAIR_COLUMNS,
@@ -47,7 +48,7 @@ def test_values_are_well_formed(model: AnnotatorModel, frame: pl.DataFrame) -> N
     pairs = model.pair_estimates_
     total = pairs["noise_share"] + pairs["pluralism_share"] + pairs["ambiguity_share"]
     assert np.allclose(total.to_numpy(), 1.0, atol=1e-12)
-    assert set(pairs["verdict"].unique()) <= {"clear", "noise", "pluralism", "ambiguous"}
+    assert set(pairs["verdict"].unique()) <= set(VERDICTS)
     assert pairs["n_votes"].sum() == frame.height
     assert pairs["p_first"].is_between(0, 1).all()
     rev = model.reviewer_estimates_

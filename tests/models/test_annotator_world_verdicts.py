@@ -7,7 +7,11 @@ from __future__ import annotations
 import polars as pl
 
 from dissensus.models.annotator import AnnotatorConfig, AnnotatorModel
-from dissensus.models.annotator.world_scores import verdict_scores
+from dissensus.models.annotator.world_scores import (
+    pair_truth,
+    pair_verdict_scores,
+    verdict_scores,
+)
 from dissensus.models.annotator.worlds import WORLDS, World, simulate_world
 
 
@@ -175,3 +179,30 @@ def test_a_rushed_majority_is_ranked_last_and_the_lapse_bound_is_said() -> None:
     assert model.n_schools_ == 1
     assert any("schools not kept: with lapses that lean toward a reply property" in w
                for w in diagnostics["warnings"])
+
+
+def test_two_independent_views_flag_no_careful_reviewer_and_name_noise_only_when_credible(
+) -> None:
+    # crossed_views: four schools made of two independent questions; the fit holds at most
+    # three and picks two on this draw, so the other question's splits look like lapses. No
+    # careful reviewer may be flagged for it, and a pair is called noise only where a lapse is
+    # credible: the old rule (noise wherever the votes disagree and carry half an expected
+    # lapse, now noise + unsettled) was true of a third of its pairs
+    world, model, scores = _fit("crossed_views", 0)
+    assert model.n_schools_ == 2 and scores["careful_flagged_n"] == 0
+    pairs = pair_verdict_scores(world, model.pair_estimates_)
+    truth = model.pair_estimates_.join(pair_truth(world), on="pair_id")
+    old_rule = truth.filter(pl.col("verdict").is_in(["noise", "unsettled"]))["is_noise"].mean()
+    assert old_rule < 0.4 and pairs["pair_noise_prec"] >= 0.6 and pairs["pair_noise_n"] >= 20
+    assert pairs["pair_unsettled"] > 0.2
+    notes = model.fit_summary_["diagnostics"]["verdict_notes"]
+    assert any("are unsettled: their votes disagree" in n for n in notes)
+
+
+def test_noise_verdicts_on_the_models_own_story_are_mostly_true() -> None:
+    # the story world (two schools, 15% rushed, no tags): the old rule's noise was true of 40%
+    # of its pairs on this draw, the credible-lapse rule's of three in four
+    world, model, _ = _fit("story", 0)
+    pairs = pair_verdict_scores(world, model.pair_estimates_)
+    assert pairs["pair_noise_prec"] >= 0.7 and pairs["pair_noise_n"] >= 40
+    assert pairs["pair_ambiguous_prec"] >= 0.75 and pairs["pair_pluralism_prec"] >= 0.7
