@@ -19,6 +19,10 @@ One table is printed, one row per world and method (means over seeds):
   probability >= the fit summary's 0.8), ``ari_placed`` -- the ARI among them, and in a world
   without schools ``false_placed`` -- careful reviewers placed in a minority school that is not
   there;
+* pair verdicts against what is true of each pair (``world_scores.pair_truth``): ``noise_prec``,
+  ``plur_prec``, ``amb_prec`` -- how often the verdict is true of the pairs it is given to;
+  ``noise_before`` -- the same for the rule before ``noise_probability`` (noise + unsettled);
+  ``pairs_unsettled`` -- share of pairs whose cause the votes cannot tell;
 * ``seconds`` and ``x_glad`` -- fit time and its ratio to GLAD's on the same votes (target <= 5).
 
 Peers rank reviewers only (they have no flags or intervals); crowd-kit is the ``bench`` extra.

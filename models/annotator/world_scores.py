@@ -198,7 +198,8 @@ def pair_truth(world: World, ambiguous_bar: float = 0.13) -> pl.DataFrame:
     Not exclusive: ``is_pluralism`` (the schools' careful vote means differ more than careful
     reviewers of one school do, the decomposition's own test on the true margins),
     ``is_ambiguous`` (careful within-school vote variance ``>= ambiguous_bar``), ``is_noise`` (at
-    least one lapse voted against its reviewer's school), and ``is_clear`` (none of them)."""
+    least one lapse, or one reversed reviewer's vote, went against its reviewer's school), and
+    ``is_clear`` (none of them)."""
     from .likelihood import careful_probs, vote_value
 
     spec = world.spec
@@ -213,7 +214,11 @@ def pair_truth(world: World, ambiguous_bar: float = 0.13) -> pl.DataFrame:
     row = {p: i for i, p in enumerate(world.pairs["pair_id"].to_list())}
     j = world.judgments
     own = margins[[row[p] for p in j["pair_id"]], [school[r] for r in j["reviewer_id"]]]
-    against = (~j["careful"].to_numpy()) & (j["outcome"].to_numpy() != np.sign(own))
+    # a vote that does not carry its reviewer's view: a lapse, or a reversed reviewer's vote
+    # (swapped buttons), against the reviewer's school
+    reversed_ids = set(world.reviewers.filter(pl.col("is_reversed"))["reviewer_id"])
+    astray = (~j["careful"].to_numpy()) | j["reviewer_id"].is_in(list(reversed_ids)).to_numpy()
+    against = astray & (j["outcome"].to_numpy() != np.sign(own))
     lapsed = np.bincount([row[p] for p in j["pair_id"]], against, len(row)) > 0
     truth = pl.DataFrame({"pair_id": world.pairs["pair_id"], "is_pluralism": pluralism > ambiguity,
                           "is_ambiguous": ambiguity >= ambiguous_bar, "is_noise": lapsed})
