@@ -64,6 +64,10 @@ from that story in one named way each, with the truth needed to score any method
   (70 / 30), where a fast careful reviewer of the minority also disagrees with the majority on
   its contested pairs (the other worlds carry no times, so the audit's speed check is silent
   there);
+* ``lapse_on_close``: lapses that come where a pair is hard, four times likelier on a close pair
+  (|consensus margin| < 1) than on a clear one, each reviewer's lapse rate kept on average,
+  where every other world draws a reviewer's lapses independently of the pair (a lapse then
+  hides among careful reviewers' own splits);
 * ``crossed_views``: four schools made of two independent questions (say, strict or lenient on
   safety, terse or full on detail: 60 / 40 and 70 / 30, crossed), each contested pair turning on
   one of them, where every other world's schools differ on one set of pairs; the model holds at
@@ -136,6 +140,9 @@ class WorldSpec:
     # display order not randomised: every reviewer of a pair sees the same reply first, the one
     # the consensus favours with this probability (0: a coin flip per judgment, as elsewhere)
     better_first: float = 0.0
+    # lapses that come where a pair is hard: this many times likelier on a close pair
+    # (|consensus margin| < 1) than on a clear one, each reviewer's lapse rate kept on average
+    close_lapse_ratio: float = 1.0
     tau: float = 0.35  # careful tie threshold (ordered logit)
     # careful reviewers with a tie taste of their own: this share of them call "about equal"
     # unless a pair is clear, each with a tie threshold drawn from tie_taste_tau
@@ -189,6 +196,8 @@ WORLDS: dict[str, WorldSpec] = {
                          fatigue_share=0.2, lapse_mode="uniform", rushed_lapse=(0.35, 0.55)),
     "crossed_views": WorldSpec(name="crossed_views", school_mode="crossed", n_reviewers=100,
                                school_shares=(0.42, 0.18, 0.28, 0.12), contested_share=0.3),
+    "lapse_on_close": WorldSpec(name="lapse_on_close", school_shares=(1.0,), rushed_share=0.2,
+                                lapse_mode="uniform", close_lapse_ratio=4.0),
     "story": WorldSpec(name="story"),
     "reversed": WorldSpec(name="reversed", school_shares=(1.0,), rushed_share=0.15,
                           reversed_share=0.06),
@@ -432,7 +441,12 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         # only the answer's odds, as for any lapse: it knows habits, not the ring's draws)
         ring_answer = np.where(rng.random(n_j) < 0.5, 1, -1)
         lapse_y = np.where(ring[r_idx], ring_answer[j_idx], lapse_y)
-    careful = rng.random(n) >= eps[r_idx]
+    eps_n = eps[r_idx]
+    if spec.close_lapse_ratio != 1.0:  # no draw here: other worlds keep theirs
+        close = np.abs(consensus[j_idx]) < 1.0
+        spread = spec.close_lapse_ratio * close.mean() + (1 - close.mean())
+        eps_n = np.clip(eps_n * np.where(close, spec.close_lapse_ratio, 1.0) / spread, 0.0, 1.0)
+    careful = rng.random(n) >= eps_n
     counts = np.bincount(r_idx, minlength=n_r)
     sequence = np.zeros(n, np.int64)
     fatigued = np.zeros(n_r, bool)

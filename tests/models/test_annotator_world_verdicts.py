@@ -206,3 +206,15 @@ def test_noise_verdicts_on_the_models_own_story_are_mostly_true() -> None:
     pairs = pair_verdict_scores(world, model.pair_estimates_)
     assert pairs["pair_noise_prec"] >= 0.7 and pairs["pair_noise_n"] >= 40
     assert pairs["pair_ambiguous_prec"] >= 0.75 and pairs["pair_pluralism_prec"] >= 0.7
+
+
+def test_lapses_on_close_pairs_flag_only_the_rushed_and_rank_them_low() -> None:
+    # lapses four times likelier on close pairs, where careful reviewers split too: the
+    # lapses hide among the careful splits, yet no careful reviewer may be read as lapsing,
+    # the rushed must still rank low, and a pair called noise must hold a lapse
+    world, model, scores = _fit("lapse_on_close", 1)
+    assert scores["careful_flagged_n"] == 0 and scores["rushed_precision"] == 1.0
+    assert scores["bottom_k_precision"] >= 0.65  # GLAD reaches 0.41 on the suite's draws
+    assert scores["coverage"] >= 0.85 and model.n_schools_ == 1
+    pairs = pair_verdict_scores(world, model.pair_estimates_)
+    assert pairs["pair_noise_prec"] >= 0.8 and pairs["pair_noise_before_prec"] < 0.5
