@@ -19,6 +19,8 @@ else:
     if pairs.height == 0:
         st.info(f"The fit `{fit_id}` wrote no pair estimates.")
         st.stop()
+    for note in h.fit["diagnostics"].get("pair_notes") or []:  # what the votes cannot tell
+        st.info(note)
     left, right = st.columns([1, 2])
     left.altair_chart(charts.verdict_counts(pairs), width="stretch")
     with right:

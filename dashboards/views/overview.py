@@ -43,7 +43,8 @@ else:
             f"school {i}: {w:.0%}" for i, w in enumerate(d["school_weights"])))
     if d.get("verdicts"):
         st.write("Pairs by verdict: " + ", ".join(f"{n} {v:,}" for n, v in d["verdicts"].items()))
-    for note in d.get("verdict_notes") or []:  # what the data cannot support, in words
+    # what the data cannot support, in words: about reviewers, then about pairs
+    for note in (d.get("verdict_notes") or []) + (d.get("pair_notes") or []):
         st.info(note)
     for warning in d.get("warnings") or []:
         st.warning(warning)

@@ -34,7 +34,7 @@ from .errors import NotFittedError, PredictionUnavailableError
 from .evidence import lapse_flagged
 from .inference import fit
 from .lapse_cues import LONGER_LABEL, NO_CUES, SHORTER_LABEL
-from .notes import reversed_reviewers, schools_unseen, verdict_notes
+from .notes import pair_notes, reversed_reviewers, schools_unseen, verdict_notes
 from .predict import (
     PredictiveState,
     beta_interval,
@@ -140,6 +140,7 @@ class AnnotatorModel:
         diagnostics["vote_kappa"] = vote_kappa(d)
         diagnostics["verdict_notes"] = verdict_notes(self.reviewer_estimates_,
                                                      self.pair_estimates_, res, diagnostics, cfg)
+        diagnostics["pair_notes"] = pair_notes(self.pair_estimates_, cfg)
         self.fit_summary_ = {
             "method": res.method,
             "n_schools": int(res.n_schools),

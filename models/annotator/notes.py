@@ -71,7 +71,6 @@ def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
                      "unless the evidence is overwhelming.")
     notes += _placement_notes(reviewers, pairs, res.n_schools, config)
     notes += _taste_notes(res)
-    notes += _unsettled_pair_notes(pairs, config)
     lean = describe_lean(diagnostics.get("lapse_lean") or {})
     if lean:
         notes.append(f"Lapses in this pool lean {lean}; the model reads such votes as lapses, "
@@ -79,8 +78,10 @@ def verdict_notes(reviewers: pl.DataFrame, pairs: pl.DataFrame, res: FitResult,
     return notes
 
 
-def _unsettled_pair_notes(pairs: pl.DataFrame, config: AnnotatorConfig) -> list[str]:
-    """Words for the pairs whose disagreement the votes cannot pin on one cause."""
+def pair_notes(pairs: pl.DataFrame, config: AnnotatorConfig) -> list[str]:
+    """What the data cannot support about *pairs* (``pair_notes`` in the diagnostics; the
+    reviewer audit reads only ``verdict_notes``): the pairs whose disagreement the votes
+    cannot pin on one cause."""
     unsettled = int((pairs["verdict"] == "unsettled").sum()) if pairs.height else 0
     if not unsettled:
         return []
