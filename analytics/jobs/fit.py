@@ -217,8 +217,8 @@ def fit_report_lines(outcome: FitOutcome) -> list[str]:
     lines.append(f"  reviewers flagged: {int(reviewers['flagged'].sum())} of {reviewers.height}"
                  + flag_kind_counts(reviewers))
     lines.extend(f"  [yellow]{note}[/]" for note in diagnostics.get("verdict_notes") or [])
-    verdicts = diagnostics.get("verdicts", {})
     lines.extend(f"  [yellow]{note}[/]" for note in diagnostics.get("pair_notes") or [])
+    verdicts = diagnostics.get("verdicts", {})
     lines.append("  pairs by verdict: " + ", ".join(
         f"{name} {verdicts.get(name, 0):,}" for name in VERDICTS))
     if diagnostics.get("response_pooling"):

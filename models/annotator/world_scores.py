@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from .decomposition import Population, components
 from .notes import PLACED_PROBABILITY
 from .worlds import World
 
@@ -200,26 +201,24 @@ def pair_truth(world: World, ambiguous_bar: float = 0.13) -> pl.DataFrame:
     ``is_ambiguous`` (careful within-school vote variance ``>= ambiguous_bar``), ``is_noise`` (at
     least one lapse, or one reversed reviewer's vote, went against its reviewer's school), and
     ``is_clear`` (none of them)."""
-    from .likelihood import careful_probs, vote_value
-
     spec = world.spec
     shares = np.asarray(spec.school_shares, float) / np.sum(spec.school_shares)
     margins = np.stack([world.pairs[f"margin_{k}"].to_numpy() for k in range(spec.n_schools)], 1)
-    p_plus, p_tie, _ = careful_probs(margins, spec.tau)
-    mean_k, var_k = vote_value(p_plus, p_tie)
-    ambiguity = var_k @ shares
-    pluralism = ((mean_k - (mean_k @ shares)[:, None]) ** 2) @ shares
-    school = dict(zip(world.reviewers["reviewer_id"], world.reviewers["school_index"],
-                      strict=True))
-    row = {p: i for i, p in enumerate(world.pairs["pair_id"].to_list())}
-    j = world.judgments
-    own = margins[[row[p] for p in j["pair_id"]], [school[r] for r in j["reviewer_id"]]]
+    # the decomposition's careful parts, on the true margins (lapses and biases play no part)
+    _, pluralism, ambiguity = components(margins, Population(
+        shares, spec.tau, lapse_mean=0.0, bias_values=np.zeros(1), bias_weights=np.ones(1)))
+    votes = (world.judgments.select("pair_id", "reviewer_id", "careful", "outcome")
+             .join(world.pairs.select("pair_id", pl.int_range(pl.len()).alias("pair_index")),
+                   on="pair_id", how="left", maintain_order="left")
+             .join(world.reviewers.select("reviewer_id", "school_index", "is_reversed"),
+                   on="reviewer_id", how="left", maintain_order="left"))
+    pair_index = votes["pair_index"].to_numpy()
+    own = margins[pair_index, votes["school_index"].to_numpy()]
     # a vote that does not carry its reviewer's view: a lapse, or a reversed reviewer's vote
     # (swapped buttons), against the reviewer's school
-    reversed_ids = set(world.reviewers.filter(pl.col("is_reversed"))["reviewer_id"])
-    astray = (~j["careful"].to_numpy()) | j["reviewer_id"].is_in(list(reversed_ids)).to_numpy()
-    against = astray & (j["outcome"].to_numpy() != np.sign(own))
-    lapsed = np.bincount([row[p] for p in j["pair_id"]], against, len(row)) > 0
+    astray = ~votes["careful"].to_numpy() | votes["is_reversed"].to_numpy()
+    against = astray & (votes["outcome"].to_numpy() != np.sign(own))
+    lapsed = np.bincount(pair_index, against, margins.shape[0]) > 0
     truth = pl.DataFrame({"pair_id": world.pairs["pair_id"], "is_pluralism": pluralism > ambiguity,
                           "is_ambiguous": ambiguity >= ambiguous_bar, "is_noise": lapsed})
     return truth.with_columns(is_clear=~(pl.col("is_pluralism") | pl.col("is_ambiguous")
