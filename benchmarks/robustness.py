@@ -11,7 +11,10 @@ One table is printed, one row per world and method (means over seeds):
   not have; ``rushed_prec`` / ``rushed_rec`` -- precision and recall of the flags for rushed
   reviewers (targets >= 0.7);
 * ``bottom_k`` -- rushed reviewers among the bottom k by reliability (k = number rushed), and
-  ``vs_oracle`` its ratio to the oracle's (target >= 0.95);
+  ``vs_oracle`` its ratio to the oracle's (target >= 0.95); ``vs_blind`` the same against the
+  margin-blind oracle (method ``oracle_blind``: it knows everything the oracle knows but the
+  pairs' margins, :func:`~dissensus.models.annotator.world_scores.margin_blind_oracle_reliability`),
+  whose recall and bottom k are what the votes allow once every reviewer's parameters are known;
 * ``gap_pts`` -- careful minority flagged minus careful majority flagged, points (target <= 3);
 * ``coverage`` -- true reliability inside the 94% interval (target >= 0.85);
 * ``k_right`` -- the number of schools chosen is the true one (target >= 0.9), ``ari`` -- schools;
@@ -56,6 +59,7 @@ from dissensus.models.annotator import AnnotatorConfig, AnnotatorModel
 from dissensus.models.annotator.world_rows import comparison_rows
 from dissensus.models.annotator.world_scores import (
     audit_scores,
+    margin_blind_oracle_reliability,
     oracle_reliability,
     pair_verdict_scores,
     verdict_scores,
@@ -70,7 +74,7 @@ PEERS: dict[str, Callable[[pl.DataFrame], pd.Series]] = {
 }
 COLUMNS = ["careful_flagged", "careful_flagged_n", "careful_bias_flagged", "rushed_prec",
            "rushed_rec", "bottom_k",
-           "vs_oracle", "gap_pts", "coverage", "k_right", "ari", "placed", "ari_placed",
+           "vs_oracle", "vs_blind", "gap_pts", "coverage", "k_right", "ari", "placed", "ari_placed",
            "false_placed", "reversed_found",
            "ok_rushed_before", "ok_rushed", "unsettled", "noise_before", "noise_prec",
            "plur_prec", "amb_prec", "pairs_unsettled", "seconds", "x_glad"]
@@ -132,10 +136,13 @@ def run_world(name: str, seed: int, config: AnnotatorConfig,
         rows.append({"world": name, "seed": seed, "method": peer, "seconds": peer_seconds[peer],
                      **verdict_scores(world, series_frame(series))})
     oracle = verdict_scores(world, oracle_reliability(world))
+    blind = verdict_scores(world, margin_blind_oracle_reliability(world, seed=seed))
     rows.append({"world": name, "seed": seed, "method": "oracle", **oracle})
+    rows.append({"world": name, "seed": seed, "method": "oracle_blind", **blind})
     for row in rows:
-        if "bottom_k_precision" in row and oracle.get("bottom_k_precision"):
-            row["vs_oracle"] = row["bottom_k_precision"] / oracle["bottom_k_precision"]
+        for column, ceiling in (("vs_oracle", oracle), ("vs_blind", blind)):
+            if "bottom_k_precision" in row and ceiling.get("bottom_k_precision"):
+                row[column] = row["bottom_k_precision"] / ceiling["bottom_k_precision"]
         if row.get("seconds") is not None and peer_seconds["glad"] > 0:
             row["x_glad"] = row["seconds"] / peer_seconds["glad"]
     return rows
@@ -314,8 +321,9 @@ def main(argv: list[str] | None = None) -> pl.DataFrame:
     rows: list[dict[str, Any]] = []
     for name in [w for w in args.worlds.split(",") if w]:
         for seed in range(args.seeds):
-            rows.extend(run_world(name, seed, config, votes))
-            done = rows[-6]
+            drawn = run_world(name, seed, config, votes)
+            rows.extend(drawn)
+            done = drawn[0]  # the fit's row
             print(f"{name} seed {seed}: flagged careful {done.get('careful_flagged_n', 0):.0f}, "
                   f"K {done.get('k_chosen')}, {done['seconds']:.1f} s, verdicts {done['summary']}",
                   flush=True)

@@ -22,6 +22,71 @@ def oracle_reliability(world: World, grid_size: int = 400, lapse_from: float = 0
     ``flagged``: ``P(eps > lapse_from) >= flag_probability``, the flags no method can beat at
     that threshold (the ceiling for flag precision and recall).
     """
+    return _lapse_posterior(world, world.judgments["p_careful"].to_numpy(), grid_size,
+                            lapse_from, flag_probability)
+
+
+def margin_blind_oracle_reliability(world: World, n_candidates: int = 400, seed: int = 0,
+                                    grid_size: int = 400, lapse_from: float = 0.2,
+                                    flag_probability: float = 0.9) -> pl.DataFrame:
+    """:func:`oracle_reliability` without the pair margins: what not knowing them costs.
+
+    Knows every reviewer's school, lapse rate and habits, taste, sharpness and tie threshold,
+    but not the pairs' margins: each judgment's careful-vote probability is the cavity
+    predictive of :func:`margin_blind_careful_probs`. A method that reads only the votes must
+    also learn every reviewer's parameters and the margins' distribution, so this is a ceiling
+    for it too, a tighter one than the oracle's (the margin-blind oracle of :mod:`.oracle`, for
+    any world of the suite). Same columns as :func:`oracle_reliability`.
+    """
+    return _lapse_posterior(world, margin_blind_careful_probs(world, n_candidates, seed),
+                            grid_size, lapse_from, flag_probability)
+
+
+def margin_blind_careful_probs(world: World, n_candidates: int = 400,
+                               seed: int = 0) -> np.ndarray:
+    """Each judgment's careful-vote probability with its pair's margins integrated out.
+
+    The pair's margin vector is integrated over the true margin vectors of up to
+    ``n_candidates`` *other* pairs (their empirical distribution), weighted by the *other*
+    reviewers' votes on the pair, whose parameters are known (the cavity)::
+
+        A_n = sum_c w_{j,-r}(c) P_c(y_n | sharp_r m_{c,k(r)} + offset_n),
+        w_{j,-r}(c) ∝ prod_{n' on j, n' != n} [(1 - eps_r') P_c(y_n' | c) + eps_r' p_lapse_n']
+
+    (each reviewer judges a pair once in these worlds, so the cavity drops one vote). In the
+    world's judgment order.
+    """
+    from scipy.special import expit, logsumexp
+
+    j, spec, reviewers = world.judgments, world.spec, world.reviewers
+    pair_index = {p: i for i, p in enumerate(world.pairs["pair_id"].to_list())}
+    r_index = {r: i for i, r in enumerate(reviewers["reviewer_id"].to_list())}
+    pair = np.array([pair_index[p] for p in j["pair_id"].to_list()])
+    rev = np.array([r_index[r] for r in j["reviewer_id"].to_list()])
+    margins = np.stack([world.pairs[f"margin_{k}"].to_numpy() for k in range(spec.n_schools)],
+                       1)
+    cand = np.random.default_rng(seed).permutation(margins.shape[0])[:n_candidates]
+    school = reviewers["school_index"].to_numpy()[rev]
+    eta = (reviewers["sharpness"].to_numpy()[rev][:, None] * margins[cand][:, school].T
+           + j["eta_offset"].to_numpy()[:, None])  # (N, C)
+    tau = reviewers["tie_threshold"].to_numpy()[rev][:, None]
+    y = j["outcome"].to_numpy()[:, None]
+    p_plus, p_minus = expit(eta - tau), expit(-eta - tau)
+    pc = np.where(y > 0, p_plus, np.where(y < 0, p_minus, np.clip(1 - p_plus - p_minus, 0, 1)))
+    eps = reviewers["lapse_rate"].to_numpy()[rev][:, None]
+    log_v = np.log(np.maximum((1 - eps) * pc + eps * j["p_lapse"].to_numpy()[:, None], 1e-300))
+    per_pair = np.zeros((margins.shape[0], cand.size))
+    np.add.at(per_pair, pair, log_v)
+    log_w = per_pair[pair] - log_v
+    log_w[pair[:, None] == cand[None, :]] = -np.inf  # the pair's own margins are not known
+    log_w -= logsumexp(log_w, axis=1, keepdims=True)
+    return np.sum(np.exp(log_w) * pc, axis=1)
+
+
+def _lapse_posterior(world: World, p_careful: np.ndarray, grid_size: int, lapse_from: float,
+                     flag_probability: float) -> pl.DataFrame:
+    """Each reviewer's lapse posterior on a grid under the world's generating prior, given each
+    judgment's careful-vote probability ``p_careful`` (the world's row order)."""
     spec = world.spec
     grid = np.linspace(0.0, max(0.6, min(spec.rushed_lapse[1] + 0.05, 1.0)), grid_size)
     prior = np.zeros(grid_size)
@@ -42,7 +107,7 @@ def oracle_reliability(world: World, grid_size: int = 400, lapse_from: float = 0
     ids = world.reviewers["reviewer_id"].to_list()
     index = {r: i for i, r in enumerate(ids)}
     r = np.array([index[x] for x in j["reviewer_id"].to_list()])
-    pc, pl_ = j["p_careful"].to_numpy(), j["p_lapse"].to_numpy()
+    pc, pl_ = p_careful, j["p_lapse"].to_numpy()
     loglik = np.zeros((len(ids), grid_size))
     for g, e in enumerate(grid):
         loglik[:, g] = np.bincount(r, np.log(np.maximum((1 - e) * pc + e * pl_, 1e-300)),

@@ -72,6 +72,11 @@ from that story in one named way each, with the truth needed to score any method
   safety, terse or full on detail: 60 / 40 and 70 / 30, crossed), each contested pair turning on
   one of them, where every other world's schools differ on one set of pairs; the model holds at
   most three schools, so the split it misses must not be read as lapses;
+* ``adaptive_overlap``: the story's two schools, collected as labelling platforms collect votes
+  (dynamic overlap): three votes a pair, two more where they are not unanimous, three more
+  where four of those five still do not agree, so how many votes a pair has depends on its
+  votes (every other world fixes that in advance): disagreement is sampled where it is, and
+  most clear pairs keep three votes;
 * ``story``: the model's own story (two schools, 15% rushed), as a control.
 
 Each judgment's truth carries the probability of the observed outcome under a careful judgment
@@ -152,6 +157,11 @@ class WorldSpec:
     # take ~45 s, rushed ones ~12 s, and this share of the careful work as fast as the rushed
     timed: bool = False
     fast_careful_share: float = 0.0
+    # dynamic overlap, as labelling platforms run it: a pair gets the first stage's votes, and
+    # more (up to the next stage) only while its most common answer holds under
+    # overlap_agreement of them (draw votes_per_pair at the last stage); () keeps every vote
+    overlap_stages: tuple[int, ...] = ()
+    overlap_agreement: float = 0.8
     seed: int = 0
 
     @property
@@ -198,6 +208,8 @@ WORLDS: dict[str, WorldSpec] = {
                                school_shares=(0.42, 0.18, 0.28, 0.12), contested_share=0.3),
     "lapse_on_close": WorldSpec(name="lapse_on_close", school_shares=(1.0,), rushed_share=0.2,
                                 lapse_mode="uniform", close_lapse_ratio=4.0),
+    "adaptive_overlap": WorldSpec(name="adaptive_overlap", votes_per_pair=(8, 8),
+                                  overlap_stages=(3, 5, 8)),
     "story": WorldSpec(name="story"),
     "reversed": WorldSpec(name="reversed", school_shares=(1.0,), rushed_share=0.15,
                           reversed_share=0.06),
@@ -294,6 +306,26 @@ def _draw_workload(spec: WorldSpec, rng: np.random.Generator, rushed: np.ndarray
         rows_r.append(rng.choice(n_r, size=n_votes, replace=False, p=p))
         rows_j.append(np.full(n_votes, j))
     return np.concatenate(rows_r), np.concatenate(rows_j)
+
+
+def _overlap_kept(spec: WorldSpec, j_idx: np.ndarray, y: np.ndarray,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Which judgments a dynamic-overlap queue collects: the votes of each pair come in a random
+    order; the first ``overlap_stages[0]`` are always kept, and each next stage's only while
+    the pair's most common answer so far holds under ``overlap_agreement`` of its votes."""
+    n, n_j = j_idx.size, int(j_idx.max()) + 1
+    order = np.lexsort((rng.random(n), j_idx))
+    start = np.searchsorted(j_idx[order], j_idx[order])
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n) - start
+    answer = (y + 1).astype(np.int64)  # 0, 1, 2: the three outcomes
+    upto = np.full(n_j, spec.overlap_stages[0])
+    for stage, following in zip(spec.overlap_stages, spec.overlap_stages[1:], strict=False):
+        seen = rank < stage
+        by_answer = np.bincount(j_idx[seen] * 3 + answer[seen], minlength=3 * n_j).reshape(n_j, 3)
+        settled = by_answer.max(axis=1) >= spec.overlap_agreement * by_answer.sum(axis=1)
+        upto = np.where((upto == stage) & ~settled, following, upto)
+    return rank < upto[j_idx]
 
 
 def work_sequence(r_idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -410,8 +442,10 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         s = pair_first[j_idx]
     if spec.label_task:  # no display order: a bias (and a lapse's lean) points at label A
         s = label_side[j_idx].astype(np.int64)
-    eta = (sharp[r_idx] * margins[j_idx, school[r_idx]] + taste[r_idx] * d_content[j_idx]
-           + 1.5 * length_taste[r_idx] * longer[j_idx] + beta[r_idx] * s)
+    # everything in a careful vote but the pair's margin (the margin-blind oracle swaps that)
+    eta_offset = (taste[r_idx] * d_content[j_idx] + 1.5 * length_taste[r_idx] * longer[j_idx]
+                  + beta[r_idx] * s)
+    eta = sharp[r_idx] * margins[j_idx, school[r_idx]] + eta_offset
     p_plus, p_minus = expit(eta - tau_r[r_idx]), expit(-eta - tau_r[r_idx])
     p_tie = np.clip(1.0 - p_plus - p_minus, 0.0, 1.0)
     v = rng.random(n)
@@ -474,6 +508,11 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         seconds = median_seconds[r_idx] * rng.lognormal(0.0, 0.4, n)
 
     order = np.argsort(j_idx, kind="stable")
+    if spec.overlap_stages:  # drawn only where asked, and last: other worlds keep their draws
+        kept = _overlap_kept(spec, j_idx, y, rng)
+        order = order[kept[order]]
+        counts = np.bincount(r_idx[kept], minlength=n_r)
+    n = order.size
     reviewer_ids = np.array([f"r{i:04d}" for i in range(n_r)])
     pair_ids = np.array([f"p{j:05d}" for j in range(n_j)])
     judgments = pl.DataFrame({
@@ -488,6 +527,7 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
         "outcome": y[order],
         "p_careful": p_careful[order],
         "p_lapse": p_lapse[order],
+        "eta_offset": eta_offset[order],  # a careful vote's log-odds beyond sharpness x margin
         "sequence": sequence[order],  # the judgment's place in its reviewer's work (fatigue)
         "seconds_spent": seconds[order],  # NaN unless the world is timed
     })

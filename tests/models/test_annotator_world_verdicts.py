@@ -220,3 +220,22 @@ def test_lapses_on_close_pairs_flag_only_the_rushed_and_rank_them_low() -> None:
     assert scores["coverage"] >= 0.85 and model.n_schools_ == 1
     pairs = pair_verdict_scores(world, model.pair_estimates_)
     assert pairs["pair_noise_prec"] >= 0.8 and pairs["pair_noise_before_prec"] < 0.5
+
+
+def test_dynamic_overlap_keeps_votes_where_they_disagree_and_flags_no_careful_reviewer() -> None:
+    # votes collected as platforms do: three a pair, more only while they disagree, so how
+    # many votes a pair has depends on its votes; the peers' agreement rates fall (majority
+    # 0.24 among the bottom k on the suite's draws, against 0.36 on the story world)
+    world, model, scores = _fit("adaptive_overlap", 2)
+    per_pair = world.judgments.group_by("pair_id").agg(
+        pl.len().alias("votes"), pl.col("outcome").value_counts(sort=True).first()
+        .struct.field("count").alias("top"))
+    assert set(per_pair["votes"].unique().to_list()) == {3, 5, 8}
+    # a pair stops at three votes only when they agree, at five when four of them do
+    assert (per_pair.filter(pl.col("votes") == 3)["top"] == 3).all()
+    assert (per_pair.filter(pl.col("votes") == 5)["top"] >= 4).all()
+    assert scores["careful_flagged_n"] == 0 and scores["coverage"] >= 0.85
+    assert scores["bottom_k_precision"] >= 0.65 and model.n_schools_ == 2
+    assert scores["school_ari"] >= 0.6
+    pairs = pair_verdict_scores(world, model.pair_estimates_)
+    assert pairs["pair_pluralism_prec"] >= 0.7

@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 from dissensus.models.annotator import AnnotatorConfig, AnnotatorModel
 from dissensus.models.annotator.evidence import lapse_bayes_factor
 from dissensus.models.annotator.priors import anchor_careful_majority
-from dissensus.models.annotator.world_scores import oracle_reliability, verdict_scores
+from dissensus.models.annotator.world_scores import (
+    margin_blind_careful_probs,
+    margin_blind_oracle_reliability,
+    oracle_reliability,
+    verdict_scores,
+)
 from dissensus.models.annotator.worlds import WORLDS, simulate_world
 
 FAST = AnnotatorConfig(max_iter=60)
@@ -155,6 +160,42 @@ def test_oracle_ranks_rushed_reviewers_first() -> None:
     oracle = oracle_reliability(world)
     scores = verdict_scores(world, oracle.drop("reliability_low", "reliability_high"))
     assert scores["bottom_k_precision"] >= 0.6
+
+
+def test_margin_blind_oracle_scores_a_pair_under_other_pairs_margins_only() -> None:
+    # two pairs: every vote on one is scored under the other pair's true margin, as the
+    # generator scores a careful vote (sharpness, the reviewer's offset and tie threshold)
+    from scipy.special import expit
+
+    world = simulate_world(replace(WORLDS["tastes"], n_pairs=2, votes_per_pair=(6, 6)), seed=2)
+    j = world.judgments.join(world.reviewers, on="reviewer_id", how="left", maintain_order="left")
+    margin = dict(zip(world.pairs["pair_id"], world.pairs["margin_0"], strict=True))
+    other = np.array([margin["p00001" if p == "p00000" else "p00000"] for p in j["pair_id"]])
+    eta = j["sharpness"].to_numpy() * other + j["eta_offset"].to_numpy()
+    tau, y = j["tie_threshold"].to_numpy(), j["outcome"].to_numpy()
+    plus, minus = expit(eta - tau), expit(-eta - tau)
+    expected = np.where(y > 0, plus, np.where(y < 0, minus, 1 - plus - minus))
+    assert np.allclose(margin_blind_careful_probs(world), expected)
+    assert not np.allclose(expected, j["p_careful"].to_numpy())  # the own margins differ
+
+
+def test_margin_blind_oracle_is_a_looser_ceiling_that_more_votes_tighten() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    def gap(world) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+        aucs = []
+        for estimates in (oracle_reliability(world), margin_blind_oracle_reliability(world)):
+            t = world.reviewers.join(estimates, on="reviewer_id")
+            aucs.append(roc_auc_score(t["is_rushed"].to_numpy(), -t["reliability"].to_numpy()))
+        return aucs[0] - aucs[1], aucs[1]
+
+    few_gap, few_auc = gap(simulate_world(WORLDS["lapse_uniform"], seed=3))
+    many_gap, _ = gap(simulate_world(replace(WORLDS["lapse_uniform"], votes_per_pair=(12, 16),
+                                             n_pairs=390), seed=3))
+    # 3-8 votes a pair leave the margins uncertain (0.964 against 0.908 on this draw); 12-16
+    # votes on about the same number of judgments pin them down and halve the cost
+    assert few_gap >= 0.03 and few_auc >= 0.85
+    assert many_gap < few_gap
 
 
 @settings(max_examples=40, deadline=None)
