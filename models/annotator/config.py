@@ -72,6 +72,7 @@ SETTINGS_ADDED_LATER: dict[str, object] = {
     "taste_check": False,
     "retry_swinging_start": False,
     "noise_probability": 0.0,
+    "flag_school_floor": 0.0,
 }
 """Settings added after fits were first saved, with the value that reproduces those fits."""
 
@@ -422,6 +423,13 @@ class AnnotatorConfig(BaseModel):
         "the two-school fit (the weaker evidence of the two counts) when that fit came within "
         "this many standard errors of the difference in LOO. Where two schools are clearly "
         "worse, their reading of a reviewer does not bear on a verdict. null: always weigh it."
+    )
+    flag_school_floor: float = Field(
+        0.2, ge=0.0, lt=0.5, description="With schools: a lapse flag must also stand in every "
+        "school a reviewer holds with at least this posterior probability (the weakest "
+        "evidence of those readings counts). Where the fit is unsure which school a reviewer "
+        "holds, the departures that make them look careless under one school may be their "
+        "view under another; a verdict about a person should not hang on that. 0: off."
     )
     taste_check: bool = Field(
         True, description="A lapse flag must also stand when the reviewer may have a "

@@ -102,6 +102,48 @@ def lapse_flagged(result: FitResult, config: AnnotatorConfig) -> NDArray[np.bool
             & (result.lapse_evidence >= config.flag_bayes_factor))
 
 
+def flags_robust_to_placement(result: FitResult, state: GridState,
+                              config: AnnotatorConfig) -> list[str]:
+    """Keep a lapse flag of a fit with schools only where it stands in every school the
+    reviewer may hold.
+
+    The lapse posterior of reviewer ``r`` given school ``k`` is their posterior restricted to
+    that school, ``p(eps | y_r, k) ∝ sum_b p(k, eps, b | y_r)``. For every school with
+    ``P(k | y_r) >= flag_school_floor`` the flag's two tests (the probability of a lapse rate
+    above ``1 - flag_min_reliability`` and the Bayes factor against the pool) are read under
+    that school, and the weakest reading counts, as :func:`flags_robust_to_schools` does across
+    the number of schools. A careful reviewer of a minority school whom the fit places in the
+    majority at 0.74 looks careless there and careful in their own school; a rushed reviewer's
+    lapses fall on pairs at random and look like lapses in any school.
+    """
+    floor = config.flag_school_floor
+    if state.n_schools < 2 or floor <= 0:
+        return []
+    post = state.reviewer_post.sum(axis=3)  # (R, K, G)
+    placed = post.sum(axis=2)
+    placed = placed / np.maximum(placed.sum(axis=1, keepdims=True), 1e-300)
+    grid, lapse_from = state.lapse_grid, 1 - config.flag_min_reliability
+    p_min = np.full(post.shape[0], np.inf)
+    evidence_min = np.full(post.shape[0], np.inf)
+    for k in range(state.n_schools):
+        held = placed[:, k] >= floor
+        if not held.any():
+            continue
+        within = post[held, k] + 1e-300  # conditional on school k (rows renormalised below)
+        p_min[held] = np.minimum(p_min[held], prob_above(within, grid, lapse_from))
+        evidence_min[held] = np.minimum(evidence_min[held], lapse_bayes_factor(
+            within, state.lapse_prior, grid, config.careful_lapse_limit, lapse_from))
+    before = lapse_flagged(result, config)
+    result.p_unreliable = np.minimum(result.p_unreliable, p_min)
+    result.lapse_evidence = np.minimum(result.lapse_evidence, evidence_min)
+    dropped = int(np.sum(before & ~lapse_flagged(result, config)))
+    if not dropped:
+        return []
+    return [f"{dropped} reviewer(s) not flagged: the fit is unsure which school they hold (two "
+            f"or more at {floor:.0%} or more each), and their disagreement looks like lapses "
+            "under one school but like that school's view under another"]
+
+
 def one_school_won_narrowly(one_loo: FloatArray, two_loo: FloatArray,
                             within_se: float | None) -> bool:
     """Whether the two-school fit's pointwise LOO ``two_loo`` came within ``within_se``

@@ -25,7 +25,11 @@ from numpy.typing import NDArray
 
 from .config import AnnotatorConfig
 from .data import EncodedFrame
-from .evidence import flags_robust_to_schools, one_school_won_narrowly
+from .evidence import (
+    flags_robust_to_placement,
+    flags_robust_to_schools,
+    one_school_won_narrowly,
+)
 from .grid_em import GridEM, GridState
 from .judgments import Judgments
 from .lapse_cues import lean_score_test
@@ -329,6 +333,8 @@ def fit_em(
         if one_school_won_narrowly(states[1].loo, two_state.loo,
                                    config.one_school_flag_check_se):
             notes.extend(flags_robust_to_schools(result, two, config))
+    if chosen > 1:
+        notes.extend(flags_robust_to_placement(result, final, config))
     if not enc.cues.label_order:  # in a label task a lean toward one label is the bias term
         t_k = time.perf_counter()
         notes.extend(flags_robust_to_taste(result, final, data, config, enc.cues.names,

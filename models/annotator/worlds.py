@@ -72,6 +72,10 @@ from that story in one named way each, with the truth needed to score any method
   safety, terse or full on detail: 60 / 40 and 70 / 30, crossed), each contested pair turning on
   one of them, where every other world's schools differ on one set of pairs; the model holds at
   most three schools, so the split it misses must not be read as lapses;
+* ``sloppy_minority``: the story's two schools (70 / 30), where the minority's careful
+  reviewers also lapse a little more (6-16% of their votes, under the 20% a flag is for,
+  against 0-8% for the majority), where every other world draws one careful range for all:
+  their view and their slips both depart from the majority, and only the slips are lapses;
 * ``adaptive_overlap``: the story's two schools, collected as labelling platforms collect votes
   (dynamic overlap): three votes a pair, two more where they are not unanimous, three more
   where four of those five still do not agree, so how many votes a pair has depends on its
@@ -157,6 +161,10 @@ class WorldSpec:
     # take ~45 s, rushed ones ~12 s, and this share of the careful work as fast as the rushed
     timed: bool = False
     fast_careful_share: float = 0.0
+    # careful reviewers of the minority schools (school 1, 2, ...) lapse at rates in this range
+    # instead of careful_lapse (the same draw, rescaled): a view that comes with a little more
+    # carelessness; None: every careful reviewer as careful_lapse
+    minority_careful_lapse: tuple[float, float] | None = None
     # dynamic overlap, as labelling platforms run it: a pair gets the first stage's votes, and
     # more (up to the next stage) only while its most common answer holds under
     # overlap_agreement of them (draw votes_per_pair at the last stage); () keeps every vote
@@ -208,6 +216,8 @@ WORLDS: dict[str, WorldSpec] = {
                                school_shares=(0.42, 0.18, 0.28, 0.12), contested_share=0.3),
     "lapse_on_close": WorldSpec(name="lapse_on_close", school_shares=(1.0,), rushed_share=0.2,
                                 lapse_mode="uniform", close_lapse_ratio=4.0),
+    "sloppy_minority": WorldSpec(name="sloppy_minority", school_shares=(0.7, 0.3),
+                                 minority_careful_lapse=(0.06, 0.16)),
     "adaptive_overlap": WorldSpec(name="adaptive_overlap", votes_per_pair=(8, 8),
                                   overlap_stages=(3, 5, 8)),
     "story": WorldSpec(name="story"),
@@ -372,6 +382,10 @@ def simulate_world(spec: WorldSpec | str, seed: int | None = None) -> World:
     eps = np.where(rushed, rng.uniform(*spec.rushed_lapse, n_r),
                    rng.uniform(*spec.careful_lapse, n_r))
     beta = np.where(biased, rng.uniform(0.8, 1.5, n_r), 0.0)
+    if spec.minority_careful_lapse is not None:  # the same draw rescaled: no draw added
+        (lo, hi), (lo2, hi2) = spec.careful_lapse, spec.minority_careful_lapse
+        rescaled = lo2 + (eps - lo) / max(hi - lo, 1e-12) * (hi2 - lo2)
+        eps = np.where(~rushed & (school > 0), rescaled, eps)
     taste = rng.normal(0.0, spec.taste_sd, n_r) if spec.taste_sd else np.zeros(n_r)
     length_taste = (~rushed) & (rng.random(n_r) < spec.length_taste_share)
     reversed_ = ((~rushed) & (rng.random(n_r) < spec.reversed_share) if spec.reversed_share

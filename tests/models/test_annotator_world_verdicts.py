@@ -239,3 +239,28 @@ def test_dynamic_overlap_keeps_votes_where_they_disagree_and_flags_no_careful_re
     assert scores["school_ari"] >= 0.6
     pairs = pair_verdict_scores(world, model.pair_estimates_)
     assert pairs["pair_pluralism_prec"] >= 0.7
+
+
+def test_a_careful_minority_reviewer_the_fit_cannot_place_is_not_flagged() -> None:
+    # the minority's careful reviewers also slip a little more (6-16% of their votes, under
+    # the 20% a flag is for): one of them (r0047, 204 votes, true rate 0.13) is placed in the
+    # majority school at 0.74, where their view reads as lapses (reliability 0.64, votes
+    # favouring lapses 62 to 1); in their own school they are careful (both oracles: 0.91)
+    world = simulate_world(WORLDS["sloppy_minority"], seed=0)
+    careful = world.reviewers.filter(~pl.col("is_rushed"))
+    minority = careful.filter(pl.col("school_index") > 0)["lapse_rate"]
+    assert minority.min() >= 0.06 and minority.max() <= 0.16
+    assert careful.filter(pl.col("school_index") == 0)["lapse_rate"].max() <= 0.08
+    frame = world.model_frame()
+    flagged = {}
+    for floor in (0.2, 0.0):  # the default, and the check off
+        model = AnnotatorModel(AnnotatorConfig(flag_school_floor=floor)).fit(frame)
+        est = model.reviewer_estimates_.filter(pl.col("reviewer_id") == "r0047")
+        assert est["school"][0] == 0 and 0.6 <= est["school_probability"][0] <= 0.9
+        flagged[floor] = bool(est["flagged"][0])
+        if floor:
+            notes = " ".join(model.fit_summary_["diagnostics"]["warnings"])
+            assert "not flagged: the fit is unsure which school they hold" in notes
+            scores = verdict_scores(world, model.reviewer_estimates_, model.n_schools_)
+            assert scores["careful_flagged_n"] <= 1 and scores["rushed_precision"] >= 0.5
+    assert flagged == {0.2: False, 0.0: True}
