@@ -56,7 +56,9 @@ def margin_blind_careful_probs(world: World, n_candidates: int = 400,
     (each reviewer judges a pair once in these worlds, so the cavity drops one vote). In the
     world's judgment order.
     """
-    from scipy.special import expit, logsumexp
+    from scipy.special import logsumexp
+
+    from .likelihood import careful_probs
 
     j, spec, reviewers = world.judgments, world.spec, world.reviewers
     pair_index = {p: i for i, p in enumerate(world.pairs["pair_id"].to_list())}
@@ -71,8 +73,8 @@ def margin_blind_careful_probs(world: World, n_candidates: int = 400,
            + j["eta_offset"].to_numpy()[:, None])  # (N, C)
     tau = reviewers["tie_threshold"].to_numpy()[rev][:, None]
     y = j["outcome"].to_numpy()[:, None]
-    p_plus, p_minus = expit(eta - tau), expit(-eta - tau)
-    pc = np.where(y > 0, p_plus, np.where(y < 0, p_minus, np.clip(1 - p_plus - p_minus, 0, 1)))
+    p_plus, p_tie, p_minus = careful_probs(eta, tau)  # type: ignore[arg-type]
+    pc = np.where(y > 0, p_plus, np.where(y < 0, p_minus, p_tie))
     eps = reviewers["lapse_rate"].to_numpy()[rev][:, None]
     log_v = np.log(np.maximum((1 - eps) * pc + eps * j["p_lapse"].to_numpy()[:, None], 1e-300))
     per_pair = np.zeros((margins.shape[0], cand.size))
