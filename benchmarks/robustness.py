@@ -9,7 +9,10 @@ One table is printed, one row per world and method (means over seeds):
 * ``careful_flagged`` -- share of careful reviewers flagged for lapses (target <= 5%; <= 1 of 6
   with few reviewers); ``careful_bias_flagged`` -- share flagged for a position bias they do
   not have; ``rushed_prec`` / ``rushed_rec`` -- precision and recall of the flags for rushed
-  reviewers (targets >= 0.7);
+  reviewers (targets >= 0.7), each the mean over draws; ``prec_pooled`` / ``rec_pooled`` -- the
+  same with the flags of all draws pooled (a draw with one flag weighs one flag, not a whole
+  draw); ``careless_prec_pooled`` -- pooled precision counting a lapse flag on a
+  position-biased reviewer (careless, but with no high lapse rate) as right;
 * ``bottom_k`` -- rushed reviewers among the bottom k by reliability (k = number rushed), and
   ``vs_oracle`` its ratio to the oracle's (target >= 0.95); ``vs_blind`` the same against the
   margin-blind oracle (method ``oracle_blind``: it knows everything the oracle knows but the
@@ -73,7 +76,7 @@ PEERS: dict[str, Callable[[pl.DataFrame], pd.Series]] = {
     "mace": mace,
 }
 COLUMNS = ["careful_flagged", "careful_flagged_n", "careful_bias_flagged", "rushed_prec",
-           "rushed_rec", "bottom_k",
+           "rushed_rec", "prec_pooled", "rec_pooled", "careless_prec_pooled", "bottom_k",
            "vs_oracle", "vs_blind", "gap_pts", "coverage", "k_right", "ari", "placed", "ari_placed",
            "false_placed", "reversed_found",
            "ok_rushed_before", "ok_rushed", "unsettled", "noise_before", "noise_prec",
@@ -224,11 +227,27 @@ def summarise(rows: list[dict[str, Any]]) -> pl.DataFrame:
     """Means over seeds, one row per world and method, in the order of the suite."""
     frame = pl.DataFrame([{RENAME.get(k, k): v for k, v in r.items() if k != "summary"}
                           for r in rows], infer_schema_length=None)
+    pooled = []
+    if {"flagged_n", "rushed_flagged_n", "careless_flagged_n"} <= set(frame.columns):
+        # the draws pooled: flags summed over seeds, then divided (a draw with no flag adds
+        # nothing to precision, where the per-draw mean skips it and a draw with one flag
+        # counts 0 or 1)
+        flags = pl.col("flagged_n").sum()
+        pooled = [
+            pl.when(flags > 0).then(pl.col("rushed_flagged_n").sum() / flags).round(3)
+            .alias("prec_pooled"),
+            pl.when(pl.col("n_rushed").sum() > 0).then(
+                pl.col("rushed_flagged_n").sum() / pl.col("n_rushed").sum()).round(3)
+            .alias("rec_pooled"),
+            pl.when(flags > 0).then(pl.col("careless_flagged_n").sum() / flags).round(3)
+            .alias("careless_prec_pooled"),
+        ]
     present = [c for c in COLUMNS if c in frame.columns]
     out = frame.group_by("world", "method", maintain_order=True).agg(
         pl.len().alias("seeds"), *(pl.col(c).cast(pl.Float64).fill_nan(None).mean().round(3)
-                                   for c in present))
-    return out
+                                   for c in present), *pooled)
+    return out.select("world", "method", "seeds",
+                      *[c for c in COLUMNS if c in out.columns])
 
 
 def main(argv: list[str] | None = None) -> pl.DataFrame:

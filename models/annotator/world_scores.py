@@ -168,6 +168,13 @@ def verdict_scores(world: World, estimates: pl.DataFrame, n_schools: int | None 
             out["rushed_recall"] = float(flagged[rushed].mean())
             out["rushed_precision"] = (float(flagged[rushed].sum() / flagged.sum())
                                        if flagged.any() else float("nan"))
+            # counts, so that a suite can pool its draws: a per-draw precision from one or two
+            # flags weighs as much as one from twenty
+            out["flagged_n"] = float(flagged.sum())
+            out["rushed_flagged_n"] = float(flagged[rushed].sum())
+            # a position-biased reviewer is careless too (noise, in the product's terms), but
+            # no lapse rate of theirs is high: their lapse flag is counted apart
+            out["careless_flagged_n"] = float(flagged[~careful].sum())
         school = t["school_index"].to_numpy()
         if world.spec.n_schools > 1:
             majority = careful & (school == 0)

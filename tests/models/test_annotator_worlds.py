@@ -520,3 +520,45 @@ def test_tie_thresholds_of_their_own_settle() -> None:
     is_taster = np.array([taste[r] for r in enc.reviewer_ids])
     tau_r = state.reviewer_tau()
     assert tau_r[is_taster].mean() > tau_r[~is_taster].mean() + 0.5
+
+
+def test_flag_counts_let_the_suite_pool_its_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    world = simulate_world(WORLDS["order_follows_quality"], seed=2)
+    truth = world.reviewers.filter(pl.col("n_comparisons") > 0)
+    rushed = truth.filter(pl.col("is_rushed"))["reviewer_id"].to_list()
+    biased = truth.filter(pl.col("is_position_biased") & ~pl.col("is_rushed"))[
+        "reviewer_id"].to_list()
+    flagged = set(rushed[:2]) | {biased[0]}
+    estimates = truth.select("reviewer_id").with_columns(
+        reliability=pl.col("reviewer_id").is_in(list(flagged)).cast(pl.Float64).neg(),
+        flagged=pl.col("reviewer_id").is_in(list(flagged)),
+        flag_reason=pl.when(pl.col("reviewer_id").is_in(list(flagged)))
+        .then(pl.lit("lapse rate ~40%")).otherwise(None))
+    scores = verdict_scores(world, estimates)
+    # a position-biased reviewer is neither rushed nor careful: a lapse flag on them lowers the
+    # rushed precision and is counted among the careless
+    assert (scores["flagged_n"], scores["rushed_flagged_n"], scores["careless_flagged_n"]) == (
+        3.0, 2.0, 3.0)
+    assert scores["rushed_precision"] == pytest.approx(2 / 3)
+    assert scores["careful_flagged_n"] == 0.0
+
+    benchmarks = Path(__file__).parents[2] / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))  # the suite imports its peers from there
+    spec = importlib.util.spec_from_file_location("robustness_suite",
+                                                  benchmarks / "robustness.py")
+    suite = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(suite)  # type: ignore[union-attr]
+    # one draw flags one biased reviewer only, another two rushed: the per-draw mean of
+    # precision is 0.5, the pooled 2 of 3
+    rows = [{"world": "w", "method": "dissensus", "seed": 0, "rushed_precision": 0.0,
+             "flagged_n": 1.0, "rushed_flagged_n": 0.0, "careless_flagged_n": 1.0,
+             "n_rushed": 5.0},
+            {"world": "w", "method": "dissensus", "seed": 1, "rushed_precision": 1.0,
+             "flagged_n": 2.0, "rushed_flagged_n": 2.0, "careless_flagged_n": 2.0,
+             "n_rushed": 5.0}]
+    row = suite.summarise(rows).row(0, named=True)
+    assert row["rushed_prec"] == 0.5 and row["prec_pooled"] == pytest.approx(0.667)
+    assert row["rec_pooled"] == 0.2 and row["careless_prec_pooled"] == 1.0
