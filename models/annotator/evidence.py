@@ -102,6 +102,16 @@ def lapse_flagged(result: FitResult, config: AnnotatorConfig) -> NDArray[np.bool
             & (result.lapse_evidence >= config.flag_bayes_factor))
 
 
+def keep_weaker_reading(result: FitResult, p_unreliable: FloatArray, evidence: FloatArray,
+                        config: AnnotatorConfig) -> int:
+    """Lower ``result``'s two flag tests to another reading's where that one is weaker (the
+    weakest evidence counts); returns how many lapse flags that withdraws."""
+    before = lapse_flagged(result, config)
+    result.p_unreliable = np.minimum(result.p_unreliable, p_unreliable)
+    result.lapse_evidence = np.minimum(result.lapse_evidence, evidence)
+    return int(np.sum(before & ~lapse_flagged(result, config)))
+
+
 def flags_robust_to_placement(result: FitResult, state: GridState,
                               config: AnnotatorConfig) -> list[str]:
     """Keep a lapse flag of a fit with schools only where it stands in every school the
@@ -133,10 +143,7 @@ def flags_robust_to_placement(result: FitResult, state: GridState,
         p_min[held] = np.minimum(p_min[held], prob_above(within, grid, lapse_from))
         evidence_min[held] = np.minimum(evidence_min[held], lapse_bayes_factor(
             within, state.lapse_prior, grid, config.careful_lapse_limit, lapse_from))
-    before = lapse_flagged(result, config)
-    result.p_unreliable = np.minimum(result.p_unreliable, p_min)
-    result.lapse_evidence = np.minimum(result.lapse_evidence, evidence_min)
-    dropped = int(np.sum(before & ~lapse_flagged(result, config)))
+    dropped = keep_weaker_reading(result, p_min, evidence_min, config)
     if not dropped:
         return []
     return [f"{dropped} reviewer(s) not flagged: the fit is unsure which school they hold (two "
@@ -168,11 +175,7 @@ def flags_robust_to_schools(result: FitResult, two: GridState,
     evidence = lapse_bayes_factor(lapse, two.lapse_prior, grid, config.careful_lapse_limit,
                                   1 - config.flag_min_reliability)
     p_two = prob_above(lapse, grid, 1 - config.flag_min_reliability)
-    before = lapse_flagged(result, config)
-    result.lapse_evidence = np.minimum(result.lapse_evidence, evidence)
-    result.p_unreliable = np.minimum(result.p_unreliable, p_two)
-    after = lapse_flagged(result, config)
-    dropped = int(np.sum(before & ~after))
+    dropped = keep_weaker_reading(result, p_two, evidence, config)
     if not dropped:
         return []
     # a fit K selection set aside as unsettled is said to be one, not "not by much", or this
