@@ -26,6 +26,7 @@ true deviations, cross-validated by prompt) against what the fit's own feature w
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -37,7 +38,11 @@ import polars as pl
 from sklearn.metrics import roc_auc_score
 
 from dissensus.models.annotator.config import AnnotatorConfig
-from dissensus.models.annotator.content import ContentBasis, with_content
+from dissensus.models.annotator.content import (
+    ContentBasis,
+    sentence_sums,
+    with_content,
+)
 from dissensus.models.annotator.estimator import AnnotatorModel
 from dissensus.models.annotator.notes import PLACED_PROBABILITY
 from dissensus.models.annotator.oracle import oracle_inputs, school_oracle
@@ -52,8 +57,27 @@ from annotators import careful_ari
 TAGS = ("response_1_tags", "response_2_tags")
 
 
+def reply_embeddings(replies: pl.DataFrame, encoder: Any, cache: Path | None,
+                     unit: str = "replies") -> np.ndarray:
+    """``(replies, dims)`` embeddings of ``replies`` (response_id, text_id, text): whole
+    (``unit='replies'``, the fit's default) or as the sum of their sentences' embeddings
+    (``'sentences'``, an experiment; each distinct sentence embedded once and cached by a hash
+    of its text)."""
+    store = EmbeddingCache(cache)
+    if unit == "replies":
+        embeddings, _ = store.embed(encoder, replies["text_id"].cast(pl.String).to_list(),
+                                    replies["text"].to_list())
+        return np.asarray(embeddings, dtype=float)
+
+    def embed(sentences: list[str]) -> np.ndarray:
+        ids = ["s" + hashlib.sha1(s.encode()).hexdigest()[:20] for s in sentences]
+        return store.embed(encoder, ids, sentences)[0]
+
+    return sentence_sums(replies["text"].to_list(), embed)
+
+
 def content_frame(world: Any, encoder: Any, cache: Path | None, dims: int,
-                  clusters: int = 0, by_category: bool = False
+                  clusters: int = 0, by_category: bool = False, unit: str = "replies"
                   ) -> tuple[pl.DataFrame, pl.DataFrame, float, int]:
     """(frame without tags but with content, frame with tags, embedding seconds, texts).
 
@@ -65,8 +89,7 @@ def content_frame(world: Any, encoder: Any, cache: Path | None, dims: int,
     tagged = model_frame_from_world(world.judgments, world.pairs, world.responses)
     replies = world.responses.select(pl.col("response_id").cast(pl.String), "text_id", "text")
     started = time.perf_counter()
-    embeddings, _ = EmbeddingCache(cache).embed(encoder, replies["text_id"].cast(pl.String)
-                                                .to_list(), replies["text"].to_list())
+    embeddings = reply_embeddings(replies, encoder, cache, unit)
     seconds = time.perf_counter() - started
     parts = [ContentBasis.fit(embeddings, dims).transform(embeddings)] if dims else []
     if by_category and dims:

@@ -11,9 +11,10 @@ by :func:`content_lines` from the fitted directions and the replies' texts.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -21,7 +22,14 @@ import numpy as np
 import polars as pl
 
 from dissensus.models.annotator.config import AnnotatorConfig
-from dissensus.models.annotator.content import ContentBasis, school_examples, with_content
+from dissensus.models.annotator.content import (
+    ContentBasis,
+    VoteAxis,
+    school_examples,
+    sentence_sums,
+    with_content,
+)
+from dissensus.models.annotator.estimator import AnnotatorModel
 from dissensus.models.annotator.features import TAG_COLUMNS, pair_features
 from dissensus.models.annotator.lapse_cues import label_task
 from dissensus.warehouse.errors import DissensusError
@@ -39,6 +47,9 @@ class ContentInfo:
     encoder_id: str
     n_embedded: int
     seconds: float
+    embeddings: np.ndarray  # the full embeddings the components reduce (a content axis reads them)
+    unit: str = "replies"
+    axis_pairs: int = 0  # pairs a content axis was learnt from (0: none)
 
 
 def wants_content(frame: pl.DataFrame, config: AnnotatorConfig) -> bool:
@@ -98,12 +109,26 @@ def attach_content(
     if replies.height < 2:
         return frame, None, ["reply content not used: fewer than two reply texts"]
     started = time.perf_counter()
-    embeddings, n_new = EmbeddingCache(cache_folder).embed(
-        encoder, replies["text_id"].to_list(), replies["body"].to_list(), progress)
+    store = EmbeddingCache(cache_folder)
+    if config.content_unit == "sentences":
+        embedded_now = [0]
+
+        def embed(sentences: list[str]) -> np.ndarray:
+            ids = ["sentence:" + hashlib.sha1(s.encode()).hexdigest() for s in sentences]
+            vectors, n = store.embed(encoder, ids, sentences, progress)
+            embedded_now[0] += n
+            return vectors
+
+        embeddings = sentence_sums(replies["body"].to_list(), embed)
+        n_new = embedded_now[0]
+    else:
+        embeddings, n_new = store.embed(encoder, replies["text_id"].to_list(),
+                                        replies["body"].to_list(), progress)
     basis = ContentBasis.fit(embeddings, config.content_dims)
     coords = basis.transform(embeddings)
     info = ContentInfo(replies["response_id"].to_list(), coords, replies["body"].to_list(),
-                       encoder.encoder_id, n_new, time.perf_counter() - started)
+                       encoder.encoder_id, n_new, time.perf_counter() - started,
+                       np.asarray(embeddings, dtype=float), config.content_unit)
     notes = (["reply content used in a label task, as --features asked: its replies are a few "
               "label texts, so the content feature is one lean toward a label, which the "
               "label-order terms already read per reviewer; fitted to convergence on RTE it "
@@ -112,15 +137,38 @@ def attach_content(
     return with_content(frame, info.response_ids, coords), info, notes
 
 
+def with_vote_axis(frame: pl.DataFrame, model: AnnotatorModel, info: ContentInfo,
+                   config: AnnotatorConfig, progress: Callable[..., None] | None = None,
+                   ) -> tuple[AnnotatorModel, ContentInfo, list[str]]:
+    """``content_axis``: a content axis learnt from the votes of the reviewers ``model``
+    places (:class:`~dissensus.models.annotator.content.VoteAxis`), added to the components,
+    and the fit run again on ``frame``. Returns the fit to keep, its content and a note; the
+    first fit is kept, and the note says why, where no axis can be learnt."""
+    axis = VoteAxis.from_fit(frame, model.reviewer_estimates_, info.response_ids,
+                             info.embeddings, model.n_schools_)
+    if axis is None:
+        why = (f"the fit found {model.n_schools_} school(s) and the axis reads the difference "
+               "of two" if model.n_schools_ != 2 else "fewer than 30 pairs were voted on by "
+               "placed reviewers of both schools")
+        return model, info, [f"content axis not learnt: {why}; the first fit stands"]
+    coords = np.hstack([info.coords, axis.scores[:, None]])
+    refit = AnnotatorModel(config).fit(with_content(frame, info.response_ids, coords),
+                                       progress=progress)
+    return refit, replace(info, coords=coords, axis_pairs=axis.n_pairs), []
+
+
 def content_lines(diagnostics: dict[str, object], info: ContentInfo | None) -> list[str]:
     """'school k prefers replies close to: ...' for a fit whose schools used reply content."""
     directions = diagnostics.get("content_directions")
     if info is None or not directions or len(directions) < 2:  # type: ignore[arg-type]
         return []
     examples = school_examples(np.asarray(directions), info.coords, info.texts)
-    lines = [f"what the schools reward in the replies ({info.encoder_id} embeddings, "
-             f"{info.coords.shape[1]} components; examples furthest along each school's "
-             "direction):"]
+    read = (f"{info.coords.shape[1] - 1} components and a content axis learnt from the "
+            f"votes on {info.axis_pairs} pairs" if info.axis_pairs
+            else f"{info.coords.shape[1]} components")
+    unit = ", replies as sums of their sentences" if info.unit == "sentences" else ""
+    lines = [f"what the schools reward in the replies ({info.encoder_id} embeddings{unit}, "
+             f"{read}; examples furthest along each school's direction):"]
     for school, texts in enumerate(examples):
         if texts:
             lines.append(f"school {school} prefers replies close to: "

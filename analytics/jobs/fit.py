@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from dissensus.analytics.jobs.content import attach_content, content_lines
+from dissensus.analytics.jobs.content import attach_content, content_lines, with_vote_axis
 from dissensus.models.annotator.config import AnnotatorConfig
 from dissensus.models.annotator.decomposition import VERDICTS
 from dissensus.models.annotator.estimator import AnnotatorModel
@@ -100,13 +100,17 @@ def run_fit(
     frame, content, notes = attach_content(
         con, frame, config, None if where is None else embeddings_folder(where), embed_progress)
     model = AnnotatorModel(config).fit(frame, progress=progress)
+    if content is not None and config.content_axis:
+        model, content, axis_notes = with_vote_axis(frame, model, content, config, progress)
+        notes = [*notes, *axis_notes]
     diagnostics = model.fit_summary_["diagnostics"]
     diagnostics["warnings"] = [*diagnostics.get("warnings", []), *notes]
     if content is not None:
         diagnostics["content"] = {
             "encoder": content.encoder_id, "replies": len(content.response_ids),
             "embedded_now": content.n_embedded, "seconds": round(content.seconds, 2),
-            "components": int(content.coords.shape[1]),
+            "components": int(content.coords.shape[1]), "unit": content.unit,
+            "content_axis_pairs": content.axis_pairs,
         }
         diagnostics["content_schools"] = content_lines(diagnostics, content)
     now = datetime.now(UTC).replace(tzinfo=None)

@@ -7,7 +7,14 @@ import polars as pl
 import pytest
 
 from dissensus.models.annotator.config import AnnotatorConfig
-from dissensus.models.annotator.content import ContentBasis, school_examples, with_content
+from dissensus.models.annotator.content import (
+    ContentBasis,
+    VoteAxis,
+    school_examples,
+    sentence_sums,
+    split_sentences,
+    with_content,
+)
 from dissensus.models.annotator.data import encode_frame
 from dissensus.models.annotator.estimator import AnnotatorModel
 from dissensus.models.annotator.features import pair_features
@@ -120,3 +127,67 @@ def test_two_label_texts_give_each_school_the_one_it_leans_toward() -> None:
     assert picked == [["No, it does not."], ["Yes, the text entails the hypothesis."]]
     # replies on the far side of the mean are never named for a school
     assert school_examples(np.array([[1.0]]), coords, texts) == [[texts[0]]]
+
+
+def test_replies_are_cut_into_sentences_after_their_ends() -> None:
+    assert split_sentences("Thanks for asking. Please call 911 now! Can I help?  ") == [
+        "Thanks for asking.", "Please call 911 now!", "Can I help?"]
+    assert split_sentences("no full stop here") == ["no full stop here"]
+    assert split_sentences("   ") == ["   "]  # an empty reply still has one (empty) unit
+
+
+def test_a_reply_is_the_sum_of_its_sentences_each_embedded_once() -> None:
+    encoder = load_encoder("default")
+    calls: list[list[str]] = []
+
+    def embed(sentences: list[str]) -> np.ndarray:
+        calls.append(sentences)
+        return encoder.encode(sentences)
+
+    texts = ["Please see a doctor today. I can book you in.", "I can book you in.",
+             "Please see a doctor today."]
+    sums = sentence_sums(texts, embed)
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(set(calls[0]))
+    assert len(calls[0]) == 2  # two distinct sentences, however often they occur
+    assert np.allclose(sums[0], sums[1] + sums[2], atol=1e-5)
+    with pytest.raises(ValueError, match="no texts"):
+        sentence_sums([], embed)
+
+
+def _planted_votes(seed: int, n_replies: int = 240, dims: int = 24, n_pairs: int = 600,
+                   per_pair: int = 6) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray,
+                                               np.ndarray]:
+    """Votes of two schools that differ along one planted direction of the embeddings."""
+    rng = np.random.default_rng(seed)
+    e = rng.normal(size=(n_replies, dims))
+    direction = rng.normal(size=dims)
+    quality = rng.normal(size=n_replies)
+    reviewers = [f"r{i}" for i in range(40)]
+    school = {r: i % 2 for i, r in enumerate(reviewers)}
+    rows = []
+    for j in range(n_pairs):
+        a, b = rng.choice(n_replies, 2, replace=False)
+        deviation = 0.5 * (e[a] - e[b]) @ direction
+        for r in rng.choice(reviewers, per_pair, replace=False):
+            margin = quality[a] - quality[b] + (deviation if school[r] else -deviation)
+            vote = 1 if margin + rng.logistic() > 0 else -1
+            rows.append((f"p{j}", r, vote, f"x{a}", f"x{b}"))
+    votes = pl.DataFrame(rows, schema=["pair_id", "reviewer_id", "outcome", "response_1_id",
+                                       "response_2_id"], orient="row")
+    schools = pl.DataFrame({"reviewer_id": reviewers, "school": [school[r] for r in reviewers]})
+    return votes, schools, e, direction
+
+
+def test_a_content_axis_is_learnt_from_the_votes_of_two_schools() -> None:
+    votes, schools, e, direction = _planted_votes(0)
+    ids = [f"x{i}" for i in range(e.shape[0])]
+    axis = VoteAxis.fit(votes, schools, ids, e)
+    assert axis is not None and axis.n_pairs > 300
+    assert np.isclose(axis.scores.mean(), 0.0) and np.isclose(axis.scores.std(), 1.0)
+    # the learnt scores follow the planted direction (sign: school 1 minus school 0)
+    assert np.corrcoef(axis.scores, e @ direction)[0, 1] > 0.9
+    # one school alone has no difference to learn
+    assert VoteAxis.fit(votes, schools.filter(pl.col("school") == 1), ids, e) is None
+    # the schools swapped give the same axis, reversed
+    swapped = schools.with_columns(school=1 - pl.col("school"))
+    assert np.allclose(VoteAxis.fit(votes, swapped, ids, e).scores, -axis.scores)  # type: ignore[union-attr]
