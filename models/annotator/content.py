@@ -18,6 +18,12 @@ on the demo world without tags, 32 components found the schools with a careful-r
 no better than the votes, 64 no better on fresh seeds and 128 over-fitted (benchmarks/RESULTS.md,
 "Schools from what the replies say"). Standardising the components or keeping their variance
 ratios gave the same schools (0.741 against 0.736).
+
+Two closer readings, opt-in (``content_unit='sentences'``, ``content_axis``): a reply as the sum
+of its sentences' embeddings (:func:`sentence_sums`), and one more direction learnt on the full
+embedding from the votes of the reviewers a first fit places (:class:`VoteAxis`). Together they
+found the demo world's schools with ARI 0.791 on six seeds against 0.739, where a perfect
+content feature reaches 0.809 (benchmarks/content_axis.py).
 """
 
 from __future__ import annotations
