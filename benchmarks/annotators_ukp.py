@@ -1,7 +1,7 @@
 """Held-out judgment prediction on UKPConvArg1 (issue 3, "Real data").
 
     .venv/bin/python benchmarks/annotators_ukp.py [--seed 0] [--db PATH] [--no-crowdkit]
-        [--tie-per-reviewer] [--content]
+        [--tie-per-reviewer] [--content [--content-unit sentences] [--content-axis]]
 
 Ingests ``shared/data/ukpconvarg1_convincingness`` into a temporary warehouse (or reuses
 ``--db``), holds out 10% of the individual judgments at random (seeded), fits the annotator model
@@ -163,6 +163,11 @@ def main() -> None:
                         help="attach reply-content features first, as `dissensus fit` does with "
                         "its default features='auto' on an untagged warehouse (MiniLM; the "
                         "embeddings cached beside the warehouse)")
+    parser.add_argument("--content-unit", choices=("replies", "sentences"), default="replies",
+                        help="with --content: embed replies whole or as sums of their sentences")
+    parser.add_argument("--content-axis", action="store_true",
+                        help="with --content: learn a content axis from the placed reviewers' "
+                        "training votes and fit again (AnnotatorConfig.content_axis)")
     args = parser.parse_args()
     tmp = tempfile.TemporaryDirectory()
     db = args.db or Path(tmp.name) / "ukp.duckdb"
@@ -173,7 +178,9 @@ def main() -> None:
         ingest_file(con, UKP)
         print(f"ingested {UKP.name} in {time.perf_counter() - t:.1f} s")
     frame = model_frame(con)
-    config = AnnotatorConfig(tie_per_reviewer=args.tie_per_reviewer)
+    config = AnnotatorConfig(tie_per_reviewer=args.tie_per_reviewer,
+                             content_unit=args.content_unit, content_axis=args.content_axis)
+    info = None
     if args.content:
         from dissensus.analytics.jobs.content import attach_content
         from dissensus.warehouse.artefacts import embeddings_folder
@@ -192,6 +199,16 @@ def main() -> None:
     t = time.perf_counter()
     print(f"tie thresholds: {'one per reviewer' if args.tie_per_reviewer else 'one shared'}")
     model = AnnotatorModel(config).fit(train)
+    if info is not None and args.content_axis:
+        from dissensus.analytics.jobs.content import with_vote_axis
+        from dissensus.models.annotator.content import with_content
+
+        first_k = model.n_schools_
+        model, info, notes = with_vote_axis(train, model, info, config)
+        test = with_content(test, info.response_ids, info.coords)
+        print(f"content axis: K = {first_k} first; "
+              + (f"learnt from {info.axis_pairs} pairs, fitted again" if info.axis_pairs
+                 else "; ".join(notes)))
     fit_s = time.perf_counter() - t
     diag = model.fit_summary_["diagnostics"]
     print(f"fit: method {model.fit_summary_['method']}, K = {model.n_schools_} chosen "
