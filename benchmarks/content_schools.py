@@ -26,7 +26,6 @@ true deviations, cross-validated by prompt) against what the fit's own feature w
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -37,12 +36,9 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import roc_auc_score
 
+from dissensus.analytics.jobs.content import reply_embeddings as embed_replies
 from dissensus.models.annotator.config import AnnotatorConfig
-from dissensus.models.annotator.content import (
-    ContentBasis,
-    sentence_sums,
-    with_content,
-)
+from dissensus.models.annotator.content import ContentBasis, with_content
 from dissensus.models.annotator.estimator import AnnotatorModel
 from dissensus.models.annotator.notes import PLACED_PROBABILITY
 from dissensus.models.annotator.oracle import oracle_inputs, school_oracle
@@ -59,21 +55,10 @@ TAGS = ("response_1_tags", "response_2_tags")
 
 def reply_embeddings(replies: pl.DataFrame, encoder: Any, cache: Path | None,
                      unit: str = "replies") -> np.ndarray:
-    """``(replies, dims)`` embeddings of ``replies`` (response_id, text_id, text): whole
-    (``unit='replies'``, the fit's default) or as the sum of their sentences' embeddings
-    (``'sentences'``, an experiment; each distinct sentence embedded once and cached by a hash
-    of its text)."""
-    store = EmbeddingCache(cache)
-    if unit == "replies":
-        embeddings, _ = store.embed(encoder, replies["text_id"].cast(pl.String).to_list(),
-                                    replies["text"].to_list())
-        return np.asarray(embeddings, dtype=float)
-
-    def embed(sentences: list[str]) -> np.ndarray:
-        ids = ["s" + hashlib.sha1(s.encode()).hexdigest()[:20] for s in sentences]
-        return store.embed(encoder, ids, sentences)[0]
-
-    return sentence_sums(replies["text"].to_list(), embed)
+    """``(replies, dims)`` embeddings of ``replies`` (response_id, text_id, text), whole or as
+    sums of their sentences, as ``dissensus fit`` embeds them (``content_unit``)."""
+    return embed_replies(encoder, EmbeddingCache(cache), replies["text_id"].cast(pl.String)
+                         .to_list(), replies["text"].to_list(), unit)[0]
 
 
 def content_frame(world: Any, encoder: Any, cache: Path | None, dims: int,

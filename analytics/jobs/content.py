@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -50,6 +51,28 @@ class ContentInfo:
     embeddings: np.ndarray  # the full embeddings the components reduce (a content axis reads them)
     unit: str = "replies"
     axis_pairs: int = 0  # pairs a content axis was learnt from (0: none)
+
+
+def reply_embeddings(encoder: Any, store: Any, text_ids: list[str], texts: list[str],
+                     unit: str = "replies", progress: Progress | None = None
+                     ) -> tuple[np.ndarray, int]:
+    """``(replies, dims)`` embeddings through the cache ``store`` (an ``EmbeddingCache``) and
+    how many texts were encoded now: each reply whole (``unit='replies'``, cached by text id)
+    or as the sum of its sentences' embeddings (``'sentences'``, each distinct sentence cached
+    by a hash of its text)."""
+    if unit == "replies":
+        embeddings, n_new = store.embed(encoder, text_ids, texts, progress)
+        return np.asarray(embeddings, dtype=float), n_new
+    embedded_now = 0
+
+    def embed(sentences: list[str]) -> np.ndarray:
+        nonlocal embedded_now
+        ids = ["sentence:" + hashlib.sha1(s.encode()).hexdigest() for s in sentences]
+        vectors, n = store.embed(encoder, ids, sentences, progress)
+        embedded_now += n
+        return vectors
+
+    return sentence_sums(texts, embed), embedded_now
 
 
 def wants_content(frame: pl.DataFrame, config: AnnotatorConfig) -> bool:
@@ -109,21 +132,9 @@ def attach_content(
     if replies.height < 2:
         return frame, None, ["reply content not used: fewer than two reply texts"]
     started = time.perf_counter()
-    store = EmbeddingCache(cache_folder)
-    if config.content_unit == "sentences":
-        embedded_now = [0]
-
-        def embed(sentences: list[str]) -> np.ndarray:
-            ids = ["sentence:" + hashlib.sha1(s.encode()).hexdigest() for s in sentences]
-            vectors, n = store.embed(encoder, ids, sentences, progress)
-            embedded_now[0] += n
-            return vectors
-
-        embeddings = sentence_sums(replies["body"].to_list(), embed)
-        n_new = embedded_now[0]
-    else:
-        embeddings, n_new = store.embed(encoder, replies["text_id"].to_list(),
-                                        replies["body"].to_list(), progress)
+    embeddings, n_new = reply_embeddings(encoder, EmbeddingCache(cache_folder),
+                                         replies["text_id"].to_list(), replies["body"].to_list(),
+                                         config.content_unit, progress)
     basis = ContentBasis.fit(embeddings, config.content_dims)
     coords = basis.transform(embeddings)
     info = ContentInfo(replies["response_id"].to_list(), coords, replies["body"].to_list(),
