@@ -208,7 +208,7 @@ def main() -> None:
         test = with_content(test, info.response_ids, info.coords)
         print(f"content axis: K = {first_k} first; "
               + (f"learnt from {info.axis_pairs} pairs, fitted again" if info.axis_pairs
-                 else "; ".join(notes)))
+                 else "; ".join(notes) or "not learnt: one school has no difference to learn"))
     fit_s = time.perf_counter() - t
     diag = model.fit_summary_["diagnostics"]
     print(f"fit: method {model.fit_summary_['method']}, K = {model.n_schools_} chosen "

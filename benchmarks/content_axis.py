@@ -85,9 +85,12 @@ class World:
         e = self.embeddings(unit)
         return ContentBasis.fit(e, self.dims).transform(e)
 
-    def fit(self, coords: np.ndarray) -> AnnotatorModel:
+    def fit(self, coords: np.ndarray, like: AnnotatorModel | None = None) -> AnnotatorModel:
+        """The fit with these content features; ``like``: an earlier fit of the same votes,
+        whose choice of K is taken (only the final fit is made again, as the product does)."""
         frame = with_content(self.plain, self.ids, coords)
-        return AnnotatorModel(AnnotatorConfig(features="embeddings")).fit(frame)
+        return AnnotatorModel(AnnotatorConfig(features="embeddings")).fit(frame,
+                                                                         same_votes_as=like)
 
     def reach(self, score: np.ndarray) -> float:
         """Squared correlation of a per-reply score's pair differences with the deviation."""
@@ -143,7 +146,7 @@ def one_world(seed: int, args: argparse.Namespace, encoder: Any) -> dict[str, An
             if axis is None:  # one school, or too few shared pairs: the first fit stands
                 record(axis_run, first, started, axis_pairs=0)
                 continue
-            second = w.fit(np.hstack([coords, axis.scores[:, None]]))
+            second = w.fit(np.hstack([coords, axis.scores[:, None]]), first)
             record(axis_run, second, started, axis_r2=w.reach(axis.scores),
                    axis_pairs=axis.n_pairs, first_ari=out.get(plain_run, {}).get("ari"))
     if "perfect" in args.runs:

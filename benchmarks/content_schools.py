@@ -36,9 +36,10 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import roc_auc_score
 
+from dissensus.analytics.jobs.content import ContentInfo, with_vote_axis
 from dissensus.analytics.jobs.content import reply_embeddings as embed_replies
 from dissensus.models.annotator.config import AnnotatorConfig
-from dissensus.models.annotator.content import ContentBasis, with_content
+from dissensus.models.annotator.content import ContentBasis, split_sentences, with_content
 from dissensus.models.annotator.estimator import AnnotatorModel
 from dissensus.models.annotator.notes import PLACED_PROBABILITY
 from dissensus.models.annotator.oracle import oracle_inputs, school_oracle
@@ -226,27 +227,51 @@ def one_world(seed: int, n: int, encoder: Any, cache: Path | None, dims: int,
     return out
 
 
-def speed(n: int, encoder: Any, dims: int) -> dict[str, float]:
-    """Content fit vs tag fit on one world of ``n`` comparisons; embedding texts/s vs the
-    encoder's own ``encode`` of the same texts (no cache)."""
+def speed(n: int, encoder: Any, dims: int, unit: str, axis: bool) -> dict[str, Any]:
+    """Content fit vs tag fit on one world of ``n`` comparisons, the content read as
+    ``dissensus fit`` reads it (``unit``, and the content axis's refit when ``axis``);
+    embedding texts/s (no cache) vs the encoder's own ``encode`` of the same texts."""
     world = simulate_world(WorldConfig(n_comparisons=n, n_reviewers=2000 if n >= 100_000
                                        else None, seed=0))
-    frame, tagged, embed_s, n_texts = content_frame(world, encoder, None, dims)
-    floor = float("nan")
+    tagged = model_frame_from_world(world.judgments, world.pairs, world.responses)
+    replies = world.responses.select(pl.col("response_id").cast(pl.String), "text_id", "text")
+    n_texts = replies.height
+    started = time.perf_counter()
+    embeddings = reply_embeddings(replies, encoder, None, unit)
+    embed_s = time.perf_counter() - started
+    coords = ContentBasis.fit(embeddings, dims).transform(embeddings)
+    frame = with_content(tagged.drop(*TAGS), replies["response_id"].to_list(), coords)
+    floor, encoded = float("nan"), n_texts
     if hasattr(encoder, "model"):
         texts = world.responses["text"].to_list()
+        if unit == "sentences":  # what the cached path encodes: each distinct sentence once
+            texts = sorted({s for t in texts for s in split_sentences(t)})
+        encoded = len(texts)
         started = time.perf_counter()
         encoder.model.encode(texts, batch_size=64, normalize_embeddings=True,
                              show_progress_bar=False)
-        floor = n_texts / (time.perf_counter() - started)
-    times = {}
-    for name, features, data in (("content", "embeddings", frame), ("tags", "tags", tagged)):
+        floor = encoded / (time.perf_counter() - started)
+    config = AnnotatorConfig(features="embeddings", content_unit=unit, content_axis=axis)
+    started = time.perf_counter()
+    model = AnnotatorModel(config).fit(frame)
+    first_s = time.perf_counter() - started
+    axis_s, axis_pairs = 0.0, 0
+    if axis:
+        info = ContentInfo(replies["response_id"].to_list(), coords, replies["text"].to_list(),
+                           getattr(encoder, "encoder_id", "?"), 0, 0.0, embeddings, unit)
         started = time.perf_counter()
-        AnnotatorModel(AnnotatorConfig(features=features)).fit(data)
-        times[name] = time.perf_counter() - started
-    return {"comparisons": n, "texts": n_texts, "embed_texts_per_s": n_texts / embed_s,
-            "encode_floor_texts_per_s": floor, "content_fit_s": times["content"],
-            "tag_fit_s": times["tags"], "ratio": times["content"] / times["tags"]}
+        model, info, _ = with_vote_axis(frame, model, info, config)
+        axis_s, axis_pairs = time.perf_counter() - started, info.axis_pairs
+    started = time.perf_counter()
+    AnnotatorModel(AnnotatorConfig(features="tags")).fit(tagged)
+    tag_s = time.perf_counter() - started
+    content_s = first_s + axis_s
+    return {"comparisons": n, "unit": unit, "axis": axis, "texts": n_texts,
+            "encoded": encoded, "embed_texts_per_s": encoded / embed_s,
+            "embed_replies_per_s": n_texts / embed_s,
+            "encode_floor_texts_per_s": floor, "content_fit_s": content_s,
+            "first_fit_s": first_s, "axis_refit_s": axis_s, "axis_pairs": axis_pairs,
+            "tag_fit_s": tag_s, "ratio": content_s / tag_s}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -273,6 +298,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--cache", type=Path, default=None, help="embedding cache folder")
     parser.add_argument("--speed", nargs="*", type=int, default=[],
                         help="comparison counts for the content-vs-tags fit time (e.g. 100000)")
+    parser.add_argument("--speed-unit", default=AnnotatorConfig().content_unit,
+                        choices=("replies", "sentences"),
+                        help="--speed: embed replies whole or as sums of sentences")
+    parser.add_argument("--speed-no-axis", action="store_true",
+                        help="--speed: leave out the content axis and its refit")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--truth-start", action="store_true",
                         help="also start the content fit's EM from the true schools")
@@ -307,12 +337,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{name}: are the school probabilities honest?\n{calibration_table(pairs)}")
     print(f"school oracle ARI {np.mean([r['ari_oracle'] for r in results]):.3f}; per seed, "
           f"content: {[round(r['content']['ari'], 3) for r in results]}")
-    speeds = [speed(n, encoder, args.dims) for n in args.speed]
+    speeds = [speed(n, encoder, args.dims, args.speed_unit, not args.speed_no_axis)
+              for n in args.speed]
     for s in speeds:
-        print(f"{s['comparisons']:,} comparisons: content fit {s['content_fit_s']:.1f} s, tag "
-              f"fit {s['tag_fit_s']:.1f} s, ratio {s['ratio']:.2f}; embedding {s['texts']:,} "
-              f"texts at {s['embed_texts_per_s']:.0f} texts/s (encode floor "
-              f"{s['encode_floor_texts_per_s']:.0f} texts/s)")
+        print(f"{s['comparisons']:,} comparisons: content fit {s['content_fit_s']:.1f} s (first "
+              f"fit {s['first_fit_s']:.1f} s, content axis and refit {s['axis_refit_s']:.1f} s "
+              f"on {s['axis_pairs']} pairs), tag fit {s['tag_fit_s']:.1f} s, ratio "
+              f"{s['ratio']:.2f}; embedding {s['texts']:,} replies ({s['unit']}: "
+              f"{s['encoded']:,} texts encoded) at {s['embed_texts_per_s']:.0f} texts/s "
+              f"({s['embed_replies_per_s']:.0f} replies/s), the encoder's own encode of the "
+              f"same texts {s['encode_floor_texts_per_s']:.0f} texts/s")
     out = {"worlds": results, "speed": speeds}
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=float))

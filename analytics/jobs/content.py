@@ -153,18 +153,24 @@ def with_vote_axis(frame: pl.DataFrame, model: AnnotatorModel, info: ContentInfo
                    ) -> tuple[AnnotatorModel, ContentInfo, list[str]]:
     """``content_axis``: a content axis learnt from the votes of the reviewers ``model``
     places (:class:`~dissensus.models.annotator.content.VoteAxis`), added to the components,
-    and the fit run again on ``frame``. Returns the fit to keep, its content and a note; the
-    first fit is kept, and the note says why, where no axis can be learnt."""
+    and the fit run again on ``frame``: its final fit only, where the first fit chose K (the
+    choice reads no content, :mod:`dissensus.models.annotator.school_choice`). Returns the fit
+    to keep, its content and notes. With one school there is nothing to learn and the first
+    fit stands quietly; with three, or too few pairs shared by placed reviewers of both
+    schools, it stands and a note says why."""
+    if model.n_schools_ == 1:
+        return model, info, []  # one school: no difference between schools to learn
     axis = VoteAxis.from_fit(frame, model.reviewer_estimates_, info.response_ids,
                              info.embeddings, model.n_schools_)
     if axis is None:
-        why = (f"the fit found {model.n_schools_} school(s) and the axis reads the difference "
+        why = (f"the fit found {model.n_schools_} schools and the axis reads the difference "
                "of two" if model.n_schools_ != 2 else "fewer than 30 pairs were voted on by "
                "placed reviewers of both schools")
         return model, info, [f"content axis not learnt: {why}; the first fit stands"]
     coords = np.hstack([info.coords, axis.scores[:, None]])
+    # K and the lapse model read no content: the first fit's choice stands, the final fit again
     refit = AnnotatorModel(config).fit(with_content(frame, info.response_ids, coords),
-                                       progress=progress)
+                                       progress=progress, same_votes_as=model)
     return refit, replace(info, coords=coords, axis_pairs=axis.n_pairs), []
 
 

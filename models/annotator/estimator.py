@@ -97,12 +97,21 @@ class AnnotatorModel:
         self.config = AnnotatorConfig(**{**base.model_dump(), **overrides}) if overrides else base
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, frame: pl.DataFrame, progress: Progress | None = None) -> AnnotatorModel:
-        """Fit to the model frame; sets the ``*_`` attributes and returns ``self``."""
+    def fit(self, frame: pl.DataFrame, progress: Progress | None = None,
+            same_votes_as: AnnotatorModel | None = None) -> AnnotatorModel:
+        """Fit to the model frame; sets the ``*_`` attributes and returns ``self``.
+
+        ``same_votes_as``: an earlier grid-EM fit of the same votes with the same settings,
+        whose frame differed at most in the response features (the content axis adds one):
+        its choice of K and of the lapse model, which reads no features, is taken as it is
+        and only the final fit is made (:mod:`.school_choice`). Where the votes or settings
+        differ, everything is chosen again."""
         enc = encode_frame(frame, None if self.config.lapse_cues else NO_CUES,
                            self.config.features, label_order=self.config.label_order)
         self.cues_ = enc.cues
-        result = fit(enc, self.config, progress)
+        earlier = getattr(same_votes_as, "result_", None)
+        result = fit(enc, self.config, progress,
+                     None if earlier is None else earlier.school_choice)
         self._set_outputs(enc, result)
         return self
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .decomposition import PairDecomposition, Population
 from .grid_em import GridState
+
+if TYPE_CHECKING:
+    from .school_choice import SchoolChoice
 
 FloatArray = NDArray[np.float64]
 Progress = Callable[[str, float], None]
@@ -49,3 +52,4 @@ class FitResult:
     grid_state: GridState | None = None
     idata: Any = None  # arviz.InferenceData for NUTS / ADVI
     bias_centre: float = 0.0  # the pool's typical position bias (flags are read against it)
+    school_choice: SchoolChoice | None = None  # grid EM: K and the lapse model, as chosen

@@ -191,3 +191,34 @@ def test_a_content_axis_is_learnt_from_the_votes_of_two_schools() -> None:
     # the schools swapped give the same axis, reversed
     swapped = schools.with_columns(school=1 - pl.col("school"))
     assert np.allclose(VoteAxis.fit(votes, swapped, ids, e).scores, -axis.scores)  # type: ignore[union-attr]
+
+
+def test_a_refit_with_other_content_takes_the_choice_of_k_and_makes_only_the_final_fit(
+        text_world) -> None:  # type: ignore[no-untyped-def]
+    frame, _ = text_world
+    config = AnnotatorConfig(features="embeddings")
+    first = AnnotatorModel(config).fit(frame)
+    # other features on the same votes: the content axis's refit, here a further column
+    coords = np.asarray(frame["response_1_content"].to_list())
+    extra = frame.with_columns(
+        response_1_content=pl.Series([[*c, c[0] - c[1]] for c in coords]),
+        response_2_content=pl.Series([[*c, c[0] - c[1]] for c in
+                                      frame["response_2_content"].to_list()]))
+    reused = AnnotatorModel(config).fit(extra, same_votes_as=first)
+    cold = AnnotatorModel(config).fit(extra)
+    rows = reused.result_.diagnostics["fits"]
+    assert [r.get("reused", False) for r in rows] == [True] * (len(rows) - 1) + [False]
+    assert not any(r.get("reused") for r in cold.result_.diagnostics["fits"])
+    assert len(rows) == len(cold.result_.diagnostics["fits"])
+    # the choice reads no features, so taking it changes nothing in the fit
+    assert reused.n_schools_ == cold.n_schools_
+    assert reused.reviewer_estimates_.equals(cold.reviewer_estimates_)
+    # other votes, or other settings: the choice does not hold and is made again
+    choice = first.result_.school_choice
+    data = encode_frame(extra, None, "embeddings").judgments
+    assert choice is not None and choice.fits(data, config)
+    fewer = encode_frame(extra.filter(pl.col("reviewer_id") != extra["reviewer_id"][0]),
+                         None, "embeddings").judgments
+    assert not choice.fits(fewer, config)
+    assert not choice.fits(data, config.model_copy(update={"seed": 1}))
+    assert not choice.fits(data, config.model_copy(update={"n_schools": 2}))
