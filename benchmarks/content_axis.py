@@ -12,6 +12,7 @@ content features and reports the careful reviewers' ARI against the true schools
   (:class:`dissensus.models.annotator.content.VoteAxis`), appended to the components, and the
   fit again;
 * ``replies+axis``: the same axis step on the whole replies' embedding;
+* ``axis alone``: the ``sentences+axis`` refit with the axis as its only feature;
 
 and two ceilings that read the true school deviations, which no fit can:
 
@@ -50,7 +51,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from annotators import careful_ari
 from content_schools import TAGS, placed, reply_embeddings
 
-RUNS = ("content", "sentences", "sentences+axis", "replies+axis", "perfect", "encoder ceiling")
+RUNS = ("content", "sentences", "sentences+axis", "replies+axis", "axis alone", "perfect",
+        "encoder ceiling")
 
 
 def standardised(x: np.ndarray) -> np.ndarray:
@@ -134,20 +136,26 @@ def one_world(seed: int, args: argparse.Namespace, encoder: Any) -> dict[str, An
 
     for unit, plain_run, axis_run in (("replies", "content", "replies+axis"),
                                       ("sentences", "sentences", "sentences+axis")):
-        if plain_run not in args.runs and axis_run not in args.runs:
+        alone = unit == "sentences" and "axis alone" in args.runs
+        if plain_run not in args.runs and axis_run not in args.runs and not alone:
             continue
         started = time.perf_counter()
         coords = w.components(unit)
         first = w.fit(coords)
         if plain_run in args.runs:
             record(plain_run, first, started)
-        if axis_run in args.runs:
-            axis = w.vote_axis(first, unit)
-            if axis is None:  # one school, or too few shared pairs: the first fit stands
-                record(axis_run, first, started, axis_pairs=0)
+        if axis_run not in args.runs and not alone:
+            continue
+        axis = w.vote_axis(first, unit)
+        for name, features in ((axis_run, coords), ("axis alone", None)):
+            if name not in args.runs or (features is None and not alone):
                 continue
-            second = w.fit(np.hstack([coords, axis.scores[:, None]]), first)
-            record(axis_run, second, started, axis_r2=w.reach(axis.scores),
+            if axis is None:  # one school, or too few shared pairs: the first fit stands
+                record(name, first, started, axis_pairs=0)
+                continue
+            scores = axis.scores[:, None]
+            second = w.fit(scores if features is None else np.hstack([features, scores]), first)
+            record(name, second, started, axis_r2=w.reach(axis.scores),
                    axis_pairs=axis.n_pairs, first_ari=out.get(plain_run, {}).get("ari"))
     if "perfect" in args.runs:
         started = time.perf_counter()
