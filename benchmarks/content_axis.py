@@ -62,8 +62,9 @@ def standardised(x: np.ndarray) -> np.ndarray:
 class World:
     """One untagged world: its votes, replies, embeddings and the true deviations."""
 
-    def __init__(self, seed: int, n: int, encoder: Any, cache: Path | None, dims: int) -> None:
-        self.world = simulate_world(WorldConfig(n_comparisons=n, seed=seed))
+    def __init__(self, seed: int, n: int, encoder: Any, cache: Path | None, dims: int,
+                 **world: Any) -> None:
+        self.world = simulate_world(WorldConfig(n_comparisons=n, seed=seed, **world))
         self.plain = model_frame_from_world(self.world.judgments, self.world.pairs,
                                             self.world.responses).drop(*TAGS)
         self.replies = self.world.responses.select(pl.col("response_id").cast(pl.String),
@@ -122,7 +123,9 @@ class World:
 
 
 def one_world(seed: int, args: argparse.Namespace, encoder: Any) -> dict[str, Any]:
-    w = World(seed, args.comparisons, encoder, args.cache, args.dims)
+    shares = {k: v for k, v in (("minority_share", args.minority_share),
+                                 ("rushed_share", args.rushed_share)) if v is not None}
+    w = World(seed, args.comparisons, encoder, args.cache, args.dims, **shares)
     out: dict[str, Any] = {"seed": seed}
 
     def record(name: str, model: AnnotatorModel, started: float, **extra: Any) -> None:
@@ -173,6 +176,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--comparisons", type=int, default=10_000)
     parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--minority-share", type=float, default=None,
+                        help="the world's minority school share (default: the demo world's)")
+    parser.add_argument("--rushed-share", type=float, default=None,
+                        help="the world's share of rushed reviewers (default: the demo world's)")
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS,
                         help="which fits to run")
     parser.add_argument("--ceiling-unit", default="sentences", choices=("sentences", "replies"),

@@ -270,19 +270,18 @@ class AnnotatorConfig(BaseModel):
         "`dissensus train --encoder`: the offline MiniLM, a local model folder, or 'hashing')."
     )
     content_unit: Literal["replies", "sentences"] = Field(
-        "sentences", description="Embedding features: embed each reply as the sum of its "
-        "sentences' embeddings ('sentences': a taste for one statement is then one direction, "
-        "whatever else the reply says; each distinct sentence is embedded once) or whole "
-        "('replies', the reading before)."
+        "replies", description="Embedding features: embed each reply whole ('replies') or as "
+        "the sum of its sentences' embeddings ('sentences': a taste for one statement is then "
+        "one direction, whatever else the reply says; each distinct sentence is embedded once)."
     )
     content_axis: bool = Field(
-        True, description="Embedding features, two schools: after the fit, learn one content "
+        False, description="Embedding features, two schools: after the fit, learn one content "
         "axis on the full embedding from the votes of the reviewers it places (both schools' "
         "mean votes on the pairs they share, a ridge), add it to the components and make the "
         "final fit again (K and the lapse model, which read no content, stand). With "
         "content_unit='sentences' it raised the careful-reviewer ARI on the untagged demo "
-        "world from 0.736 to 0.795 over nine seeds, for 1.32x the tag fit's time at 100k "
-        "comparisons (see RESULTS)."
+        "world from 0.743 to 0.801 over twelve seeds of 10,000 comparisons, but lowered it on "
+        "a world of 6,000 with a 35% minority (see RESULTS), so it is not the default."
     )
     response_features_max_comparisons: int = Field(
         250_000, ge=0, description="EM: skip the response features (and say so) above this many "

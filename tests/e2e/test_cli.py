@@ -173,23 +173,20 @@ def test_schools_from_reply_content_then_a_mixture_reward_model(tmp_path: Path) 
     diagnostics = json.loads(con.execute("SELECT diagnostics FROM fits").fetchall()[0][0])
     con.close()
     assert diagnostics["feature_source"] == "embeddings"
-    # by default the replies are read as sums of their sentences, and a content axis learnt
-    # from the placed reviewers' votes joins the 32 components for a second final fit
-    assert "replies as sums of their sentences" in out.stdout, out.stdout
-    assert "content axis learnt from the votes on" in out.stdout, out.stdout
-    assert diagnostics["content"]["unit"] == "sentences"
-    assert diagnostics["content"]["components"] == 33
-    assert diagnostics["content"]["content_axis_pairs"] >= 30
-    # the reading from before: whole replies, 32 components, one fit
-    whole = dissensus("fit", "--schools", "2", "--set", "content_unit=replies", "--set",
-                      "content_axis=false", db=db)
-    assert "content axis" not in whole.stdout and "sums of their sentences" not in whole.stdout
+    assert diagnostics["content"]["components"] == 32
+    assert diagnostics["content"]["unit"] == "replies"
+    # replies read as sums of their sentences, and a content axis learnt from the placed
+    # reviewers' votes: the fit runs again with the axis as a 33rd feature
+    axis = dissensus("fit", "--schools", "2", "--set", "content_unit=sentences", "--set",
+                     "content_axis=true", db=db)
+    assert "replies as sums of their sentences" in axis.stdout, axis.stdout
+    assert "content axis learnt from the votes on" in axis.stdout, axis.stdout
     con = duckdb.connect(str(db), read_only=True)
     latest = json.loads(con.execute(
         "SELECT diagnostics FROM fits ORDER BY created_at DESC LIMIT 1").fetchall()[0][0])
     con.close()
-    assert latest["content"]["unit"] == "replies"
-    assert latest["content"]["components"] == 32 and latest["content"]["content_axis_pairs"] == 0
+    assert latest["content"]["unit"] == "sentences"
+    assert latest["content"]["components"] == 33 and latest["content"]["content_axis_pairs"] >= 30
     tags_only = dissensus("fit", "--schools", "2", "--features", "tags", db=db)
     assert "reply-content" not in tags_only.stdout  # no tags: nothing to explain the schools
     bad = dissensus("fit", "--features", "words", db=db, check=False)
