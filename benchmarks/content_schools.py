@@ -301,8 +301,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--speed-unit", default=AnnotatorConfig().content_unit,
                         choices=("replies", "sentences"),
                         help="--speed: embed replies whole or as sums of sentences")
-    parser.add_argument("--speed-no-axis", action="store_true",
-                        help="--speed: leave out the content axis and its refit")
+    parser.add_argument("--speed-axis", action=argparse.BooleanOptionalAction,
+                        default=AnnotatorConfig().content_axis,
+                        help="--speed: also learn the content axis and refit (content_axis)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--truth-start", action="store_true",
                         help="also start the content fit's EM from the true schools")
@@ -337,7 +338,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{name}: are the school probabilities honest?\n{calibration_table(pairs)}")
     print(f"school oracle ARI {np.mean([r['ari_oracle'] for r in results]):.3f}; per seed, "
           f"content: {[round(r['content']['ari'], 3) for r in results]}")
-    speeds = [speed(n, encoder, args.dims, args.speed_unit, not args.speed_no_axis)
+    speeds = [speed(n, encoder, args.dims, args.speed_unit, args.speed_axis)
               for n in args.speed]
     for s in speeds:
         print(f"{s['comparisons']:,} comparisons: content fit {s['content_fit_s']:.1f} s (first "
